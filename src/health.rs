@@ -1,0 +1,3 @@
+//! PURE: task health and the SOP checklist evaluated from observations.
+//!
+//! (Being built: issue #5.)

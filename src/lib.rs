@@ -1,0 +1,63 @@
+//! truenas-agent: provisions and watches a TrueNAS appliance's offsite backup
+//! (Backblaze B2 Cloud Sync, periodic snapshots, SNMPv3, the device GUID) from a signed
+//! desired-state document, following the MSP's provisioning SOP.
+//!
+//! # Layout (modules in data-flow order)
+//!
+//! ```text
+//! fs            the only file I/O: atomic writes, errors that name the path
+//! fault         who has to act when something fails (Operator / Nas / Central / Transient / Bug)
+//! state_dir     the agent's state directory: JSON files per concern, secret fingerprints
+//! config        the agent's own TOML config → AgentConfig
+//! central       fetch + verify the signed document (DSSE/Ed25519), reports through a durable spool
+//! desired       document wire format → validation → DesiredState (SOP defaults, derived names)
+//! middleware    the TrueNAS middleware: Middleware seam, client (unix/ws/wss, JSON-RPC + legacy)
+//! zfs           ZFS user properties through the `zfs` command
+//! identity      the device GUID on the root pool, reconciled with central
+//! observe       middleware reads → Observed (plain data)
+//! plan          PURE: plan(&DesiredState, &Observed, &Ownership) -> Plan
+//! apply         executes a Plan: the only writer to the middleware
+//! b2            read-only B2 bucket / rclone-crypt verification with the scoped key
+//! health        PURE: task health and the SOP checklist from observations
+//! daemon        the loop: fetch → validate → observe → plan → apply → re-observe → report
+//! install       install / uninstall / check the TrueNAS way (init script, unit, pool files)
+//! sim           (feature `sim`) a TrueNAS middleware simulator for tests and the demo
+//! central_server (feature `central-server`) the reference central server
+//! cli           command-line front end (clap); the only place that prints
+//! ```
+//!
+//! Data moves one way: `plan` and `health` never import `middleware`, `central` or tokio;
+//! `apply` (and `install`) are the only modules that send writing calls.
+
+pub mod apply;
+pub mod b2;
+pub mod central;
+#[cfg(feature = "central-server")]
+pub mod central_server;
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod desired;
+pub mod fault;
+pub mod fs;
+pub mod health;
+pub mod identity;
+pub mod install;
+pub mod middleware;
+pub mod observe;
+pub mod plan;
+#[cfg(feature = "sim")]
+pub mod sim;
+pub mod state_dir;
+pub mod zfs;
+
+/// Agent version and the git revision it was built from, e.g. `0.1.0 (abc1234)`.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("TRUENAS_AGENT_GIT_REV"),
+    ")"
+);
+
+/// `User-Agent` sent to central: `truenas-agent/<version>`.
+pub const USER_AGENT: &str = concat!("truenas-agent/", env!("CARGO_PKG_VERSION"));

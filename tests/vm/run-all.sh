@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every VM test script (tests/vm/*.guest.sh), each batched into one boot of the
+# ../shared/vm guest (real OpenZFS + systemd). Builds the agent first.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SHARED_DIR=${SHARED_DIR:-$(cd .. && pwd)/shared}
+shopt -s nullglob
+scripts=(tests/vm/*.host.sh)
+if [ ${#scripts[@]} -eq 0 ]; then
+  echo "no VM tests yet"
+  exit 0
+fi
+cargo build --bin truenas-agent
+fail=0
+for s in "${scripts[@]}"; do
+  echo "--- $s"
+  if ! SHARED_DIR="$SHARED_DIR" bash "$s"; then
+    echo "FAILED: $s"
+    fail=1
+  fi
+done
+exit $fail
