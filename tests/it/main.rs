@@ -1,0 +1,11 @@
+//! The one integration-test binary. Each theme is a module; real sockets against the
+//! simulator and a local central server, scripted fakes that fail on unexpected calls.
+
+#![allow(
+    clippy::disallowed_methods,
+    clippy::unwrap_used,
+    clippy::too_many_lines,
+    clippy::missing_panics_doc
+)]
+
+mod support;
