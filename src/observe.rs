@@ -368,7 +368,8 @@ fn attach_user_properties(pools: &mut [Pool], datasets: &Value) -> Result<(), Ob
     Ok(())
 }
 
-fn decode_credential(entry: &Value) -> Result<Credential, String> {
+/// Decodes one `cloudsync.credentials.*` entry (also used to read back a write).
+pub fn decode_credential(entry: &Value) -> Result<Credential, String> {
     let id = id_of(entry)?;
     // 24.10: provider "B2" + attributes {account, key}; 25.04+: provider {type, account, key}.
     let (provider, attrs) = match entry.get("provider") {
@@ -471,7 +472,8 @@ fn credential_id(value: Option<&Value>) -> Option<u64> {
     }
 }
 
-fn decode_cloud_sync(entry: &Value) -> Result<CloudSyncTask, String> {
+/// Decodes one `cloudsync.*` task entry (also used to read back a write).
+pub fn decode_cloud_sync(entry: &Value) -> Result<CloudSyncTask, String> {
     let (bwlimit, bwlimit_unreadable) = decode_bwlimit(entry.get("bwlimit"));
     let last_run = match entry.get("job") {
         None | Some(Value::Null) => None,
@@ -512,7 +514,8 @@ fn decode_cloud_sync(entry: &Value) -> Result<CloudSyncTask, String> {
     })
 }
 
-fn decode_snapshot_task(entry: &Value) -> Result<SnapshotTask, String> {
+/// Decodes one `pool.snapshottask.*` entry (also used to read back a write).
+pub fn decode_snapshot_task(entry: &Value) -> Result<SnapshotTask, String> {
     let schedule = entry.get("schedule");
     let time = |key: &str, default: &str| {
         let raw = schedule
@@ -544,7 +547,8 @@ fn decode_snapshot_task(entry: &Value) -> Result<SnapshotTask, String> {
     })
 }
 
-fn decode_snmp(entry: &Value) -> Snmp {
+/// Decodes the `snmp.config` / `snmp.update` entry.
+pub fn decode_snmp(entry: &Value) -> Snmp {
     Snmp {
         v3: flag(entry, "v3", false),
         community: text(entry, "community"),

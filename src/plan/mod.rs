@@ -443,4 +443,4 @@ fn plan_actions(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -20,13 +20,13 @@ use crate::state_dir::fingerprint_with_key;
 const EXAMPLE: &str = include_str!("../../tests/data/desired/example.json");
 const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
 
-fn doc_with(edit: impl FnOnce(&mut serde_json::Value)) -> DesiredState {
+pub(crate) fn doc_with(edit: impl FnOnce(&mut serde_json::Value)) -> DesiredState {
     let mut v: serde_json::Value = serde_json::from_str(EXAMPLE).unwrap();
     edit(&mut v);
     desired::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
 }
 
-fn doc() -> DesiredState {
+pub(crate) fn doc() -> DesiredState {
     doc_with(|_| {})
 }
 
@@ -34,7 +34,7 @@ fn fp(secret: &SecretString) -> Fingerprint {
     fingerprint_with_key(b"test-key", secret)
 }
 
-fn inputs(d: &DesiredState) -> Inputs {
+pub(crate) fn inputs(d: &DesiredState) -> Inputs {
     Inputs {
         device_guid: derive::parse_uuid(GUID).unwrap(),
         guid_source: GuidSource::Document,
@@ -58,7 +58,7 @@ fn pool(name: &str) -> Pool {
 }
 
 /// A fresh box: pools, no credential or task, SNMP v2c "public", service stopped.
-fn fresh(pools: &[&str]) -> Observed {
+pub(crate) fn fresh(pools: &[&str]) -> Observed {
     Observed {
         api: ApiInfo {
             flavor: ApiFlavor::V25_04,
@@ -150,7 +150,11 @@ fn changed(changes: &[FieldChange], key: &str) -> bool {
 
 /// What `apply` would leave behind if every step succeeded (a model, not the real one).
 #[allow(clippy::too_many_lines)]
-fn apply_in_memory(p: &Plan, before: &Observed, own_before: &Ownership) -> (Observed, Ownership) {
+pub(crate) fn apply_in_memory(
+    p: &Plan,
+    before: &Observed,
+    own_before: &Ownership,
+) -> (Observed, Ownership) {
     let mut o = before.clone();
     let mut own = own_before.clone();
     let mut new_credential = None;
