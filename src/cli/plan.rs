@@ -1,16 +1,231 @@
-//! `truenas-agent plan` (being built).
+//! `truenas-agent plan -f DOC [--json] [--allow-unsigned]`: what `apply` would change.
+//!
+//! Owns: reading the document, running a plan-only reconcile pass, printing the plan
+//! (text or `--json`), and the exit codes shared with `apply` ([`Exit`]).
+//! Does not: write to the NAS (the pass runs with `write: false`).
+//! Invariants: an invalid document is reported in full before any connection is made;
+//! nothing printed contains a secret (plans show `(changed)`).
+//! Limitations: a document from a file is only accepted with `--allow-unsigned`;
+//! signed documents come through the daemon's central channel.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
+use crate::desired::{self, DesiredError, DesiredState};
+use crate::middleware::Middleware;
+use crate::plan::{Blocker, GuidError};
+use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The desired-state document (plain JSON or a DSSE envelope).
+    #[arg(short = 'f', long = "file", value_name = "DOC")]
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept a local document without a verified signature (tests, lab boxes).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+/// Exit codes of `plan` and `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the NAS matches the document (plan: nothing to do; apply: converged).
+    Converged = 0,
+    /// 1: not converged: changes pending (plan), or steps failed, were refused or are
+    /// blocked by conflicts (apply); the output says which.
+    NotConverged = 1,
+    /// 2: the input was refused: invalid or unverified document, rollback, or no
+    /// device GUID. Nothing was written.
+    Refused = 2,
+    /// 3: the NAS could not be read or written: middleware unreachable, connection
+    /// lost mid-pass, state directory unusable.
+    Unavailable = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Reads and validates the document; prints every problem and returns the exit code
+/// when it is refused.
+pub(crate) fn load_document(
+    path: &Path,
+    allow_unsigned: bool,
+    as_json: bool,
+) -> Result<DesiredState, Exit> {
+    desired::load_file(path, allow_unsigned).map_err(|err| {
+        report_refused(&err, as_json);
+        Exit::Refused
+    })
+}
+
+fn report_refused(err: &DesiredError, as_json: bool) {
+    let errors = err.field_errors();
+    if as_json {
+        println!(
+            "{}",
+            json!({"converged": false, "refused": "document", "message": err.to_string(), "errors": errors})
+        );
+        return;
+    }
+    match err {
+        DesiredError::Invalid(list) => {
+            eprintln!("document refused: {} problem(s):", list.len());
+            for e in list {
+                eprintln!("  {e}");
+            }
+        }
+        other => eprintln!("document refused: {}", crate::apply::error_chain(other)),
+    }
+}
+
+/// Prints a pass that could not run and returns its exit code.
+pub(crate) fn report_error(err: &ReconcileError, as_json: bool) -> Exit {
+    let exit = match err {
+        ReconcileError::Guid(_) => Exit::Refused,
+        ReconcileError::Observe(_) | ReconcileError::ReObserve(_) | ReconcileError::State(_) => {
+            Exit::Unavailable
+        }
+    };
+    let message = crate::apply::error_chain(err);
+    if as_json {
+        let kind = match err {
+            ReconcileError::Guid(GuidError::Missing) => "no_device_guid",
+            ReconcileError::Guid(_) => "device_guid",
+            ReconcileError::Observe(_) | ReconcileError::ReObserve(_) => "middleware",
+            ReconcileError::State(_) => "state_dir",
+        };
+        println!(
+            "{}",
+            json!({"converged": false, "refused": kind, "message": message})
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    exit
+}
+
+/// The exit code for a finished pass.
+pub(crate) fn exit_for(result: &Reconciled) -> Exit {
+    let rollback = result
+        .plan
+        .blockers
+        .iter()
+        .any(|b| matches!(b, Blocker::Rollback { .. }));
+    let aborted = result.outcome.as_ref().is_some_and(|o| o.aborted.is_some());
+    if rollback {
+        Exit::Refused
+    } else if aborted {
+        Exit::Unavailable
+    } else if result.converged() {
+        Exit::Converged
+    } else {
+        Exit::NotConverged
+    }
+}
+
+/// The state directory from the flags (or the default).
+pub(crate) fn state_dir(global: &super::GlobalArgs) -> PathBuf {
+    global
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+}
+
+/// Plans against an already connected middleware and prints the result.
+pub async fn run_with(
+    mw: &impl Middleware,
+    state: &StateDir,
+    desired: &DesiredState,
+    as_json: bool,
+) -> Exit {
+    let options = ReconcileOptions {
+        write: false,
+        ..ReconcileOptions::default()
+    };
+    match reconcile(mw, state, desired, &options).await {
+        Ok(result) => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"converged": result.converged(), "plan": result.plan.to_json()})
+                );
+            } else {
+                println!("{}", result.plan);
+            }
+            exit_for(&result)
+        }
+        Err(err) => report_error(&err, as_json),
+    }
+}
 
 /// Runs `plan`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`plan` is not available in this build yet")
+pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let desired = match load_document(&args.file, args.allow_unsigned, args.json) {
+        Ok(d) => d,
+        Err(exit) => return Ok(exit.into()),
+    };
+    let state = match StateDir::open(state_dir(global)) {
+        Ok(s) => s,
+        Err(err) => {
+            return Ok(report_error(&ReconcileError::State(err), args.json).into());
+        }
+    };
+    let mw = match connect(global).await {
+        Ok(mw) => mw,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Ok(Exit::Unavailable.into());
+        }
+    };
+    Ok(run_with(&mw, &state, &desired, args.json).await.into())
+}
+
+/// TEMPORARY until the middleware client (branch `mw`) is merged: replaced by
+/// `super::common::connect` at that merge.
+#[expect(clippy::unused_async, reason = "temporary stub")]
+pub(crate) async fn connect(_global: &super::GlobalArgs) -> anyhow::Result<NoClient> {
+    anyhow::bail!("this build has no middleware client yet")
+}
+
+/// TEMPORARY placeholder type, removed with [`connect`] above.
+pub(crate) struct NoClient;
+
+impl Middleware for NoClient {
+    fn api(&self) -> crate::middleware::ApiInfo {
+        crate::middleware::ApiInfo {
+            flavor: crate::middleware::ApiFlavor::V25_10,
+            version: String::new(),
+            protocol: crate::middleware::Protocol::JsonRpc,
+            transport: crate::middleware::TransportKind::UnixSocket,
+        }
+    }
+    async fn call(
+        &self,
+        call: crate::middleware::Call,
+    ) -> Result<serde_json::Value, crate::middleware::CallError> {
+        Err(crate::middleware::CallError::Unavailable {
+            method: call.method,
+            detail: "no client".into(),
+        })
+    }
+    async fn wait_job(
+        &self,
+        _id: crate::middleware::JobId,
+        _timeout: std::time::Duration,
+    ) -> Result<crate::middleware::Job, crate::middleware::CallError> {
+        Err(crate::middleware::CallError::Unavailable {
+            method: crate::middleware::Method::CoreGetJobs,
+            detail: "no client".into(),
+        })
+    }
 }
