@@ -474,7 +474,9 @@ enum BodyLimit {
 /// What to do with a non-success reply.
 enum Next {
     /// 401 `bad_auth_token` / `expired_auth_token`: get a new token, then repeat.
-    SignInAgain { code: String },
+    SignInAgain {
+        code: String,
+    },
     /// Transient: wait (B2's `Retry-After` or back-off) and repeat, or end with `or_else`
     /// once the policy says stop.
     Retry {
@@ -494,11 +496,7 @@ fn install_crypto_provider() {
 
 impl Client {
     /// A client for one key. Nothing is sent until the first call.
-    pub fn new(
-        key_id: &str,
-        key: SecretString,
-        options: ClientOptions,
-    ) -> Result<Self, ApiError> {
+    pub fn new(key_id: &str, key: SecretString, options: ClientOptions) -> Result<Self, ApiError> {
         let api_base = checked_url(&options.api_base)?;
         install_crypto_provider();
         let mut builder = reqwest::Client::builder()
@@ -760,7 +758,11 @@ impl Client {
             BodyLimit::Truncate(n) => (n, true),
         };
         // Error bodies are small JSON whatever the call.
-        let cap = if status.is_success() { cap } else { MAX_AUTH_BODY };
+        let cap = if status.is_success() {
+            cap
+        } else {
+            MAX_AUTH_BODY
+        };
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             let room = cap - body.len();
@@ -840,13 +842,11 @@ impl Client {
                 code: code.to_owned(),
                 message,
             }),
-            (403, code) if code.ends_with("_cap_exceeded") => {
-                Next::Fail(ApiError::CapExceeded {
-                    op,
-                    resource,
-                    code: code.to_owned(),
-                })
-            }
+            (403, code) if code.ends_with("_cap_exceeded") => Next::Fail(ApiError::CapExceeded {
+                op,
+                resource,
+                code: code.to_owned(),
+            }),
             (404, _) => Next::Fail(ApiError::NotFound { op, resource }),
             (429, _) => {
                 let retry_after = retry_after(&reply.headers);
@@ -911,13 +911,12 @@ fn transport_next(error: ApiError) -> Next {
 /// The raw token as B2 wants it (`Authorization: <token>`, no `Bearer`), marked sensitive
 /// so hyper/reqwest never print it.
 fn token_header(session: &Session) -> Result<HeaderValue, ApiError> {
-    let mut value = HeaderValue::from_str(session.token.expose_secret()).map_err(|_| {
-        ApiError::Protocol {
+    let mut value =
+        HeaderValue::from_str(session.token.expose_secret()).map_err(|_| ApiError::Protocol {
             op: Operation::Authorize,
             resource: "authorizationToken".to_owned(),
             detail: "the session token is not a valid header value".to_owned(),
-        }
-    })?;
+        })?;
     value.set_sensitive(true);
     Ok(value)
 }
@@ -1014,7 +1013,13 @@ fn error_body(body: &[u8]) -> ErrorBody {
 
 /// `Retry-After: <seconds>` (the only form B2 documents).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs))
 }
 
@@ -1223,7 +1228,10 @@ mod tests {
         let bucket = wire.into_bucket();
         assert_eq!(bucket.default_encryption, Gated::NotReadable);
         assert_eq!(bucket.file_lock, Gated::Readable(FileLock::default()));
-        assert_eq!(bucket.lifecycle_rules[0].days_from_hiding_to_deleting, Some(30));
+        assert_eq!(
+            bucket.lifecycle_rules[0].days_from_hiding_to_deleting,
+            Some(30)
+        );
     }
 
     #[test]
