@@ -965,3 +965,547 @@ fn archive_excluded(pool: &PoolObservation) -> Finding {
         Fetch::Skipped(reason) => Finding::for_pool(id, name, Status::Unknown, reason.clone()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::api::{Allowed, AllowedBucket, Encryption, FileEntry, Period, RangeRead};
+    use super::*;
+
+    const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
+    const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_763_856_000, 0).unwrap()
+    }
+
+    fn expected() -> Expected {
+        Expected {
+            key_id: "0051abc".into(),
+            bucket: BUCKET.into(),
+            device_guid: GUID.into(),
+            pools: vec!["pool0".into()],
+            rclone_version: None,
+        }
+    }
+
+    fn sop_key() -> KeyInfo {
+        KeyInfo {
+            account_id: "acc1".into(),
+            allowed: Allowed {
+                buckets: Some(vec![AllowedBucket {
+                    id: "bkt1".into(),
+                    name: Some(BUCKET.into()),
+                }]),
+                capabilities: SOP_CAPABILITIES.iter().map(|&c| c.to_owned()).collect(),
+                name_prefix: None,
+            },
+        }
+    }
+
+    fn compliant_bucket() -> Bucket {
+        Bucket {
+            id: "bkt1".into(),
+            name: BUCKET.into(),
+            bucket_type: "allPrivate".into(),
+            default_encryption: Gated::Readable(Encryption {
+                mode: Some("SSE-B2".into()),
+                algorithm: Some("AES256".into()),
+            }),
+            file_lock: Gated::Readable(FileLock {
+                is_file_lock_enabled: true,
+                default_retention: Some(DefaultRetention {
+                    mode: Some("compliance".into()),
+                    period: Some(Period {
+                        duration: 14,
+                        unit: "days".into(),
+                    }),
+                }),
+            }),
+            lifecycle_rules: vec![LifecycleRule {
+                file_name_prefix: String::new(),
+                days_from_hiding_to_deleting: Some(30),
+                days_from_uploading_to_hiding: None,
+                days_from_starting_to_canceling_unfinished_large_files: None,
+            }],
+        }
+    }
+
+    fn crypt_head() -> Vec<u8> {
+        let mut head = super::super::crypt::MAGIC.to_vec();
+        head.extend(1..=24u8);
+        head
+    }
+
+    fn pool(files: Vec<FileEntry>, head: Vec<u8>) -> PoolObservation {
+        let prefix = format!("{GUID}/pool0/");
+        let sample = super::super::crypt::pick_sample(&files, &prefix).map(|f| Sample {
+            name: f.name.clone(),
+            content_length: f.content_length,
+            head: Fetch::Got(RangeRead {
+                bytes: head,
+                total_size: Some(f.content_length),
+            }),
+        });
+        PoolObservation {
+            pool: "pool0".into(),
+            prefix,
+            listing: Fetch::Got(files),
+            sample,
+            archive: Fetch::Got(vec![]),
+        }
+    }
+
+    fn file(name: &str, size: u64) -> FileEntry {
+        FileEntry {
+            name: format!("{GUID}/pool0/{name}"),
+            action: "upload".into(),
+            content_length: size,
+            encryption_mode: Some("SSE-B2".into()),
+        }
+    }
+
+    fn compliant() -> Observations {
+        Observations {
+            key: Fetch::Got(sop_key()),
+            v1_probe: Fetch::Got(()),
+            bucket: Fetch::Got(Some(compliant_bucket())),
+            pools: vec![pool(vec![file("docs/invoice.txt.bin", 122)], crypt_head())],
+        }
+    }
+
+    fn status(observed: &Observations, id: CheckId) -> (Status, String) {
+        let report = evaluate(&expected(), observed, now());
+        let pool = matches!(id, CheckId::PoolEncryptionOn | CheckId::PoolArchiveExcluded)
+            .then_some("pool0");
+        let finding = report
+            .finding(id, pool)
+            .unwrap_or_else(|| panic!("{id} missing"));
+        (finding.status, finding.detail.clone())
+    }
+
+    fn with_bucket(change: impl FnOnce(&mut Bucket)) -> Observations {
+        let mut bucket = compliant_bucket();
+        change(&mut bucket);
+        Observations {
+            bucket: Fetch::Got(Some(bucket)),
+            ..compliant()
+        }
+    }
+
+    fn with_key(change: impl FnOnce(&mut KeyInfo)) -> Observations {
+        let mut key = sop_key();
+        change(&mut key);
+        Observations {
+            key: Fetch::Got(key),
+            ..compliant()
+        }
+    }
+
+    #[test]
+    fn compliant_bucket_passes_everything() {
+        let report = evaluate(&expected(), &compliant(), now());
+        for finding in &report.findings {
+            let want = if finding.id == CheckId::KeyLeastPrivilege {
+                Status::Info
+            } else {
+                Status::Pass
+            };
+            assert_eq!(finding.status, want, "{finding:?}");
+        }
+        assert_eq!(report.overall(), Status::Pass);
+        assert_eq!(report.findings.len(), 14);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["findings"][0]["id"], "b2.key.authorizes");
+        assert_eq!(json["findings"][0]["status"], "pass");
+    }
+
+    #[test]
+    fn missing_read_capabilities_give_unknown_never_fail() {
+        let observed = with_bucket(|b| {
+            b.default_encryption = Gated::NotReadable;
+            b.file_lock = Gated::NotReadable;
+        });
+        for id in [
+            CheckId::BucketDefaultEncryption,
+            CheckId::BucketObjectLock,
+            CheckId::BucketDefaultRetention,
+        ] {
+            let (status, detail) = status(&observed, id);
+            assert_eq!(status, Status::Unknown, "{id}: {detail}");
+            assert!(detail.contains("lacks `read"), "{detail}");
+        }
+    }
+
+    #[test]
+    fn bucket_settings_that_break_the_sop_fail_with_a_fix() {
+        let cases: Vec<(Observations, CheckId, &str)> = vec![
+            (
+                with_bucket(|b| b.bucket_type = "allPublic".into()),
+                CheckId::BucketPrivate,
+                "allPublic",
+            ),
+            (
+                with_bucket(|b| {
+                    b.default_encryption = Gated::Readable(Encryption {
+                        mode: Some("none".into()),
+                        algorithm: None,
+                    })
+                }),
+                CheckId::BucketDefaultEncryption,
+                "`none`",
+            ),
+            (
+                with_bucket(|b| b.default_encryption = Gated::Readable(Encryption::default())),
+                CheckId::BucketDefaultEncryption,
+                "`none`",
+            ),
+            (
+                with_bucket(|b| b.file_lock = Gated::Readable(FileLock::default())),
+                CheckId::BucketObjectLock,
+                "not enabled",
+            ),
+            (
+                with_bucket(|b| b.file_lock = Gated::Readable(FileLock::default())),
+                CheckId::BucketDefaultRetention,
+                "Object Lock is not enabled",
+            ),
+            (
+                with_bucket(|b| {
+                    b.file_lock = Gated::Readable(FileLock {
+                        is_file_lock_enabled: true,
+                        default_retention: Some(DefaultRetention {
+                            mode: Some("governance".into()),
+                            period: Some(Period {
+                                duration: 14,
+                                unit: "days".into(),
+                            }),
+                        }),
+                    });
+                }),
+                CheckId::BucketDefaultRetention,
+                "governance",
+            ),
+            (
+                with_bucket(|b| {
+                    b.file_lock = Gated::Readable(FileLock {
+                        is_file_lock_enabled: true,
+                        default_retention: Some(DefaultRetention {
+                            mode: Some("compliance".into()),
+                            period: Some(Period {
+                                duration: 1,
+                                unit: "years".into(),
+                            }),
+                        }),
+                    });
+                }),
+                CheckId::BucketDefaultRetention,
+                "1 years",
+            ),
+            (
+                with_bucket(|b| {
+                    b.file_lock = Gated::Readable(FileLock {
+                        is_file_lock_enabled: true,
+                        default_retention: Some(DefaultRetention::default()),
+                    });
+                }),
+                CheckId::BucketDefaultRetention,
+                "`off`",
+            ),
+            (
+                with_bucket(|b| b.lifecycle_rules.clear()),
+                CheckId::BucketLifecycle,
+                "no lifecycle rule",
+            ),
+            (
+                with_bucket(|b| b.lifecycle_rules[0].days_from_hiding_to_deleting = Some(7)),
+                CheckId::BucketLifecycle,
+                "after 7 days",
+            ),
+            (
+                with_bucket(|b| b.lifecycle_rules[0].days_from_uploading_to_hiding = Some(90)),
+                CheckId::BucketLifecycle,
+                "hides files 90 days after upload",
+            ),
+            (
+                with_bucket(|b| b.lifecycle_rules[0].file_name_prefix = "logs/".into()),
+                CheckId::BucketLifecycle,
+                "logs/",
+            ),
+        ];
+        for (observed, id, needle) in cases {
+            let (status, detail) = status(&observed, id);
+            assert_eq!(status, Status::Fail, "{id}: {detail}");
+            assert!(detail.contains(needle), "{id}: `{needle}` not in: {detail}");
+            assert!(
+                detail.contains("SOP") || detail.contains("see b2."),
+                "{id} has no fix: {detail}"
+            );
+        }
+    }
+
+    #[test]
+    fn key_scope_rules() {
+        let unrestricted = with_key(|k| k.allowed.buckets = None);
+        let (s, d) = status(&unrestricted, CheckId::KeyBucketScope);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("not restricted to any bucket"), "{d}");
+
+        let other = with_key(|k| {
+            k.allowed.buckets = Some(vec![AllowedBucket {
+                id: "x".into(),
+                name: Some("someone-else".into()),
+            }]);
+        });
+        let (s, d) = status(&other, CheckId::KeyBucketScope);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("`someone-else`"), "{d}");
+
+        let two = with_key(|k| {
+            k.allowed.buckets.as_mut().unwrap().push(AllowedBucket {
+                id: "gone".into(),
+                name: None,
+            });
+        });
+        let (s, d) = status(&two, CheckId::KeyBucketScope);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("deleted bucket (id gone)"), "{d}");
+
+        let narrow = with_key(|k| k.allowed.name_prefix = Some(format!("{GUID}/pool1/")));
+        let (s, d) = status(&narrow, CheckId::KeyBucketScope);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("pool0"), "{d}");
+
+        let device = with_key(|k| k.allowed.name_prefix = Some(format!("{GUID}/")));
+        assert_eq!(status(&device, CheckId::KeyBucketScope).0, Status::Pass);
+    }
+
+    #[test]
+    fn capability_findings() {
+        let read_only = with_key(|k| {
+            k.allowed.capabilities = ["listBuckets", "listFiles", "readFiles", "shareFiles"]
+                .map(String::from)
+                .to_vec();
+        });
+        let (s, d) = status(&read_only, CheckId::KeySyncCapabilities);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("writeFiles"), "{d}");
+        let (s, d) = status(&read_only, CheckId::KeyLeastPrivilege);
+        assert_eq!(s, Status::Info);
+        assert!(d.contains("shareFiles"), "{d}");
+        assert!(d.contains("readBucketEncryption"), "{d}");
+
+        let (s, d) = status(&compliant(), CheckId::KeyLeastPrivilege);
+        assert_eq!(
+            s,
+            Status::Info,
+            "write capabilities are flagged, not failed"
+        );
+        assert!(d.contains("by design"), "{d}");
+    }
+
+    #[test]
+    fn failed_sign_in_fails_the_key_and_leaves_the_rest_unknown() {
+        let observed = Observations {
+            key: Fetch::Failed(ApiError::KeyRejected {
+                op: Operation::Authorize,
+                key_id: "0051abc".into(),
+                message: "invalid application key".into(),
+            }),
+            v1_probe: Fetch::Skipped("not checked".into()),
+            bucket: Fetch::Skipped("not checked".into()),
+            pools: vec![],
+        };
+        let report = evaluate(&expected(), &observed, now());
+        assert_eq!(report.findings[0].status, Status::Fail);
+        assert!(report.findings[0].detail.contains("Cloud Sync cannot run"));
+        assert!(
+            report.findings[1..]
+                .iter()
+                .all(|f| f.status == Status::Unknown)
+        );
+
+        let offline = Observations {
+            key: Fetch::Failed(ApiError::Network {
+                op: Operation::Authorize,
+                resource: "0051abc".into(),
+                detail: "connection refused".into(),
+            }),
+            ..observed
+        };
+        let report = evaluate(&expected(), &offline, now());
+        assert!(report.findings.iter().all(|f| f.status == Status::Unknown));
+        assert!(report.findings[0].detail.contains("next pass"));
+    }
+
+    #[test]
+    fn v1_only_keys_fail_unless_rclone_is_new_enough() {
+        let v4_only = Observations {
+            v1_probe: Fetch::Failed(ApiError::VersionUnsupported {
+                op: Operation::AuthorizeV1,
+                key_id: "0051abc".into(),
+                message: "This request is not currently supported on API version number 1".into(),
+            }),
+            ..compliant()
+        };
+        let (s, d) = status(&v4_only, CheckId::KeyRcloneCompatible);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("1.73"), "{d}");
+        let mut exp = expected();
+        exp.rclone_version = Some("rclone v1.73.1".into());
+        let report = evaluate(&exp, &v4_only, now());
+        assert_eq!(
+            report
+                .finding(CheckId::KeyRcloneCompatible, None)
+                .unwrap()
+                .status,
+            Status::Pass
+        );
+        exp.rclone_version = Some("rclone v1.67.0".into());
+        let report = evaluate(&exp, &v4_only, now());
+        let finding = report.finding(CheckId::KeyRcloneCompatible, None).unwrap();
+        assert_eq!(finding.status, Status::Fail);
+        assert!(
+            finding.detail.contains("rclone v1.67.0"),
+            "{}",
+            finding.detail
+        );
+    }
+
+    #[test]
+    fn rclone_versions_parse() {
+        assert_eq!(rclone_major_minor("rclone v1.67.0"), Some((1, 67)));
+        assert_eq!(rclone_major_minor("v1.70.2-DEV"), Some((1, 70)));
+        assert_eq!(
+            rclone_major_minor("1.73.0\n- os/version: debian"),
+            Some((1, 73))
+        );
+        assert_eq!(rclone_major_minor("rclone"), None);
+    }
+
+    #[test]
+    fn missing_bucket_fails_found_and_leaves_settings_unknown() {
+        let observed = Observations {
+            bucket: Fetch::Got(None),
+            ..compliant()
+        };
+        let (s, d) = status(&observed, CheckId::BucketFound);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("SOP 3.2"), "{d}");
+        for id in [CheckId::BucketPrivate, CheckId::BucketLifecycle] {
+            assert_eq!(status(&observed, id).0, Status::Unknown);
+        }
+        let denied = Observations {
+            bucket: Fetch::Failed(ApiError::NotAllowed {
+                op: Operation::ListBuckets,
+                resource: BUCKET.into(),
+                code: "unauthorized".into(),
+                message: "not entitled".into(),
+            }),
+            ..compliant()
+        };
+        let (s, d) = status(&denied, CheckId::BucketFound);
+        assert_eq!(s, Status::Unknown);
+        assert!(d.contains("`listBuckets`"), "{d}");
+    }
+
+    #[test]
+    fn pool_encryption_verdicts() {
+        let plain = Observations {
+            pools: vec![pool(
+                vec![file("docs/invoice.txt", 74)],
+                b"Quarterly invoice export - plain".to_vec(),
+            )],
+            ..compliant()
+        };
+        let (s, d) = status(&plain, CheckId::PoolEncryptionOn);
+        assert_eq!(s, Status::Fail);
+        assert!(
+            d.contains("NOT encrypted") && d.contains("SOP 7.3") && d.contains("IT Glue"),
+            "{d}"
+        );
+
+        let plain_bin = Observations {
+            pools: vec![pool(
+                vec![file("fw.bin", 74)],
+                b"\x7fELF plaintext with a .bin name!".to_vec(),
+            )],
+            ..compliant()
+        };
+        let (s, d) = status(&plain_bin, CheckId::PoolEncryptionOn);
+        assert_eq!(s, Status::Fail);
+        assert!(d.contains("proves nothing"), "{d}");
+
+        let truncated = Observations {
+            pools: vec![pool(vec![file("a.txt.bin", 40)], crypt_head())],
+            ..compliant()
+        };
+        assert_eq!(
+            status(&truncated, CheckId::PoolEncryptionOn).0,
+            Status::Fail
+        );
+
+        let empty = Observations {
+            pools: vec![pool(vec![], vec![])],
+            ..compliant()
+        };
+        let (s, d) = status(&empty, CheckId::PoolEncryptionOn);
+        assert_eq!(s, Status::Unknown);
+        assert!(
+            d.contains("Nothing uploaded yet") && d.contains("first sync"),
+            "{d}"
+        );
+
+        let mut denied = pool(vec![file("a.txt.bin", 49)], vec![]);
+        denied.sample.as_mut().unwrap().head = Fetch::Failed(ApiError::NotAllowed {
+            op: Operation::DownloadFileByName,
+            resource: "a.txt.bin".into(),
+            code: "unauthorized".into(),
+            message: "no readFiles".into(),
+        });
+        let observed = Observations {
+            pools: vec![denied],
+            ..compliant()
+        };
+        let (s, d) = status(&observed, CheckId::PoolEncryptionOn);
+        assert_eq!(s, Status::Unknown);
+        assert!(d.contains("`readFiles`"), "{d}");
+    }
+
+    #[test]
+    fn archive_and_at_rest_findings() {
+        let mut with_archive = pool(vec![file("a.txt.bin", 49)], crypt_head());
+        with_archive.archive = Fetch::Got(vec![format!("{GUID}/pool0/Archive/old.doc.bin")]);
+        let observed = Observations {
+            pools: vec![with_archive],
+            ..compliant()
+        };
+        let (s, d) = status(&observed, CheckId::PoolArchiveExcluded);
+        assert_eq!(s, Status::Fail);
+        assert!(
+            d.contains("/Archive/**") && d.contains("/archive/**"),
+            "{d}"
+        );
+
+        let mut unencrypted = file("a.txt.bin", 49);
+        unencrypted.encryption_mode = None;
+        let observed = Observations {
+            pools: vec![pool(vec![file("b.txt.bin", 49), unencrypted], crypt_head())],
+            ..compliant()
+        };
+        let (s, d) = status(&observed, CheckId::ObjectsAtRestEncryption);
+        assert_eq!(s, Status::Fail);
+        assert!(d.starts_with("1 of 2"), "{d}");
+    }
+
+    #[test]
+    fn unavailable_report_has_every_check_unknown() {
+        let report = B2Report::unavailable(
+            &expected(),
+            "the agent's middleware session cannot read the key",
+            now(),
+        );
+        assert_eq!(report.findings.len(), 14);
+        assert!(report.findings.iter().all(|f| f.status == Status::Unknown));
+        assert_eq!(report.overall(), Status::Unknown);
+    }
+}
