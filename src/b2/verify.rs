@@ -1136,8 +1136,33 @@ mod tests {
         }
     }
 
+    fn with_retention(mode: Option<&str>, period: Option<(u64, &str)>) -> Observations {
+        with_bucket(|b| {
+            b.file_lock = Gated::Readable(FileLock {
+                is_file_lock_enabled: true,
+                default_retention: Some(DefaultRetention {
+                    mode: mode.map(String::from),
+                    period: period.map(|(duration, unit)| Period {
+                        duration,
+                        unit: unit.into(),
+                    }),
+                }),
+            });
+        })
+    }
+
+    fn sse(mode: Option<&str>) -> Observations {
+        with_bucket(|b| {
+            b.default_encryption = Gated::Readable(Encryption {
+                mode: mode.map(String::from),
+                algorithm: None,
+            });
+        })
+    }
+
     #[test]
     fn bucket_settings_that_break_the_sop_fail_with_a_fix() {
+        let no_lock = || with_bucket(|b| b.file_lock = Gated::Readable(FileLock::default()));
         let cases: Vec<(Observations, CheckId, &str)> = vec![
             (
                 with_bucket(|b| b.bucket_type = "allPublic".into()),
@@ -1145,69 +1170,29 @@ mod tests {
                 "allPublic",
             ),
             (
-                with_bucket(|b| {
-                    b.default_encryption = Gated::Readable(Encryption {
-                        mode: Some("none".into()),
-                        algorithm: None,
-                    })
-                }),
+                sse(Some("none")),
                 CheckId::BucketDefaultEncryption,
                 "`none`",
             ),
+            (sse(None), CheckId::BucketDefaultEncryption, "`none`"),
+            (no_lock(), CheckId::BucketObjectLock, "not enabled"),
             (
-                with_bucket(|b| b.default_encryption = Gated::Readable(Encryption::default())),
-                CheckId::BucketDefaultEncryption,
-                "`none`",
-            ),
-            (
-                with_bucket(|b| b.file_lock = Gated::Readable(FileLock::default())),
-                CheckId::BucketObjectLock,
-                "not enabled",
-            ),
-            (
-                with_bucket(|b| b.file_lock = Gated::Readable(FileLock::default())),
+                no_lock(),
                 CheckId::BucketDefaultRetention,
                 "Object Lock is not enabled",
             ),
             (
-                with_bucket(|b| {
-                    b.file_lock = Gated::Readable(FileLock {
-                        is_file_lock_enabled: true,
-                        default_retention: Some(DefaultRetention {
-                            mode: Some("governance".into()),
-                            period: Some(Period {
-                                duration: 14,
-                                unit: "days".into(),
-                            }),
-                        }),
-                    });
-                }),
+                with_retention(Some("governance"), Some((14, "days"))),
                 CheckId::BucketDefaultRetention,
                 "governance",
             ),
             (
-                with_bucket(|b| {
-                    b.file_lock = Gated::Readable(FileLock {
-                        is_file_lock_enabled: true,
-                        default_retention: Some(DefaultRetention {
-                            mode: Some("compliance".into()),
-                            period: Some(Period {
-                                duration: 1,
-                                unit: "years".into(),
-                            }),
-                        }),
-                    });
-                }),
+                with_retention(Some("compliance"), Some((1, "years"))),
                 CheckId::BucketDefaultRetention,
                 "1 years",
             ),
             (
-                with_bucket(|b| {
-                    b.file_lock = Gated::Readable(FileLock {
-                        is_file_lock_enabled: true,
-                        default_retention: Some(DefaultRetention::default()),
-                    });
-                }),
+                with_retention(None, None),
                 CheckId::BucketDefaultRetention,
                 "`off`",
             ),
