@@ -670,20 +670,29 @@ fn bucket_found(expected: &Expected, bucket: &Fetch<Option<Bucket>>) -> Finding 
 }
 
 fn bucket_findings(bucket: &Fetch<Option<Bucket>>) -> Vec<Finding> {
-    let Fetch::Got(Some(b)) = bucket else {
-        let reason = "not checked: the bucket's settings could not be read (see b2.bucket.found)";
-        return BUCKET_CHECKS[1..]
-            .iter()
-            .map(|&id| Finding::new(id, Status::Unknown, reason))
-            .collect();
+    let reason = match bucket {
+        Fetch::Got(Some(b)) => {
+            return vec![
+                private(b),
+                default_encryption(b),
+                object_lock(b),
+                default_retention(b),
+                lifecycle(b),
+            ];
+        }
+        Fetch::Got(None) => {
+            "not checked: the bucket was not found (see b2.bucket.found)".to_owned()
+        }
+        Fetch::Failed(e) => format!(
+            "not checked: the bucket's settings could not be read: {}",
+            why(e)
+        ),
+        Fetch::Skipped(reason) => reason.clone(),
     };
-    vec![
-        private(b),
-        default_encryption(b),
-        object_lock(b),
-        default_retention(b),
-        lifecycle(b),
-    ]
+    BUCKET_CHECKS[1..]
+        .iter()
+        .map(|&id| Finding::new(id, Status::Unknown, reason.as_str()))
+        .collect()
 }
 
 fn private(b: &Bucket) -> Finding {
@@ -898,11 +907,18 @@ fn objects_at_rest(pools: &[PoolObservation]) -> Finding {
         .filter(|f| f.encryption_mode.as_deref() != Some("SSE-B2"))
         .map(|f| f.name.as_str())
         .collect();
+    let not_listed = pools.iter().find_map(|p| match &p.listing {
+        Fetch::Got(_) => None,
+        Fetch::Failed(e) => Some(format!("listing `{}` failed: {}", p.prefix, why(e))),
+        Fetch::Skipped(reason) => Some(reason.clone()),
+    });
     match (objects.len(), plain.first()) {
         (0, _) => Finding::new(
             id,
             Status::Unknown,
-            "No uploaded objects were listed (nothing uploaded yet, or listing failed: see the pool checks).",
+            not_listed.unwrap_or_else(|| {
+                "Nothing uploaded yet: run the first sync (SOP 7.1), then check again.".to_owned()
+            }),
         ),
         (n, None) => Finding::new(
             id,
