@@ -103,7 +103,7 @@ impl CheckId {
             CheckId::BucketLifecycle => "Lifecycle rule: delete hidden versions after 30 days",
             CheckId::ObjectsAtRestEncryption => "Uploaded objects are SSE-B2 encrypted at rest",
             CheckId::PoolArchiveExcluded => "Archive folders absent from the B2 listing",
-            CheckId::PoolEncryptionOn => "Remote encryption really on (rclone crypt)",
+            CheckId::PoolEncryptionOn => "Remote Encryption really on",
         }
     }
 }
@@ -432,7 +432,10 @@ fn rclone_compatible(expected: &Expected, key: &Fetch<KeyInfo>, probe: &Fetch<()
         .and_then(rclone_major_minor)
         .is_some_and(|v| v >= (1, 73));
     let shipped = expected.rclone_version.as_deref().map_or_else(
-        || "TrueNAS's bundled rclone (1.67 on 24.10/25.04, 1.70 on later builds)".to_owned(),
+        || {
+            "TrueNAS's bundled rclone (1.67.0 on 24.10 and 25.04; newer releases unconfirmed)"
+                .to_owned()
+        },
         |v| format!("this NAS's rclone {v}"),
     );
     match probe {
@@ -452,21 +455,20 @@ fn rclone_compatible(expected: &Expected, key: &Fetch<KeyInfo>, probe: &Fetch<()
                 ),
             )
         }
-        Fetch::Failed(e @ (ApiError::VersionUnsupported { .. } | ApiError::KeyRejected { .. })) => {
-            Finding::new(
-                id,
-                Status::Fail,
-                format!(
-                    "B2 accepts this key on API v4 but not on v1 ({e}). Backblaze now issues \
-                     \"multi-bucket\" keys that only v4 accepts, and {shipped} signs in with v1, \
-                     so the Cloud Sync task fails at start with HTTP 400 \"not currently supported \
-                     on API version number 1\". Confirm in the task log or with Verify Credential. \
-                     Fix: upgrade TrueNAS to a release whose rclone is 1.73 or newer, or replace the \
-                     key with one B2 accepts on API v1 (whether Backblaze still issues such keys \
-                     is unconfirmed)."
-                ),
-            )
-        }
+        Fetch::Failed(
+            ApiError::VersionUnsupported { message, .. } | ApiError::KeyRejected { message, .. },
+        ) => Finding::new(
+            id,
+            Status::Fail,
+            format!(
+                "B2 accepts this key on API v4 but refuses it on API v1 (\"{message}\"). \
+                 Backblaze now issues \"multi-bucket\" keys that only v4 accepts, and {shipped} \
+                 signs in with v1, so the Cloud Sync task fails at start with that HTTP 400. \
+                 Confirm in the task log or with Verify Credential. Fix: upgrade TrueNAS to a \
+                 release whose rclone is 1.73 or newer, or replace the key with one B2 accepts \
+                 on API v1 (whether Backblaze still issues such keys is unconfirmed)."
+            ),
+        ),
         Fetch::Failed(e) => Finding::new(id, Status::Unknown, why(e)),
         Fetch::Skipped(reason) => Finding::new(id, Status::Unknown, reason.clone()),
     }
@@ -760,8 +762,8 @@ fn object_lock(b: &Bucket) -> Finding {
             id,
             Status::Fail,
             format!(
-                "Object Lock is not enabled on `{}`: anyone holding the key can delete or overwrite \
-                 the backups (ransomware). Enable Object Lock on the bucket (B2 web UI → Bucket \
+                "Object Lock is not enabled on `{}`: anyone holding the key can permanently delete backed-up \
+                 versions (ransomware). Enable Object Lock on the bucket (B2 web UI → Bucket \
                  Settings; it can be turned on later but never off), then set the default retention \
                  to compliance, 14 days (SOP 4.2).",
                 b.name

@@ -842,3 +842,31 @@ async fn compliant_fake_bucket_has_real_crypt_objects() {
     );
     assert!(!fake_b2::data("plain-invoice.txt").starts_with(b"RCLONE"));
 }
+
+/// The technician-facing wording of a badly set-up bucket, as a golden file
+/// (`tests/it/snapshots/`): review changes with care, a technician acts on these words.
+#[tokio::test]
+async fn wording_of_a_broken_setup() {
+    let mut config = compliant();
+    let bucket = &mut config.buckets[0];
+    bucket.file_lock_enabled = false;
+    bucket.lifecycle_rules = serde_json::json!([{"fileNamePrefix": "", "daysFromHidingToDeleting": 7, "daysFromUploadingToHiding": null}]);
+    bucket.files.push(FakeFile::new(
+        format!("{GUID}/pool1/docs/invoice.txt"),
+        fake_b2::data("plain-invoice.txt"),
+    ));
+    config.capabilities.retain(|c| c != "readBucketEncryption");
+    config.v4_only = true;
+    let (report, _, _) = run(config).await;
+    let mut text = String::new();
+    for f in &report.findings {
+        use std::fmt::Write as _;
+        writeln!(
+            text,
+            "[{:?}] {} — {}\n    {}",
+            f.status, f.id, f.title, f.detail
+        )
+        .unwrap();
+    }
+    insta::assert_snapshot!("b2_broken_setup", text);
+}
