@@ -226,4 +226,54 @@ mod tests {
         let err = b2_key(&entry).unwrap_err();
         assert!(!format!("{err} {err:?}").contains(KEY));
     }
+
+    /// Answers every call with one canned result and records the calls.
+    struct Canned(Result<Value, CallError>, std::sync::Mutex<Vec<Call>>);
+
+    impl Middleware for Canned {
+        fn api(&self) -> crate::middleware::ApiInfo {
+            crate::middleware::ApiInfo {
+                flavor: crate::middleware::ApiFlavor::V25_04,
+                version: "25.04.2".into(),
+                protocol: crate::middleware::Protocol::JsonRpc,
+                transport: crate::middleware::TransportKind::UnixSocket,
+            }
+        }
+        async fn call(&self, call: Call) -> Result<Value, CallError> {
+            self.1.lock().unwrap().push(call);
+            self.0.clone()
+        }
+        async fn wait_job(
+            &self,
+            _id: crate::middleware::JobId,
+            _timeout: std::time::Duration,
+        ) -> Result<crate::middleware::Job, CallError> {
+            unreachable!("no jobs here")
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_the_credential_through_the_middleware() {
+        let entry = json!([{"id": 3, "name": "n", "provider": {"type": "B2", "account": "0051abc", "key": KEY}}]);
+        let mw = Canned(Ok(entry), std::sync::Mutex::default());
+        let (account, key) = read_b2_key(&mw, 3).await.unwrap();
+        assert_eq!((account.as_str(), key.expose_secret()), ("0051abc", KEY));
+        let calls = mw.1.lock().unwrap();
+        assert_eq!(calls[0].method, Method::CredentialsQuery);
+        assert_eq!(calls[0].params, vec![json!([["id", "=", 3]]), json!({})]);
+
+        let none = Canned(Ok(json!([])), std::sync::Mutex::default());
+        assert_eq!(
+            read_b2_key(&none, 3).await.unwrap_err(),
+            CredentialError::NotFound { id: 3 }
+        );
+
+        let down = CallError::Unavailable {
+            method: Method::CredentialsQuery,
+            detail: "socket gone".into(),
+        };
+        let failing = Canned(Err(down), std::sync::Mutex::default());
+        let err = read_b2_key(&failing, 3).await.unwrap_err();
+        assert_eq!(err.fault(), Fault::Transient);
+    }
 }

@@ -843,6 +843,73 @@ async fn compliant_fake_bucket_has_real_crypt_objects() {
     assert!(!fake_b2::data("plain-invoice.txt").starts_with(b"RCLONE"));
 }
 
+#[tokio::test]
+async fn downloads_read_only_the_header_even_when_range_is_ignored() {
+    let mut config = compliant();
+    config.faults.ignore_range = true;
+    // A large plaintext object: the client must stop after 32 bytes.
+    config.buckets[0].files.push(FakeFile::new(
+        format!("{GUID}/pool0/big.iso"),
+        vec![b'A'; 8 * 1024 * 1024],
+    ));
+    let (report, fake, _) = run(config).await;
+    assert_status(
+        &report,
+        CheckId::PoolEncryptionOn,
+        Some("pool0"),
+        Status::Fail,
+        "big.iso",
+    );
+    assert_status(
+        &report,
+        CheckId::PoolEncryptionOn,
+        Some("pool1"),
+        Status::Pass,
+        "",
+    );
+    assert!(
+        fake.requests()
+            .iter()
+            .any(|r| r.path.starts_with("/file/") && r.status == 200)
+    );
+}
+
+#[tokio::test]
+async fn tiny_and_empty_plaintext_objects_fail() {
+    for content in [b"hi".to_vec(), Vec::new()] {
+        let mut config = compliant();
+        config.buckets[0]
+            .files
+            .retain(|f| !f.name.contains("/pool0/"));
+        config.buckets[0].files.push(FakeFile::new(
+            format!("{GUID}/pool0/note.txt"),
+            content.clone(),
+        ));
+        let (report, _, _) = run(config).await;
+        assert_status(
+            &report,
+            CheckId::PoolEncryptionOn,
+            Some("pool0"),
+            Status::Fail,
+            "NOT encrypted",
+        );
+    }
+}
+
+#[tokio::test]
+async fn oversized_replies_are_refused() {
+    let mut config = compliant();
+    config.faults.oversize_listing = true;
+    let (report, _, _) = run(config).await;
+    assert_status(
+        &report,
+        CheckId::PoolEncryptionOn,
+        Some("pool0"),
+        Status::Unknown,
+        "larger than 1048576 bytes",
+    );
+}
+
 /// The technician-facing wording of a badly set-up bucket, as a golden file
 /// (`tests/it/snapshots/`): review changes with care, a technician acts on these words.
 #[tokio::test]

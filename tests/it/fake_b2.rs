@@ -14,7 +14,8 @@
 //!   `Content-Range`, past the end 416, a missing file 404 `not_found`.
 //! - Faults per test ([`Faults`]): first token expired once, N × 429 with `Retry-After`,
 //!   N × 503, v4 sign-in refused with 401 `unsupported`, an error message that echoes the
-//!   presented key (to prove the client scrubs it).
+//!   presented key (to prove the client scrubs it), `Range` ignored (200 + whole object),
+//!   a listing larger than the client's cap.
 //!
 //! Every request is recorded ([`FakeB2::requests`]) so tests can count sign-ins and retries.
 
@@ -163,6 +164,10 @@ pub struct Faults {
     pub reject_v4_sign_in: bool,
     /// 401 messages quote the presented key / token (a careless server or proxy).
     pub echo_credentials: bool,
+    /// Downloads ignore `Range` and send the whole object with 200.
+    pub ignore_range: bool,
+    /// `b2_list_file_names` pads its reply past 1 MiB (a misbehaving proxy).
+    pub oversize_listing: bool,
 }
 
 /// The fake's configuration: one application key and the account's buckets.
@@ -602,6 +607,11 @@ fn list_files_reply(config: &Config, body: &[u8]) -> Result<Response, Response> 
         .take(max)
         .map(|f| file_json(config, bucket, f))
         .collect();
+    if config.faults.oversize_listing {
+        let padding = "x".repeat(2 * 1024 * 1024);
+        let body = json!({"files": listed, "nextFileName": next, "padding": padding});
+        return Ok((StatusCode::OK, axum::Json(body)).into_response());
+    }
     Ok((
         StatusCode::OK,
         axum::Json(json!({"files": listed, "nextFileName": next})),
@@ -678,7 +688,10 @@ fn download_reply(
         .and_then(|b| b.files.iter().find(|f| f.name == name))
         .ok_or_else(|| error(StatusCode::NOT_FOUND, "not_found", "File not present"))?;
     let total = file.content.len();
-    let range = headers.get("range").and_then(|v| v.to_str().ok());
+    let range = headers
+        .get("range")
+        .and_then(|v| v.to_str().ok())
+        .filter(|_| !config.faults.ignore_range);
     let (status, body, content_range) = match range.and_then(parse_range) {
         Some((start, _)) if start >= total => {
             return Err(error(
