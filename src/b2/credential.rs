@@ -258,9 +258,9 @@ mod tests {
         let mw = Canned(Ok(entry), std::sync::Mutex::default());
         let (account, key) = read_b2_key(&mw, 3).await.unwrap();
         assert_eq!((account.as_str(), key.expose_secret()), ("0051abc", KEY));
-        let calls = mw.1.lock().unwrap();
-        assert_eq!(calls[0].method, Method::CredentialsQuery);
-        assert_eq!(calls[0].params, vec![json!([["id", "=", 3]]), json!({})]);
+        let call = mw.1.lock().unwrap()[0].clone();
+        assert_eq!(call.method, Method::CredentialsQuery);
+        assert_eq!(call.params, vec![json!([["id", "=", 3]]), json!({})]);
 
         let none = Canned(Ok(json!([])), std::sync::Mutex::default());
         assert_eq!(
