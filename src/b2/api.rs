@@ -11,7 +11,8 @@
 //! and in headers marked sensitive; no error, log line or `Debug` output contains them
 //! (B2's own error messages are scrubbed of both before they are kept). Requests go over
 //! `https://`, or `http://` to a loopback address (tests). Every request has a timeout,
-//! every body a size cap, every retry loop a bound.
+//! every body a size cap, every retry loop a bound; once a call gave up on a transient
+//! failure the client fails fast for the rest of its life.
 //! Limitations: only the calls and fields the verifier uses are modelled; unknown fields
 //! are ignored. `Retry-After` is understood in seconds only (the form B2 sends).
 
@@ -437,6 +438,9 @@ pub struct Client {
     key: SecretString,
     options: ClientOptions,
     session: Option<Arc<Session>>,
+    /// Set once a call has exhausted its retries on a transient failure: B2 is unreachable
+    /// or throttling us, so later calls fail fast instead of each waiting out its retries.
+    gave_up: Option<ApiError>,
 }
 
 impl fmt::Debug for Client {
@@ -519,6 +523,7 @@ impl Client {
             key,
             options,
             session: None,
+            gave_up: None,
         })
     }
 
@@ -530,7 +535,7 @@ impl Client {
 
     /// Signs in on API **v1**, the version TrueNAS's bundled rclone (< 1.73) uses.
     /// `Err(VersionUnsupported)` means rclone on the NAS will not be able to use this key.
-    pub async fn probe_v1(&self) -> Result<(), ApiError> {
+    pub async fn probe_v1(&mut self) -> Result<(), ApiError> {
         let url = endpoint(&self.api_base, "v1", "b2_authorize_account")?;
         self.sign_in(Operation::AuthorizeV1, url).await.map(|_| ())
     }
@@ -654,7 +659,13 @@ impl Client {
     }
 
     /// `b2_authorize_account` with HTTP Basic auth, retried like every other call.
-    async fn sign_in(&self, op: Operation, url: Url) -> Result<Reply, ApiError> {
+    async fn sign_in(&mut self, op: Operation, url: Url) -> Result<Reply, ApiError> {
+        self.fail_fast()?;
+        let result = self.sign_in_with_retries(op, url).await;
+        self.note_transient(result)
+    }
+
+    async fn sign_in_with_retries(&self, op: Operation, url: Url) -> Result<Reply, ApiError> {
         let resource = self.key_id.clone();
         let mut attempt = 0;
         loop {
@@ -676,6 +687,34 @@ impl Client {
     /// A token-authenticated call: signs in again once on an expired/bad token, retries
     /// transient failures within the policy.
     async fn call(
+        &mut self,
+        op: Operation,
+        resource: &str,
+        limit: BodyLimit,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<Reply, ApiError> {
+        self.fail_fast()?;
+        let result = self.call_with_retries(op, resource, limit, build).await;
+        self.note_transient(result)
+    }
+
+    fn fail_fast(&self) -> Result<(), ApiError> {
+        match &self.gave_up {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn note_transient<T>(&mut self, result: Result<T, ApiError>) -> Result<T, ApiError> {
+        if let Err(e) = &result
+            && e.fault() == Fault::Transient
+        {
+            self.gave_up = Some(e.clone());
+        }
+        result
+    }
+
+    async fn call_with_retries(
         &mut self,
         op: Operation,
         resource: &str,

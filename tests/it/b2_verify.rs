@@ -203,7 +203,7 @@ async fn rate_limit_without_retry_after_backs_off_exponentially() {
 async fn retry_after_beyond_the_bound_gives_unknown_not_a_stall() {
     let mut config = compliant();
     config.faults.rate_limit = Some((1, Some(3600)));
-    let (report, _, pauses) = run(config).await;
+    let (report, fake, pauses) = run(config).await;
     assert!(pauses.0.lock().unwrap().is_empty());
     assert_status(
         &report,
@@ -219,14 +219,15 @@ async fn retry_after_beyond_the_bound_gives_unknown_not_a_stall() {
         Status::Unknown,
         "retry after 3600s",
     );
-    // Later calls were not rate limited, so the pools were still checked.
+    // B2 asked for an hour: the rest of this run fails fast instead of waiting.
     assert_status(
         &report,
         CheckId::PoolEncryptionOn,
         Some("pool0"),
-        Status::Pass,
-        "",
+        Status::Unknown,
+        "rate limiting",
     );
+    assert_eq!(fake.count("b2_list_file_names"), 0);
 }
 
 #[tokio::test]
@@ -254,8 +255,10 @@ async fn service_unavailable_is_retried_then_reported_unknown() {
         Status::Unknown,
         "next pass",
     );
-    // Bounded: 4 attempts per call, 3 waits per call.
+    // Bounded: 4 attempts, then every later call fails fast without touching B2.
     assert_eq!(fake.count("b2_list_buckets"), 4);
+    assert_eq!(fake.count("b2_list_file_names"), 0);
+    assert_eq!(pauses.0.lock().unwrap().len(), 3);
     assert!(
         pauses
             .0
