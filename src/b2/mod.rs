@@ -118,7 +118,7 @@ async fn observe(inputs: &B2Inputs, expected: &Expected, options: ClientOptions)
         pools.push(observe_pool(&mut client, expected, bucket_id.as_deref(), pool).await);
     }
     Observations {
-        key: key.clone(),
+        key,
         v1_probe,
         bucket,
         pools,

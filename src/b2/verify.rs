@@ -67,6 +67,24 @@ pub enum CheckId {
 }
 
 impl CheckId {
+    /// Every check, in report order (per-pool checks last).
+    pub const ALL: [CheckId; 14] = [
+        CheckId::KeyAuthorizes,
+        CheckId::KeyRcloneCompatible,
+        CheckId::KeyBucketScope,
+        CheckId::KeySyncCapabilities,
+        CheckId::KeyLeastPrivilege,
+        CheckId::BucketFound,
+        CheckId::BucketPrivate,
+        CheckId::BucketDefaultEncryption,
+        CheckId::BucketObjectLock,
+        CheckId::BucketDefaultRetention,
+        CheckId::BucketLifecycle,
+        CheckId::ObjectsAtRestEncryption,
+        CheckId::PoolEncryptionOn,
+        CheckId::PoolArchiveExcluded,
+    ];
+
     /// The stable id string, e.g. `b2.bucket.private`.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -1372,6 +1390,18 @@ mod tests {
             "{}",
             finding.detail
         );
+    }
+
+    #[test]
+    fn ids_serialise_as_their_stable_strings() {
+        let report = evaluate(&expected(), &compliant(), now());
+        let order: Vec<CheckId> = report.findings.iter().map(|f| f.id).collect();
+        assert_eq!(order, CheckId::ALL);
+        for id in CheckId::ALL {
+            assert_eq!(serde_json::to_value(id).unwrap(), id.as_str());
+            let back: CheckId = serde_json::from_value(id.as_str().into()).unwrap();
+            assert_eq!(back, id);
+        }
     }
 
     #[test]
