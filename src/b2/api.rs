@@ -1029,11 +1029,24 @@ fn decode<T: serde::de::DeserializeOwned>(
     resource: &str,
     body: &[u8],
 ) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::Protocol {
-        op,
-        resource: resource.to_owned(),
-        // serde's message names the field and position, never the value of a string.
-        detail: format!("JSON does not match the B2 v4 shape: {e}"),
+    serde_json::from_slice(body).map_err(|e| {
+        // serde's "invalid type" messages quote the offending value, which could be a
+        // token in a malformed sign-in reply: keep only missing-field names and positions.
+        let text = e.to_string();
+        let what = if text.starts_with("missing field") {
+            text.split(" at line").next().unwrap_or_default().to_owned()
+        } else {
+            format!("{:?} error", e.classify())
+        };
+        ApiError::Protocol {
+            op,
+            resource: resource.to_owned(),
+            detail: format!(
+                "JSON does not match the B2 v4 shape: {what} at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        }
     })
 }
 
@@ -1283,6 +1296,36 @@ mod tests {
             HeaderValue::from_static("Wed, 21 Oct 2015 07:28:00 GMT"),
         );
         assert_eq!(retry_after(&headers), None);
+    }
+
+    #[test]
+    fn decode_errors_never_quote_values() {
+        let err = decode::<AuthorizeWire>(
+            Operation::Authorize,
+            "k",
+            br#"{"accountId": "a", "authorizationToken": ["CANARY-TOKEN"], "apiInfo": {}}"#,
+        )
+        .err()
+        .unwrap();
+        assert!(!err.to_string().contains("CANARY"), "{err}");
+        // serde itself would quote this string ("invalid type: string \"CANARY…\"").
+        let err = decode::<ListFilesWire>(
+            Operation::ListFileNames,
+            "p",
+            br#"{"files": [{"fileName": "a", "contentLength": "CANARY-TOKEN"}]}"#,
+        )
+        .err()
+        .unwrap();
+        assert!(!err.to_string().contains("CANARY"), "{err}");
+        assert!(err.to_string().contains("Data error at line 1"), "{err}");
+        let err = decode::<AuthorizeWire>(Operation::Authorize, "k", br#"{"accountId": "a"}"#)
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("missing field `authorizationToken`"),
+            "{err}"
+        );
     }
 
     #[test]
