@@ -1089,7 +1089,8 @@ fn total_size(reply: &Reply) -> Option<u64> {
     header(reqwest::header::CONTENT_LENGTH)?.trim().parse().ok()
 }
 
-/// `reqwest::Error` and its causes on one line, without the URL.
+/// `reqwest::Error` and its causes on one line (its URL holds only host, bucket and
+/// object name; never the key or token, which travel in headers).
 fn error_chain(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
     let mut source = std::error::Error::source(error);
