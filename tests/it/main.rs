@@ -8,4 +8,6 @@
     clippy::missing_panics_doc
 )]
 
+mod b2_verify;
+mod fake_b2;
 mod support;
