@@ -1136,3 +1136,30 @@ fn removed_delete_policy_is_exercised() {
         RemovedPools::Delete
     );
 }
+
+/// Golden files of the text and JSON forms (src/plan/snapshots/).
+#[test]
+fn plans_render_as_golden_files() {
+    let d = doc();
+    let p = plan(
+        &d,
+        &fresh(&["pool0", "pool1"]),
+        &Ownership::default(),
+        &inputs(&d),
+    );
+    insta::assert_snapshot!("fresh_box_text", p.to_string());
+    insta::assert_json_snapshot!("fresh_box_json", p.to_json());
+    let (mut o, own) = converged(&d);
+    o.cloud_sync[0].exclude = vec!["/Archive/**".into()];
+    o.cloud_sync[1].encryption_password = SecretView::Value(SecretString::from("x"));
+    o.cloud_sync[1].last_run = Some(JobState::Success);
+    let mut admin = o.cloud_sync[0].clone();
+    admin.id = 99;
+    admin.description = "Admin copy".into();
+    admin.attributes.bucket = "other".into();
+    o.cloud_sync.push(admin);
+    insta::assert_snapshot!(
+        "drift_conflict_rekey_text",
+        plan(&d, &o, &own, &inputs(&d)).to_string()
+    );
+}
