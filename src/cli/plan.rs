@@ -84,7 +84,10 @@ fn report_refused(err: &DesiredError, as_json: bool) {
                 eprintln!("  {e}");
             }
         }
-        other => eprintln!("document refused: {}", crate::apply::error_chain(other)),
+        other => eprintln!(
+            "document refused:\n  (document): {}",
+            crate::apply::error_chain(other)
+        ),
     }
 }
 
