@@ -286,6 +286,17 @@ fn assert_sop_fields(s: &Scenario) {
     assert_eq!(svc.state, "RUNNING");
 }
 
+/// Waits (bounded) for a condition the simulator reaches on its own; not a timing test.
+async fn wait_until(condition: impl Fn() -> bool) {
+    for _ in 0..500 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached");
+}
+
 fn syncs(sim: &Simulator) -> usize {
     sim.calls()
         .iter()
@@ -751,4 +762,105 @@ async fn the_schema_check_reports_bad_params() {
         found.iter().all(|v| v.starts_with("snmp.update: params/0")),
         "{found:?}"
     );
+}
+
+/// After the first run uploaded data, a new encryption password is refused (the rest
+/// still converges); `allow_rekey` lets it through.
+#[tokio::test]
+async fn rekey_of_a_task_that_ran_is_refused_unless_allowed() {
+    for flavor in ApiFlavor::ALL {
+        let sim = fresh_box(flavor);
+        let agent = Agent::new();
+        agent.pass(&sim, &document(|_| {}), true).await;
+        // The first-run action's job finished: pool0's task has a last run now.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        sim.run_pending_jobs();
+        assert!(
+            task(&sim.state(), "pool0").last_run.is_some(),
+            "{flavor}: the sync ran"
+        );
+        let new_password = document(|v| {
+            v["encryption"]["password"] = json!("CANARY-ENC-SALT-9d0c55");
+            v["snapshots"]["lifetime_value"] = json!(3);
+        });
+        let r = agent.pass(&sim, &new_password, true).await;
+        let refused: Vec<String> = r.plan.blockers.iter().map(ToString::to_string).collect();
+        assert_eq!(refused.len(), 1, "{flavor}: {refused:?}");
+        assert!(refused[0].contains("would make that data unreadable"));
+        let s = sim.state();
+        assert_eq!(
+            task(&s, "pool0").encryption_password,
+            "CANARY-ENC-PASSWORD-2b8e41"
+        );
+        assert_eq!(
+            task(&s, "pool1").encryption_password,
+            "CANARY-ENC-SALT-9d0c55",
+            "never ran"
+        );
+        assert_eq!(
+            snap_task(&s, "pool0").lifetime_value,
+            3,
+            "other changes still applied"
+        );
+        let allowed = document(|v| {
+            v["encryption"]["password"] = json!("CANARY-ENC-SALT-9d0c55");
+            v["encryption"]["allow_rekey"] = json!(true);
+            v["snapshots"]["lifetime_value"] = json!(3);
+        });
+        let r = agent.pass(&sim, &allowed, true).await;
+        assert!(r.converged(), "{flavor}: {}", r.remaining());
+        assert_eq!(
+            task(&sim.state(), "pool0").encryption_password,
+            "CANARY-ENC-SALT-9d0c55"
+        );
+        agent.assert_schema_clean();
+    }
+}
+
+/// A pool dropped from the document: its tasks are disabled (default) or deleted.
+#[tokio::test]
+async fn removed_pools_are_disabled_or_deleted() {
+    for flavor in ApiFlavor::ALL {
+        for policy in ["disable", "delete"] {
+            let sim = fresh_box(flavor);
+            let agent = Agent::new();
+            agent.pass(&sim, &document(|_| {}), true).await;
+            let only0 = document(|v| {
+                v["revision"] = json!(8);
+                v["pools"] = json!(["pool0"]);
+                v["removed_pools"] = json!(policy);
+            });
+            let r = agent.pass(&sim, &only0, true).await;
+            assert!(r.converged(), "{flavor} {policy}: {}", r.remaining());
+            let s = sim.state();
+            let left: Vec<_> = s
+                .cloud_sync_tasks
+                .iter()
+                .filter(|t| t.path == "/mnt/pool1")
+                .collect();
+            let snaps: Vec<_> = s
+                .snapshot_tasks
+                .iter()
+                .filter(|t| t.dataset == "pool1")
+                .collect();
+            if policy == "disable" {
+                assert!(left.len() == 1 && !left[0].enabled, "{flavor}");
+                assert!(snaps.len() == 1 && !snaps[0].enabled, "{flavor}");
+            } else {
+                assert!(left.is_empty() && snaps.is_empty(), "{flavor}");
+            }
+            assert!(task(&s, "pool0").enabled);
+            // An older revision is now refused as a rollback, with nothing written.
+            sim.clear_calls();
+            let old = agent.pass(&sim, &document(|_| {}), true).await;
+            assert!(
+                old.plan
+                    .blockers
+                    .iter()
+                    .any(|b| b.to_string().contains("rollback"))
+            );
+            assert!(sim.write_calls().is_empty());
+            agent.assert_schema_clean();
+        }
+    }
 }
