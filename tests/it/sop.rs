@@ -772,13 +772,9 @@ async fn rekey_of_a_task_that_ran_is_refused_unless_allowed() {
         let sim = fresh_box(flavor);
         let agent = Agent::new();
         agent.pass(&sim, &document(|_| {}), true).await;
-        // The first-run action's job finished: pool0's task has a last run now.
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        // Finish the first-run action's job: pool0's task then has a last run.
         sim.run_pending_jobs();
-        assert!(
-            task(&sim.state(), "pool0").last_run.is_some(),
-            "{flavor}: the sync ran"
-        );
+        wait_until(|| task(&sim.state(), "pool0").last_run.is_some()).await;
         let new_password = document(|v| {
             v["encryption"]["password"] = json!("CANARY-ENC-SALT-9d0c55");
             v["snapshots"]["lifetime_value"] = json!(3);
