@@ -1,3 +1,3 @@
 //! The central channel: fetch and verify the signed document, send reports through a durable spool.
-//!
-//! (Being built: issue #4.)
+
+pub mod dsse;
