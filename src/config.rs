@@ -730,7 +730,7 @@ fn syntax_error(text: &str, origin: &str, e: &toml::de::Error) -> ConfigError {
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text.as_bytes()[..offset.min(text.len())];
-    let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+    let line = text[..before.len()].lines().count().max(1) + usize::from(before.ends_with(b"\n"));
     let column = before.iter().rev().take_while(|b| **b != b'\n').count() + 1;
     (line, column)
 }
@@ -836,6 +836,7 @@ mod tests {
 
     /// Every bad value → an error naming the key and the rule.
     #[test]
+    #[expect(clippy::too_many_lines, reason = "one table row per rule")]
     fn bad_values_name_the_key_and_the_rule() {
         let table: &[(&str, &str, &str)] = &[
             (

@@ -170,6 +170,20 @@ pub fn append_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError
     Ok(())
 }
 
+/// Reads `len` bytes at `offset` (fewer when the file ends first).
+pub fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, FsError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let err = |source| FsError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(err)?;
+    file.seek(SeekFrom::Start(offset)).map_err(err)?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf).map_err(err)?;
+    Ok(buf)
+}
+
 /// Removes a file; a missing file is not an error.
 pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
     match fs::remove_file(path) {

@@ -1,3 +1,4 @@
 //! The central channel: fetch and verify the signed document, send reports through a durable spool.
 
 pub mod dsse;
+pub mod spool;
