@@ -331,10 +331,10 @@ impl ConfigChannel {
         });
         match (result, written) {
             (_, Err(e)) => {
-                tracing::warn!(error = %error_chain(&e), "cannot record the fetch in central.json")
+                tracing::warn!(error = %error_chain(&e), "cannot record the fetch in central.json");
             }
             (Err(e), Ok(())) => {
-                tracing::warn!(fault = ?e.fault(), error = %error_chain(e), "desired-state fetch failed")
+                tracing::warn!(fault = ?e.fault(), error = %error_chain(e), "desired-state fetch failed");
             }
             (Ok(_), Ok(())) => {}
         }
