@@ -625,6 +625,12 @@ mod tests {
             }
         }
 
+    }
+
+    proptest! {
+        // Few cases: Ed25519 is slow in debug builds.
+        #![proptest_config(ProptestConfig::with_cases(32))]
+
         #[test]
         fn sign_then_open_round_trips(payload in proptest::collection::vec(any::<u8>(), 0..256)) {
             let k = key(9);

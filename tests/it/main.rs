@@ -8,4 +8,6 @@
     clippy::missing_panics_doc
 )]
 
+mod central_fetch;
+mod central_fixture;
 mod support;
