@@ -163,19 +163,20 @@ impl Outbox {
         delivery: &mut Delivery,
     ) -> Result<(), ReportError> {
         self.backoff.reset();
-        self.spool.remove(seq).map_err(ReportError::Spool)?;
-        let pending = self.spool.len();
         let (outcome, status) = match response {
             ReportResponse::Accepted { status } => {
+                self.spool.remove(seq).map_err(ReportError::Spool)?;
                 delivery.delivered += 1;
                 (ReportOutcome::Delivered, status)
             }
             ReportResponse::Rejected { status } => {
+                self.spool.reject(seq).map_err(ReportError::Spool)?;
                 delivery.rejected += 1;
                 tracing::warn!(status, "central rejected a report for good; dropped it");
                 (ReportOutcome::Rejected, status)
             }
         };
+        let pending = self.spool.len();
         self.note(|s| {
             match outcome {
                 ReportOutcome::Delivered => s.counters.reports_delivered += 1,

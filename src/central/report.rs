@@ -12,9 +12,10 @@
 //! Limitations: `changes` and `drift` carry field *names*, never values; `health` strings
 //! (`state`, `error_class`, `message`) are free text from the middleware.
 //!
-//! Beyond §4's example, `agent.dropped_reports` says how many earlier reports were
-//! dropped from the full spool (or lost to a torn write) since the previous report
-//! was queued — the contract's "the next report says how many were dropped".
+//! Beyond §4's example, `agent.dropped_reports` is the contract's "the next report says
+//! how many were dropped": the number of earlier reports that were dropped from the full
+//! spool (or lost to a torn write) and that no report central received has announced yet.
+//! Summed over the reports central stores, it counts every lost report exactly once.
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret, SecretString};
@@ -59,7 +60,7 @@ pub struct AgentSection {
     pub version: String,
     pub mode: Mode,
     pub config_source: ConfigSource,
-    /// Reports dropped (spool full) or lost (torn write) before this one was queued.
+    /// Earlier reports dropped (spool full) or lost (torn write) that this one announces.
     pub dropped_reports: u64,
 }
 

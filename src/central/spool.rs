@@ -6,10 +6,10 @@
 //! Does not: build reports (`report`) or talk HTTP (`outbox`); it stores opaque bytes.
 //!
 //! Record format (all integers big-endian):
-//! `"TAS1" | kind u8 | seq u64 | len u32 | payload[len] | sha256(kind|seq|len|payload)[..8]`,
-//! with kinds `R` (a report, payload = its JSON), `A` (report `seq` is gone: delivered,
-//! rejected for good, or dropped for the cap) and `L` (`seq` holds a count of reports lost
-//! that no later report has announced yet).
+//! `"TAS1" | kind u8 | seq u64 | aux u64 | len u32 | payload[len] | sha256(kind…payload)[..8]`,
+//! with kinds `R` (a report: payload = its JSON, `aux` = how many lost reports it
+//! announces), `A` (report `seq` is gone: delivered, rejected for good, or dropped for the
+//! cap) and `L` (`seq` holds a count of lost reports that no later report announces yet).
 //!
 //! Invariants:
 //! - every append is one `write` + `fdatasync`; a report is on disk before [`Spool::push`]
@@ -17,7 +17,10 @@
 //!   by the cap;
 //! - the live reports never take more than the cap; when a new one does not fit, the
 //!   oldest are dropped and the count is handed to the new report's encoder, so the
-//!   report that follows a drop says how many were dropped;
+//!   report that follows a drop says how many were dropped. Announcements are carried
+//!   forward: dropping (or losing, or having central reject) a report that announced `n`
+//!   losses passes those `n` on, so the reports central finally receives announce every
+//!   loss exactly once;
 //! - decoding ([`decode_log`]) is pure and total: a record with a bad magic, length or
 //!   checksum is skipped (resynchronising on the next valid record) and counted, never
 //!   a panic; a torn tail is cut off at open by an atomic rewrite;
@@ -44,7 +47,7 @@ pub const SPOOL_FILE: &str = "reports.spool";
 pub const MAX_PAYLOAD: usize = 1024 * 1024;
 
 const MAGIC: &[u8; 4] = b"TAS1";
-const HEADER: usize = 4 + 1 + 8 + 4;
+const HEADER: usize = 4 + 1 + 8 + 8 + 4;
 const CHECKSUM: usize = 8;
 const OVERHEAD: usize = HEADER + CHECKSUM;
 const COMPACT_SLACK: u64 = 64 * 1024;
@@ -75,8 +78,13 @@ impl SpoolError {
 /// One decoded record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Record {
-    /// A report (JSON bytes) with its sequence number.
-    Report { seq: u64, payload: Vec<u8> },
+    /// A report (JSON bytes) with its sequence number and the number of lost reports it
+    /// announces (its `agent.dropped_reports`).
+    Report {
+        seq: u64,
+        announced: u64,
+        payload: Vec<u8>,
+    },
     /// Report `seq` is no longer pending.
     Removed { seq: u64 },
     /// `count` reports were lost and no later report has said so yet.
@@ -84,21 +92,26 @@ pub enum Record {
 }
 
 impl Record {
-    fn parts(&self) -> (u8, u64, &[u8]) {
+    fn parts(&self) -> (u8, u64, u64, &[u8]) {
         match self {
-            Record::Report { seq, payload } => (b'R', *seq, payload),
-            Record::Removed { seq } => (b'A', *seq, &[]),
-            Record::Lost { count } => (b'L', *count, &[]),
+            Record::Report {
+                seq,
+                announced,
+                payload,
+            } => (b'R', *seq, *announced, payload),
+            Record::Removed { seq } => (b'A', *seq, 0, &[]),
+            Record::Lost { count } => (b'L', *count, 0, &[]),
         }
     }
 
     /// Appends the encoded record to `out`.
     pub fn encode_into(&self, out: &mut Vec<u8>) {
-        let (kind, seq, payload) = self.parts();
+        let (kind, seq, aux, payload) = self.parts();
         let start = out.len();
         out.extend_from_slice(MAGIC);
         out.push(kind);
         out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&aux.to_be_bytes());
         // invariant: payloads are checked against MAX_PAYLOAD (1 MiB) before encoding.
         let len = u32::try_from(payload.len()).expect("invariant: payload ≤ MAX_PAYLOAD");
         out.extend_from_slice(&len.to_be_bytes());
@@ -157,8 +170,9 @@ pub fn decode_record(bytes: &[u8]) -> Option<(Record, usize)> {
     }
     let kind = bytes[4];
     let seq = u64::from_be_bytes(bytes[5..13].try_into().ok()?);
-    let len = u32::from_be_bytes(bytes[13..17].try_into().ok()?) as usize;
-    if len > MAX_PAYLOAD || (kind != b'R' && len != 0) {
+    let aux = u64::from_be_bytes(bytes[13..21].try_into().ok()?);
+    let len = u32::from_be_bytes(bytes[21..25].try_into().ok()?) as usize;
+    if len > MAX_PAYLOAD || (kind != b'R' && (len != 0 || aux != 0)) {
         return None;
     }
     let end = HEADER + len;
@@ -168,6 +182,7 @@ pub fn decode_record(bytes: &[u8]) -> Option<(Record, usize)> {
     let record = match kind {
         b'R' => Record::Report {
             seq,
+            announced: aux,
             payload: bytes[HEADER..end].to_vec(),
         },
         b'A' => Record::Removed { seq },
@@ -222,11 +237,22 @@ fn next_valid(bytes: &[u8], from: usize) -> Option<usize> {
     None
 }
 
+/// What [`Spool::make_room`] decided.
+struct Room {
+    payload: Vec<u8>,
+    /// How many of the oldest reports go.
+    victims: usize,
+    /// Losses the new report must announce for them (each victim and its announcements).
+    carried: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Entry {
     seq: u64,
     offset: u64,
     len: u64,
+    /// Lost reports this one announces (passed on if it is lost too).
+    announced: u64,
 }
 
 /// What happened when a report was pushed.
@@ -236,7 +262,8 @@ pub struct Pushed {
     pub seq: u64,
     /// Reports dropped (oldest first) to make room for it.
     pub dropped: u64,
-    /// The lost count handed to the encoder (earlier losses + `dropped`).
+    /// The lost count handed to the encoder: earlier unannounced losses, the dropped
+    /// reports, and what the dropped reports themselves announced.
     pub announced_lost: u64,
 }
 
@@ -298,11 +325,12 @@ impl Spool {
     fn replay(&mut self, log: &DecodedLog) {
         for located in &log.records {
             match &located.record {
-                Record::Report { seq, .. } => {
+                Record::Report { seq, announced, .. } => {
                     self.pending.push_back(Entry {
                         seq: *seq,
                         offset: located.offset,
                         len: located.len,
+                        announced: *announced,
                     });
                     self.live_bytes += located.len;
                     // A report announces every loss before it.
@@ -328,23 +356,30 @@ impl Spool {
     /// reports were dropped or lost and not yet announced; it may be called more than
     /// once (the count can grow while making room).
     pub fn push(&mut self, encode: impl Fn(u64) -> Vec<u8>) -> Result<Pushed, SpoolError> {
-        let (payload, dropped) = self.make_room(&encode)?;
+        let room = self.make_room(&encode)?;
         let seq = self.next_seq;
-        let mut batch = Vec::with_capacity(payload.len() + OVERHEAD * (2 + dropped));
-        for victim in self.pending.iter().take(dropped) {
+        let mut batch = Vec::with_capacity(room.payload.len() + OVERHEAD * (2 + room.victims));
+        for victim in self.pending.iter().take(room.victims) {
             Record::Removed { seq: victim.seq }.encode_into(&mut batch);
         }
-        let dropped = dropped as u64;
-        if dropped > 0 {
+        if room.carried > 0 {
             // Remembered in case the report after it is torn by a crash.
-            Record::Lost { count: dropped }.encode_into(&mut batch);
+            Record::Lost {
+                count: room.carried,
+            }
+            .encode_into(&mut batch);
         }
         let record_offset = self.file_len + batch.len() as u64;
-        let announced_lost = self.pending_lost + dropped;
-        Record::Report { seq, payload }.encode_into(&mut batch);
+        let announced = self.pending_lost + room.carried;
+        Record::Report {
+            seq,
+            announced,
+            payload: room.payload,
+        }
+        .encode_into(&mut batch);
         fs::append_synced(&self.path, &batch, 0o600)?;
         self.file_len += batch.len() as u64;
-        for _ in 0..dropped {
+        for _ in 0..room.victims {
             if let Some(e) = self.pending.pop_front() {
                 self.live_bytes -= e.len;
             }
@@ -354,26 +389,32 @@ impl Spool {
             seq,
             offset: record_offset,
             len,
+            announced,
         });
         self.live_bytes += len;
         self.next_seq += 1;
         self.pending_lost = 0;
+        let dropped = room.victims as u64;
         self.stats.dropped_for_cap += dropped;
         self.maybe_compact()?;
         Ok(Pushed {
             seq,
             dropped,
-            announced_lost,
+            announced_lost: announced,
         })
     }
 
     /// Encodes the new report, counting how many of the oldest reports must go for it
     /// to fit under the cap. Nothing is changed yet.
-    fn make_room(&self, encode: &impl Fn(u64) -> Vec<u8>) -> Result<(Vec<u8>, usize), SpoolError> {
-        let mut dropped = 0usize;
+    fn make_room(&self, encode: &impl Fn(u64) -> Vec<u8>) -> Result<Room, SpoolError> {
+        let mut room = Room {
+            payload: Vec::new(),
+            victims: 0,
+            carried: 0,
+        };
         let mut freed = 0u64;
         loop {
-            let payload = encode(self.pending_lost + dropped as u64);
+            let payload = encode(self.pending_lost + room.carried);
             let need = record_len(payload.len());
             if payload.len() > MAX_PAYLOAD || need > self.cap {
                 return Err(SpoolError::TooLarge {
@@ -382,12 +423,16 @@ impl Spool {
                 });
             }
             // Once every pending report is counted, `need ≤ cap` guarantees a fit.
-            match self.pending.get(dropped) {
+            match self.pending.get(room.victims) {
                 Some(victim) if self.live_bytes - freed + need > self.cap => {
                     freed += victim.len;
-                    dropped += 1;
+                    room.victims += 1;
+                    room.carried += 1 + victim.announced;
                 }
-                Some(_) | None => return Ok((payload, dropped)),
+                Some(_) | None => {
+                    room.payload = payload;
+                    return Ok(room);
+                }
             }
         }
     }
@@ -398,31 +443,52 @@ impl Spool {
         while let Some(entry) = self.pending.front().copied() {
             let len = usize::try_from(entry.len).unwrap_or(usize::MAX);
             let bytes = fs::read_range(&self.path, entry.offset, len)?;
-            if let Some((Record::Report { seq, payload }, _)) = decode_record(&bytes) {
+            if let Some((Record::Report { seq, payload, .. }, _)) = decode_record(&bytes) {
                 if seq == entry.seq {
                     return Ok(Some((seq, payload)));
                 }
             }
             self.stats.lost_corrupt += 1;
-            self.pending_lost += 1;
-            self.remove(entry.seq)?;
+            self.discard(entry.seq, 1 + entry.announced)?;
         }
         Ok(None)
     }
 
-    /// Marks a report as gone (delivered, or rejected for good).
+    /// Removes a report central accepted (2xx).
     pub fn remove(&mut self, seq: u64) -> Result<(), SpoolError> {
+        self.discard(seq, 0)
+    }
+
+    /// Removes a report central rejected for good (4xx): the losses it announced were
+    /// not recorded by central, so the next report announces them again.
+    pub fn reject(&mut self, seq: u64) -> Result<(), SpoolError> {
+        let announced = self
+            .pending
+            .iter()
+            .find(|e| e.seq == seq)
+            .ok_or(SpoolError::UnknownSeq { seq })?
+            .announced;
+        self.discard(seq, announced)
+    }
+
+    /// Appends "gone" for `seq` (and "`lost` more to announce"), fsynced, then updates
+    /// the index.
+    fn discard(&mut self, seq: u64, lost: u64) -> Result<(), SpoolError> {
         let index = self
             .pending
             .iter()
             .position(|e| e.seq == seq)
             .ok_or(SpoolError::UnknownSeq { seq })?;
-        let bytes = Record::Removed { seq }.encode();
+        let mut bytes = Record::Removed { seq }.encode();
+        if lost > 0 {
+            Record::Lost { count: lost }.encode_into(&mut bytes);
+        }
         fs::append_synced(&self.path, &bytes, 0o600)?;
         self.file_len += bytes.len() as u64;
         if let Some(e) = self.pending.remove(index) {
             self.live_bytes -= e.len;
         }
+        self.pending_lost += lost;
         self.maybe_compact()
     }
 
@@ -468,9 +534,9 @@ impl Spool {
                 break;
             };
             self.live_bytes -= e.len;
+            self.pending_lost += 1 + e.announced;
             dropped += 1;
         }
-        self.pending_lost += dropped;
         self.stats.dropped_for_cap += dropped;
         dropped
     }
@@ -494,17 +560,18 @@ impl Spool {
             let len = usize::try_from(entry.len).unwrap_or(usize::MAX);
             let bytes = fs::read_range(&self.path, entry.offset, len)?;
             match decode_record(&bytes) {
-                Some((Record::Report { seq, .. }, used)) if seq == entry.seq => {
+                Some((Record::Report { seq, announced, .. }, used)) if seq == entry.seq => {
                     fresh.push_back(Entry {
                         seq,
                         offset: out.len() as u64,
                         len: used as u64,
+                        announced,
                     });
                     out.extend_from_slice(&bytes[..used]);
                 }
                 _ => {
                     self.stats.lost_corrupt += 1;
-                    self.pending_lost += 1;
+                    self.pending_lost += 1 + entry.announced;
                 }
             }
         }

@@ -10,4 +10,5 @@
 
 mod central_fetch;
 mod central_fixture;
+mod central_reports;
 mod support;

@@ -27,12 +27,13 @@ fn drain(spool: &mut Spool) -> Vec<(u32, u64)> {
     out
 }
 
-const BODY_RECORD: u64 = 90; // record_len(body(..).len()) for one-digit numbers
+const BODY_RECORD: u64 = 98; // record_len(body(..).len()) for one-digit numbers
 
 #[test]
 fn record_round_trip_and_layout() {
     let r = Record::Report {
         seq: 7,
+        announced: 2,
         payload: b"{}".to_vec(),
     };
     let bytes = r.encode();
@@ -51,6 +52,7 @@ fn record_round_trip_and_layout() {
 fn a_flipped_bit_fails_the_checksum() {
     let bytes = Record::Report {
         seq: 1,
+        announced: 0,
         payload: b"hello".to_vec(),
     }
     .encode();
@@ -121,7 +123,35 @@ fn full_spool_drops_oldest_and_the_next_report_says_how_many() {
     assert_eq!(spool.stats().dropped_for_cap, 1);
     // The report that caused the drop carries the count; the next one starts from zero.
     spool.push(|lost| body(5, lost)).unwrap();
-    assert_eq!(drain(&mut spool), vec![(3, 0), (4, 1), (5, 1)]);
+    spool.push(|lost| body(6, lost)).unwrap();
+    // Dropping report 4 (which announced one loss) passes that loss on: 7 announces 2.
+    let pushed = spool.push(|lost| body(7, lost)).unwrap();
+    assert_eq!((pushed.dropped, pushed.announced_lost), (1, 2));
+    let delivered = drain(&mut spool);
+    assert_eq!(delivered, vec![(5, 1), (6, 1), (7, 2)]);
+    // Every one of the four dropped reports is announced exactly once.
+    assert_eq!(delivered.iter().map(|(_, l)| l).sum::<u64>(), 4);
+}
+
+#[test]
+fn a_rejected_report_passes_its_announcement_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut spool = Spool::open(dir.path(), 2 * BODY_RECORD).unwrap();
+    for n in 1..=3 {
+        spool.push(|lost| body(n, lost)).unwrap();
+    }
+    let (two, _) = spool.oldest().unwrap().unwrap();
+    spool.remove(two).unwrap();
+    let (three, bytes) = spool.oldest().unwrap().unwrap();
+    assert_eq!(parse_body(&bytes), (3, 1));
+    spool.reject(three).unwrap();
+    assert_eq!(spool.unannounced_lost(), 1);
+    drop(spool);
+    // Persisted: still owed after a restart.
+    let mut spool = Spool::open(dir.path(), 2 * BODY_RECORD).unwrap();
+    assert_eq!(spool.unannounced_lost(), 1);
+    spool.push(|lost| body(4, lost)).unwrap();
+    assert_eq!(drain(&mut spool), vec![(4, 1)]);
 }
 
 #[test]
@@ -171,6 +201,7 @@ fn torn_tail_is_discarded_counted_and_cut_off() {
     let path = dir.path().join(SPOOL_FILE);
     let torn = Record::Report {
         seq: 3,
+        announced: 0,
         payload: body(3, 0),
     }
     .encode();
@@ -293,7 +324,7 @@ proptest! {
     #[test]
     fn records_round_trip(seq in any::<u64>(), payload in proptest::collection::vec(any::<u8>(), 0..300), kind in 0u8..3) {
         let record = match kind {
-            0 => Record::Report { seq, payload },
+            0 => Record::Report { seq, announced: seq / 3, payload },
             1 => Record::Removed { seq },
             _ => Record::Lost { count: seq },
         };
@@ -310,7 +341,7 @@ proptest! {
         let records: Vec<Record> = payloads
             .into_iter()
             .enumerate()
-            .map(|(i, payload)| Record::Report { seq: i as u64, payload })
+            .map(|(i, payload)| Record::Report { seq: i as u64, announced: 0, payload })
             .collect();
         let mut bytes = Vec::new();
         for r in &records {
