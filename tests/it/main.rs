@@ -8,6 +8,7 @@
     clippy::missing_panics_doc
 )]
 
+mod central_cli;
 mod central_fetch;
 mod central_fixture;
 mod central_reports;
