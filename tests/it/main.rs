@@ -8,8 +8,10 @@
     clippy::missing_panics_doc
 )]
 
+mod b2_verify;
 mod central_cli;
 mod central_fetch;
 mod central_fixture;
 mod central_reports;
+mod fake_b2;
 mod support;
