@@ -1185,6 +1185,17 @@ mod tests {
         assert!(err.to_string().contains("middleware.api_key_file"), "{err}");
     }
 
+    /// The example in docs/configuration.md parses (the docs cannot drift from the code).
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../docs/configuration.md");
+        let start = doc.find("```toml\n").unwrap() + "```toml\n".len();
+        let example = &doc[start..start + doc[start..].find("```").unwrap()];
+        let c = AgentConfig::parse(example, "docs/configuration.md").unwrap();
+        assert_eq!(c.root_pool.as_deref(), Some("pool0"));
+        assert_eq!(c.central.unwrap().trust.keys.len(), 1);
+    }
+
     #[test]
     fn key_at_finds_table_and_key() {
         let text = "a = 1\n[central]\nurl = \"x\"\n";
