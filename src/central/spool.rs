@@ -279,8 +279,12 @@ pub struct SpoolStats {
 /// The open spool.
 #[derive(Debug)]
 pub struct Spool {
+    dir: PathBuf,
     path: PathBuf,
     cap: u64,
+    /// An append failed part-way (disk full…): the index may not match the file, so it
+    /// is rebuilt from the file before the next operation.
+    stale: bool,
     pending: VecDeque<Entry>,
     live_bytes: u64,
     file_len: u64,
@@ -297,8 +301,10 @@ impl Spool {
         let bytes = fs::read_optional(&path)?.unwrap_or_default();
         let log = decode_log(&bytes);
         let mut spool = Self {
+            dir: dir.to_owned(),
             path,
             cap,
+            stale: false,
             pending: VecDeque::new(),
             live_bytes: 0,
             file_len: bytes.len() as u64,
@@ -356,6 +362,7 @@ impl Spool {
     /// reports were dropped or lost and not yet announced; it may be called more than
     /// once (the count can grow while making room).
     pub fn push(&mut self, encode: impl Fn(u64) -> Vec<u8>) -> Result<Pushed, SpoolError> {
+        self.reload_if_stale()?;
         let room = self.make_room(&encode)?;
         let seq = self.next_seq;
         let mut batch = Vec::with_capacity(room.payload.len() + OVERHEAD * (2 + room.victims));
@@ -377,8 +384,7 @@ impl Spool {
             payload: room.payload,
         }
         .encode_into(&mut batch);
-        fs::append_synced(&self.path, &batch, 0o600)?;
-        self.file_len += batch.len() as u64;
+        self.append(&batch)?;
         for _ in 0..room.victims {
             if let Some(e) = self.pending.pop_front() {
                 self.live_bytes -= e.len;
@@ -396,7 +402,7 @@ impl Spool {
         self.pending_lost = 0;
         let dropped = room.victims as u64;
         self.stats.dropped_for_cap += dropped;
-        self.maybe_compact()?;
+        self.maybe_compact();
         Ok(Pushed {
             seq,
             dropped,
@@ -440,6 +446,7 @@ impl Spool {
     /// The oldest pending report: its sequence number and bytes. A record that no longer
     /// decodes (disk corruption since open) is dropped, counted as lost, and skipped.
     pub fn oldest(&mut self) -> Result<Option<(u64, Vec<u8>)>, SpoolError> {
+        self.reload_if_stale()?;
         while let Some(entry) = self.pending.front().copied() {
             let len = usize::try_from(entry.len).unwrap_or(usize::MAX);
             let bytes = fs::read_range(&self.path, entry.offset, len)?;
@@ -474,6 +481,7 @@ impl Spool {
     /// Appends "gone" for `seq` (and "`lost` more to announce"), fsynced, then updates
     /// the index.
     fn discard(&mut self, seq: u64, lost: u64) -> Result<(), SpoolError> {
+        self.reload_if_stale()?;
         let index = self
             .pending
             .iter()
@@ -483,13 +491,35 @@ impl Spool {
         if lost > 0 {
             Record::Lost { count: lost }.encode_into(&mut bytes);
         }
-        fs::append_synced(&self.path, &bytes, 0o600)?;
-        self.file_len += bytes.len() as u64;
+        self.append(&bytes)?;
         if let Some(e) = self.pending.remove(index) {
             self.live_bytes -= e.len;
         }
         self.pending_lost += lost;
-        self.maybe_compact()
+        self.maybe_compact();
+        Ok(())
+    }
+
+    /// Appends (fsync). A failure may have left part of `bytes` in the file, so the
+    /// index is marked stale and rebuilt from the file next time.
+    fn append(&mut self, bytes: &[u8]) -> Result<(), SpoolError> {
+        if let Err(e) = fs::append_synced(&self.path, bytes, 0o600) {
+            self.stale = true;
+            return Err(e.into());
+        }
+        self.file_len += bytes.len() as u64;
+        Ok(())
+    }
+
+    fn reload_if_stale(&mut self) -> Result<(), SpoolError> {
+        if !self.stale {
+            return Ok(());
+        }
+        let mut fresh = Spool::open(&self.dir, self.cap)?;
+        fresh.stats.dropped_for_cap += self.stats.dropped_for_cap;
+        fresh.stats.lost_corrupt += self.stats.lost_corrupt;
+        *self = fresh;
+        Ok(())
     }
 
     /// Number of pending reports.
@@ -541,21 +571,29 @@ impl Spool {
         dropped
     }
 
-    fn maybe_compact(&mut self) -> Result<(), SpoolError> {
+    /// Compacts when delivered records outweigh pending ones. A failure is not an error
+    /// of the operation that triggered it: the log stays valid, just longer.
+    fn maybe_compact(&mut self) {
         let dead = self.file_len - self.live_bytes;
         let worth_it = if self.pending.is_empty() {
             self.file_len > 0 && self.pending_lost == 0
         } else {
             dead > self.live_bytes.max(COMPACT_SLACK)
         };
-        if worth_it { self.compact() } else { Ok(()) }
+        if worth_it {
+            if let Err(e) = self.compact() {
+                tracing::warn!(error = %crate::central::state::error_chain(&e), "cannot compact the report spool; will retry");
+            }
+        }
     }
 
     /// Rewrites the log with only the pending reports (and the unannounced lost count),
-    /// atomically.
+    /// atomically. Memory is updated only once the new file is in place.
     fn compact(&mut self) -> Result<(), SpoolError> {
         let mut out = Vec::with_capacity(usize::try_from(self.live_bytes).unwrap_or(0));
         let mut fresh = VecDeque::with_capacity(self.pending.len());
+        let mut lost = 0u64;
+        let mut corrupt = 0u64;
         for entry in &self.pending {
             let len = usize::try_from(entry.len).unwrap_or(usize::MAX);
             let bytes = fs::read_range(&self.path, entry.offset, len)?;
@@ -570,18 +608,21 @@ impl Spool {
                     out.extend_from_slice(&bytes[..used]);
                 }
                 _ => {
-                    self.stats.lost_corrupt += 1;
-                    self.pending_lost += 1 + entry.announced;
+                    corrupt += 1;
+                    lost += 1 + entry.announced;
                 }
             }
         }
-        if self.pending_lost > 0 {
+        let pending_lost = self.pending_lost + lost;
+        if pending_lost > 0 {
             Record::Lost {
-                count: self.pending_lost,
+                count: pending_lost,
             }
             .encode_into(&mut out);
         }
         fs::write_atomic(&self.path, &out, 0o600)?;
+        self.stats.lost_corrupt += corrupt;
+        self.pending_lost = pending_lost;
         self.live_bytes = fresh.iter().map(|e| e.len).sum();
         self.pending = fresh;
         self.file_len = out.len() as u64;

@@ -312,7 +312,12 @@ async fn post_report(
     if let Err(e) = server.store.append_report(&device, &stored) {
         return internal(&e);
     }
+    // Durable from here on: remember the id even if the `latest.json` cache fails, so a
+    // retry is answered as a duplicate, never stored twice.
     ids.insert(id);
+    if let Err(e) = server.store.write_latest(&device, &stored) {
+        tracing::warn!(device = %device, error = %crate::central::state::error_chain(&e), "cannot update latest.json");
+    }
     tracing::info!(device = %device, report_id = %id, "stored a report");
     json_status(StatusCode::ACCEPTED, "accepted")
 }

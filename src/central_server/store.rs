@@ -209,14 +209,28 @@ impl Store {
         Ok(())
     }
 
-    /// Appends a report (fsync) and replaces `latest.json`.
+    /// Appends a report to `reports.jsonl` (fsync). A torn last line (a crash while
+    /// appending) is closed first so it cannot swallow the new one.
     pub fn append_report(&self, name: &str, stored: &StoredReport) -> Result<(), StoreError> {
-        let dir = self.device_dir(name);
+        let path = self.device_dir(name).join(REPORTS_FILE);
+        let mut line = Vec::new();
+        if let Some(stamp) = fs::stamp(&path)?.filter(|s| s.len > 0) {
+            if fs::read_range(&path, stamp.len - 1, 1)? != b"\n" {
+                line.push(b'\n');
+            }
+        }
         // invariant: plain data always serialises.
-        let mut line = serde_json::to_vec(stored).expect("invariant: report serialises");
+        line.extend(serde_json::to_vec(stored).expect("invariant: report serialises"));
         line.push(b'\n');
-        fs::append_synced(&dir.join(REPORTS_FILE), &line, 0o600)?;
-        fs::write_atomic(&dir.join(LATEST_FILE), &line, 0o600)?;
+        fs::append_synced(&path, &line, 0o600)?;
+        Ok(())
+    }
+
+    /// Replaces `latest.json` (a cache of the newest line, for `central devices`).
+    pub fn write_latest(&self, name: &str, stored: &StoredReport) -> Result<(), StoreError> {
+        // invariant: plain data always serialises.
+        let bytes = serde_json::to_vec(stored).expect("invariant: report serialises");
+        fs::write_atomic(&self.device_dir(name).join(LATEST_FILE), &bytes, 0o600)?;
         Ok(())
     }
 
@@ -350,6 +364,7 @@ mod tests {
             report: Report::new(Utc::now()),
         };
         store.append_report("nas-01", &report).unwrap();
+        store.write_latest("nas-01", &report).unwrap();
         assert_eq!(
             store.report_ids("nas-01").unwrap(),
             vec![report.report.report_id]

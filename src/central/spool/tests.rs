@@ -394,3 +394,38 @@ proptest! {
         }
     }
 }
+
+/// A failed append (disk full, I/O error) may leave part of a record behind; the spool
+/// rebuilds its index from the file before the next operation instead of trusting offsets.
+#[test]
+#[expect(
+    clippy::disallowed_methods,
+    reason = "the test swaps the file to make an append fail"
+)]
+fn a_failed_partial_append_is_recovered_from_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(SPOOL_FILE);
+    let aside = dir.path().join("aside");
+    let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    for n in 1..=2 {
+        spool.push(|lost| body(n, lost)).unwrap();
+    }
+    // Make the next append fail: a directory where the log was.
+    std::fs::rename(&path, &aside).unwrap();
+    std::fs::create_dir(&path).unwrap();
+    let err = spool.push(|lost| body(3, lost)).unwrap_err();
+    assert!(matches!(err, SpoolError::Io(_)), "{err:?}");
+    assert_eq!(err.fault(), Fault::Nas);
+    // Put the log back with half of report 3 at its end, as a partial write would.
+    std::fs::remove_dir(&path).unwrap();
+    std::fs::rename(&aside, &path).unwrap();
+    let torn = Record::Report {
+        seq: 3,
+        announced: 0,
+        payload: body(3, 0),
+    }
+    .encode();
+    fs::append_synced(&path, &torn[..torn.len() / 2], 0o600).unwrap();
+    spool.push(|lost| body(4, lost)).unwrap();
+    assert_eq!(drain(&mut spool), vec![(1, 0), (2, 0), (4, 1)]);
+}
