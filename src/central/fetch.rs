@@ -285,24 +285,26 @@ impl ConfigChannel {
         Ok(())
     }
 
+    /// Writes the poll's outcome into `central.json` and logs a failure.
     fn record(&self, result: &Result<Fetched, FetchError>) {
         let now = chrono::Utc::now();
+        let (outcome, revision) = classify(result);
         let written = self.store.update(|s| {
             s.counters.fetches += 1;
-            let (outcome, revision) = match result {
-                Ok(Fetched::New(d)) => (FetchOutcome::NewDocument, Some(d.revision)),
-                Ok(Fetched::Same(d)) => (FetchOutcome::SameRevision, Some(d.revision)),
-                Ok(Fetched::Unchanged) => (FetchOutcome::Unchanged, None),
-                Ok(Fetched::NoDocument) => (FetchOutcome::NoDocument, None),
-                Err(e) if e.is_refusal() => (FetchOutcome::Refused, refused_revision(e)),
-                Err(e) if e.is_token_rejected() => (FetchOutcome::TokenRejected, None),
-                Err(_) => (FetchOutcome::Failed, None),
-            };
-            match (outcome, result) {
-                (FetchOutcome::NewDocument | FetchOutcome::SameRevision, _) => {
+            s.last_fetch = Some(FetchRecord {
+                at: now,
+                outcome,
+                revision,
+            });
+            let Err(e) = result else {
+                // Only `New`/`Same` carry a revision: a document was received.
+                if revision.is_some() {
                     s.counters.documents_received += 1;
                 }
-                (FetchOutcome::Refused, Err(e)) => {
+                return;
+            };
+            match outcome {
+                FetchOutcome::Refused => {
                     s.counters.documents_received += 1;
                     s.counters.documents_refused += 1;
                     s.last_refusal = Some(Refusal {
@@ -312,32 +314,34 @@ impl ConfigChannel {
                         fault: e.fault(),
                     });
                 }
-                (FetchOutcome::TokenRejected, _) => s.counters.token_rejections += 1,
-                (FetchOutcome::Failed, _) => s.counters.fetch_errors += 1,
-                _ => {}
+                FetchOutcome::TokenRejected => s.counters.token_rejections += 1,
+                _ => s.counters.fetch_errors += 1,
             }
-            if let Err(e) = result {
-                s.last_error = Some(ErrorRecord {
-                    at: now,
-                    fault: e.fault(),
-                    message: error_chain(e),
-                });
-            }
-            s.last_fetch = Some(FetchRecord {
+            s.last_error = Some(ErrorRecord {
                 at: now,
-                outcome,
-                revision,
+                fault: e.fault(),
+                message: error_chain(e),
             });
         });
-        match (result, written) {
-            (_, Err(e)) => {
-                tracing::warn!(error = %error_chain(&e), "cannot record the fetch in central.json");
-            }
-            (Err(e), Ok(())) => {
-                tracing::warn!(fault = ?e.fault(), error = %error_chain(e), "desired-state fetch failed");
-            }
-            (Ok(_), Ok(())) => {}
+        if let Err(e) = written {
+            tracing::warn!(error = %error_chain(&e), "cannot record the fetch in central.json");
         }
+        if let Err(e) = result {
+            tracing::warn!(fault = ?e.fault(), error = %error_chain(e), "desired-state fetch failed");
+        }
+    }
+}
+
+/// The outcome recorded for a poll, and the revision it concerned.
+fn classify(result: &Result<Fetched, FetchError>) -> (FetchOutcome, Option<u64>) {
+    match result {
+        Ok(Fetched::New(d)) => (FetchOutcome::NewDocument, Some(d.revision)),
+        Ok(Fetched::Same(d)) => (FetchOutcome::SameRevision, Some(d.revision)),
+        Ok(Fetched::Unchanged) => (FetchOutcome::Unchanged, None),
+        Ok(Fetched::NoDocument) => (FetchOutcome::NoDocument, None),
+        Err(e) if e.is_refusal() => (FetchOutcome::Refused, refused_revision(e)),
+        Err(e) if e.is_token_rejected() => (FetchOutcome::TokenRejected, None),
+        Err(_) => (FetchOutcome::Failed, None),
     }
 }
 

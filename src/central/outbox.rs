@@ -81,10 +81,12 @@ impl Outbox {
                 over_cap = lost.dropped_for_cap,
                 "reports lost from the spool; the next report says how many"
             );
-            let _ = store.update(|s| {
+            if let Err(e) = store.update(|s| {
                 s.counters.reports_lost += lost.lost_corrupt;
                 s.counters.reports_dropped += lost.dropped_for_cap;
-            });
+            }) {
+                tracing::warn!(error = %error_chain(&e), "cannot record lost reports in central.json");
+            }
         }
         Ok(Self {
             client,

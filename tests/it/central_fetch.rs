@@ -51,6 +51,10 @@ async fn document_then_304_with_etag() {
     assert_eq!(state.applied.unwrap().revision, 3);
     assert_eq!(state.last_fetch.unwrap().outcome, FetchOutcome::Unchanged);
     assert_eq!(state.counters.fetches, 2);
+    assert_eq!(
+        state.counters.documents_received, 1,
+        "a 304 is not a document"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -339,6 +343,13 @@ async fn bad_signature_unknown_key_and_lower_revision_are_refused() {
     assert_eq!(
         state.last_fetch.as_ref().unwrap().outcome,
         FetchOutcome::Refused
+    );
+    assert_eq!(
+        (
+            state.counters.documents_received,
+            state.counters.documents_refused
+        ),
+        (1, 1)
     );
     let refusal = state.last_refusal.unwrap();
     assert_eq!(refusal.fault, Fault::Central);
