@@ -258,6 +258,16 @@ impl AgentConfig {
         Ok(config)
     }
 
+    /// The config file when one is given (else the defaults), then the command-line
+    /// overrides: what every subcommand should call.
+    pub fn resolve(path: Option<&Path>, overrides: Overrides) -> Result<Self, ConfigError> {
+        let base = match path {
+            Some(path) => Self::load(path)?,
+            None => Self::default(),
+        };
+        base.with_overrides(overrides)
+    }
+
     /// Parses and validates config text; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| syntax_error(text, origin, &e))?;
@@ -1041,6 +1051,33 @@ mod tests {
         // A secret pasted into an unknown key is never echoed.
         let err = parse("[central]\ntoken = \"CANARY-DEVICE-TOKEN-5e19b3\"\n").unwrap_err();
         assert!(!err.to_string().contains("CANARY"), "{err}");
+    }
+
+    #[test]
+    fn resolve_without_a_file_uses_defaults_and_overrides() {
+        let c = AgentConfig::resolve(
+            None,
+            Overrides {
+                state_dir: Some("/srv/state".into()),
+                ..Overrides::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(c.state_dir, PathBuf::from("/srv/state"));
+        assert!(c.central.is_none());
+        let err = AgentConfig::resolve(
+            Some(Path::new("/nonexistent/agent.toml")),
+            Overrides::default(),
+        )
+        .unwrap_err();
+        assert!(
+            state_chain(&err).contains("cannot read /nonexistent/agent.toml"),
+            "{err}"
+        );
+    }
+
+    fn state_chain(e: &ConfigError) -> String {
+        crate::central::state::error_chain(e)
     }
 
     #[test]
