@@ -14,4 +14,5 @@ mod central_fetch;
 mod central_fixture;
 mod central_reports;
 mod fake_b2;
+mod sim_protocol;
 mod support;
