@@ -67,7 +67,7 @@ pub async fn run_with(
 
 /// Runs `apply`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let desired = match load_document(&args.file, args.allow_unsigned, args.json) {
+    let desired = match load_document(&args.file, args.allow_unsigned, global, args.json) {
         Ok(d) => d,
         Err(exit) => return Ok(exit.into()),
     };

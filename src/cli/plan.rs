@@ -5,8 +5,9 @@
 //! Does not: write to the NAS (the pass runs with `write: false`).
 //! Invariants: an invalid document is reported in full before any connection is made;
 //! nothing printed contains a secret (plans show `(changed)`).
-//! Limitations: a document from a file is only accepted with `--allow-unsigned`;
-//! signed documents come through the daemon's central channel.
+//! Limitations: a document file is accepted either with `--allow-unsigned`, or as a
+//! DSSE envelope whose signature verifies under the configured `[central]
+//! trusted_keys` (`--config`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,7 +15,9 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
-use crate::desired::{self, DesiredError, DesiredState};
+use crate::central::dsse;
+use crate::config::AgentConfig;
+use crate::desired::{self, DesiredError, DesiredState, FieldError};
 use crate::middleware::Middleware;
 use crate::plan::{Blocker, GuidError};
 use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
@@ -56,39 +59,61 @@ impl From<Exit> for ExitCode {
 }
 
 /// Reads and validates the document; prints every problem and returns the exit code
-/// when it is refused.
+/// when it is refused. With `--allow-unsigned` a plain document or an envelope is taken
+/// as it is; otherwise it must be a DSSE envelope whose signature verifies under the
+/// `[central] trusted_keys` of the agent configuration (`--config`).
 pub(crate) fn load_document(
     path: &Path,
     allow_unsigned: bool,
+    global: &super::GlobalArgs,
     as_json: bool,
 ) -> Result<DesiredState, Exit> {
-    desired::load_file(path, allow_unsigned).map_err(|err| {
-        report_refused(&err, as_json);
-        Exit::Refused
+    let trust = match (allow_unsigned, &global.config) {
+        (false, Some(config)) => match AgentConfig::load(config) {
+            Ok(cfg) => cfg.central.map(|c| c.trust),
+            Err(err) => return Err(refuse(&err, Vec::new(), as_json)),
+        },
+        _ => None,
+    };
+    let result = match trust {
+        Some(trust) if !trust.keys.is_empty() => {
+            let bytes = crate::fs::read(path).map_err(DesiredError::Read);
+            match bytes.map(|b| dsse::open(&b, dsse::CONFIG_PAYLOAD_TYPE, &trust)) {
+                Ok(Ok((payload, _))) => desired::parse(&payload),
+                Ok(Err(err)) => return Err(refuse(&err, Vec::new(), as_json)),
+                Err(err) => Err(err),
+            }
+        }
+        // `allow_unsigned = true` in the config (tests, demo) counts like the flag.
+        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
+        None => desired::load_file(path, allow_unsigned),
+    };
+    result.map_err(|err| {
+        let errors = err.field_errors();
+        refuse(&err, errors, as_json)
     })
 }
 
-fn report_refused(err: &DesiredError, as_json: bool) {
-    let errors = err.field_errors();
+/// Prints why the input was refused (every field problem, or the one cause).
+fn refuse(err: &dyn std::error::Error, errors: Vec<FieldError>, as_json: bool) -> Exit {
+    let message = crate::apply::error_chain(err);
+    let errors = if errors.is_empty() {
+        vec![FieldError::new("(document)", &message)]
+    } else {
+        errors
+    };
     if as_json {
         println!(
             "{}",
-            json!({"converged": false, "refused": "document", "message": err.to_string(), "errors": errors})
+            json!({"converged": false, "refused": "document", "message": message, "errors": errors})
         );
-        return;
-    }
-    match err {
-        DesiredError::Invalid(list) => {
-            eprintln!("document refused: {} problem(s):", list.len());
-            for e in list {
-                eprintln!("  {e}");
-            }
+    } else {
+        eprintln!("document refused: {} problem(s):", errors.len());
+        for e in &errors {
+            eprintln!("  {e}");
         }
-        other => eprintln!(
-            "document refused:\n  (document): {}",
-            crate::apply::error_chain(other)
-        ),
     }
+    Exit::Refused
 }
 
 /// Prints a pass that could not run and returns its exit code.
@@ -173,7 +198,7 @@ pub async fn run_with(
 
 /// Runs `plan`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let desired = match load_document(&args.file, args.allow_unsigned, args.json) {
+    let desired = match load_document(&args.file, args.allow_unsigned, global, args.json) {
         Ok(d) => d,
         Err(exit) => return Ok(exit.into()),
     };

@@ -860,3 +860,59 @@ async fn removed_pools_are_disabled_or_deleted() {
         }
     }
 }
+
+/// Without `--allow-unsigned`, a local document must be a DSSE envelope signed by a key
+/// in the agent configuration's `[central] trusted_keys`.
+#[test]
+fn local_signed_envelopes_are_verified_with_the_configured_keys() {
+    use truenas_agent::central::dsse;
+    let tmp = tempfile::tempdir().unwrap();
+    let trusted = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let other = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let token = tmp.path().join("token");
+    std::fs::write(&token, "t").unwrap();
+    let config = tmp.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[central]\nurl = \"https://central.example/\"\ntoken_file = \"{}\"\ntrusted_keys = [\"{}\"]\n",
+            token.display(),
+            dsse::TrustedKey::from_signing_key(&trusted).to_config_string()
+        ),
+    )
+    .unwrap();
+    let payload = std::fs::read(data("desired/example.json")).unwrap();
+    let run = |key: &ed25519_dalek::SigningKey, with_config: bool| {
+        let env = dsse::sign(dsse::CONFIG_PAYLOAD_TYPE, &payload, key, None);
+        let file = tmp.path().join("signed.json");
+        std::fs::write(&file, env.to_json()).unwrap();
+        let mut cmd = assert_cmd::Command::cargo_bin("truenas-agent").unwrap();
+        cmd.args(["plan", "-f"]).arg(&file);
+        if with_config {
+            cmd.arg("--config").arg(&config);
+        }
+        // Nothing listens here: an accepted document ends in "cannot connect" (3).
+        cmd.args(["--middleware", "unix:///nonexistent/mw.sock", "--state-dir"])
+            .arg(tmp.path().join("state"));
+        cmd.output().unwrap()
+    };
+    let ok = run(&trusted, true);
+    assert_eq!(
+        ok.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let forged = run(&other, true);
+    let stderr = String::from_utf8_lossy(&forged.stderr);
+    assert_eq!(forged.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("(document)"), "{stderr}");
+    let unconfigured = run(&trusted, false);
+    let stderr = String::from_utf8_lossy(&unconfigured.stderr);
+    assert_eq!(unconfigured.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--allow-unsigned"), "{stderr}");
+    for out in [&ok, &forged, &unconfigured] {
+        assert_no_canary("plan output", &String::from_utf8_lossy(&out.stdout));
+        assert_no_canary("plan errors", &String::from_utf8_lossy(&out.stderr));
+    }
+}
