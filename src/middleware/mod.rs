@@ -16,6 +16,9 @@ pub mod ejson;
 pub mod error;
 pub mod job;
 pub mod method;
+pub mod rpc;
+pub mod tls;
+pub mod url;
 
 use std::future::Future;
 use std::path::PathBuf;
