@@ -370,6 +370,15 @@ impl Client {
         &self.inner.url
     }
 
+    /// True while a session is up (false during a reconnect, or once the connection
+    /// was seen to close). For diagnostics only: calls reconnect by themselves.
+    pub fn is_connected(&self) -> bool {
+        match self.inner.link.try_lock() {
+            Ok(link) => matches!(&*link, Link::Up(session) if session.is_open()),
+            Err(_busy) => false,
+        }
+    }
+
     /// Sends a call with its own timeout (for slow methods such as
     /// `cloudsync.credentials.verify`). Job methods return the job id.
     pub async fn call_with_timeout(
