@@ -24,12 +24,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
-use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+use super::client_calls;
 use super::conn::{CallFailure, Conn, ConnSettings, Subscription};
 use super::jobs::{self, JobTracker};
 use super::tls::{CertFingerprint, TlsError};
@@ -574,8 +574,7 @@ impl Inner {
         let version = self
             .setup_call(
                 &conn,
-                Method::SystemVersionShort,
-                &[],
+                client_calls::version_short(),
                 "ask the TrueNAS version",
             )
             .await?;
@@ -606,11 +605,11 @@ impl Inner {
     async fn setup_call(
         &self,
         conn: &Conn,
-        method: Method,
-        params: &[Value],
+        call: Call,
         step: &'static str,
     ) -> Result<Value, ConnectError> {
-        conn.call(method, params, self.call_timeout)
+        let method = call.method;
+        conn.call(method, &call.params, self.call_timeout)
             .await
             .map_err(|failure| ConnectError::Setup {
                 url: self.url.to_string(),
@@ -623,37 +622,22 @@ impl Inner {
     /// (24.10, legacy). The key is only in the request frame, never in a log or error.
     async fn login(&self, conn: &Conn, key: &ApiKey) -> Result<(), ConnectError> {
         let url = self.url.to_string();
-        let secret = key.key.expose_secret();
         match conn.protocol() {
             Protocol::JsonRpc => {
                 let username = key
                     .username
                     .as_deref()
                     .ok_or_else(|| ConnectError::ApiUserRequired { url: url.clone() })?;
-                let params = [json!({
-                    "mechanism": "API_KEY_PLAIN",
-                    "username": username,
-                    "api_key": secret,
-                    "login_options": {"user_info": false},
-                })];
+                let call = client_calls::login_ex_api_key(username, &key.key);
                 let reply = self
-                    .setup_call(
-                        conn,
-                        Method::AuthLoginEx,
-                        &params,
-                        "log in with the API key",
-                    )
+                    .setup_call(conn, call, "log in with the API key")
                     .await?;
                 login_ex_outcome(&url, username, &reply)
             }
             Protocol::Legacy => {
+                let call = client_calls::login_with_api_key(&key.key);
                 let reply = self
-                    .setup_call(
-                        conn,
-                        Method::AuthLoginWithApiKey,
-                        &[json!(secret)],
-                        "log in with the API key",
-                    )
+                    .setup_call(conn, call, "log in with the API key")
                     .await?;
                 match reply {
                     Value::Bool(true) => Ok(()),
@@ -737,6 +721,8 @@ impl Middleware for Client {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

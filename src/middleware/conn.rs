@@ -28,6 +28,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::{debug, warn};
 
+use super::client_calls;
 use super::rpc::{self, Event, Incoming, RemoteError, ReplyId, RequestId};
 use super::{Method, Protocol};
 
@@ -263,11 +264,11 @@ impl Conn {
         let deadline = Instant::now() + timeout;
         match self.shared.protocol {
             Protocol::JsonRpc => {
-                let method = Method::CoreSubscribe;
+                let call = client_calls::subscribe(name);
                 let id = self.shared.next_id();
                 let text =
-                    rpc::encode_call(Protocol::JsonRpc, id, method.as_str(), &[Value::from(name)]);
-                let reply = self.exchange(method, id, text, deadline).await?;
+                    rpc::encode_call(Protocol::JsonRpc, id, call.method.as_str(), &call.params);
+                let reply = self.exchange(call.method, id, text, deadline).await?;
                 Ok(reply
                     .as_str()
                     .map_or_else(|| reply.to_string(), str::to_owned))
@@ -414,10 +415,10 @@ impl Drop for Subscription {
         if let (None, Some(server_id)) = (&state.closed, server_id) {
             let text = match self.shared.protocol {
                 // A notification: executed without a reply.
-                Protocol::JsonRpc => rpc::encode_notification(
-                    Method::CoreUnsubscribe.as_str(),
-                    &[Value::from(server_id)],
-                ),
+                Protocol::JsonRpc => {
+                    let call = client_calls::unsubscribe(&server_id);
+                    rpc::encode_notification(call.method.as_str(), &call.params)
+                }
                 Protocol::Legacy => rpc::encode_unsub(&server_id),
             };
             // If the task is gone, so is the server-side subscription.

@@ -18,13 +18,14 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::debug;
 
 use super::client::{Client, Session, call_error};
+use super::client_calls;
 use super::conn::{Subscription, SubscriptionError};
 use super::rpc::Event;
 use super::{CallError, Job, JobId, Method};
@@ -277,11 +278,12 @@ fn check_identity(seen: &mut Option<Identity>, job: &Job, id: JobId) -> Result<(
 
 /// `core.get_jobs [[["id","=",ID]]]`: one job or not found.
 async fn query(client: &Client, session: &Session, id: JobId) -> Result<Job, CallError> {
-    let method = Method::CoreGetJobs;
+    let call = client_calls::job_by_id(id);
+    let method = call.method;
     let timeout = client.call_timeout();
     let reply = session
         .conn
-        .call(method, &[json!([["id", "=", id]])], timeout)
+        .call(method, &call.params, timeout)
         .await
         .map_err(|f| call_error(method, session.api.protocol, timeout, f))?;
     let first = reply.as_array().and_then(|jobs| jobs.first()).cloned();
@@ -301,6 +303,8 @@ async fn query(client: &Client, session: &Session, id: JobId) -> Result<Job, Cal
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
     use crate::middleware::JobState;
     use crate::middleware::rpc::EventKind;

@@ -13,6 +13,7 @@
 //! treated as 25.10 and flagged in `status`.
 
 pub mod client;
+pub mod client_calls;
 pub mod conn;
 pub mod ejson;
 pub mod error;

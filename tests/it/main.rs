@@ -8,5 +8,6 @@
     clippy::missing_panics_doc
 )]
 
+mod allow_list;
 mod middleware_client;
 mod support;
