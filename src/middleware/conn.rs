@@ -493,8 +493,8 @@ async fn pump(
             }
             out = rx.recv() => {
                 let Some(out) = out else { return "the client closed the connection".to_owned() };
-                if let Err(error) = ws.send(Message::text(out.text)).await {
-                    return describe(&error);
+                if let Err(reason) = send_bounded(ws, Message::text(out.text), interval).await {
+                    return reason;
                 }
             }
             _ = keepalive.tick() => {
@@ -502,11 +502,23 @@ async fn pump(
                     return format!("the middleware did not answer a keepalive ping within {interval:?}");
                 }
                 ping_sent = Some(Instant::now());
-                if let Err(error) = ws.send(Message::Ping(Vec::new().into())).await {
-                    return describe(&error);
+                if let Err(reason) = send_bounded(ws, Message::Ping(Vec::new().into()), interval).await {
+                    return reason;
                 }
             }
         }
+    }
+}
+
+/// Writes one frame. A peer that stops reading would block the write (and with it this
+/// task's keepalive) once the socket buffer is full, so the write is bounded too.
+async fn send_bounded(ws: &mut Ws, message: Message, limit: Duration) -> Result<(), String> {
+    match tokio::time::timeout(limit, ws.send(message)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(describe(&error)),
+        Err(_) => Err(format!(
+            "the middleware did not take a message within {limit:?} (it stopped reading)"
+        )),
     }
 }
 
