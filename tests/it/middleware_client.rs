@@ -346,7 +346,8 @@ async fn jobs_are_awaited_through_events() {
                 "time_finished": {"$date": 1_700_000_100_000_i64}});
             let server = server.handle();
             tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                // After the catch-up query, so that only events can tell the outcome.
+                wait_until(|| server.calls_of("core.get_jobs") == 1).await;
                 server.set_job(
                     json!({"id": id, "method": "cloudsync.sync", "state": "RUNNING",
                     "progress": {"percent": 50}, "time_started": {"$date": 1_700_000_000_000_i64}}),
@@ -387,8 +388,8 @@ async fn jobs_are_polled_when_events_are_refused() {
             .unwrap();
         let handle = server.handle();
         let finisher = tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(350)).await;
-            // No event: only a poll can see this.
+            wait_until(|| handle.calls_of("core.get_jobs") == 1).await;
+            // No event: only a later poll can see this.
             handle.set_job(json!({"id": id, "method": "cloudsync.sync", "state": "FAILED",
                 "error": "[EFAULT] rclone failed", "time_started": {"$date": 1_700_000_000_000_i64}}), false);
         });
