@@ -295,9 +295,10 @@ async fn query(client: &Client, session: &Session, id: JobId) -> Result<Job, Cal
             ),
         });
     };
-    serde_json::from_value(first).map_err(|e| CallError::Protocol {
+    // serde's message can quote the offending value: keep only where it failed.
+    serde_json::from_value(first).map_err(|_| CallError::Protocol {
         method,
-        detail: format!("job {id} could not be decoded: {e}"),
+        detail: format!("job {id} does not have the shape of a middleware job"),
     })
 }
 
