@@ -295,7 +295,7 @@ async fn query(client: &Client, session: &Session, id: JobId) -> Result<Job, Cal
             ),
         });
     };
-    // serde's message can quote the offending value: keep only where it failed.
+    // serde's message can quote the offending value, so it is not passed on.
     serde_json::from_value(first).map_err(|_| CallError::Protocol {
         method,
         detail: format!("job {id} does not have the shape of a middleware job"),
