@@ -615,3 +615,6 @@ fn resolve(shared: &Shared, id: &ReplyId, outcome: Outcome) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests;
