@@ -21,15 +21,10 @@ async fn pair(settings: ConnSettings) -> (Conn, Peer) {
 /// The next request the peer receives: `(id, method)`.
 async fn request(peer: &mut Peer) -> (u64, String) {
     loop {
-        match peer.next().await.unwrap().unwrap() {
-            Message::Text(text) => {
-                let v: Value = serde_json::from_str(text.as_str()).unwrap();
-                return (
-                    v["id"].as_u64().unwrap(),
-                    v["method"].as_str().unwrap().to_owned(),
-                );
-            }
-            _ => continue,
+        if let Message::Text(text) = peer.next().await.unwrap().unwrap() {
+            let v: Value = serde_json::from_str(text.as_str()).unwrap();
+            let method = v["method"].as_str().unwrap().to_owned();
+            return (v["id"].as_u64().unwrap(), method);
         }
     }
 }
