@@ -59,7 +59,12 @@ async fn replies_are_matched_by_id_in_any_order() {
 
 #[tokio::test(start_paused = true)]
 async fn a_call_without_answer_times_out_at_its_deadline() {
-    let (conn, mut peer) = pair(ConnSettings::default()).await;
+    // The peer is not read while the call waits: keep the keepalive out of the way.
+    let settings = ConnSettings {
+        keepalive_interval: Duration::from_secs(3600),
+        ..ConnSettings::default()
+    };
+    let (conn, mut peer) = pair(settings).await;
     let start = Instant::now();
     let (result, _) = tokio::join!(conn.call(Method::PoolQuery, &[], T), request(&mut peer));
     assert_eq!(result, Err(CallFailure::TimedOut));
