@@ -9,5 +9,7 @@
 )]
 
 mod allow_list;
+mod b2_verify;
+mod fake_b2;
 mod middleware_client;
 mod support;
