@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::client_calls;
-use super::conn::{CallFailure, Conn, ConnSettings, Subscription};
+use super::conn::{CallFailure, Conn, ConnSettings, Subscription, Ws};
 use super::jobs::{self, JobTracker};
 use super::tls::{CertFingerprint, TlsError};
 use super::transport::{self, Dial, ROUTE_CURRENT, ROUTE_LEGACY, Upgrade};
@@ -508,30 +508,31 @@ impl Inner {
                 }
                 Err(error) => {
                     let error = Arc::new(error);
-                    let failures = failures + 1;
-                    let jitter = rand::thread_rng().gen_range(0.5..=1.0);
-                    let delay = if error.fault().is_retryable() {
-                        backoff_delay(
-                            failures,
-                            self.settings.reconnect_initial,
-                            self.settings.reconnect_max,
-                            jitter,
-                        )
-                    } else {
-                        self.settings.reconnect_max
-                    };
-                    warn!(url = %self.url, failures, ?delay, error = %chain(&*error), "cannot reconnect to the middleware");
-                    *link = Link::Down {
-                        failures,
-                        retry_at: Instant::now() + delay,
-                        last_error: Some(error.clone()),
-                    };
+                    *link = self.after_failure(failures + 1, error.clone());
                     // A refused login or a bad certificate will not fix itself.
                     if !error.fault().is_retryable() {
                         return Err(error);
                     }
                 }
             }
+        }
+    }
+
+    /// The link after failed attempt number `failures`: transient errors back off
+    /// exponentially with jitter; refusals wait the longest back-off.
+    fn after_failure(&self, failures: u32, error: Arc<ConnectError>) -> Link {
+        let delay = if error.fault().is_retryable() {
+            let jitter = rand::thread_rng().gen_range(0.5..=1.0);
+            let (initial, max) = (self.settings.reconnect_initial, self.settings.reconnect_max);
+            backoff_delay(failures, initial, max, jitter)
+        } else {
+            self.settings.reconnect_max
+        };
+        warn!(url = %self.url, failures, ?delay, error = %chain(&*error), "cannot reconnect to the middleware");
+        Link::Down {
+            failures,
+            retry_at: Instant::now() + delay,
+            last_error: Some(error),
         }
     }
 
@@ -548,25 +549,7 @@ impl Inner {
 
     /// One connection attempt: transport, protocol, login, version.
     async fn establish(&self) -> Result<Session, ConnectError> {
-        let max = self.settings.max_message_bytes;
-        let (ws, protocol) =
-            match transport::open(&self.url, &self.dial, ROUTE_CURRENT, max).await? {
-                Upgrade::Done(ws) => (ws, Protocol::JsonRpc),
-                Upgrade::NotFound => {
-                    // 24.10 serves only the legacy protocol (REFERENCE §1.1).
-                    let Upgrade::Done(mut ws) =
-                        transport::open(&self.url, &self.dial, ROUTE_LEGACY, max).await?
-                    else {
-                        return Err(ConnectError::HttpStatus {
-                            url: self.url.to_string(),
-                            route: ROUTE_LEGACY.to_owned(),
-                            status: 404,
-                        });
-                    };
-                    transport::legacy_handshake(&self.url, &mut ws).await?;
-                    (ws, Protocol::Legacy)
-                }
-            };
+        let (ws, protocol) = self.open_websocket().await?;
         let conn = Conn::start(ws, protocol, self.settings.conn.clone());
         if let Some(key) = &self.api_key {
             self.login(&conn, key).await?;
@@ -600,6 +583,28 @@ impl Inner {
             api,
             jobs: OnceCell::new(),
         })
+    }
+
+    /// JSON-RPC at `/api/current`; a 404 there means 24.10, which serves only the
+    /// legacy protocol at `/websocket` (REFERENCE §1.1).
+    async fn open_websocket(&self) -> Result<(Ws, Protocol), ConnectError> {
+        let max = self.settings.max_message_bytes;
+        if let Upgrade::Done(ws) =
+            transport::open(&self.url, &self.dial, ROUTE_CURRENT, max).await?
+        {
+            return Ok((ws, Protocol::JsonRpc));
+        }
+        match transport::open(&self.url, &self.dial, ROUTE_LEGACY, max).await? {
+            Upgrade::Done(mut ws) => {
+                transport::legacy_handshake(&self.url, &mut ws).await?;
+                Ok((ws, Protocol::Legacy))
+            }
+            Upgrade::NotFound => Err(ConnectError::HttpStatus {
+                url: self.url.to_string(),
+                route: ROUTE_LEGACY.to_owned(),
+                status: 404,
+            }),
+        }
     }
 
     async fn setup_call(

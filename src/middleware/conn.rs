@@ -300,22 +300,7 @@ impl Conn {
                 limit,
             });
         }
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut state = shared.state();
-            if let Some(reason) = &state.closed {
-                return Err(CallFailure::NotSent(reason.clone()));
-            }
-            let started = Instant::now();
-            state.waiting.insert(
-                id,
-                Waiter {
-                    method,
-                    started,
-                    tx,
-                },
-            );
-        }
+        let rx = self.register(method, id).map_err(CallFailure::NotSent)?;
         // Removes the entry if this future is dropped or times out.
         let _forget = Forget { shared, id };
         if shared.out.send(Outgoing { id: Some(id), text }).is_err() {
@@ -333,6 +318,29 @@ impl Conn {
             Ok(Ok(Outcome::Lost(reason))) => Err(CallFailure::Lost(reason)),
             Ok(Ok(Outcome::NotSent(reason))) => Err(CallFailure::NotSent(reason)),
         }
+    }
+
+    /// Adds a waiter for `id`, unless the connection is already gone (then: why).
+    fn register(
+        &self,
+        method: Method,
+        id: RequestId,
+    ) -> Result<oneshot::Receiver<Outcome>, String> {
+        let (tx, rx) = oneshot::channel();
+        let mut state = self.shared.state();
+        if let Some(reason) = &state.closed {
+            return Err(reason.clone());
+        }
+        let started = Instant::now();
+        state.waiting.insert(
+            id,
+            Waiter {
+                method,
+                started,
+                tx,
+            },
+        );
+        Ok(rx)
     }
 
     fn gone(&self) -> String {
