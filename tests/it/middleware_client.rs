@@ -170,6 +170,27 @@ async fn detects_protocol_and_version_and_calls_over_the_unix_socket() {
     }
 }
 
+/// How the rest of the agent uses the client: through `impl Middleware`.
+async fn ping_through_the_seam(mw: &impl Middleware) -> serde_json::Value {
+    mw.call(Call::bare(Method::CorePing)).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_client_serves_the_middleware_seam_from_spawned_tasks() {
+    let (_dir, _server, client) = unix_client(Api::JsonRpc).await;
+    let shared = std::sync::Arc::new(client.clone());
+    let tasks: Vec<_> = (0..3)
+        .map(|_| {
+            let mw = shared.clone();
+            tokio::spawn(async move { ping_through_the_seam(&mw).await })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), json!("pong"));
+    }
+    assert_eq!(ping_through_the_seam(&client).await, json!("pong"));
+}
+
 #[tokio::test]
 async fn validation_errors_are_decoded_with_their_paths() {
     for api in BOTH {
