@@ -12,4 +12,5 @@ mod allow_list;
 mod b2_verify;
 mod fake_b2;
 mod middleware_client;
+mod sim_protocol;
 mod support;
