@@ -12,5 +12,6 @@ mod allow_list;
 mod b2_verify;
 mod fake_b2;
 mod middleware_client;
+mod middleware_sim;
 mod sim_protocol;
 mod support;
