@@ -75,7 +75,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         Ok(s) => s,
         Err(err) => return Ok(report_error(&ReconcileError::State(err), args.json).into()),
     };
-    let mw = match super::plan::connect(global).await {
+    let mw = match super::common::connect(global).await {
         Ok(mw) => mw,
         Err(err) => {
             eprintln!("error: {err:#}");

@@ -208,7 +208,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             return Ok(report_error(&ReconcileError::State(err), args.json).into());
         }
     };
-    let mw = match connect(global).await {
+    let mw = match super::common::connect(global).await {
         Ok(mw) => mw,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -216,44 +216,4 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         }
     };
     Ok(run_with(&mw, &state, &desired, args.json).await.into())
-}
-
-/// TEMPORARY until the middleware client (branch `mw`) is merged: replaced by
-/// `super::common::connect` at that merge.
-#[expect(clippy::unused_async, reason = "temporary stub")]
-pub(crate) async fn connect(_global: &super::GlobalArgs) -> anyhow::Result<NoClient> {
-    anyhow::bail!("this build has no middleware client yet")
-}
-
-/// TEMPORARY placeholder type, removed with [`connect`] above.
-pub(crate) struct NoClient;
-
-impl Middleware for NoClient {
-    fn api(&self) -> crate::middleware::ApiInfo {
-        crate::middleware::ApiInfo {
-            flavor: crate::middleware::ApiFlavor::V25_10,
-            version: String::new(),
-            protocol: crate::middleware::Protocol::JsonRpc,
-            transport: crate::middleware::TransportKind::UnixSocket,
-        }
-    }
-    async fn call(
-        &self,
-        call: crate::middleware::Call,
-    ) -> Result<serde_json::Value, crate::middleware::CallError> {
-        Err(crate::middleware::CallError::Unavailable {
-            method: call.method,
-            detail: "no client".into(),
-        })
-    }
-    async fn wait_job(
-        &self,
-        _id: crate::middleware::JobId,
-        _timeout: std::time::Duration,
-    ) -> Result<crate::middleware::Job, crate::middleware::CallError> {
-        Err(crate::middleware::CallError::Unavailable {
-            method: crate::middleware::Method::CoreGetJobs,
-            detail: "no client".into(),
-        })
-    }
 }

@@ -916,3 +916,102 @@ fn local_signed_envelopes_are_verified_with_the_configured_keys() {
         assert_no_canary("plan errors", &String::from_utf8_lossy(&out.stderr));
     }
 }
+
+/// Runs the agent binary (blocking, off the async thread).
+async fn agent_cli(args: Vec<std::ffi::OsString>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || {
+        assert_cmd::Command::cargo_bin("truenas-agent")
+            .unwrap()
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+/// `plan` and `apply` through the real client over the simulator's unix socket:
+/// exit codes, text and `--json`, and no secret in stdout, stderr (logs at debug) or
+/// the state directory.
+#[tokio::test]
+async fn cli_plan_and_apply_over_the_middleware_socket() {
+    for flavor in ApiFlavor::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let sim = fresh_box(flavor);
+        let server = sim
+            .serve(truenas_agent::sim::ServeOptions {
+                socket: Some(tmp.path().join("mw.sock")),
+                listen: None,
+            })
+            .await
+            .unwrap();
+        let url = server.unix_url().unwrap();
+        let state = tmp.path().join("state");
+        let doc = data("desired/example.json");
+        let run = |command: &str, json: bool| {
+            let mut args: Vec<std::ffi::OsString> = vec![
+                command.into(),
+                "--allow-unsigned".into(),
+                "-f".into(),
+                doc.clone().into(),
+            ];
+            if json {
+                args.push("--json".into());
+            }
+            args.extend([
+                "--middleware".into(),
+                url.clone().into(),
+                "--log".into(),
+                "debug".into(),
+            ]);
+            args.extend(["--state-dir".into(), state.clone().into()]);
+            agent_cli(args)
+        };
+        let mut everything = String::new();
+        let mut check = |label: &str, out: &std::process::Output, code: i32| {
+            let (stdout, stderr) = (
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+            );
+            assert_eq!(
+                out.status.code(),
+                Some(code),
+                "{flavor} {label}:\n{stdout}\n{stderr}"
+            );
+            everything.push_str(&stdout);
+            everything.push_str(&stderr);
+            stdout.into_owned()
+        };
+        let planned = check("plan (fresh)", &run("plan", false).await, 1);
+        assert!(planned.contains("9 change(s) to make."), "{planned}");
+        assert!(sim.write_calls().is_empty(), "{flavor}: plan wrote");
+        let applied = check("apply --json", &run("apply", true).await, 0);
+        let v: Value = serde_json::from_str(&applied).unwrap();
+        assert_eq!(v["converged"], true, "{applied}");
+        assert!(
+            v["outcome"]["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["status"] == "done")
+        );
+        assert_sop_fields(&sim.state());
+        sim.clear_calls();
+        let again = check("plan (converged)", &run("plan", false).await, 0);
+        assert!(
+            again.contains("No changes: the NAS matches the document."),
+            "{again}"
+        );
+        let quiet = check("apply (converged)", &run("apply", false).await, 0);
+        assert!(quiet.contains("No changes"), "{quiet}");
+        assert!(
+            sim.write_calls().is_empty(),
+            "{flavor}: {:?}",
+            sim.write_calls()
+        );
+        assert_no_canary(&format!("{flavor} CLI output and logs"), &everything);
+        assert!(everything.contains("applying"), "debug logs were captured");
+        assert_no_canary_in_dir(&state);
+        server.shutdown().await;
+    }
+}
