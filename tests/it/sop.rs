@@ -1015,3 +1015,48 @@ async fn cli_plan_and_apply_over_the_middleware_socket() {
         server.shutdown().await;
     }
 }
+
+/// The same interruption through the real client: the connection closes right after
+/// the first Cloud Sync task was created; `apply` stops (exit 3) and the next `apply`
+/// converges with exactly one task per pool.
+#[tokio::test]
+async fn cli_apply_survives_a_dropped_socket_mid_pass() {
+    for flavor in ApiFlavor::ALL {
+        let tmp = tempfile::tempdir().unwrap();
+        let sim = fresh_box(flavor);
+        sim.update_faults(|f| {
+            f.drop_at.push(DropAt {
+                method: "cloudsync.create".into(),
+                when: DropWhen::After,
+                times: Some(1),
+            });
+        });
+        let server = sim
+            .serve(truenas_agent::sim::ServeOptions {
+                socket: Some(tmp.path().join("mw.sock")),
+                listen: None,
+            })
+            .await
+            .unwrap();
+        let args: Vec<std::ffi::OsString> = vec![
+            "apply".into(),
+            "--allow-unsigned".into(),
+            "-f".into(),
+            data("desired/example.json").into(),
+            "--middleware".into(),
+            server.unix_url().unwrap().into(),
+            "--state-dir".into(),
+            tmp.path().join("state").into(),
+        ];
+        let first = agent_cli(args.clone()).await;
+        let text = String::from_utf8_lossy(&first.stdout);
+        assert_eq!(first.status.code(), Some(3), "{flavor}:\n{text}");
+        assert!(text.contains("pass stopped"), "{text}");
+        let second = agent_cli(args).await;
+        let text = String::from_utf8_lossy(&second.stdout);
+        assert_eq!(second.status.code(), Some(0), "{flavor}:\n{text}");
+        assert!(text.contains("created by an interrupted apply"), "{text}");
+        assert_sop_fields(&sim.state());
+        server.shutdown().await;
+    }
+}
