@@ -132,6 +132,12 @@ async fn reads_and_writes_through_the_middleware() {
             from: Some("pool0".into())
         }
     );
+    mw.set_prop("pool0/child", GUID_KEY, "own");
+    let child = props.get(&ds("pool0/child"), &key()).await.unwrap();
+    assert_eq!(
+        (child.value.as_deref(), child.source),
+        (Some("own"), PropSource::Local)
+    );
     props.inherit(&ds("pool0"), &key()).await.unwrap();
     assert_eq!(mw.prop("pool0", GUID_KEY), None);
 
