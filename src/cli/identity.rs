@@ -1,16 +1,298 @@
-//! `truenas-agent identity` (being built).
+//! `truenas-agent identity [--json]`, `identity ensure [--pool P] [--guid G] [--rebind]`
+//! and `identity get DATASET`: the device GUID on the root pool.
+//!
+//! Exit status: 0 the GUID is usable and nothing needs attention, 1 problems (printed),
+//! 2 an operation failed (`zfs` missing, permission denied, timeout, …).
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Subcommand;
+
+use super::GlobalArgs;
+use crate::identity::{
+    self, BindingState, Change, IdentityInputs, IdentityReport, RootPoolHint, rules,
+};
+use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
+use crate::zfs::{
+    Backend, BackendChoice, CommandConfig, DEFAULT_GUID_PROPERTY, DatasetName, PoolName, Program,
+    UserPropKey, UserProps, ZfsCommand,
+};
 
 /// Arguments of `identity`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub action: Option<Action>,
+    #[command(flatten)]
+    pub common: Common,
+}
+
+/// Options of `identity` and its subcommands.
+#[derive(Debug, clap::Args)]
+pub struct Common {
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// The root pool (as the local configuration's `root_pool`).
+    #[arg(long, global = true, value_name = "POOL")]
+    pub pool: Option<String>,
+    /// User property that carries the device GUID (its namespace also names the
+    /// host-binding property `<namespace>:device-host`).
+    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_GUID_PROPERTY)]
+    pub property: String,
+    /// The `zfs` program: an absolute path, or a name looked up in /usr/sbin:/sbin:/usr/bin:/bin.
+    #[arg(long, global = true, value_name = "PATH", default_value = "zfs")]
+    pub zfs_bin: String,
+    /// The `zpool` program (same rules as --zfs-bin).
+    #[arg(long, global = true, value_name = "PATH", default_value = "zpool")]
+    pub zpool_bin: String,
+    /// Deadline of each zfs/zpool run, in seconds.
+    #[arg(long, global = true, value_name = "SECS", default_value_t = 30)]
+    pub zfs_timeout: u64,
+    /// The host id file (for tests; ZFS itself uses /etc/hostid).
+    #[arg(long, global = true, hide = true, default_value = "/etc/hostid")]
+    pub hostid_file: PathBuf,
+}
+
+/// What to do; without one, show the identity (read-only).
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Apply the identity rules: generate, keep or correct the GUID and bind it to this
+    /// host (what the daemon does at start). Records the result for `status`.
+    Ensure(EnsureArgs),
+    /// Show the GUID property of any dataset and where its value comes from.
+    Get(GetArgs),
+}
+
+/// Arguments of `identity ensure`.
+#[derive(Debug, clap::Args)]
+pub struct EnsureArgs {
+    /// Central's device GUID (NinjaOne wins): written when the pool's differs.
+    #[arg(long, value_name = "GUID")]
+    pub guid: Option<String>,
+    /// Confirm that this host now owns a pool that was bound to another host (after a
+    /// move or a clone was reported).
+    #[arg(long)]
+    pub rebind: bool,
+}
+
+/// Arguments of `identity get`.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// The dataset, e.g. `pool0/share`.
+    pub dataset: String,
+}
 
 /// Runs `identity`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`identity` is not available in this build yet")
+pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+    let common = &args.common;
+    let mut inputs = inputs(common)?;
+    let (store, choice) = store(common)?;
+    match args.action {
+        None => {
+            let report = identity::observe(&inputs, &store, &choice).await;
+            print_report(&report, common.json)?;
+            Ok(ExitCode::from(report.exit_code()))
+        }
+        Some(Action::Ensure(ensure)) => {
+            inputs.central_guid = ensure.guid.as_deref().map(parse_guid).transpose()?;
+            inputs.rebind = ensure.rebind;
+            let report = identity::ensure(&inputs, &store, &choice).await;
+            print_report(&report, common.json)?;
+            let recorded = record(&report, global);
+            Ok(ExitCode::from(report.exit_code().max(recorded)))
+        }
+        Some(Action::Get(get)) => {
+            let dataset = DatasetName::parse(&get.dataset).context("DATASET")?;
+            let reading = store.get(&dataset, &inputs.property).await?;
+            if common.json {
+                println!("{}", serde_json::to_string_pretty(&reading)?);
+            } else {
+                let value = reading.value.as_deref().unwrap_or("-");
+                println!(
+                    "{dataset}\t{}\t{value}\t({})",
+                    reading.property, reading.source
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn inputs(common: &Common) -> anyhow::Result<IdentityInputs> {
+    let property = UserPropKey::parse(&common.property).context("--property")?;
+    let mut inputs = IdentityInputs::new(property).context("--property")?;
+    let local = common
+        .pool
+        .as_deref()
+        .map(PoolName::parse)
+        .transpose()
+        .context("--pool")?;
+    inputs.root_pool = RootPoolHint {
+        document: None,
+        local,
+    };
+    Ok(inputs)
+}
+
+fn parse_guid(text: &str) -> anyhow::Result<uuid::Uuid> {
+    rules::parse_dashed(text).with_context(|| {
+        format!(
+            "--guid `{}` must be a UUID in the dashed form, e.g. 9babab19-acc0-4587-aa05-ccd8103a1148",
+            crate::zfs::excerpt(text, 64)
+        )
+    })
+}
+
+// The middleware fallback (`zfs::choose_backend` with a middleware connection) is wired
+// here once the middleware client lands (issue #2); until then the command backend is
+// used and its error explains what is missing.
+fn store(common: &Common) -> anyhow::Result<(ZfsCommand, BackendChoice)> {
+    let config = CommandConfig {
+        zfs: Program::parse(&common.zfs_bin).context("--zfs-bin")?,
+        zpool: Program::parse(&common.zpool_bin).context("--zpool-bin")?,
+        hostid_file: common.hostid_file.clone(),
+        timeout: Duration::from_secs(common.zfs_timeout.max(1)),
+    };
+    let choice = BackendChoice {
+        backend: Backend::ZfsCommand,
+        fallback_reason: None,
+    };
+    Ok((ZfsCommand::new(config), choice))
+}
+
+/// Records the result for `status`; returns the exit code contribution (1 if it failed).
+fn record(report: &IdentityReport, global: &GlobalArgs) -> u8 {
+    let dir = global
+        .state_dir
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+    let result = StateDir::open(&dir)
+        .map_err(identity::IdentityError::Record)
+        .and_then(|state| identity::record(&state, report));
+    match result {
+        Ok(()) => 0,
+        Err(err) => {
+            eprintln!("warning: {:#}", anyhow::Error::new(err));
+            1
+        }
+    }
+}
+
+fn print_report(report: &IdentityReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+    } else {
+        print!("{}", render(report));
+    }
+    Ok(())
+}
+
+/// The human form: one screen, problems last.
+pub fn render(report: &IdentityReport) -> String {
+    let mut out = String::new();
+    let mut line = |label: &str, text: &str| {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "{label:<14}{text}");
+    };
+    let guid = match (&report.guid, report.guid_source, report.usable) {
+        (Some(g), Some(s), true) => format!("{g} (source: {})", s.as_str()),
+        (Some(g), Some(s), false) => {
+            format!("{g} (source: {}) — NOT USABLE, see problems", s.as_str())
+        }
+        _ => "none".to_owned(),
+    };
+    line("Device GUID", &guid);
+    line("Property", &report.property);
+    let root = match (&report.root_pool, report.root_pool_source) {
+        (Some(p), Some(s)) => format!("{p} ({s})"),
+        _ => "not determined".to_owned(),
+    };
+    line("Root pool", &root);
+    line("Host binding", &binding_text(report));
+    line("Backend", &report.backend.to_string());
+    let pools: Vec<String> = report
+        .pools
+        .iter()
+        .map(|p| match &p.value {
+            Some(v) => format!("{}: {v} ({})", p.pool, p.source),
+            None => format!("{}: -", p.pool),
+        })
+        .collect();
+    if !pools.is_empty() {
+        line("Data pools", &pools.join("; "));
+    }
+    for change in &report.changes {
+        line("Changed", &change_text(change));
+    }
+    if let Some(c) = &report.correction {
+        line(
+            "Correction",
+            &format!("{} -> {} (central wins)", c.old, c.new),
+        );
+    }
+    if let Some(e) = &report.error {
+        line("ERROR", &e.message);
+    }
+    for p in &report.problems {
+        let tag = if p.blocking { "PROBLEM" } else { "warning" };
+        line(tag, &p.message);
+    }
+    out
+}
+
+fn binding_text(report: &IdentityReport) -> String {
+    let b = &report.host_binding;
+    let short = |h: &Option<String>| {
+        h.as_deref()
+            .map_or_else(|| "-".to_owned(), |h| h.chars().take(12).collect())
+    };
+    match b.state {
+        BindingState::Bound => format!(
+            "bound to this host {} ({})",
+            short(&b.this_host),
+            b.property
+        ),
+        BindingState::Unbound => format!("not bound yet (this host {})", short(&b.this_host)),
+        BindingState::OtherHost => format!(
+            "bound to ANOTHER host {} (this host {})",
+            short(&b.bound_host),
+            short(&b.this_host)
+        ),
+        BindingState::HostUnknown => "this host has no host id: not checked".to_owned(),
+        BindingState::NotChecked => "not checked".to_owned(),
+    }
+}
+
+fn change_text(change: &Change) -> String {
+    match change {
+        Change::WroteGuid { pool, guid, source } => {
+            format!("wrote GUID {guid} on {pool} (source: {})", source.as_str())
+        }
+        Change::CorrectedGuid { pool, old, new } => {
+            format!("rewrote the GUID on {pool}: {old} -> {new}")
+        }
+        Change::BoundHost { pool, host } => format!(
+            "bound {pool} to this host {}",
+            host.chars().take(12).collect::<String>()
+        ),
+        Change::Rebound {
+            pool,
+            old_host,
+            new_host,
+            confirmed_by,
+        } => format!(
+            "rebound {pool} from host {} to this host {} (confirmed by {})",
+            old_host.chars().take(12).collect::<String>(),
+            new_host.chars().take(12).collect::<String>(),
+            match confirmed_by {
+                identity::Confirmation::Central => "central",
+                identity::Confirmation::Technician => "--rebind",
+            }
+        ),
+    }
 }

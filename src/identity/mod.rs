@@ -357,6 +357,8 @@ async fn write_and_verify(
             })?;
         if key == host_property {
             report.host_binding.bound_host.clone_from(&reading.value);
+        } else {
+            refresh_pool_entry(report, &reading);
         }
         if reading.value.as_deref() != Some(value.as_str()) || !reading.source.is_set_here() {
             report.problems.push(
@@ -371,6 +373,17 @@ async fn write_and_verify(
         }
     }
     Ok(())
+}
+
+/// The report's per-pool entry shows the value after the write.
+fn refresh_pool_entry(report: &mut IdentityReport, reading: &PropertyReading) {
+    let pool = reading.dataset.pool().to_string();
+    if let Some(entry) = report.pools.iter_mut().find(|p| p.pool == pool) {
+        let value = GuidValue::from_reading(reading);
+        entry.state = value.state();
+        entry.value = value.shown();
+        entry.source = reading.source.clone();
+    }
 }
 
 #[cfg(test)]

@@ -63,6 +63,12 @@ async fn fresh_pool_gets_a_v4_guid_written_read_back_and_bound() {
     assert_eq!(report.host_binding.state, BindingState::Bound);
     assert_eq!(report.host_binding.bound_host.as_deref(), Some(H1));
     assert_eq!(report.exit_code(), 0);
+    assert_eq!(
+        report.pools[0].value.as_deref(),
+        Some(guid.as_str()),
+        "as read back"
+    );
+    assert_eq!(report.pools[0].state, GuidState::Valid);
     assert_eq!(fake.prop("pool0", KEY).as_deref(), Some(guid.as_str()));
     assert_eq!(fake.prop("pool0", HOST_KEY).as_deref(), Some(H1));
     assert_eq!(

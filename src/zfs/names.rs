@@ -257,6 +257,16 @@ impl DatasetName {
                 format!("must be at most {MAX_NAME_LEN} characters"),
             ));
         }
+        if let Some(bad) = input.chars().find(|c| !zfs_valid_char(*c) && *c != '/') {
+            return Err(NameError::new(
+                WHAT,
+                input,
+                format!(
+                    "may contain only letters, digits, space, `-`, `_`, `.`, `:` and `/` (found {}); snapshots and bookmarks are not datasets here",
+                    bad.escape_default()
+                ),
+            ));
+        }
         let mut components = input.split('/');
         let pool = components.next().unwrap_or_default();
         PoolName::parse(pool).map_err(|e| {
