@@ -1,6 +1,13 @@
 //! `truenas-agent identity [--json]`, `identity ensure [--pool P] [--guid G] [--rebind]`
 //! and `identity get DATASET`: the device GUID on the root pool.
 //!
+//! Owns: the flags, building `IdentityInputs` and the backend from them, the one-screen
+//! text and `--json` output, the exit status, recording `ensure`'s result.
+//! Does not: apply any rule (`identity`) or run `zfs` itself (`zfs`).
+//! Invariants: bad flags are refused before anything runs, naming the flag and the rule;
+//! only `ensure` writes (to ZFS and to `identity.json`).
+//! Limitations: the middleware fallback is not wired here yet (needs the middleware
+//! client); the root pool and property come from flags until the config file is read.
 //! Exit status: 0 the GUID is usable and nothing needs attention, 1 problems (printed),
 //! 2 an operation failed (`zfs` missing, permission denied, timeout, …).
 

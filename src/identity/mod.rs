@@ -50,6 +50,13 @@ pub enum IdentityError {
         "user property `{property}` is reserved for the host binding; choose another name for the device GUID"
     )]
     PropertyClash { property: String },
+    /// The host-binding property name derived from the namespace is not a valid name.
+    #[error("cannot derive the host-binding property from `{property}`")]
+    HostProperty {
+        property: String,
+        #[source]
+        source: crate::zfs::NameError,
+    },
     #[error("cannot list the imported pools")]
     ListPools(#[source] Box<ZfsError>),
     #[error("cannot read {property} on {dataset}")]
@@ -85,7 +92,9 @@ impl IdentityError {
     /// Who has to act.
     pub fn fault(&self) -> Fault {
         match self {
-            IdentityError::PropertyClash { .. } => Fault::Operator,
+            IdentityError::PropertyClash { .. } | IdentityError::HostProperty { .. } => {
+                Fault::Operator
+            }
             IdentityError::ListPools(source)
             | IdentityError::Read { source, .. }
             | IdentityError::HostId(source)
@@ -128,11 +137,10 @@ impl IdentityInputs {
 /// `<namespace>:device-host` for a GUID property `<namespace>:<name>`.
 pub fn host_property_for(property: &UserPropKey) -> Result<UserPropKey, IdentityError> {
     let name = format!("{}:{HOST_PROPERTY_NAME}", property.namespace());
-    // invariant: the namespace passed UserPropKey's character rules and is non-empty
-    // before the ':', so the derived name passes them too (length: 255 - ns ≥ 12 is not
-    // guaranteed, hence the fallible parse).
-    let host = UserPropKey::parse(&name).map_err(|_| IdentityError::PropertyClash {
+    // The namespace passed the same character rules, so only the length can fail here.
+    let host = UserPropKey::parse(&name).map_err(|source| IdentityError::HostProperty {
         property: property.to_string(),
+        source,
     })?;
     if host == *property {
         return Err(IdentityError::PropertyClash {

@@ -483,6 +483,7 @@ fn plan_guid(inputs: &RuleInputs<'_>, d: &mut Decision, pool: &str, step: GuidSt
             d.guid = Some(value);
             d.guid_source = Some(source);
         }
+        // decide() hands refusals to refuse(); kept total rather than panicking.
         GuidStep::Refuse(problem) => d.problems.push(problem.into()),
     }
 }

@@ -340,6 +340,10 @@ fn the_host_property_follows_the_namespace() {
         IdentityInputs::new(UserPropKey::parse("com.example:device-host").unwrap()).unwrap_err();
     assert_eq!(err.fault(), Fault::Operator);
     assert!(err.to_string().contains("reserved for the host binding"));
+    let long = format!("{}:g", "n".repeat(250));
+    let err = IdentityInputs::new(UserPropKey::parse(&long).unwrap()).unwrap_err();
+    assert_eq!(err.fault(), Fault::Operator);
+    assert!(matches!(err, IdentityError::HostProperty { .. }), "{err:?}");
 }
 
 #[tokio::test]
