@@ -25,7 +25,7 @@ use crate::identity::{
 };
 use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
 use crate::zfs::{
-    Backend, BackendChoice, CommandConfig, DEFAULT_GUID_PROPERTY, DatasetName, PoolName, Program,
+    BackendChoice, CommandConfig, DEFAULT_GUID_PROPERTY, DatasetName, PoolName, Program,
     UserPropKey, UserProps, ZfsCommand,
 };
 
@@ -165,10 +165,7 @@ fn store(common: &Common) -> anyhow::Result<(ZfsCommand, BackendChoice)> {
         hostid_file: common.hostid_file.clone(),
         timeout: Duration::from_secs(common.zfs_timeout.max(1)),
     };
-    let choice = BackendChoice {
-        backend: Backend::ZfsCommand,
-        fallback_reason: None,
-    };
+    let choice = BackendChoice::command();
     Ok((ZfsCommand::new(config), choice))
 }
 

@@ -27,10 +27,7 @@ fn with_pool(pool: &str) -> IdentityInputs {
     }
 }
 fn cli() -> BackendChoice {
-    BackendChoice {
-        backend: Backend::ZfsCommand,
-        fallback_reason: None,
-    }
+    BackendChoice::command()
 }
 fn kinds(report: &IdentityReport) -> Vec<String> {
     report

@@ -280,46 +280,99 @@ pub enum Store<M> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BackendChoice {
     pub backend: Backend,
-    /// Why the command backend was not used (its error), when the middleware was.
+    /// Why the command backend could not be used (its error), when that was the case.
     pub fallback_reason: Option<String>,
+    /// Why the middleware fallback could not be used either (then `backend` is still the
+    /// command, whose error surfaces on use).
+    pub fallback_error: Option<String>,
+}
+
+impl BackendChoice {
+    /// The command backend, no fallback involved.
+    pub fn command() -> Self {
+        Self {
+            backend: Backend::ZfsCommand,
+            fallback_reason: None,
+            fallback_error: None,
+        }
+    }
 }
 
 impl std::fmt::Display for BackendChoice {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.fallback_reason {
-            Some(reason) => write!(f, "{} (zfs command unavailable: {reason})", self.backend),
-            None => write!(f, "{}", self.backend),
+        match (&self.fallback_reason, &self.fallback_error) {
+            (None, _) => write!(f, "{}", self.backend),
+            (Some(reason), None) => {
+                write!(f, "{} (zfs command unavailable: {reason})", self.backend)
+            }
+            (Some(reason), Some(error)) => write!(
+                f,
+                "{} (unavailable: {reason}; middleware fallback failed: {error})",
+                self.backend
+            ),
         }
     }
 }
 
 /// Picks the backend: the `zfs` command when `zpool list` works (or fails for a reason
-/// other than "cannot be used from here"), else the middleware when one is given. Without
-/// a middleware the command backend is returned and its error will surface on use.
+/// other than "cannot be used from here"); otherwise the middleware, connecting only then
+/// (`connect` is not called at all when the command works). When connecting fails, the
+/// command backend is returned and the choice records both reasons.
+pub async fn choose_backend_with<M, F, Fut>(
+    command: ZfsCommand,
+    connect: F,
+) -> (Store<M>, BackendChoice)
+where
+    M: Middleware,
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<M, String>>,
+{
+    let reason = match command.list_pools().await {
+        Err(err) if err.command_unusable() => error_chain(&err),
+        Ok(_) | Err(_) => return (Store::Command(command), BackendChoice::command()),
+    };
+    match connect().await {
+        Ok(mw) => {
+            tracing::warn!(%reason, "zfs command unusable; using the middleware for ZFS user properties");
+            let choice = BackendChoice {
+                backend: Backend::Middleware,
+                fallback_reason: Some(reason),
+                fallback_error: None,
+            };
+            (Store::Middleware(MiddlewareProps::new(mw)), choice)
+        }
+        Err(error) => {
+            let choice = BackendChoice {
+                fallback_reason: Some(reason),
+                fallback_error: Some(error),
+                ..BackendChoice::command()
+            };
+            (Store::Command(command), choice)
+        }
+    }
+}
+
+/// [`choose_backend_with`] for a middleware connection already at hand (or none).
 pub async fn choose_backend<M: Middleware>(
     command: ZfsCommand,
     middleware: Option<M>,
 ) -> (Store<M>, BackendChoice) {
-    let probe = command.list_pools().await;
-    match (probe, middleware) {
-        (Err(err), Some(mw)) if err.command_unusable() => {
-            tracing::warn!(error = %err, "zfs command unusable; using the middleware for ZFS user properties");
-            (
-                Store::Middleware(MiddlewareProps::new(mw)),
-                BackendChoice {
-                    backend: Backend::Middleware,
-                    fallback_reason: Some(format!("{err:#}")),
-                },
-            )
-        }
-        _ => (
-            Store::Command(command),
-            BackendChoice {
-                backend: Backend::ZfsCommand,
-                fallback_reason: None,
-            },
-        ),
+    choose_backend_with(command, || async move {
+        middleware.ok_or_else(|| "no middleware connection".to_owned())
+    })
+    .await
+}
+
+/// `a: b: c` from an error and its sources.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
     }
+    text
 }
 
 impl<M: Middleware> UserProps for Store<M> {

@@ -201,13 +201,7 @@ async fn falls_back_to_the_middleware_only_when_zfs_is_unusable() {
 
     let (store, choice) = choose_backend(fake.backend(), Some(&mw)).await;
     assert!(matches!(store, Store::Command(_)));
-    assert_eq!(
-        choice,
-        BackendChoice {
-            backend: Backend::ZfsCommand,
-            fallback_reason: None
-        }
-    );
+    assert_eq!(choice, BackendChoice::command());
 
     fake.fail("notusable");
     let (store, choice) = choose_backend(fake.backend(), Some(&mw)).await;
@@ -247,9 +241,48 @@ async fn falls_back_to_the_middleware_only_when_zfs_is_unusable() {
     let (_, choice) = choose_backend(fake.backend(), Some(&mw)).await;
     assert_eq!(choice.backend, Backend::ZfsCommand);
 
-    // No middleware: stay on the command; its error surfaces on use.
+    // No middleware: stay on the command; its error surfaces on use, the choice says why.
     fake.fail("notusable");
     let (store, choice) = choose_backend::<&FakeMiddleware>(fake.backend(), None).await;
     assert_eq!(choice.backend, Backend::ZfsCommand);
+    assert_eq!(
+        choice.fallback_error.as_deref(),
+        Some("no middleware connection")
+    );
+    assert!(
+        choice
+            .to_string()
+            .starts_with("zfs command (unavailable: `zpool list`: ZFS cannot be used from here"),
+        "{choice}"
+    );
     assert!(store.list_pools().await.is_err());
+}
+
+#[tokio::test]
+async fn the_middleware_is_connected_only_when_zfs_is_unusable() {
+    let fake = FakeZfs::new(&["pool0"]);
+    let mw = FakeMiddleware::new(ApiFlavor::V25_04, &["pool0"]);
+    let connected = std::cell::Cell::new(0);
+    let connect = || async {
+        connected.set(connected.get() + 1);
+        Ok::<_, String>(&mw)
+    };
+    let (_, choice) = crate::zfs::choose_backend_with(fake.backend(), connect).await;
+    assert_eq!(choice.backend, Backend::ZfsCommand);
+    assert_eq!(connected.get(), 0, "no connection while zfs works");
+    fake.fail("notusable");
+    let (_, choice) = crate::zfs::choose_backend_with(fake.backend(), connect).await;
+    assert_eq!(choice.backend, Backend::Middleware);
+    assert_eq!(connected.get(), 1);
+    let (_, choice) = crate::zfs::choose_backend_with(fake.backend(), || async {
+        Err::<&FakeMiddleware, _>("cannot connect to the TrueNAS middleware: refused".to_owned())
+    })
+    .await;
+    assert_eq!(choice.backend, Backend::ZfsCommand);
+    assert!(
+        choice.to_string().ends_with(
+            "middleware fallback failed: cannot connect to the TrueNAS middleware: refused)"
+        ),
+        "{choice}"
+    );
 }
