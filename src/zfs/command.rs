@@ -190,28 +190,7 @@ impl ZfsCommand {
         resource: &str,
     ) -> Result<Finished, ZfsError> {
         let path = program.resolve()?;
-        let mut command = tokio::process::Command::new(&path);
-        command
-            .args(args)
-            .env_clear()
-            .env("PATH", SAFE_PATH)
-            // English messages: `parse::classify_failure` reads them.
-            .env("LC_ALL", "C")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true);
-        let mut child = command.spawn().map_err(|source| match source.kind() {
-            std::io::ErrorKind::NotFound => ZfsError::NotInstalled {
-                program: path.display().to_string(),
-                searched: "that path: it vanished".to_owned(),
-            },
-            _ => ZfsError::Spawn {
-                program: path.display().to_string(),
-                source,
-            },
-        })?;
+        let mut child = spawn(&path, args)?;
         tracing::debug!(program = %path.display(), ?args, "exec");
         let pid = child.id();
         let stdout = child.stdout.take();
@@ -247,6 +226,33 @@ impl ZfsCommand {
             }
         }
     }
+}
+
+/// Starts `path args…`: no shell, empty environment but `PATH` and `LC_ALL`, stdin closed,
+/// its own process group, killed if dropped.
+fn spawn(path: &Path, args: &[&str]) -> Result<tokio::process::Child, ZfsError> {
+    tokio::process::Command::new(path)
+        .args(args)
+        .env_clear()
+        .env("PATH", SAFE_PATH)
+        // English messages: `parse::classify_failure` reads them.
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| match source.kind() {
+            std::io::ErrorKind::NotFound => ZfsError::NotInstalled {
+                program: path.display().to_string(),
+                searched: "that path: it vanished".to_owned(),
+            },
+            _ => ZfsError::Spawn {
+                program: path.display().to_string(),
+                source,
+            },
+        })
 }
 
 /// Reads a pipe to its end, keeping at most `cap` bytes (draining the rest so the child

@@ -134,25 +134,9 @@ pub fn parse_get(
             shown()
         )));
     };
-    if name != dataset.as_str().as_bytes() {
-        return Err(ParseError::new(format!(
-            "the answer is about `{}`, not `{dataset}`",
-            excerpt(&String::from_utf8_lossy(name), EXCERPT_LEN)
-        )));
-    }
-    if prop != key.as_str().as_bytes() {
-        return Err(ParseError::new(format!(
-            "the answer is about property `{}`, not `{key}`",
-            excerpt(&String::from_utf8_lossy(prop), EXCERPT_LEN)
-        )));
-    }
-    let source_text = String::from_utf8_lossy(source);
-    let source = parse_source(&source_text).ok_or_else(|| {
-        ParseError::new(format!(
-            "unknown source `{}`",
-            excerpt(&source_text, EXCERPT_LEN)
-        ))
-    })?;
+    check_field(name, dataset.as_str(), "")?;
+    check_field(prop, key.as_str(), "property ")?;
+    let source = decode_source_column(source)?;
     let value = String::from_utf8_lossy(value).into_owned();
     let record_start = format!("\t{key}\t");
     if value
@@ -181,6 +165,23 @@ pub fn parse_get(
         value,
         source,
     })
+}
+
+/// The answer must be about what was asked (`what` prefixes the message: "property ").
+fn check_field(field: &[u8], expected: &str, what: &str) -> Result<(), ParseError> {
+    if field == expected.as_bytes() {
+        return Ok(());
+    }
+    Err(ParseError::new(format!(
+        "the answer is about {what}`{}`, not `{expected}`",
+        excerpt(&String::from_utf8_lossy(field), EXCERPT_LEN)
+    )))
+}
+
+fn decode_source_column(column: &[u8]) -> Result<PropSource, ParseError> {
+    let text = String::from_utf8_lossy(column);
+    parse_source(&text)
+        .ok_or_else(|| ParseError::new(format!("unknown source `{}`", excerpt(&text, EXCERPT_LEN))))
 }
 
 /// Parses the answer of `zpool list -H -o name`: one pool per line, nothing at all when
