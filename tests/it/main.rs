@@ -11,4 +11,5 @@
 mod b2_verify;
 mod fake_b2;
 mod identity;
+mod sim_protocol;
 mod support;
