@@ -432,3 +432,170 @@ fn fallback_requests_match_the_middleware_schemas() {
         );
     }
 }
+
+// ---- the middleware fallback against the simulator ----
+
+mod against_the_simulator {
+    use std::time::Duration;
+
+    use truenas_agent::identity::{self, IdentityInputs, RootPoolHint};
+    use truenas_agent::middleware::{ApiFlavor, Method};
+    use truenas_agent::sim::{InProcess, Scenario};
+    use truenas_agent::zfs::{
+        Backend, CommandConfig, DatasetName, PoolName, Program, PropSource, UserPropKey, UserProps,
+        ZfsCommand, choose_backend,
+    };
+
+    use super::{Box, C, KEY};
+
+    /// A `zfs` that cannot be used here (as in a Custom App container without /dev/zfs).
+    fn unusable_zfs(b: &Box) -> ZfsCommand {
+        b.write("fail", "notusable");
+        ZfsCommand::new(CommandConfig {
+            zfs: Program::Path(b.path("zfs")),
+            zpool: Program::Path(b.path("zpool")),
+            hostid_file: b.path("hostid"),
+            timeout: Duration::from_secs(20),
+        })
+    }
+
+    fn inputs(pool: Option<&str>) -> IdentityInputs {
+        IdentityInputs {
+            root_pool: RootPoolHint {
+                document: None,
+                local: pool.map(|p| PoolName::parse(p).unwrap()),
+            },
+            ..IdentityInputs::new(UserPropKey::parse(KEY).unwrap()).unwrap()
+        }
+    }
+
+    fn user_props(mw: &InProcess, dataset: &str) -> std::collections::BTreeMap<String, String> {
+        mw.simulator()
+            .state()
+            .dataset(dataset)
+            .unwrap()
+            .user_properties
+            .clone()
+    }
+
+    fn dataset_updates(mw: &InProcess) -> usize {
+        mw.simulator()
+            .write_calls()
+            .iter()
+            .filter(|c| c.method == Method::DatasetUpdate.as_str())
+            .count()
+    }
+
+    #[tokio::test]
+    async fn the_rules_run_through_the_middleware_on_every_flavour() {
+        for flavor in ApiFlavor::ALL {
+            let b = Box::new(&["pool0"]);
+            let mut scenario = Scenario::two_pools(flavor);
+            scenario
+                .datasets
+                .push(truenas_agent::sim::scenario::Dataset::filesystem(
+                    "pool0/child",
+                ));
+            scenario.normalize();
+            let host = scenario.system.host_id.clone();
+            let mw = InProcess::new(scenario);
+            let (store, choice) = choose_backend(unusable_zfs(&b), Some(&mw)).await;
+            assert_eq!(choice.backend, Backend::Middleware, "{flavor}");
+            assert!(
+                choice.to_string().starts_with("middleware (zfs command unavailable: `zpool list`: ZFS cannot be used from here"),
+                "{flavor}: {choice}"
+            );
+
+            // Two data pools (the boot pool is not even listed): refuse without root_pool.
+            let report = identity::ensure(&inputs(None), &store, &choice).await;
+            assert_eq!(
+                report.problems[0].message.split(':').next(),
+                Some("several pools, set root_pool"),
+                "{flavor}"
+            );
+            assert_eq!(dataset_updates(&mw), 0);
+
+            let report = identity::ensure(&inputs(Some("pool0")), &store, &choice).await;
+            assert!(report.usable, "{flavor}: {report:?}");
+            let guid = report.guid.clone().unwrap();
+            assert_eq!(uuid::Uuid::try_parse(&guid).unwrap().get_version_num(), 4);
+            let props = user_props(&mw, "pool0");
+            assert_eq!(props.get(KEY), Some(&guid), "{flavor}");
+            assert_eq!(
+                props.get("com.dtctoday:device-host"),
+                Some(&host),
+                "{flavor}: system.host_id"
+            );
+            assert!(user_props(&mw, "pool1").is_empty());
+            assert_eq!(
+                dataset_updates(&mw),
+                1,
+                "{flavor}: one update for both properties"
+            );
+
+            // Rerun: kept, nothing written (on 25.10 the source is `unknown`, still ours).
+            let again = identity::ensure(&inputs(None), &store, &choice).await;
+            assert_eq!(again.guid.as_deref(), Some(guid.as_str()));
+            assert!(again.changes.is_empty(), "{flavor}");
+            assert_eq!(dataset_updates(&mw), 1);
+
+            // Children: inherited (24.10/25.04); 25.10 cannot tell.
+            let child = store
+                .get(
+                    &DatasetName::parse("pool0/child").unwrap(),
+                    &UserPropKey::parse(KEY).unwrap(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(child.value.as_deref(), Some(guid.as_str()));
+            let expected = if flavor == ApiFlavor::V25_10 {
+                PropSource::Unknown
+            } else {
+                PropSource::Inherited {
+                    from: Some("pool0".into()),
+                }
+            };
+            assert_eq!(child.source, expected, "{flavor}");
+
+            // Central wins.
+            let central = IdentityInputs {
+                central_guid: Some(uuid::Uuid::try_parse(C).unwrap()),
+                ..inputs(None)
+            };
+            let report = identity::ensure(&central, &store, &choice).await;
+            assert_eq!(
+                report.correction.as_ref().map(|c| c.old.as_str()),
+                Some(guid.as_str())
+            );
+            assert_eq!(
+                user_props(&mw, "pool0").get(KEY).map(String::as_str),
+                Some(C)
+            );
+
+            // The box now answers with another host id: moved or cloned.
+            mw.simulator()
+                .update_state(|s| s.system.host_id = "ab".repeat(32));
+            let seen = identity::observe(&inputs(None), &store, &choice).await;
+            assert!(
+                seen.problems
+                    .iter()
+                    .any(|p| p.message.starts_with("pool moved or box cloned")),
+                "{flavor}: {seen:?}"
+            );
+            assert!(!seen.usable);
+
+            // A pool the middleware says does not exist.
+            let err = store
+                .get(
+                    &DatasetName::parse("pool9").unwrap(),
+                    &UserPropKey::parse(KEY).unwrap(),
+                )
+                .await
+                .unwrap_err();
+            assert!(
+                err.to_string().contains("no such dataset pool9"),
+                "{flavor}: {err}"
+            );
+        }
+    }
+}
