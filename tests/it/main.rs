@@ -9,6 +9,10 @@
 )]
 
 mod b2_verify;
+mod central_cli;
+mod central_fetch;
+mod central_fixture;
+mod central_reports;
 mod fake_b2;
 mod identity;
 mod sim_protocol;
