@@ -7,12 +7,13 @@
 //! Invariants: bad flags are refused before anything runs, naming the flag and the rule;
 //! only `ensure` writes (to ZFS and to `identity.json`).
 //! Limitations: the middleware fallback is not wired here yet (needs the middleware
-//! client); the root pool and property come from flags until the config file is read.
+//! client); the document's `device.root_pool`/`device.guid` reach identity through the
+//! daemon, not this command (`--pool`, `--guid` stand in for them).
 //! Exit status: 0 the GUID is usable and nothing needs attention, 1 problems (printed),
 //! 2 an operation failed (`zfs` missing, permission denied, timeout, …).
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -20,13 +21,14 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::GlobalArgs;
+use crate::config::{AgentConfig, Overrides};
 use crate::identity::{
     self, BindingState, Change, IdentityInputs, IdentityReport, RootPoolHint, rules,
 };
-use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
+use crate::state_dir::StateDir;
 use crate::zfs::{
-    BackendChoice, CommandConfig, DEFAULT_GUID_PROPERTY, DatasetName, PoolName, Program,
-    UserPropKey, UserProps, ZfsCommand,
+    BackendChoice, CommandConfig, DatasetName, PoolName, Program, UserPropKey, UserProps,
+    ZfsCommand,
 };
 
 /// Arguments of `identity`.
@@ -44,13 +46,14 @@ pub struct Common {
     /// Print JSON instead of text.
     #[arg(long, global = true)]
     pub json: bool,
-    /// The root pool (as the local configuration's `root_pool`).
+    /// The root pool (wins over the config file's `root_pool`).
     #[arg(long, global = true, value_name = "POOL")]
     pub pool: Option<String>,
-    /// User property that carries the device GUID (its namespace also names the
-    /// host-binding property `<namespace>:device-host`).
-    #[arg(long, global = true, value_name = "NAME", default_value = DEFAULT_GUID_PROPERTY)]
-    pub property: String,
+    /// User property that carries the device GUID (wins over the config file's
+    /// `guid_property`; default com.dtctoday:device-guid). Its namespace also names the
+    /// host-binding property `<namespace>:device-host`.
+    #[arg(long, global = true, value_name = "NAME")]
+    pub property: Option<String>,
     /// The `zfs` program: an absolute path, or a name looked up in /usr/sbin:/sbin:/usr/bin:/bin.
     #[arg(long, global = true, value_name = "PATH", default_value = "zfs")]
     pub zfs_bin: String,
@@ -97,7 +100,8 @@ pub struct GetArgs {
 /// Runs `identity`.
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let common = &args.common;
-    let mut inputs = inputs(common)?;
+    let config = agent_config(global)?;
+    let mut inputs = inputs(common, &config)?;
     let (store, choice) = store(common)?;
     match args.action {
         None => {
@@ -110,7 +114,7 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             inputs.rebind = ensure.rebind;
             let report = identity::ensure(&inputs, &store, &choice).await;
             print_report(&report, common.json)?;
-            let recorded = record(&report, global);
+            let recorded = record(&report, &config.state_dir);
             Ok(ExitCode::from(report.exit_code().max(recorded)))
         }
         Some(Action::Get(get)) => {
@@ -130,15 +134,31 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn inputs(common: &Common) -> anyhow::Result<IdentityInputs> {
-    let property = UserPropKey::parse(&common.property).context("--property")?;
-    let mut inputs = IdentityInputs::new(property).context("--property")?;
-    let local = common
-        .pool
-        .as_deref()
-        .map(PoolName::parse)
-        .transpose()
-        .context("--pool")?;
+/// The agent config (`--config`, else the defaults) with the global flags applied.
+fn agent_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
+    let overrides = Overrides {
+        state_dir: global.state_dir.clone(),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.clone(),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_pin: global.tls_pin.clone(),
+    };
+    Ok(AgentConfig::resolve(global.config.as_deref(), overrides)?)
+}
+
+fn inputs(common: &Common, config: &AgentConfig) -> anyhow::Result<IdentityInputs> {
+    let (property, flag) = match &common.property {
+        Some(p) => (p.as_str(), "--property"),
+        None => (config.guid_property.as_str(), "guid_property"),
+    };
+    let property = UserPropKey::parse(property).context(flag)?;
+    let mut inputs = IdentityInputs::new(property).context(flag)?;
+    let (pool, flag) = match (&common.pool, &config.root_pool) {
+        (Some(p), _) => (Some(p.as_str()), "--pool"),
+        (None, p) => (p.as_deref(), "root_pool"),
+    };
+    let local = pool.map(PoolName::parse).transpose().context(flag)?;
     inputs.root_pool = RootPoolHint {
         document: None,
         local,
@@ -170,12 +190,8 @@ fn store(common: &Common) -> anyhow::Result<(ZfsCommand, BackendChoice)> {
 }
 
 /// Records the result for `status`; returns the exit code contribution (1 if it failed).
-fn record(report: &IdentityReport, global: &GlobalArgs) -> u8 {
-    let dir = global
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-    let result = StateDir::open(&dir)
+fn record(report: &IdentityReport, dir: &Path) -> u8 {
+    let result = StateDir::open(dir)
         .map_err(identity::IdentityError::Record)
         .and_then(|state| identity::record(&state, report));
     match result {

@@ -280,6 +280,59 @@ fn another_property_namespace_is_honoured() {
 }
 
 #[test]
+fn the_config_file_supplies_property_root_pool_and_state_dir() {
+    let b = Box::new(&["pool0", "pool1"]);
+    let state = b.path("cfg-state");
+    let config = b.path("agent.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\nguid_property = \"com.example:guid\"\nroot_pool = \"pool1\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let out = Command::cargo_bin("truenas-agent")
+            .unwrap()
+            .args(["--log", "warn", "--config"])
+            .arg(&config)
+            .args(["identity", "ensure", "--json", "--zfs-bin"])
+            .arg(b.path("zfs"))
+            .arg("--zpool-bin")
+            .arg(b.path("zpool"))
+            .arg("--hostid-file")
+            .arg(b.path("hostid"))
+            .args(extra)
+            .output()
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (out.status.code(), report)
+    };
+    let (code, report) = run(&[]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["property"], "com.example:guid");
+    assert_eq!(report["root_pool"], "pool1");
+    assert_eq!(report["root_pool_source"], "config");
+    assert!(b.prop("pool1", "com.example:guid").is_some());
+    assert!(
+        state.join("identity.json").is_file(),
+        "recorded in the config's state_dir"
+    );
+    // Flags win over the file.
+    let (code, report) = run(&["--property", KEY, "--pool", "pool0"]);
+    assert_eq!(code, Some(0), "{report}");
+    assert_eq!(report["property"], KEY);
+    assert_eq!(report["root_pool"], "pool0");
+    assert!(b.prop("pool0", KEY).is_some());
+    // A broken config file is refused before anything runs.
+    std::fs::write(&config, "root_pool = \"1pool\"\n").unwrap();
+    let out = b.cmd(&[]).arg("--config").arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("root_pool"));
+}
+
+#[test]
 fn bad_input_names_the_flag_and_the_rule() {
     let b = Box::new(&["pool0"]);
     for (args, expected) in [
