@@ -6,8 +6,7 @@
 //! Does not: apply any rule (`identity`) or run `zfs` itself (`zfs`).
 //! Invariants: bad flags are refused before anything runs, naming the flag and the rule;
 //! only `ensure` writes (to ZFS and to `identity.json`).
-//! Limitations: the middleware fallback is not wired here yet (needs the middleware
-//! client); the document's `device.root_pool`/`device.guid` reach identity through the
+//! Limitations: the document's `device.root_pool`/`device.guid` reach identity through the
 //! daemon, not this command (`--pool`, `--guid` stand in for them).
 //! Exit status: 0 the GUID is usable and nothing needs attention, 1 problems (printed),
 //! 2 an operation failed (`zfs` missing, permission denied, timeout, …).
@@ -25,10 +24,11 @@ use crate::config::{AgentConfig, Overrides};
 use crate::identity::{
     self, BindingState, Change, IdentityInputs, IdentityReport, RootPoolHint, rules,
 };
+use crate::middleware::Client;
 use crate::state_dir::StateDir;
 use crate::zfs::{
-    BackendChoice, CommandConfig, DatasetName, PoolName, Program, UserPropKey, UserProps,
-    ZfsCommand,
+    BackendChoice, CommandConfig, DatasetName, PoolName, Program, Store, UserPropKey, UserProps,
+    ZfsCommand, choose_backend_with,
 };
 
 /// Arguments of `identity`.
@@ -102,7 +102,7 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let common = &args.common;
     let config = agent_config(global)?;
     let mut inputs = inputs(common, &config)?;
-    let (store, choice) = store(common)?;
+    let (store, choice) = store(common, &config).await?;
     match args.action {
         None => {
             let report = identity::observe(&inputs, &store, &choice).await;
@@ -175,18 +175,27 @@ fn parse_guid(text: &str) -> anyhow::Result<uuid::Uuid> {
     })
 }
 
-// The middleware fallback (`zfs::choose_backend` with a middleware connection) is wired
-// here once the middleware client lands (issue #2); until then the command backend is
-// used and its error explains what is missing.
-fn store(common: &Common) -> anyhow::Result<(ZfsCommand, BackendChoice)> {
-    let config = CommandConfig {
+/// The `zfs` command, or — only when it cannot be used here (a Custom App container) —
+/// the middleware, connected as the config and the global flags say.
+async fn store(
+    common: &Common,
+    config: &AgentConfig,
+) -> anyhow::Result<(Store<Client>, BackendChoice)> {
+    let command = ZfsCommand::new(CommandConfig {
         zfs: Program::parse(&common.zfs_bin).context("--zfs-bin")?,
         zpool: Program::parse(&common.zpool_bin).context("--zpool-bin")?,
         hostid_file: common.hostid_file.clone(),
         timeout: Duration::from_secs(common.zfs_timeout.max(1)),
+    });
+    let connect = || async {
+        let options = config.middleware.connect_options().map_err(error_text)?;
+        Client::connect(options).await.map_err(error_text)
     };
-    let choice = BackendChoice::command();
-    Ok((ZfsCommand::new(config), choice))
+    Ok(choose_backend_with(command, connect).await)
+}
+
+fn error_text(err: impl std::error::Error + Send + Sync + 'static) -> String {
+    format!("{:#}", anyhow::Error::new(err))
 }
 
 /// Records the result for `status`; returns the exit code contribution (1 if it failed).

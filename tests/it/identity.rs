@@ -652,3 +652,79 @@ mod against_the_simulator {
         }
     }
 }
+
+/// The binary itself: `zfs` unusable, the middleware socket given with `--middleware`.
+#[tokio::test]
+async fn the_cli_falls_back_to_the_middleware_socket() {
+    use truenas_agent::middleware::ApiFlavor;
+    use truenas_agent::sim::{Scenario, ServeOptions, Simulator};
+    for flavor in ApiFlavor::ALL {
+        let b = Box::new(&["pool0"]);
+        b.write("fail", "notusable");
+        let sim = Simulator::new(Scenario::two_pools(flavor));
+        let server = sim
+            .serve(ServeOptions {
+                socket: Some(b.path("middlewared.sock")),
+                listen: None,
+            })
+            .await
+            .unwrap();
+        let mut cmd = b.cmd(&["ensure", "--pool", "pool0", "--json"]);
+        cmd.arg("--middleware").arg(server.unix_url().unwrap());
+        // The binary runs on a blocking thread while this runtime serves the socket.
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flavor}: {report}");
+        assert_eq!(report["backend"]["backend"], "middleware", "{flavor}");
+        assert!(
+            report["backend"]["fallback_reason"]
+                .as_str()
+                .unwrap()
+                .contains("/dev/zfs and /proc/self/mounts are required"),
+            "{flavor}: {report}"
+        );
+        let state = sim.state();
+        let props = &state.dataset("pool0").unwrap().user_properties;
+        assert_eq!(props.get(KEY).map(String::as_str), report["guid"].as_str());
+        assert_eq!(
+            props.get(HOST_KEY),
+            Some(&state.system.host_id),
+            "{flavor}: bound to the box's system.host_id"
+        );
+        assert!(b.writes().is_empty(), "{flavor}: zfs was not used");
+        let mut cmd = b.cmd(&[]);
+        cmd.arg("--middleware").arg(server.unix_url().unwrap());
+        let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+            .await
+            .unwrap();
+        assert_eq!(out.status.code(), Some(0));
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(
+            text.contains("Backend       middleware (zfs command unavailable: `zpool list`: ZFS cannot be used from here"),
+            "{flavor}: {text}"
+        );
+    }
+}
+
+/// Neither `zfs` nor the middleware: both reasons are reported, exit 2.
+#[test]
+fn without_zfs_and_without_middleware_both_reasons_are_reported() {
+    let b = Box::new(&["pool0"]);
+    b.write("fail", "notusable");
+    let mut cmd = b.cmd(&["--json"]);
+    cmd.arg("--middleware")
+        .arg(format!("unix://{}", b.path("no-such.sock").display()));
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["backend"]["backend"], "zfs-command");
+    assert!(
+        report["backend"]["fallback_error"]
+            .as_str()
+            .unwrap()
+            .contains("no-such.sock"),
+        "{report}"
+    );
+}
