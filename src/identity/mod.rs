@@ -213,25 +213,13 @@ async fn run(
         tracing::warn!(error = %format!("{err:#}"), "identity run failed");
         report.error = Some(ReportedError {
             fault: err.fault(),
-            message: error_chain(&err),
+            message: crate::zfs::error_chain(&err),
         });
     }
     report.usable = report.error.is_none()
         && report.guid.is_some()
         && !report.problems.iter().any(|p| p.blocking);
     report
-}
-
-/// `a: b: c` from an error and its sources.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn run_steps(

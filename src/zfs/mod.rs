@@ -363,8 +363,8 @@ pub async fn choose_backend<M: Middleware>(
     .await
 }
 
-/// `a: b: c` from an error and its sources.
-fn error_chain(err: &dyn std::error::Error) -> String {
+/// `a: b: c` from an error and its sources (what `{:#}` shows with anyhow).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {
