@@ -16,11 +16,11 @@ use serde_json::json;
 
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
 use crate::central::dsse;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Overrides};
 use crate::desired::{self, DesiredError, DesiredState, FieldError};
 use crate::middleware::Middleware;
 use crate::plan::{Blocker, GuidError};
-use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
+use crate::state_dir::StateDir;
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
@@ -65,16 +65,10 @@ impl From<Exit> for ExitCode {
 pub(crate) fn load_document(
     path: &Path,
     allow_unsigned: bool,
-    global: &super::GlobalArgs,
+    config: &AgentConfig,
     as_json: bool,
 ) -> Result<DesiredState, Exit> {
-    let trust = match (allow_unsigned, &global.config) {
-        (false, Some(config)) => match AgentConfig::load(config) {
-            Ok(cfg) => cfg.central.map(|c| c.trust),
-            Err(err) => return Err(refuse(&err, Vec::new(), as_json)),
-        },
-        _ => None,
-    };
+    let trust = config.central.as_ref().map(|c| c.trust.clone());
     let result = match trust {
         Some(trust) if !trust.keys.is_empty() => {
             let bytes = crate::fs::read(path).map_err(DesiredError::Read);
@@ -161,12 +155,38 @@ pub(crate) fn exit_for(result: &Reconciled) -> Exit {
     }
 }
 
-/// The state directory from the flags (or the default).
-pub(crate) fn state_dir(global: &super::GlobalArgs) -> PathBuf {
-    global
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+/// The agent configuration (`--config`, if any) with the command-line flags on top.
+pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<AgentConfig, Exit> {
+    let overrides = Overrides {
+        state_dir: global.state_dir.clone(),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.clone(),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_pin: global.tls_pin.clone(),
+    };
+    AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
+        let message = crate::apply::error_chain(&err);
+        if as_json {
+            println!(
+                "{}",
+                json!({"converged": false, "refused": "configuration", "message": message})
+            );
+        } else {
+            eprintln!("error: {message}");
+        }
+        Exit::Refused
+    })
+}
+
+/// Pass options from the agent configuration.
+pub(crate) fn pass_options(config: &AgentConfig, write: bool) -> ReconcileOptions {
+    ReconcileOptions {
+        write,
+        guid_property: config.guid_property.clone(),
+        root_pool: config.root_pool.clone(),
+        ..ReconcileOptions::default()
+    }
 }
 
 /// Plans against an already connected middleware and prints the result.
@@ -174,11 +194,12 @@ pub async fn run_with(
     mw: &impl Middleware,
     state: &StateDir,
     desired: &DesiredState,
+    options: &ReconcileOptions,
     as_json: bool,
 ) -> Exit {
     let options = ReconcileOptions {
         write: false,
-        ..ReconcileOptions::default()
+        ..options.clone()
     };
     match reconcile(mw, state, desired, &options).await {
         Ok(result) => {
@@ -198,15 +219,10 @@ pub async fn run_with(
 
 /// Runs `plan`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let desired = match load_document(&args.file, args.allow_unsigned, global, args.json) {
-        Ok(d) => d,
+    let prepared = prepare(&args.file, args.allow_unsigned, global, args.json);
+    let (config, desired, state) = match prepared {
+        Ok(p) => p,
         Err(exit) => return Ok(exit.into()),
-    };
-    let state = match StateDir::open(state_dir(global)) {
-        Ok(s) => s,
-        Err(err) => {
-            return Ok(report_error(&ReconcileError::State(err), args.json).into());
-        }
     };
     let mw = match super::common::connect(global).await {
         Ok(mw) => mw,
@@ -215,5 +231,23 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             return Ok(Exit::Unavailable.into());
         }
     };
-    Ok(run_with(&mw, &state, &desired, args.json).await.into())
+    let options = pass_options(&config, false);
+    Ok(run_with(&mw, &state, &desired, &options, args.json)
+        .await
+        .into())
+}
+
+/// Configuration, document and state directory — everything checked before the
+/// middleware is contacted.
+pub(crate) fn prepare(
+    file: &Path,
+    allow_unsigned: bool,
+    global: &super::GlobalArgs,
+    as_json: bool,
+) -> Result<(AgentConfig, DesiredState, StateDir), Exit> {
+    let config = agent_config(global, as_json)?;
+    let desired = load_document(file, allow_unsigned, &config, as_json)?;
+    let state = StateDir::open(&config.state_dir)
+        .map_err(|err| report_error(&ReconcileError::State(err), as_json))?;
+    Ok((config, desired, state))
 }
