@@ -732,3 +732,102 @@ pub fn render_alert(a: &Alert) -> Value {
         "one_shot": true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::middleware::Method;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-5i64..10).prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-zA-Z0-9:/@%._ -]{0,12}".prop_map(Value::from),
+            prop_oneof![
+                Just("pool0"),
+                Just("/mnt/pool0"),
+                Just("B2"),
+                Just("PUSH"),
+                Just("SYNC"),
+                Just("id"),
+                Just("="),
+                Just("in"),
+                Just("~"),
+                Just("OR"),
+                Just("08:00"),
+                Just("snmp"),
+                Just("START"),
+                Just("API_KEY_PLAIN"),
+                Just("com.x:y"),
+                Just("auto-%Y-%m-%d_%H-%M"),
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        "[a-z_]{1,10}".prop_map(String::from),
+                        Just("type".to_owned()),
+                        Just("name".to_owned()),
+                        Just("provider".to_owned()),
+                        Just("attributes".to_owned()),
+                        Just("path".to_owned()),
+                        Just("credentials".to_owned()),
+                        Just("bwlimit".to_owned()),
+                        Just("schedule".to_owned()),
+                        Just("dataset".to_owned()),
+                        Just("get".to_owned()),
+                        Just("count".to_owned()),
+                        Just("select".to_owned()),
+                        Just("order_by".to_owned()),
+                        Just("user_properties_update".to_owned()),
+                        Just("key".to_owned()),
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn method() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(Method::ALL.to_vec()).prop_map(|m| m.as_str().to_owned()),
+            "[a-z.]{1,20}".prop_map(String::from),
+        ]
+    }
+
+    proptest! {
+        /// No handler panics, whatever the params, on any version.
+        #[test]
+        fn dispatch_never_panics(
+            flavor in prop::sample::select(ApiFlavor::ALL.to_vec()),
+            calls in prop::collection::vec((method(), prop::collection::vec(json_value(), 0..4)), 1..6),
+        ) {
+            let mut core = Core::new(crate::sim::Scenario::two_pools(flavor));
+            let mut session = Session::unix(1);
+            for (m, params) in calls {
+                let _ = core.dispatch(&mut session, &m, &params, None, 1_700_000_000_000);
+                for id in core.take_new_jobs() {
+                    core.job_begin(id);
+                    core.job_finish(id, 1_700_000_000_100);
+                }
+            }
+        }
+
+        /// Frame parsing is total too.
+        #[test]
+        fn frame_parsing_never_panics(text in ".{0,200}") {
+            let _ = crate::sim::wire::parse_jsonrpc(&text);
+            let _ = crate::sim::wire::parse_legacy(&text);
+        }
+    }
+}

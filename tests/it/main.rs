@@ -9,4 +9,5 @@
 )]
 
 mod sim_protocol;
+mod sim_schema;
 mod support;

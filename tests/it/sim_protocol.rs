@@ -868,3 +868,82 @@ async fn the_call_record_tells_reads_from_writes() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario_path = dir.path().join("in.json");
+    scenario(ApiFlavor::V25_04).save(&scenario_path).unwrap();
+    let saved = dir.path().join("out.json");
+    let socket = dir.path().join("mw.sock");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+        .args([
+            "sim",
+            "--version",
+            "25.10",
+            "--listen",
+            "127.0.0.1:0",
+            "--job-duration",
+            "50ms",
+        ])
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--scenario")
+        .arg(&scenario_path)
+        .arg("--save")
+        .arg(&saved)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(
+        ready["flavor"], "25.10",
+        "--version overrides the scenario's flavour"
+    );
+    assert_eq!(ready["socket"], json!(socket));
+    assert!(
+        ready["ws_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("ws://127.0.0.1:")
+    );
+
+    let io = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async("ws://localhost/api/current", Box::new(io) as Box<dyn Io>)
+            .await
+            .unwrap();
+    let mut c = Client {
+        ws,
+        proto: Proto::JsonRpc,
+        next_id: 1,
+        events: Vec::new(),
+    };
+    assert_eq!(c.ok("system.version_short", json!([])).await, "25.10.6");
+    let cred = c
+        .ok(
+            "cloudsync.credentials.create",
+            json!([credential(ApiFlavor::V25_10)]),
+        )
+        .await;
+    c.ok("cloudsync.create", json!([task(&cred["id"])])).await;
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the socket file is removed");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    crate::support::assert_no_canary("saved scenario", &text);
+    let back = Scenario::load(&saved).unwrap();
+    assert_eq!(back.cloud_sync_tasks.len(), 1);
+    assert_eq!(back.flavor, ApiFlavor::V25_10);
+}
