@@ -16,6 +16,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// rclone's output when a sync deletes a file under B2 object lock (compliance mode):
+/// a typical text for [`FaultPlan::sync_failures`].
+pub const RCLONE_RETENTION_LOCKED: &str = "ERROR : 2024/docs/report.pdf: Couldn't delete: \
+    file is protected by object lock: access_denied (403 access_denied)\nERROR : B2 bucket truenas-loc path \
+    9babab19-acc0-4587-aa05-ccd8103a1148/pool0: not deleting files as there were IO errors\n\
+    Failed to sync: not deleting files as there were IO errors";
+
+/// rclone's output when the B2 application key is wrong or revoked.
+pub const RCLONE_AUTH_FAILED: &str = "Failed to create file system for \"remote:truenas-loc\": \
+    failed to authorize account: failed to authenticate: Unauthorized: unauthorized (401 bad_auth_token)";
+
 /// Every fault currently armed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

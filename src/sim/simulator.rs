@@ -221,6 +221,32 @@ impl Simulator {
         })
     }
 
+    /// Moves WAITING job `id` to RUNNING (for [`JobTiming::Manual`]); see [`Self::run_job`].
+    pub fn start_job(&self, id: u64) -> bool {
+        self.with_core(|c| c.job_begin(id))
+    }
+
+    /// Sets a RUNNING job's progress.
+    pub fn set_job_progress(&self, id: u64, percent: i64, description: &str) {
+        self.with_core(|c| c.job_progress(id, percent, description));
+    }
+
+    /// Ends RUNNING job `id` now, with the outcome the box dictates (injected failure,
+    /// bad key, unknown bucket, locked dataset, or success).
+    pub fn finish_job(&self, id: u64) {
+        self.with_core(|c| c.job_finish(id, now_ms()));
+    }
+
+    /// Makes a middleware call as an admin in the web UI would: same validation, same
+    /// events, but not in the call record (so "the agent made no writing call" holds).
+    pub fn admin_call(&self, method: &str, params: Vec<Value>) -> Result<Value, RpcError> {
+        let mut session = Session::unix(0);
+        match self.with_core(|c| c.dispatch(&mut session, method, &params, None, now_ms()))? {
+            Reply::Value(v) => Ok(v),
+            Reply::Job(id) => Ok(Value::from(id)),
+        }
+    }
+
     /// Runs every WAITING job to its end now.
     pub fn run_pending_jobs(&self) {
         let pending = lock(&self.shared.core).pending_jobs();

@@ -41,7 +41,7 @@ fn scenario(flavor: ApiFlavor) -> Scenario {
     s.b2_accounts.push(B2Account {
         account: "0012ab".into(),
         valid: true,
-        buckets: vec!["truenas-loc".into()],
+        buckets: Some(vec!["truenas-loc".into()]),
     });
     s
 }
@@ -946,4 +946,78 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
     let back = Scenario::load(&saved).unwrap();
     assert_eq!(back.cloud_sync_tasks.len(), 1);
     assert_eq!(back.flavor, ApiFlavor::V25_10);
+}
+
+#[tokio::test]
+async fn scenario_files_load_and_serve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let flavor = s.flavor;
+        let mw = Simulator::new(s).in_process();
+        use truenas_agent::middleware::{Call, Method, Middleware};
+        for m in [
+            Method::PoolQuery,
+            Method::DatasetQuery,
+            Method::CloudsyncQuery,
+            Method::SnapshotTaskQuery,
+            Method::SnmpConfig,
+            Method::AlertList,
+        ] {
+            let r = mw.call(Call::bare(m)).await;
+            assert!(r.is_ok(), "{}: {m}: {r:?}", path.display());
+        }
+        let tasks = mw.call(Call::bare(Method::CloudsyncQuery)).await.unwrap();
+        for t in tasks.as_array().unwrap() {
+            assert!(t["credentials"].is_object(), "{}: {t}", path.display());
+        }
+        assert!(mw.api().version.starts_with(flavor.as_str()));
+        seen += 1;
+    }
+    assert!(seen >= 3);
+}
+
+#[tokio::test]
+async fn degraded_scenario_runs_fail_the_way_the_box_says() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim/degraded_25_10.json");
+    let sim = Simulator::new(Scenario::load(&path).unwrap()).with_job_timing(JobTiming::Manual);
+    let job = sim.run_cloud_sync(1).unwrap();
+    assert!(sim.start_job(job));
+    assert_eq!(sim.job(job).unwrap()["state"], "RUNNING");
+    sim.finish_job(job);
+    let done = sim.job(job).unwrap();
+    assert_eq!(done["state"], "FAILED");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("401 bad_auth_token"),
+        "{done}"
+    );
+    // An admin fixes the key in the UI: no call is recorded, the next run succeeds.
+    sim.update_state(|s| s.b2_accounts[0].valid = true);
+    sim.admin_call("cloudsync.update", vec![json!(1), json!({"enabled": true})])
+        .unwrap();
+    assert!(sim.calls().is_empty());
+    let job = sim.run_cloud_sync(1).unwrap();
+    assert!(sim.run_job(job));
+    assert_eq!(sim.job(job).unwrap()["state"], "SUCCESS");
+    let alerts = sim.admin_call("alert.list", vec![]).unwrap();
+    assert_eq!(
+        alerts,
+        json!([]),
+        "a successful run clears CloudSyncTaskFailed"
+    );
+    // The locked dataset's snapshot task fails.
+    sim.run_snapshot_task(1).unwrap();
+    let task = sim
+        .admin_call(
+            "pool.snapshottask.query",
+            vec![json!([["id", "=", 1]]), json!({"get": true})],
+        )
+        .unwrap();
+    assert_eq!(task["state"]["state"], "ERROR");
 }

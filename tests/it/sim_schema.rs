@@ -39,7 +39,7 @@ async fn base(flavor: ApiFlavor) -> Scenario {
     s.b2_accounts.push(B2Account {
         account: "0012ab".into(),
         valid: true,
-        buckets: vec!["truenas-loc".into()],
+        buckets: Some(vec!["truenas-loc".into()]),
     });
     s.files.push(FileEntry {
         path: "/mnt/pool0/.truenas-agent/init.sh".into(),
