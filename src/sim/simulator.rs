@@ -239,9 +239,9 @@ impl Simulator {
 
     /// Makes a middleware call as an admin in the web UI would: same validation, same
     /// events, but not in the call record (so "the agent made no writing call" holds).
-    pub fn admin_call(&self, method: &str, params: Vec<Value>) -> Result<Value, RpcError> {
+    pub fn admin_call(&self, method: &str, params: &[Value]) -> Result<Value, RpcError> {
         let mut session = Session::unix(0);
-        match self.with_core(|c| c.dispatch(&mut session, method, &params, None, now_ms()))? {
+        match self.with_core(|c| c.dispatch(&mut session, method, params, None, now_ms()))? {
             Reply::Value(v) => Ok(v),
             Reply::Job(id) => Ok(Value::from(id)),
         }

@@ -999,13 +999,13 @@ async fn degraded_scenario_runs_fail_the_way_the_box_says() {
     );
     // An admin fixes the key in the UI: no call is recorded, the next run succeeds.
     sim.update_state(|s| s.b2_accounts[0].valid = true);
-    sim.admin_call("cloudsync.update", vec![json!(1), json!({"enabled": true})])
+    sim.admin_call("cloudsync.update", &[json!(1), json!({"enabled": true})])
         .unwrap();
     assert!(sim.calls().is_empty());
     let job = sim.run_cloud_sync(1).unwrap();
     assert!(sim.run_job(job));
     assert_eq!(sim.job(job).unwrap()["state"], "SUCCESS");
-    let alerts = sim.admin_call("alert.list", vec![]).unwrap();
+    let alerts = sim.admin_call("alert.list", &[]).unwrap();
     assert_eq!(
         alerts,
         json!([]),
@@ -1016,7 +1016,7 @@ async fn degraded_scenario_runs_fail_the_way_the_box_says() {
     let task = sim
         .admin_call(
             "pool.snapshottask.query",
-            vec![json!([["id", "=", 1]]), json!({"get": true})],
+            &[json!([["id", "=", 1]]), json!({"get": true})],
         )
         .unwrap();
     assert_eq!(task["state"]["state"], "ERROR");

@@ -173,11 +173,7 @@ pub(crate) fn delete(
 /// `cloudsync.sync [id, {dry_run}]`: a job. With a run already queued, its id is returned
 /// (`@job(lock_queue_size=1)`). An unknown id still gets a job, which then fails: the
 /// middleware looks the task up inside the job.
-pub(crate) fn sync(
-    core: &mut Core,
-    ctx: &mut Ctx<'_>,
-    params: &[Value],
-) -> Result<Reply, RpcError> {
+pub(crate) fn sync(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Reply {
     let id = id_param(params, 0);
     // A negative id names no task; its run is a run of task 0, which cannot exist.
     let task = u64::try_from(id).unwrap_or(0);
@@ -187,7 +183,7 @@ pub(crate) fn sync(
         .find(|j| j.kind_is_run_of(task) && j.state == JobState::Waiting)
         .map(|j| j.id);
     if let Some(queued) = queued {
-        return Ok(Reply::Job(queued));
+        return Reply::Job(queued);
     }
     let dry_run = object_param(params, 1)
         .get("dry_run")
@@ -200,7 +196,7 @@ pub(crate) fn sync(
         JobKind::CloudSync { task, dry_run },
         ctx,
     );
-    Ok(Reply::Job(job))
+    Reply::Job(job)
 }
 
 /// `cloudsync.abort [id]`: true if a WAITING/RUNNING run was aborted.

@@ -45,7 +45,7 @@ pub(crate) fn call(
         "cloudsync.create" => cloudsync::create(core, ctx, params).map(Reply::Value),
         "cloudsync.update" => cloudsync::update(core, ctx, params).map(Reply::Value),
         "cloudsync.delete" => cloudsync::delete(core, ctx, params).map(Reply::Value),
-        "cloudsync.sync" => cloudsync::sync(core, ctx, params),
+        "cloudsync.sync" => Ok(cloudsync::sync(core, ctx, params)),
         "cloudsync.abort" => cloudsync::abort(core, ctx, params).map(Reply::Value),
         "cloudsync.list_buckets" => cloudsync::list_buckets(core, params).map(Reply::Value),
         "cloudsync.list_directory" => cloudsync::list_directory(core, params).map(Reply::Value),
