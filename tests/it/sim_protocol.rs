@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use truenas_agent::middleware::ApiFlavor;
+use truenas_agent::middleware::{ApiFlavor, Call, Method, Middleware};
 use truenas_agent::sim::scenario::{ApiKeyEntry, B2Account};
 use truenas_agent::sim::{
     CallOutcome, DropAt, DropWhen, JobTiming, Scenario, ServeOptions, Server, Simulator,
@@ -957,7 +957,6 @@ async fn scenario_files_load_and_serve() {
         let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         let flavor = s.flavor;
         let mw = Simulator::new(s).in_process();
-        use truenas_agent::middleware::{Call, Method, Middleware};
         for m in [
             Method::PoolQuery,
             Method::DatasetQuery,
