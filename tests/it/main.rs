@@ -8,6 +8,8 @@
     clippy::missing_panics_doc
 )]
 
+mod b2_verify;
+mod fake_b2;
 mod sim_protocol;
 mod sim_schema;
 mod support;
