@@ -109,6 +109,8 @@ const AUTHENTICATED_LIMIT: usize = 65536;
 /// Calls executing at once / in flight per connection (`SoftHardSemaphore(10, 20)`).
 const CONCURRENT_CALLS: usize = 10;
 const IN_FLIGHT_CALLS: usize = 20;
+/// How long one frame may take to be written before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Simulator {
     /// Starts listening. Returns once the listeners are bound (addresses are known).
@@ -391,7 +393,9 @@ async fn connection<S>(
     let writer = async move {
         while let Some(msg) = outbox.recv().await {
             let closing = matches!(msg, Message::Close(_));
-            if sink.send(msg).await.is_err() || closing {
+            // A client that stops reading must not wedge the connection forever.
+            let sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(msg)).await;
+            if !matches!(sent, Ok(Ok(()))) || closing {
                 break;
             }
         }

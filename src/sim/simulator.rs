@@ -92,6 +92,8 @@ pub(crate) struct Shared {
     record: Mutex<Vec<CallRecord>>,
     timing: Mutex<JobTiming>,
     next_conn: AtomicU64,
+    /// The session of calls made on the `Simulator` itself as a `Middleware` (conn 0).
+    pub(crate) default_session: Mutex<Session>,
 }
 
 /// A simulated TrueNAS middleware (one box). Clones share the box.
@@ -129,6 +131,7 @@ impl Simulator {
                 record: Mutex::new(Vec::new()),
                 timing: Mutex::new(JobTiming::default()),
                 next_conn: AtomicU64::new(1),
+                default_session: Mutex::new(Session::unix(0)),
             }),
         }
     }
