@@ -37,6 +37,9 @@ pub struct Session {
     pub user: Option<String>,
     /// 25.10 `core.set_options {"legacy_jobs"}`: job methods answer with the job id.
     pub legacy_jobs: bool,
+    /// The connection speaks the legacy `/websocket` protocol. On 25.04+ that endpoint
+    /// applies the hidden v24.10 models to `cloudsync.credentials.*` (REFERENCE §1.4).
+    pub legacy_protocol: bool,
 }
 
 impl Session {
@@ -48,6 +51,7 @@ impl Session {
             secure: true,
             user: Some("root".to_owned()),
             legacy_jobs: true,
+            legacy_protocol: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl Session {
             secure,
             user: None,
             legacy_jobs: true,
+            legacy_protocol: false,
         }
     }
 }
@@ -263,6 +268,7 @@ pub struct Core {
     new_jobs: Vec<u64>,
     next_txg: u64,
     next_alert: u64,
+    login_attempts: u32,
 }
 
 /// How many finished jobs are kept (the middleware keeps about 1000).
@@ -289,6 +295,7 @@ impl Core {
             new_jobs: Vec::new(),
             next_txg,
             next_alert: 1,
+            login_attempts: 0,
         }
     }
 
@@ -306,11 +313,16 @@ impl Core {
         request_id: Option<Value>,
         now_ms: i64,
     ) -> Result<Reply, RpcError> {
-        let Some(spec) = validate::method_params(method, self.flavor()) else {
+        let Some(spec) =
+            validate::method_params(method, shape_flavor(self.flavor(), session, method))
+        else {
             return Err(RpcError::NoMethod(method.to_owned()));
         };
         if session.user.is_none() && !no_auth_required(method) {
             return Err(RpcError::NotAuthenticated);
+        }
+        if session.user.is_none() && !session.unix && method.starts_with("auth.") {
+            self.rate_limit_login()?;
         }
         match validate::check_params(&spec, params) {
             Ok(()) => {}
@@ -327,6 +339,22 @@ impl Core {
             request_id,
         };
         methods::call(self, &mut ctx, method, params)
+    }
+
+    /// `MW/utils/rate_limit/cache.py`: unauthenticated login calls from one origin.
+    fn rate_limit_login(&mut self) -> Result<(), RpcError> {
+        let Some(limit) = self.faults.login_rate_limit else {
+            return Ok(());
+        };
+        self.login_attempts += 1;
+        if self.login_attempts > limit {
+            return Err(RpcError::Call {
+                errno: errno::EBUSY,
+                message: "Rate Limit Exceeded".to_owned(),
+                extra: None,
+            });
+        }
+        Ok(())
     }
 
     /// Events produced since the last call (the shell broadcasts them).
@@ -664,6 +692,17 @@ impl JobFailure {
 }
 
 const SUCCESS_LOG: &str = "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 0 / 0, -\nElapsed time:         1.0s\n";
+
+/// The version whose models a call's params and result use: the box's, except for
+/// `cloudsync.credentials.*` over the legacy endpoint of 25.04+, which converts from and to
+/// the v24.10 models (`MW/api/v25_04_0/cloud_sync.py` `from_previous`/`to_previous`).
+pub fn shape_flavor(flavor: ApiFlavor, session: &Session, method: &str) -> ApiFlavor {
+    if session.legacy_protocol && method.starts_with("cloudsync.credentials.") {
+        ApiFlavor::V24_10
+    } else {
+        flavor
+    }
+}
 
 /// Methods callable before login (`authentication_required=False`).
 fn no_auth_required(method: &str) -> bool {

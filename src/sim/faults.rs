@@ -49,6 +49,10 @@ pub struct FaultPlan {
     /// TCP connections count as an insecure transport (as `ws://<LAN IP>` would): on
     /// 25.04+ a correct API key used over them is revoked and the login answers EXPIRED.
     pub insecure_tcp: bool,
+    /// Login attempts (`auth.*` before login, over TCP) allowed before the rate limiter
+    /// answers `EBUSY` "Rate Limit Exceeded" (the box allows 20 per minute and IP;
+    /// `None` = no limit, as unix sockets are never limited).
+    pub login_rate_limit: Option<u32>,
 }
 
 /// Drop the connection at a method.

@@ -371,10 +371,11 @@ async fn connection<S>(
         return;
     };
     let conn_id = sim.next_conn();
-    let session = match peer {
+    let mut session = match peer {
         Peer::Unix => Session::unix(conn_id),
         Peer::Tcp => Session::tcp(conn_id, !sim.state().faults.insecure_tcp),
     };
+    session.legacy_protocol = proto == Proto::Legacy;
     let (mut sink, mut source) = ws.split();
     let (out, mut outbox) = mpsc::unbounded_channel::<Message>();
     let conn = Conn {

@@ -1020,3 +1020,70 @@ async fn degraded_scenario_runs_fail_the_way_the_box_says() {
         .unwrap();
     assert_eq!(task["state"]["state"], "ERROR");
 }
+
+#[tokio::test]
+async fn the_legacy_endpoint_of_25_x_takes_24_10_credential_shapes() {
+    let (server, _dir) = start(ApiFlavor::V25_04).await;
+    let mut legacy = Client::connect(&server, Transport::Unix, Proto::Legacy).await;
+    let made = legacy
+        .ok(
+            "cloudsync.credentials.create",
+            json!([credential(ApiFlavor::V24_10)]),
+        )
+        .await;
+    assert_eq!(made["provider"], "B2");
+    assert_eq!(made["attributes"]["account"], "0012ab");
+    let r = legacy
+        .call(
+            "cloudsync.credentials.create",
+            json!([credential(ApiFlavor::V25_04)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["error"]["type"], "VALIDATION", "{r}");
+    let r = legacy
+        .call(
+            "cloudsync.credentials.create",
+            json!([{"name": "x", "provider": "B2", "attributes": {"account": "a"}}]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r["error"]["extra"][0][0], "cloud_sync_credentials_create.provider.B2.key",
+        "{r}"
+    );
+    // JSON-RPC on the same box shows the current shape.
+    let mut rpc = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
+    let listed = rpc.ok("cloudsync.credentials.query", json!([])).await;
+    assert_eq!(listed[0]["provider"]["type"], "B2");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_rate_limit_answers_ebusy() {
+    let mut s = scenario(ApiFlavor::V25_10);
+    s.faults.login_rate_limit = Some(2);
+    let (server, _dir) = start_with(Simulator::new(s)).await;
+    let mut c = Client::connect(&server, Transport::Tcp, Proto::JsonRpc).await;
+    assert_eq!(
+        c.ok("auth.login_with_api_key", json!(["7-nope"])).await,
+        false
+    );
+    assert_eq!(
+        c.ok("auth.login_with_api_key", json!(["7-nope"])).await,
+        false
+    );
+    let r = c
+        .call("auth.login_with_api_key", json!([API_KEY]))
+        .await
+        .unwrap();
+    assert_eq!(r["error"]["data"]["error"], 16, "{r}");
+    assert_eq!(r["error"]["data"]["errname"], "EBUSY");
+    // Unix sockets are never rate limited.
+    let mut unix = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
+    assert_eq!(
+        unix.ok("auth.login_with_api_key", json!([API_KEY])).await,
+        true
+    );
+    server.shutdown().await;
+}
