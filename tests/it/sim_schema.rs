@@ -635,7 +635,7 @@ fn allow_null(schema: &mut Value) {
                     map.insert("type".into(), json!([t, "null"]));
                 }
                 Some(Value::Array(types)) if !types.contains(&json!("null")) => {
-                    types.push(json!("null"))
+                    types.push(json!("null"));
                 }
                 _ => {}
             }
