@@ -862,6 +862,56 @@ mod tests {
             }
         }
 
+        /// Near-valid payloads (one field replaced by anything) reach the handlers: they
+        /// never panic, and a rejected call leaves the box exactly as it was.
+        #[test]
+        fn rejected_calls_change_nothing(
+            flavor in prop::sample::select(ApiFlavor::ALL.to_vec()),
+            template in 0usize..7,
+            key in prop::sample::select(vec![
+                "path", "credentials", "attributes", "bwlimit", "schedule", "direction", "encryption",
+                "dataset", "exclude", "naming_schema", "v3", "v3_password", "community", "user_properties_update",
+                "type", "script", "provider", "name", "recursive", "snapshot",
+            ]),
+            value in json_value(),
+        ) {
+            let mut core = Core::new(crate::sim::Scenario::two_pools(flavor));
+            let mut session = Session::unix(1);
+            let cred = if flavor == ApiFlavor::V24_10 {
+                serde_json::json!({"name": "c", "provider": "B2", "attributes": {"account": "a", "key": "k"}})
+            } else {
+                serde_json::json!({"name": "c", "provider": {"type": "B2", "account": "a", "key": "k"}})
+            };
+            core.dispatch(&mut session, "cloudsync.credentials.create", &[cred.clone()], None, 0).unwrap();
+            let task = serde_json::json!({"path": "/mnt/pool0", "credentials": 1, "direction": "PUSH", "transfer_mode": "SYNC",
+                "attributes": {"bucket": "b", "folder": ""}, "schedule": {"minute": "0"}, "encryption": true,
+                "encryption_password": "p", "bwlimit": [{"time": "00:00", "bandwidth": 1}], "snapshot": false});
+            core.dispatch(&mut session, "cloudsync.create", &[task.clone()], None, 0).unwrap();
+            let (method, mut params) = match template {
+                0 => ("cloudsync.create", vec![task]),
+                1 => ("cloudsync.update", vec![Value::from(1), task]),
+                2 => ("pool.snapshottask.create", vec![serde_json::json!({"dataset": "pool0", "recursive": true, "lifetime_value": 2,
+                    "lifetime_unit": "WEEK", "naming_schema": "auto-%Y-%m-%d_%H-%M", "schedule": {}, "exclude": []})]),
+                3 => ("snmp.update", vec![serde_json::json!({"v3": true, "v3_username": "u", "v3_authtype": "SHA", "v3_password": "12345678", "community": ""})]),
+                4 => ("pool.dataset.update", vec![Value::from("pool0"), serde_json::json!({"user_properties_update": [{"key": "a:b", "value": "c"}]})]),
+                5 => ("initshutdownscript.create", vec![serde_json::json!({"type": "COMMAND", "command": "x", "when": "POSTINIT", "script": null})]),
+                _ => ("cloudsync.credentials.create", vec![{
+                    let mut c = cred.clone();
+                    c["name"] = Value::from("d");
+                    c
+                }]),
+            };
+            let last = params.len() - 1;
+            if let Some(obj) = params[last].as_object_mut() {
+                obj.insert(key.to_owned(), value);
+            }
+            let before = core.state.clone();
+            let result = core.dispatch(&mut session, method, &params, None, 0);
+            if result.is_err() {
+                prop_assert_eq!(&core.state, &before, "{} {:?}", method, result);
+            }
+        }
+
         /// Frame parsing is total too.
         #[test]
         fn frame_parsing_never_panics(text in ".{0,200}") {
