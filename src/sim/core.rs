@@ -882,11 +882,11 @@ mod tests {
             } else {
                 serde_json::json!({"name": "c", "provider": {"type": "B2", "account": "a", "key": "k"}})
             };
-            core.dispatch(&mut session, "cloudsync.credentials.create", &[cred.clone()], None, 0).unwrap();
+            core.dispatch(&mut session, "cloudsync.credentials.create", std::slice::from_ref(&cred), None, 0).unwrap();
             let task = serde_json::json!({"path": "/mnt/pool0", "credentials": 1, "direction": "PUSH", "transfer_mode": "SYNC",
                 "attributes": {"bucket": "b", "folder": ""}, "schedule": {"minute": "0"}, "encryption": true,
                 "encryption_password": "p", "bwlimit": [{"time": "00:00", "bandwidth": 1}], "snapshot": false});
-            core.dispatch(&mut session, "cloudsync.create", &[task.clone()], None, 0).unwrap();
+            core.dispatch(&mut session, "cloudsync.create", std::slice::from_ref(&task), None, 0).unwrap();
             let (method, mut params) = match template {
                 0 => ("cloudsync.create", vec![task]),
                 1 => ("cloudsync.update", vec![Value::from(1), task]),
