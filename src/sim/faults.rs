@@ -40,6 +40,9 @@ pub struct FaultPlan {
     pub delays: Vec<Delay>,
     /// Fail calls with a given error without executing them.
     pub failures: Vec<Failure>,
+    /// Calls to these methods are received and then wait, unexecuted, until the test
+    /// releases them (`Simulator::release_holds`): a deterministic "call in flight".
+    pub holds: Vec<String>,
     /// Texts the next `cloudsync.sync` jobs fail with, in order (one per job), e.g.
     /// rclone's retention-locked delete error or an authorisation error.
     pub sync_failures: VecDeque<String>,
@@ -115,6 +118,8 @@ pub struct CallFault {
     pub delay: Duration,
     /// Answer with this error instead of executing.
     pub fail: Option<Failure>,
+    /// Wait for `Simulator::release_holds` before executing.
+    pub hold: bool,
 }
 
 impl FaultPlan {
@@ -146,6 +151,7 @@ impl FaultPlan {
                 self.delays.remove(i);
             }
         }
+        fault.hold = self.holds.iter().any(|m| m == method);
         if let Some(i) = self.failures.iter().position(|f| f.method == method) {
             fault.fail = Some(self.failures[i].clone());
             if consume(&mut self.failures[i].times) {

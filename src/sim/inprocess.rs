@@ -483,6 +483,24 @@ mod tests {
 
     use crate::sim::CallOutcome;
 
+    #[tokio::test(start_paused = true)]
+    async fn delays_hold_the_reply_back_in_virtual_time() {
+        let sim = Simulator::new(Scenario::two_pools(ApiFlavor::V25_04));
+        sim.update_faults(|f| {
+            f.delays.push(crate::sim::Delay {
+                method: Some("core.ping".into()),
+                millis: 1500,
+                times: Some(1),
+            });
+        });
+        let start = tokio::time::Instant::now();
+        sim.call(Call::bare(Method::CorePing)).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(1500));
+        let again = tokio::time::Instant::now();
+        sim.call(Call::bare(Method::CorePing)).await.unwrap();
+        assert!(again.elapsed() < Duration::from_millis(1500), "one-shot");
+    }
+
     #[tokio::test]
     async fn the_simulator_itself_is_a_middleware() {
         let sim = Simulator::new(Scenario::two_pools(ApiFlavor::V24_10));

@@ -94,6 +94,8 @@ pub(crate) struct Shared {
     next_conn: AtomicU64,
     /// The session of calls made on the `Simulator` itself as a `Middleware` (conn 0).
     pub(crate) default_session: Mutex<Session>,
+    /// Bumped by `release_holds`; held calls wait for a change.
+    holds: tokio::sync::watch::Sender<u64>,
 }
 
 /// A simulated TrueNAS middleware (one box). Clones share the box.
@@ -132,6 +134,7 @@ impl Simulator {
                 timing: Mutex::new(JobTiming::default()),
                 next_conn: AtomicU64::new(1),
                 default_session: Mutex::new(Session::unix(0)),
+                holds: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -250,6 +253,12 @@ impl Simulator {
         }
     }
 
+    /// Lets every held call (`FaultPlan::holds`) go on, and stops holding new ones.
+    pub fn release_holds(&self) {
+        self.update_faults(|f| f.holds.clear());
+        self.shared.holds.send_modify(|g| *g += 1);
+    }
+
     /// Runs every WAITING job to its end now.
     pub fn run_pending_jobs(&self) {
         let pending = lock(&self.shared.core).pending_jobs();
@@ -337,7 +346,12 @@ impl Simulator {
         params: Vec<Value>,
         request_id: Option<Value>,
     ) -> Handled {
+        let mut released = self.shared.holds.subscribe();
         let fault = self.with_core(|c| c.faults.on_call(method));
+        if fault.hold {
+            // Any release after the fault was read wakes this call.
+            let _ = released.changed().await;
+        }
         if !fault.delay.is_zero() {
             tokio::time::sleep(fault.delay).await;
         }

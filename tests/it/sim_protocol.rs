@@ -744,7 +744,7 @@ async fn injected_drops_close_the_connection_before_or_after_executing() {
 }
 
 #[tokio::test]
-async fn injected_failures_and_delays() {
+async fn injected_failures_and_holds() {
     let (server, _dir) = start(ApiFlavor::V25_10).await;
     let sim = server.simulator().clone();
     sim.update_faults(|f| {
@@ -753,11 +753,6 @@ async fn injected_failures_and_delays() {
             errno: 202,
             reason: "snmpd failed to start".into(),
             path: None,
-            times: Some(1),
-        });
-        f.delays.push(truenas_agent::sim::Delay {
-            method: Some("system.info".into()),
-            millis: 300,
             times: Some(1),
         });
     });
@@ -773,44 +768,43 @@ async fn injected_failures_and_delays() {
         "STOPPED",
         "not executed"
     );
-    // The delayed call is answered after a later, undelayed one.
+    // A held call is answered after a later one; released, it completes.
+    sim.update_faults(|f| f.holds.push("system.info".into()));
     c.send(json!({"jsonrpc": "2.0", "id": 50, "method": "system.info", "params": []}))
         .await;
     c.send(json!({"jsonrpc": "2.0", "id": 51, "method": "core.ping", "params": []}))
         .await;
-    let first = c.recv().await.unwrap();
-    let second = c.recv().await.unwrap();
-    assert_eq!(
-        (first["id"].clone(), second["id"].clone()),
-        (json!(51), json!(50))
-    );
+    assert_eq!(c.recv().await.unwrap()["id"], 51);
+    sim.release_holds();
+    let held = c.recv().await.unwrap();
+    assert_eq!(held["id"], 50);
+    assert_eq!(held["result"]["hostname"], "truenas-sim");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn concurrency_cap_refuses_the_21st_call() {
     let (server, _dir) = start(ApiFlavor::V25_04).await;
-    server.simulator().update_faults(|f| {
-        f.delays.push(truenas_agent::sim::Delay {
-            method: Some("core.ping".into()),
-            millis: 500,
-            times: None,
-        });
-    });
+    let sim = server.simulator().clone();
+    sim.update_faults(|f| f.holds.push("core.ping".into()));
     let mut c = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
     for id in 1..=21 {
         c.send(json!({"jsonrpc": "2.0", "id": id, "method": "core.ping", "params": []}))
             .await;
     }
-    let mut refused = 0;
-    for _ in 1..=21 {
+    // The 20 held calls are in flight; the 21st is refused at once.
+    let refused = c.recv().await.unwrap();
+    assert_eq!(refused["id"], 21);
+    assert_eq!(refused["error"]["code"], -32000);
+    sim.release_holds();
+    let mut answered = Vec::new();
+    for _ in 1..=20 {
         let r = c.recv().await.unwrap();
-        if r["error"]["code"] == -32000 {
-            refused += 1;
-            assert_eq!(r["id"], 21);
-        }
+        assert_eq!(r["result"], "pong", "{r}");
+        answered.push(r["id"].as_i64().unwrap());
     }
-    assert_eq!(refused, 1);
+    answered.sort_unstable();
+    assert_eq!(answered, (1..=20).collect::<Vec<_>>());
     server.shutdown().await;
 }
 
