@@ -1081,3 +1081,20 @@ async fn login_rate_limit_answers_ebusy() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn shutdown_ends_calls_still_in_flight() {
+    let (server, dir) = start(ApiFlavor::V25_04).await;
+    server
+        .simulator()
+        .update_faults(|f| f.holds.push("core.ping".into()));
+    let mut c = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "core.ping", "params": []}))
+        .await;
+    // A later call is answered: the held one has been received by then.
+    c.ok("system.version_short", json!([])).await;
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown does not wait for held calls");
+    assert!(!dir.path().join("middlewared.sock").exists());
+}
