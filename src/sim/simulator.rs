@@ -168,7 +168,11 @@ impl Simulator {
     /// Changes the box directly, as an admin in the UI would (no call is recorded, no
     /// event is sent).
     pub fn update_state<R>(&self, change: impl FnOnce(&mut Scenario) -> R) -> R {
-        change(&mut lock(&self.shared.core).state)
+        let mut core = lock(&self.shared.core);
+        let result = change(&mut core.state);
+        // A pool added this way gets its root dataset, as on load.
+        core.state.normalize();
+        result
     }
 
     /// Changes the armed faults.
