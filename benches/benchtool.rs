@@ -5,6 +5,8 @@
 //!   loopback TCP) whose **call record** can be read and reset over stdin, so the driver
 //!   counts exactly which calls a client made (`calls`, `reset`, `state` — the box with
 //!   secrets redacted, `quit`);
+//! - `b2`: the integration tests' fake Backblaze B2 (`tests/it/fake_b2.rs`, the compliant
+//!   SOP bucket) on loopback, for `verify --b2-api`, until stdin closes;
 //! - `load`: a bounded HTTP load generator for the reference central server
 //!   (`GET /v1/config` with a matching ETag → 304, or `POST /v1/reports` with a fresh
 //!   `report_id` per request), printing one JSON line of throughput and latency.
@@ -32,6 +34,10 @@ use clap::{Parser, Subcommand};
 use serde_json::{Value, json};
 use truenas_agent::sim::{CallOutcome, JobTiming, Scenario, ServeOptions, Simulator};
 
+#[allow(dead_code, clippy::unwrap_used, clippy::missing_panics_doc)]
+#[path = "../tests/it/fake_b2.rs"]
+mod fake_b2;
+
 #[derive(Debug, Parser)]
 #[command(name = "benchtool", about = "Helpers of benches/run.sh")]
 struct Cli {
@@ -55,6 +61,16 @@ enum Command {
         /// Job duration in milliseconds (0 = jobs stay WAITING).
         #[arg(long, default_value_t = 200)]
         job_ms: u64,
+    },
+    /// Serve the tests' fake B2 (compliant SOP bucket) on loopback until stdin closes;
+    /// prints `{"base": URL}`.
+    B2 {
+        /// The application key the fake accepts (the document's `b2.application_key`).
+        #[arg(long)]
+        app_key: String,
+        /// Pools whose folders hold an encrypted object (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        pools: Vec<String>,
     },
     /// Bounded load on the reference central server; prints one JSON line.
     Load {
@@ -107,6 +123,7 @@ fn main() -> ExitCode {
                 listen,
                 job_ms,
             } => sim(scenario, socket, listen, job_ms).await,
+            Command::B2 { app_key, pools } => fake_b2_serve(&app_key, &pools).await,
             Command::Load {
                 url,
                 tokens,
@@ -205,6 +222,21 @@ async fn sim(
         }
     }
     server.shutdown().await;
+    Ok(())
+}
+
+async fn fake_b2_serve(app_key: &str, pools: &[String]) -> anyhow::Result<()> {
+    let pools: Vec<&str> = pools.iter().map(String::as_str).collect();
+    let fake = fake_b2::FakeB2::start(fake_b2::Config::compliant(app_key, &pools)).await;
+    println_flush(&json!({ "base": fake.base, "key_id": fake_b2::KEY_ID }).to_string())?;
+    // Serve until stdin closes (the driver holds it open).
+    tokio::task::spawn_blocking(|| {
+        let mut sink = String::new();
+        while std::io::stdin().read_line(&mut sink).is_ok_and(|n| n > 0) {
+            sink.clear();
+        }
+    })
+    .await?;
     Ok(())
 }
 

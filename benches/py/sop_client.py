@@ -10,6 +10,7 @@ the agent uses.
 Same work means the same middleware calls in the same order, checked against the
 simulator's call record by benches/bench.py:
 
+0. system.version_short: this script speaks the 25.04+ credential shape only;
 1. observe: pool.query, pool.dataset.query (root datasets, user properties),
    cloudsync.credentials.query, cloudsync.query, pool.snapshottask.query, snmp.config,
    service.query [snmp];
@@ -19,7 +20,9 @@ simulator's call record by benches/bench.py:
    SNMP service enabled and started, the first-run action;
 4. when something was written, observe again and check the result.
 
-A converged box therefore costs exactly the seven reads (the steady-state check).
+A converged box therefore costs the version read and the seven reads (the steady-state
+check). Unlike the agent, it does not subscribe to job events before starting the
+first-run sync (it does not watch the job), so a fresh pass makes one call fewer.
 
 It only handles what the benchmark's documents use (25.04+ credential shape, a business
 window that does not cross midnight, no `adopt`, no drift of foreign objects). Secrets
@@ -284,6 +287,9 @@ def main():
     client = TrueNASClient(f"ws+unix://{socket}")
     api = client.api
     t_connect = time.perf_counter()
+    version = api.system.version_short()
+    if tuple(int(x) for x in version.split(".")[:2]) < (25, 4):
+        raise SystemExit(f"TrueNAS {version}: this script needs 25.04 or later")
     seen = observe(api, doc["pools"])
     steps = plan(want, seen)
     if steps:
