@@ -188,7 +188,7 @@ mod tests {
             "Restart=on-failure",
             "ProtectSystem=strict",
             "NoNewPrivileges=yes",
-            "CapabilityBoundingSet=\n",
+            "CapabilityBoundingSet=CAP_SYS_ADMIN\n",
             "DeviceAllow=/dev/zfs rw",
             "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
             "UMask=0077",
