@@ -165,8 +165,11 @@ pub async fn dataset(
         .transpose()
 }
 
-/// Creates the install dataset: a plain filesystem, executable, writable, inheriting
-/// everything else (compression, encryption) from its parent.
+/// Creates the install dataset: a plain filesystem, executable, writable, with POSIX
+/// ACLs so that the 0700/0600 modes the installer sets are the whole story (on an NFSv4
+/// ACL dataset with `aclmode=restricted`, chmod is refused and inherited ACEs could grant
+/// share users access); everything else (compression, encryption) is inherited.
+/// POSIX needs `aclmode=DISCARD` (middleware `pool_/dataset.py` `__common_validation`).
 pub async fn create_dataset(mw: &impl Middleware, name: &DatasetName) -> Result<(), InstallError> {
     let spec = json!({
         "name": name.as_str(),
@@ -175,6 +178,8 @@ pub async fn create_dataset(mw: &impl Middleware, name: &DatasetName) -> Result<
         "exec": "ON",
         "readonly": "OFF",
         "share_type": "GENERIC",
+        "acltype": "POSIX",
+        "aclmode": "DISCARD",
     });
     call(mw, Method::DatasetCreate, vec![spec]).await.map(drop)
 }

@@ -148,7 +148,16 @@ impl ScriptedNas {
             }
             Method::DatasetCreate => {
                 let spec = &p[0];
-                let allowed = ["name", "type", "comments", "exec", "readonly", "share_type"];
+                let allowed = [
+                    "name",
+                    "type",
+                    "comments",
+                    "exec",
+                    "readonly",
+                    "share_type",
+                    "acltype",
+                    "aclmode",
+                ];
                 for key in spec.as_object().unwrap().keys() {
                     assert!(
                         allowed.contains(&key.as_str()),
@@ -156,6 +165,10 @@ impl ScriptedNas {
                     );
                 }
                 assert_eq!(spec["exec"], "ON");
+                assert_eq!(
+                    (&spec["acltype"], &spec["aclmode"]),
+                    (&json!("POSIX"), &json!("DISCARD"))
+                );
                 let name = spec["name"].as_str().unwrap().to_owned();
                 std::fs::create_dir_all(self.mnt.join(&name)).unwrap();
                 let parent = st
