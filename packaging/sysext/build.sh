@@ -56,7 +56,7 @@ case "$format" in
     command -v mksquashfs >/dev/null || { echo "mksquashfs missing: apt-get install squashfs-tools (or --format dir)" >&2; exit 1; }
     img="$out/truenas-agent.raw"
     rm -f "$img"
-    mksquashfs "$tree" "$img" -all-root -noappend -comp zstd -quiet
+    mksquashfs "$tree" "$img" -all-root -noappend -comp zstd -quiet -no-progress
     ( cd "$out" && sha256sum truenas-agent.raw > truenas-agent.raw.sha256 )
     ;;
   dir)
