@@ -679,3 +679,29 @@ async fn bad_input_is_refused_with_the_field_and_nothing_written() {
 
     assert!(DatasetName::parse("pool0/bad name").is_err());
 }
+
+#[test]
+fn cli_refuses_a_bad_dataset_before_connecting() {
+    let out = assert_cmd::Command::cargo_bin("truenas-agent")
+        .unwrap()
+        .args(["install", "--check", "--dataset", "pool0/my data"])
+        .env("TRUENAS_AGENT_MIDDLEWARE", "unix:///nonexistent.sock")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--dataset") && stderr.contains("may only contain"),
+        "{stderr}"
+    );
+    let help = assert_cmd::Command::cargo_bin("truenas-agent")
+        .unwrap()
+        .args(["install", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for flag in ["--dataset", "--agent-config", "--token-file", "--check", "--json"] {
+        assert!(help.contains(flag), "{flag} missing from help");
+    }
+    assert!(!help.contains("--systemctl"), "test-only flags stay hidden");
+}
