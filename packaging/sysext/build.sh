@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds a systemd-sysext image of truenas-agent: the static binary and the hardened unit,
 # overlaid on TrueNAS's read-only /usr by `systemd-sysext` (the mechanism TrueNAS itself
-# uses for its NVIDIA and dpkg extensions: a symlink in /run/extensions + refresh).
+# uses for its NVIDIA and dpkg extensions: an image in /run/extensions + refresh).
 #
 #   packaging/sysext/build.sh [--binary PATH] [--out DIR] [--format squashfs|dir]
 #

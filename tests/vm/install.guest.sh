@@ -163,6 +163,28 @@ $A install >/dev/null && $A install --check >/dev/null || fail "re-install after
 $A uninstall --purge
 [ ! -e $ROOT/bin ] && [ ! -e $ROOT/token ] && [ ! -e $ROOT/agent.toml ] && [ ! -e $ROOT/state ] || fail "purge left files"
 
+step "sysext route: image on the pool, merged by the documented init command"
+if [ -f "${SYSEXT_DIR:-/nonexistent}/truenas-agent.raw" ]; then
+  mkdir -p $ROOT/state && chmod 0700 $ROOT/state
+  printf 'central_url = "https://central.invalid"\n' > $ROOT/agent.toml
+  install -m 0600 /root/token $ROOT/token
+  cp "$SYSEXT_DIR/truenas-agent.raw" $ROOT/truenas-agent.raw
+  sh -c "$(cat "$SYSEXT_DIR/init-command.txt")"
+  systemd-sysext list | grep truenas-agent || fail "sysext not merged"
+  /usr/bin/truenas-agent --version
+  [ "$(systemctl show -p FragmentPath --value $UNIT)" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
+  wait_active
+  journalctl -u $UNIT -b --no-pager -o cat | grep -c "truenas-agent started" | grep -qv '^0$'
+  echo "sysext: $(systemctl show -p ExecMainPID -p ActiveState $UNIT | tr '\n' ' ')"
+  systemctl stop $UNIT
+  rm -rf /run/extensions/truenas-agent.raw $RUN/$UNIT.d
+  systemd-sysext refresh
+  systemctl daemon-reload
+  [ ! -e /usr/bin/truenas-agent ] || fail "sysext not unmerged"
+else
+  echo "skipped: no sysext image shared (mksquashfs missing on the host?)"
+fi
+
 step "secrets"
 grep -rl CANARY /run/systemd /tmp/install.txt /tmp/again.json /tmp/check.json 2>/dev/null && fail "token leaked"
 journalctl -b --no-pager -o cat | grep -q CANARY && fail "token in journal"

@@ -19,10 +19,21 @@ for f in packaging/custom-app/*.yaml; do
     || { echo "invalid YAML: $f"; exit 1; }
 done
 
+# The sysext image (route 2), built from the debug binary: the merge is what is tested.
+sysext=$(mktemp -d /tmp/truenas-agent-sysext.XXXXXX)
+trap 'rm -rf "$sysext"' EXIT
+if command -v mksquashfs >/dev/null; then
+  packaging/sysext/build.sh --binary "$BIN_DIR/truenas-agent" --out "$sysext" >/dev/null
+  cp packaging/sysext/init-command.txt "$sysext/"
+else
+  echo "note: mksquashfs missing (apt-get install squashfs-tools): the sysext part is skipped"
+fi
+
 art=${ARTIFACTS_DIR:-$(mktemp -d /tmp/truenas-agent-vm-install.XXXXXX)}
 start=$(date +%s)
 rc=0
 "$VM/run.sh" --share "$BIN_DIR:/opt/agent:ro" --share "$PWD/tests/vm:/opt/tests:ro" \
+  --share "$sysext:/opt/sysext:ro" -e SYSEXT_DIR=/opt/sysext \
   -e AGENT_DIR=/opt/agent -e TEST_DIR=/opt/tests --pools "pool0 pool1" --timeout 900 \
   --artifacts "$art" --script tests/vm/install.guest.sh || rc=$?
 echo "install VM test: rc=$rc, wall time $(( $(date +%s) - start ))s, artifacts in $art"
