@@ -174,7 +174,11 @@ if [ -f "${SYSEXT_DIR:-/nonexistent}/truenas-agent.raw" ]; then
   /usr/bin/truenas-agent --version
   [ "$(systemctl show -p FragmentPath --value $UNIT)" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
   wait_active
-  journalctl -u $UNIT -b --no-pager -o cat | grep -c "truenas-agent started" | grep -qv '^0$'
+  inv=$(systemctl show -p InvocationID --value $UNIT)
+  for _ in $(seq 1 30); do
+    journalctl _SYSTEMD_INVOCATION_ID="$inv" --no-pager -o cat | grep -q "truenas-agent started" && break; sleep 1
+  done
+  journalctl _SYSTEMD_INVOCATION_ID="$inv" --no-pager -o cat | grep "truenas-agent started" || fail "sysext agent did not log"
   echo "sysext: $(systemctl show -p ExecMainPID -p ActiveState $UNIT | tr '\n' ' ')"
   systemctl stop $UNIT
   rm -rf /run/extensions/truenas-agent.raw $RUN/$UNIT.d
