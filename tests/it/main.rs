@@ -8,5 +8,7 @@
     clippy::missing_panics_doc
 )]
 
+mod b2_verify;
+mod fake_b2;
 mod install;
 mod support;
