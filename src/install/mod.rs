@@ -239,16 +239,48 @@ pub async fn install(
     };
     // A missing dataset means a first install: refuse before creating anything.
     if nas::dataset(mw, dataset.as_str()).await?.is_none() {
-        if prepared.config.is_none() {
-            return Err(MISSING_CONFIG);
-        }
-        if prepared.token.is_none() {
-            return Err(MISSING_TOKEN);
-        }
+        prepared.require_first_install_inputs()?;
     }
     let (layout, created_dataset) = ensure_dataset(mw, &dataset).await?;
-    let config_source = match prepared.config {
-        Some(src) => src,
+    let systemd = host.systemd();
+    let version = systemd.version().await?;
+    let written = write_all(&layout, &prepared, version)?;
+    tracing::info!(dataset = %layout.dataset, written = ?written, "installed files");
+
+    let spec = InitScriptSpec::for_layout(&layout, &host.sys);
+    let init_script = nas::ensure_init_entry(mw, &spec).await?;
+    tracing::info!(?init_script, "init script registered");
+    let restarted = activate(&systemd, &spec.command, !written.is_empty()).await?;
+    let check = check_layout(mw, host, &dataset).await?;
+    Ok(InstallOutcome {
+        layout,
+        created_dataset,
+        written,
+        init_script,
+        restarted,
+        check,
+    })
+}
+
+impl Prepared {
+    fn require_first_install_inputs(&self) -> Result<(), InstallError> {
+        match (&self.config, &self.token) {
+            (None, _) => Err(MISSING_CONFIG),
+            (_, None) => Err(MISSING_TOKEN),
+            (Some(_), Some(_)) => Ok(()),
+        }
+    }
+}
+
+/// Writes every file (config from the new or the installed one, token only when given);
+/// returns the names of the files that changed.
+fn write_all(
+    layout: &Layout,
+    prepared: &Prepared,
+    systemd_version: Option<u32>,
+) -> Result<Vec<String>, InstallError> {
+    let (source, text) = match &prepared.config {
+        Some((path, text)) => (path.clone(), text.clone()),
         None => match fs::read_optional(&layout.config())? {
             Some(bytes) => (
                 layout.config(),
@@ -260,38 +292,30 @@ pub async fn install(
     if prepared.token.is_none() && fs::stat_optional(&layout.token())?.is_none() {
         return Err(MISSING_TOKEN);
     }
-    let config = render_config(&config_source.0, &config_source.1, &layout)?;
-    let systemd = host.systemd();
-    let version = systemd.version().await?;
-
-    let mut written = write_files(&layout, &prepared.binary, &config, version)?;
+    let config = render_config(&source, &text, layout)?;
+    let mut written = write_files(layout, &prepared.binary, &config, systemd_version)?;
     if let Some(token) = &prepared.token {
         if write_if_changed(&layout.token(), token.expose_secret().as_bytes(), 0o600)? {
             written.push("token".to_owned());
         }
     }
-    tracing::info!(dataset = %layout.dataset, written = ?written, "installed files");
+    Ok(written)
+}
 
-    let spec = InitScriptSpec::for_layout(&layout, &host.sys);
-    let init_script = nas::ensure_init_entry(mw, &spec).await?;
-    tracing::info!(?init_script, "init script registered");
-
-    // Start it exactly as the boot will, then make sure a changed install takes effect.
-    systemd.run_boot_command(&spec.command).await?;
+/// Starts the service exactly as the boot will (the registered command), then restarts
+/// it when something changed or it was not running; returns whether it was restarted.
+async fn activate(
+    systemd: &Systemd,
+    boot_command: &str,
+    changed: bool,
+) -> Result<bool, InstallError> {
+    systemd.run_boot_command(boot_command).await?;
     let was_active = systemd.show().await.is_ok_and(|s| s.is_active());
-    let restarted = !written.is_empty() || !was_active;
+    let restart = changed || !was_active;
     systemd
-        .unit(if restarted { "restart" } else { "start" })
+        .unit(if restart { "restart" } else { "start" })
         .await?;
-    let check = check_layout(mw, host, &dataset).await?;
-    Ok(InstallOutcome {
-        layout,
-        created_dataset,
-        written,
-        init_script,
-        restarted,
-        check,
-    })
+    Ok(restart)
 }
 
 /// `<root pool>/.truenas-agent`: the only pool, or the one carrying the device GUID.
@@ -313,36 +337,46 @@ async fn ensure_dataset(
     mw: &impl Middleware,
     dataset: &DatasetName,
 ) -> Result<(Layout, bool), InstallError> {
-    let (info, created) = if let Some(info) = nas::dataset(mw, dataset.as_str()).await? {
-        (info, false)
-    } else {
-        {
-            let parent = nas::dataset(mw, dataset.parent()).await?.ok_or_else(|| {
-                InstallError::Unusable {
-                    dataset: dataset.to_string(),
-                    reason: format!("its parent {} does not exist", dataset.parent()),
-                }
-            })?;
-            if let Some(reason) = nas::boot_lock(&parent) {
-                return Err(InstallError::LockedAtBoot {
-                    dataset: dataset.to_string(),
-                    reason: format!(
-                        "it would inherit the encryption of {}: {reason}",
-                        parent.name
-                    ),
-                });
-            }
-            nas::create_dataset(mw, dataset).await?;
-            tracing::info!(%dataset, "created the install dataset");
-            let info = nas::dataset(mw, dataset.as_str()).await?.ok_or_else(|| {
-                InstallError::UnexpectedReply {
-                    method: Method::DatasetQuery,
-                    detail: format!("{dataset} was created but is not listed"),
-                }
-            })?;
-            (info, true)
-        }
+    let (info, created) = match nas::dataset(mw, dataset.as_str()).await? {
+        Some(info) => (info, false),
+        None => (create_dataset(mw, dataset).await?, true),
     };
+    usable_layout(dataset, info).map(|layout| (layout, created))
+}
+
+/// Creates the dataset after checking that it would not inherit a boot-time lock.
+async fn create_dataset(
+    mw: &impl Middleware,
+    dataset: &DatasetName,
+) -> Result<nas::DatasetInfo, InstallError> {
+    let parent =
+        nas::dataset(mw, dataset.parent())
+            .await?
+            .ok_or_else(|| InstallError::Unusable {
+                dataset: dataset.to_string(),
+                reason: format!("its parent {} does not exist", dataset.parent()),
+            })?;
+    if let Some(reason) = nas::boot_lock(&parent) {
+        return Err(InstallError::LockedAtBoot {
+            dataset: dataset.to_string(),
+            reason: format!(
+                "it would inherit the encryption of {}: {reason}",
+                parent.name
+            ),
+        });
+    }
+    nas::create_dataset(mw, dataset).await?;
+    tracing::info!(%dataset, "created the install dataset");
+    nas::dataset(mw, dataset.as_str())
+        .await?
+        .ok_or_else(|| InstallError::UnexpectedReply {
+            method: Method::DatasetQuery,
+            detail: format!("{dataset} was created but is not listed"),
+        })
+}
+
+/// The layout on `info`, or why the dataset cannot hold the agent.
+fn usable_layout(dataset: &DatasetName, info: nas::DatasetInfo) -> Result<Layout, InstallError> {
     let unusable = |reason: String| InstallError::Unusable {
         dataset: dataset.to_string(),
         reason,
@@ -376,7 +410,7 @@ async fn ensure_dataset(
             mountpoint.display()
         )));
     }
-    Ok((Layout::new(dataset.clone(), mountpoint), created))
+    Ok(Layout::new(dataset.clone(), mountpoint))
 }
 
 /// Writes everything but the token; returns the names of the files that changed.
@@ -536,27 +570,15 @@ pub async fn uninstall(
     };
     // First the boot hook, so an interrupted uninstall never comes back after a reboot.
     let removed_init_scripts = nas::delete_init_entries(mw).await?;
-    let systemd = host.systemd();
-    let status = systemd.show().await?;
-    let stopped = status.load_state == "loaded" || status.is_active();
-    if stopped {
-        systemd.unit("stop").await?;
-    }
-    fs::remove_file_if_exists(&host.sys.runtime_unit())?;
-    fs::remove_dir_all_if_exists(&host.sys.runtime_dropin_dir())?;
-    systemd.daemon_reload().await?;
-    // Forget a failed state; harmless when there is none (systemctl then says so).
-    if let Err(e) = systemd.unit("reset-failed").await {
-        tracing::debug!(error = %e, "reset-failed");
-    }
-    let root = match &dataset {
+    let stopped = remove_unit(&host.systemd(), &host.sys).await?;
+    let layout = match &dataset {
         Some(d) => nas::dataset(mw, d.as_str())
             .await?
             .and_then(|i| i.mountpoint)
             .map(|m| Layout::new(d.clone(), m)),
         None => None,
     };
-    let (purged, kept) = match (root, purge) {
+    let (purged, kept) = match (layout, purge) {
         (Some(layout), true) => {
             purge_files(&layout)?;
             (Some(layout.root), None)
@@ -570,6 +592,24 @@ pub async fn uninstall(
         purged,
         kept,
     })
+}
+
+/// Stops the unit if systemd knows it, removes the runtime copies, reloads; returns
+/// whether it was loaded.
+async fn remove_unit(systemd: &Systemd, sys: &SystemPaths) -> Result<bool, InstallError> {
+    let status = systemd.show().await?;
+    let loaded = status.load_state == "loaded" || status.is_active();
+    if loaded {
+        systemd.unit("stop").await?;
+    }
+    fs::remove_file_if_exists(&sys.runtime_unit())?;
+    fs::remove_dir_all_if_exists(&sys.runtime_dropin_dir())?;
+    systemd.daemon_reload().await?;
+    // Forget a failed state; harmless when there is none (systemctl then says so).
+    if let Err(e) = systemd.unit("reset-failed").await {
+        tracing::debug!(error = %e, "reset-failed");
+    }
+    Ok(loaded)
 }
 
 fn purge_files(layout: &Layout) -> Result<(), FsError> {

@@ -700,7 +700,13 @@ fn cli_refuses_a_bad_dataset_before_connecting() {
         .output()
         .unwrap();
     let help = String::from_utf8_lossy(&help.stdout);
-    for flag in ["--dataset", "--agent-config", "--token-file", "--check", "--json"] {
+    for flag in [
+        "--dataset",
+        "--agent-config",
+        "--token-file",
+        "--check",
+        "--json",
+    ] {
         assert!(help.contains(flag), "{flag} missing from help");
     }
     assert!(!help.contains("--systemctl"), "test-only flags stay hidden");
