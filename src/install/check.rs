@@ -118,6 +118,9 @@ pub struct Facts {
     /// Whether the mountpoint directory exists on this host.
     pub mountpoint_present: bool,
     pub binary: FileFact,
+    /// `<binary> --version` (first line), or why it did not run; `None` when not tried
+    /// (binary missing).
+    pub binary_runs: Option<Result<String, String>>,
     pub config: FileFact,
     pub token: FileFact,
     /// Our init-script entries (marker in the comment).
@@ -139,7 +142,7 @@ const REINSTALL: &str = "run `truenas-agent install` again";
 pub fn evaluate(facts: &Facts) -> CheckReport {
     let items = vec![
         dataset_item(facts),
-        file_item("binary", &facts.binary, 0o755, facts.owner_uid, true),
+        binary_item(facts),
         file_item("config", &facts.config, 0o600, facts.owner_uid, false),
         file_item("token", &facts.token, 0o600, facts.owner_uid, false),
         init_item(facts),
@@ -237,6 +240,21 @@ fn file_item(id: &str, fact: &FileFact, want_mode: u32, owner: u32, executable: 
             format!("chmod {want_mode:04o} the file, or {REINSTALL}"),
         ),
         FileFact::Present { mode, .. } => pass(id, format!("present, mode {mode:04o}")),
+    }
+}
+
+fn binary_item(f: &Facts) -> CheckItem {
+    let item = file_item("binary", &f.binary, 0o755, f.owner_uid, true);
+    match (&item.status, &f.binary_runs) {
+        (CheckStatus::Pass, Some(Ok(version))) => {
+            pass("binary", format!("{}, {version}", item.detail))
+        }
+        (CheckStatus::Pass, Some(Err(why))) => fail(
+            "binary",
+            format!("present but does not run: {why}"),
+            format!("check that the dataset has exec=on, then {REINSTALL}"),
+        ),
+        _ => item,
     }
 }
 
@@ -436,6 +454,7 @@ mod tests {
                 mode: 0o755,
                 is_file: true,
             },
+            binary_runs: Some(Ok("truenas-agent 0.1.0 (abc)".into())),
             config: FileFact::Present {
                 uid: 0,
                 mode: 0o600,
@@ -489,7 +508,10 @@ mod tests {
     #[test]
     fn each_broken_piece_is_named_with_a_fix() {
         type Break = fn(&mut Facts);
-        let cases: [(&str, &str, Break); 14] = [
+        let cases: [(&str, &str, Break); 15] = [
+            ("binary", "does not run", |f| {
+                f.binary_runs = Some(Err("exec format error".into()));
+            }),
             ("dataset", "does not exist", |f| f.dataset_info = None),
             ("dataset", "passphrase", |f| {
                 let i = f.dataset_info.as_mut().unwrap();

@@ -506,6 +506,7 @@ async fn check_layout(
             .is_some_and(|l| matches!(fs::stat_optional(&l.root), Ok(Some(s)) if !s.is_file)),
         dataset_info: info,
         binary: file(Layout::binary),
+        binary_runs: binary_runs(&host.systemd(), layout.as_ref()).await,
         config: file(Layout::config),
         token: file(Layout::token),
         init_entries,
@@ -519,6 +520,17 @@ async fn check_layout(
         sys: host.sys.clone(),
     };
     Ok(check::evaluate(&facts))
+}
+
+async fn binary_runs(systemd: &Systemd, layout: Option<&Layout>) -> Option<Result<String, String>> {
+    let binary = layout?.binary();
+    fs::stat_optional(&binary).ok().flatten()?;
+    Some(
+        systemd
+            .binary_version(&binary)
+            .await
+            .map_err(|e| e.to_string()),
+    )
 }
 
 fn file_fact(path: &Path) -> FileFact {

@@ -21,6 +21,8 @@ use crate::fault::Fault;
 
 /// Timeout of quick `systemctl` calls (`show`, `daemon-reload`, `stop`).
 pub const QUICK: Duration = Duration::from_secs(60);
+/// Timeout of `truenas-agent --version`.
+const VERSION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout of a blocking (re)start: the unit's `TimeoutStartSec=` (120 s) plus slack.
 pub const START: Duration = Duration::from_secs(150);
 
@@ -155,6 +157,13 @@ impl Systemd {
             START
         };
         self.systemctl(&[verb, UNIT_NAME], timeout).await.map(drop)
+    }
+
+    /// `<binary> --version`: proves the installed copy is intact and may be executed
+    /// from its dataset (exec=on); returns the first line.
+    pub async fn binary_version(&self, binary: &Path) -> Result<String, CommandError> {
+        let out = run(binary, &["--version"], VERSION_TIMEOUT).await?;
+        Ok(out.lines().next().unwrap_or_default().trim().to_owned())
     }
 
     /// Runs a boot command exactly as the middleware runs init commands (`sh -c`).

@@ -273,6 +273,10 @@ case "$1" in
 esac
 "#;
 
+/// Stands in for the agent binary: `install --check` runs `<binary> --version`.
+const FAKE_AGENT: &[u8] = b"#!/bin/sh\necho 'truenas-agent 0.0.0 (fake)'\n";
+const NEWER_AGENT: &[u8] = b"#!/bin/sh\necho 'truenas-agent 0.0.1 (fake)'\n";
+
 struct Env {
     tmp: tempfile::TempDir,
     host: Host,
@@ -303,11 +307,7 @@ impl Env {
         )
         .unwrap();
         std::fs::write(tmp.path().join("token"), CANARIES[5]).unwrap();
-        std::fs::write(
-            tmp.path().join("truenas-agent"),
-            b"\x7fELF fake agent binary",
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join("truenas-agent"), FAKE_AGENT).unwrap();
         let host = Host {
             sys: SystemPaths {
                 run_dir: run,
@@ -434,7 +434,7 @@ async fn install_creates_everything_then_is_idempotent() {
 
         // Upgrade: a new binary is written and the service restarted; config/token
         // flags may be left out once installed.
-        std::fs::write(env.tmp.path().join("truenas-agent"), b"\x7fELF newer").unwrap();
+        std::fs::write(env.tmp.path().join("truenas-agent"), NEWER_AGENT).unwrap();
         let mut req = env.request(None);
         req.agent_config = None;
         req.token_file = None;
@@ -443,7 +443,17 @@ async fn install_creates_everything_then_is_idempotent() {
         assert!(upgrade.restarted);
         assert_eq!(
             std::fs::read(root.join("bin/truenas-agent")).unwrap(),
-            b"\x7fELF newer"
+            NEWER_AGENT
+        );
+        let binary = upgrade
+            .check
+            .items
+            .iter()
+            .find(|i| i.id == "binary")
+            .unwrap();
+        assert!(
+            binary.detail.contains("truenas-agent 0.0.1 (fake)"),
+            "{binary:?}"
         );
 
         // No secret anywhere but in the token file.
