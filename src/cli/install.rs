@@ -27,6 +27,11 @@ pub struct InstallArgs {
     /// mode 0600; never printed.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
+    /// Install this systemd-sysext image (packaging/sysext/build.sh) instead of the
+    /// running binary: it is kept on the pool, copied to /run/extensions and merged at
+    /// every boot.
+    #[arg(long, value_name = "IMAGE")]
+    pub sysext: Option<PathBuf>,
     /// Only verify every piece of the installation and say what is missing.
     #[arg(long)]
     pub check: bool,
@@ -94,6 +99,7 @@ pub async fn run_install(
     let req = InstallRequest {
         dataset,
         binary: std::env::current_exe().context("cannot find the running binary to install")?,
+        sysext_image: args.sysext,
         agent_config: args.agent_config,
         token_file: args.token_file,
     };

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::layout::SystemPaths;
+use super::layout::{Route, SystemPaths};
 use super::nas::{DatasetInfo, InitEntry, boot_lock};
 use super::systemd::UnitStatus;
 use super::units::InitScriptSpec;
@@ -113,13 +113,15 @@ pub enum CopyFact {
 #[derive(Debug, Clone)]
 pub struct Facts {
     pub dataset: String,
+    pub route: Route,
     /// `None`: the dataset does not exist.
     pub dataset_info: Option<DatasetInfo>,
     /// Whether the mountpoint directory exists on this host.
     pub mountpoint_present: bool,
+    /// The payload on the pool: the binary (Binary route) or the image (Sysext route).
     pub binary: FileFact,
-    /// `<binary> --version` (first line), or why it did not run; `None` when not tried
-    /// (binary missing).
+    /// `<binary> --version` of the binary the unit runs (on the pool, or in the merged
+    /// `/usr`), or why it did not run; `None` when not tried (payload missing).
     pub binary_runs: Option<Result<String, String>>,
     pub config: FileFact,
     pub token: FileFact,
@@ -127,8 +129,11 @@ pub struct Facts {
     pub init_entries: Vec<InitEntry>,
     /// What our entry should be, when the layout is known.
     pub expected_init: Option<InitScriptSpec>,
-    pub runtime_unit: CopyFact,
-    pub runtime_dropin: CopyFact,
+    /// Runtime copies (`/run/...`) compared with their source on the pool: the unit or
+    /// the image, then the drop-in.
+    pub runtime_copies: Vec<(PathBuf, CopyFact)>,
+    /// The unit file systemd should have loaded (runtime copy, or the merged image's).
+    pub expected_fragment: PathBuf,
     /// `systemctl show`, or why it could not be asked.
     pub unit: Result<UnitStatus, String>,
     /// The uid files must belong to (root on a NAS).
@@ -143,8 +148,8 @@ pub fn evaluate(facts: &Facts) -> CheckReport {
     let items = vec![
         dataset_item(facts),
         binary_item(facts),
-        file_item("config", &facts.config, 0o600, facts.owner_uid, false),
-        file_item("token", &facts.token, 0o600, facts.owner_uid, false),
+        file_item("config", &facts.config, FileRule::Secret, facts.owner_uid),
+        file_item("token", &facts.token, FileRule::Secret, facts.owner_uid),
         init_item(facts),
         unit_files_item(facts),
         unit_loaded_item(facts),
@@ -218,33 +223,64 @@ fn dataset_item(f: &Facts) -> CheckItem {
     pass(id, format!("{} mounted at {}", f.dataset, mount.display()))
 }
 
-fn file_item(id: &str, fact: &FileFact, want_mode: u32, owner: u32, executable: bool) -> CheckItem {
-    match fact {
-        FileFact::Missing => fail(id, "missing", fix_for(id)),
-        FileFact::Unreadable(why) => fail(id, format!("cannot inspect: {why}"), fix_for(id)),
-        FileFact::Present { is_file: false, .. } => fail(id, "is not a regular file", fix_for(id)),
-        FileFact::Present { uid, .. } if *uid != owner => fail(
+/// What a file's mode must satisfy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FileRule {
+    /// The binary: executable by its owner, writable by nobody else.
+    Executable,
+    /// The sysext image: writable by nobody else.
+    Public,
+    /// Config and token: no access at all for group/other (the token is a secret).
+    Secret,
+}
+
+fn file_item(id: &str, fact: &FileFact, rule: FileRule, owner: u32) -> CheckItem {
+    let (uid, mode) = match fact {
+        FileFact::Missing => return fail(id, "missing", fix_for(id)),
+        FileFact::Unreadable(why) => {
+            return fail(id, format!("cannot inspect: {why}"), fix_for(id));
+        }
+        FileFact::Present { is_file: false, .. } => {
+            return fail(id, "is not a regular file", fix_for(id));
+        }
+        FileFact::Present { uid, mode, .. } => (*uid, *mode),
+    };
+    if uid != owner {
+        return fail(
             id,
             format!("owned by uid {uid}, expected {owner}"),
             format!("chown {owner} the file, or {REINSTALL}"),
-        ),
-        FileFact::Present { mode, .. } if executable && mode & 0o100 == 0 => fail(
+        );
+    }
+    let problem = match rule {
+        FileRule::Executable if mode & 0o100 == 0 => Some("not executable"),
+        FileRule::Executable | FileRule::Public if mode & 0o022 != 0 => {
+            Some("group/other may write it")
+        }
+        FileRule::Secret if mode & 0o077 != 0 => Some("group/other may read it"),
+        FileRule::Executable | FileRule::Public | FileRule::Secret => None,
+    };
+    let want = match rule {
+        FileRule::Executable => "0755",
+        FileRule::Public => "0644",
+        FileRule::Secret => "0600",
+    };
+    match problem {
+        Some(what) => fail(
             id,
-            format!("not executable (mode {mode:04o})"),
-            format!("chmod 0755 the file, or {REINSTALL}"),
+            format!("{what} (mode {mode:04o})"),
+            format!("chmod {want} the file, or {REINSTALL}"),
         ),
-        // Config and token must not be readable by anyone else (the token is a secret).
-        FileFact::Present { mode, .. } if !executable && mode & 0o077 != 0 => fail(
-            id,
-            format!("mode {mode:04o} lets group/other read it"),
-            format!("chmod {want_mode:04o} the file, or {REINSTALL}"),
-        ),
-        FileFact::Present { mode, .. } => pass(id, format!("present, mode {mode:04o}")),
+        None => pass(id, format!("present, mode {mode:04o}")),
     }
 }
 
 fn binary_item(f: &Facts) -> CheckItem {
-    let item = file_item("binary", &f.binary, 0o755, f.owner_uid, true);
+    let rule = match f.route {
+        Route::Binary => FileRule::Executable,
+        Route::Sysext => FileRule::Public,
+    };
+    let item = file_item("binary", &f.binary, rule, f.owner_uid);
     match (&item.status, &f.binary_runs) {
         (CheckStatus::Pass, Some(Ok(version))) => {
             pass("binary", format!("{}, {version}", item.detail))
@@ -319,25 +355,22 @@ fn init_item(f: &Facts) -> CheckItem {
 
 fn unit_files_item(f: &Facts) -> CheckItem {
     let id = "unit_files";
-    let unit = f.sys.runtime_unit();
-    let dropin = f.sys.runtime_dropin();
-    let describe = |p: &Path, c: CopyFact| match c {
-        CopyFact::Same => None,
-        CopyFact::Missing => Some(format!("{} missing", p.display())),
-        CopyFact::Differs => Some(format!("{} differs from the copy on the pool", p.display())),
-    };
-    let problems: Vec<String> = [
-        describe(&unit, f.runtime_unit),
-        describe(&dropin, f.runtime_dropin),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
+    let problems: Vec<String> = f
+        .runtime_copies
+        .iter()
+        .filter_map(|(p, c)| match c {
+            CopyFact::Same => None,
+            CopyFact::Missing => Some(format!("{} missing", p.display())),
+            CopyFact::Differs => Some(format!("{} differs from the copy on the pool", p.display())),
+        })
+        .collect();
     if problems.is_empty() {
-        pass(
-            id,
-            format!("{} and its drop-in written this boot", unit.display()),
-        )
+        let names: Vec<String> = f
+            .runtime_copies
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect();
+        pass(id, format!("written this boot: {}", names.join(", ")))
     } else {
         fail(
             id,
@@ -366,14 +399,14 @@ fn unit_loaded_item(f: &Facts) -> CheckItem {
             "run the boot command again (it reloads systemd)",
         );
     }
-    let runtime = f.sys.runtime_unit();
-    if Path::new(&status.fragment_path) != runtime {
+    let expected = &f.expected_fragment;
+    if Path::new(&status.fragment_path) != expected {
         return fail(
             id,
             format!(
                 "systemd loaded {} instead of {}",
                 status.fragment_path,
-                runtime.display()
+                expected.display()
             ),
             "remove the other copy of truenas-agent.service, then systemctl daemon-reload",
         );
@@ -439,6 +472,7 @@ mod tests {
         entry["id"] = json!(1);
         Facts {
             dataset: "pool0/.truenas-agent".into(),
+            route: Route::Binary,
             dataset_info: Some(DatasetInfo {
                 name: "pool0/.truenas-agent".into(),
                 mountpoint: Some("/mnt/pool0/.truenas-agent".into()),
@@ -467,8 +501,11 @@ mod tests {
             },
             init_entries: vec![InitEntry { id: 1, entry }],
             expected_init: Some(spec),
-            runtime_unit: CopyFact::Same,
-            runtime_dropin: CopyFact::Same,
+            runtime_copies: vec![
+                (sys.runtime_unit(), CopyFact::Same),
+                (sys.runtime_dropin(), CopyFact::Same),
+            ],
+            expected_fragment: sys.runtime_unit(),
             unit: Ok(UnitStatus {
                 load_state: "loaded".into(),
                 active_state: "active".into(),
@@ -554,7 +591,7 @@ mod tests {
                 f.init_entries[0].entry["command"] = json!("true");
             }),
             ("unit_files", "missing", |f| {
-                f.runtime_dropin = CopyFact::Missing;
+                f.runtime_copies[1].1 = CopyFact::Missing;
             }),
             ("unit_loaded", "instead of", |f| {
                 f.unit.as_mut().unwrap().fragment_path =

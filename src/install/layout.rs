@@ -17,8 +17,8 @@ use serde::{Deserialize, Serialize};
 pub const DEFAULT_CHILD: &str = ".truenas-agent";
 
 /// Longest accepted name. ZFS allows 255, but the init-script `comment` that names the
-/// dataset is limited to 255 characters by the middleware, and it carries ~55 more.
-const MAX_NAME_LEN: usize = 200;
+/// dataset is limited to 255 characters by the middleware, and it carries ~65 more.
+const MAX_NAME_LEN: usize = 190;
 
 /// A validated `POOL/DATASET[/...]` name.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -45,7 +45,7 @@ impl DatasetName {
         };
         if name.len() > MAX_NAME_LEN {
             return refuse(
-                "must be at most 200 characters (the init-script comment naming it is capped at 255)",
+                "must be at most 190 characters (the init-script comment naming it is capped at 255)",
             );
         }
         let parts: Vec<&str> = name.split('/').collect();
@@ -114,15 +114,28 @@ impl From<DatasetName> for String {
     }
 }
 
+/// How the agent binary reaches the box.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Route {
+    /// The binary itself lives on the pool (`bin/truenas-agent`) with a copy of the unit.
+    Binary,
+    /// A systemd-sysext image lives on the pool (`truenas-agent.raw`); at boot it is
+    /// copied to `/run/extensions` and merged, which puts the binary in
+    /// `/usr/bin/truenas-agent` and the unit in `/usr/lib/systemd/system`.
+    Sysext,
+}
+
 /// The files of one installation, below the dataset's mountpoint.
 ///
 /// ```text
 /// <mountpoint>/                 0700  the install dataset
-///   bin/truenas-agent           0755  the agent binary (copied from the installing binary)
+///   bin/truenas-agent           0755  the agent binary (route Binary)
+///   truenas-agent.raw           0644  the sysext image (route Sysext)
 ///   agent.toml                  0600  agent config (token_file / state_dir point here)
 ///   token                       0600  device token for central
 ///   state/                      0700  state dir (the only path the service may write)
-///   systemd/truenas-agent.service    0644  copied to /run/systemd/system at boot
+///   systemd/truenas-agent.service    0644  copied to /run/systemd/system at boot (Binary)
 ///   systemd/install.conf             0644  the drop-in (ExecStart, ReadWritePaths)
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,14 +143,42 @@ pub struct Layout {
     pub dataset: DatasetName,
     /// Where the dataset is mounted (`/mnt/<dataset>` on TrueNAS).
     pub root: PathBuf,
+    pub route: Route,
 }
 
 impl Layout {
-    /// The layout of `dataset` mounted at `root`.
+    /// The layout of `dataset` mounted at `root`, binary route.
     pub fn new(dataset: DatasetName, root: impl Into<PathBuf>) -> Self {
+        Self::with_route(dataset, root, Route::Binary)
+    }
+
+    /// The layout of `dataset` mounted at `root` for `route`.
+    pub fn with_route(dataset: DatasetName, root: impl Into<PathBuf>, route: Route) -> Self {
         Self {
             dataset,
             root: root.into(),
+            route,
+        }
+    }
+
+    /// The sysext image kept on the pool.
+    pub fn image(&self) -> PathBuf {
+        self.root.join(IMAGE_NAME)
+    }
+
+    /// What the route installs onto the pool: the binary or the image.
+    pub fn payload(&self) -> PathBuf {
+        match self.route {
+            Route::Binary => self.binary(),
+            Route::Sysext => self.image(),
+        }
+    }
+
+    /// The binary the unit runs: on the pool, or in the merged `/usr`.
+    pub fn exec_path(&self, sys: &SystemPaths) -> PathBuf {
+        match self.route {
+            Route::Binary => self.binary(),
+            Route::Sysext => sys.sysext_usr.join("bin/truenas-agent"),
         }
     }
 
@@ -182,6 +223,9 @@ impl Layout {
     }
 }
 
+/// File name of the sysext image (on the pool and in `/run/extensions`).
+pub const IMAGE_NAME: &str = "truenas-agent.raw";
+
 /// Host paths outside the install dataset. Configurable so tests can run without root
 /// and without systemd.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,6 +236,12 @@ pub struct SystemPaths {
     pub systemctl: PathBuf,
     /// The shell the middleware runs init commands with (`sh -c`).
     pub sh: PathBuf,
+    /// Where systemd-sysext looks for images at runtime (tmpfs).
+    pub extensions_dir: PathBuf,
+    /// The `systemd-sysext` binary.
+    pub sysext: PathBuf,
+    /// The `/usr` that merged extensions appear in.
+    pub sysext_usr: PathBuf,
 }
 
 impl Default for SystemPaths {
@@ -201,6 +251,9 @@ impl Default for SystemPaths {
             // /bin works with and without merged /usr (TrueNAS is merged; either is fine).
             systemctl: PathBuf::from("/bin/systemctl"),
             sh: PathBuf::from("/bin/sh"),
+            extensions_dir: PathBuf::from("/run/extensions"),
+            sysext: PathBuf::from("/usr/bin/systemd-sysext"),
+            sysext_usr: PathBuf::from("/usr"),
         }
     }
 }
@@ -214,6 +267,18 @@ impl SystemPaths {
     /// The runtime drop-in directory.
     pub fn runtime_dropin_dir(&self) -> PathBuf {
         self.run_dir.join(format!("{}.d", super::units::UNIT_NAME))
+    }
+
+    /// The runtime copy of the sysext image.
+    pub fn runtime_image(&self) -> PathBuf {
+        self.extensions_dir.join(IMAGE_NAME)
+    }
+
+    /// Where the unit appears once the image is merged.
+    pub fn image_unit(&self) -> PathBuf {
+        self.sysext_usr
+            .join("lib/systemd/system")
+            .join(super::units::UNIT_NAME)
     }
 
     /// The runtime copy of the drop-in.

@@ -4,6 +4,8 @@
 //! the pools survive. So the agent lives on a pool dataset (binary, config, token, state,
 //! and a copy of its unit + drop-in), and a middleware init-script entry (POSTINIT,
 //! `COMMAND`) copies the unit into `/run/systemd/system` and starts it on every boot.
+//! The sysext route ([`Route::Sysext`]) keeps a systemd-sysext image on the pool instead
+//! of the binary; the boot command copies it to `/run/extensions` and merges it.
 //!
 //! Owns: the install dataset (created through the middleware when missing), the files in
 //! it ([`Layout`]), our init-script entry (recognised by [`units::MARKER`] in its
@@ -32,7 +34,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 pub use check::{CheckItem, CheckReport, CheckStatus};
-pub use layout::{DatasetName, InvalidDatasetName, Layout, SystemPaths};
+pub use layout::{DatasetName, InvalidDatasetName, Layout, Route, SystemPaths};
 pub use nas::InitChange;
 pub use systemd::{CommandError, Systemd, UnitStatus};
 
@@ -123,7 +125,7 @@ pub struct Host {
 
 impl Host {
     fn systemd(&self) -> Systemd {
-        Systemd::new(&self.sys.systemctl, &self.sys.sh)
+        Systemd::new(&self.sys.systemctl, &self.sys.sh).with_sysext(&self.sys.sysext)
     }
 }
 
@@ -132,8 +134,10 @@ impl Host {
 pub struct InstallRequest {
     /// `None`: `<root pool>/.truenas-agent`.
     pub dataset: Option<DatasetName>,
-    /// The binary to install (the running one, normally).
+    /// The binary to install (the running one, normally). Ignored with `sysext_image`.
     pub binary: PathBuf,
+    /// Install this systemd-sysext image instead of the binary (route Sysext).
+    pub sysext_image: Option<PathBuf>,
     /// Agent config to install (TOML); required on the first install.
     pub agent_config: Option<PathBuf>,
     /// Device token file to install; required on the first install.
@@ -168,13 +172,18 @@ pub struct UninstallOutcome {
 
 /// Inputs read and validated before anything is written.
 struct Prepared {
-    binary: Vec<u8>,
+    route: Route,
+    /// The binary or the image.
+    payload: Vec<u8>,
     config: Option<(PathBuf, String)>,
     token: Option<SecretString>,
 }
 
 fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
-    let binary = fs::read(&req.binary)?;
+    let (route, payload) = match &req.sysext_image {
+        Some(image) => (Route::Sysext, fs::read(image)?),
+        None => (Route::Binary, fs::read(&req.binary)?),
+    };
     let config = match &req.agent_config {
         Some(path) => {
             let text = fs::read_to_string(path)?;
@@ -194,7 +203,8 @@ fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
         None => None,
     };
     Ok(Prepared {
-        binary,
+        route,
+        payload,
         config,
         token,
     })
@@ -241,10 +251,10 @@ pub async fn install(
     if nas::dataset(mw, dataset.as_str()).await?.is_none() {
         prepared.require_first_install_inputs()?;
     }
-    let (layout, created_dataset) = ensure_dataset(mw, &dataset).await?;
+    let (layout, created_dataset) = ensure_dataset(mw, &dataset, prepared.route).await?;
     let systemd = host.systemd();
     let version = systemd.version().await?;
-    let written = write_all(&layout, &prepared, version)?;
+    let written = write_all(&layout, &host.sys, &prepared, version)?;
     tracing::info!(dataset = %layout.dataset, written = ?written, "installed files");
 
     let spec = InitScriptSpec::for_layout(&layout, &host.sys);
@@ -276,6 +286,7 @@ impl Prepared {
 /// returns the names of the files that changed.
 fn write_all(
     layout: &Layout,
+    sys: &SystemPaths,
     prepared: &Prepared,
     systemd_version: Option<u32>,
 ) -> Result<Vec<String>, InstallError> {
@@ -293,7 +304,7 @@ fn write_all(
         return Err(MISSING_TOKEN);
     }
     let config = render_config(&source, &text, layout)?;
-    let mut written = write_files(layout, &prepared.binary, &config, systemd_version)?;
+    let mut written = write_files(layout, sys, &prepared.payload, &config, systemd_version)?;
     if let Some(token) = &prepared.token {
         if write_if_changed(&layout.token(), token.expose_secret().as_bytes(), 0o600)? {
             written.push("token".to_owned());
@@ -336,12 +347,13 @@ pub async fn default_dataset(mw: &impl Middleware) -> Result<DatasetName, Instal
 async fn ensure_dataset(
     mw: &impl Middleware,
     dataset: &DatasetName,
+    route: Route,
 ) -> Result<(Layout, bool), InstallError> {
     let (info, created) = match nas::dataset(mw, dataset.as_str()).await? {
         Some(info) => (info, false),
         None => (create_dataset(mw, dataset).await?, true),
     };
-    usable_layout(dataset, info).map(|layout| (layout, created))
+    usable_layout(dataset, info, route).map(|layout| (layout, created))
 }
 
 /// Creates the dataset after checking that it would not inherit a boot-time lock.
@@ -376,7 +388,11 @@ async fn create_dataset(
 }
 
 /// The layout on `info`, or why the dataset cannot hold the agent.
-fn usable_layout(dataset: &DatasetName, info: nas::DatasetInfo) -> Result<Layout, InstallError> {
+fn usable_layout(
+    dataset: &DatasetName,
+    info: nas::DatasetInfo,
+    route: Route,
+) -> Result<Layout, InstallError> {
     let unusable = |reason: String| InstallError::Unusable {
         dataset: dataset.to_string(),
         reason,
@@ -410,32 +426,35 @@ fn usable_layout(dataset: &DatasetName, info: nas::DatasetInfo) -> Result<Layout
             mountpoint.display()
         )));
     }
-    Ok(Layout::new(dataset.clone(), mountpoint))
+    Ok(Layout::with_route(dataset.clone(), mountpoint, route))
 }
 
 /// Writes everything but the token; returns the names of the files that changed.
 fn write_files(
     layout: &Layout,
-    binary: &[u8],
+    sys: &SystemPaths,
+    payload: &[u8],
     config: &str,
     systemd_version: Option<u32>,
 ) -> Result<Vec<String>, InstallError> {
     fs::set_mode(&layout.root, 0o700)?;
-    fs::create_dir_all(&layout.bin_dir(), 0o755)?;
     fs::create_dir_all(&layout.state_dir(), 0o700)?;
     fs::create_dir_all(&layout.systemd_dir(), 0o755)?;
-    let dropin = units::dropin(layout, systemd_version);
-    let files: [(&str, PathBuf, &[u8], u32); 4] = [
-        ("binary", layout.binary(), binary, 0o755),
+    let dropin = units::dropin(layout, sys, systemd_version);
+    let mut files: Vec<(&str, PathBuf, &[u8], u32)> = vec![
         ("config", layout.config(), config.as_bytes(), 0o600),
-        (
-            "unit",
-            layout.unit_copy(),
-            units::UNIT_TEMPLATE.as_bytes(),
-            0o644,
-        ),
         ("drop-in", layout.dropin_copy(), dropin.as_bytes(), 0o644),
     ];
+    match layout.route {
+        Route::Binary => {
+            fs::create_dir_all(&layout.bin_dir(), 0o755)?;
+            files.push(("binary", layout.binary(), payload, 0o755));
+            let unit = units::UNIT_TEMPLATE.as_bytes();
+            files.push(("unit", layout.unit_copy(), unit, 0o644));
+        }
+        // The unit comes with the image.
+        Route::Sysext => files.push(("image", layout.image(), payload, 0o644)),
+    }
     let mut written = Vec::new();
     for (name, path, bytes, mode) in files {
         if write_if_changed(&path, bytes, mode)? {
@@ -487,44 +506,73 @@ async fn check_layout(
 ) -> Result<CheckReport, InstallError> {
     let info = nas::dataset(mw, dataset.as_str()).await?;
     let init_entries = nas::our_init_entries(mw).await?;
-    let layout = info
-        .as_ref()
-        .and_then(|i| i.mountpoint.clone())
-        .map(|m| Layout::new(dataset.clone(), m));
-    let file = |pick: fn(&Layout) -> PathBuf| match &layout {
-        Some(l) => file_fact(&pick(l)),
-        None => FileFact::Missing,
+    let layout = info.as_ref().and_then(|i| i.mountpoint.clone()).map(|m| {
+        let route = route_of(&init_entries, &m);
+        Layout::with_route(dataset.clone(), m, route)
+    });
+    let route = layout.as_ref().map_or(Route::Binary, |l| l.route);
+    let sys = &host.sys;
+    let file = |pick: fn(&Layout) -> PathBuf| {
+        layout
+            .as_ref()
+            .map_or(FileFact::Missing, |l| file_fact(&pick(l)))
     };
-    let copy = |pick: fn(&Layout) -> PathBuf, runtime: PathBuf| match &layout {
-        Some(l) => copy_fact(&pick(l), &runtime),
-        None => CopyFact::Missing,
+    let copy = |pick: fn(&Layout) -> PathBuf, runtime: PathBuf| {
+        let fact = layout
+            .as_ref()
+            .map_or(CopyFact::Missing, |l| copy_fact(&pick(l), &runtime));
+        (runtime, fact)
+    };
+    let (first_copy, expected_fragment) = match route {
+        Route::Binary => (
+            copy(Layout::unit_copy, sys.runtime_unit()),
+            sys.runtime_unit(),
+        ),
+        Route::Sysext => (copy(Layout::image, sys.runtime_image()), sys.image_unit()),
     };
     let facts = Facts {
         dataset: dataset.to_string(),
+        route,
         mountpoint_present: layout
             .as_ref()
             .is_some_and(|l| matches!(fs::stat_optional(&l.root), Ok(Some(s)) if !s.is_file)),
         dataset_info: info,
-        binary: file(Layout::binary),
-        binary_runs: binary_runs(&host.systemd(), layout.as_ref()).await,
+        binary: file(Layout::payload),
+        binary_runs: binary_runs(&host.systemd(), layout.as_ref(), sys).await,
         config: file(Layout::config),
         token: file(Layout::token),
         init_entries,
-        expected_init: layout
-            .as_ref()
-            .map(|l| InitScriptSpec::for_layout(l, &host.sys)),
-        runtime_unit: copy(Layout::unit_copy, host.sys.runtime_unit()),
-        runtime_dropin: copy(Layout::dropin_copy, host.sys.runtime_dropin()),
+        expected_init: layout.as_ref().map(|l| InitScriptSpec::for_layout(l, sys)),
+        runtime_copies: vec![first_copy, copy(Layout::dropin_copy, sys.runtime_dropin())],
+        expected_fragment,
         unit: host.systemd().show().await.map_err(|e| e.to_string()),
         owner_uid: host.owner_uid,
-        sys: host.sys.clone(),
+        sys: sys.clone(),
     };
     Ok(check::evaluate(&facts))
 }
 
-async fn binary_runs(systemd: &Systemd, layout: Option<&Layout>) -> Option<Result<String, String>> {
-    let binary = layout?.binary();
-    fs::stat_optional(&binary).ok().flatten()?;
+/// The route of an installation: from our init-script entry, else from the files.
+fn route_of(entries: &[nas::InitEntry], root: &Path) -> Route {
+    if let Some(entry) = entries.first() {
+        return units::route_from_comment(entry.comment());
+    }
+    let has = |p: PathBuf| matches!(fs::stat_optional(&p), Ok(Some(_)));
+    if has(root.join(layout::IMAGE_NAME)) && !has(root.join("bin/truenas-agent")) {
+        Route::Sysext
+    } else {
+        Route::Binary
+    }
+}
+
+async fn binary_runs(
+    systemd: &Systemd,
+    layout: Option<&Layout>,
+    sys: &SystemPaths,
+) -> Option<Result<String, String>> {
+    let layout = layout?;
+    fs::stat_optional(&layout.payload()).ok().flatten()?;
+    let binary = layout.exec_path(sys);
     Some(
         systemd
             .binary_version(&binary)
@@ -616,6 +664,10 @@ async fn remove_unit(systemd: &Systemd, sys: &SystemPaths) -> Result<bool, Insta
     }
     fs::remove_file_if_exists(&sys.runtime_unit())?;
     fs::remove_dir_all_if_exists(&sys.runtime_dropin_dir())?;
+    if fs::stat_optional(&sys.runtime_image())?.is_some() {
+        fs::remove_file_if_exists(&sys.runtime_image())?;
+        systemd.sysext_refresh().await?;
+    }
     systemd.daemon_reload().await?;
     // Forget a failed state; harmless when there is none (systemctl then says so).
     if let Err(e) = systemd.unit("reset-failed").await {
@@ -626,6 +678,7 @@ async fn remove_unit(systemd: &Systemd, sys: &SystemPaths) -> Result<bool, Insta
 
 fn purge_files(layout: &Layout) -> Result<(), FsError> {
     fs::remove_dir_all_if_exists(&layout.bin_dir())?;
+    fs::remove_file_if_exists(&layout.image())?;
     fs::remove_dir_all_if_exists(&layout.systemd_dir())?;
     fs::remove_dir_all_if_exists(&layout.state_dir())?;
     fs::remove_file_if_exists(&layout.config())?;

@@ -118,15 +118,29 @@ impl UnitStatus {
 pub struct Systemd {
     systemctl: PathBuf,
     sh: PathBuf,
+    sysext: PathBuf,
 }
 
 impl Systemd {
-    /// Uses the given `systemctl` and `sh` binaries.
+    /// Uses the given `systemctl` and `sh` binaries (`systemd-sysext` from /usr/bin).
     pub fn new(systemctl: impl Into<PathBuf>, sh: impl Into<PathBuf>) -> Self {
         Self {
             systemctl: systemctl.into(),
             sh: sh.into(),
+            sysext: PathBuf::from("/usr/bin/systemd-sysext"),
         }
+    }
+
+    /// Uses this `systemd-sysext` binary.
+    #[must_use]
+    pub fn with_sysext(mut self, sysext: impl Into<PathBuf>) -> Self {
+        self.sysext = sysext.into();
+        self
+    }
+
+    /// `systemd-sysext refresh`: re-merges every image in the extension dirs.
+    pub async fn sysext_refresh(&self) -> Result<(), CommandError> {
+        run(&self.sysext, &["refresh"], QUICK).await.map(drop)
     }
 
     /// `systemctl --version` → the major version (252 on Debian bookworm).

@@ -15,7 +15,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::layout::{DatasetName, Layout, SystemPaths};
+use super::layout::{DatasetName, IMAGE_NAME, Layout, Route, SystemPaths};
 
 /// The unit's name.
 pub const UNIT_NAME: &str = "truenas-agent.service";
@@ -39,8 +39,8 @@ pub const MAX_STRING: usize = 1024;
 pub const BACKOFF_SINCE: u32 = 254;
 
 /// The drop-in that turns the template into this installation's unit.
-pub fn dropin(layout: &Layout, systemd_version: Option<u32>) -> String {
-    let bin = layout.binary();
+pub fn dropin(layout: &Layout, sys: &SystemPaths, systemd_version: Option<u32>) -> String {
+    let bin = layout.exec_path(sys);
     let config = layout.config();
     let state = layout.state_dir();
     let mut text = format!(
@@ -61,16 +61,28 @@ pub fn dropin(layout: &Layout, systemd_version: Option<u32>) -> String {
     text
 }
 
-/// The command the middleware runs at POSTINIT (and `install` runs now): copy the unit
-/// and its drop-in from the pool into the runtime unit dir, reload, start without
-/// waiting (the middleware gives init commands a short timeout).
+/// The command the middleware runs at POSTINIT (and `install` runs now): put the unit
+/// (binary route: a copy from the pool; sysext route: the image, merged) and the
+/// drop-in into place, reload, start without waiting (the middleware gives init
+/// commands a short timeout).
 pub fn boot_command(layout: &Layout, sys: &SystemPaths) -> String {
     let src = layout.systemd_dir();
     let run = &sys.run_dir;
     let ctl = &sys.systemctl;
+    let unit_step = match layout.route {
+        Route::Binary => format!("cp \"$src/{UNIT_NAME}\" \"$dst/{UNIT_NAME}\"; "),
+        // The image is copied to tmpfs: loop-mounting it from ZFS fails (docs/install.md).
+        // A stale binary-route copy in /run would shadow the image's unit: remove it.
+        Route::Sysext => format!(
+            "rm -f \"$dst/{UNIT_NAME}\"; mkdir -p '{ext}'; cp '{image}' '{ext}/{IMAGE_NAME}'; \
+             '{sysext}' refresh; ",
+            ext = sys.extensions_dir.display(),
+            image = layout.image().display(),
+            sysext = sys.sysext.display(),
+        ),
+    };
     format!(
-        "set -e; src='{src}'; dst='{run}'; mkdir -p \"$dst/{UNIT_NAME}.d\"; \
-         cp \"$src/{UNIT_NAME}\" \"$dst/{UNIT_NAME}\"; \
+        "set -e; src='{src}'; dst='{run}'; mkdir -p \"$dst/{UNIT_NAME}.d\"; {unit_step}\
          cp \"$src/{DROPIN_NAME}\" \"$dst/{UNIT_NAME}.d/{DROPIN_NAME}\"; \
          '{ctl}' daemon-reload; '{ctl}' start --no-block {UNIT_NAME}",
         src = src.display(),
@@ -79,9 +91,26 @@ pub fn boot_command(layout: &Layout, sys: &SystemPaths) -> String {
     )
 }
 
-/// The `comment` of our init-script entry: human text, the dataset, and the marker.
-pub fn init_comment(dataset: &DatasetName) -> String {
-    format!("truenas-agent boot hook (dataset={dataset}) {MARKER}")
+/// The `comment` of our init-script entry: human text, the route, the dataset, and the
+/// marker.
+pub fn init_comment(layout: &Layout) -> String {
+    let route = match layout.route {
+        Route::Binary => "",
+        Route::Sysext => ", sysext",
+    };
+    format!(
+        "truenas-agent boot hook{route} (dataset={}) {MARKER}",
+        layout.dataset
+    )
+}
+
+/// The route named in one of our comments.
+pub fn route_from_comment(comment: &str) -> Route {
+    if comment.contains(", sysext (dataset=") {
+        Route::Sysext
+    } else {
+        Route::Binary
+    }
 }
 
 /// True when an init-script entry's comment carries our marker.
@@ -118,7 +147,7 @@ impl InitScriptSpec {
             when: WHEN.to_owned(),
             enabled: true,
             timeout: INIT_TIMEOUT_S,
-            comment: init_comment(&layout.dataset),
+            comment: init_comment(layout),
         }
     }
 
@@ -201,16 +230,21 @@ mod tests {
 
     #[test]
     fn dropin_points_at_the_pool() {
-        let text = dropin(&layout(), Some(252));
+        let sys = SystemPaths::default();
+        let text = dropin(&layout(), &sys, Some(252));
         assert!(text.contains("ExecStart=\nExecStart=/mnt/pool0/.truenas-agent/bin/truenas-agent --config /mnt/pool0/.truenas-agent/agent.toml --state-dir /mnt/pool0/.truenas-agent/state run\n"));
         assert!(text.contains("ReadWritePaths=/mnt/pool0/.truenas-agent/state\n"));
         assert!(
             !text.contains("RestartSteps"),
             "systemd 252 does not know it"
         );
-        let newer = dropin(&layout(), Some(254));
+        let newer = dropin(&layout(), &sys, Some(254));
         assert!(newer.contains("RestartSteps=5\nRestartMaxDelaySec=5min\n"));
-        assert!(!dropin(&layout(), None).contains("RestartSteps"));
+        assert!(!dropin(&layout(), &sys, None).contains("RestartSteps"));
+        let sysext = Layout::with_route(layout().dataset, layout().root, Route::Sysext);
+        assert!(dropin(&sysext, &sys, None).contains(
+            "ExecStart=/usr/bin/truenas-agent --config /mnt/pool0/.truenas-agent/agent.toml"
+        ));
     }
 
     #[test]
@@ -225,18 +259,33 @@ mod tests {
              '/bin/systemctl' daemon-reload; '/bin/systemctl' start --no-block truenas-agent.service"
         );
         // Even the longest dataset name keeps it under the middleware's string cap.
-        let long = DatasetName::parse(&format!("p/{}", "a".repeat(198))).unwrap();
+        let long = DatasetName::parse(&format!("p/{}", "a".repeat(188))).unwrap();
         let long_layout = Layout::new(long.clone(), format!("/mnt/{long}"));
         assert!(boot_command(&long_layout, &SystemPaths::default()).len() < MAX_STRING);
-        assert!(init_comment(&long).len() <= 255);
+        assert!(init_comment(&Layout::with_route(long.clone(), "/x", Route::Sysext)).len() <= 255);
+        let sysext = Layout::with_route(layout().dataset, layout().root, Route::Sysext);
+        assert_eq!(
+            boot_command(&sysext, &SystemPaths::default()),
+            "set -e; src='/mnt/pool0/.truenas-agent/systemd'; dst='/run/systemd/system'; \
+             mkdir -p \"$dst/truenas-agent.service.d\"; rm -f \"$dst/truenas-agent.service\"; \
+             mkdir -p '/run/extensions'; \
+             cp '/mnt/pool0/.truenas-agent/truenas-agent.raw' '/run/extensions/truenas-agent.raw'; \
+             '/usr/bin/systemd-sysext' refresh; \
+             cp \"$src/install.conf\" \"$dst/truenas-agent.service.d/install.conf\"; \
+             '/bin/systemctl' daemon-reload; '/bin/systemctl' start --no-block truenas-agent.service"
+        );
     }
 
     #[test]
     fn marker_round_trip() {
         let ds = DatasetName::parse("tank/agent").unwrap();
-        let comment = init_comment(&ds);
+        let comment = init_comment(&Layout::new(ds.clone(), "/mnt/tank/agent"));
         assert!(is_ours(&comment));
-        assert_eq!(dataset_from_comment(&comment), Some(ds));
+        assert_eq!(dataset_from_comment(&comment), Some(ds.clone()));
+        assert_eq!(route_from_comment(&comment), Route::Binary);
+        let sysext = init_comment(&Layout::with_route(ds.clone(), "/x", Route::Sysext));
+        assert_eq!(dataset_from_comment(&sysext), Some(ds));
+        assert_eq!(route_from_comment(&sysext), Route::Sysext);
         assert!(!is_ours("admin's own script"));
         assert_eq!(
             dataset_from_comment("(dataset=bad name) [truenas-agent:boot]"),

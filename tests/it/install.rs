@@ -249,6 +249,7 @@ impl Middleware for ScriptedNas {
 }
 
 /// A fake `systemctl`: keeps the unit's state in files next to it, logs every call.
+/// The unit is "found" in the runtime dir, else in the (fake) merged sysext `/usr`.
 const FAKE_SYSTEMCTL: &str = r#"#!/bin/sh
 d=$(dirname "$0")
 echo "$*" >> "$d/calls.log"
@@ -257,7 +258,9 @@ active=$(cat "$d/active" 2>/dev/null || echo inactive)
 case "$1" in
   --version) echo "systemd 252 (252.39-1~deb12u2)" ;;
   daemon-reload)
-    if [ -f "@RUN@/truenas-agent.service" ]; then echo loaded > "$d/load"; else echo not-found > "$d/load"; fi ;;
+    if [ -f "@RUN@/truenas-agent.service" ]; then echo loaded > "$d/load"; echo "@RUN@/truenas-agent.service" > "$d/frag"
+    elif [ -f "@USR@/lib/systemd/system/truenas-agent.service" ]; then echo loaded > "$d/load"; echo "@USR@/lib/systemd/system/truenas-agent.service" > "$d/frag"
+    else echo not-found > "$d/load"; : > "$d/frag"; fi ;;
   start|restart)
     if [ "$load" != loaded ]; then echo "Unit truenas-agent.service not found." >&2; exit 5; fi
     echo active > "$d/active"; echo "$1" >> "$d/starts.log" ;;
@@ -266,11 +269,27 @@ case "$1" in
   show)
     sub=dead; pid=0; [ "$active" = active ] && { sub=running; pid=4242; }
     frag=; dropins=
-    [ "$load" = loaded ] && { frag="@RUN@/truenas-agent.service"; dropins="@RUN@/truenas-agent.service.d/install.conf"; }
+    [ "$load" = loaded ] && { frag=$(cat "$d/frag"); dropins="@RUN@/truenas-agent.service.d/install.conf"; }
     printf 'LoadState=%s\nActiveState=%s\nSubState=%s\nFragmentPath=%s\nDropInPaths=%s\nMainPID=%s\nNRestarts=0\nActiveEnterTimestamp=Mon 2026-11-23 10:00:00 UTC\nResult=success\n' \
       "$load" "$active" "$sub" "$frag" "$dropins" "$pid" ;;
   *) echo "fake systemctl: unexpected $*" >&2; exit 1 ;;
 esac
+"#;
+
+/// A fake `systemd-sysext refresh`: "merges" an image in the extensions dir by putting
+/// an agent and the unit into the fake `/usr`, and unmerges when it is gone.
+const FAKE_SYSEXT: &str = r#"#!/bin/sh
+d=$(dirname "$0")
+echo "sysext $*" >> "$d/calls.log"
+[ "$1" = refresh ] || { echo "fake sysext: unexpected $*" >&2; exit 1; }
+if [ -f "@EXT@/truenas-agent.raw" ]; then
+  mkdir -p "@USR@/bin" "@USR@/lib/systemd/system"
+  printf '#!/bin/sh\necho "truenas-agent 0.0.0 (sysext)"\n' > "@USR@/bin/truenas-agent"
+  chmod 0755 "@USR@/bin/truenas-agent"
+  echo "[Service]" > "@USR@/lib/systemd/system/truenas-agent.service"
+else
+  rm -rf "@USR@/bin" "@USR@/lib"
+fi
 "#;
 
 /// Stands in for the agent binary: `install --check` runs `<binary> --version`.
@@ -290,13 +309,19 @@ impl Env {
         std::fs::create_dir_all(&run).unwrap();
         let sd = tmp.path().join("sd");
         std::fs::create_dir_all(&sd).unwrap();
+        let ext = tmp.path().join("run/extensions");
+        let usr = tmp.path().join("usr");
+        let fill = |text: &str| {
+            text.replace("@RUN@", &run.display().to_string())
+                .replace("@EXT@", &ext.display().to_string())
+                .replace("@USR@", &usr.display().to_string())
+        };
         let systemctl = sd.join("systemctl");
-        std::fs::write(
-            &systemctl,
-            FAKE_SYSTEMCTL.replace("@RUN@", &run.display().to_string()),
-        )
-        .unwrap();
-        std::fs::set_permissions(&systemctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let sysext = sd.join("systemd-sysext");
+        for (path, text) in [(&systemctl, FAKE_SYSTEMCTL), (&sysext, FAKE_SYSEXT)] {
+            std::fs::write(path, fill(text)).unwrap();
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
         let owner_uid = std::fs::metadata(tmp.path()).unwrap().uid();
         let mnt = tmp.path().join("mnt");
         let nas = ScriptedNas::new(flavor, &mnt, pools);
@@ -313,6 +338,9 @@ impl Env {
                 run_dir: run,
                 systemctl,
                 sh: PathBuf::from("/bin/sh"),
+                extensions_dir: ext,
+                sysext,
+                sysext_usr: usr,
             },
             owner_uid,
         };
@@ -323,6 +351,7 @@ impl Env {
         InstallRequest {
             dataset: dataset.map(|d| DatasetName::parse(d).unwrap()),
             binary: self.tmp.path().join("truenas-agent"),
+            sysext_image: None,
             agent_config: Some(self.tmp.path().join("agent.toml")),
             token_file: Some(self.tmp.path().join("token")),
         }
@@ -342,6 +371,8 @@ impl Env {
         let run = &self.host.sys.run_dir;
         std::fs::remove_dir_all(run).unwrap();
         std::fs::create_dir_all(run).unwrap();
+        let _ = std::fs::remove_dir_all(&self.host.sys.extensions_dir);
+        let _ = std::fs::remove_dir_all(&self.host.sys.sysext_usr);
         let sd = self.tmp.path().join("sd");
         std::fs::write(sd.join("load"), "not-found").unwrap();
         std::fs::write(sd.join("active"), "inactive").unwrap();
@@ -720,4 +751,56 @@ fn cli_refuses_a_bad_dataset_before_connecting() {
         assert!(help.contains(flag), "{flag} missing from help");
     }
     assert!(!help.contains("--systemctl"), "test-only flags stay hidden");
+}
+
+#[tokio::test]
+async fn sysext_route_installs_boots_checks_and_uninstalls() {
+    let env = Env::new(ApiFlavor::V25_10, &["pool0"]);
+    std::fs::write(env.tmp.path().join("truenas-agent.raw"), b"hsqs fake image").unwrap();
+    let mut req = env.request(None);
+    req.sysext_image = Some(env.tmp.path().join("truenas-agent.raw"));
+    let out = install::install(&env.nas, &env.host, &req).await.unwrap();
+    assert!(out.check.ok(), "{:#?}", out.check);
+    assert_eq!(out.layout.route, install::Route::Sysext);
+    let root = env.root();
+    assert_eq!(mode(&root.join("truenas-agent.raw")), 0o644);
+    assert!(
+        !root.join("bin").exists(),
+        "no binary on the pool in the sysext route"
+    );
+    let sys = &env.host.sys;
+    let dropin = std::fs::read_to_string(sys.runtime_dropin()).unwrap();
+    assert!(
+        dropin.contains(&format!(
+            "ExecStart={}/bin/truenas-agent --config",
+            sys.sysext_usr.display()
+        )),
+        "{dropin}"
+    );
+    assert!(
+        !sys.runtime_unit().exists(),
+        "the unit comes from the image"
+    );
+    let comment = env.nas.scripts()[0]["comment"].as_str().unwrap().to_owned();
+    assert!(
+        comment.contains(", sysext (dataset=pool0/.truenas-agent)"),
+        "{comment}"
+    );
+    let binary = out.check.items.iter().find(|i| i.id == "binary").unwrap();
+    assert!(binary.detail.contains("(sysext)"), "{binary:?}");
+
+    env.reboot();
+    let report = install::check(&env.nas, &env.host, None).await.unwrap();
+    assert!(report.ok(), "{report:#?}");
+    std::fs::remove_file(sys.runtime_image()).unwrap();
+    let report = install::check(&env.nas, &env.host, None).await.unwrap();
+    let failing: Vec<_> = report.failures().map(|i| i.id.clone()).collect();
+    assert_eq!(failing, vec!["unit_files"], "{report:#?}");
+
+    let gone = install::uninstall(&env.nas, &env.host, None, true)
+        .await
+        .unwrap();
+    assert_eq!(gone.removed_init_scripts.len(), 1);
+    assert!(!sys.runtime_dropin_dir().exists());
+    assert!(!root.join("truenas-agent.raw").exists());
 }

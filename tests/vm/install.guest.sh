@@ -163,28 +163,30 @@ $A install >/dev/null && $A install --check >/dev/null || fail "re-install after
 $A uninstall --purge
 [ ! -e $ROOT/bin ] && [ ! -e $ROOT/token ] && [ ! -e $ROOT/agent.toml ] && [ ! -e $ROOT/state ] || fail "purge left files"
 
-step "sysext route: image on the pool, merged by the documented init command"
+step "sysext route: install --sysext, reboot-equivalent, check, uninstall"
 if [ -f "${SYSEXT_DIR:-/nonexistent}/truenas-agent.raw" ]; then
-  mkdir -p $ROOT/state && chmod 0700 $ROOT/state
-  printf 'central_url = "https://central.invalid"\n' > $ROOT/agent.toml
-  install -m 0600 /root/token $ROOT/token
-  cp "$SYSEXT_DIR/truenas-agent.raw" $ROOT/truenas-agent.raw
-  sh -c "$(cat "$SYSEXT_DIR/init-command.txt")"
+  $A install --sysext "$SYSEXT_DIR/truenas-agent.raw" --agent-config /root/agent.toml --token-file /root/token
   systemd-sysext list | grep truenas-agent || fail "sysext not merged"
-  /usr/bin/truenas-agent --version
   [ "$(systemctl show -p FragmentPath --value $UNIT)" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
-  wait_active
+  [ -f $ROOT/truenas-agent.raw ] && [ ! -e $ROOT/bin ] || fail "sysext files on the pool"
   inv=$(systemctl show -p InvocationID --value $UNIT)
   for _ in $(seq 1 30); do
     journalctl _SYSTEMD_INVOCATION_ID="$inv" --no-pager -o cat | grep -q "truenas-agent started" && break; sleep 1
   done
   journalctl _SYSTEMD_INVOCATION_ID="$inv" --no-pager -o cat | grep "truenas-agent started" || fail "sysext agent did not log"
-  echo "sysext: $(systemctl show -p ExecMainPID -p ActiveState $UNIT | tr '\n' ' ')"
+  # reboot-equivalent: /run (units and extensions) is empty, /usr is the plain one.
   systemctl stop $UNIT
-  rm -rf /run/extensions/truenas-agent.raw $RUN/$UNIT.d
+  rm -rf $RUN/$UNIT.d /run/extensions/truenas-agent.raw
   systemd-sysext refresh
   systemctl daemon-reload
-  [ ! -e /usr/bin/truenas-agent ] || fail "sysext not unmerged"
+  [ ! -e /usr/bin/truenas-agent ] || fail "still merged after clearing /run/extensions"
+  $MW initshutdownscript.query '[["enabled","=",true],["when","=","POSTINIT"]]' | jq -r '.[].command' > /tmp/postinit.txt
+  while IFS= read -r c; do sh -c "$c"; done < /tmp/postinit.txt
+  wait_active
+  $A install --check
+  $A uninstall --purge
+  [ ! -e /usr/bin/truenas-agent ] && [ ! -e /run/extensions/truenas-agent.raw ] || fail "sysext left merged"
+  [ "$(systemctl show -p LoadState --value $UNIT)" = not-found ] || fail "unit still loaded"
 else
   echo "skipped: no sysext image shared (mksquashfs missing on the host?)"
 fi

@@ -24,7 +24,6 @@ sysext=$(mktemp -d /tmp/truenas-agent-sysext.XXXXXX)
 trap 'rm -rf "$sysext"' EXIT
 if command -v mksquashfs >/dev/null; then
   packaging/sysext/build.sh --binary "$BIN_DIR/truenas-agent" --out "$sysext" >/dev/null
-  cp packaging/sysext/init-command.txt "$sysext/"
 else
   echo "note: mksquashfs missing (apt-get install squashfs-tools): the sysext part is skipped"
 fi
