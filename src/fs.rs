@@ -227,6 +227,11 @@ pub fn stat_optional(path: &Path) -> Result<Option<FileStat>, FsError> {
     }
 }
 
+/// The path with every symlink resolved, `None` when it does not resolve.
+pub fn canonical(path: &Path) -> Option<PathBuf> {
+    fs::canonicalize(path).ok()
+}
+
 /// Owner uid and permission bits (`st_mode & 0o7777`) of a path.
 pub fn owner_and_mode(path: &Path) -> Result<(u32, u32), FsError> {
     let meta = fs::metadata(path).map_err(|source| FsError::Metadata {

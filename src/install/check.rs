@@ -129,6 +129,9 @@ pub struct Facts {
     pub init_entries: Vec<InitEntry>,
     /// What our entry should be, when the layout is known.
     pub expected_init: Option<InitScriptSpec>,
+    /// Where the payload, config and token are (`None` when the dataset is not mounted),
+    /// for the details.
+    pub paths: Option<[PathBuf; 3]>,
     /// Runtime copies (`/run/...`) compared with their source on the pool: the unit or
     /// the image, then the drop-in.
     pub runtime_copies: Vec<(PathBuf, CopyFact)>,
@@ -148,8 +151,14 @@ pub fn evaluate(facts: &Facts) -> CheckReport {
     let items = vec![
         dataset_item(facts),
         binary_item(facts),
-        file_item("config", &facts.config, FileRule::Secret, facts.owner_uid),
-        file_item("token", &facts.token, FileRule::Secret, facts.owner_uid),
+        named(
+            file_item("config", &facts.config, FileRule::Secret, facts.owner_uid),
+            facts.paths.as_ref().map(|p| &p[1]),
+        ),
+        named(
+            file_item("token", &facts.token, FileRule::Secret, facts.owner_uid),
+            facts.paths.as_ref().map(|p| &p[2]),
+        ),
         init_item(facts),
         unit_files_item(facts),
         unit_loaded_item(facts),
@@ -223,6 +232,14 @@ fn dataset_item(f: &Facts) -> CheckItem {
     pass(id, format!("{} mounted at {}", f.dataset, mount.display()))
 }
 
+/// Prefixes an item's detail with the file it is about.
+fn named(mut item: CheckItem, path: Option<&PathBuf>) -> CheckItem {
+    if let Some(path) = path {
+        item.detail = format!("{}: {}", path.display(), item.detail);
+    }
+    item
+}
+
 /// What a file's mode must satisfy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum FileRule {
@@ -280,14 +297,17 @@ fn binary_item(f: &Facts) -> CheckItem {
         Route::Binary => FileRule::Executable,
         Route::Sysext => FileRule::Public,
     };
-    let item = file_item("binary", &f.binary, rule, f.owner_uid);
+    let item = named(
+        file_item("binary", &f.binary, rule, f.owner_uid),
+        f.paths.as_ref().map(|p| &p[0]),
+    );
     match (&item.status, &f.binary_runs) {
         (CheckStatus::Pass, Some(Ok(version))) => {
             pass("binary", format!("{}, {version}", item.detail))
         }
         (CheckStatus::Pass, Some(Err(why))) => fail(
             "binary",
-            format!("present but does not run: {why}"),
+            format!("{}; does not run: {why}", item.detail),
             format!("check that the dataset has exec=on, then {REINSTALL}"),
         ),
         _ => item,
@@ -501,6 +521,11 @@ mod tests {
             },
             init_entries: vec![InitEntry { id: 1, entry }],
             expected_init: Some(spec),
+            paths: Some([
+                "/mnt/pool0/.truenas-agent/bin/truenas-agent".into(),
+                "/mnt/pool0/.truenas-agent/agent.toml".into(),
+                "/mnt/pool0/.truenas-agent/token".into(),
+            ]),
             runtime_copies: vec![
                 (sys.runtime_unit(), CopyFact::Same),
                 (sys.runtime_dropin(), CopyFact::Same),

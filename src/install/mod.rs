@@ -541,15 +541,33 @@ async fn check_layout(
         binary_runs: binary_runs(&host.systemd(), layout.as_ref(), sys).await,
         config: file(Layout::config),
         token: file(Layout::token),
+        paths: layout
+            .as_ref()
+            .map(|l| [l.payload(), l.config(), l.token()]),
         init_entries,
         expected_init: layout.as_ref().map(|l| InitScriptSpec::for_layout(l, sys)),
         runtime_copies: vec![first_copy, copy(Layout::dropin_copy, sys.runtime_dropin())],
-        expected_fragment,
-        unit: host.systemd().show().await.map_err(|e| e.to_string()),
+        expected_fragment: fs::canonical(&expected_fragment).unwrap_or(expected_fragment),
+        unit: host
+            .systemd()
+            .show()
+            .await
+            .map(canonical_fragment)
+            .map_err(|e| e.to_string()),
         owner_uid: host.owner_uid,
         sys: sys.clone(),
     };
     Ok(check::evaluate(&facts))
+}
+
+/// systemd reports the first search-path entry a unit was found under: on Debian
+/// bookworm `/lib/systemd/system/...` for a unit merged into `/usr/lib/systemd/system`
+/// (`/lib` is a symlink to `usr/lib`). Compare real paths.
+fn canonical_fragment(mut status: UnitStatus) -> UnitStatus {
+    if let Some(real) = fs::canonical(Path::new(&status.fragment_path)) {
+        status.fragment_path = real.display().to_string();
+    }
+    status
 }
 
 /// The route of an installation: from our init-script entry, else from the files.

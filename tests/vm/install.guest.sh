@@ -49,6 +49,8 @@ systemd-run --unit=tn-sim --collect -p Restart=no \
 for _ in $(seq 1 60); do [ -S $SOCK ] && break; sleep 0.5; done
 [ -S $SOCK ] || { journalctl -u tn-sim --no-pager | tail -20; fail "simulator socket missing"; }
 $MW system.version_short
+# The device GUID on pool0 makes it the root pool, where install puts its dataset.
+$MW pool.dataset.update '"pool0"' '{"user_properties_update":[{"key":"com.dtctoday:device-guid","value":"9babab19-acc0-4587-aa05-ccd8103a1148"}]}' >/dev/null
 # The admin's own init script must survive everything below.
 $MW initshutdownscript.create '{"type":"COMMAND","command":"echo admin","when":"PREINIT","enabled":true,"timeout":10,"comment":"admin script"}' >/dev/null
 
