@@ -9,6 +9,11 @@
 )]
 
 mod b2_verify;
+mod central_cli;
+mod central_fetch;
+mod central_fixture;
+mod central_reports;
 mod fake_b2;
 mod install;
+mod sim_protocol;
 mod support;
