@@ -56,7 +56,7 @@ $MW initshutdownscript.create '{"type":"COMMAND","command":"echo admin","when":"
 
 step "install"
 umask 022
-printf 'central_url = "https://central.invalid"\ntoken_file = "/root/wrong"\n' > /root/agent.toml
+printf '[central]\nurl = "https://central.invalid"\ntoken_file = "/root/wrong"\nallow_unsigned = true\n' > /root/agent.toml
 printf 'CANARY-DEVICE-TOKEN-5e19b3\n' > /root/token
 chmod 0600 /root/token
 $A install --agent-config /root/agent.toml --token-file /root/token | tee /tmp/install.txt
@@ -169,7 +169,7 @@ step "sysext route: install --sysext, reboot-equivalent, check, uninstall"
 if [ -f "${SYSEXT_DIR:-/nonexistent}/truenas-agent.raw" ]; then
   $A install --sysext "$SYSEXT_DIR/truenas-agent.raw" --agent-config /root/agent.toml --token-file /root/token
   systemd-sysext list | grep truenas-agent || fail "sysext not merged"
-  [ "$(systemctl show -p FragmentPath --value $UNIT)" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
+  [ "$(readlink -f "$(systemctl show -p FragmentPath --value $UNIT)")" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
   [ -f $ROOT/truenas-agent.raw ] && [ ! -e $ROOT/bin ] || fail "sysext files on the pool"
   inv=$(systemctl show -p InvocationID --value $UNIT)
   for _ in $(seq 1 30); do
