@@ -8,6 +8,7 @@
     clippy::missing_panics_doc
 )]
 
+mod allow_list;
 mod b2_verify;
 mod central_cli;
 mod central_fetch;
@@ -15,5 +16,7 @@ mod central_fixture;
 mod central_reports;
 mod fake_b2;
 mod install;
+mod middleware_client;
+mod middleware_sim;
 mod sim_protocol;
 mod support;
