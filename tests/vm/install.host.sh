@@ -37,4 +37,6 @@ rc=0
   --artifacts "$art" --script tests/vm/install.guest.sh || rc=$?
 echo "install VM test: rc=$rc, wall time $(( $(date +%s) - start ))s, artifacts in $art"
 [ -f "$art/out/analyze-score.txt" ] && echo "systemd-analyze: $(cat "$art/out/analyze-score.txt")"
+# Keep the artifacts of a failure (or when asked for them); drop those of a pass.
+if [ "$rc" = 0 ] && [ -z "${ARTIFACTS_DIR:-}" ]; then rm -rf "$art"; fi
 exit $rc
