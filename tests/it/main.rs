@@ -20,4 +20,5 @@ mod install;
 mod middleware_client;
 mod middleware_sim;
 mod sim_protocol;
+mod sop;
 mod support;
