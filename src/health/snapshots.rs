@@ -238,6 +238,16 @@ fn verdict(
             Some("Set the SOP schedule (hourly) or run `truenas-agent apply`.".to_owned()),
         );
     }
+    settled(h, &name, &age, page)
+}
+
+/// Hold, not yet taken, or fine.
+fn settled(
+    h: &SnapshotHealth,
+    name: &str,
+    age: &str,
+    page: &str,
+) -> (Level, String, Option<String>) {
     if h.task_state == "HOLD" {
         return (
             Level::Warning,
