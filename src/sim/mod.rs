@@ -1,3 +1,48 @@
 //! A TrueNAS middleware simulator (24.10 / 25.04 / 25.10) for tests and the demo.
 //!
-//! (Being built: issue #2.)
+//! Owns: a simulated box ([`Scenario`]: pools, datasets and user properties, cloud
+//! credentials, cloud sync tasks and their runs, periodic snapshot tasks and snapshots,
+//! SNMP and services, init scripts, alerts, API keys) and a middleware serving it — over
+//! a unix socket and/or loopback TCP with both wire protocols ([`Simulator::serve`]), or
+//! in-process as an [`crate::middleware::Middleware`] ([`InProcess`]). It rejects what the
+//! real middleware rejects, with the real error shapes and attribute paths, per version.
+//! Does not: touch ZFS, run rclone or snmpd, or schedule tasks by cron; it never writes a
+//! file except a scenario saved on request (secrets redacted).
+//! Invariants: one sans-IO core (`core.rs`) decides every outcome; the socket server and
+//! the in-process handle are thin shells around it, so both behave the same; every call
+//! received is recorded in memory (never logged or written: params may hold secrets).
+//! Limitations: see `docs/simulator.md` ("What it does not do").
+//!
+//! ```text
+//! scenario.rs   the box as data (load/save JSON, presets)
+//! schema.rs     params type language + checker (pydantic / legacy messages)
+//! validate.rs   params schemas per method and version
+//! rules.rs      cross-field and state rules (REFERENCE §5.3)
+//! query.rs      query filters and options
+//! methods/      one handler per method
+//! core.rs       dispatch, jobs, events, alerts (sans-IO)
+//! faults.rs     fault injection plan
+//! wire.rs       JSON-RPC and legacy frames (pure)
+//! simulator.rs  the shared box, event bus, call record, job driver; the test handle
+//! inprocess.rs  `impl Middleware` without sockets
+//! server.rs     unix socket + TCP listeners, HTTP routes per version, sessions
+//! ```
+
+pub mod core;
+pub mod faults;
+pub mod inprocess;
+pub(crate) mod methods;
+pub mod query;
+pub mod rules;
+pub mod scenario;
+pub mod schema;
+pub mod server;
+pub mod simulator;
+pub mod validate;
+pub mod wire;
+
+pub use faults::{Delay, DropAt, DropWhen, Failure, FaultPlan};
+pub use inprocess::InProcess;
+pub use scenario::Scenario;
+pub use server::{ServeOptions, Server, ServerError};
+pub use simulator::{CallOutcome, CallRecord, JobTiming, Simulator};

@@ -10,4 +10,5 @@
 
 mod b2_verify;
 mod fake_b2;
+mod sim_protocol;
 mod support;

@@ -1,0 +1,458 @@
+//! An in-process connection to the simulator that implements [`Middleware`]: the same
+//! core, validation, faults and call record as the socket server, without sockets.
+//!
+//! Owns: [`InProcess`] and the mapping of simulator errors to [`CallError`] — the
+//! decoding the real client applies to the wire errors: validation → `Validation` (items
+//! with paths), `InstanceNotFound`/`ENOENT` → `NotFound`, 207 → `NotAuthenticated`,
+//! 13 → `NotAuthorized`, 16 → `RateLimited`, unknown method/201 → `MethodNotFound`,
+//! everything else → `Failed { errno, errname, reason }`; an injected drop → `Disconnected`.
+//! Does not: encode frames or keep a socket; it is logged in as root (a unix-socket peer).
+//! Invariants: every call goes through `Simulator::handle`, so tests asserting on the call
+//! record or on faults see in-process calls exactly like socket calls.
+//! Limitations: `core.subscribe` returns an id but no events are delivered (the trait has
+//! no event stream); use [`Simulator::events`] in tests instead.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+
+use super::core::{RpcError, Session, errno};
+use super::simulator::{Handled, Simulator};
+use super::wire;
+use crate::middleware::{
+    ApiInfo, Call, CallError, Job, JobId, Method, Middleware, Protocol, TransportKind,
+    ValidationItem,
+};
+
+/// A logged-in (root, unix-socket) connection to a [`Simulator`], usable wherever an
+/// `impl Middleware` is expected.
+pub struct InProcess {
+    sim: Simulator,
+    session: Mutex<Session>,
+}
+
+impl std::fmt::Debug for InProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcess")
+            .field("sim", &self.sim)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Simulator {
+    /// A new in-process connection (its own connection id in the call record).
+    pub fn in_process(&self) -> InProcess {
+        InProcess {
+            session: Mutex::new(Session::unix(self.next_conn())),
+            sim: self.clone(),
+        }
+    }
+}
+
+impl InProcess {
+    /// A simulator for `scenario` and a connection to it.
+    pub fn new(scenario: super::Scenario) -> Self {
+        Simulator::new(scenario).in_process()
+    }
+
+    /// The simulator behind this connection (to inspect or change the box).
+    pub fn simulator(&self) -> &Simulator {
+        &self.sim
+    }
+
+    fn session(&self) -> Session {
+        self.session
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |s| s.clone())
+    }
+
+    fn store_session(&self, session: Session) {
+        match self.session.lock() {
+            Ok(mut s) => *s = session,
+            Err(p) => *p.into_inner() = session,
+        }
+    }
+}
+
+impl Middleware for InProcess {
+    fn api(&self) -> ApiInfo {
+        let flavor = self.sim.flavor();
+        ApiInfo {
+            flavor,
+            version: self.sim.version(),
+            protocol: if flavor == crate::middleware::ApiFlavor::V24_10 {
+                Protocol::Legacy
+            } else {
+                Protocol::JsonRpc
+            },
+            transport: TransportKind::UnixSocket,
+        }
+    }
+
+    async fn call(&self, call: Call) -> Result<Value, CallError> {
+        let method = call.method;
+        let mut session = self.session();
+        let handled = self
+            .sim
+            .handle(&mut session, method.as_str(), call.params, None)
+            .await;
+        let legacy_jobs = session.legacy_jobs;
+        self.store_session(session);
+        match handled {
+            Handled::Drop => Err(CallError::Disconnected {
+                method,
+                detail: "the simulator dropped the connection (injected fault)".to_owned(),
+            }),
+            Handled::Reply(Ok(super::core::Reply::Value(v))) => Ok(v),
+            Handled::Reply(Ok(super::core::Reply::Job(id))) if legacy_jobs => Ok(Value::from(id)),
+            Handled::Reply(Ok(super::core::Reply::Job(id))) => {
+                // 25.10 with legacy_jobs=false: the call waits for the job.
+                let job = self.sim.wait_job_value(id, Duration::from_secs(3600)).await;
+                job_outcome(method, job)
+            }
+            Handled::Reply(Err(e)) => Err(to_call_error(method, &e)),
+        }
+    }
+
+    async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
+        let method = Method::CoreGetJobs;
+        let Some(job) = self.sim.wait_job_value(id, timeout).await else {
+            return Err(CallError::NotFound {
+                method,
+                reason: format!("job {id} does not exist"),
+            });
+        };
+        let terminal = job
+            .get("state")
+            .and_then(Value::as_str)
+            .is_some_and(|s| matches!(s, "SUCCESS" | "FAILED" | "ABORTED"));
+        if !terminal {
+            return Err(CallError::Timeout {
+                method,
+                after: timeout,
+            });
+        }
+        serde_json::from_value(job).map_err(|e| CallError::Protocol {
+            method,
+            detail: e.to_string(),
+        })
+    }
+}
+
+fn job_outcome(method: Method, job: Option<Value>) -> Result<Value, CallError> {
+    let Some(job) = job else {
+        return Err(CallError::Protocol {
+            method,
+            detail: "job vanished".to_owned(),
+        });
+    };
+    if job.get("state").and_then(Value::as_str) == Some("SUCCESS") {
+        return Ok(job.get("result").cloned().unwrap_or(Value::Null));
+    }
+    let reason = job
+        .get("error")
+        .and_then(Value::as_str)
+        .unwrap_or("job failed")
+        .to_owned();
+    Err(CallError::Failed {
+        method,
+        errno: Some(errno::EFAULT),
+        errname: "EFAULT".to_owned(),
+        reason,
+    })
+}
+
+/// How the real client decodes each middleware error (see the module doc).
+pub fn to_call_error(method: Method, e: &RpcError) -> CallError {
+    match e {
+        RpcError::Invalid(issues) => CallError::Validation {
+            method,
+            items: issues
+                .iter()
+                .map(|i| ValidationItem {
+                    path: i.path.clone(),
+                    message: i.message.clone(),
+                    errno: i.errno,
+                })
+                .collect(),
+        },
+        RpcError::NotFound(message) => CallError::NotFound {
+            method,
+            reason: message.clone(),
+        },
+        RpcError::NotAuthenticated => CallError::NotAuthenticated { method },
+        RpcError::NoMethod(_) => CallError::MethodNotFound { method },
+        RpcError::Call {
+            errno: code,
+            message,
+            ..
+        } => match *code {
+            errno::ENOENT => CallError::NotFound {
+                method,
+                reason: message.clone(),
+            },
+            errno::EACCES => CallError::NotAuthorized {
+                method,
+                reason: message.clone(),
+            },
+            errno::EBUSY => CallError::RateLimited { method },
+            errno::ENOMETHOD => CallError::MethodNotFound { method },
+            errno::ENOTAUTHENTICATED => CallError::NotAuthenticated { method },
+            other => CallError::Failed {
+                method,
+                errno: Some(other),
+                errname: errno::name(other).to_owned(),
+                reason: wire::call_reason(other, message),
+            },
+        },
+        // `get: true` with no match: the client reports it as "not found".
+        RpcError::Other(reason) if reason == "MatchNotFound()" => CallError::NotFound {
+            method,
+            reason: reason.clone(),
+        },
+        RpcError::Other(reason) => CallError::Failed {
+            method,
+            errno: Some(errno::EINVAL),
+            errname: "EINVAL".to_owned(),
+            reason: reason.clone(),
+        },
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::too_many_lines, clippy::needless_pass_by_value)]
+mod tests {
+    use super::*;
+    use crate::middleware::ApiFlavor;
+    use crate::sim::{DropAt, DropWhen, JobTiming, Scenario};
+    use serde_json::json;
+
+    fn credential(flavor: ApiFlavor) -> Value {
+        match flavor {
+            ApiFlavor::V24_10 => {
+                json!({"name": "truenas-loc", "provider": "B2", "attributes": {"account": "kid", "key": "CANARY-B2-APPKEY-7f3a9c"}})
+            }
+            _ => {
+                json!({"name": "truenas-loc", "provider": {"type": "B2", "account": "kid", "key": "CANARY-B2-APPKEY-7f3a9c"}})
+            }
+        }
+    }
+
+    fn task(cred: &Value, pool: &str) -> Value {
+        json!({
+            "description": format!("{pool} Cloud Backup"), "path": format!("/mnt/{pool}"), "credentials": cred["id"],
+            "attributes": {"bucket": "truenas-loc", "folder": format!("/guid/{pool}"), "chunk_size": 96, "fast_list": true},
+            "schedule": {"minute": "0", "hour": "0", "dom": "*", "month": "*", "dow": "*"},
+            "direction": "PUSH", "transfer_mode": "SYNC", "encryption": true,
+            "encryption_password": "CANARY-ENC-PASSWORD-2b8e41", "encryption_salt": "CANARY-ENC-SALT-9d0c55",
+            "exclude": ["/Archive/**", "/archive/**"],
+        })
+    }
+
+    async fn call(mw: &InProcess, m: Method, params: Vec<Value>) -> Result<Value, CallError> {
+        mw.call(Call::new(m, params)).await
+    }
+
+    #[tokio::test]
+    async fn sop_flow_on_every_flavour() {
+        for flavor in ApiFlavor::ALL {
+            let mw = Simulator::new(Scenario::two_pools(flavor))
+                .with_job_timing(JobTiming::Auto {
+                    duration: Duration::from_millis(8),
+                })
+                .in_process();
+            let cred = call(&mw, Method::CredentialsCreate, vec![credential(flavor)])
+                .await
+                .unwrap();
+            assert_eq!(cred["id"], 1, "{flavor}");
+            let t = call(&mw, Method::CloudsyncCreate, vec![task(&cred, "pool0")])
+                .await
+                .unwrap();
+            assert_eq!(t["attributes"]["chunk_size"], 96);
+            assert_eq!(t["job"], Value::Null);
+            match flavor {
+                ApiFlavor::V24_10 => assert_eq!(t["credentials"]["provider"], "B2"),
+                _ => assert_eq!(t["credentials"]["provider"]["type"], "B2"),
+            }
+            let job = call(&mw, Method::CloudsyncSync, vec![t["id"].clone()])
+                .await
+                .unwrap();
+            let done = mw
+                .wait_job(job.as_u64().unwrap(), Duration::from_secs(10))
+                .await
+                .unwrap();
+            assert_eq!(done.state, crate::middleware::JobState::Success, "{flavor}");
+            let q = call(
+                &mw,
+                Method::CloudsyncQuery,
+                vec![json!([["id", "=", t["id"]]]), json!({"get": true})],
+            )
+            .await
+            .unwrap();
+            assert_eq!(q["job"]["state"], "SUCCESS");
+        }
+    }
+
+    #[tokio::test]
+    async fn failed_runs_raise_and_successful_runs_clear_the_alert() {
+        let sim = Simulator::new(Scenario::two_pools(ApiFlavor::V25_04))
+            .with_job_timing(JobTiming::Manual);
+        let mw = sim.in_process();
+        let cred = call(
+            &mw,
+            Method::CredentialsCreate,
+            vec![credential(ApiFlavor::V25_04)],
+        )
+        .await
+        .unwrap();
+        let t = call(&mw, Method::CloudsyncCreate, vec![task(&cred, "pool0")])
+            .await
+            .unwrap();
+        sim.fail_next_sync(
+            "ERROR : file.bin: Failed to delete: file is retention-locked (403 access_denied)",
+        );
+        let job = call(&mw, Method::CloudsyncSync, vec![t["id"].clone()])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap();
+        // A second request while one is queued reuses the queued job.
+        assert_eq!(
+            call(&mw, Method::CloudsyncSync, vec![t["id"].clone()])
+                .await
+                .unwrap(),
+            json!(job)
+        );
+        assert!(sim.run_job(job));
+        let failed = sim.job(job).unwrap();
+        assert_eq!(failed["state"], "FAILED");
+        assert!(
+            failed["error"]
+                .as_str()
+                .unwrap()
+                .contains("retention-locked")
+        );
+        let alerts = call(&mw, Method::AlertList, vec![]).await.unwrap();
+        assert_eq!(alerts[0]["klass"], "CloudSyncTaskFailed");
+        let again = call(&mw, Method::CloudsyncSync, vec![t["id"].clone()])
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap();
+        assert!(sim.run_job(again));
+        assert_eq!(sim.job(again).unwrap()["state"], "SUCCESS");
+        assert_eq!(
+            call(&mw, Method::AlertList, vec![]).await.unwrap(),
+            json!([])
+        );
+    }
+
+    #[tokio::test]
+    async fn rejected_calls_change_nothing_and_name_the_path() {
+        let mw = InProcess::new(Scenario::two_pools(ApiFlavor::V25_10));
+        let cred = call(
+            &mw,
+            Method::CredentialsCreate,
+            vec![credential(ApiFlavor::V25_10)],
+        )
+        .await
+        .unwrap();
+        let mut bad = task(&cred, "pool0");
+        bad["bwlimit"] =
+            json!([{"time": "08:00", "bandwidth": 1}, {"time": "00:00", "bandwidth": 2}]);
+        let err = call(&mw, Method::CloudsyncCreate, vec![bad])
+            .await
+            .unwrap_err();
+        let CallError::Validation { items, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(items[0].path, "cloud_sync_create.bwlimit.1.time");
+        assert!(!err.to_string().contains("CANARY"), "{err}");
+        assert_eq!(
+            call(&mw, Method::CloudsyncQuery, vec![]).await.unwrap(),
+            json!([])
+        );
+        let missing = call(&mw, Method::CloudsyncUpdate, vec![json!(9), json!({})])
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, CallError::NotFound { .. }), "{missing:?}");
+    }
+
+    #[tokio::test]
+    async fn update_replaces_nested_objects_whole() {
+        let mw = InProcess::new(Scenario::two_pools(ApiFlavor::V25_04));
+        let cred = call(
+            &mw,
+            Method::CredentialsCreate,
+            vec![credential(ApiFlavor::V25_04)],
+        )
+        .await
+        .unwrap();
+        let t = call(&mw, Method::CloudsyncCreate, vec![task(&cred, "pool0")])
+            .await
+            .unwrap();
+        let u = call(
+            &mw,
+            Method::CloudsyncUpdate,
+            vec![
+                t["id"].clone(),
+                json!({"attributes": {"bucket": "b2", "folder": ""}, "schedule": {"hour": "3"}}),
+            ],
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            u["attributes"],
+            json!({"bucket": "b2", "folder": "", "chunk_size": 96, "fast_list": false})
+        );
+        assert_eq!(
+            u["schedule"],
+            json!({"minute": "00", "hour": "3", "dom": "*", "month": "*", "dow": "*"})
+        );
+        assert_eq!(u["encryption_password"], "CANARY-ENC-PASSWORD-2b8e41");
+    }
+
+    #[tokio::test]
+    async fn injected_drops_before_and_after() {
+        let sim = Simulator::new(Scenario::two_pools(ApiFlavor::V25_04));
+        let mw = sim.in_process();
+        sim.update_faults(|f| {
+            f.drop_at.push(DropAt {
+                method: "cloudsync.credentials.create".into(),
+                when: DropWhen::Before,
+                times: Some(1),
+            });
+            f.drop_at.push(DropAt {
+                method: "snmp.update".into(),
+                when: DropWhen::After,
+                times: Some(1),
+            });
+        });
+        let err = call(
+            &mw,
+            Method::CredentialsCreate,
+            vec![credential(ApiFlavor::V25_04)],
+        )
+        .await
+        .unwrap_err();
+        assert!(err.is_transport());
+        assert!(sim.state().credentials.is_empty());
+        let err = call(&mw, Method::SnmpUpdate, vec![json!({"location": "rack 4"})])
+            .await
+            .unwrap_err();
+        assert!(err.is_transport());
+        assert_eq!(sim.state().snmp.location, "rack 4");
+        let outcomes: Vec<CallOutcome> = sim.calls().into_iter().map(|c| c.outcome).collect();
+        assert_eq!(
+            outcomes,
+            vec![
+                CallOutcome::Dropped { executed: false },
+                CallOutcome::Dropped { executed: true }
+            ]
+        );
+        assert!(!format!("{:?}", sim.calls()).contains("CANARY"));
+    }
+
+    use crate::sim::CallOutcome;
+}

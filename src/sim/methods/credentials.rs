@@ -1,0 +1,235 @@
+//! `cloudsync.credentials.*` — cloud credentials (`CredentialsService`, `MW/plugins/cloud_sync.py`).
+//!
+//! Owns: the per-version shape (24.10 `{provider: "B2", attributes: {…}}`, 25.04+
+//! `{provider: {type: "B2", …}}`), create/update/delete (unique name; refused while a task
+//! uses the credential), and `verify` against the simulated B2 side.
+//! Does not: redact secrets — the session is a full admin (root or an admin's API key),
+//! and the real middleware shows secrets to those.
+//! Invariants: stored the 24.10 way (provider type + attributes), rendered per version.
+//! Limitations: `verify` knows only B2 keys; other providers always verify.
+
+use serde_json::{Map, Value, json};
+
+use super::super::core::{Core, EventKind, RpcError};
+use super::super::rules;
+use super::super::scenario::Credential;
+use super::{id_param, merge_top_level, next_id, not_found, object_param, verdict};
+use crate::middleware::ApiFlavor;
+
+const SERVICE: &str = "Credentials";
+
+/// A credential as the version shows it.
+pub(crate) fn render(c: &Credential, flavor: ApiFlavor) -> Value {
+    match flavor {
+        ApiFlavor::V24_10 => json!({
+            "id": c.id, "name": c.name, "provider": c.provider, "attributes": c.attributes,
+        }),
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+            let mut provider = Map::new();
+            provider.insert("type".into(), Value::from(c.provider.clone()));
+            provider.extend(c.attributes.clone());
+            json!({ "id": c.id, "name": c.name, "provider": provider })
+        }
+    }
+}
+
+/// Every credential, rendered.
+pub(crate) fn entries(core: &Core) -> Vec<Value> {
+    core.state
+        .credentials
+        .iter()
+        .map(|c| render(c, core.flavor()))
+        .collect()
+}
+
+/// Splits a payload in the version's shape into (provider type, attributes).
+fn split(flavor: ApiFlavor, data: &Map<String, Value>) -> (String, Map<String, Value>) {
+    match flavor {
+        ApiFlavor::V24_10 => (
+            data.get("provider")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            data.get("attributes")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default(),
+        ),
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+            let mut attrs = data
+                .get("provider")
+                .and_then(Value::as_object)
+                .cloned()
+                .unwrap_or_default();
+            let kind = attrs
+                .remove("type")
+                .and_then(|t| t.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (kind, attrs)
+        }
+    }
+}
+
+/// `cloudsync.credentials.create [data]`.
+pub(crate) fn create(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
+    let data = object_param(params, 0);
+    let name = data
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (provider, attributes) = split(core.flavor(), &data);
+    let schema = "cloud_sync_credentials_create";
+    verdict(rules::credential(
+        &core.state,
+        schema,
+        &name,
+        &provider,
+        &Value::Object(attributes.clone()),
+        None,
+    ))?;
+    let id = next_id(core.state.credentials.iter().map(|c| c.id));
+    let credential = Credential {
+        id,
+        name,
+        provider,
+        attributes,
+    };
+    let rendered = render(&credential, core.flavor());
+    core.state.credentials.push(credential);
+    core.emit(
+        "cloudsync.credentials.query",
+        EventKind::Added,
+        Value::from(id),
+        None,
+    );
+    Ok(rendered)
+}
+
+/// `cloudsync.credentials.update [id, partial]`: `provider` replaced as a whole.
+pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
+    let id = id_param(params, 0);
+    let Some(old) = core
+        .state
+        .credentials
+        .iter()
+        .find(|c| i64::try_from(c.id) == Ok(id))
+        .cloned()
+    else {
+        return Err(not_found(SERVICE, id));
+    };
+    let mut data = match render(&old, core.flavor()) {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    merge_top_level(&mut data, object_param(params, 1));
+    let name = data
+        .get("name")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let (provider, attributes) = split(core.flavor(), &data);
+    let schema = "cloud_sync_credentials_update";
+    let attrs_value = Value::Object(attributes.clone());
+    verdict(rules::credential(
+        &core.state,
+        schema,
+        &name,
+        &provider,
+        &attrs_value,
+        Some(old.id),
+    ))?;
+    let credential = Credential {
+        id: old.id,
+        name,
+        provider,
+        attributes,
+    };
+    let rendered = render(&credential, core.flavor());
+    if let Some(slot) = core.state.credentials.iter_mut().find(|c| c.id == old.id) {
+        *slot = credential;
+    }
+    core.emit(
+        "cloudsync.credentials.query",
+        EventKind::Changed,
+        Value::from(old.id),
+        None,
+    );
+    Ok(rendered)
+}
+
+/// `cloudsync.credentials.delete [id]`.
+pub(crate) fn delete(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
+    let id = id_param(params, 0);
+    let Some(old) = core
+        .state
+        .credentials
+        .iter()
+        .find(|c| i64::try_from(c.id) == Ok(id))
+        .cloned()
+    else {
+        return Err(not_found(SERVICE, id));
+    };
+    if let Some(task) = core
+        .state
+        .cloud_sync_tasks
+        .iter()
+        .find(|t| t.credentials == old.id)
+    {
+        let what = if task.description.is_empty() {
+            task.id.to_string()
+        } else {
+            task.description.clone()
+        };
+        return Err(RpcError::call(format!(
+            "This credential is used by cloud sync task {what}"
+        )));
+    }
+    core.state.credentials.retain(|c| c.id != old.id);
+    core.emit(
+        "cloudsync.credentials.query",
+        EventKind::Removed,
+        Value::from(old.id),
+        None,
+    );
+    Ok(Value::Bool(true))
+}
+
+/// `cloudsync.credentials.verify [provider]` (24.10: `[{provider, attributes}]`).
+pub(crate) fn verify(core: &Core, params: &[Value]) -> Result<Value, RpcError> {
+    let data = object_param(params, 0);
+    let (provider, attributes) = match core.flavor() {
+        ApiFlavor::V24_10 => {
+            let (p, a) = split(ApiFlavor::V24_10, &data);
+            // middleware [24.10]: verify runs `_validate` with an empty name first.
+            verdict(rules::legacy_provider_attributes(
+                "cloud_sync_credentials_create",
+                &p,
+                &Value::Object(a.clone()),
+            ))?;
+            (p, a)
+        }
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+            let mut a = data;
+            let p = a
+                .remove("type")
+                .and_then(|t| t.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            (p, a)
+        }
+    };
+    let account = attributes
+        .get("account")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let bad = provider == "B2" && core.state.b2_account(account).is_some_and(|a| !a.valid);
+    if bad {
+        let excerpt = "failed to authorize account: failed to authenticate: Unauthorized: unauthorized (401 bad_auth_token)";
+        return Ok(json!({
+            "valid": false,
+            "error": format!("2025/01/01 00:00:00 Failed to create file system for \"remote:\": {excerpt}\n"),
+            "excerpt": excerpt,
+        }));
+    }
+    Ok(json!({ "valid": true }))
+}
