@@ -21,7 +21,7 @@ use crate::middleware::{ApiFlavor, Call, CallError, JobState, Middleware, job_id
 use crate::observe::{self, Observed};
 use crate::plan::spec::{self, CredentialRef, FieldChange};
 use crate::plan::{
-    CloudSyncSpec, CredentialSpec, ObjectKind, OwnedObject, Ownership, PendingCreate, Plan,
+    CloudSyncSpec, CredentialSpec, Forget, ObjectKind, OwnedObject, Ownership, PendingCreate, Plan,
     SnapshotSpec, SnmpSpec, Step, TaskRef,
 };
 
@@ -116,6 +116,13 @@ pub(super) async fn run(
                 exec.verify(spec, id, &mut outcome).await;
             }
         }
+    }
+    if let Err(e) = exec.forget(&plan.forget) {
+        record(
+            &mut outcome,
+            "drop stale ownership records".to_owned(),
+            Err(e),
+        );
     }
     outcome
 }
@@ -271,6 +278,32 @@ impl<M: Middleware> Exec<'_, M> {
             o.pending
                 .retain(|p| !(p.kind == kind && p.pool.as_deref() == pool));
             o.pending.push(pending);
+        })
+    }
+
+    /// Drops ownership records the plan found stale (only if they still hold that id).
+    fn forget(&mut self, stale: &[Forget]) -> Result<(), ApplyError> {
+        if stale.is_empty() {
+            return Ok(());
+        }
+        self.state(|o| {
+            for f in stale {
+                match (f.kind, &f.pool) {
+                    (ObjectKind::Credential, _) => {
+                        if o.credential.as_ref().is_some_and(|c| c.id == f.id) {
+                            o.credential = None;
+                        }
+                    }
+                    (kind, Some(pool)) => {
+                        if let Some(map) = o.tasks_mut(kind) {
+                            if map.get(pool).is_some_and(|r| r.id == f.id) {
+                                map.remove(pool);
+                            }
+                        }
+                    }
+                    (_, None) => {}
+                }
+            }
         })
     }
 
@@ -544,6 +577,9 @@ impl<M: Middleware> Exec<'_, M> {
             let mut rec = OwnedObject::new(id);
             rec.fingerprints.insert("encryption_password".into(), pw);
             rec.fingerprints.insert("encryption_salt".into(), salt);
+            // A record of another pool with this id is stale: its object was deleted
+            // and TrueNAS handed the id to this new one.
+            o.cloud_sync.retain(|p, r| *p == pool || r.id != id);
             o.cloud_sync.insert(pool.clone(), rec);
             o.pending
                 .retain(|p| !(p.kind == ObjectKind::CloudSync && p.pool.as_deref() == Some(&pool)));
@@ -633,6 +669,7 @@ impl<M: Middleware> Exec<'_, M> {
         self.created(ObjectKind::SnapshotTask, id);
         let pool = spec.pool.clone();
         self.state(|o| {
+            o.snapshot_tasks.retain(|p, r| *p == pool || r.id != id);
             o.snapshot_tasks.insert(pool.clone(), OwnedObject::new(id));
             o.pending.retain(|p| {
                 !(p.kind == ObjectKind::SnapshotTask && p.pool.as_deref() == Some(&pool))

@@ -486,3 +486,41 @@ fn error_texts_never_contain_document_values() {
         assert!(!text.contains(canary), "{canary} in {text}");
     }
 }
+
+/// Every file in `tests/data/desired/invalid/` is refused with exactly the paths its
+/// `.expected` sidecar lists.
+#[test]
+fn invalid_fixtures_report_their_paths() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/desired/invalid");
+    let mut checked = 0;
+    let mut wrong = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().and_then(|e| e.to_str()) != Some("json") {
+            continue;
+        }
+        let expected = crate::fs::read_to_string(&path.with_extension("expected")).unwrap();
+        let mut expected: Vec<&str> = expected.lines().collect();
+        expected.sort_unstable();
+        let err = load_file(&path, true).expect_err("fixture must be refused");
+        let text = err.to_string();
+        let mut got: Vec<String> = err.field_errors().into_iter().map(|e| e.path).collect();
+        got.sort();
+        if got != expected {
+            wrong.push(format!(
+                "{}: got {got:?}, expected {expected:?}",
+                path.display()
+            ));
+        }
+        for canary in CANARIES {
+            assert!(
+                !text.contains(canary),
+                "{canary} in the error for {}",
+                path.display()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 30, "only {checked} fixtures");
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+}

@@ -307,6 +307,15 @@ pub enum Blocker {
     },
 }
 
+/// An ownership record that no longer points at the agent's object (deleted, or its
+/// id now belongs to something else). `apply` drops it; it is not a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forget {
+    pub kind: ObjectKind,
+    pub pool: Option<String>,
+    pub id: u64,
+}
+
 /// What the agent would do, and what it cannot.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -320,6 +329,8 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub conflicts: Vec<Conflict>,
     pub blockers: Vec<Blocker>,
+    /// Stale ownership records to drop.
+    pub forget: Vec<Forget>,
 }
 
 impl Plan {
@@ -351,6 +362,7 @@ pub fn plan(
         steps: Vec::new(),
         conflicts: Vec::new(),
         blockers: Vec::new(),
+        forget: Vec::new(),
     };
     if let Some(last) = owned.last_revision.filter(|last| desired.revision < *last) {
         p.blockers.push(Blocker::Rollback {

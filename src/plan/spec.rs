@@ -12,7 +12,6 @@
 //! unknown; drift of a redacted secret made in the UI is invisible.
 
 use std::collections::BTreeSet;
-use std::fmt::Debug;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
@@ -158,10 +157,15 @@ impl Diff {
         });
     }
 
-    /// Records a change when `observed != desired`, showing both with `Debug`.
-    pub fn value<T: PartialEq + Debug + ?Sized>(&mut self, field: &str, observed: &T, desired: &T) {
+    /// Records a change when `observed != desired`, showing both as JSON.
+    pub fn value<T: PartialEq + Serialize + ?Sized>(
+        &mut self,
+        field: &str,
+        observed: &T,
+        desired: &T,
+    ) {
         if observed != desired {
-            self.push(field, format!("{observed:?}"), format!("{desired:?}"));
+            self.push(field, shown(observed), shown(desired));
         }
     }
 
@@ -181,6 +185,11 @@ impl Diff {
             }
         }
     }
+}
+
+/// A value as JSON text (`"AES"`, `null`, `["/x"]`), as a technician sees it in the API.
+fn shown<T: Serialize + ?Sized>(value: &T) -> String {
+    serde_json::to_string(value).unwrap_or_else(|_| "(unprintable)".to_owned())
 }
 
 fn as_set(items: &[String]) -> BTreeSet<&str> {
@@ -288,7 +297,7 @@ pub fn diff_cloud_sync(observed: &CloudSyncTask, spec: &CloudSyncSpec) -> Vec<Fi
         CredentialRef::Existing(id) => d.value("credentials", &o.credential_id, &Some(id)),
         CredentialRef::Planned => d.shown(
             "credentials",
-            format!("{:?}", o.credential_id),
+            shown(&o.credential_id),
             "(the new credential)".to_owned(),
         ),
     }
@@ -306,7 +315,7 @@ pub fn diff_cloud_sync(observed: &CloudSyncTask, spec: &CloudSyncSpec) -> Vec<Fi
     if !a.other_keys.is_empty() {
         d.shown(
             "attributes",
-            format!("extra keys {:?}", a.other_keys),
+            format!("extra keys {}", shown(&a.other_keys)),
             "(B2 keys only)".to_owned(),
         );
     }
@@ -321,11 +330,7 @@ pub fn diff_cloud_sync(observed: &CloudSyncTask, spec: &CloudSyncSpec) -> Vec<Fi
     d.shown("post_script", show_script(&o.post_script), show_script(""));
     d.value("include", &o.include, &Vec::new());
     if as_set(&o.exclude) != as_set(&spec.exclude) {
-        d.shown(
-            "exclude",
-            format!("{:?}", o.exclude),
-            format!("{:?}", spec.exclude),
-        );
+        d.shown("exclude", shown(&o.exclude), shown(&spec.exclude));
     }
     d.value("args", o.args.as_str(), "");
     if o.bwlimit_unreadable || o.bwlimit != spec.bwlimit {
@@ -372,11 +377,7 @@ pub fn diff_snapshot(observed: &SnapshotTask, spec: &SnapshotSpec) -> Vec<FieldC
     d.value("dataset", o.dataset.as_str(), spec.dataset.as_str());
     d.value("recursive", &o.recursive, &spec.recursive);
     if as_set(&o.exclude) != as_set(&spec.exclude) {
-        d.shown(
-            "exclude",
-            format!("{:?}", o.exclude),
-            format!("{:?}", spec.exclude),
-        );
+        d.shown("exclude", shown(&o.exclude), shown(&spec.exclude));
     }
     d.value("lifetime_value", &o.lifetime_value, &spec.lifetime_value);
     d.value(

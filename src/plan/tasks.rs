@@ -13,7 +13,8 @@ use std::collections::BTreeMap;
 
 use super::spec::{self, CloudSyncSpec, CredentialRef, CredentialSpec, SnapshotSpec, SnmpSpec};
 use super::{
-    AdoptReason, Blocker, Conflict, Inputs, ObjectKind, OwnedObject, Ownership, Plan, Step, TaskRef,
+    AdoptReason, Blocker, Conflict, Forget, Inputs, ObjectKind, OwnedObject, Ownership, Plan, Step,
+    TaskRef,
 };
 use crate::desired::{DesiredState, RemovedPools, derive};
 use crate::observe::{CloudSyncTask, Observed, SnapshotTask};
@@ -34,6 +35,10 @@ trait Task {
     fn pool(&self) -> Option<&str>;
     fn enabled(&self) -> bool;
     fn name(&self) -> String;
+    /// True while the object still belongs to `pool` by a field an admin rarely edits
+    /// and a different object would not share. A recorded id whose object fails this
+    /// is stale: TrueNAS's tables can hand a deleted row's id to a new object.
+    fn anchored(&self, pool: &str) -> bool;
 }
 
 impl Task for CloudSyncTask {
@@ -51,6 +56,10 @@ impl Task for CloudSyncTask {
     fn name(&self) -> String {
         self.description.clone()
     }
+    fn anchored(&self, pool: &str) -> bool {
+        self.pool() == Some(pool)
+            || trim_slashes(&self.attributes.folder).ends_with(&format!("/{pool}"))
+    }
 }
 
 impl Task for SnapshotTask {
@@ -66,6 +75,9 @@ impl Task for SnapshotTask {
     }
     fn name(&self) -> String {
         format!("{} ({})", self.dataset, self.naming_schema)
+    }
+    fn anchored(&self, pool: &str) -> bool {
+        self.dataset == pool
     }
 }
 
@@ -100,9 +112,17 @@ fn claim<'a, T: Task>(
     p: &mut Plan,
 ) -> Option<Claimed<'a, T>> {
     let owned_map = ctx.owned.tasks(T::KIND)?;
-    let recorded = owned_map
-        .get(pool)
-        .and_then(|o| tasks.iter().find(|t| t.id() == o.id));
+    let recorded = owned_map.get(pool).and_then(|o| {
+        let task = tasks.iter().find(|t| t.id() == o.id && t.anchored(pool));
+        if task.is_none() {
+            p.forget.push(Forget {
+                kind: T::KIND,
+                pool: Some(pool.to_owned()),
+                id: o.id,
+            });
+        }
+        task
+    });
     let adoptable: Vec<&T> = adopt_ids(ctx.desired, T::KIND)
         .iter()
         .filter_map(|id| tasks.iter().find(|t| t.id() == *id))
@@ -190,7 +210,18 @@ pub(super) fn plan_credential(ctx: &Ctx<'_>, p: &mut Plan) -> Option<CredentialR
         key_fingerprint: ctx.inputs.fingerprints.application_key.clone(),
     };
     let record = ctx.owned.credential.as_ref();
-    let recorded = record.and_then(|r| creds.iter().find(|c| c.id == r.id));
+    let recorded = record.and_then(|r| {
+        creds
+            .iter()
+            .find(|c| c.id == r.id && c.provider == spec::sop::PROVIDER)
+    });
+    if let (Some(r), None) = (record, recorded) {
+        p.forget.push(Forget {
+            kind: ObjectKind::Credential,
+            pool: None,
+            id: r.id,
+        });
+    }
     let (found, adopt) = if let Some(c) = recorded {
         if let Some(id) = d.adopt.credential.filter(|id| *id != c.id) {
             p.blockers.push(Blocker::AdoptIgnored {
@@ -495,25 +526,51 @@ pub(super) fn plan_snapshots(ctx: &Ctx<'_>, p: &mut Plan) {
 /// deleted. Pools the document still lists but the NAS lacks are left alone.
 pub(super) fn plan_removed_pools(ctx: &Ctx<'_>, p: &mut Plan) {
     let listed = ctx.desired.pools.as_deref().unwrap_or_default();
-    let keep = |pool: &String| p.pools.contains(pool) || listed.contains(pool);
-    let mut steps = Vec::new();
-    for (pool, owned) in &ctx.owned.cloud_sync {
-        let task = ctx.observed.cloud_sync.iter().find(|t| t.id == owned.id);
-        if let (false, Some(task)) = (keep(pool), task) {
-            steps.extend(removal(ctx, task, pool));
-        }
-    }
-    for (pool, owned) in &ctx.owned.snapshot_tasks {
-        let task = ctx
-            .observed
-            .snapshot_tasks
-            .iter()
-            .find(|t| t.id == owned.id);
-        if let (false, Some(task)) = (keep(pool), task) {
-            steps.extend(removal(ctx, task, pool));
-        }
-    }
+    let managed = p.pools.clone();
+    let keep = |pool: &String| managed.contains(pool) || listed.contains(pool);
+    let (mut steps, mut forget) = (Vec::new(), Vec::new());
+    let (owned, observed) = (ctx.owned, ctx.observed);
+    removed(
+        ctx,
+        &owned.cloud_sync,
+        &observed.cloud_sync,
+        &keep,
+        &mut steps,
+        &mut forget,
+    );
+    removed(
+        ctx,
+        &owned.snapshot_tasks,
+        &observed.snapshot_tasks,
+        &keep,
+        &mut steps,
+        &mut forget,
+    );
     p.steps.extend(steps);
+    p.forget.extend(forget);
+}
+
+fn removed<T: Task>(
+    ctx: &Ctx<'_>,
+    owned: &BTreeMap<String, OwnedObject>,
+    tasks: &[T],
+    keep: &impl Fn(&String) -> bool,
+    steps: &mut Vec<Step>,
+    forget: &mut Vec<Forget>,
+) {
+    for (pool, record) in owned.iter().filter(|(pool, _)| !keep(pool)) {
+        match tasks
+            .iter()
+            .find(|t| t.id() == record.id && t.anchored(pool))
+        {
+            Some(task) => steps.extend(removal(ctx, task, pool)),
+            None => forget.push(Forget {
+                kind: T::KIND,
+                pool: Some(pool.clone()),
+                id: record.id,
+            }),
+        }
+    }
 }
 
 fn removal<T: Task>(ctx: &Ctx<'_>, task: &T, pool: &str) -> Option<Step> {

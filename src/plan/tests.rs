@@ -207,6 +207,7 @@ pub(crate) fn apply_in_memory(
                     .insert("encryption_password".into(), s.password_fingerprint.clone());
                 rec.fingerprints
                     .insert("encryption_salt".into(), s.salt_fingerprint.clone());
+                own.cloud_sync.retain(|p, r| *p == s.pool || r.id != id);
                 own.cloud_sync.insert(s.pool.clone(), rec);
                 new_task.insert(s.pool.clone(), id);
             }
@@ -328,6 +329,18 @@ pub(crate) fn apply_in_memory(
                     .unwrap()
                     .last_run = Some(JobState::Running);
             }
+        }
+    }
+    for f in &p.forget {
+        match (f.kind, &f.pool) {
+            (ObjectKind::Credential, _) => own.credential = None,
+            (kind, Some(pool)) => {
+                let map = own.tasks_mut(kind).unwrap();
+                if map.get(pool).is_some_and(|r| r.id == f.id) {
+                    map.remove(pool);
+                }
+            }
+            (_, None) => {}
         }
     }
     own.pending.clear();
@@ -1135,4 +1148,75 @@ fn removed_delete_policy_is_exercised() {
         doc_variant(0, true, false).removed_pools,
         RemovedPools::Delete
     );
+}
+
+/// Golden files of the text and JSON forms (src/plan/snapshots/).
+#[test]
+fn plans_render_as_golden_files() {
+    let d = doc();
+    let p = plan(
+        &d,
+        &fresh(&["pool0", "pool1"]),
+        &Ownership::default(),
+        &inputs(&d),
+    );
+    insta::assert_snapshot!("fresh_box_text", p.to_string());
+    insta::assert_json_snapshot!("fresh_box_json", p.to_json());
+    let (mut o, own) = converged(&d);
+    o.cloud_sync[0].exclude = vec!["/Archive/**".into()];
+    o.cloud_sync[1].encryption_password = SecretView::Value(SecretString::from("x"));
+    o.cloud_sync[1].last_run = Some(JobState::Success);
+    let mut admin = o.cloud_sync[0].clone();
+    admin.id = 99;
+    admin.description = "Admin copy".into();
+    admin.attributes.bucket = "other".into();
+    o.cloud_sync.push(admin);
+    insta::assert_snapshot!(
+        "drift_conflict_rekey_text",
+        plan(&d, &o, &own, &inputs(&d)).to_string()
+    );
+}
+
+/// Regression (found by `planning_is_idempotent`): TrueNAS's tables can give a deleted
+/// row's id to the next object. A record whose object is gone must not follow its id to
+/// a different object — neither the agent's own new task nor an admin's.
+#[test]
+fn regression_a_reused_id_does_not_redirect_a_stale_record() {
+    let d = doc();
+    let (mut o, own) = converged(&d);
+    let pool0_snap = own.snapshot_tasks["pool0"].id;
+    // pool0's snapshot task was deleted in the UI; an admin's new task got its id.
+    o.snapshot_tasks.retain(|t| t.id != pool0_snap);
+    let mut admin = o.snapshot_tasks[0].clone();
+    admin.id = pool0_snap;
+    admin.dataset = "pool1/vm".into();
+    o.snapshot_tasks.push(admin);
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert!(
+        p.steps
+            .iter()
+            .all(|s| s.touches() != Some((ObjectKind::SnapshotTask, pool0_snap))),
+        "{p}"
+    );
+    assert!(kinds(&p).contains(&"create snapshot_task pool0".to_owned()));
+    assert_eq!(
+        p.forget,
+        [Forget {
+            kind: ObjectKind::SnapshotTask,
+            pool: Some("pool0".into()),
+            id: pool0_snap
+        }]
+    );
+    // A removed pool's stale record is dropped, not used to disable whatever has its id.
+    let only1 = doc_with(|v| {
+        v["pools"] = serde_json::json!(["pool1"]);
+        v["actions"] = serde_json::json!([]);
+    });
+    let p = plan(&only1, &o, &own, &inputs(&only1));
+    assert_eq!(
+        kinds(&p),
+        ["disable cloud_sync pool0"],
+        "the admin's task is not disabled"
+    );
+    assert_eq!(p.forget.len(), 1);
 }
