@@ -129,9 +129,12 @@ impl Checklist {
     }
 
     /// Failing items as problems (unknown ones as warnings: they need a look, not a fix).
+    /// Items that restate a health verdict (`snmp.v3_only`, `cloud_sync.first_sync/*`) are
+    /// left out: the SNMP and backup sections already report them with their next step.
     pub fn problems(&self) -> Vec<Problem> {
         self.items
             .iter()
+            .filter(|item| !is_restated_by_health(&item.id))
             .filter_map(|item| {
                 let level = match item.status {
                     ItemStatus::Fail => Level::Failing,
@@ -151,6 +154,11 @@ impl Checklist {
             })
             .collect()
     }
+}
+
+/// Items whose failure is always also a health problem (same facts, same next step).
+pub fn is_restated_by_health(id: &str) -> bool {
+    id == "snmp.v3_only" || id.starts_with("cloud_sync.first_sync/")
 }
 
 /// Text for items only central can check.
@@ -487,11 +495,51 @@ fn finding<'a>(c: &'a Ctx<'_>, id: CheckId, pool: Option<&str>) -> Option<&'a Fi
 const B2_NOT_RUN: &str =
     "B2 was not checked in this run (`verify` checks it; `status` shows the last result)";
 
+/// What to do about a B2 item that does not pass (SOP Phase 4 / 5 / 7.3).
+fn b2_step(id: &str, bucket: &str) -> String {
+    let then = "then run `truenas-agent verify` again.";
+    match id {
+        "b2.object_lock" => format!(
+            "With the B2 admin key (1Password): `b2 update-bucket --defaultRetentionMode compliance \
+             --defaultRetentionPeriod \"14 days\" {bucket} allPrivate` (SOP 4.2; compliance mode is \
+             irreversible — check the bucket name); {then}"
+        ),
+        "b2.sse_b2" => format!(
+            "Set default encryption SSE-B2 on bucket {bucket} (B2 web UI → Bucket Settings → \
+             Encryption, or `b2 update-bucket --defaultServerSideEncryption SSE-B2`, SOP 4.1); \
+             objects uploaded before stay unencrypted at rest until rewritten; {then}"
+        ),
+        "b2.lifecycle" => format!(
+            "Set the lifecycle rule of {bucket} to keep only the last version, delete hidden \
+             versions after 30 days (`--lifecycleRules '[{{\"daysFromHidingToDeleting\":30,\
+             \"daysFromUploadingToHiding\":null,\"fileNamePrefix\":\"\"}}]'`, SOP 4.1); {then}"
+        ),
+        "b2.key_scope" => format!(
+            "Create a key restricted to {bucket} (SOP 4.3), put it into the TrueNAS cloud \
+             credential (SOP 5.1) and the client's IT Glue record, delete the old key; {then}"
+        ),
+        "b2.archive_absent" => format!(
+            "Make the task exclude both /Archive/** and /archive/** with source /mnt/<pool> \
+             (SOP 5.2, §7), then remove the Archive objects from {bucket} (they stay until their \
+             Object Lock expires); {then}"
+        ),
+        "b2.encryption_verified" => format!(
+            "Turn Remote Encryption on with the password and salt from IT Glue (SOP 5.2), run the \
+             sync again, and hide the plaintext objects in {bucket} (Object Lock keeps them until their \
+             retention ends; the lifecycle rule then deletes them) (SOP 7.3); {then}"
+        ),
+        _ => format!("Act on the detail above (B2 web UI or `b2` CLI, SOP Phase 4); {then}"),
+    }
+}
+
 /// An item decided by B2 findings: a failing finding decides; else the first finding.
 fn b2_item(c: &Ctx<'_>, id: &str, title: &str, checks: &[CheckId]) -> ChecklistItem {
     let found: Vec<&Finding> = checks.iter().filter_map(|k| finding(c, *k, None)).collect();
     let (status, detail) = combine(&found);
-    item(id, title, ItemScope::B2, status, detail)
+    with_step(
+        item(id, title, ItemScope::B2, status, detail),
+        &b2_step(id, &c.desired.bucket),
+    )
 }
 
 fn combine(found: &[&Finding]) -> (ItemStatus, String) {
@@ -518,7 +566,10 @@ fn b2_pool_item(c: &Ctx<'_>, id: &str, title: &str, check: CheckId, pool: &str) 
         Some(f) => (ItemStatus::from_b2(f.status), f.detail.clone()),
         None => (ItemStatus::Unknown, B2_NOT_RUN.to_owned()),
     };
-    per_pool(id, title, pool, ItemScope::B2, status, detail)
+    with_step(
+        per_pool(id, title, pool, ItemScope::B2, status, detail),
+        &b2_step(id, &c.desired.bucket),
+    )
 }
 
 fn bucket_name_item(c: &Ctx<'_>) -> ChecklistItem {

@@ -6,9 +6,10 @@
 //! task (state, newest `auto-` snapshot, age, count), pools, SNMP and relevant alerts,
 //! each with a level and the next step for a technician; the SOP §6 [`checklist`]; the
 //! contract §4 report parts ([`report`]). Submodules `schedule` and `classify` are pure
-//! helpers. The two I/O submodules are the imperative shell around that core: `observe`
-//! (the extra middleware reads and the B2 run → [`HealthObservations`]) and `memory`
-//! (`health.json` in the state dir: last successes, first-seen times, last B2 report).
+//! helpers. Three I/O submodules are the imperative shell around that core: `observe`
+//! (the extra middleware reads and the B2 run → [`HealthObservations`]), `memory`
+//! (`health.json` in the state dir: last successes, first-seen times, last B2 report and
+//! checklist) and `assess` (the whole pass `verify`, `status` and the daemon share).
 //! Does not: write to the middleware or B2, decide retries, or print (`cli` does).
 //! Invariants: `evaluate` is deterministic and reads no clock: `now` and the NAS's UTC
 //! offset are inputs; every text that came from the NAS is redacted (the document's
@@ -19,6 +20,7 @@
 //! task by its naming-schema prefix, so two tasks sharing a schema on one pool are
 //! counted together.
 
+pub mod assess;
 pub mod checklist;
 pub mod classify;
 pub mod memory;
@@ -30,7 +32,7 @@ mod sync;
 mod system;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -367,6 +369,19 @@ impl<'a> Scope<'a> {
             pools,
             missing,
         }
+    }
+}
+
+/// The pools health looks at (imported ones): the document's, else those the ownership
+/// record names, else every imported pool except `boot-pool`.
+pub fn managed_pools(
+    desired: Option<&DesiredState>,
+    observed: &Observed,
+    owned: &Ownership,
+) -> Vec<String> {
+    match desired {
+        Some(d) => Scope::from_desired(d, observed).pools,
+        None => Scope::from_nas(observed, owned).pools,
     }
 }
 

@@ -74,37 +74,37 @@ const CANARIES: &[&str] = &[
     "CANARY-SNMP-PRIV-c4e2f8",
 ];
 
-fn at(day: u32, h: u32, m: u32) -> DateTime<Utc> {
+pub(crate) fn at(day: u32, h: u32, m: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, day, h, m, 0).unwrap()
 }
 
 /// "Now" in these tests: Monday 2026-11-23 10:30 UTC (NAS on UTC).
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     at(23, 10, 30)
 }
 
-fn job(value: serde_json::Value) -> Job {
+pub(crate) fn job(value: serde_json::Value) -> Job {
     serde_json::from_value(value).unwrap()
 }
 
-fn ms(t: DateTime<Utc>) -> serde_json::Value {
+pub(crate) fn ms(t: DateTime<Utc>) -> serde_json::Value {
     json!({"$date": t.timestamp_millis()})
 }
 
-fn success(started: DateTime<Utc>, finished: DateTime<Utc>) -> Job {
+pub(crate) fn success(started: DateTime<Utc>, finished: DateTime<Utc>) -> Job {
     job(
         json!({"id": 40, "state": "SUCCESS", "time_started": ms(started), "time_finished": ms(finished)}),
     )
 }
 
 /// A box provisioned exactly as the document says (the planner's in-memory apply).
-struct BoxState {
-    desired: DesiredState,
-    observed: Observed,
-    obs: HealthObservations,
+pub(crate) struct BoxState {
+    pub(crate) desired: DesiredState,
+    pub(crate) observed: Observed,
+    pub(crate) obs: HealthObservations,
 }
 
-fn passing_b2(pools: &[&str]) -> B2Report {
+pub(crate) fn passing_b2(pools: &[&str]) -> B2Report {
     let mut findings: Vec<Finding> = CheckId::ALL
         .iter()
         .filter(|id| !matches!(id, CheckId::PoolArchiveExcluded | CheckId::PoolEncryptionOn))
@@ -122,7 +122,7 @@ fn passing_b2(pools: &[&str]) -> B2Report {
     }
 }
 
-fn healthy_box() -> BoxState {
+pub(crate) fn healthy_box() -> BoxState {
     let desired = plan::tests::doc();
     let mut fresh = plan::tests::fresh(&["pool0", "pool1"]);
     fresh.pools[0]
@@ -184,20 +184,20 @@ fn healthy_box() -> BoxState {
 }
 
 impl BoxState {
-    fn eval(&self) -> Health {
+    pub(crate) fn eval(&self) -> Health {
         evaluate(&self.desired, &self.observed, &self.obs, now())
     }
 
-    fn task_id(&self, pool: &str) -> u64 {
+    pub(crate) fn task_id(&self, pool: &str) -> u64 {
         self.obs.ownership.cloud_sync[pool].id
     }
 
-    fn set_last(&mut self, pool: &str, job: Job) {
+    pub(crate) fn set_last(&mut self, pool: &str, job: Job) {
         let id = self.task_id(pool);
         self.obs.runs.get_mut(&id).unwrap().last = Some(job);
     }
 
-    fn item(health: &Health, id: &str) -> ChecklistItem {
+    pub(crate) fn item(health: &Health, id: &str) -> ChecklistItem {
         health
             .checklist
             .items
@@ -208,7 +208,7 @@ impl BoxState {
     }
 }
 
-fn auth_failure_text() -> &'static str {
+pub(crate) fn auth_failure_text() -> &'static str {
     "2026/11/23 00:00:01 CRITICAL: Failed to create file system for \"encrypted:/\": failed to make remote \"remote:truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9/9babab19-acc0-4587-aa05-ccd8103a1148/pool0\" to wrap: failed to authorize account: failed to authenticate: (401 unauthorized)"
 }
 
