@@ -1,16 +1,174 @@
-//! `truenas-agent status` (being built).
+//! `truenas-agent status [--json] [-f DOC --allow-unsigned] [--check-b2]`: the one-screen
+//! diagnosis for a field technician, or stable JSON for an RMM.
+//!
+//! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only),
+//! the optional document, a short-timeout connection and health pass — and printing the
+//! report with the documented exit code (0 healthy, 1 degraded, 2 failing or unknown).
+//! Does not: write anything (not even `health.json`: the daemon and `verify` own it), or
+//! decide what is a problem (`status` and `health` do).
+//! Invariants: works without a running daemon and with the middleware down (then it says
+//! so and shows what the state dir remembers); every read is bounded by `--timeout`.
+//! Limitations: see `crate::status` for sections not wired in this build.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::desired::{self, DesiredState};
+use crate::health::HealthMemory;
+use crate::health::assess::{AssessOptions, assess, local_offset};
+use crate::middleware::{DEFAULT_URL, Middleware};
+use crate::state_dir::StateDir;
+use crate::status::{
+    DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble, render_text,
+};
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Print the report as JSON (schema truenas-agent.status/v1, see docs/operations.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Also evaluate the SOP checklist against this desired-state document.
+    #[arg(short = 'f', long = "file", value_name = "DOC")]
+    pub file: Option<PathBuf>,
+    /// Accept a local document without a verified signature (tests, lab boxes).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// With -f: also check the B2 bucket now (otherwise the last `verify` result is shown).
+    #[arg(long)]
+    pub check_b2: bool,
+    /// Seconds each middleware read may take.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// B2 API base URL (a B2 test double); https only, or http on loopback.
+    #[arg(long, hide = true, default_value = DEFAULT_API_BASE)]
+    pub b2_api: String,
+}
+
+/// Everything `status` needs besides the middleware and the document.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub state_dir: PathBuf,
+    pub url: String,
+    pub version: String,
+    pub assess: AssessOptions,
+}
+
+/// The document as given with `-f`: not given, read, or refused (with the reason).
+#[derive(Debug)]
+pub enum DocumentArg {
+    None,
+    Read(Box<DesiredState>),
+    Refused(String),
+}
+
+/// Builds the report. `mw` is the connected middleware, or why connecting failed.
+pub async fn report_with<M: Middleware>(
+    mw: Result<&M, String>,
+    document: &DocumentArg,
+    ctx: &Context,
+) -> StatusReport {
+    let state = StateDir::at(&ctx.state_dir);
+    let (memory, memory_error) = match HealthMemory::load(&state) {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(crate::apply::error_chain(&e))),
+    };
+    let desired = match document {
+        DocumentArg::Read(d) => Some(d.as_ref()),
+        DocumentArg::None | DocumentArg::Refused(_) => None,
+    };
+    let (probe, assessment, health_error) = match mw {
+        Err(error) => (
+            MiddlewareProbe::Unreachable {
+                url: ctx.url.clone(),
+                error,
+            },
+            None,
+            None,
+        ),
+        Ok(mw) => {
+            let probe = MiddlewareProbe::Reachable {
+                url: ctx.url.clone(),
+                api: mw.api(),
+            };
+            match assess(mw, desired, &state, &ctx.assess).await {
+                Ok(a) => (probe, Some(a), None),
+                Err(e) => (probe, None, Some(crate::apply::error_chain(&e))),
+            }
+        }
+    };
+    // The pass's memory carries a B2 report run just now (`--check-b2`); else the file's.
+    let memory = assessment.as_ref().map(|a| a.memory.clone()).or(memory);
+    assemble(&StatusInputs {
+        now: ctx.assess.now,
+        version: ctx.version.clone(),
+        state_dir: ctx.state_dir.display().to_string(),
+        document: desired.map(|d| DocumentInfo {
+            revision: d.revision,
+            mode: d.mode.as_str().to_owned(),
+            device_guid: d.device.guid.map(|g| g.to_string()),
+            root_pool: d.device.root_pool.clone(),
+        }),
+        document_error: match document {
+            DocumentArg::Refused(why) => Some(why.clone()),
+            DocumentArg::None | DocumentArg::Read(_) => None,
+        },
+        middleware: probe,
+        observed: assessment.as_ref().map(|a| &a.observed),
+        health: assessment.as_ref().map(|a| &a.health),
+        health_error,
+        memory: memory.as_ref(),
+        memory_error,
+    })
+}
 
 /// Runs `status`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`status` is not available in this build yet")
+pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let document = match &args.file {
+        None => DocumentArg::None,
+        Some(path) => match desired::load_file(path, args.allow_unsigned) {
+            Ok(d) => DocumentArg::Read(Box::new(d)),
+            Err(e) => DocumentArg::Refused(
+                e.field_errors()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        },
+    };
+    let now = chrono::Utc::now();
+    let ctx = Context {
+        state_dir: super::plan::state_dir(global),
+        url: global
+            .middleware
+            .clone()
+            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
+        version: crate::VERSION.to_owned(),
+        assess: AssessOptions {
+            now,
+            offset: local_offset(now),
+            call_timeout: Duration::from_secs(args.timeout.max(1)),
+            b2: args.check_b2.then(|| ClientOptions {
+                api_base: args.b2_api.clone(),
+                request_timeout: Duration::from_secs(10),
+                ..ClientOptions::default()
+            }),
+        },
+    };
+    let connect_budget = Duration::from_secs(args.timeout.max(1) * 2);
+    let connected = match tokio::time::timeout(connect_budget, super::plan::connect(global)).await {
+        Ok(Ok(mw)) => Ok(mw),
+        Ok(Err(e)) => Err(format!("{e:#}")),
+        Err(_) => Err(format!("no answer within {connect_budget:?}")),
+    };
+    let report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render_text(&report));
+    }
+    Ok(ExitCode::from(report.exit_code))
 }
