@@ -113,6 +113,16 @@ pub async fn assess(
         call_timeout: options.call_timeout,
     };
     let mut obs = observe(mw, &observed, &pools, base, &observe_options).await;
+    // Without a B2 run, the last remembered report for this bucket stands in (its items
+    // say when it was checked).
+    if let (Some(desired), None) = (desired, &options.b2) {
+        obs.b2 = obs
+            .memory
+            .last_b2
+            .clone()
+            .filter(|r| r.bucket == desired.bucket);
+        obs.b2_reused = obs.b2.is_some();
+    }
     if let (Some(desired), Some(client)) = (desired, &options.b2) {
         let (report, key) = observe_b2(
             mw,
@@ -132,7 +142,7 @@ pub async fn assess(
         None => evaluate_nas(&observed, &obs, options.now),
     };
     let mut memory = obs.memory.remember(&health);
-    if let Some(report) = obs.b2.take() {
+    if let Some(report) = obs.b2.take().filter(|_| !obs.b2_reused) {
         memory.last_b2 = Some(report);
     }
     if let Some(desired) = desired {

@@ -492,6 +492,18 @@ fn finding<'a>(c: &'a Ctx<'_>, id: CheckId, pool: Option<&str>) -> Option<&'a Fi
     c.obs.b2.as_ref().and_then(|r| r.finding(id, pool))
 }
 
+/// A finding's detail, saying when B2 was checked if the report is a remembered one.
+fn b2_detail(c: &Ctx<'_>, f: &Finding) -> String {
+    match (&c.obs.b2, c.obs.b2_reused) {
+        (Some(r), true) => format!(
+            "(B2 as checked at {}) {}",
+            super::rfc3339(&r.checked_at),
+            f.detail
+        ),
+        _ => f.detail.clone(),
+    }
+}
+
 const B2_NOT_RUN: &str =
     "B2 was not checked in this run (`verify` checks it; `status` shows the last result)";
 
@@ -535,14 +547,14 @@ fn b2_step(id: &str, bucket: &str) -> String {
 /// An item decided by B2 findings: a failing finding decides; else the first finding.
 fn b2_item(c: &Ctx<'_>, id: &str, title: &str, checks: &[CheckId]) -> ChecklistItem {
     let found: Vec<&Finding> = checks.iter().filter_map(|k| finding(c, *k, None)).collect();
-    let (status, detail) = combine(&found);
+    let (status, detail) = combine(c, &found);
     with_step(
         item(id, title, ItemScope::B2, status, detail),
         &b2_step(id, &c.desired.bucket),
     )
 }
 
-fn combine(found: &[&Finding]) -> (ItemStatus, String) {
+fn combine(c: &Ctx<'_>, found: &[&Finding]) -> (ItemStatus, String) {
     let Some(primary) = found.first() else {
         return (ItemStatus::Unknown, B2_NOT_RUN.to_owned());
     };
@@ -553,17 +565,17 @@ fn combine(found: &[&Finding]) -> (ItemStatus, String) {
     if !failing.is_empty() {
         let detail = failing
             .iter()
-            .map(|f| f.detail.as_str())
+            .map(|f| b2_detail(c, f))
             .collect::<Vec<_>>()
             .join(" ");
         return (ItemStatus::Fail, detail);
     }
-    (ItemStatus::from_b2(primary.status), primary.detail.clone())
+    (ItemStatus::from_b2(primary.status), b2_detail(c, primary))
 }
 
 fn b2_pool_item(c: &Ctx<'_>, id: &str, title: &str, check: CheckId, pool: &str) -> ChecklistItem {
     let (status, detail) = match finding(c, check, Some(pool)) {
-        Some(f) => (ItemStatus::from_b2(f.status), f.detail.clone()),
+        Some(f) => (ItemStatus::from_b2(f.status), b2_detail(c, f)),
         None => (ItemStatus::Unknown, B2_NOT_RUN.to_owned()),
     };
     with_step(
@@ -596,7 +608,7 @@ fn bucket_name_item(c: &Ctx<'_>) -> ChecklistItem {
         .collect();
     let (status, seen) = if wrong.is_empty() {
         match finding(c, CheckId::BucketFound, None) {
-            Some(f) => (ItemStatus::from_b2(f.status), f.detail.clone()),
+            Some(f) => (ItemStatus::from_b2(f.status), b2_detail(c, f)),
             None => (ItemStatus::Unknown, B2_NOT_RUN.to_owned()),
         }
     } else {
@@ -927,28 +939,32 @@ fn supplementary_b2(c: &Ctx<'_>) -> Vec<ChecklistItem> {
     ];
     EXTRA
         .iter()
-        .map(|id| match finding(c, *id, None) {
-            Some(f) => {
-                let info = f.status == b2::Status::Info;
-                item(
+        .map(|id| {
+            let step = b2_step(id.as_str(), &c.desired.bucket);
+            let entry = match finding(c, *id, None) {
+                Some(f) if f.status == b2::Status::Info => item(
+                    id.as_str(),
+                    &f.title,
+                    ItemScope::B2,
+                    ItemStatus::Pass,
+                    format!("For information: {}", b2_detail(c, f)),
+                ),
+                Some(f) => item(
                     id.as_str(),
                     &f.title,
                     ItemScope::B2,
                     ItemStatus::from_b2(f.status),
-                    if info {
-                        format!("For information: {}", f.detail)
-                    } else {
-                        f.detail.clone()
-                    },
-                )
-            }
-            None => item(
-                id.as_str(),
-                id.title(),
-                ItemScope::B2,
-                ItemStatus::Unknown,
-                B2_NOT_RUN.to_owned(),
-            ),
+                    b2_detail(c, f),
+                ),
+                None => item(
+                    id.as_str(),
+                    id.title(),
+                    ItemScope::B2,
+                    ItemStatus::Unknown,
+                    B2_NOT_RUN.to_owned(),
+                ),
+            };
+            with_step(entry, &step)
         })
         .collect()
 }

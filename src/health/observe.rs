@@ -105,8 +105,10 @@ pub struct HealthObservations {
     pub alerts: Option<Vec<Alert>>,
     /// What the state directory remembers.
     pub memory: HealthMemory,
-    /// The B2 verification, when it ran.
+    /// The B2 verification, when it ran (or the last one remembered, see `b2_reused`).
     pub b2: Option<B2Report>,
+    /// `b2` is the remembered report of an earlier run, not one made in this pass.
+    pub b2_reused: bool,
     /// Reads that failed (texts from this agent and the middleware; redacted when
     /// evaluated).
     pub read_errors: Vec<String>,
@@ -126,6 +128,7 @@ impl HealthObservations {
             alerts: None,
             memory: HealthMemory::default(),
             b2: None,
+            b2_reused: false,
             read_errors: Vec::new(),
             extra_secrets: Vec::new(),
         }

@@ -10,5 +10,6 @@
 
 mod b2_verify;
 mod fake_b2;
+mod health_scenarios;
 mod sim_protocol;
 mod support;
