@@ -170,6 +170,64 @@ pub fn append_synced(path: &Path, bytes: &[u8], mode: u32) -> Result<(), FsError
     Ok(())
 }
 
+/// Reads `len` bytes at `offset` (fewer when the file ends first).
+pub fn read_range(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>, FsError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let err = |source| FsError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = File::open(path).map_err(err)?;
+    file.seek(SeekFrom::Start(offset)).map_err(err)?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf).map_err(err)?;
+    Ok(buf)
+}
+
+/// Identity of a file's current content as far as metadata tells: changes whenever the
+/// file is replaced (inode) or rewritten (length, modification time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStamp {
+    pub inode: u64,
+    pub len: u64,
+    pub modified_ns: i128,
+}
+
+/// The file's [`FileStamp`], or `None` when it does not exist.
+pub fn stamp(path: &Path) -> Result<Option<FileStamp>, FsError> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(FileStamp {
+            inode: meta.ino(),
+            len: meta.len(),
+            modified_ns: i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec()),
+        })),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FsError::Metadata {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The entries of a directory (full paths, sorted); a missing directory is empty.
+pub fn list_dir(path: &Path) -> Result<Vec<PathBuf>, FsError> {
+    let err = |source| FsError::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let entries = match fs::read_dir(path) {
+        Ok(entries) => entries,
+        Err(source) if source.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => return Err(err(source)),
+    };
+    let mut out = entries
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    out.sort();
+    Ok(out)
+}
+
 /// Removes a file; a missing file is not an error.
 pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
     match fs::remove_file(path) {

@@ -1,16 +1,264 @@
-//! `truenas-agent sim` (being built, issue #4).
+//! `truenas-agent central …`: the reference central server and its tools.
 
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use secrecy::ExposeSecret as _;
+use tokio_util::sync::CancellationToken;
+
+use crate::central_server::store::{Store, token_hash};
+use crate::central_server::{ServerOptions, devices, keys, serve};
+use crate::config::read_secret_file;
+use crate::fs;
 
 /// Arguments of `central`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    pub command: CentralCommand,
+}
+
+/// The `central` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum CentralCommand {
+    /// Generate the Ed25519 signing key pair: DIR/signing.key (mode 0600) and
+    /// DIR/signing.pub; prints the public key for agents' `central.trusted_keys`.
+    Keygen {
+        /// Directory to write the key files into.
+        #[arg(long)]
+        out: PathBuf,
+        /// Replace an existing key (agents trusting the old key will refuse documents).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Serve signed documents and collect reports (plain HTTP: put a TLS proxy in front).
+    Serve {
+        /// Data directory (devices, documents, reports).
+        #[arg(long)]
+        dir: PathBuf,
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        #[arg(long)]
+        listen: SocketAddr,
+        /// Private signing key file written by `central keygen`.
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Register a device. Only the SHA-256 of its token is kept in DIR.
+    Register {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Device name (letters, digits, `-_.`).
+        #[arg(long)]
+        name: String,
+        /// Generate a new token and write it to this file (mode 0600) for the NAS.
+        #[arg(
+            long,
+            conflicts_with = "token_file",
+            required_unless_present = "token_file"
+        )]
+        token_out: Option<PathBuf>,
+        /// Register the token already in this file (owned by you, mode 0600).
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+    /// Publish a desired-state document (its `revision` must be higher than the last one).
+    Publish {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Device name given at `register`.
+        #[arg(long)]
+        device: String,
+        /// The document (JSON, schema truenas-agent.config/v1).
+        #[arg(long)]
+        document: PathBuf,
+        /// Publish even if the revision is not higher (agents will refuse a rollback).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Each device's GUID, last report, config state, health and failing checklist items.
+    Devices {
+        #[arg(long)]
+        dir: PathBuf,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Refuse a device's token with 403 until `enable`.
+    Disable {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        device: String,
+    },
+    /// Accept a disabled device's token again.
+    Enable {
+        #[arg(long)]
+        dir: PathBuf,
+        #[arg(long)]
+        device: String,
+    },
+}
 
 /// Runs a central subcommand.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`central` is not available in this build yet")
+pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        CentralCommand::Keygen { out, force } => keygen(&out, force),
+        CentralCommand::Serve { dir, listen, key } => run_server(dir, listen, &key).await,
+        CentralCommand::Register {
+            dir,
+            name,
+            token_out,
+            token_file,
+        } => register(&dir, &name, token_out, token_file),
+        CentralCommand::Publish {
+            dir,
+            device,
+            document,
+            force,
+        } => publish(&dir, &device, &document, force),
+        CentralCommand::Devices { dir, json } => list_devices(&dir, json),
+        CentralCommand::Disable { dir, device } => set_disabled(&dir, &device, true),
+        CentralCommand::Enable { dir, device } => set_disabled(&dir, &device, false),
+    }
+}
+
+fn keygen(out: &std::path::Path, force: bool) -> anyhow::Result<ExitCode> {
+    let (_, public) = keys::write_keypair(out, force)?;
+    println!("{}", public.to_config_string());
+    eprintln!(
+        "wrote {} (private, mode 0600) and {}; put the line above into each agent's \
+         central.trusted_keys",
+        out.join(keys::PRIVATE_FILE).display(),
+        out.join(keys::PUBLIC_FILE).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_server(
+    dir: PathBuf,
+    listen: SocketAddr,
+    key: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let key = keys::read_signing_key(key)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    spawn_signal_handler(shutdown.clone())?;
+    println!("central server listening on http://{addr}");
+    std::io::stdout().flush()?;
+    let options = ServerOptions {
+        dir,
+        key,
+        change_check: Duration::from_secs(1),
+    };
+    serve(listener, options, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    });
+    Ok(())
+}
+
+fn register(
+    dir: &std::path::Path,
+    name: &str,
+    token_out: Option<PathBuf>,
+    token_file: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open(dir)?;
+    match (token_out, token_file) {
+        (_, Some(file)) => {
+            let token = read_secret_file("--token-file", &file)?;
+            store.register(name, &token_hash(token.expose_secret()))?;
+            println!(
+                "registered device {name} with the token in {}",
+                file.display()
+            );
+        }
+        (Some(out), None) => {
+            if fs::stamp(&out)?.is_some() {
+                anyhow::bail!(
+                    "{} exists; refusing to overwrite a token file",
+                    out.display()
+                );
+            }
+            let mut bytes = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            let token = secrecy::SecretString::from(URL_SAFE_NO_PAD.encode(bytes));
+            store.register(name, &token_hash(token.expose_secret()))?;
+            let line = format!("{}\n", token.expose_secret());
+            fs::write_atomic(&out, line.as_bytes(), 0o600)?;
+            println!(
+                "registered device {name}; its token is in {} (mode 0600): install it on the NAS \
+                 as central.token_file, owned by the agent's user, and delete this copy",
+                out.display()
+            );
+        }
+        (None, None) => anyhow::bail!("give --token-out or --token-file"),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn publish(
+    dir: &std::path::Path,
+    device: &str,
+    document: &std::path::Path,
+    force: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = Store::open(dir)?;
+    let bytes = fs::read(document)?;
+    let revision = store.publish(device, &bytes, force)?;
+    println!("published revision {revision} for device {device}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn list_devices(dir: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open(dir)?;
+    let summaries = devices::summarize(&store)?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut stdout, &summaries)?;
+        writeln!(stdout)?;
+    } else {
+        write!(
+            stdout,
+            "{}",
+            devices::render(&summaries, chrono::Utc::now())
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn set_disabled(dir: &std::path::Path, device: &str, disabled: bool) -> anyhow::Result<ExitCode> {
+    let store = Store::open(dir)?;
+    store.set_disabled(device, disabled)?;
+    println!(
+        "device {device} {}",
+        if disabled {
+            "disabled (403)"
+        } else {
+            "enabled"
+        }
+    );
+    Ok(ExitCode::SUCCESS)
 }

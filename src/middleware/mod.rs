@@ -13,10 +13,18 @@
 //! treated as 25.10 and flagged in `status`.
 
 pub mod calls;
+pub mod client;
+pub mod client_calls;
+pub mod conn;
 pub mod ejson;
 pub mod error;
 pub mod job;
+pub mod jobs;
 pub mod method;
+pub mod rpc;
+pub mod tls;
+pub mod transport;
+pub mod url;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -27,9 +35,12 @@ use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use client::{Client, ClientSettings, ConnectError};
+pub use conn::{Subscription, SubscriptionError};
 pub use error::{CallError, ValidationItem};
 pub use job::{Job, JobId, JobProgress, JobState};
 pub use method::Method;
+pub use rpc::{Event, EventKind};
 
 /// Default middleware URL: WebSocket over the local unix socket (root is logged in
 /// implicitly from the peer credentials; no secret needed).

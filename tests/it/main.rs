@@ -8,8 +8,15 @@
     clippy::missing_panics_doc
 )]
 
+mod allow_list;
 mod b2_verify;
+mod central_cli;
+mod central_fetch;
+mod central_fixture;
+mod central_reports;
 mod fake_b2;
 mod health_scenarios;
+mod middleware_client;
+mod middleware_sim;
 mod sim_protocol;
 mod support;

@@ -1,0 +1,568 @@
+//! Pulling the desired state: one `GET /v1/config` per [`ConfigChannel::poll`], verified,
+//! revision-checked, and scheduled.
+//!
+//! Owns: the fetch session — the ETag last seen, the revision last applied, what was
+//! learnt about long-polling, the back-off states — and the decision of what a response
+//! means: [`Fetched::New`] (apply it), [`Fetched::Same`] (same revision: no-op apart from
+//! drift), [`Fetched::Unchanged`] (304), [`Fetched::NoDocument`] (204/404), or a
+//! [`FetchError`] (refused document, rejected token, transport trouble).
+//! Does not: validate the document beyond its envelope, signature and `revision` (that
+//! is `desired`'s job), apply anything, or sleep: [`Poll::next_in`] tells the daemon how
+//! long to wait, so the daemon can also wake up for shutdown or reports meanwhile.
+//! Invariants: a payload is handed out only after `payloadType` matched and a trusted
+//! key verified it (or `allow_unsigned` with no keys); a revision lower than the last
+//! applied one is refused as a rollback and never handed out; the ETag of a refused
+//! document is remembered, so it is not downloaded again until it changes; the payload
+//! is kept in a `SecretSlice` and never logged.
+//! Limitations: the ETag is kept in memory only: after a restart the first fetch
+//! downloads the current document again (the agent never stores documents, which hold
+//! secrets), which is then `Same` when it was already applied.
+//!
+//! Session states, in what they wait on:
+//! `Polling` (next request after the poll interval ± 10 %) → on a held 304 becomes
+//! `LongPolling` (next request at once, the server holds it) → on an immediate 304 falls
+//! back to `Polling`; any failure enters `BackingOff { attempt }` (doubling, floor =
+//! `Retry-After`; for 401/403 starting at the poll interval), left on the next answer.
+
+use std::cmp::Ordering;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretSlice};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::client::{CentralClient, ClientError, ConfigResponse};
+use super::dsse::{self, CONFIG_PAYLOAD_TYPE, DsseError, TrustPolicy, Verification};
+use super::schedule::{Backoff, LongPoll, POLL_JITTER, jitter};
+use super::state::{
+    AppliedDocument, CentralStore, ErrorRecord, FetchOutcome, FetchRecord, Refusal, error_chain,
+};
+use crate::config::CentralConfig;
+use crate::fault::Fault;
+use crate::state_dir::StateError;
+
+/// Why a poll did not produce a usable document.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot fetch the desired state from central")]
+    Request(#[source] ClientError),
+    #[error("refused the document from central")]
+    Envelope(#[source] DsseError),
+    #[error("refused the document from central: `revision` {rule}")]
+    BadRevision { rule: &'static str },
+    #[error(
+        "refused document revision {revision}: it is lower than the applied revision {last_applied} (rollback)"
+    )]
+    Rollback { revision: u64, last_applied: u64 },
+    #[error("cannot record the applied revision")]
+    State(#[source] StateError),
+}
+
+impl FetchError {
+    /// The party that has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            FetchError::Request(e) => e.fault(),
+            FetchError::Envelope(e) => e.fault(),
+            // The document's content is wrong: whoever writes documents must fix it.
+            FetchError::BadRevision { .. } => Fault::Operator,
+            FetchError::Rollback { .. } => Fault::Central,
+            FetchError::State(e) => e.fault(),
+        }
+    }
+
+    /// True when a document was received and refused (report `config.state = refused`).
+    pub fn is_refusal(&self) -> bool {
+        match self {
+            FetchError::Envelope(_)
+            | FetchError::BadRevision { .. }
+            | FetchError::Rollback { .. } => true,
+            FetchError::Request(_) | FetchError::State(_) => false,
+        }
+    }
+
+    /// True when central rejected the device token (401/403).
+    pub fn is_token_rejected(&self) -> bool {
+        matches!(self, FetchError::Request(ClientError::TokenRejected { .. }))
+    }
+}
+
+/// A document whose envelope, signature and revision passed.
+pub struct VerifiedDocument {
+    pub revision: u64,
+    pub etag: Option<String>,
+    pub verification: Verification,
+    payload: SecretSlice<u8>,
+}
+
+impl VerifiedDocument {
+    /// The payload bytes (the desired-state JSON, secrets included) for `desired`.
+    pub fn payload(&self) -> &[u8] {
+        self.payload.expose_secret()
+    }
+}
+
+impl std::fmt::Debug for VerifiedDocument {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VerifiedDocument")
+            .field("revision", &self.revision)
+            .field("etag", &self.etag)
+            .field("verification", &self.verification)
+            .field("payload", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// What a poll produced.
+#[derive(Debug)]
+pub enum Fetched {
+    /// A verified document with a higher revision than the last applied one.
+    New(VerifiedDocument),
+    /// A verified document with the last applied revision: nothing new, handle drift.
+    Same(VerifiedDocument),
+    /// 304: the document last seen is current.
+    Unchanged,
+    /// 204/404: no document is assigned to this device.
+    NoDocument,
+}
+
+/// One poll's result and when to poll next.
+#[derive(Debug)]
+pub struct Poll {
+    pub result: Result<Fetched, FetchError>,
+    pub next_in: Duration,
+}
+
+/// The fetch session (see the module doc for its states).
+#[derive(Debug)]
+pub struct ConfigChannel {
+    client: CentralClient,
+    trust: TrustPolicy,
+    poll_interval: Duration,
+    wait: Option<Duration>,
+    store: CentralStore,
+    seen_etag: Option<String>,
+    last_applied: Option<u64>,
+    long_poll: LongPoll,
+    errors: Backoff,
+    auth: Backoff,
+}
+
+impl ConfigChannel {
+    /// A session for `config`, resuming the applied revision from `store`.
+    pub fn new(client: CentralClient, config: &CentralConfig, store: CentralStore) -> Self {
+        let last_applied = store.snapshot().applied.map(|a| a.revision);
+        Self {
+            client,
+            trust: config.trust.clone(),
+            poll_interval: config.poll_interval,
+            wait: config.long_poll_wait,
+            store,
+            seen_etag: None,
+            last_applied,
+            long_poll: LongPoll::Unknown,
+            errors: Backoff::transient(),
+            auth: Backoff::token_rejected(config.poll_interval),
+        }
+    }
+
+    /// The revision last applied, if any.
+    pub fn last_applied(&self) -> Option<u64> {
+        self.last_applied
+    }
+
+    /// What was learnt about long-polling.
+    pub fn long_poll(&self) -> LongPoll {
+        self.long_poll
+    }
+
+    /// Sends one request and classifies the answer. Cancel-safe: dropping the future
+    /// loses nothing but the request in flight.
+    pub async fn poll(&mut self) -> Poll {
+        let started = Instant::now();
+        let response = self
+            .client
+            .get_config(self.seen_etag.as_deref(), self.wait)
+            .await;
+        let elapsed = started.elapsed();
+        let unit = rand::random::<f64>();
+        let (result, next_in) = self.judge(response, elapsed, unit);
+        self.record(&result);
+        Poll { result, next_in }
+    }
+
+    fn judge(
+        &mut self,
+        response: Result<ConfigResponse, ClientError>,
+        elapsed: Duration,
+        unit: f64,
+    ) -> (Result<Fetched, FetchError>, Duration) {
+        let plain = jitter(self.poll_interval, POLL_JITTER, unit);
+        match response {
+            Ok(ConfigResponse::Document { etag, body }) => {
+                self.answered();
+                // Remember the ETag even when refusing, so the next request waits for a change.
+                self.seen_etag.clone_from(&etag);
+                let next = if self.wait.is_some() && etag.is_some() {
+                    Duration::ZERO
+                } else {
+                    plain
+                };
+                (self.accept(etag, &body), next)
+            }
+            Ok(ConfigResponse::NotModified) => {
+                self.answered();
+                self.long_poll = LongPoll::observe(self.wait, elapsed);
+                (
+                    Ok(Fetched::Unchanged),
+                    self.long_poll.next_delay(self.poll_interval, unit),
+                )
+            }
+            Ok(ConfigResponse::NoDocument { .. }) => {
+                self.answered();
+                self.seen_etag = None;
+                self.long_poll = LongPoll::observe(self.wait, elapsed);
+                (
+                    Ok(Fetched::NoDocument),
+                    self.long_poll.next_delay(self.poll_interval, unit),
+                )
+            }
+            Err(e @ ClientError::TokenRejected { .. }) => {
+                self.errors.reset();
+                let next = self.auth.next(unit, None);
+                (Err(FetchError::Request(e)), next)
+            }
+            Err(e) => {
+                let next = self.errors.next(unit, e.retry_after());
+                (Err(FetchError::Request(e)), next)
+            }
+        }
+    }
+
+    fn answered(&mut self) {
+        self.errors.reset();
+        self.auth.reset();
+    }
+
+    fn accept(&self, etag: Option<String>, body: &[u8]) -> Result<Fetched, FetchError> {
+        let envelope = dsse::parse_envelope(body).map_err(FetchError::Envelope)?;
+        let verification = dsse::verify(&envelope, CONFIG_PAYLOAD_TYPE, &self.trust)
+            .map_err(FetchError::Envelope)?;
+        let revision = read_revision(&envelope.payload)?;
+        let document = VerifiedDocument {
+            revision,
+            etag,
+            verification,
+            payload: SecretSlice::from(envelope.payload),
+        };
+        match self.last_applied.map(|last| (revision.cmp(&last), last)) {
+            None | Some((Ordering::Greater, _)) => Ok(Fetched::New(document)),
+            Some((Ordering::Equal, _)) => Ok(Fetched::Same(document)),
+            Some((Ordering::Less, last_applied)) => Err(FetchError::Rollback {
+                revision,
+                last_applied,
+            }),
+        }
+    }
+
+    /// Records that `document` was applied: later documents must have a higher revision.
+    pub fn mark_applied(&mut self, document: &VerifiedDocument) -> Result<(), FetchError> {
+        let verified_by = match &document.verification {
+            Verification::Signed { key_id } => format!("ed25519:{key_id}"),
+            Verification::Unsigned => "unsigned".to_owned(),
+        };
+        let applied = AppliedDocument {
+            revision: document.revision,
+            etag: document.etag.clone(),
+            verified_by,
+            at: chrono::Utc::now(),
+        };
+        self.store
+            .update(|s| s.applied = Some(applied))
+            .map_err(FetchError::State)?;
+        self.last_applied = Some(document.revision);
+        Ok(())
+    }
+
+    /// Writes the poll's outcome into `central.json` and logs a failure.
+    fn record(&self, result: &Result<Fetched, FetchError>) {
+        let now = chrono::Utc::now();
+        let (outcome, revision) = classify(result);
+        let written = self.store.update(|s| {
+            s.counters.fetches += 1;
+            s.last_fetch = Some(FetchRecord {
+                at: now,
+                outcome,
+                revision,
+            });
+            let Err(e) = result else {
+                // Only `New`/`Same` carry a revision: a document was received.
+                if revision.is_some() {
+                    s.counters.documents_received += 1;
+                }
+                return;
+            };
+            match outcome {
+                FetchOutcome::Refused => {
+                    s.counters.documents_received += 1;
+                    s.counters.documents_refused += 1;
+                    s.last_refusal = Some(Refusal {
+                        at: now,
+                        revision,
+                        reason: error_chain(e),
+                        fault: e.fault(),
+                    });
+                }
+                FetchOutcome::TokenRejected => s.counters.token_rejections += 1,
+                _ => s.counters.fetch_errors += 1,
+            }
+            s.last_error = Some(ErrorRecord {
+                at: now,
+                fault: e.fault(),
+                message: error_chain(e),
+            });
+        });
+        if let Err(e) = written {
+            tracing::warn!(error = %error_chain(&e), "cannot record the fetch in central.json");
+        }
+        if let Err(e) = result {
+            tracing::warn!(fault = ?e.fault(), error = %error_chain(e), "desired-state fetch failed");
+        }
+    }
+}
+
+/// The outcome recorded for a poll, and the revision it concerned.
+fn classify(result: &Result<Fetched, FetchError>) -> (FetchOutcome, Option<u64>) {
+    match result {
+        Ok(Fetched::New(d)) => (FetchOutcome::NewDocument, Some(d.revision)),
+        Ok(Fetched::Same(d)) => (FetchOutcome::SameRevision, Some(d.revision)),
+        Ok(Fetched::Unchanged) => (FetchOutcome::Unchanged, None),
+        Ok(Fetched::NoDocument) => (FetchOutcome::NoDocument, None),
+        Err(e) if e.is_refusal() => (FetchOutcome::Refused, refused_revision(e)),
+        Err(e) if e.is_token_rejected() => (FetchOutcome::TokenRejected, None),
+        Err(_) => (FetchOutcome::Failed, None),
+    }
+}
+
+fn refused_revision(error: &FetchError) -> Option<u64> {
+    match error {
+        FetchError::Rollback { revision, .. } => Some(*revision),
+        FetchError::Request(_)
+        | FetchError::Envelope(_)
+        | FetchError::BadRevision { .. }
+        | FetchError::State(_) => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct RevisionOnly {
+    revision: Option<Value>,
+}
+
+/// Reads `revision` from a payload, ignoring every other field. Pure and total.
+pub fn read_revision(payload: &[u8]) -> Result<u64, FetchError> {
+    let not_an_object = FetchError::BadRevision {
+        rule: "cannot be read: the payload is not a JSON object",
+    };
+    // serde would also fill a struct from a JSON array; only an object is a document.
+    if payload.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_an_object);
+    }
+    let doc: RevisionOnly = serde_json::from_slice(payload).map_err(|_| not_an_object)?;
+    match doc.revision {
+        None => Err(FetchError::BadRevision { rule: "is missing" }),
+        Some(v) => v
+            .as_u64()
+            .filter(|r| *r >= 1)
+            .ok_or(FetchError::BadRevision {
+                rule: "must be an integer ≥ 1",
+            }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+    use proptest::prelude::*;
+    use secrecy::SecretString;
+
+    use crate::central::dsse::TrustedKey;
+    use crate::state_dir::StateDir;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn channel(dir: &std::path::Path, wait: Option<u64>) -> ConfigChannel {
+        let key = SigningKey::from_bytes(&[1; 32]);
+        let text = format!(
+            "[central]\nurl = \"http://127.0.0.1:9\"\ntoken_file = \"/t\"\ntrusted_keys = [\"{}\"]\nlong_poll_wait_secs = {}\n",
+            TrustedKey::from_signing_key(&key).to_config_string(),
+            wait.unwrap_or(0)
+        );
+        let config = crate::config::AgentConfig::parse(&text, "t")
+            .unwrap()
+            .central
+            .unwrap();
+        let client = CentralClient::new(&config, &SecretString::from("tok")).unwrap();
+        let store = CentralStore::open(StateDir::open(dir).unwrap()).unwrap();
+        ConfigChannel::new(client, &config, store)
+    }
+
+    fn doc(revision: u64, seed: u8) -> ConfigResponse {
+        let payload = format!(
+            "{{\"schema\":\"truenas-agent.config/v1\",\"revision\":{revision},\"b2\":{{\"application_key\":\"CANARY-B2-APPKEY-7f3a9c\"}}}}"
+        );
+        let env = dsse::sign(
+            CONFIG_PAYLOAD_TYPE,
+            payload.as_bytes(),
+            &SigningKey::from_bytes(&[seed; 32]),
+            None,
+        );
+        ConfigResponse::Document {
+            etag: Some(format!("\"r{revision}\"")),
+            body: env.to_json(),
+        }
+    }
+
+    #[test]
+    fn revisions_new_same_and_rollback() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ch = channel(tmp.path(), None);
+        let (r, _) = ch.judge(Ok(doc(5, 1)), S(0), 0.5);
+        let Ok(Fetched::New(d)) = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(d.revision, 5);
+        assert!(String::from_utf8_lossy(d.payload()).contains("\"revision\":5"));
+        assert!(!format!("{d:?}").contains("CANARY"));
+        ch.mark_applied(&d).unwrap();
+        assert!(matches!(
+            ch.judge(Ok(doc(5, 1)), S(0), 0.5).0,
+            Ok(Fetched::Same(_))
+        ));
+        assert!(matches!(
+            ch.judge(Ok(doc(6, 1)), S(0), 0.5).0,
+            Ok(Fetched::New(_))
+        ));
+        let (r, _) = ch.judge(Ok(doc(4, 1)), S(0), 0.5);
+        let err = r.unwrap_err();
+        assert!(matches!(
+            err,
+            FetchError::Rollback {
+                revision: 4,
+                last_applied: 5
+            }
+        ));
+        assert!(err.is_refusal());
+        assert_eq!(err.fault(), Fault::Central);
+        assert_eq!(
+            err.to_string(),
+            "refused document revision 4: it is lower than the applied revision 5 (rollback)"
+        );
+        // The applied revision survives a restart.
+        let ch2 = channel(tmp.path(), None);
+        assert_eq!(ch2.last_applied(), Some(5));
+    }
+
+    #[test]
+    fn untrusted_signature_is_refused_and_its_etag_remembered() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ch = channel(tmp.path(), Some(50));
+        let (r, next) = ch.judge(Ok(doc(9, 2)), S(0), 0.5);
+        let err = r.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FetchError::Envelope(DsseError::SignatureInvalid { .. })
+            ),
+            "{err:?}"
+        );
+        assert_eq!(err.fault(), Fault::Central);
+        assert_eq!(ch.seen_etag.as_deref(), Some("\"r9\""));
+        // Long-polling on the refused ETag: ask again at once, the server holds it.
+        assert_eq!(next, S(0));
+    }
+
+    #[test]
+    fn scheduling_follows_the_answers() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ch = channel(tmp.path(), Some(50));
+        // Held 304 → immediately again; immediate 304 → plain polling (±10 %).
+        assert_eq!(
+            ch.judge(Ok(ConfigResponse::NotModified), S(50), 0.5).1,
+            S(0)
+        );
+        assert_eq!(ch.long_poll(), LongPoll::Held);
+        assert_eq!(
+            ch.judge(Ok(ConfigResponse::NotModified), S(0), 0.5).1,
+            S(300)
+        );
+        assert_eq!(ch.long_poll(), LongPoll::Immediate);
+        assert_eq!(
+            ch.judge(Ok(ConfigResponse::NotModified), S(0), 0.0).1,
+            S(270)
+        );
+        // 5xx: exponential; Retry-After is a floor.
+        let e = || ClientError::ServerError {
+            op: super::super::client::Operation::FetchConfig,
+            status: 503,
+            retry_after: None,
+        };
+        assert_eq!(ch.judge(Err(e()), S(0), 1.0).1, S(5));
+        assert_eq!(ch.judge(Err(e()), S(0), 1.0).1, S(10));
+        let limited = ClientError::RateLimited {
+            op: super::super::client::Operation::FetchConfig,
+            retry_after: Some(S(90)),
+        };
+        assert_eq!(ch.judge(Err(limited), S(0), 1.0).1, S(90));
+        // An answer resets the back-off.
+        let _ = ch.judge(Ok(ConfigResponse::NoDocument { status: 204 }), S(0), 0.5);
+        assert_eq!(ch.judge(Err(e()), S(0), 1.0).1, S(5));
+        // 401: backs off from the poll interval, doubling.
+        let rejected = || ClientError::TokenRejected {
+            op: super::super::client::Operation::FetchConfig,
+            status: 401,
+        };
+        assert_eq!(ch.judge(Err(rejected()), S(0), 1.0).1, S(300));
+        let (r, next) = ch.judge(Err(rejected()), S(0), 1.0);
+        assert_eq!(next, S(600));
+        assert!(r.unwrap_err().is_token_rejected());
+    }
+
+    #[test]
+    fn plain_polling_without_wait() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ch = channel(tmp.path(), None);
+        assert_eq!(ch.judge(Ok(doc(1, 1)), S(0), 0.5).1, S(300));
+        assert_eq!(
+            ch.judge(Ok(ConfigResponse::NotModified), S(0), 0.5).1,
+            S(300)
+        );
+    }
+
+    #[test]
+    fn revision_reading() {
+        assert_eq!(read_revision(br#"{"revision":7,"b2":{}}"#).unwrap(), 7);
+        for (bad, rule) in [
+            (&br#"{"schema":"x"}"#[..], "is missing"),
+            (br#"{"revision":0}"#, "≥ 1"),
+            (br#"{"revision":-3}"#, "≥ 1"),
+            (br#"{"revision":"7"}"#, "≥ 1"),
+            (br#"{"revision":1.5}"#, "≥ 1"),
+            (b"[1]", "not a JSON object"),
+            (b"\xff", "not a JSON object"),
+        ] {
+            let err = read_revision(bad).unwrap_err();
+            assert!(err.to_string().contains(rule), "{err}");
+            assert_eq!(err.fault(), Fault::Operator);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn read_revision_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let _ = read_revision(&bytes);
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Reports on their way to central: queue into the spool, deliver oldest first.
+//!
+//! Owns: [`Outbox`] — encoding a [`Report`] into the spool (with the dropped count and
+//! the secret scrub), and delivering the spool in order with `POST /v1/reports`:
+//! 2xx removes the report, 4xx other than 408/429 drops it for good (counted), anything
+//! else stops the round and backs off (exponential with jitter, floor = `Retry-After`).
+//! Does not: build reports or decide when to send them (the daemon: after every apply,
+//! on health changes, and at least every report interval).
+//! Invariants: reports leave in the order they were queued; a report is removed from
+//! the spool only after central answered 2xx or a permanent 4xx, so a crash or a
+//! cancelled [`Outbox::deliver`] re-sends at most the one in flight (central
+//! de-duplicates on `report_id`); counters and the last outcome go to `central.json`.
+//! Limitations: one report per request (no batching).
+
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+
+use super::client::{CentralClient, ClientError, ReportResponse};
+use super::report::{self, Report};
+use super::schedule::Backoff;
+use super::spool::{Pushed, Spool, SpoolError};
+use super::state::{CentralStore, ErrorRecord, ReportOutcome, ReportRecord, error_chain};
+use crate::fault::Fault;
+
+/// Queuing or delivering reports failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    #[error("cannot queue the report")]
+    Spool(#[source] SpoolError),
+    #[error("cannot deliver reports to central")]
+    Send(#[source] ClientError),
+}
+
+impl ReportError {
+    /// The party that has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ReportError::Spool(e) => e.fault(),
+            ReportError::Send(e) => e.fault(),
+        }
+    }
+}
+
+/// How a delivery round went.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub delivered: usize,
+    /// Rejected for good (4xx other than 408/429) and dropped.
+    pub rejected: usize,
+    /// Still in the spool.
+    pub pending: usize,
+    /// Why the round stopped early.
+    pub error: Option<ReportError>,
+    /// When to try again (`None`: the spool is empty).
+    pub retry_in: Option<Duration>,
+}
+
+/// The spool plus the client that empties it.
+#[derive(Debug)]
+pub struct Outbox {
+    client: CentralClient,
+    spool: Spool,
+    store: CentralStore,
+    backoff: Backoff,
+}
+
+impl Outbox {
+    /// Opens the spool in the store's state dir with a cap of `spool_max_bytes`.
+    pub fn open(
+        client: CentralClient,
+        store: CentralStore,
+        spool_max_bytes: u64,
+    ) -> Result<Self, ReportError> {
+        let spool = Spool::open(store.dir().path(), spool_max_bytes).map_err(ReportError::Spool)?;
+        let lost = spool.stats();
+        if lost.lost_corrupt > 0 || lost.dropped_for_cap > 0 {
+            tracing::warn!(
+                torn_or_corrupt = lost.lost_corrupt,
+                over_cap = lost.dropped_for_cap,
+                "reports lost from the spool; the next report says how many"
+            );
+            if let Err(e) = store.update(|s| {
+                s.counters.reports_lost += lost.lost_corrupt;
+                s.counters.reports_dropped += lost.dropped_for_cap;
+            }) {
+                tracing::warn!(error = %error_chain(&e), "cannot record lost reports in central.json");
+            }
+        }
+        Ok(Self {
+            client,
+            spool,
+            store,
+            backoff: Backoff::transient(),
+        })
+    }
+
+    /// Queues a report durably. `secrets` are scrubbed from it (see `report::encode`).
+    pub fn enqueue(
+        &mut self,
+        report: &Report,
+        secrets: &[&SecretString],
+    ) -> Result<Pushed, ReportError> {
+        let pushed = self
+            .spool
+            .push(|dropped| report::encode(report, dropped, secrets))
+            .map_err(ReportError::Spool)?;
+        if pushed.dropped > 0 {
+            tracing::warn!(
+                dropped = pushed.dropped,
+                "report spool full: dropped the oldest reports"
+            );
+        }
+        self.note(|s| {
+            s.counters.reports_queued += 1;
+            s.counters.reports_dropped += pushed.dropped;
+        });
+        Ok(pushed)
+    }
+
+    /// Reports waiting in the spool.
+    pub fn pending(&self) -> usize {
+        self.spool.len()
+    }
+
+    /// Sends queued reports, oldest first, until the spool is empty or central cannot
+    /// take one (then `retry_in` says when to try again).
+    pub async fn deliver(&mut self) -> Delivery {
+        let mut delivery = Delivery::default();
+        loop {
+            let (seq, body) = match self.spool.oldest() {
+                Ok(Some(next)) => next,
+                Ok(None) => break,
+                Err(e) => {
+                    delivery.error = Some(ReportError::Spool(e));
+                    delivery.retry_in = Some(self.backoff.next(rand::random(), None));
+                    break;
+                }
+            };
+            match self.client.post_report(body).await {
+                Ok(response) => {
+                    if let Err(e) = self.settle(seq, response, &mut delivery) {
+                        delivery.error = Some(e);
+                        break;
+                    }
+                }
+                Err(e) => {
+                    let retry_in = self.backoff.next(rand::random(), e.retry_after());
+                    self.note_error(&e, Some(status_of(&e)).flatten());
+                    delivery.error = Some(ReportError::Send(e));
+                    delivery.retry_in = Some(retry_in);
+                    break;
+                }
+            }
+        }
+        delivery.pending = self.spool.len();
+        delivery
+    }
+
+    fn settle(
+        &mut self,
+        seq: u64,
+        response: ReportResponse,
+        delivery: &mut Delivery,
+    ) -> Result<(), ReportError> {
+        self.backoff.reset();
+        let (outcome, status) = match response {
+            ReportResponse::Accepted { status } => {
+                self.spool.remove(seq).map_err(ReportError::Spool)?;
+                delivery.delivered += 1;
+                (ReportOutcome::Delivered, status)
+            }
+            ReportResponse::Rejected { status } => {
+                self.spool.reject(seq).map_err(ReportError::Spool)?;
+                delivery.rejected += 1;
+                tracing::warn!(status, "central rejected a report for good; dropped it");
+                (ReportOutcome::Rejected, status)
+            }
+        };
+        let pending = self.spool.len();
+        self.note(|s| {
+            match outcome {
+                ReportOutcome::Delivered => s.counters.reports_delivered += 1,
+                ReportOutcome::Rejected | ReportOutcome::Retrying => {
+                    s.counters.reports_rejected += 1;
+                }
+            }
+            s.last_report = Some(ReportRecord {
+                at: Utc::now(),
+                outcome,
+                status: Some(status),
+                pending,
+            });
+        });
+        Ok(())
+    }
+
+    fn note_error(&self, error: &ClientError, status: Option<u16>) {
+        tracing::warn!(fault = ?error.fault(), error = %error_chain(error), "report delivery failed; will retry");
+        let pending = self.spool.len();
+        self.note(|s| {
+            s.last_report = Some(ReportRecord {
+                at: Utc::now(),
+                outcome: ReportOutcome::Retrying,
+                status,
+                pending,
+            });
+            s.last_error = Some(ErrorRecord {
+                at: Utc::now(),
+                fault: error.fault(),
+                message: format!("cannot deliver reports to central: {}", error_chain(error)),
+            });
+        });
+    }
+
+    fn note(&self, change: impl FnOnce(&mut super::state::CentralState)) {
+        if let Err(e) = self.store.update(change) {
+            tracing::warn!(error = %error_chain(&e), "cannot record report delivery in central.json");
+        }
+    }
+}
+
+fn status_of(error: &ClientError) -> Option<u16> {
+    match error {
+        ClientError::ServerError { status, .. }
+        | ClientError::UnexpectedStatus { status, .. }
+        | ClientError::TokenRejected { status, .. } => Some(*status),
+        ClientError::RateLimited { .. } => Some(429),
+        ClientError::ReadCa(_)
+        | ClientError::BadCa { .. }
+        | ClientError::Setup(_)
+        | ClientError::BadToken
+        | ClientError::Transport { .. }
+        | ClientError::BodyTooLarge { .. } => None,
+    }
+}

@@ -1,0 +1,380 @@
+//! The reference server's data directory.
+//!
+//! Owns the layout (all files 0600, directories 0700):
+//! ```text
+//! DIR/devices/<name>/token.sha256   SHA-256 (hex) of the device's bearer token
+//! DIR/devices/<name>/config.json    the device's desired-state document (the DSSE payload)
+//! DIR/devices/<name>/disabled       present → the device's token is refused with 403
+//! DIR/devices/<name>/reports.jsonl  every accepted report: {"received_at", "report"} per line
+//! DIR/devices/<name>/latest.json    the newest report, same shape
+//! ```
+//! Does not: sign (the server signs on the fly), speak HTTP, or validate documents beyond
+//! `revision` (the agent's `desired` module is the authority on content).
+//! Invariants: tokens are never stored, only their hashes; documents and `latest.json`
+//! are replaced atomically; report lines are appended with fsync before the server says
+//! 2xx; a device name is a safe single path component.
+//! Limitations: `reports.jsonl` grows without rotation (rotate it with the usual tools
+//! while the server is stopped); lookups scan `devices/` (fine for hundreds of devices).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+
+use crate::central::fetch::read_revision;
+use crate::central::report::Report;
+use crate::fault::Fault;
+use crate::fs::{self, FileStamp, FsError};
+
+/// Largest document accepted by `publish`: its base64 in the envelope stays under the
+/// agent's 1 MiB body cap.
+pub const MAX_DOCUMENT: usize = 700 * 1024;
+
+const TOKEN_FILE: &str = "token.sha256";
+const DOCUMENT_FILE: &str = "config.json";
+const DISABLED_FILE: &str = "disabled";
+const REPORTS_FILE: &str = "reports.jsonl";
+const LATEST_FILE: &str = "latest.json";
+
+/// A data-directory operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("central data directory I/O failed")]
+    Io(#[from] FsError),
+    #[error("device name `{name}` is invalid: use letters, digits, `-`, `_` and `.` (not first)")]
+    BadName { name: String },
+    #[error("device `{name}` is not registered")]
+    UnknownDevice { name: String },
+    #[error("device `{name}` is already registered")]
+    AlreadyRegistered { name: String },
+    #[error("this token is already registered as device `{name}`")]
+    TokenInUse { name: String },
+    #[error("document is not valid: {rule}")]
+    BadDocument { rule: String },
+    #[error(
+        "document revision {revision} is not higher than the published revision {published}; \
+         agents refuse rollbacks (use --force to publish anyway)"
+    )]
+    NotNewer { revision: u64, published: u64 },
+    #[error("stored file {path} is not valid JSON")]
+    Corrupt {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+}
+
+impl StoreError {
+    /// The party that has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            StoreError::Io(_) | StoreError::Corrupt { .. } => Fault::Central,
+            StoreError::BadName { .. }
+            | StoreError::UnknownDevice { .. }
+            | StoreError::AlreadyRegistered { .. }
+            | StoreError::TokenInUse { .. }
+            | StoreError::BadDocument { .. }
+            | StoreError::NotNewer { .. } => Fault::Operator,
+        }
+    }
+}
+
+/// One stored report line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReport {
+    pub received_at: DateTime<Utc>,
+    pub report: Report,
+}
+
+/// Handle on the data directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// SHA-256 (hex) of a bearer token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Store {
+    /// Opens (and creates) the data directory.
+    pub fn open(root: &Path) -> Result<Self, StoreError> {
+        fs::create_dir_all(&root.join("devices"), 0o700)?;
+        Ok(Self {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The data directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn device_dir(&self, name: &str) -> PathBuf {
+        self.root.join("devices").join(name)
+    }
+
+    /// Registered device names, sorted.
+    pub fn devices(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        for path in fs::list_dir(&self.root.join("devices"))? {
+            if fs::stamp(&path.join(TOKEN_FILE))?.is_some() {
+                if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
+                    names.push(name.to_owned());
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    /// `(token hash, device name)` for every registered device.
+    pub fn token_index(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let mut index = Vec::new();
+        for name in self.devices()? {
+            let text = fs::read_to_string(&self.device_dir(&name).join(TOKEN_FILE))?;
+            index.push((text.trim().to_owned(), name));
+        }
+        Ok(index)
+    }
+
+    /// Registers a device under `name` with the hash of its token.
+    pub fn register(&self, name: &str, hash: &str) -> Result<(), StoreError> {
+        check_name(name)?;
+        if let Some((_, owner)) = self.token_index()?.into_iter().find(|(h, _)| h == hash) {
+            return Err(StoreError::TokenInUse { name: owner });
+        }
+        let dir = self.device_dir(name);
+        if fs::stamp(&dir.join(TOKEN_FILE))?.is_some() {
+            return Err(StoreError::AlreadyRegistered {
+                name: name.to_owned(),
+            });
+        }
+        fs::create_dir_all(&dir, 0o700)?;
+        fs::write_atomic(&dir.join(TOKEN_FILE), format!("{hash}\n").as_bytes(), 0o600)?;
+        Ok(())
+    }
+
+    /// Publishes a document for a device. The revision must be higher than the published
+    /// one unless `force` (to test agents' rollback refusal, or to start over).
+    pub fn publish(&self, name: &str, document: &[u8], force: bool) -> Result<u64, StoreError> {
+        let dir = self.registered(name)?;
+        if document.len() > MAX_DOCUMENT {
+            return Err(StoreError::BadDocument {
+                rule: format!("larger than {MAX_DOCUMENT} bytes"),
+            });
+        }
+        let revision = read_revision(document).map_err(|e| StoreError::BadDocument {
+            rule: e.to_string(),
+        })?;
+        check_schema(document)?;
+        if let Some(published) = self.document(name)?.and_then(|d| read_revision(&d).ok()) {
+            if revision <= published && !force {
+                return Err(StoreError::NotNewer {
+                    revision,
+                    published,
+                });
+            }
+        }
+        fs::write_atomic(&dir.join(DOCUMENT_FILE), document, 0o600)?;
+        Ok(revision)
+    }
+
+    /// The device's document, if one is published.
+    pub fn document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(fs::read_optional(
+            &self.device_dir(name).join(DOCUMENT_FILE),
+        )?)
+    }
+
+    /// Cheap change detector for the device's document.
+    pub fn document_stamp(&self, name: &str) -> Result<Option<FileStamp>, StoreError> {
+        Ok(fs::stamp(&self.device_dir(name).join(DOCUMENT_FILE))?)
+    }
+
+    /// True when the device is disabled (its token gets 403).
+    pub fn is_disabled(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(fs::stamp(&self.device_dir(name).join(DISABLED_FILE))?.is_some())
+    }
+
+    /// Disables or re-enables a device.
+    pub fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), StoreError> {
+        let path = self.registered(name)?.join(DISABLED_FILE);
+        if disabled {
+            fs::write_atomic(&path, b"", 0o600)?;
+        } else {
+            fs::remove_file_if_exists(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a report to `reports.jsonl` (fsync). A torn last line (a crash while
+    /// appending) is closed first so it cannot swallow the new one.
+    pub fn append_report(&self, name: &str, stored: &StoredReport) -> Result<(), StoreError> {
+        let path = self.device_dir(name).join(REPORTS_FILE);
+        let mut line = Vec::new();
+        if let Some(stamp) = fs::stamp(&path)?.filter(|s| s.len > 0) {
+            if fs::read_range(&path, stamp.len - 1, 1)? != b"\n" {
+                line.push(b'\n');
+            }
+        }
+        // invariant: plain data always serialises.
+        line.extend(serde_json::to_vec(stored).expect("invariant: report serialises"));
+        line.push(b'\n');
+        fs::append_synced(&path, &line, 0o600)?;
+        Ok(())
+    }
+
+    /// Replaces `latest.json` (a cache of the newest line, for `central devices`).
+    pub fn write_latest(&self, name: &str, stored: &StoredReport) -> Result<(), StoreError> {
+        // invariant: plain data always serialises.
+        let bytes = serde_json::to_vec(stored).expect("invariant: report serialises");
+        fs::write_atomic(&self.device_dir(name).join(LATEST_FILE), &bytes, 0o600)?;
+        Ok(())
+    }
+
+    /// Every stored report id of a device (for de-duplication).
+    pub fn report_ids(&self, name: &str) -> Result<Vec<uuid::Uuid>, StoreError> {
+        Ok(self
+            .reports(name)?
+            .into_iter()
+            .map(|r| r.report.report_id)
+            .collect())
+    }
+
+    /// Every stored report of a device, oldest first. A torn last line (crash while
+    /// appending) is skipped.
+    pub fn reports(&self, name: &str) -> Result<Vec<StoredReport>, StoreError> {
+        let bytes =
+            fs::read_optional(&self.device_dir(name).join(REPORTS_FILE))?.unwrap_or_default();
+        Ok(bytes
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .filter_map(|l| serde_json::from_slice(l).ok())
+            .collect())
+    }
+
+    /// The newest report of a device.
+    pub fn latest(&self, name: &str) -> Result<Option<StoredReport>, StoreError> {
+        let path = self.device_dir(name).join(LATEST_FILE);
+        let Some(bytes) = fs::read_optional(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { path, source })
+    }
+
+    fn registered(&self, name: &str) -> Result<PathBuf, StoreError> {
+        check_name(name)?;
+        let dir = self.device_dir(name);
+        if fs::stamp(&dir.join(TOKEN_FILE))?.is_none() {
+            return Err(StoreError::UnknownDevice {
+                name: name.to_owned(),
+            });
+        }
+        Ok(dir)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StoreError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::BadName {
+            name: name.to_owned(),
+        })
+    }
+}
+
+fn check_schema(document: &[u8]) -> Result<(), StoreError> {
+    #[derive(Deserialize)]
+    struct SchemaOnly {
+        schema: Option<String>,
+    }
+    let expected = "truenas-agent.config/v1";
+    match serde_json::from_slice::<SchemaOnly>(document) {
+        Ok(SchemaOnly { schema: Some(s) }) if s == expected => Ok(()),
+        Ok(_) | Err(_) => Err(StoreError::BadDocument {
+            rule: format!("`schema` must be \"{expected}\""),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn register_publish_and_report() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        let hash = token_hash("tok");
+        store.register("nas-01", &hash).unwrap();
+        assert!(matches!(
+            store.register("nas-01", &token_hash("other")),
+            Err(StoreError::AlreadyRegistered { .. })
+        ));
+        assert!(matches!(
+            store.register("nas-02", &hash),
+            Err(StoreError::TokenInUse { .. })
+        ));
+        assert!(matches!(
+            store.register("../x", &token_hash("x")),
+            Err(StoreError::BadName { .. })
+        ));
+        assert_eq!(
+            store.token_index().unwrap(),
+            vec![(hash, "nas-01".to_owned())]
+        );
+        let doc = |r: u64| format!("{{\"schema\":\"truenas-agent.config/v1\",\"revision\":{r}}}");
+        assert_eq!(
+            store.publish("nas-01", doc(2).as_bytes(), false).unwrap(),
+            2
+        );
+        assert!(matches!(
+            store.publish("nas-01", doc(1).as_bytes(), false),
+            Err(StoreError::NotNewer {
+                revision: 1,
+                published: 2
+            })
+        ));
+        assert!(matches!(
+            store.publish("nas-01", doc(2).as_bytes(), false),
+            Err(StoreError::NotNewer { .. })
+        ));
+        assert_eq!(store.publish("nas-01", doc(1).as_bytes(), true).unwrap(), 1);
+        assert!(matches!(
+            store.publish("nas-01", b"{\"revision\":3}", false),
+            Err(StoreError::BadDocument { .. })
+        ));
+        assert!(matches!(
+            store.publish("ghost", doc(1).as_bytes(), false),
+            Err(StoreError::UnknownDevice { .. })
+        ));
+        let report = StoredReport {
+            received_at: Utc::now(),
+            report: Report::new(Utc::now()),
+        };
+        store.append_report("nas-01", &report).unwrap();
+        store.write_latest("nas-01", &report).unwrap();
+        assert_eq!(
+            store.report_ids("nas-01").unwrap(),
+            vec![report.report.report_id]
+        );
+        assert_eq!(
+            store.latest("nas-01").unwrap().unwrap().report.report_id,
+            report.report.report_id
+        );
+        let (_, mode) =
+            fs::owner_and_mode(&tmp.path().join("devices/nas-01/reports.jsonl")).unwrap();
+        assert_eq!(mode, 0o600);
+    }
+}

@@ -1,0 +1,114 @@
+//! The method allow-list against the TrueNAS API schemas of each supported version
+//! (`shared/truenas-api/<version>/index.json` and `<method>.json`).
+//!
+//! - every `Method` exists exactly on the versions `Method::available_on` says;
+//! - the params of every call the client makes by itself (`middleware::client_calls`)
+//!   validate against the version's schema.
+//!
+//! The agent's own per-version request builders (`calls.rs`) add their payloads here.
+//! Skips with a message when `shared/` is absent.
+
+use std::path::Path;
+
+use secrecy::SecretString;
+use serde_json::Value;
+use truenas_agent::middleware::{ApiFlavor, Call, Method, client_calls};
+
+use crate::support::schema_dir;
+
+/// Methods the agent may call that the generated schemas do not cover.
+const NOT_IN_SCHEMAS: &[Method] = &[Method::DatasetCreate];
+
+fn index(dir: &Path) -> serde_json::Map<String, Value> {
+    let text = std::fs::read_to_string(dir.join("index.json")).unwrap();
+    let index: Value = serde_json::from_str(&text).unwrap();
+    index["methods"].as_object().unwrap().clone()
+}
+
+fn schema(dir: &Path, method: Method) -> Value {
+    let text = std::fs::read_to_string(dir.join(format!("{}.json", method.as_str()))).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+/// Panics with every schema error of `call` on `flavor`.
+fn assert_valid(dir: &Path, flavor: ApiFlavor, call: &Call) {
+    let schema = schema(dir, call.method);
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let params = Value::Array(call.params.clone());
+    let errors: Vec<String> = validator
+        .iter_errors(&params)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect();
+    // The params may hold the test key: the messages are about shapes; print them.
+    assert!(
+        errors.is_empty(),
+        "{} params invalid on {flavor}: {errors:?}",
+        call.method
+    );
+}
+
+#[test]
+fn every_method_exists_exactly_where_available_on_says() {
+    for flavor in ApiFlavor::ALL {
+        let Some(dir) = schema_dir(flavor.as_str()) else {
+            eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
+            return;
+        };
+        let known = index(&dir);
+        for method in Method::ALL {
+            if NOT_IN_SCHEMAS.contains(method) {
+                continue;
+            }
+            assert_eq!(
+                known.contains_key(method.as_str()),
+                method.available_on(flavor),
+                "{method} on {flavor}: schema index and Method::available_on disagree"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_clients_own_calls_match_every_schema() {
+    let key = SecretString::from("1-abcdefghijklmnop".to_owned());
+    for flavor in ApiFlavor::ALL {
+        let Some(dir) = schema_dir(flavor.as_str()) else {
+            eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
+            return;
+        };
+        let mut calls = vec![
+            client_calls::version_short(),
+            client_calls::job_by_id(42),
+            client_calls::login_with_api_key(&key),
+        ];
+        if flavor != ApiFlavor::V24_10 {
+            // JSON-RPC only: 24.10 logs in with the key alone and subscribes with `sub`.
+            calls.push(client_calls::login_ex_api_key("agent", &key));
+            calls.push(client_calls::subscribe("core.get_jobs"));
+            calls.push(client_calls::unsubscribe("5c0ad7a2-sub"));
+        }
+        for call in &calls {
+            assert!(
+                call.method.available_on(flavor),
+                "{} on {flavor}",
+                call.method
+            );
+            assert_valid(&dir, flavor, call);
+        }
+    }
+}
+
+#[test]
+fn a_wrong_payload_is_caught_by_the_check() {
+    // The check above must be able to fail: a login without a username is invalid.
+    let Some(dir) = schema_dir("25.04") else {
+        eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
+        return;
+    };
+    let bad = Call::new(
+        Method::AuthLoginEx,
+        vec![serde_json::json!({"mechanism": "API_KEY_PLAIN", "api_key": "1-x"})],
+    );
+    let result = std::panic::catch_unwind(|| assert_valid(&dir, ApiFlavor::V25_04, &bad));
+    assert!(result.is_err());
+}

@@ -1,0 +1,384 @@
+//! `truenas-agent central …` as an operator runs it, and TLS to central.
+
+use std::io::BufRead as _;
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+
+use truenas_agent::central::client::ClientError;
+use truenas_agent::central::dsse::TrustedKey;
+use truenas_agent::central::report::{CheckStatus, ChecklistItem, Report};
+use truenas_agent::central::{FetchError, Fetched};
+
+use crate::central_fixture::{Agent, document, signing_key};
+
+const BIN: &str = env!("CARGO_BIN_EXE_truenas-agent");
+
+fn agent_cmd(args: &[&str]) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .env_remove("TRUENAS_AGENT_CONFIG")
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn keygen_writes_a_private_key_and_prints_the_public_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = agent_cmd(&["central", "keygen", "--out", s(tmp.path())]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = String::from_utf8(out.stdout).unwrap();
+    let public = TrustedKey::parse(line.trim()).unwrap();
+    let key =
+        truenas_agent::central_server::keys::read_signing_key(&tmp.path().join("signing.key"))
+            .unwrap();
+    assert_eq!(TrustedKey::from_signing_key(&key), public);
+    let mode = std::fs::metadata(tmp.path().join("signing.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let again = agent_cmd(&["central", "keygen", "--out", s(tmp.path())]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).contains("refusing to overwrite"),
+        "{}",
+        text(&again)
+    );
+}
+
+#[test]
+fn register_publish_and_devices() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let token = tmp.path().join("nas-01.token");
+    let out = agent_cmd(&[
+        "central",
+        "register",
+        "--dir",
+        s(&data),
+        "--name",
+        "nas-01",
+        "--token-out",
+        s(&token),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let secret = std::fs::read_to_string(&token).unwrap();
+    assert!(secret.trim().len() >= 40);
+    assert!(
+        !text(&out).contains(secret.trim()),
+        "the token is never printed"
+    );
+    assert_eq!(
+        std::fs::metadata(&token).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Only the hash is stored.
+    crate::support::assert_no_canary_in_dir(&data);
+    let stored = std::fs::read_to_string(data.join("devices/nas-01/token.sha256")).unwrap();
+    assert!(!stored.contains(secret.trim()));
+
+    let doc = tmp.path().join("doc.json");
+    std::fs::write(&doc, serde_json::to_vec(&document(3)).unwrap()).unwrap();
+    let out = agent_cmd(&[
+        "central",
+        "publish",
+        "--dir",
+        s(&data),
+        "--device",
+        "nas-01",
+        "--document",
+        s(&doc),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("published revision 3 for device nas-01"));
+    std::fs::write(&doc, serde_json::to_vec(&document(2)).unwrap()).unwrap();
+    let out = agent_cmd(&[
+        "central",
+        "publish",
+        "--dir",
+        s(&data),
+        "--device",
+        "nas-01",
+        "--document",
+        s(&doc),
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("revision 2 is not higher than the published revision 3"),
+        "{}",
+        text(&out)
+    );
+    crate::support::assert_no_canary("publish output", &text(&out));
+
+    let out = agent_cmd(&["central", "devices", "--dir", s(&data), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(devices[0]["name"], "nas-01");
+    assert_eq!(devices[0]["published_revision"], 3);
+    assert_eq!(devices[0]["last_report_at"], serde_json::Value::Null);
+    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    assert!(text(&out).contains("last report: never"), "{}", text(&out));
+    crate::support::assert_no_canary("devices output", &text(&out));
+
+    let out = agent_cmd(&[
+        "central",
+        "disable",
+        "--dir",
+        s(&data),
+        "--device",
+        "nas-01",
+    ]);
+    assert!(out.status.success());
+    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    assert!(text(&out).contains("nas-01 [disabled]"), "{}", text(&out));
+}
+
+/// Kills the server it holds on drop (a process this test started).
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn serve_end_to_end_with_the_cli_tools() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let keys = tmp.path().join("keys");
+    let out = agent_cmd(&["central", "keygen", "--out", s(&keys)]);
+    let public = String::from_utf8(out.stdout).unwrap();
+    let agent = Agent::new("http://127.0.0.1:9/", &[], 0, false);
+    let out = agent_cmd(&[
+        "central",
+        "register",
+        "--dir",
+        s(&data),
+        "--name",
+        "nas-01",
+        "--token-file",
+        s(&agent.token_file()),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = tmp.path().join("doc.json");
+    std::fs::write(&doc, serde_json::to_vec(&document(1)).unwrap()).unwrap();
+    assert!(
+        agent_cmd(&[
+            "central",
+            "publish",
+            "--dir",
+            s(&data),
+            "--device",
+            "nas-01",
+            "--document",
+            s(&doc)
+        ])
+        .status
+        .success()
+    );
+
+    let mut child = Child(
+        Command::new(BIN)
+            .args([
+                "central",
+                "serve",
+                "--dir",
+                s(&data),
+                "--listen",
+                "127.0.0.1:0",
+                "--key",
+            ])
+            .arg(keys.join("signing.key"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut first = String::new();
+    std::io::BufReader::new(child.0.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let url = first
+        .trim()
+        .strip_prefix("central server listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+
+    // The agent trusts the key `keygen` printed.
+    let trusted = TrustedKey::parse(public.trim()).unwrap();
+    let mut config = agent.config.clone();
+    let central = config.central.as_mut().unwrap();
+    central.url = format!("{url}/").parse().unwrap();
+    central.trust.keys = vec![trusted];
+    let mut session =
+        truenas_agent::central::open(config.central.as_ref().unwrap(), agent.state_dir()).unwrap();
+    let poll = session.config.poll().await;
+    let Ok(Fetched::New(doc)) = poll.result else {
+        panic!("{:?}", poll.result)
+    };
+    assert_eq!(doc.revision, 1);
+    session.config.mark_applied(&doc).unwrap();
+
+    let mut report = Report::new(chrono::Utc::now());
+    report.device.guid = Some("9babab19-acc0-4587-aa05-ccd8103a1148".into());
+    report.config.revision = Some(1);
+    report.config.state = truenas_agent::central::report::ConfigState::Applied;
+    report.checklist.push(ChecklistItem {
+        id: "snmp.v3_only".into(),
+        title: "SNMPv3 only".into(),
+        status: CheckStatus::Fail,
+        detail: "community string set".into(),
+    });
+    session.outbox.enqueue(&report, &[]).unwrap();
+    assert_eq!(session.outbox.deliver().await.delivered, 1);
+
+    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("guid: 9babab19-acc0-4587-aa05-ccd8103a1148"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("config: revision 1 applied (published 1)"),
+        "{shown}"
+    );
+    assert!(shown.contains("failing checklist: snmp.v3_only"), "{shown}");
+
+    // SIGTERM: a clean exit.
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.0.id()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.0.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    crate::central_fixture::assert_no_canary_outside_documents(&data);
+}
+
+#[test]
+fn serve_refuses_a_key_file_others_can_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = agent_cmd(&["central", "keygen", "--out", s(tmp.path())]);
+    assert!(out.status.success());
+    let key = tmp.path().join("signing.key");
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = agent_cmd(&[
+        "central",
+        "serve",
+        "--dir",
+        s(tmp.path()),
+        "--listen",
+        "127.0.0.1:0",
+        "--key",
+        s(&key),
+    ]);
+    assert!(!out.status.success());
+    let shown = text(&out);
+    assert!(shown.contains("mode 0640"), "{shown}");
+    assert!(
+        shown.contains(&format!("chmod 600 {}", key.display())),
+        "{shown}"
+    );
+}
+
+/// A one-shot HTTPS server answering every request with 204, using `leaf`.
+async fn tls_server(
+    cert: rustls_pki_types::CertificateDer<'static>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let config = tokio_rustls::rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (tcp, _) = listener.accept().await.unwrap();
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let _ = tls
+                    .write_all(b"HTTP/1.1 204 No Content\r\nconnection: close\r\n\r\n")
+                    .await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_verifies_against_the_extra_ca_and_refuses_unknown_issuers() {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca)
+        .unwrap();
+    let addr = tls_server(
+        leaf.der().clone(),
+        rustls_pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+    )
+    .await;
+    let url = format!("https://{addr}/");
+
+    // Unknown issuer: a transport (TLS) error, nothing fetched.
+    let agent = Agent::new(&url, &[&signing_key(1)], 0, false);
+    let err = agent.session().config.poll().await.result.unwrap_err();
+    assert!(
+        matches!(err, FetchError::Request(ClientError::Transport { .. })),
+        "{err:?}"
+    );
+
+    // With the CA in central.ca_file: verified, and the server's 204 comes through.
+    let ca_file = agent.dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    let mut config = agent.config.central.clone().unwrap();
+    config.ca_file = Some(ca_file.clone());
+    let mut session = truenas_agent::central::open(&config, agent.state_dir()).unwrap();
+    let poll = session.config.poll().await;
+    assert!(
+        matches!(poll.result, Ok(Fetched::NoDocument)),
+        "{:?}",
+        poll.result
+    );
+
+    // A CA file without a certificate is an operator error naming the file.
+    std::fs::write(&ca_file, "not a certificate").unwrap();
+    let err = truenas_agent::central::open(&config, agent.state_dir()).unwrap_err();
+    let shown = truenas_agent::central::state::error_chain(&err);
+    assert!(shown.contains("central.ca_file"), "{shown}");
+    assert_eq!(err.fault(), truenas_agent::fault::Fault::Operator);
+}
