@@ -15,13 +15,17 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::central::CentralState;
+use crate::central::spool::SPOOL_FILE;
+use crate::config::AgentConfig;
 use crate::desired::{self, DesiredState};
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
 use crate::middleware::{DEFAULT_URL, Middleware};
 use crate::state_dir::StateDir;
 use crate::status::{
-    DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble, render_text,
+    CentralInputs, DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble,
+    render_text, spool_depth,
 };
 
 /// Arguments of `status`.
@@ -54,6 +58,30 @@ pub struct Context {
     pub url: String,
     pub version: String,
     pub assess: AssessOptions,
+    /// The agent config file's central settings: `None` = no config file given;
+    /// `Some(None)` = a config without `[central]`; `Some(Some((url, poll)))`.
+    pub central_config: Option<Option<(String, Duration)>>,
+}
+
+/// What the state dir says about central: `central.json` and the spool depth.
+fn central_inputs(state: &StateDir, ctx: &Context) -> CentralInputs {
+    let (central_state, state_error) = match CentralState::load(state) {
+        Ok(s) => (s, None),
+        Err(e) => (None, Some(crate::apply::error_chain(&e))),
+    };
+    let spool = crate::fs::read_optional(&state.file(SPOOL_FILE))
+        .ok()
+        .map(|bytes| bytes.map_or(0, |b| spool_depth(&b)));
+    CentralInputs {
+        configured: ctx
+            .central_config
+            .as_ref()
+            .map(|c| c.as_ref().map(|(url, _)| url.clone())),
+        poll_interval: ctx.central_config.clone().flatten().map(|(_, poll)| poll),
+        state: central_state,
+        state_error,
+        spool_depth: spool,
+    }
 }
 
 /// The document as given with `-f`: not given, read, or refused (with the reason).
@@ -121,6 +149,7 @@ pub async fn report_with<M: Middleware>(
         health_error,
         memory: memory.as_ref(),
         memory_error,
+        central: central_inputs(&state, ctx),
     })
 }
 
@@ -139,7 +168,23 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             ),
         },
     };
+    // The config file only tells where central is; a bad one is reported, not fatal.
+    let (central_config, config_error) = match &global.config {
+        None => (None, None),
+        Some(path) => match AgentConfig::load(path) {
+            Ok(c) => (
+                Some(
+                    c.central
+                        .as_ref()
+                        .map(|central| (central.url.to_string(), central.poll_interval)),
+                ),
+                None,
+            ),
+            Err(e) => (None, Some(crate::apply::error_chain(&e))),
+        },
+    };
     let now = chrono::Utc::now();
+    let timeout = Duration::from_secs(args.timeout.max(1));
     let ctx = Context {
         state_dir: super::plan::state_dir(global),
         url: global
@@ -150,25 +195,48 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         assess: AssessOptions {
             now,
             offset: local_offset(now),
-            call_timeout: Duration::from_secs(args.timeout.max(1)),
+            call_timeout: timeout,
             b2: args.check_b2.then(|| ClientOptions {
                 api_base: args.b2_api.clone(),
                 request_timeout: Duration::from_secs(10),
                 ..ClientOptions::default()
             }),
         },
+        central_config,
     };
-    let connect_budget = Duration::from_secs(args.timeout.max(1) * 2);
-    let connected = match tokio::time::timeout(connect_budget, super::plan::connect(global)).await {
-        Ok(Ok(mw)) => Ok(mw),
-        Ok(Err(e)) => Err(format!("{e:#}")),
-        Err(_) => Err(format!("no answer within {connect_budget:?}")),
-    };
-    let report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
+    let connected = connect(global, timeout).await;
+    let mut report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
+    if let Some(error) = config_error {
+        crate::status::add_problem(
+            &mut report,
+            crate::health::Problem {
+                level: crate::health::Level::Warning,
+                area: crate::health::Area::Agent,
+                subject: None,
+                message: format!("the agent config file could not be used: {error}"),
+                next_step: "Fix the file (every problem is listed) — the daemon refuses to \
+                            start with it."
+                    .to_owned(),
+            },
+        );
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         print!("{}", render_text(&report));
     }
     Ok(ExitCode::from(report.exit_code))
+}
+
+/// Connects with `timeout` for connecting and for each call.
+async fn connect(
+    global: &super::GlobalArgs,
+    timeout: Duration,
+) -> Result<crate::middleware::Client, String> {
+    let mut options = super::common::connect_options(global).map_err(|e| format!("{e:#}"))?;
+    options.connect_timeout = timeout;
+    options.call_timeout = timeout;
+    crate::middleware::Client::connect(options)
+        .await
+        .map_err(|e| crate::apply::error_chain(&e))
 }

@@ -163,8 +163,8 @@ fn json_output(desired: &DesiredState, a: &Assessment, options: &AssessOptions, 
         "b2_checked": options.b2.is_some(),
         "counts": {"pass": pass, "fail": fail, "unknown": unknown, "not_checked": not_checked},
         "items": items,
-        "health": report::health_part(&a.health),
-        "checklist": report::checklist_part(checklist),
+        "health": report::health_section(&a.health),
+        "checklist": report::checklist_items(checklist),
     })
 }
 
@@ -239,7 +239,7 @@ async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
         Ok(s) => s,
         Err(e) => return undetermined("state_dir", &crate::apply::error_chain(&e), args.json),
     };
-    let mw = match super::plan::connect(global).await {
+    let mw = match super::common::connect(global).await {
         Ok(mw) => mw,
         Err(e) => return undetermined("middleware", &format!("{e:#}"), args.json),
     };

@@ -1,79 +1,29 @@
-//! PURE: the report's `health` and `checklist` parts (central-protocol.md §4), built from a
-//! [`Health`].
+//! PURE: the report's `health` and `checklist` parts (central-protocol.md §4), filled from a
+//! [`Health`] into the central channel's wire types.
 //!
-//! Owns: the exact wire shapes of those two parts — field names, `null`s, RFC 3339 times
-//! with whole seconds and `Z`, the `pass|fail|unknown` status strings — and the mapping.
-//! Does not: build the rest of the report or send it (the central channel does).
-//! Invariants: field names are the contract's, binding for v1 (a test pins them against a
-//! golden JSON); nothing here carries a secret (inputs are already redacted); a status is
-//! only ever `pass`, `fail` or `unknown`.
-//! Limitations: these structs mirror the central branch's `HealthSection` /
-//! `ChecklistItem`; when that lands the lead can fill those from [`health_part`] and
-//! [`checklist_part`] one-to-one.
+//! Owns: the mapping — which health fact goes into which contract field, the
+//! `pass|fail|unknown` status of each checklist item, and the next step appended to a
+//! non-passing item's `detail`.
+//! Does not: build the rest of the report, encode or send it (`central::report` and the
+//! daemon do); this is the only health submodule that names `central` types.
+//! Invariants: nothing here carries a secret (the inputs are already redacted, and
+//! `central::report::encode` scrubs known secrets once more); a status is only ever
+//! `pass`, `fail` or `unknown` (an item only central can check is `unknown`).
+//! Limitations: `count` is 0 when the snapshot count could not be read (the `message`
+//! of the pool's Cloud Sync entry and `status` say why).
 
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-
-use super::{Checklist, Health, sync};
-
-/// `health` of the report.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct HealthPart {
-    pub cloud_sync: Vec<CloudSyncEntry>,
-    pub snapshots: Vec<SnapshotEntry>,
-}
-
-/// `health.cloud_sync[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CloudSyncEntry {
-    pub pool: String,
-    pub task_id: Option<u64>,
-    /// The last run's job state (`SUCCESS`, `RUNNING`, `FAILED`, …) or `NEVER_RUN` /
-    /// `MISSING`.
-    pub state: String,
-    #[serde(with = "opt_time")]
-    pub last_started: Option<DateTime<Utc>>,
-    #[serde(with = "opt_time")]
-    pub last_finished: Option<DateTime<Utc>>,
-    #[serde(with = "opt_time")]
-    pub last_success: Option<DateTime<Utc>>,
-    pub overdue: bool,
-    /// `retention_locked | auth | network | dataset_locked | other` when the last run
-    /// failed (`retention_locked` is the SOP's expected case, not a failure).
-    pub error_class: Option<String>,
-    /// One redacted line for the operator.
-    pub message: Option<String>,
-}
-
-/// `health.snapshots[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SnapshotEntry {
-    pub pool: String,
-    pub task_id: Option<u64>,
-    /// Newest snapshot name of the pool's root dataset made by the task.
-    pub latest: Option<String>,
-    pub latest_age_s: Option<u64>,
-    /// Snapshots of the whole pool with the task's prefix (0 when unknown).
-    pub count: u64,
-}
-
-/// `checklist[]`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChecklistEntry {
-    pub id: String,
-    pub title: String,
-    /// `pass | fail | unknown`.
-    pub status: String,
-    pub detail: String,
-}
+use super::{Checklist, Health, ItemStatus, sync};
+use crate::central::report::{
+    CheckStatus, ChecklistItem, CloudSyncHealth, HealthSection, SnapshotHealth,
+};
 
 /// The report's `health` part.
-pub fn health_part(health: &Health) -> HealthPart {
-    HealthPart {
+pub fn health_section(health: &Health) -> HealthSection {
+    HealthSection {
         cloud_sync: health
             .cloud_sync
             .iter()
-            .map(|h| CloudSyncEntry {
+            .map(|h| CloudSyncHealth {
                 pool: h.pool.clone(),
                 task_id: h.task_id,
                 state: h.state.as_str().to_owned(),
@@ -88,7 +38,7 @@ pub fn health_part(health: &Health) -> HealthPart {
         snapshots: health
             .snapshots
             .iter()
-            .map(|s| SnapshotEntry {
+            .map(|s| SnapshotHealth {
                 pool: s.pool.clone(),
                 task_id: s.task_id,
                 latest: s.latest.clone(),
@@ -99,50 +49,28 @@ pub fn health_part(health: &Health) -> HealthPart {
     }
 }
 
+/// The contract status of an item.
+pub fn check_status(status: ItemStatus) -> CheckStatus {
+    match status {
+        ItemStatus::Pass => CheckStatus::Pass,
+        ItemStatus::Fail => CheckStatus::Fail,
+        ItemStatus::Unknown | ItemStatus::NotChecked => CheckStatus::Unknown,
+    }
+}
+
 /// The report's `checklist` part. The detail carries the next step when there is one.
-pub fn checklist_part(checklist: &Checklist) -> Vec<ChecklistEntry> {
+pub fn checklist_items(checklist: &Checklist) -> Vec<ChecklistItem> {
     checklist
         .items
         .iter()
-        .map(|item| ChecklistEntry {
+        .map(|item| ChecklistItem {
             id: item.id.clone(),
             title: item.title.clone(),
-            status: item.status.wire().to_owned(),
+            status: check_status(item.status),
             detail: match &item.next_step {
                 Some(step) => format!("{} Next step: {step}", item.detail),
                 None => item.detail.clone(),
             },
         })
         .collect()
-}
-
-mod opt_time {
-    use chrono::{DateTime, Utc};
-    use serde::{Deserialize, Deserializer, Serializer};
-
-    #[allow(
-        clippy::ref_option,
-        reason = "serde's `with` calls it with `&Option<T>`"
-    )]
-    pub(super) fn serialize<S: Serializer>(
-        t: &Option<DateTime<Utc>>,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        match t {
-            Some(t) => s.serialize_str(&super::super::rfc3339(t)),
-            None => s.serialize_none(),
-        }
-    }
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
-        d: D,
-    ) -> Result<Option<DateTime<Utc>>, D::Error> {
-        let text = Option::<String>::deserialize(d)?;
-        text.map(|t| {
-            DateTime::parse_from_rfc3339(&t)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(serde::de::Error::custom)
-        })
-        .transpose()
-    }
 }

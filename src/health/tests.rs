@@ -292,7 +292,7 @@ fn auth_failure_fails_with_the_next_step() {
         !sync.overdue,
         "within the grace of tonight's fire yesterday's success counts"
     );
-    let part = report::health_part(&h);
+    let part = report::health_section(&h);
     assert_eq!(part.cloud_sync[0].error_class.as_deref(), Some("auth"));
     assert_eq!(part.cloud_sync[0].state, "FAILED");
     assert_eq!(h.level(), Level::Failing);
@@ -328,7 +328,9 @@ fn retention_only_failure_is_expected_and_counts_as_success() {
     assert!(!sync.overdue);
     assert!(sync.message.contains("Object Lock"));
     assert_eq!(
-        report::health_part(&h).cloud_sync[0].error_class.as_deref(),
+        report::health_section(&h).cloud_sync[0]
+            .error_class
+            .as_deref(),
         Some("retention_locked")
     );
     assert_eq!(h.level(), Level::Ok);
@@ -361,7 +363,7 @@ fn never_ran_is_a_warning_until_a_fire_passes_then_overdue() {
     let h = b.eval();
     assert!(h.cloud_sync[0].overdue);
     assert_eq!(h.cloud_sync[0].level, Level::Failing);
-    assert_eq!(report::health_part(&h).cloud_sync[0].state, "NEVER_RUN");
+    assert_eq!(report::health_section(&h).cloud_sync[0].state, "NEVER_RUN");
 }
 
 #[test]
@@ -604,8 +606,8 @@ fn no_secret_reaches_health_report_or_checklist() {
     let h = b.eval();
     let all = [
         serde_json::to_string(&h).unwrap(),
-        serde_json::to_string(&report::health_part(&h)).unwrap(),
-        serde_json::to_string(&report::checklist_part(&h.checklist)).unwrap(),
+        serde_json::to_string(&report::health_section(&h)).unwrap(),
+        serde_json::to_string(&report::checklist_items(&h.checklist)).unwrap(),
         serde_json::to_string(&h.problems()).unwrap(),
         format!("{h:?}"),
     ];
@@ -620,7 +622,7 @@ fn no_secret_reaches_health_report_or_checklist() {
 fn report_parts_have_the_contract_shape() {
     let b = healthy_box();
     let h = b.eval();
-    let health = serde_json::to_value(report::health_part(&h)).unwrap();
+    let health = serde_json::to_value(report::health_section(&h)).unwrap();
     let sync = &health["cloud_sync"][0];
     let mut keys: Vec<&str> = sync
         .as_object()
@@ -654,7 +656,7 @@ fn report_parts_have_the_contract_shape() {
         .collect();
     keys.sort_unstable();
     assert_eq!(keys, ["count", "latest", "latest_age_s", "pool", "task_id"]);
-    let checklist = serde_json::to_value(report::checklist_part(&h.checklist)).unwrap();
+    let checklist = serde_json::to_value(report::checklist_items(&h.checklist)).unwrap();
     for item in checklist.as_array().unwrap() {
         let mut keys: Vec<&str> = item
             .as_object()
@@ -665,5 +667,34 @@ fn report_parts_have_the_contract_shape() {
         keys.sort_unstable();
         assert_eq!(keys, ["detail", "id", "status", "title"]);
         assert!(["pass", "fail", "unknown"].contains(&item["status"].as_str().unwrap()));
+    }
+}
+
+#[test]
+fn parts_travel_in_a_full_report_and_secrets_are_scrubbed_again() {
+    use crate::central::report::{self as wire, Report};
+    let mut b = healthy_box();
+    b.set_last(
+        "pool0",
+        job(
+            json!({"id": 41, "state": "FAILED", "error": auth_failure_text(),
+                   "time_started": ms(at(23, 0, 0)), "time_finished": ms(at(23, 0, 1))}),
+        ),
+    );
+    let h = b.eval();
+    let mut report = Report::new(now());
+    report.health = report::health_section(&h);
+    report.checklist = report::checklist_items(&h.checklist);
+    let bytes = wire::encode(&report, 0, &b.desired.secrets());
+    let back = wire::decode(&bytes).unwrap();
+    assert_eq!(back.health, report.health);
+    assert_eq!(back.checklist.len(), h.checklist.items.len());
+    assert_eq!(
+        back.health.cloud_sync[0].error_class.as_deref(),
+        Some("auth")
+    );
+    let text = String::from_utf8(bytes).unwrap();
+    for canary in CANARIES {
+        assert!(!text.contains(canary));
     }
 }

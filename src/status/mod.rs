@@ -10,17 +10,21 @@
 //! filled and why (`middleware.reachable: false`, `checklist.source: "none"`, a section
 //! listed in `unwired`), never silently empty; no secret (inputs are redacted types).
 //! Limitations: sections whose source is not in this build are `null` and named in
-//! `unwired` (today: `central`, `install`; the device GUID comes from the root pool and
-//! the document, not yet from the identity subsystem's record).
+//! `unwired` (today: `install`; the device GUID comes from the root pool and the document,
+//! not yet from the identity subsystem's record). Central is judged from what the agent
+//! remembers (`central.json`, the spool), not by calling central.
 
+mod central;
 mod render;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use central::spool_depth;
 pub use render::render_text;
 
 use crate::b2::B2Report;
+use crate::central::CentralState;
 use crate::health::memory::StoredChecklist;
 use crate::health::{
     Alert, Area, CloudSyncHealth, Health, HealthMemory, ItemStatus, Level, PoolHealth, Problem,
@@ -121,6 +125,18 @@ pub struct DeviceSection {
     pub guid_matches: Option<bool>,
 }
 
+/// `central`: the channel as the agent remembers it (`central.json` and the spool).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CentralSection {
+    /// Whether the agent's config file names a central endpoint (`None`: no config read).
+    pub configured: Option<bool>,
+    pub url: Option<String>,
+    /// What `central.json` says (`None`: the agent never talked to central).
+    pub state: Option<CentralState>,
+    /// Reports waiting in the spool (`None`: the spool could not be read).
+    pub spool_depth: Option<usize>,
+}
+
 /// `backups[]`: one pool's Cloud Sync task.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackupStatus {
@@ -206,8 +222,8 @@ pub struct StatusReport {
     pub agent: AgentSection,
     pub middleware: MiddlewareSection,
     pub device: DeviceSection,
-    /// Central channel state (`null`: not available in this build, see `unwired`).
-    pub central: Option<serde_json::Value>,
+    /// Central channel state (`null`: no config and no `central.json`).
+    pub central: Option<CentralSection>,
     /// Install check (`null`: not available in this build, see `unwired`).
     pub install: Option<serde_json::Value>,
     pub pools: Vec<PoolHealth>,
@@ -258,10 +274,25 @@ pub struct StatusInputs<'a> {
     /// `health.json`, when readable.
     pub memory: Option<&'a HealthMemory>,
     pub memory_error: Option<String>,
+    /// What the agent knows about central.
+    pub central: CentralInputs,
+}
+
+/// What the agent knows about central, from its config file and state dir.
+#[derive(Debug, Clone, Default)]
+pub struct CentralInputs {
+    /// `Some(url)` / `Some(None)` when a config file was read (with / without `[central]`);
+    /// `None` when no config file was given.
+    pub configured: Option<Option<String>>,
+    /// The plain polling interval (to judge "no fetch for too long").
+    pub poll_interval: Option<std::time::Duration>,
+    pub state: Option<CentralState>,
+    pub state_error: Option<String>,
+    pub spool_depth: Option<usize>,
 }
 
 /// Sections not available in this build.
-const UNWIRED: &[&str] = &["central", "install"];
+const UNWIRED: &[&str] = &["install"];
 
 /// Builds the report: sections, problems (worst first) and the verdict.
 pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
@@ -307,6 +338,7 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
         problems.extend(health.problems());
     }
     let checklist = checklist_summary(inputs, &mut problems);
+    let central = central::section(&inputs.central, inputs.now, &mut problems);
     problems.sort_by_key(|p| std::cmp::Reverse(p.level));
     let overall = Overall::from_level(Level::worst(problems.iter().map(|p| p.level)));
     StatusReport {
@@ -328,7 +360,7 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
         },
         middleware,
         device,
-        central: None,
+        central,
         install: None,
         pools: inputs.health.map(|h| h.pools.clone()).unwrap_or_default(),
         backups: inputs
@@ -382,6 +414,14 @@ fn middleware_section(probe: &MiddlewareProbe, problems: &mut Vec<Problem>) -> M
             }
         }
     }
+}
+
+/// Adds a problem found outside [`assemble`] and recomputes the verdict.
+pub fn add_problem(report: &mut StatusReport, problem: Problem) {
+    report.problems.push(problem);
+    report.problems.sort_by_key(|p| std::cmp::Reverse(p.level));
+    report.overall = Overall::from_level(Level::worst(report.problems.iter().map(|p| p.level)));
+    report.exit_code = report.overall.exit_code();
 }
 
 /// A unit enum's serde spelling (`unix-socket`, `json-rpc`).

@@ -66,13 +66,7 @@ fn header(r: &StatusReport, out: &mut String) {
         _ => "none given (task health only; pass -f DOC for the checklist)".to_owned(),
     };
     line(out, "Document", &doc);
-    if r.central.is_none() {
-        line(
-            out,
-            "Central",
-            "not available in this build (not wired yet)",
-        );
-    }
+    line(out, "Central", &central_line(r));
     if !r.pools.is_empty() {
         let pools: Vec<String> = r
             .pools
@@ -124,6 +118,51 @@ fn header(r: &StatusReport, out: &mut String) {
         );
     }
     out.push('\n');
+}
+
+fn central_line(r: &StatusReport) -> String {
+    let Some(c) = &r.central else {
+        return "not configured (local documents only)".to_owned();
+    };
+    let Some(state) = &c.state else {
+        return format!(
+            "{} — no contact yet",
+            c.url.as_deref().unwrap_or("configured")
+        );
+    };
+    let mut parts = Vec::new();
+    if let Some(url) = &c.url {
+        parts.push(url.clone());
+    }
+    if let Some(applied) = &state.applied {
+        parts.push(format!("applied revision {}", applied.revision));
+    }
+    if let Some(fetch) = &state.last_fetch {
+        let outcome = serde_json::to_value(fetch.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        parts.push(format!(
+            "last fetch {} ({outcome})",
+            fetch.at.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
+    if let Some(report) = &state.last_report {
+        let outcome = serde_json::to_value(report.outcome)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        parts.push(format!(
+            "last report {} ({outcome})",
+            report.at.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
+    parts.push(format!(
+        "spool {}",
+        c.spool_depth
+            .map_or_else(|| "?".to_owned(), |d| d.to_string())
+    ));
+    parts.join(", ")
 }
 
 fn tasks(r: &StatusReport, out: &mut String) {

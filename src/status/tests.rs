@@ -28,6 +28,41 @@ fn doc_info(b: &BoxState) -> DocumentInfo {
     }
 }
 
+/// A daemon that talks to central: document revision 7 applied, fetched and reported two
+/// minutes ago, nothing waiting in the spool.
+fn talking_to_central() -> CentralInputs {
+    use crate::central::state::{
+        AppliedDocument, FetchOutcome, FetchRecord, ReportOutcome, ReportRecord,
+    };
+    let recent = now() - chrono::Duration::minutes(2);
+    CentralInputs {
+        configured: Some(Some("https://central.example.net/".into())),
+        poll_interval: Some(std::time::Duration::from_secs(300)),
+        state: Some(crate::central::CentralState {
+            applied: Some(AppliedDocument {
+                revision: 7,
+                etag: Some("\"r7\"".into()),
+                verified_by: "ed25519:central-2026".into(),
+                at: at(22, 9, 0),
+            }),
+            last_fetch: Some(FetchRecord {
+                at: recent,
+                outcome: FetchOutcome::Unchanged,
+                revision: Some(7),
+            }),
+            last_report: Some(ReportRecord {
+                at: recent,
+                outcome: ReportOutcome::Delivered,
+                status: Some(202),
+                pending: 0,
+            }),
+            ..crate::central::CentralState::default()
+        }),
+        state_error: None,
+        spool_depth: Some(0),
+    }
+}
+
 fn report_for(b: &BoxState, memory: &HealthMemory) -> StatusReport {
     let health = b.eval();
     assemble(&StatusInputs {
@@ -45,6 +80,7 @@ fn report_for(b: &BoxState, memory: &HealthMemory) -> StatusReport {
         health_error: None,
         memory: Some(memory),
         memory_error: None,
+        central: talking_to_central(),
     })
 }
 
@@ -154,6 +190,7 @@ fn middleware_down_is_unknown_and_still_shows_the_state_dir() {
         health_error: None,
         memory: Some(&memory),
         memory_error: None,
+        central: CentralInputs::default(),
     });
     assert!(!r.middleware.reachable);
     assert_eq!(r.exit_code, 2);
@@ -195,6 +232,7 @@ fn no_document_and_no_verify_yet_is_degraded() {
         health_error: None,
         memory: None,
         memory_error: None,
+        central: CentralInputs::default(),
     });
     assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
     assert_eq!(r.exit_code, 1);
@@ -205,7 +243,11 @@ fn no_document_and_no_verify_yet_is_degraded() {
         Some("9babab19-acc0-4587-aa05-ccd8103a1148")
     );
     assert_eq!(r.device.guid_matches, None);
-    assert_eq!(r.unwired, ["central", "install"]);
+    assert_eq!(r.unwired, ["install"]);
+    assert!(
+        r.central.is_none(),
+        "no config and no central.json: no section"
+    );
 }
 
 #[test]

@@ -300,6 +300,7 @@ impl Rig {
             url: "unix:///var/run/middleware/middlewared.sock".into(),
             version: "test".into(),
             assess: self.options(false),
+            central_config: None,
         };
         let doc = if with_document {
             DocumentArg::Read(Box::new(document()))
@@ -661,6 +662,7 @@ async fn middleware_down_status_says_so() {
         url: "unix:///var/run/middleware/middlewared.sock".into(),
         version: "test".into(),
         assess: rig.options(false),
+        central_config: None,
     };
     let report =
         report_with::<Checked>(Err("connection refused".into()), &DocumentArg::None, &ctx).await;
@@ -668,5 +670,104 @@ async fn middleware_down_status_says_so() {
     assert!(!report.middleware.reachable);
     assert_eq!(report.checklist.source, "last_verify");
     assert!(render_text(&report).contains("NOT REACHABLE"));
+    rig.finish();
+}
+
+/// Runs the real binary (TZ=UTC, like the snapshot names the rig makes).
+async fn agent(args: &[&str]) -> (std::process::Output, String) {
+    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+        .args(args)
+        .env("TZ", "UTC")
+        .env_remove("TRUENAS_AGENT_STATE_DIR")
+        .env_remove("TRUENAS_AGENT_MIDDLEWARE")
+        .env_remove("TRUENAS_AGENT_CONFIG")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout.clone()).unwrap();
+    assert_no_canary("stdout", &stdout);
+    assert_no_canary("stderr", &String::from_utf8_lossy(&out.stderr));
+    (out, stdout)
+}
+
+#[tokio::test]
+async fn cli_verify_and_status_over_the_unix_socket() {
+    let rig = Rig::new(ApiFlavor::V25_04, |_| {}).await;
+    rig.run_sync("pool1", None).await;
+    rig.run_sync("pool0", Some(AUTH_FAILURE)).await;
+    let sock_dir = tempfile::tempdir().unwrap();
+    let socket = sock_dir.path().join("middlewared.sock");
+    let _server = rig
+        .sim
+        .serve(truenas_agent::sim::ServeOptions {
+            socket: Some(socket.clone()),
+            listen: None,
+        })
+        .await
+        .unwrap();
+    let doc = sock_dir.path().join("doc.json");
+    let mut v: Value =
+        serde_json::from_slice(&std::fs::read(data("desired/example.json")).unwrap()).unwrap();
+    v["actions"] = json!([]);
+    std::fs::write(&doc, serde_json::to_vec(&v).unwrap()).unwrap();
+    let url = format!("unix://{}", socket.display());
+    let state = rig.state.path().display().to_string();
+    let doc_path = doc.display().to_string();
+    let common = ["--middleware", url.as_str(), "--state-dir", state.as_str()];
+
+    let mut args = common.to_vec();
+    args.extend([
+        "verify",
+        "-f",
+        &doc_path,
+        "--allow-unsigned",
+        "--json",
+        "--b2-api",
+        &rig.fake.base,
+    ]);
+    let (out, stdout) = agent(&args).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let verify: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verify["schema"], "truenas-agent.verify/v1");
+    assert_eq!(verify["verdict"], "fail");
+    assert_eq!(report_sync(&verify, "pool0")["error_class"], "auth");
+    assert_eq!(item(&verify, "b2.object_lock")["status"], "pass");
+
+    let mut args = common.to_vec();
+    args.extend(["status", "--json"]);
+    let (out, stdout) = agent(&args).await;
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
+    let status: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["schema"], "truenas-agent.status/v1");
+    assert_eq!(status["middleware"]["reachable"], true);
+    assert_eq!(status["middleware"]["transport"], "unix-socket");
+    assert_eq!(backup(&status, "pool0")["error_class"], "auth");
+    assert_eq!(status["checklist"]["source"], "last_verify");
+
+    let mut args = common.to_vec();
+    args.extend(["status"]);
+    let (out, text) = agent(&args).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text.contains("FAILING (exit 2)"), "{text}");
+    assert!(text.contains("Verify Credential"), "{text}");
+
+    // The middleware down: status says so and still shows the last verify.
+    let gone = format!("unix://{}", sock_dir.path().join("nothing.sock").display());
+    let (out, stdout) = agent(&[
+        "--middleware",
+        &gone,
+        "--state-dir",
+        &state,
+        "status",
+        "--json",
+        "--timeout",
+        "2",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2));
+    let down: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(down["middleware"]["reachable"], false);
+    assert_eq!(down["overall"], "failing");
+    assert_eq!(down["checklist"]["source"], "last_verify");
     rig.finish();
 }
