@@ -16,6 +16,7 @@ mod central_fixture;
 mod central_reports;
 mod fake_b2;
 mod health_scenarios;
+mod identity;
 mod middleware_client;
 mod middleware_sim;
 mod sim_protocol;
