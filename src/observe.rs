@@ -144,7 +144,7 @@ pub struct B2Attributes {
     pub folder: String,
     pub chunk_size: u64,
     pub fast_list: bool,
-    /// Keys other than the four B2 ones (a task of another provider).
+    /// Keys other than the four B2 ones that carry a value (a task of another provider).
     pub other_keys: Vec<String>,
 }
 
@@ -415,12 +415,19 @@ fn decode_cron(value: Option<&Value>) -> Cron {
 
 fn decode_attributes(value: Option<&Value>) -> B2Attributes {
     let get = |key: &str| value.and_then(|v| v.get(key));
+    // Keys of other providers count only with a real value: a newer middleware may
+    // echo its model's empty defaults (`region: ""`, `bucket_policy_only: false`).
     let other_keys = value
         .and_then(Value::as_object)
         .map(|m| {
-            m.keys()
-                .filter(|k| !["bucket", "folder", "chunk_size", "fast_list"].contains(&k.as_str()))
-                .cloned()
+            m.iter()
+                .filter(|(k, _)| {
+                    !["bucket", "folder", "chunk_size", "fast_list"].contains(&k.as_str())
+                })
+                .filter(|(_, v)| {
+                    !matches!(v, Value::Null | Value::Bool(false)) && v.as_str() != Some("")
+                })
+                .map(|(k, _)| k.clone())
                 .collect()
         })
         .unwrap_or_default();
@@ -604,7 +611,7 @@ mod tests {
         let task = decode_cloud_sync(&json!({
             "id": 5, "description": "Pool0 Cloud Backup", "path": "/mnt/pool0",
             "credentials": {"id": 3, "name": "truenas-x", "provider": {"type": "B2"}},
-            "attributes": {"bucket": "truenas-x", "folder": "/g/pool0"},
+            "attributes": {"bucket": "truenas-x", "folder": "/g/pool0", "region": "", "acknowledge_abuse": false},
             "schedule": {"minute": "00", "hour": "0", "dom": "*", "month": "*", "dow": "*"},
             "exclude": {"$set": ["/Archive/**"]},
             "bwlimit": [{"time": "8:00", "bandwidth": 2_500_000}, {"time": "18:00", "bandwidth": null}],
@@ -613,6 +620,7 @@ mod tests {
         .unwrap();
         assert_eq!(task.credential_id, Some(3));
         assert_eq!(task.attributes.chunk_size, 96);
+        assert!(task.attributes.other_keys.is_empty());
         assert!(!task.attributes.fast_list);
         assert_eq!(task.schedule.to_string(), "0 0 * * *");
         assert_eq!(task.exclude, ["/Archive/**"]);

@@ -49,6 +49,8 @@ pub struct ReconcileOptions {
     pub write: bool,
     /// The ZFS user property holding the device GUID.
     pub guid_property: String,
+    /// The agent configuration's root pool (used when the document names none).
+    pub root_pool: Option<String>,
     pub apply: ApplyOptions,
 }
 
@@ -57,6 +59,7 @@ impl Default for ReconcileOptions {
         Self {
             write: true,
             guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            root_pool: None,
             apply: ApplyOptions::default(),
         }
     }
@@ -103,9 +106,13 @@ pub async fn reconcile(
     let observed = observe::observe(mw)
         .await
         .map_err(ReconcileError::Observe)?;
-    let (device_guid, guid_source) =
-        plan::resolve_device_guid(desired, &observed, &options.guid_property)
-            .map_err(ReconcileError::Guid)?;
+    let (device_guid, guid_source) = plan::resolve_device_guid(
+        desired,
+        &observed,
+        &options.guid_property,
+        options.root_pool.as_deref(),
+    )
+    .map_err(ReconcileError::Guid)?;
     let mut store = OwnershipStore::load(state).map_err(ReconcileError::State)?;
     let inputs = Inputs {
         device_guid,

@@ -12,8 +12,8 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::plan::{Exit, exit_for, load_document, report_error, state_dir};
-use crate::apply::{ReconcileError, ReconcileOptions, reconcile};
+use super::plan::{Exit, exit_for, pass_options, prepare, report_error};
+use crate::apply::{ReconcileOptions, reconcile};
 use crate::desired::DesiredState;
 use crate::middleware::Middleware;
 use crate::state_dir::StateDir;
@@ -37,9 +37,10 @@ pub async fn run_with(
     mw: &impl Middleware,
     state: &StateDir,
     desired: &DesiredState,
+    options: &ReconcileOptions,
     as_json: bool,
 ) -> Exit {
-    let result = match reconcile(mw, state, desired, &ReconcileOptions::default()).await {
+    let result = match reconcile(mw, state, desired, options).await {
         Ok(result) => result,
         Err(err) => return report_error(&err, as_json),
     };
@@ -67,20 +68,20 @@ pub async fn run_with(
 
 /// Runs `apply`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let desired = match load_document(&args.file, args.allow_unsigned, args.json) {
-        Ok(d) => d,
+    let prepared = prepare(&args.file, args.allow_unsigned, global, args.json);
+    let (config, desired, state) = match prepared {
+        Ok(p) => p,
         Err(exit) => return Ok(exit.into()),
     };
-    let state = match StateDir::open(state_dir(global)) {
-        Ok(s) => s,
-        Err(err) => return Ok(report_error(&ReconcileError::State(err), args.json).into()),
-    };
-    let mw = match super::plan::connect(global).await {
+    let mw = match super::common::connect(global).await {
         Ok(mw) => mw,
         Err(err) => {
             eprintln!("error: {err:#}");
             return Ok(Exit::Unavailable.into());
         }
     };
-    Ok(run_with(&mw, &state, &desired, args.json).await.into())
+    let options = pass_options(&config, true);
+    Ok(run_with(&mw, &state, &desired, &options, args.json)
+        .await
+        .into())
 }

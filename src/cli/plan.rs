@@ -5,8 +5,9 @@
 //! Does not: write to the NAS (the pass runs with `write: false`).
 //! Invariants: an invalid document is reported in full before any connection is made;
 //! nothing printed contains a secret (plans show `(changed)`).
-//! Limitations: a document from a file is only accepted with `--allow-unsigned`;
-//! signed documents come through the daemon's central channel.
+//! Limitations: a document file is accepted either with `--allow-unsigned`, or as a
+//! DSSE envelope whose signature verifies under the configured `[central]
+//! trusted_keys` (`--config`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -14,10 +15,12 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
-use crate::desired::{self, DesiredError, DesiredState};
+use crate::central::dsse;
+use crate::config::{AgentConfig, Overrides};
+use crate::desired::{self, DesiredError, DesiredState, FieldError};
 use crate::middleware::Middleware;
 use crate::plan::{Blocker, GuidError};
-use crate::state_dir::{DEFAULT_STATE_DIR, StateDir};
+use crate::state_dir::StateDir;
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
@@ -56,36 +59,55 @@ impl From<Exit> for ExitCode {
 }
 
 /// Reads and validates the document; prints every problem and returns the exit code
-/// when it is refused.
+/// when it is refused. With `--allow-unsigned` a plain document or an envelope is taken
+/// as it is; otherwise it must be a DSSE envelope whose signature verifies under the
+/// `[central] trusted_keys` of the agent configuration (`--config`).
 pub(crate) fn load_document(
     path: &Path,
     allow_unsigned: bool,
+    config: &AgentConfig,
     as_json: bool,
 ) -> Result<DesiredState, Exit> {
-    desired::load_file(path, allow_unsigned).map_err(|err| {
-        report_refused(&err, as_json);
-        Exit::Refused
+    let trust = config.central.as_ref().map(|c| c.trust.clone());
+    let result = match trust {
+        Some(trust) if !trust.keys.is_empty() => {
+            let bytes = crate::fs::read(path).map_err(DesiredError::Read);
+            match bytes.map(|b| dsse::open(&b, dsse::CONFIG_PAYLOAD_TYPE, &trust)) {
+                Ok(Ok((payload, _))) => desired::parse(&payload),
+                Ok(Err(err)) => return Err(refuse(&err, Vec::new(), as_json)),
+                Err(err) => Err(err),
+            }
+        }
+        // `allow_unsigned = true` in the config (tests, demo) counts like the flag.
+        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
+        None => desired::load_file(path, allow_unsigned),
+    };
+    result.map_err(|err| {
+        let errors = err.field_errors();
+        refuse(&err, errors, as_json)
     })
 }
 
-fn report_refused(err: &DesiredError, as_json: bool) {
-    let errors = err.field_errors();
+/// Prints why the input was refused (every field problem, or the one cause).
+fn refuse(err: &dyn std::error::Error, errors: Vec<FieldError>, as_json: bool) -> Exit {
+    let message = crate::apply::error_chain(err);
+    let errors = if errors.is_empty() {
+        vec![FieldError::new("(document)", &message)]
+    } else {
+        errors
+    };
     if as_json {
         println!(
             "{}",
-            json!({"converged": false, "refused": "document", "message": err.to_string(), "errors": errors})
+            json!({"converged": false, "refused": "document", "message": message, "errors": errors})
         );
-        return;
-    }
-    match err {
-        DesiredError::Invalid(list) => {
-            eprintln!("document refused: {} problem(s):", list.len());
-            for e in list {
-                eprintln!("  {e}");
-            }
+    } else {
+        eprintln!("document refused: {} problem(s):", errors.len());
+        for e in &errors {
+            eprintln!("  {e}");
         }
-        other => eprintln!("document refused: {}", crate::apply::error_chain(other)),
     }
+    Exit::Refused
 }
 
 /// Prints a pass that could not run and returns its exit code.
@@ -133,12 +155,38 @@ pub(crate) fn exit_for(result: &Reconciled) -> Exit {
     }
 }
 
-/// The state directory from the flags (or the default).
-pub(crate) fn state_dir(global: &super::GlobalArgs) -> PathBuf {
-    global
-        .state_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR))
+/// The agent configuration (`--config`, if any) with the command-line flags on top.
+pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<AgentConfig, Exit> {
+    let overrides = Overrides {
+        state_dir: global.state_dir.clone(),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.clone(),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_pin: global.tls_pin.clone(),
+    };
+    AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
+        let message = crate::apply::error_chain(&err);
+        if as_json {
+            println!(
+                "{}",
+                json!({"converged": false, "refused": "configuration", "message": message})
+            );
+        } else {
+            eprintln!("error: {message}");
+        }
+        Exit::Refused
+    })
+}
+
+/// Pass options from the agent configuration.
+pub(crate) fn pass_options(config: &AgentConfig, write: bool) -> ReconcileOptions {
+    ReconcileOptions {
+        write,
+        guid_property: config.guid_property.clone(),
+        root_pool: config.root_pool.clone(),
+        ..ReconcileOptions::default()
+    }
 }
 
 /// Plans against an already connected middleware and prints the result.
@@ -146,11 +194,12 @@ pub async fn run_with(
     mw: &impl Middleware,
     state: &StateDir,
     desired: &DesiredState,
+    options: &ReconcileOptions,
     as_json: bool,
 ) -> Exit {
     let options = ReconcileOptions {
         write: false,
-        ..ReconcileOptions::default()
+        ..options.clone()
     };
     match reconcile(mw, state, desired, &options).await {
         Ok(result) => {
@@ -170,62 +219,35 @@ pub async fn run_with(
 
 /// Runs `plan`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let desired = match load_document(&args.file, args.allow_unsigned, args.json) {
-        Ok(d) => d,
+    let prepared = prepare(&args.file, args.allow_unsigned, global, args.json);
+    let (config, desired, state) = match prepared {
+        Ok(p) => p,
         Err(exit) => return Ok(exit.into()),
     };
-    let state = match StateDir::open(state_dir(global)) {
-        Ok(s) => s,
-        Err(err) => {
-            return Ok(report_error(&ReconcileError::State(err), args.json).into());
-        }
-    };
-    let mw = match connect(global).await {
+    let mw = match super::common::connect(global).await {
         Ok(mw) => mw,
         Err(err) => {
             eprintln!("error: {err:#}");
             return Ok(Exit::Unavailable.into());
         }
     };
-    Ok(run_with(&mw, &state, &desired, args.json).await.into())
+    let options = pass_options(&config, false);
+    Ok(run_with(&mw, &state, &desired, &options, args.json)
+        .await
+        .into())
 }
 
-/// TEMPORARY until the middleware client (branch `mw`) is merged: replaced by
-/// `super::common::connect` at that merge.
-#[expect(clippy::unused_async, reason = "temporary stub")]
-pub(crate) async fn connect(_global: &super::GlobalArgs) -> anyhow::Result<NoClient> {
-    anyhow::bail!("this build has no middleware client yet")
-}
-
-/// TEMPORARY placeholder type, removed with [`connect`] above.
-pub(crate) struct NoClient;
-
-impl Middleware for NoClient {
-    fn api(&self) -> crate::middleware::ApiInfo {
-        crate::middleware::ApiInfo {
-            flavor: crate::middleware::ApiFlavor::V25_10,
-            version: String::new(),
-            protocol: crate::middleware::Protocol::JsonRpc,
-            transport: crate::middleware::TransportKind::UnixSocket,
-        }
-    }
-    async fn call(
-        &self,
-        call: crate::middleware::Call,
-    ) -> Result<serde_json::Value, crate::middleware::CallError> {
-        Err(crate::middleware::CallError::Unavailable {
-            method: call.method,
-            detail: "no client".into(),
-        })
-    }
-    async fn wait_job(
-        &self,
-        _id: crate::middleware::JobId,
-        _timeout: std::time::Duration,
-    ) -> Result<crate::middleware::Job, crate::middleware::CallError> {
-        Err(crate::middleware::CallError::Unavailable {
-            method: crate::middleware::Method::CoreGetJobs,
-            detail: "no client".into(),
-        })
-    }
+/// Configuration, document and state directory — everything checked before the
+/// middleware is contacted.
+pub(crate) fn prepare(
+    file: &Path,
+    allow_unsigned: bool,
+    global: &super::GlobalArgs,
+    as_json: bool,
+) -> Result<(AgentConfig, DesiredState, StateDir), Exit> {
+    let config = agent_config(global, as_json)?;
+    let desired = load_document(file, allow_unsigned, &config, as_json)?;
+    let state = StateDir::open(&config.state_dir)
+        .map_err(|err| report_error(&ReconcileError::State(err), as_json))?;
+    Ok((config, desired, state))
 }

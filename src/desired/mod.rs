@@ -73,8 +73,8 @@ pub enum DesiredError {
     Envelope(#[source] EnvelopeError),
     /// A local document was given without `--allow-unsigned`.
     #[error(
-        "refusing an unverified local document: signatures are checked only on the central \
-         channel; pass --allow-unsigned to use a local file (tests, lab boxes)"
+        "refusing an unverified local document: pass --allow-unsigned (tests, lab boxes), or \
+         give --config with [central] trusted_keys to check a signed envelope"
     )]
     Unverified,
     /// The document breaks one or more rules (all of them are listed).

@@ -74,12 +74,14 @@ impl GuidError {
 }
 
 /// Resolves the device GUID: the document's `device.guid`; else the `property` on the
-/// root pool (`device.root_pool`, else the one pool that carries it); else an error.
-/// The agent never writes the GUID here (that is `identity`).
+/// root pool (`device.root_pool`, else the agent configuration's `root_pool`, else the
+/// one pool that carries it); else an error. The agent never writes the GUID here
+/// (that is `identity`).
 pub fn resolve_device_guid(
     desired: &DesiredState,
     observed: &Observed,
     property: &str,
+    configured_root: Option<&str>,
 ) -> Result<(Uuid, GuidSource), GuidError> {
     if let Some(guid) = desired.device.guid {
         return Ok((guid, GuidSource::Document));
@@ -91,10 +93,12 @@ pub fn resolve_device_guid(
                 pool: pool.to_owned(),
             })
     };
-    if let Some(root) = &desired.device.root_pool {
+    if let Some(root) = desired.device.root_pool.as_deref().or(configured_root) {
         let pool = observed
             .pool(root)
-            .ok_or_else(|| GuidError::RootPoolNotImported { pool: root.clone() })?;
+            .ok_or_else(|| GuidError::RootPoolNotImported {
+                pool: root.to_owned(),
+            })?;
         return match pool.user_properties.get(property) {
             Some(value) if value != "-" && !value.is_empty() => read(root, value),
             _ => Err(GuidError::Missing),

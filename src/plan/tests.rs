@@ -850,7 +850,7 @@ fn device_guid_resolution_order() {
     let with_guid = doc();
     let mut o = fresh(&["pool0", "pool1"]);
     assert_eq!(
-        resolve_device_guid(&with_guid, &o, DEVICE_GUID_PROPERTY)
+        resolve_device_guid(&with_guid, &o, DEVICE_GUID_PROPERTY, None)
             .unwrap()
             .1,
         GuidSource::Document
@@ -859,14 +859,14 @@ fn device_guid_resolution_order() {
         v["device"].as_object_mut().unwrap().remove("guid");
     });
     assert_eq!(
-        resolve_device_guid(&no_guid, &o, DEVICE_GUID_PROPERTY),
+        resolve_device_guid(&no_guid, &o, DEVICE_GUID_PROPERTY, None),
         Err(GuidError::Missing)
     );
     o.pools[0].user_properties.insert(
         DEVICE_GUID_PROPERTY.into(),
         "1d3d2c3b-6f7e-4b8a-9c0d-1e2f3a4b5c6d".into(),
     );
-    let (g, src) = resolve_device_guid(&no_guid, &o, DEVICE_GUID_PROPERTY).unwrap();
+    let (g, src) = resolve_device_guid(&no_guid, &o, DEVICE_GUID_PROPERTY, None).unwrap();
     assert_eq!(g.to_string(), "1d3d2c3b-6f7e-4b8a-9c0d-1e2f3a4b5c6d");
     assert_eq!(src, GuidSource::RootPool("pool0".into()));
     let no_root = doc_with(|v| {
@@ -874,14 +874,14 @@ fn device_guid_resolution_order() {
         v["device"].as_object_mut().unwrap().remove("root_pool");
     });
     assert!(
-        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY).is_ok(),
+        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY, None).is_ok(),
         "the one carrier"
     );
     o.pools[1]
         .user_properties
         .insert(DEVICE_GUID_PROPERTY.into(), "garbage".into());
     assert!(matches!(
-        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY),
+        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY, None),
         Err(GuidError::Ambiguous { .. })
     ));
     let root1 = doc_with(|v| {
@@ -889,14 +889,21 @@ fn device_guid_resolution_order() {
         v["device"]["root_pool"] = serde_json::json!("pool1");
     });
     assert_eq!(
-        resolve_device_guid(&root1, &o, DEVICE_GUID_PROPERTY),
+        resolve_device_guid(&root1, &o, DEVICE_GUID_PROPERTY, None),
         Err(GuidError::NotAUuid {
             pool: "pool1".into()
         })
     );
+    // The agent configuration's root pool counts when the document names none.
+    assert_eq!(
+        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY, Some("pool0"))
+            .unwrap()
+            .1,
+        GuidSource::RootPool("pool0".into())
+    );
     o.pools.pop();
     assert_eq!(
-        resolve_device_guid(&root1, &o, DEVICE_GUID_PROPERTY),
+        resolve_device_guid(&root1, &o, DEVICE_GUID_PROPERTY, None),
         Err(GuidError::RootPoolNotImported {
             pool: "pool1".into()
         })

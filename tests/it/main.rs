@@ -20,4 +20,5 @@ mod identity;
 mod middleware_client;
 mod middleware_sim;
 mod sim_protocol;
+mod sop;
 mod support;
