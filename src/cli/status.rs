@@ -17,11 +17,11 @@ use std::time::Duration;
 use crate::b2::{ClientOptions, DEFAULT_API_BASE};
 use crate::central::CentralState;
 use crate::central::spool::SPOOL_FILE;
-use crate::config::AgentConfig;
+use crate::config::{AgentConfig, Overrides};
 use crate::desired::{self, DesiredState};
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
-use crate::middleware::{DEFAULT_URL, Middleware};
+use crate::middleware::Middleware;
 use crate::state_dir::StateDir;
 use crate::status::{
     CentralInputs, DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble,
@@ -99,6 +99,7 @@ pub async fn report_with<M: Middleware>(
     ctx: &Context,
 ) -> StatusReport {
     let state = StateDir::at(&ctx.state_dir);
+    let identity = crate::identity::last(&state).map_err(|e| crate::apply::error_chain(&e));
     let (memory, memory_error) = match HealthMemory::load(&state) {
         Ok(m) => (Some(m), None),
         Err(e) => (None, Some(crate::apply::error_chain(&e))),
@@ -150,7 +151,49 @@ pub async fn report_with<M: Middleware>(
         memory: memory.as_ref(),
         memory_error,
         central: central_inputs(&state, ctx),
+        guid_property: ctx.assess.guid_property.clone(),
+        configured_root: ctx.assess.root_pool.clone(),
+        identity: identity.clone().ok().flatten(),
+        identity_error: identity.err(),
     })
+}
+
+/// The agent configuration (`--config`, if any) with the command-line flags on top —
+/// the same resolution `plan` and `apply` use, without printing.
+pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, String> {
+    let overrides = Overrides {
+        state_dir: global.state_dir.clone(),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.clone(),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_pin: global.tls_pin.clone(),
+    };
+    AgentConfig::resolve(global.config.as_deref(), overrides)
+        .map_err(|e| crate::apply::error_chain(&e))
+}
+
+/// Connects as the configuration says, with `timeout` for connecting and each call.
+pub(crate) async fn connect(
+    config: &AgentConfig,
+    timeout: Option<Duration>,
+) -> Result<crate::middleware::Client, String> {
+    let mut options = config
+        .middleware
+        .connect_options()
+        .map_err(|e| crate::apply::error_chain(&e))?;
+    if let Some(timeout) = timeout {
+        options.connect_timeout = timeout;
+        options.call_timeout = timeout;
+    }
+    crate::middleware::Client::connect(options)
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to the TrueNAS middleware: {}",
+                crate::apply::error_chain(&e)
+            )
+        })
 }
 
 /// Runs `status`.
@@ -168,29 +211,31 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             ),
         },
     };
-    // The config file only tells where central is; a bad one is reported, not fatal.
-    let (central_config, config_error) = match &global.config {
-        None => (None, None),
-        Some(path) => match AgentConfig::load(path) {
-            Ok(c) => (
-                Some(
-                    c.central
-                        .as_ref()
-                        .map(|central| (central.url.to_string(), central.poll_interval)),
-                ),
-                None,
-            ),
-            Err(e) => (None, Some(crate::apply::error_chain(&e))),
-        },
+    // A bad config file is reported, not fatal: status then uses the defaults and flags.
+    let (config, config_error) = match resolve_config(global) {
+        Ok(c) => (c, None),
+        Err(e) => {
+            let fallback = AgentConfig::default()
+                .with_overrides(Overrides {
+                    state_dir: global.state_dir.clone(),
+                    middleware_url: global.middleware.clone(),
+                    ..Overrides::default()
+                })
+                .unwrap_or_default();
+            (fallback, Some(e))
+        }
     };
+    let central_config = global.config.as_ref().map(|_| {
+        config
+            .central
+            .as_ref()
+            .map(|central| (central.url.to_string(), central.poll_interval))
+    });
     let now = chrono::Utc::now();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let ctx = Context {
-        state_dir: super::plan::state_dir(global),
-        url: global
-            .middleware
-            .clone()
-            .unwrap_or_else(|| DEFAULT_URL.to_owned()),
+        state_dir: config.state_dir.clone(),
+        url: config.middleware.url.clone(),
         version: crate::VERSION.to_owned(),
         assess: AssessOptions {
             now,
@@ -201,10 +246,12 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
                 request_timeout: Duration::from_secs(10),
                 ..ClientOptions::default()
             }),
+            guid_property: config.guid_property.clone(),
+            root_pool: config.root_pool.clone(),
         },
         central_config,
     };
-    let connected = connect(global, timeout).await;
+    let connected = connect(&config, Some(timeout)).await;
     let mut report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
     if let Some(error) = config_error {
         crate::status::add_problem(
@@ -226,17 +273,4 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         print!("{}", render_text(&report));
     }
     Ok(ExitCode::from(report.exit_code))
-}
-
-/// Connects with `timeout` for connecting and for each call.
-async fn connect(
-    global: &super::GlobalArgs,
-    timeout: Duration,
-) -> Result<crate::middleware::Client, String> {
-    let mut options = super::common::connect_options(global).map_err(|e| format!("{e:#}"))?;
-    options.connect_timeout = timeout;
-    options.call_timeout = timeout;
-    crate::middleware::Client::connect(options)
-        .await
-        .map_err(|e| crate::apply::error_chain(&e))
 }

@@ -12,13 +12,14 @@
 //! through the daemon); items only central can check are listed as "checked by central".
 
 use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use super::plan::state_dir;
 use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::central::dsse;
+use crate::config::AgentConfig;
 use crate::desired::{self, DesiredState};
 use crate::health::assess::{AssessOptions, Assessment, assess, record};
 use crate::health::checklist::Verdict;
@@ -228,25 +229,56 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
 }
 
 async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
-    let desired = match desired::load_file(&args.file, args.allow_unsigned) {
-        Ok(d) => d,
-        Err(e) => {
-            let problems: Vec<String> = e.field_errors().iter().map(ToString::to_string).collect();
-            return undetermined("document", &problems.join("; "), args.json);
-        }
+    let config = match super::status::resolve_config(global) {
+        Ok(c) => c,
+        Err(e) => return undetermined("configuration", &e, args.json),
     };
-    let state = match StateDir::open(state_dir(global)) {
+    let desired = match load_document(&args.file, args.allow_unsigned, &config) {
+        Ok(d) => d,
+        Err(e) => return undetermined("document", &e, args.json),
+    };
+    let state = match StateDir::open(&config.state_dir) {
         Ok(s) => s,
         Err(e) => return undetermined("state_dir", &crate::apply::error_chain(&e), args.json),
     };
-    let mw = match super::common::connect(global).await {
+    let mw = match super::status::connect(&config, None).await {
         Ok(mw) => mw,
-        Err(e) => return undetermined("middleware", &format!("{e:#}"), args.json),
+        Err(e) => return undetermined("middleware", &e, args.json),
     };
     let mut options = AssessOptions::live();
     options.b2 = (!args.skip_b2).then(|| ClientOptions {
         api_base: args.b2_api.clone(),
         ..ClientOptions::default()
     });
+    options.guid_property.clone_from(&config.guid_property);
+    options.root_pool.clone_from(&config.root_pool);
     verify_with(&mw, &state, &desired, &options, args.json).await
+}
+
+/// Reads the document as `plan`/`apply` do: with `[central] trusted_keys` configured it
+/// must be a DSSE envelope those keys verify (unless unsigned documents are allowed by
+/// the flag or the config); every problem is listed.
+fn load_document(
+    path: &Path,
+    allow_unsigned: bool,
+    config: &AgentConfig,
+) -> Result<DesiredState, String> {
+    let trust = config.central.as_ref().map(|c| c.trust.clone());
+    let result = match trust {
+        Some(trust) if !trust.keys.is_empty() && !allow_unsigned => {
+            let bytes = crate::fs::read(path).map_err(|e| crate::apply::error_chain(&e))?;
+            let (payload, _) = dsse::open(&bytes, dsse::CONFIG_PAYLOAD_TYPE, &trust)
+                .map_err(|e| crate::apply::error_chain(&e))?;
+            desired::parse(&payload)
+        }
+        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
+        None => desired::load_file(path, allow_unsigned),
+    };
+    result.map_err(|e| {
+        e.field_errors()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }

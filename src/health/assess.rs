@@ -36,6 +36,10 @@ pub struct AssessOptions {
     pub call_timeout: Duration,
     /// Run the B2 verification with these client options; `None` skips B2.
     pub b2: Option<ClientOptions>,
+    /// The ZFS user property holding the device GUID (agent config).
+    pub guid_property: String,
+    /// The agent configuration's root pool.
+    pub root_pool: Option<String>,
 }
 
 impl AssessOptions {
@@ -47,6 +51,8 @@ impl AssessOptions {
             offset: local_offset(now),
             call_timeout: Duration::from_secs(15),
             b2: Some(ClientOptions::default()),
+            guid_property: crate::observe::DEVICE_GUID_PROPERTY.to_owned(),
+            root_pool: None,
         }
     }
 }
@@ -100,6 +106,8 @@ pub async fn assess(
         .map_err(|_| AssessError::TimedOut(budget))?
         .map_err(AssessError::Observe)?;
     let mut base = HealthObservations::empty(options.offset);
+    base.guid_property.clone_from(&options.guid_property);
+    base.configured_root.clone_from(&options.root_pool);
     match OwnershipStore::load(state) {
         Ok(store) => base.ownership = store.get().clone(),
         Err(e) => base.read_errors.push(state_error("ownership record", &e)),
@@ -129,7 +137,7 @@ pub async fn assess(
             desired,
             &observed,
             &pools,
-            &obs.ownership,
+            &obs,
             client.clone(),
             options.now,
         )

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::{Area, CloudSyncHealth, Health, HealthObservations, Level, Problem, SyncState};
 use crate::b2::{self, CheckId, Finding};
 use crate::desired::{DesiredState, derive};
-use crate::observe::{CloudSyncTask, DEVICE_GUID_PROPERTY, Observed, SecretView};
+use crate::observe::{CloudSyncTask, Observed, SecretView};
 use crate::plan::{self, spec::show_bwlimit};
 
 /// An item's outcome.
@@ -429,25 +429,33 @@ fn snmp_item(c: &Ctx<'_>) -> ChecklistItem {
 
 fn guid_item(c: &Ctx<'_>) -> ChecklistItem {
     let title = "Device GUID stored as com.dtctoday:device-guid ZFS property on root pool";
+    let property = &c.obs.guid_property;
     let carriers: Vec<(&str, &str)> = c
         .observed
         .pools
         .iter()
         .filter_map(|p| {
             p.user_properties
-                .get(DEVICE_GUID_PROPERTY)
+                .get(property)
                 .filter(|v| !v.is_empty() && *v != "-")
                 .map(|v| (p.name.as_str(), v.as_str()))
         })
         .collect();
-    let root = c.desired.device.root_pool.as_deref();
+    let root = c
+        .desired
+        .device
+        .root_pool
+        .as_deref()
+        .or(c.obs.configured_root.as_deref());
     let on_root = match root {
         Some(root) => carriers.iter().find(|(p, _)| *p == root).copied(),
         None if carriers.len() == 1 => carriers.first().copied(),
         None => None,
     };
-    let fix = "Run `truenas-agent identity ensure` (or `apply`), which writes the GUID on the \
-               root pool; by hand: `zfs set com.dtctoday:device-guid=<guid> <root pool>` (SOP 2.2).";
+    let fix = format!(
+        "Run `truenas-agent identity ensure` (or `apply`), which writes the GUID on the root \
+         pool; by hand: `zfs set {property}=<guid> <root pool>` (SOP 2.2)."
+    );
     let (status, detail) = match (on_root, c.desired.device.guid) {
         (None, _) if root.is_none() && carriers.len() > 1 => (
             ItemStatus::Fail,
@@ -484,7 +492,7 @@ fn guid_item(c: &Ctx<'_>) -> ChecklistItem {
     };
     with_step(
         item("guid.zfs_property", title, ItemScope::Nas, status, detail),
-        fix,
+        &fix,
     )
 }
 
@@ -651,8 +659,12 @@ fn rule_source(_: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> (ItemStatus, Strin
 }
 
 fn rule_folder(c: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let Ok((guid, _)) = plan::resolve_device_guid(c.desired, c.observed, DEVICE_GUID_PROPERTY)
-    else {
+    let Ok((guid, _)) = plan::resolve_device_guid(
+        c.desired,
+        c.observed,
+        &c.obs.guid_property,
+        c.obs.configured_root.as_deref(),
+    ) else {
         return (
             ItemStatus::Unknown,
             format!(

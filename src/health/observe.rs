@@ -95,6 +95,10 @@ pub struct HealthObservations {
     pub offset: FixedOffset,
     /// The agent's ownership record (`apply`'s `ownership.json`); empty when none.
     pub ownership: Ownership,
+    /// The ZFS user property holding the device GUID (agent config; SOP default).
+    pub guid_property: String,
+    /// The agent configuration's root pool (used when the document names none).
+    pub configured_root: Option<String>,
     /// Cloud Sync task id → its runs.
     pub runs: BTreeMap<u64, TaskRuns>,
     /// Snapshot task id → zettarepl state.
@@ -122,6 +126,8 @@ impl HealthObservations {
         Self {
             offset,
             ownership: Ownership::default(),
+            guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            configured_root: None,
             runs: BTreeMap::new(),
             snapshot_states: BTreeMap::new(),
             snapshots: BTreeMap::new(),
@@ -435,11 +441,17 @@ pub async fn observe_b2(
     desired: &DesiredState,
     observed: &Observed,
     pools: &[String],
-    owned: &Ownership,
+    obs: &HealthObservations,
     options: ClientOptions,
     now: DateTime<Utc>,
 ) -> (B2Report, Option<SecretString>) {
-    let guid = plan::resolve_device_guid(desired, observed, DEVICE_GUID_PROPERTY);
+    let owned = &obs.ownership;
+    let guid = plan::resolve_device_guid(
+        desired,
+        observed,
+        &obs.guid_property,
+        obs.configured_root.as_deref(),
+    );
     let mut expected = Expected {
         key_id: desired.b2.key_id.clone(),
         bucket: desired.bucket.clone(),

@@ -15,6 +15,7 @@
 //! remembers (`central.json`, the spool), not by calling central.
 
 mod central;
+mod identity;
 mod render;
 
 use chrono::{DateTime, Utc};
@@ -30,8 +31,9 @@ use crate::health::{
     Alert, Area, CloudSyncHealth, Health, HealthMemory, ItemStatus, Level, PoolHealth, Problem,
     SnapshotHealth, SnmpHealth, age_seconds, rfc3339,
 };
+use crate::identity::IdentityReport;
 use crate::middleware::ApiInfo;
-use crate::observe::{DEVICE_GUID_PROPERTY, Observed};
+use crate::observe::Observed;
 
 /// The `schema` value of `status --json`.
 pub const STATUS_SCHEMA: &str = "truenas-agent.status/v1";
@@ -123,6 +125,9 @@ pub struct DeviceSection {
     pub guid_expected_source: Option<String>,
     /// `None` when either side is unknown.
     pub guid_matches: Option<bool>,
+    /// The last `identity` run (`identity.json`): GUID in effect, source, host binding,
+    /// problems. `None` when identity never ran on this state dir.
+    pub identity: Option<IdentityReport>,
 }
 
 /// `central`: the channel as the agent remembers it (`central.json` and the spool).
@@ -276,6 +281,13 @@ pub struct StatusInputs<'a> {
     pub memory_error: Option<String>,
     /// What the agent knows about central.
     pub central: CentralInputs,
+    /// The ZFS user property holding the device GUID (agent config).
+    pub guid_property: String,
+    /// The agent configuration's root pool.
+    pub configured_root: Option<String>,
+    /// The last identity run, and why it could not be read.
+    pub identity: Option<IdentityReport>,
+    pub identity_error: Option<String>,
 }
 
 /// What the agent knows about central, from its config file and state dir.
@@ -299,6 +311,18 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
     let mut problems = Vec::new();
     let middleware = middleware_section(&inputs.middleware, &mut problems);
     let device = device_section(inputs, &mut problems);
+    if let Some(report) = &inputs.identity {
+        identity::problems(report, &mut problems);
+    }
+    if let Some(error) = &inputs.identity_error {
+        problems.push(Problem {
+            level: Level::Warning,
+            area: Area::Identity,
+            subject: None,
+            message: format!("identity.json could not be read: {error}"),
+            next_step: "Run `truenas-agent identity` to check the device GUID again.".to_owned(),
+        });
+    }
     if let Some(error) = &inputs.document_error {
         problems.push(Problem {
             level: Level::Failing,
@@ -435,13 +459,15 @@ fn serde_text<T: Serialize>(value: &T) -> String {
 fn device_section(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> DeviceSection {
     let doc = inputs.document.as_ref();
     let carrier = inputs.observed.and_then(|o| {
-        let root = doc.and_then(|d| d.root_pool.as_deref());
+        let root = doc
+            .and_then(|d| d.root_pool.as_deref())
+            .or(inputs.configured_root.as_deref());
         let carriers: Vec<(&str, &str)> = o
             .pools
             .iter()
             .filter_map(|p| {
                 p.user_properties
-                    .get(DEVICE_GUID_PROPERTY)
+                    .get(&inputs.guid_property)
                     .filter(|v| !v.is_empty() && *v != "-")
                     .map(|v| (p.name.as_str(), v.as_str()))
             })
@@ -457,13 +483,20 @@ fn device_section(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> Dev
         (Some((_, have)), Some(want)) => Some(have.eq_ignore_ascii_case(want)),
         _ => None,
     };
-    if inputs.observed.is_some() && carrier.is_none() {
+    // The identity record, when it has problems, already explains a missing GUID.
+    let explained = inputs
+        .identity
+        .as_ref()
+        .is_some_and(|r| !r.problems.is_empty());
+    if inputs.observed.is_some() && carrier.is_none() && !explained {
         problems.push(Problem {
             level: Level::Failing,
             area: Area::Identity,
             subject: None,
-            message: "no device GUID on the root pool (ZFS property com.dtctoday:device-guid)"
-                .to_owned(),
+            message: format!(
+                "no device GUID on the root pool (ZFS property {})",
+                inputs.guid_property
+            ),
             next_step: "Run `truenas-agent identity ensure` (SOP phase 2); the B2 folders are \
                         named after this GUID."
                 .to_owned(),
@@ -492,6 +525,7 @@ fn device_section(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> Dev
         guid_expected_source: expected.as_ref().map(|_| "document".to_owned()),
         guid_expected: expected,
         guid_matches: matches,
+        identity: inputs.identity.clone(),
     }
 }
 

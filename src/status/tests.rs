@@ -81,6 +81,10 @@ fn report_for(b: &BoxState, memory: &HealthMemory) -> StatusReport {
         memory: Some(memory),
         memory_error: None,
         central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
     })
 }
 
@@ -191,6 +195,10 @@ fn middleware_down_is_unknown_and_still_shows_the_state_dir() {
         memory: Some(&memory),
         memory_error: None,
         central: CentralInputs::default(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
     });
     assert!(!r.middleware.reachable);
     assert_eq!(r.exit_code, 2);
@@ -233,6 +241,10 @@ fn no_document_and_no_verify_yet_is_degraded() {
         memory: None,
         memory_error: None,
         central: CentralInputs::default(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
     });
     assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
     assert_eq!(r.exit_code, 1);
@@ -282,4 +294,74 @@ fn no_secret_in_status_output() {
     ] {
         assert!(!all.contains(canary), "{canary} leaked");
     }
+}
+
+#[test]
+fn identity_record_problems_come_with_next_steps() {
+    use crate::identity::{
+        BindingState, HostBinding, IdentityReport, Mode, Problem as IdProblem, ProblemKind,
+    };
+    let b = healthy_box();
+    let health = b.eval();
+    let kind = ProblemKind::PoolMovedOrCloned {
+        pool: "pool0".into(),
+        bound_host: "aaaaaaaaaaaaaaaa".into(),
+        this_host: "bbbbbbbbbbbbbbbb".into(),
+    };
+    let report = IdentityReport {
+        mode: Mode::Observe,
+        checked_at: at(23, 10, 0),
+        property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        backend: crate::zfs::BackendChoice::command(),
+        guid: Some("9babab19-acc0-4587-aa05-ccd8103a1148".into()),
+        guid_source: None,
+        usable: false,
+        root_pool: Some("pool0".into()),
+        root_pool_source: None,
+        pools: Vec::new(),
+        host_binding: HostBinding {
+            property: "com.dtctoday:device-host".into(),
+            this_host: Some("bbbbbbbbbbbbbbbb".into()),
+            bound_host: Some("aaaaaaaaaaaaaaaa".into()),
+            state: BindingState::OtherHost,
+        },
+        changes: Vec::new(),
+        correction: None,
+        problems: vec![IdProblem::from(kind)],
+        error: None,
+    };
+    let memory = with_b2(&b);
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: Some(doc_info(&b)),
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&health),
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: Some(report),
+        identity_error: None,
+    });
+    assert_eq!(r.exit_code, 2);
+    let p = r
+        .problems
+        .iter()
+        .find(|p| p.area == Area::Identity)
+        .unwrap();
+    assert_eq!(p.level, Level::Failing);
+    assert!(p.next_step.contains("--rebind"), "{}", p.next_step);
+    assert_eq!(
+        r.device.identity.as_ref().unwrap().host_binding.state,
+        BindingState::OtherHost
+    );
 }

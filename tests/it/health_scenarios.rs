@@ -266,6 +266,8 @@ impl Rig {
                 request_timeout: Duration::from_secs(5),
                 ..ClientOptions::default()
             }),
+            guid_property: DEVICE_GUID_PROPERTY.into(),
+            root_pool: None,
         }
     }
 
