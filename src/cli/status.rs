@@ -267,10 +267,14 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             },
         );
     }
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
     } else {
-        print!("{}", render_text(&report));
-    }
+        render_text(&report)
+    };
+    // A closed pipe (`status | head`) surfaces as an error main.rs maps to exit 0.
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)?;
     Ok(ExitCode::from(report.exit_code))
 }

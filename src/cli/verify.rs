@@ -221,10 +221,14 @@ pub fn render_text(
 /// Runs `verify`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
     let output = run_args(&args, global).await;
-    print!("{}", output.stdout);
+    let mut text = output.stdout;
     if args.json {
-        println!();
+        text.push('\n');
     }
+    // A closed pipe surfaces as an error main.rs maps to exit 0.
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)?;
     Ok(ExitCode::from(output.exit))
 }
 
