@@ -188,12 +188,7 @@ pub(crate) async fn connect(
     }
     crate::middleware::Client::connect(options)
         .await
-        .map_err(|e| {
-            format!(
-                "cannot connect to the TrueNAS middleware: {}",
-                crate::apply::error_chain(&e)
-            )
-        })
+        .map_err(|e| crate::apply::error_chain(&e))
 }
 
 /// Runs `status`.
