@@ -10,7 +10,7 @@
 //! every string that leaves this module went through [`Redactor::scrub`].
 //! Limitations: texts are matched, not parsed; the wording B2 uses when Object Lock
 //! refuses a delete is not documented publicly, so a refused delete is recognised by
-//! rclone's delete/hide context plus lock/`access_denied` wording (see [`line_kind`]).
+//! rclone's delete/hide context plus lock/`access_denied` wording (see `line_kind`).
 //!
 //! Sources of the texts (read, not copied): the middleware's `plugins/cloud_sync.py`
 //! (`rclone()` raises the last five rclone output lines, plus "rclone failed with exit
@@ -18,7 +18,7 @@
 //! `fs/operations/operations.go` ("Couldn't delete: …", "failed to delete N files"),
 //! `backend/b2/b2.go` ("failed to hide %q", "failed to delete %q", "failed to authorize
 //! account", "failed to authenticate"), `backend/b2/api/types.go` (B2 errors render as
-//! "<message> (<status> <code>)"), `cmd/cmd.go` ("Attempt n/m failed with k errors and:",
+//! `"<message> (<status> <code>)"`), `cmd/cmd.go` ("Attempt n/m failed with k errors and:",
 //! "Failed to sync: …"), `fs/fs.go` ("not deleting files as there were IO errors"); the
 //! Go standard library's network errors; B2's error codes (`b2/REFERENCE.md` §1.6).
 

@@ -6,7 +6,7 @@
 //! `pool.snapshottask.query` (zettarepl state), the version's snapshot listing
 //! (`zfs.snapshot.query` on 24.10/25.04, `pool.snapshot.query` on 25.10) through the
 //! middleware's cheap names-only/count fast path, and `alert.list`; plus running
-//! [`crate::b2::verify`] with the key read from the task's cloud credential.
+//! [`crate::b2::verify()`] with the key read from the task's cloud credential.
 //! Does not: judge anything (that is [`super::evaluate`]), write to the middleware, keep
 //! the B2 key beyond the run, or touch files (`memory` does).
 //! Invariants: read-only (no method here `is_write`); a read that fails or times out is

@@ -1,5 +1,14 @@
 //! PURE: one pool's periodic snapshot task — zettarepl state, newest `auto-` snapshot,
 //! its age, the count, overdue (older than ~two schedule periods) and the verdict.
+//!
+//! Owns: finding the pool's snapshot task, reading times out of snapshot names (the
+//! task's naming schema), and the verdict (disabled → ERROR → unreadable → overdue → hold
+//! → none yet → fine).
+//! Does not: list snapshots (`observe` does, on the fast path) or do I/O.
+//! Invariants: without a readable listing nothing is called overdue (the level is
+//! `Unknown`); the newest snapshot is chosen by encoded time, not by name order.
+//! Limitations: names are assumed to carry NAS local time (zettarepl's default) unless the
+//! schema has `%z`; snapshots are attributed to the task by name prefix only.
 
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 

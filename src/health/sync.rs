@@ -1,5 +1,14 @@
 //! PURE: one pool's Cloud Sync task — last run, last success, overdue, failure class,
 //! and the verdict a technician reads.
+//!
+//! Owns: finding the pool's task (ownership record, else the SOP identity), the
+//! last-success sources and their precedence, and the ordered verdict (disabled → locked →
+//! failed → overdue → state).
+//! Does not: parse cron or classify texts (`schedule`, `classify`), or do I/O.
+//! Invariants: a run that failed only on Object Lock counts as a success and is never a
+//! problem; every problem carries a next step; no task another pool owns is borrowed.
+//! Limitations: a task matched by identity (not owned) is trusted to be the pool's when
+//! it is the only PUSH task from `/mnt/<pool>` that fits best.
 
 use chrono::{DateTime, Utc};
 

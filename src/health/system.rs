@@ -1,4 +1,13 @@
 //! PURE: pools, SNMP and alerts — the parts of health that are not per-task.
+//!
+//! Owns: the SOP 1.2 SNMP rules (v3 only, SHA/AES, community blank, user, running, at
+//! boot), pool health, and which alerts become problems.
+//! Does not: read anything (inputs are `Observed` and the observed alerts).
+//! Invariants: the SNMP community is shown only redacted; task alerts
+//! (`CloudSyncTaskFailed`, `SnapshotFailed`, `TaskLocked`) never become problems of their
+//! own — the task verdicts explain them.
+//! Limitations: SNMP credentials are compared by user name only (secrets are write-only
+//! to the agent: the SOP engine fingerprints them).
 
 use super::observe::Alert;
 use super::{Area, Ctx, Level, PoolHealth, Problem, Scope, SnmpHealth};

@@ -1,6 +1,14 @@
 //! The `central` section of `status`: what `central.json` and the spool say, and the
 //! problems a technician can act on (token rejected, documents refused, no contact,
 //! reports piling up).
+//!
+//! Owns: the read-only spool depth ([`spool_depth`]: reports without a removal record)
+//! and the central problem rules.
+//! Does not: call central, open the spool for writing, or change `central.json`.
+//! Invariants: pure; "no contact" is judged against 3 poll intervals of the configured
+//! (else default 300 s) interval.
+//! Limitations: a daemon that is running but stuck before its first fetch shows as "has
+//! not talked to central yet".
 
 use std::time::Duration;
 

@@ -1,5 +1,12 @@
 //! The device-identity part of `status`: the last `identity` run (`identity.json`) turned
 //! into problems with next steps.
+//!
+//! Owns: the next step for each identity problem kind.
+//! Does not: run identity rules or read ZFS (the identity module did, when it ran).
+//! Invariants: a blocking identity problem is `Failing`, any other a `Warning`; every
+//! message says when the identity check ran.
+//! Limitations: shows the last recorded run, which may be older than the live GUID check
+//! `status` makes from the pools' user properties.
 
 use super::rfc3339;
 use crate::health::{Area, Level, Problem};

@@ -1,4 +1,10 @@
 //! The `status` screen: sections first, then every problem with its next step.
+//!
+//! Owns: the text layout (one line per section, a row per pool, wrapped problems).
+//! Does not: decide anything shown (all of it is in the [`StatusReport`]).
+//! Invariants: pure; every problem is printed with its next step; text wraps at
+//! [`WIDTH`] columns with hanging indents.
+//! Limitations: long URLs and rclone lines are not broken inside a word.
 
 use std::fmt::Write as _;
 
