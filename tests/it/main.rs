@@ -20,5 +20,6 @@ mod identity;
 mod middleware_client;
 mod middleware_sim;
 mod sim_protocol;
+mod sim_schema;
 mod sop;
 mod support;
