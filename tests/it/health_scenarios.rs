@@ -140,7 +140,7 @@ impl Rig {
         scenario.b2_accounts.push(B2Account {
             account: KEY_ID.into(),
             valid: true,
-            buckets: vec![BUCKET.into()],
+            buckets: Some(vec![BUCKET.into()]),
         });
         let sim = Simulator::new(scenario).with_job_timing(JobTiming::Auto {
             duration: Duration::from_millis(30),
