@@ -240,6 +240,56 @@ pub fn remove_file_if_exists(path: &Path) -> Result<(), FsError> {
     }
 }
 
+/// Sets the permission bits of an existing path.
+pub fn set_mode(path: &Path, mode: u32) -> Result<(), FsError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(|source| FsError::Write {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Removes a directory and everything in it; a missing directory is not an error.
+pub fn remove_dir_all_if_exists(path: &Path) -> Result<(), FsError> {
+    match fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(FsError::Remove {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// Owner, permission bits and kind of a path (symlinks followed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileStat {
+    pub uid: u32,
+    /// `st_mode & 0o7777`.
+    pub mode: u32,
+    pub is_file: bool,
+}
+
+/// Like [`owner_and_mode`], plus the kind; `None` when the path does not exist.
+pub fn stat_optional(path: &Path) -> Result<Option<FileStat>, FsError> {
+    match fs::metadata(path) {
+        Ok(meta) => Ok(Some(FileStat {
+            uid: meta.uid(),
+            mode: meta.mode() & 0o7777,
+            is_file: meta.is_file(),
+        })),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(FsError::Metadata {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// The path with every symlink resolved, `None` when it does not resolve.
+pub fn canonical(path: &Path) -> Option<PathBuf> {
+    fs::canonicalize(path).ok()
+}
+
 /// Owner uid and permission bits (`st_mode & 0o7777`) of a path.
 pub fn owner_and_mode(path: &Path) -> Result<(u32, u32), FsError> {
     let meta = fs::metadata(path).map_err(|source| FsError::Metadata {

@@ -1,35 +1,231 @@
-//! `truenas-agent install` / `uninstall` (being built, issue #8).
+//! `truenas-agent install [--check]` and `truenas-agent uninstall`.
+//!
+//! Prints what was done and the check, one line per piece with its fix; `--json` prints
+//! the serialisable outcome/report instead (for RMMs and the VM test).
+//! Exit codes: 0 everything in place, 1 a piece is missing or broken (install ran but the
+//! check fails, or `--check` found problems), 2 could not do/determine it (error).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::install::{self, CheckReport, CheckStatus, DatasetName, Host, InstallRequest};
 
 /// Arguments of `install`.
 #[derive(Debug, clap::Args)]
-pub struct InstallArgs {}
+pub struct InstallArgs {
+    /// Install dataset (default: `<root pool>/.truenas-agent`; the root pool is the only
+    /// pool, or the one carrying the device GUID).
+    #[arg(long, value_name = "POOL/DATASET")]
+    pub dataset: Option<String>,
+    /// Agent config (TOML) to install; required the first time. `token_file` and
+    /// `state_dir` in it are pointed at the install dataset.
+    #[arg(long, value_name = "FILE")]
+    pub agent_config: Option<PathBuf>,
+    /// File holding the device token for central; required the first time. Copied with
+    /// mode 0600; never printed.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Install this systemd-sysext image (packaging/sysext/build.sh) instead of the
+    /// running binary: it is kept on the pool, copied to /run/extensions and merged at
+    /// every boot.
+    #[arg(long, value_name = "IMAGE")]
+    pub sysext: Option<PathBuf>,
+    /// Only verify every piece of the installation and say what is missing.
+    #[arg(long)]
+    pub check: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
 
 /// Arguments of `uninstall`.
 #[derive(Debug, clap::Args)]
-pub struct UninstallArgs {}
+pub struct UninstallArgs {
+    /// Install dataset (default: the one named by our init-script entry).
+    #[arg(long, value_name = "POOL/DATASET")]
+    pub dataset: Option<String>,
+    /// Also remove the binary, config, token and state from the install dataset.
+    #[arg(long)]
+    pub purge: bool,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub host: HostArgs,
+}
 
-/// Runs `install`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
+/// Host paths, overridable for tests (hidden).
+#[derive(Debug, clap::Args)]
+pub struct HostArgs {
+    /// systemd's runtime unit directory.
+    #[arg(long, hide = true, default_value = "/run/systemd/system")]
+    pub systemd_run_dir: PathBuf,
+    /// The `systemctl` binary.
+    #[arg(long, hide = true, default_value = "/bin/systemctl")]
+    pub systemctl: PathBuf,
+}
+
+impl HostArgs {
+    fn host(&self) -> Host {
+        let mut host = Host::default();
+        host.sys.run_dir.clone_from(&self.systemd_run_dir);
+        host.sys.systemctl.clone_from(&self.systemctl);
+        host
+    }
+}
+
+fn dataset(arg: Option<&String>) -> anyhow::Result<Option<DatasetName>> {
+    arg.map(|d| DatasetName::parse(d).context("--dataset"))
+        .transpose()
+}
+
+/// Runs `install` (or `install --check`).
 pub async fn run_install(
-    _args: InstallArgs,
-    _global: &super::GlobalArgs,
+    args: InstallArgs,
+    global: &super::GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`install` is not available in this build yet")
+    let host = args.host.host();
+    let dataset = dataset(args.dataset.as_ref())?;
+    let mw = connect(global).await?;
+    if args.check {
+        let report = install::check(&mw, &host, dataset).await?;
+        print_check(&report, args.json)?;
+        return Ok(exit_for(&report));
+    }
+    let req = InstallRequest {
+        dataset,
+        binary: std::env::current_exe().context("cannot find the running binary to install")?,
+        sysext_image: args.sysext,
+        agent_config: args.agent_config,
+        token_file: args.token_file,
+    };
+    let outcome = install::install(&mw, &host, &req).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(exit_for(&outcome.check));
+    }
+    println!(
+        "truenas-agent {} installed on {} ({})",
+        crate::VERSION,
+        outcome.layout.dataset,
+        outcome.layout.root.display()
+    );
+    println!(
+        "  dataset:     {}",
+        if outcome.created_dataset {
+            "created"
+        } else {
+            "existing"
+        }
+    );
+    println!(
+        "  files:       {}",
+        if outcome.written.is_empty() {
+            "unchanged".to_owned()
+        } else {
+            format!("written: {}", outcome.written.join(", "))
+        }
+    );
+    println!("  init script: {}", describe_init(&outcome.init_script));
+    println!(
+        "  service:     {}",
+        if outcome.restarted {
+            "(re)started"
+        } else {
+            "already running, left alone"
+        }
+    );
+    println!();
+    print_check(&outcome.check, false)?;
+    Ok(exit_for(&outcome.check))
+}
+
+fn describe_init(change: &install::InitChange) -> String {
+    match change {
+        install::InitChange::Created { id } => format!("registered (id {id}, POSTINIT)"),
+        install::InitChange::Updated { id, fields } => {
+            format!("updated (id {id}: {})", fields.join(", "))
+        }
+        install::InitChange::Unchanged { id } => format!("unchanged (id {id})"),
+    }
 }
 
 /// Runs `uninstall`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
 pub async fn run_uninstall(
-    _args: UninstallArgs,
-    _global: &super::GlobalArgs,
+    args: UninstallArgs,
+    global: &super::GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`uninstall` is not available in this build yet")
+    let host = args.host.host();
+    let dataset = dataset(args.dataset.as_ref())?;
+    let mw = connect(global).await?;
+    let outcome = install::uninstall(&mw, &host, dataset, args.purge).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "init script entries removed: {}",
+        if outcome.removed_init_scripts.is_empty() {
+            "none".to_owned()
+        } else {
+            format!("{:?}", outcome.removed_init_scripts)
+        }
+    );
+    println!(
+        "service: {}",
+        if outcome.stopped {
+            "stopped, unit removed"
+        } else {
+            "was not loaded"
+        }
+    );
+    if let Some(root) = &outcome.purged {
+        println!(
+            "purged: binary, config, token and state removed from {}; delete the (now empty) \
+             dataset in Datasets if you no longer need it",
+            root.display()
+        );
+    }
+    if let Some(root) = &outcome.kept {
+        println!(
+            "kept: config, token and state in {} (use --purge to remove them)",
+            root.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
 }
+
+/// Prints the check: one line per piece, the fix under each failure.
+pub fn print_check(report: &CheckReport, json: bool) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(report)?);
+        return Ok(());
+    }
+    println!("install check for {}:", report.dataset);
+    for item in &report.items {
+        let mark = match item.status {
+            CheckStatus::Pass => "ok  ",
+            CheckStatus::Fail => "FAIL",
+        };
+        println!("  {mark} {:<15} {}", item.id, item.detail);
+        if let Some(fix) = &item.fix {
+            println!("       {:<15} fix: {fix}", "");
+        }
+    }
+    println!("{}", report.summary());
+    Ok(())
+}
+
+fn exit_for(report: &CheckReport) -> ExitCode {
+    if report.ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+use super::common::connect;

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Builds the appliance release of truenas-agent: one static binary (glibc crt-static,
+# rustls + ring, no OpenSSL), the size-optimised release profile of Cargo.toml
+# (opt-level z, fat LTO, 1 CGU, panic=abort, strip), without the simulator and the
+# reference central server (`--no-default-features`). Checks that the result is static,
+# prints its size, writes SHA256SUMS, and signs it when a key is given.
+#
+# Run by hand or in a release job (NOT in .ci/run: 3-6 min on 2 cores):
+#   packaging/build-release.sh                    # → dist/
+#   SIGNING_KEY=/secure/release-ed25519.pem packaging/build-release.sh
+#   packaging/build-release.sh --keygen DIR       # one-time: Ed25519 key pair (OpenSSL)
+#
+# Signing: Ed25519 over SHA256SUMS with OpenSSL 3 (`pkeyutl -rawin`); verify on any box
+# (TrueNAS has openssl) with the public key published next to the releases:
+#   openssl pkeyutl -verify -pubin -inkey release-ed25519.pub -rawin \
+#       -in SHA256SUMS -sigfile SHA256SUMS.sig && sha256sum -c SHA256SUMS
+# The private key never enters the repository or CI logs; keep it offline/in a vault.
+#
+# The reference central server is a separate build of the same crate:
+#   cargo build --release --no-default-features --features central-server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+die() { echo "build-release: $*" >&2; exit 1; }
+
+if [ "${1:-}" = "--keygen" ]; then
+  dir=${2:?usage: build-release.sh --keygen DIR}
+  mkdir -p "$dir"
+  umask 077
+  openssl genpkey -algorithm ed25519 -out "$dir/release-ed25519.pem"
+  openssl pkey -in "$dir/release-ed25519.pem" -pubout -out "$dir/release-ed25519.pub"
+  echo "private key: $dir/release-ed25519.pem (keep it secret)"
+  echo "public key:  $dir/release-ed25519.pub (publish it with the releases)"
+  exit 0
+fi
+
+TARGET=x86_64-unknown-linux-gnu
+OUT=${OUT_DIR:-dist}
+# RUSTFLAGS reach only the target crates because --target is explicit (not build scripts
+# or proc-macros, which must stay dynamic to run on the build host).
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+# With an explicit --target the output goes to target/<triple>/release, apart from the
+# dev builds in target/debug.
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+
+start=$(date +%s)
+cargo build --release --locked --target "$TARGET" --no-default-features --bin truenas-agent
+elapsed=$(( $(date +%s) - start ))
+BIN="$CARGO_TARGET_DIR/$TARGET/release/truenas-agent"
+
+# --- static? -------------------------------------------------------------------------
+file_out=$(file -b "$BIN")
+echo "file: $file_out"
+case "$file_out" in
+  *static-pie\ linked*|*statically\ linked*) ;;
+  *) die "not a static binary: $file_out" ;;
+esac
+ldd_out=$(ldd "$BIN" 2>&1 || true)
+echo "ldd:  $ldd_out"
+case "$ldd_out" in
+  *"statically linked"*|*"not a dynamic executable"*) ;;
+  *) die "ldd reports dynamic dependencies: $ldd_out" ;;
+esac
+
+version_line=$("$BIN" --version)
+echo "version: $version_line"
+version=$(echo "$version_line" | awk '{print $2}')
+size=$(stat -c %s "$BIN")
+echo "size: $size bytes ($(awk -v s="$size" 'BEGIN{printf "%.2f MB", s/1000000}')), built in ${elapsed}s"
+
+# --- artefacts -------------------------------------------------------------------------
+mkdir -p "$OUT"
+name="truenas-agent-$version-x86_64-linux"
+cp "$BIN" "$OUT/$name"
+chmod 0755 "$OUT/$name"
+( cd "$OUT" && sha256sum "$name" > SHA256SUMS )
+echo "sha256: $(cut -d' ' -f1 "$OUT/SHA256SUMS")"
+
+if [ -n "${SIGNING_KEY:-}" ]; then
+  [ -r "$SIGNING_KEY" ] || die "SIGNING_KEY $SIGNING_KEY is not readable"
+  openssl pkeyutl -sign -inkey "$SIGNING_KEY" -rawin -in "$OUT/SHA256SUMS" -out "$OUT/SHA256SUMS.sig"
+  pub="$OUT/release-ed25519.pub"
+  openssl pkey -in "$SIGNING_KEY" -pubout -out "$pub"
+  openssl pkeyutl -verify -pubin -inkey "$pub" -rawin -in "$OUT/SHA256SUMS" \
+    -sigfile "$OUT/SHA256SUMS.sig" >/dev/null || die "signature does not verify"
+  echo "signed: $OUT/SHA256SUMS.sig (verifies with $pub)"
+else
+  echo "unsigned: set SIGNING_KEY=<ed25519 private key PEM> to sign SHA256SUMS"
+fi
+echo "artefacts in $OUT/: $name SHA256SUMS${SIGNING_KEY:+ SHA256SUMS.sig release-ed25519.pub}"
