@@ -223,7 +223,12 @@ mod tests {
         g.api_key_file = Some(file(dir.path(), "api.key", " \n", 0o600));
         let err = connect_options(&g).unwrap_err();
         assert!(format!("{err:#}").contains("is empty"), "{err:#}");
-        g.api_key_file = Some(file(dir.path(), "api.key", &format!("{KEY}\n{KEY}\n"), 0o600));
+        g.api_key_file = Some(file(
+            dir.path(),
+            "api.key",
+            &format!("{KEY}\n{KEY}\n"),
+            0o600,
+        ));
         let err = connect_options(&g).unwrap_err();
         assert!(format!("{err:#}").contains("single line"), "{err:#}");
         assert!(!format!("{err:#}").contains("CANARY"));
