@@ -12,7 +12,7 @@
 //! central       fetch + verify the signed document (DSSE/Ed25519), reports through a durable spool
 //! desired       document wire format → validation → DesiredState (SOP defaults, derived names)
 //! middleware    the TrueNAS middleware: Middleware seam, client (unix/ws/wss, JSON-RPC + legacy)
-//! zfs           ZFS user properties through the `zfs` command
+//! zfs           ZFS user properties through the `zfs` command (middleware as fallback)
 //! identity      the device GUID on the root pool, reconciled with central
 //! observe       middleware reads → Observed (plain data)
 //! plan          PURE: plan(&DesiredState, &Observed, &Ownership) -> Plan
@@ -27,7 +27,8 @@
 //! ```
 //!
 //! Data moves one way: `plan` and `health` never import `middleware`, `central` or tokio;
-//! `apply` (and `install`) are the only modules that send writing calls.
+//! `apply` (and `install`) are the only modules that send writing calls — apart from the
+//! `zfs` middleware fallback, which writes only the device-identity user properties.
 
 pub mod apply;
 pub mod b2;
