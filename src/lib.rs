@@ -15,7 +15,7 @@
 //! zfs           ZFS user properties through the `zfs` command (middleware as fallback)
 //! identity      the device GUID on the root pool, reconciled with central
 //! observe       middleware reads → Observed (plain data)
-//! plan          PURE: plan(&DesiredState, &Observed, &Ownership) -> Plan
+//! plan          PURE: plan(&DesiredState, &Observed, &Ownership, &Inputs) -> Plan
 //! apply         executes a Plan: the only writer to the middleware
 //! b2            read-only B2 bucket / rclone-crypt verification with the scoped key
 //! health        PURE: task health and the SOP checklist from observations

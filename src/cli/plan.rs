@@ -1,16 +1,253 @@
-//! `truenas-agent plan` (being built).
+//! `truenas-agent plan -f DOC [--json] [--allow-unsigned]`: what `apply` would change.
+//!
+//! Owns: reading the document, running a plan-only reconcile pass, printing the plan
+//! (text or `--json`), and the exit codes shared with `apply` ([`Exit`]).
+//! Does not: write to the NAS (the pass runs with `write: false`).
+//! Invariants: an invalid document is reported in full before any connection is made;
+//! nothing printed contains a secret (plans show `(changed)`).
+//! Limitations: a document file is accepted either with `--allow-unsigned`, or as a
+//! DSSE envelope whose signature verifies under the configured `[central]
+//! trusted_keys` (`--config`).
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use serde_json::json;
+
+use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
+use crate::central::dsse;
+use crate::config::{AgentConfig, Overrides};
+use crate::desired::{self, DesiredError, DesiredState, FieldError};
+use crate::middleware::Middleware;
+use crate::plan::{Blocker, GuidError};
+use crate::state_dir::StateDir;
 
 /// Arguments of `plan`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The desired-state document (plain JSON or a DSSE envelope).
+    #[arg(short = 'f', long = "file", value_name = "DOC")]
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept a local document without a verified signature (tests, lab boxes).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+/// Exit codes of `plan` and `apply`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: the NAS matches the document (plan: nothing to do; apply: converged).
+    Converged = 0,
+    /// 1: not converged: changes pending (plan), or steps failed, were refused or are
+    /// blocked by conflicts (apply); the output says which.
+    NotConverged = 1,
+    /// 2: the input was refused: invalid or unverified document, rollback, or no
+    /// device GUID. Nothing was written.
+    Refused = 2,
+    /// 3: the NAS could not be read or written: middleware unreachable, connection
+    /// lost mid-pass, state directory unusable.
+    Unavailable = 3,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// Reads and validates the document; prints every problem and returns the exit code
+/// when it is refused. With `--allow-unsigned` a plain document or an envelope is taken
+/// as it is; otherwise it must be a DSSE envelope whose signature verifies under the
+/// `[central] trusted_keys` of the agent configuration (`--config`).
+pub(crate) fn load_document(
+    path: &Path,
+    allow_unsigned: bool,
+    config: &AgentConfig,
+    as_json: bool,
+) -> Result<DesiredState, Exit> {
+    let trust = config.central.as_ref().map(|c| c.trust.clone());
+    let result = match trust {
+        Some(trust) if !trust.keys.is_empty() => {
+            let bytes = crate::fs::read(path).map_err(DesiredError::Read);
+            match bytes.map(|b| dsse::open(&b, dsse::CONFIG_PAYLOAD_TYPE, &trust)) {
+                Ok(Ok((payload, _))) => desired::parse(&payload),
+                Ok(Err(err)) => return Err(refuse(&err, Vec::new(), as_json)),
+                Err(err) => Err(err),
+            }
+        }
+        // `allow_unsigned = true` in the config (tests, demo) counts like the flag.
+        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
+        None => desired::load_file(path, allow_unsigned),
+    };
+    result.map_err(|err| {
+        let errors = err.field_errors();
+        refuse(&err, errors, as_json)
+    })
+}
+
+/// Prints why the input was refused (every field problem, or the one cause).
+fn refuse(err: &dyn std::error::Error, errors: Vec<FieldError>, as_json: bool) -> Exit {
+    let message = crate::apply::error_chain(err);
+    let errors = if errors.is_empty() {
+        vec![FieldError::new("(document)", &message)]
+    } else {
+        errors
+    };
+    if as_json {
+        println!(
+            "{}",
+            json!({"converged": false, "refused": "document", "message": message, "errors": errors})
+        );
+    } else {
+        eprintln!("document refused: {} problem(s):", errors.len());
+        for e in &errors {
+            eprintln!("  {e}");
+        }
+    }
+    Exit::Refused
+}
+
+/// Prints a pass that could not run and returns its exit code.
+pub(crate) fn report_error(err: &ReconcileError, as_json: bool) -> Exit {
+    let exit = match err {
+        ReconcileError::Guid(_) => Exit::Refused,
+        ReconcileError::Observe(_) | ReconcileError::ReObserve(_) | ReconcileError::State(_) => {
+            Exit::Unavailable
+        }
+    };
+    let message = crate::apply::error_chain(err);
+    if as_json {
+        let kind = match err {
+            ReconcileError::Guid(GuidError::Missing) => "no_device_guid",
+            ReconcileError::Guid(_) => "device_guid",
+            ReconcileError::Observe(_) | ReconcileError::ReObserve(_) => "middleware",
+            ReconcileError::State(_) => "state_dir",
+        };
+        println!(
+            "{}",
+            json!({"converged": false, "refused": kind, "message": message})
+        );
+    } else {
+        eprintln!("error: {message}");
+    }
+    exit
+}
+
+/// The exit code for a finished pass.
+pub(crate) fn exit_for(result: &Reconciled) -> Exit {
+    let rollback = result
+        .plan
+        .blockers
+        .iter()
+        .any(|b| matches!(b, Blocker::Rollback { .. }));
+    let aborted = result.outcome.as_ref().is_some_and(|o| o.aborted.is_some());
+    if rollback {
+        Exit::Refused
+    } else if aborted {
+        Exit::Unavailable
+    } else if result.converged() {
+        Exit::Converged
+    } else {
+        Exit::NotConverged
+    }
+}
+
+/// The agent configuration (`--config`, if any) with the command-line flags on top.
+pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<AgentConfig, Exit> {
+    let overrides = Overrides {
+        state_dir: global.state_dir.clone(),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.clone(),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_pin: global.tls_pin.clone(),
+    };
+    AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
+        let message = crate::apply::error_chain(&err);
+        if as_json {
+            println!(
+                "{}",
+                json!({"converged": false, "refused": "configuration", "message": message})
+            );
+        } else {
+            eprintln!("error: {message}");
+        }
+        Exit::Refused
+    })
+}
+
+/// Pass options from the agent configuration.
+pub(crate) fn pass_options(config: &AgentConfig, write: bool) -> ReconcileOptions {
+    ReconcileOptions {
+        write,
+        guid_property: config.guid_property.clone(),
+        root_pool: config.root_pool.clone(),
+        ..ReconcileOptions::default()
+    }
+}
+
+/// Plans against an already connected middleware and prints the result.
+pub async fn run_with(
+    mw: &impl Middleware,
+    state: &StateDir,
+    desired: &DesiredState,
+    options: &ReconcileOptions,
+    as_json: bool,
+) -> Exit {
+    let options = ReconcileOptions {
+        write: false,
+        ..options.clone()
+    };
+    match reconcile(mw, state, desired, &options).await {
+        Ok(result) => {
+            if as_json {
+                println!(
+                    "{}",
+                    json!({"converged": result.converged(), "plan": result.plan.to_json()})
+                );
+            } else {
+                println!("{}", result.plan);
+            }
+            exit_for(&result)
+        }
+        Err(err) => report_error(&err, as_json),
+    }
+}
 
 /// Runs `plan`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`plan` is not available in this build yet")
+pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let prepared = prepare(&args.file, args.allow_unsigned, global, args.json);
+    let (config, desired, state) = match prepared {
+        Ok(p) => p,
+        Err(exit) => return Ok(exit.into()),
+    };
+    let mw = match super::common::connect(global).await {
+        Ok(mw) => mw,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return Ok(Exit::Unavailable.into());
+        }
+    };
+    let options = pass_options(&config, false);
+    Ok(run_with(&mw, &state, &desired, &options, args.json)
+        .await
+        .into())
+}
+
+/// Configuration, document and state directory — everything checked before the
+/// middleware is contacted.
+pub(crate) fn prepare(
+    file: &Path,
+    allow_unsigned: bool,
+    global: &super::GlobalArgs,
+    as_json: bool,
+) -> Result<(AgentConfig, DesiredState, StateDir), Exit> {
+    let config = agent_config(global, as_json)?;
+    let desired = load_document(file, allow_unsigned, &config, as_json)?;
+    let state = StateDir::open(&config.state_dir)
+        .map_err(|err| report_error(&ReconcileError::State(err), as_json))?;
+    Ok((config, desired, state))
 }

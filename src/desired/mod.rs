@@ -1,6 +1,362 @@
-//! The desired-state document from central: wire format → validation → `DesiredState`.
+//! The desired-state document from central: wire format → validation → [`DesiredState`].
 //!
-//! Owns: strict parsing (unknown keys refused), whole-document validation with field paths,
-//! the SOP defaults, and the derived values (bucket, folders, descriptions, bandwidth table).
-//! Does not: talk to the middleware or check signatures (that is `central`).
-//! (Being built: issue #3.)
+//! Owns: strict parsing of the v1 document (central-protocol.md §3; unknown keys
+//! refused), whole-document validation that lists every problem with its path and rule,
+//! the SOP defaults, the derived values (bucket, folders, descriptions, bandwidth table),
+//! and unwrapping an *unverified* DSSE envelope for `--allow-unsigned` local files.
+//! Does not: check signatures or revisions against central (the central channel does),
+//! talk to the middleware, or pick pools/GUIDs that depend on the NAS (`plan` does).
+//! Invariants: a `DesiredState` only exists for a document with zero problems; every
+//! secret is a `SecretString` from the moment it is parsed; no error text contains a
+//! value from the document (paths and rules only).
+//! Limitations: pool selection "every imported pool" is resolved later, against what
+//! the NAS reports; per-pool overrides are not part of v1.
+
+pub mod derive;
+pub mod envelope;
+mod validate;
+pub mod wire;
+
+use std::fmt;
+use std::path::Path;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub use derive::{BwLimit, Cron, HhMm};
+pub use envelope::EnvelopeError;
+
+use crate::fault::Fault;
+use crate::fs::{self, FsError};
+
+/// The only schema identifier v1 accepts.
+pub const SCHEMA_V1: &str = "truenas-agent.config/v1";
+
+/// One problem in a document: where, and which rule it breaks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FieldError {
+    /// Dotted path with list indexes, e.g. `cloud_sync.bandwidth.business_hours.start`.
+    pub path: String,
+    /// The rule, e.g. `expected HH:MM (zero-padded 24-hour time)`.
+    pub rule: String,
+}
+
+impl FieldError {
+    /// A problem at `path`.
+    pub fn new(path: &str, rule: &str) -> Self {
+        Self {
+            path: path.to_owned(),
+            rule: rule.to_owned(),
+        }
+    }
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.rule)
+    }
+}
+
+/// Why a document could not become a [`DesiredState`].
+#[derive(Debug, thiserror::Error)]
+pub enum DesiredError {
+    /// The document file could not be read.
+    #[error("cannot read the desired-state document")]
+    Read(#[source] FsError),
+    /// The bytes are not JSON at all.
+    #[error("desired-state document is not valid JSON (line {line}, column {column})")]
+    Syntax { line: usize, column: usize },
+    /// A DSSE envelope that could not be unwrapped.
+    #[error("cannot unwrap the document's DSSE envelope")]
+    Envelope(#[source] EnvelopeError),
+    /// A local document was given without `--allow-unsigned`.
+    #[error(
+        "refusing an unverified local document: pass --allow-unsigned (tests, lab boxes), or \
+         give --config with [central] trusted_keys to check a signed envelope"
+    )]
+    Unverified,
+    /// The document breaks one or more rules (all of them are listed).
+    #[error("desired-state document is invalid ({} problem(s)): {}", .0.len(), list(.0))]
+    Invalid(Vec<FieldError>),
+}
+
+fn list(errors: &[FieldError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl DesiredError {
+    /// Who has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            DesiredError::Read(_)
+            | DesiredError::Syntax { .. }
+            | DesiredError::Envelope(_)
+            | DesiredError::Unverified
+            | DesiredError::Invalid(_) => Fault::Operator,
+        }
+    }
+
+    /// The problems with their paths (one pseudo-path for non-validation errors).
+    pub fn field_errors(&self) -> Vec<FieldError> {
+        match self {
+            DesiredError::Invalid(errors) => errors.clone(),
+            DesiredError::Read(_)
+            | DesiredError::Syntax { .. }
+            | DesiredError::Envelope(_)
+            | DesiredError::Unverified => vec![FieldError::new("(document)", &self.to_string())],
+        }
+    }
+}
+
+/// `enforce` converges the NAS; `report-only` plans and reports but writes nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mode {
+    Enforce,
+    ReportOnly,
+}
+
+impl Mode {
+    /// The document spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Enforce => "enforce",
+            Mode::ReportOnly => "report-only",
+        }
+    }
+}
+
+/// What happens to the tasks of a pool that is no longer in the document (v1 extension).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RemovedPools {
+    /// Keep the tasks but set `enabled: false` (default; nothing is lost).
+    Disable,
+    /// Delete the agent's tasks for that pool.
+    Delete,
+}
+
+/// Snapshot lifetime unit (the middleware's enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LifetimeUnit {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl LifetimeUnit {
+    /// The middleware's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifetimeUnit::Hour => "HOUR",
+            LifetimeUnit::Day => "DAY",
+            LifetimeUnit::Week => "WEEK",
+            LifetimeUnit::Month => "MONTH",
+            LifetimeUnit::Year => "YEAR",
+        }
+    }
+
+    /// Parses the middleware's spelling.
+    pub fn parse(text: &str) -> Option<LifetimeUnit> {
+        match text {
+            "HOUR" => Some(LifetimeUnit::Hour),
+            "DAY" => Some(LifetimeUnit::Day),
+            "WEEK" => Some(LifetimeUnit::Week),
+            "MONTH" => Some(LifetimeUnit::Month),
+            "YEAR" => Some(LifetimeUnit::Year),
+            _ => None,
+        }
+    }
+}
+
+/// The validated, defaulted desired state.
+#[derive(Debug)]
+pub struct DesiredState {
+    pub revision: u64,
+    pub issued_at: Option<DateTime<Utc>>,
+    pub mode: Mode,
+    pub device: Device,
+    /// Pools that get a Cloud Sync task and a snapshot task. `None`: every imported pool
+    /// except `boot-pool` (resolved against the NAS by `plan`).
+    pub pools: Option<Vec<String>>,
+    /// `truenas-` + location UUID without dashes (SOP 3.2); also the credential name.
+    pub bucket: String,
+    pub b2: B2Key,
+    pub encryption: Encryption,
+    pub cloud_sync: CloudSyncSettings,
+    pub snapshots: SnapshotSettings,
+    pub snmp: Option<SnmpSettings>,
+    pub actions: Vec<Action>,
+    pub adopt: Adopt,
+    pub removed_pools: RemovedPools,
+}
+
+/// `device`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    /// Authoritative device GUID when present (NinjaOne wins), lower-case.
+    pub guid: Option<Uuid>,
+    pub org_uuid: Option<Uuid>,
+    pub location_uuid: Uuid,
+    pub location_name: Option<String>,
+    /// The pool whose root dataset carries the device GUID.
+    pub root_pool: Option<String>,
+}
+
+/// The scoped B2 application key (SOP 4.3).
+#[derive(Debug)]
+pub struct B2Key {
+    /// Key ID (an identifier, not a secret).
+    pub key_id: String,
+    pub application_key: SecretString,
+}
+
+/// Cloud Sync remote-encryption secrets (SOP 4.4).
+#[derive(Debug)]
+pub struct Encryption {
+    pub password: SecretString,
+    pub salt: SecretString,
+    /// Allow changing the password/salt of a task that has already uploaded data.
+    pub allow_rekey: bool,
+}
+
+/// Cloud Sync settings (SOP §5.2 tables, with the document's overrides applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloudSyncSettings {
+    pub schedule: Cron,
+    pub exclude: Vec<String>,
+    pub chunk_size_mib: u32,
+    pub fast_list: bool,
+    /// `None`: the middleware's default.
+    pub transfers: Option<u32>,
+    pub filename_encryption: bool,
+    pub enabled: bool,
+    pub follow_symlinks: bool,
+    /// The SOP's "Take Snapshot" (off: Phase 6 snapshots cover it).
+    pub take_snapshot: bool,
+    /// The middleware's `bwlimit` timetable in bytes per second (empty: unlimited).
+    pub bwlimit: Vec<BwLimit>,
+}
+
+/// Periodic snapshot task settings (SOP §6.1, with overrides applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotSettings {
+    pub schedule: Cron,
+    pub begin: HhMm,
+    pub end: HhMm,
+    pub lifetime_value: u32,
+    pub lifetime_unit: LifetimeUnit,
+    pub naming_schema: String,
+    pub recursive: bool,
+    /// Full dataset names (`pool0/scratch`); each pool's task gets the ones under it.
+    pub exclude: Vec<String>,
+    pub allow_empty: bool,
+    pub enabled: bool,
+}
+
+/// SNMPv3 credentials (SOP 1.1/1.2). Enforced as v3-only, SHA/AES, community empty.
+#[derive(Debug)]
+pub struct SnmpSettings {
+    pub username: String,
+    pub auth_password: SecretString,
+    pub privacy_passphrase: SecretString,
+}
+
+/// A one-shot command, executed at most once per `id`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub id: String,
+    pub kind: ActionKind,
+}
+
+/// v1 action types.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ActionKind {
+    /// Start the pool's Cloud Sync task now (SOP 7.1).
+    RunCloudSync { pool: String },
+}
+
+/// Existing middleware objects the document lets the agent take over (v1 extension).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Adopt {
+    pub credential: Option<u64>,
+    pub cloud_sync: Vec<u64>,
+    pub snapshots: Vec<u64>,
+}
+
+impl DesiredState {
+    /// Every secret in the document, for redacting middleware texts before they are
+    /// shown or stored.
+    pub fn secrets(&self) -> Vec<&SecretString> {
+        let mut all = vec![
+            &self.b2.application_key,
+            &self.encryption.password,
+            &self.encryption.salt,
+        ];
+        if let Some(snmp) = &self.snmp {
+            all.push(&snmp.auth_password);
+            all.push(&snmp.privacy_passphrase);
+        }
+        all
+    }
+
+    /// Replaces any secret of this document that occurs in `text` with `[REDACTED]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for secret in self.secrets() {
+            let value = secret.expose_secret();
+            // Very short values would redact ordinary words; validation requires ≥ 1
+            // char, so only skip the empty string.
+            if !value.is_empty() {
+                out = out.replace(value, "[REDACTED]");
+            }
+        }
+        out
+    }
+}
+
+/// Parses and validates a document payload (already verified by the central channel,
+/// or read from a local file).
+pub fn parse(payload: &[u8]) -> Result<DesiredState, DesiredError> {
+    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| syntax(&e))?;
+    validate::validate(&value)
+}
+
+/// Reads a local document: a plain JSON document or a DSSE envelope whose payload is
+/// taken **without** verifying its signatures. Refused unless `allow_unsigned`.
+pub fn load_local(bytes: &[u8], allow_unsigned: bool) -> Result<DesiredState, DesiredError> {
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| syntax(&e))?;
+    if !allow_unsigned {
+        return Err(DesiredError::Unverified);
+    }
+    if envelope::looks_like_envelope(&value) {
+        let payload = envelope::unwrap_unverified(&value).map_err(DesiredError::Envelope)?;
+        return parse(&payload);
+    }
+    validate::validate(&value)
+}
+
+/// [`load_local`] from a file.
+pub fn load_file(path: &Path, allow_unsigned: bool) -> Result<DesiredState, DesiredError> {
+    let bytes = fs::read(path).map_err(DesiredError::Read)?;
+    load_local(&bytes, allow_unsigned)
+}
+
+fn syntax(err: &serde_json::Error) -> DesiredError {
+    DesiredError::Syntax {
+        line: err.line(),
+        column: err.column(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

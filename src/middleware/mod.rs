@@ -12,6 +12,7 @@
 //! Limitations: supports TrueNAS SCALE 24.10, 25.04 and 25.10; newer releases are
 //! treated as 25.10 and flagged in `status`.
 
+pub mod calls;
 pub mod client;
 pub mod client_calls;
 pub mod conn;

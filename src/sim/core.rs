@@ -37,6 +37,9 @@ pub struct Session {
     pub user: Option<String>,
     /// 25.10 `core.set_options {"legacy_jobs"}`: job methods answer with the job id.
     pub legacy_jobs: bool,
+    /// The connection speaks the legacy `/websocket` protocol. On 25.04+ that endpoint
+    /// applies the hidden v24.10 models to `cloudsync.credentials.*` (REFERENCE §1.4).
+    pub legacy_protocol: bool,
 }
 
 impl Session {
@@ -48,6 +51,7 @@ impl Session {
             secure: true,
             user: Some("root".to_owned()),
             legacy_jobs: true,
+            legacy_protocol: false,
         }
     }
 
@@ -59,6 +63,7 @@ impl Session {
             secure,
             user: None,
             legacy_jobs: true,
+            legacy_protocol: false,
         }
     }
 }
@@ -263,6 +268,7 @@ pub struct Core {
     new_jobs: Vec<u64>,
     next_txg: u64,
     next_alert: u64,
+    login_attempts: u32,
 }
 
 /// How many finished jobs are kept (the middleware keeps about 1000).
@@ -289,6 +295,7 @@ impl Core {
             new_jobs: Vec::new(),
             next_txg,
             next_alert: 1,
+            login_attempts: 0,
         }
     }
 
@@ -306,11 +313,16 @@ impl Core {
         request_id: Option<Value>,
         now_ms: i64,
     ) -> Result<Reply, RpcError> {
-        let Some(spec) = validate::method_params(method, self.flavor()) else {
+        let Some(spec) =
+            validate::method_params(method, shape_flavor(self.flavor(), session, method))
+        else {
             return Err(RpcError::NoMethod(method.to_owned()));
         };
         if session.user.is_none() && !no_auth_required(method) {
             return Err(RpcError::NotAuthenticated);
+        }
+        if session.user.is_none() && !session.unix && method.starts_with("auth.") {
+            self.rate_limit_login()?;
         }
         match validate::check_params(&spec, params) {
             Ok(()) => {}
@@ -327,6 +339,22 @@ impl Core {
             request_id,
         };
         methods::call(self, &mut ctx, method, params)
+    }
+
+    /// `MW/utils/rate_limit/cache.py`: unauthenticated login calls from one origin.
+    fn rate_limit_login(&mut self) -> Result<(), RpcError> {
+        let Some(limit) = self.faults.login_rate_limit else {
+            return Ok(());
+        };
+        self.login_attempts += 1;
+        if self.login_attempts > limit {
+            return Err(RpcError::Call {
+                errno: errno::EBUSY,
+                message: "Rate Limit Exceeded".to_owned(),
+                extra: None,
+            });
+        }
+        Ok(())
     }
 
     /// Events produced since the last call (the shell broadcasts them).
@@ -665,6 +693,17 @@ impl JobFailure {
 
 const SUCCESS_LOG: &str = "Transferred:   \t          0 B / 0 B, -, 0 B/s, ETA -\nChecks:                 0 / 0, -\nElapsed time:         1.0s\n";
 
+/// The version whose models a call's params and result use: the box's, except for
+/// `cloudsync.credentials.*` over the legacy endpoint of 25.04+, which converts from and to
+/// the v24.10 models (`MW/api/v25_04_0/cloud_sync.py` `from_previous`/`to_previous`).
+pub fn shape_flavor(flavor: ApiFlavor, session: &Session, method: &str) -> ApiFlavor {
+    if session.legacy_protocol && method.starts_with("cloudsync.credentials.") {
+        ApiFlavor::V24_10
+    } else {
+        flavor
+    }
+}
+
 /// Methods callable before login (`authentication_required=False`).
 fn no_auth_required(method: &str) -> bool {
     matches!(
@@ -731,4 +770,153 @@ pub fn render_alert(a: &Alert) -> Value {
         "formatted": a.text,
         "one_shot": true,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::middleware::Method;
+    use proptest::prelude::*;
+
+    fn json_value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            any::<i64>().prop_map(Value::from),
+            (-5i64..10).prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            "[a-zA-Z0-9:/@%._ -]{0,12}".prop_map(Value::from),
+            prop_oneof![
+                Just("pool0"),
+                Just("/mnt/pool0"),
+                Just("B2"),
+                Just("PUSH"),
+                Just("SYNC"),
+                Just("id"),
+                Just("="),
+                Just("in"),
+                Just("~"),
+                Just("OR"),
+                Just("08:00"),
+                Just("snmp"),
+                Just("START"),
+                Just("API_KEY_PLAIN"),
+                Just("com.x:y"),
+                Just("auto-%Y-%m-%d_%H-%M"),
+            ]
+            .prop_map(Value::from),
+        ];
+        leaf.prop_recursive(4, 48, 6, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                prop::collection::btree_map(
+                    prop_oneof![
+                        "[a-z_]{1,10}".prop_map(String::from),
+                        Just("type".to_owned()),
+                        Just("name".to_owned()),
+                        Just("provider".to_owned()),
+                        Just("attributes".to_owned()),
+                        Just("path".to_owned()),
+                        Just("credentials".to_owned()),
+                        Just("bwlimit".to_owned()),
+                        Just("schedule".to_owned()),
+                        Just("dataset".to_owned()),
+                        Just("get".to_owned()),
+                        Just("count".to_owned()),
+                        Just("select".to_owned()),
+                        Just("order_by".to_owned()),
+                        Just("user_properties_update".to_owned()),
+                        Just("key".to_owned()),
+                    ],
+                    inner,
+                    0..6
+                )
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    fn method() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(Method::ALL.to_vec()).prop_map(|m| m.as_str().to_owned()),
+            "[a-z.]{1,20}".prop_map(String::from),
+        ]
+    }
+
+    proptest! {
+        /// No handler panics, whatever the params, on any version.
+        #[test]
+        fn dispatch_never_panics(
+            flavor in prop::sample::select(ApiFlavor::ALL.to_vec()),
+            calls in prop::collection::vec((method(), prop::collection::vec(json_value(), 0..4)), 1..6),
+        ) {
+            let mut core = Core::new(crate::sim::Scenario::two_pools(flavor));
+            let mut session = Session::unix(1);
+            for (m, params) in calls {
+                let _ = core.dispatch(&mut session, &m, &params, None, 1_700_000_000_000);
+                for id in core.take_new_jobs() {
+                    core.job_begin(id);
+                    core.job_finish(id, 1_700_000_000_100);
+                }
+            }
+        }
+
+        /// Near-valid payloads (one field replaced by anything) reach the handlers: they
+        /// never panic, and a rejected call leaves the box exactly as it was.
+        #[test]
+        fn rejected_calls_change_nothing(
+            flavor in prop::sample::select(ApiFlavor::ALL.to_vec()),
+            template in 0usize..7,
+            key in prop::sample::select(vec![
+                "path", "credentials", "attributes", "bwlimit", "schedule", "direction", "encryption",
+                "dataset", "exclude", "naming_schema", "v3", "v3_password", "community", "user_properties_update",
+                "type", "script", "provider", "name", "recursive", "snapshot",
+            ]),
+            value in json_value(),
+        ) {
+            let mut core = Core::new(crate::sim::Scenario::two_pools(flavor));
+            let mut session = Session::unix(1);
+            let cred = if flavor == ApiFlavor::V24_10 {
+                serde_json::json!({"name": "c", "provider": "B2", "attributes": {"account": "a", "key": "k"}})
+            } else {
+                serde_json::json!({"name": "c", "provider": {"type": "B2", "account": "a", "key": "k"}})
+            };
+            core.dispatch(&mut session, "cloudsync.credentials.create", std::slice::from_ref(&cred), None, 0).unwrap();
+            let task = serde_json::json!({"path": "/mnt/pool0", "credentials": 1, "direction": "PUSH", "transfer_mode": "SYNC",
+                "attributes": {"bucket": "b", "folder": ""}, "schedule": {"minute": "0"}, "encryption": true,
+                "encryption_password": "p", "bwlimit": [{"time": "00:00", "bandwidth": 1}], "snapshot": false});
+            core.dispatch(&mut session, "cloudsync.create", std::slice::from_ref(&task), None, 0).unwrap();
+            let (method, mut params) = match template {
+                0 => ("cloudsync.create", vec![task]),
+                1 => ("cloudsync.update", vec![Value::from(1), task]),
+                2 => ("pool.snapshottask.create", vec![serde_json::json!({"dataset": "pool0", "recursive": true, "lifetime_value": 2,
+                    "lifetime_unit": "WEEK", "naming_schema": "auto-%Y-%m-%d_%H-%M", "schedule": {}, "exclude": []})]),
+                3 => ("snmp.update", vec![serde_json::json!({"v3": true, "v3_username": "u", "v3_authtype": "SHA", "v3_password": "12345678", "community": ""})]),
+                4 => ("pool.dataset.update", vec![Value::from("pool0"), serde_json::json!({"user_properties_update": [{"key": "a:b", "value": "c"}]})]),
+                5 => ("initshutdownscript.create", vec![serde_json::json!({"type": "COMMAND", "command": "x", "when": "POSTINIT", "script": null})]),
+                _ => ("cloudsync.credentials.create", vec![{
+                    let mut c = cred.clone();
+                    c["name"] = Value::from("d");
+                    c
+                }]),
+            };
+            let last = params.len() - 1;
+            if let Some(obj) = params[last].as_object_mut() {
+                obj.insert(key.to_owned(), value);
+            }
+            let before = core.state.clone();
+            let result = core.dispatch(&mut session, method, &params, None, 0);
+            if result.is_err() {
+                prop_assert_eq!(&core.state, &before, "{} {:?}", method, result);
+            }
+        }
+
+        /// Frame parsing is total too.
+        #[test]
+        fn frame_parsing_never_panics(text in ".{0,200}") {
+            let _ = crate::sim::wire::parse_jsonrpc(&text);
+            let _ = crate::sim::wire::parse_legacy(&text);
+        }
+    }
 }

@@ -16,6 +16,17 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// rclone's output when a sync deletes a file under B2 object lock (compliance mode):
+/// a typical text for [`FaultPlan::sync_failures`].
+pub const RCLONE_RETENTION_LOCKED: &str = "ERROR : 2024/docs/report.pdf: Couldn't delete: \
+    file is protected by object lock: access_denied (403 access_denied)\nERROR : B2 bucket truenas-loc path \
+    9babab19-acc0-4587-aa05-ccd8103a1148/pool0: not deleting files as there were IO errors\n\
+    Failed to sync: not deleting files as there were IO errors";
+
+/// rclone's output when the B2 application key is wrong or revoked.
+pub const RCLONE_AUTH_FAILED: &str = "Failed to create file system for \"remote:truenas-loc\": \
+    failed to authorize account: failed to authenticate: Unauthorized: unauthorized (401 bad_auth_token)";
+
 /// Every fault currently armed.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -29,6 +40,9 @@ pub struct FaultPlan {
     pub delays: Vec<Delay>,
     /// Fail calls with a given error without executing them.
     pub failures: Vec<Failure>,
+    /// Calls to these methods are received and then wait, unexecuted, until the test
+    /// releases them (`Simulator::release_holds`): a deterministic "call in flight".
+    pub holds: Vec<String>,
     /// Texts the next `cloudsync.sync` jobs fail with, in order (one per job), e.g.
     /// rclone's retention-locked delete error or an authorisation error.
     pub sync_failures: VecDeque<String>,
@@ -38,6 +52,10 @@ pub struct FaultPlan {
     /// TCP connections count as an insecure transport (as `ws://<LAN IP>` would): on
     /// 25.04+ a correct API key used over them is revoked and the login answers EXPIRED.
     pub insecure_tcp: bool,
+    /// Login attempts (`auth.*` before login, over TCP) allowed before the rate limiter
+    /// answers `EBUSY` "Rate Limit Exceeded" (the box allows 20 per minute and IP;
+    /// `None` = no limit, as unix sockets are never limited).
+    pub login_rate_limit: Option<u32>,
 }
 
 /// Drop the connection at a method.
@@ -100,6 +118,8 @@ pub struct CallFault {
     pub delay: Duration,
     /// Answer with this error instead of executing.
     pub fail: Option<Failure>,
+    /// Wait for `Simulator::release_holds` before executing.
+    pub hold: bool,
 }
 
 impl FaultPlan {
@@ -131,6 +151,7 @@ impl FaultPlan {
                 self.delays.remove(i);
             }
         }
+        fault.hold = self.holds.iter().any(|m| m == method);
         if let Some(i) = self.failures.iter().position(|f| f.method == method) {
             fault.fail = Some(self.failures[i].clone());
             if consume(&mut self.failures[i].times) {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::core::{RpcError, Session, errno};
+use super::core::{Reply, RpcError, Session, errno};
 use super::simulator::{Handled, Simulator};
 use super::wire;
 use crate::middleware::{
@@ -60,84 +60,111 @@ impl InProcess {
     pub fn simulator(&self) -> &Simulator {
         &self.sim
     }
-
-    fn session(&self) -> Session {
-        self.session
-            .lock()
-            .map_or_else(|p| p.into_inner().clone(), |s| s.clone())
-    }
-
-    fn store_session(&self, session: Session) {
-        match self.session.lock() {
-            Ok(mut s) => *s = session,
-            Err(p) => *p.into_inner() = session,
-        }
-    }
 }
 
 impl Middleware for InProcess {
     fn api(&self) -> ApiInfo {
-        let flavor = self.sim.flavor();
-        ApiInfo {
-            flavor,
-            version: self.sim.version(),
-            protocol: if flavor == crate::middleware::ApiFlavor::V24_10 {
-                Protocol::Legacy
-            } else {
-                Protocol::JsonRpc
-            },
-            transport: TransportKind::UnixSocket,
-        }
+        api_of(&self.sim)
     }
 
     async fn call(&self, call: Call) -> Result<Value, CallError> {
-        let method = call.method;
-        let mut session = self.session();
-        let handled = self
-            .sim
-            .handle(&mut session, method.as_str(), call.params, None)
-            .await;
-        let legacy_jobs = session.legacy_jobs;
-        self.store_session(session);
-        match handled {
-            Handled::Drop => Err(CallError::Disconnected {
-                method,
-                detail: "the simulator dropped the connection (injected fault)".to_owned(),
-            }),
-            Handled::Reply(Ok(super::core::Reply::Value(v))) => Ok(v),
-            Handled::Reply(Ok(super::core::Reply::Job(id))) if legacy_jobs => Ok(Value::from(id)),
-            Handled::Reply(Ok(super::core::Reply::Job(id))) => {
-                // 25.10 with legacy_jobs=false: the call waits for the job.
-                let job = self.sim.wait_job_value(id, Duration::from_secs(3600)).await;
-                job_outcome(method, job)
-            }
-            Handled::Reply(Err(e)) => Err(to_call_error(method, &e)),
-        }
+        call_on(&self.sim, &self.session, call).await
     }
 
     async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
-        let method = Method::CoreGetJobs;
-        let Some(job) = self.sim.wait_job_value(id, timeout).await else {
-            return Err(CallError::NotFound {
-                method,
-                reason: format!("job {id} does not exist"),
-            });
-        };
-        let terminal = job
-            .get("state")
-            .and_then(Value::as_str)
-            .is_some_and(|s| matches!(s, "SUCCESS" | "FAILED" | "ABORTED"));
-        if !terminal {
-            return Err(CallError::Timeout {
-                method,
-                after: timeout,
-            });
-        }
-        serde_json::from_value(job).map_err(|e| CallError::Protocol {
-            method,
-            detail: e.to_string(),
-        })
+        wait_on(&self.sim, id, timeout).await
     }
+}
+
+/// The simulator itself is usable as a `Middleware` too: its calls go through one
+/// logged-in root connection (connection id 0 in the call record).
+impl Middleware for Simulator {
+    fn api(&self) -> ApiInfo {
+        api_of(self)
+    }
+
+    async fn call(&self, call: Call) -> Result<Value, CallError> {
+        call_on(self, &self.shared.default_session, call).await
+    }
+
+    async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
+        wait_on(self, id, timeout).await
+    }
+}
+
+fn api_of(sim: &Simulator) -> ApiInfo {
+    let flavor = sim.flavor();
+    ApiInfo {
+        flavor,
+        version: sim.version(),
+        protocol: if flavor == crate::middleware::ApiFlavor::V24_10 {
+            Protocol::Legacy
+        } else {
+            Protocol::JsonRpc
+        },
+        transport: TransportKind::UnixSocket,
+    }
+}
+
+fn load(session: &Mutex<Session>) -> Session {
+    session
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone()
+}
+
+fn store(slot: &Mutex<Session>, session: Session) {
+    *slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = session;
+}
+
+async fn call_on(sim: &Simulator, slot: &Mutex<Session>, call: Call) -> Result<Value, CallError> {
+    let method = call.method;
+    let mut session = load(slot);
+    let handled = sim
+        .handle(&mut session, method.as_str(), call.params, None)
+        .await;
+    let legacy_jobs = session.legacy_jobs;
+    store(slot, session);
+    match handled {
+        Handled::Drop => Err(CallError::Disconnected {
+            method,
+            detail: "the simulator dropped the connection (injected fault)".to_owned(),
+        }),
+        Handled::Reply(Ok(Reply::Value(v))) => Ok(v),
+        Handled::Reply(Ok(Reply::Job(id))) if legacy_jobs => Ok(Value::from(id)),
+        Handled::Reply(Ok(Reply::Job(id))) => {
+            // 25.10 with legacy_jobs=false: the call waits for the job.
+            let job = sim.wait_job_value(id, Duration::from_secs(3600)).await;
+            job_outcome(method, job)
+        }
+        Handled::Reply(Err(e)) => Err(to_call_error(method, &e)),
+    }
+}
+
+async fn wait_on(sim: &Simulator, id: JobId, timeout: Duration) -> Result<Job, CallError> {
+    let method = Method::CoreGetJobs;
+    let Some(job) = sim.wait_job_value(id, timeout).await else {
+        return Err(CallError::NotFound {
+            method,
+            reason: format!("job {id} does not exist"),
+        });
+    };
+    let terminal = job
+        .get("state")
+        .and_then(Value::as_str)
+        .is_some_and(|s| matches!(s, "SUCCESS" | "FAILED" | "ABORTED"));
+    if !terminal {
+        return Err(CallError::Timeout {
+            method,
+            after: timeout,
+        });
+    }
+    serde_json::from_value(job).map_err(|e| CallError::Protocol {
+        method,
+        detail: e.to_string(),
+    })
 }
 
 fn job_outcome(method: Method, job: Option<Value>) -> Result<Value, CallError> {
@@ -455,4 +482,31 @@ mod tests {
     }
 
     use crate::sim::CallOutcome;
+
+    #[tokio::test(start_paused = true)]
+    async fn delays_hold_the_reply_back_in_virtual_time() {
+        let sim = Simulator::new(Scenario::two_pools(ApiFlavor::V25_04));
+        sim.update_faults(|f| {
+            f.delays.push(crate::sim::Delay {
+                method: Some("core.ping".into()),
+                millis: 1500,
+                times: Some(1),
+            });
+        });
+        let start = tokio::time::Instant::now();
+        sim.call(Call::bare(Method::CorePing)).await.unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(1500));
+        let again = tokio::time::Instant::now();
+        sim.call(Call::bare(Method::CorePing)).await.unwrap();
+        assert!(again.elapsed() < Duration::from_millis(1500), "one-shot");
+    }
+
+    #[tokio::test]
+    async fn the_simulator_itself_is_a_middleware() {
+        let sim = Simulator::new(Scenario::two_pools(ApiFlavor::V24_10));
+        assert_eq!(sim.api().protocol, Protocol::Legacy);
+        let pools = sim.call(Call::bare(Method::PoolQuery)).await.unwrap();
+        assert_eq!(pools.as_array().unwrap().len(), 2);
+        assert_eq!(sim.calls()[0].conn, 0);
+    }
 }

@@ -32,6 +32,18 @@ pub enum QueryError {
     MatchNotFound,
 }
 
+impl QueryError {
+    /// Who has to act: a malformed query is the caller's bug; no match is the box's answer.
+    pub fn fault(&self) -> crate::fault::Fault {
+        match self {
+            QueryError::InvalidFilter(_)
+            | QueryError::InvalidOperation(_)
+            | QueryError::InvalidRegex(_) => crate::fault::Fault::Bug,
+            QueryError::MatchNotFound => crate::fault::Fault::Nas,
+        }
+    }
+}
+
 /// Applies `filters` and `options` to `entries` and returns the query result: a list,
 /// the first entry (`get`), or a number (`count`).
 pub fn run(entries: Vec<Value>, filters: &Value, options: &Value) -> Result<Value, QueryError> {

@@ -235,9 +235,10 @@ pub struct B2Account {
     /// Whether the key authenticates.
     #[serde(default = "yes")]
     pub valid: bool,
-    /// Buckets the key can see; a run into any other bucket fails.
+    /// Buckets the key can see (`list_buckets`); a run into any other bucket fails.
+    /// `None`: every bucket exists (and none is listed).
     #[serde(default)]
-    pub buckets: Vec<String>,
+    pub buckets: Option<Vec<String>>,
 }
 
 /// Provider attribute names that hold secrets (redacted on save).

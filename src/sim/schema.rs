@@ -498,22 +498,20 @@ fn check_tagged(
         .and_then(|g| variants.iter().find(|(name, _)| *name == g));
     if let Some((name, o)) = found {
         check_obj(o, value, &join(path, name), style, out);
-    } else {
-        {
-            let expected = variants
-                .iter()
-                .map(|(n, _)| format!("'{n}'"))
-                .collect::<Vec<_>>()
-                .join(", ");
-            out.push(Issue::new(
-                path,
-                format!(
-                    "Input tag '{}' found using '{tag}' does not match any of the expected tags: {expected}",
-                    given.as_str().map_or_else(|| given.to_string(), str::to_owned)
-                ),
-            ));
-        }
+        return;
     }
+    let expected = variants
+        .iter()
+        .map(|(n, _)| format!("'{n}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    out.push(Issue::new(
+        path,
+        format!(
+            "Input tag '{}' found using '{tag}' does not match any of the expected tags: {expected}",
+            given.as_str().map_or_else(|| given.to_string(), str::to_owned)
+        ),
+    ));
 }
 
 fn enum_message(items: &[Value], value: &Value, style: Style) -> String {

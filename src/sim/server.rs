@@ -109,6 +109,8 @@ const AUTHENTICATED_LIMIT: usize = 65536;
 /// Calls executing at once / in flight per connection (`SoftHardSemaphore(10, 20)`).
 const CONCURRENT_CALLS: usize = 10;
 const IN_FLIGHT_CALLS: usize = 20;
+/// How long one frame may take to be written before the connection is given up.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Simulator {
     /// Starts listening. Returns once the listeners are bound (addresses are known).
@@ -291,11 +293,15 @@ impl Acceptor {
             live.push(kill.clone());
         }
         let sim = self.sim.clone();
-        let tasks = self.tasks.clone();
+        let links = Links {
+            kill: kill.clone(),
+            server_down: self.shutdown.clone(),
+            tasks: self.tasks.clone(),
+        };
         self.tasks.spawn(async move {
             tokio::select! {
                 () = kill.cancelled() => {}
-                () = connection(stream, peer, sim, kill.clone(), tasks) => {}
+                () = connection(stream, peer, sim, links) => {}
             }
             kill.cancel();
         });
@@ -356,23 +362,28 @@ where
     Some((ws, proto))
 }
 
-async fn connection<S>(
-    stream: S,
-    peer: Peer,
-    sim: Simulator,
+/// What ties a connection to its server.
+struct Links {
+    /// Cancelled when this connection must close.
     kill: CancellationToken,
+    /// Cancelled when the server shuts down.
+    server_down: CancellationToken,
     tasks: TaskTracker,
-) where
+}
+
+async fn connection<S>(stream: S, peer: Peer, sim: Simulator, links: Links)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some((ws, proto)) = upgrade(stream, &sim).await else {
         return;
     };
     let conn_id = sim.next_conn();
-    let session = match peer {
+    let mut session = match peer {
         Peer::Unix => Session::unix(conn_id),
         Peer::Tcp => Session::tcp(conn_id, !sim.state().faults.insecure_tcp),
     };
+    session.legacy_protocol = proto == Proto::Legacy;
     let (mut sink, mut source) = ws.split();
     let (out, mut outbox) = mpsc::unbounded_channel::<Message>();
     let conn = Conn {
@@ -383,15 +394,18 @@ async fn connection<S>(
         subs: Arc::new(Mutex::new(HashMap::new())),
         in_flight: Arc::new(AtomicUsize::new(0)),
         executing: Arc::new(Semaphore::new(CONCURRENT_CALLS)),
-        kill: kill.clone(),
+        kill: links.kill.clone(),
+        server_down: links.server_down.clone(),
         handshake_done: Arc::new(Mutex::new(proto == Proto::JsonRpc)),
-        tasks: tasks.clone(),
+        tasks: links.tasks.clone(),
     };
-    tasks.spawn(forward_events(conn.clone()));
+    links.tasks.spawn(forward_events(conn.clone()));
     let writer = async move {
         while let Some(msg) = outbox.recv().await {
             let closing = matches!(msg, Message::Close(_));
-            if sink.send(msg).await.is_err() || closing {
+            // A client that stops reading must not wedge the connection forever.
+            let sent = tokio::time::timeout(WRITE_TIMEOUT, sink.send(msg)).await;
+            if !matches!(sent, Ok(Ok(()))) || closing {
                 break;
             }
         }
@@ -416,9 +430,9 @@ async fn connection<S>(
             // Let a close frame already queued go out before the socket is dropped.
             let _ = tokio::time::timeout(Duration::from_millis(200), &mut writer).await;
         }
-        () = kill.cancelled() => {}
+        () = links.kill.cancelled() => {}
     }
-    kill.cancel();
+    links.kill.cancel();
 }
 
 /// One WebSocket connection's state, shared by the tasks answering its calls.
@@ -433,6 +447,9 @@ struct Conn {
     in_flight: Arc<AtomicUsize>,
     executing: Arc<Semaphore>,
     kill: CancellationToken,
+    /// The server is shutting down: calls still running stop too. (A call outlives its
+    /// connection otherwise, as on the box.)
+    server_down: CancellationToken,
     /// Legacy protocol: `connect` was accepted.
     handshake_done: Arc<Mutex<bool>>,
     tasks: TaskTracker,
@@ -584,10 +601,16 @@ impl Conn {
         }
         let conn = self.clone();
         self.tasks.spawn(async move {
-            let Ok(_permit) = conn.executing.clone().acquire_owned().await else {
-                return;
+            let run = async {
+                let Ok(_permit) = conn.executing.clone().acquire_owned().await else {
+                    return;
+                };
+                conn.call(id, &method, params).await;
             };
-            conn.call(id, &method, params).await;
+            tokio::select! {
+                () = conn.server_down.cancelled() => {}
+                () = run => {}
+            }
             conn.in_flight.fetch_sub(1, Ordering::SeqCst);
         });
     }

@@ -92,6 +92,10 @@ pub(crate) struct Shared {
     record: Mutex<Vec<CallRecord>>,
     timing: Mutex<JobTiming>,
     next_conn: AtomicU64,
+    /// The session of calls made on the `Simulator` itself as a `Middleware` (conn 0).
+    pub(crate) default_session: Mutex<Session>,
+    /// Bumped by `release_holds`; held calls wait for a change.
+    holds: tokio::sync::watch::Sender<u64>,
 }
 
 /// A simulated TrueNAS middleware (one box). Clones share the box.
@@ -129,6 +133,8 @@ impl Simulator {
                 record: Mutex::new(Vec::new()),
                 timing: Mutex::new(JobTiming::default()),
                 next_conn: AtomicU64::new(1),
+                default_session: Mutex::new(Session::unix(0)),
+                holds: tokio::sync::watch::channel(0).0,
             }),
         }
     }
@@ -162,7 +168,11 @@ impl Simulator {
     /// Changes the box directly, as an admin in the UI would (no call is recorded, no
     /// event is sent).
     pub fn update_state<R>(&self, change: impl FnOnce(&mut Scenario) -> R) -> R {
-        change(&mut lock(&self.shared.core).state)
+        let mut core = lock(&self.shared.core);
+        let result = change(&mut core.state);
+        // A pool added this way gets its root dataset, as on load.
+        core.state.normalize();
+        result
     }
 
     /// Changes the armed faults.
@@ -219,6 +229,38 @@ impl Simulator {
             }
             started
         })
+    }
+
+    /// Moves WAITING job `id` to RUNNING (for [`JobTiming::Manual`]); see [`Self::run_job`].
+    pub fn start_job(&self, id: u64) -> bool {
+        self.with_core(|c| c.job_begin(id))
+    }
+
+    /// Sets a RUNNING job's progress.
+    pub fn set_job_progress(&self, id: u64, percent: i64, description: &str) {
+        self.with_core(|c| c.job_progress(id, percent, description));
+    }
+
+    /// Ends RUNNING job `id` now, with the outcome the box dictates (injected failure,
+    /// bad key, unknown bucket, locked dataset, or success).
+    pub fn finish_job(&self, id: u64) {
+        self.with_core(|c| c.job_finish(id, now_ms()));
+    }
+
+    /// Makes a middleware call as an admin in the web UI would: same validation, same
+    /// events, but not in the call record (so "the agent made no writing call" holds).
+    pub fn admin_call(&self, method: &str, params: &[Value]) -> Result<Value, RpcError> {
+        let mut session = Session::unix(0);
+        match self.with_core(|c| c.dispatch(&mut session, method, params, None, now_ms()))? {
+            Reply::Value(v) => Ok(v),
+            Reply::Job(id) => Ok(Value::from(id)),
+        }
+    }
+
+    /// Lets every held call (`FaultPlan::holds`) go on, and stops holding new ones.
+    pub fn release_holds(&self) {
+        self.update_faults(|f| f.holds.clear());
+        self.shared.holds.send_modify(|g| *g += 1);
     }
 
     /// Runs every WAITING job to its end now.
@@ -308,7 +350,12 @@ impl Simulator {
         params: Vec<Value>,
         request_id: Option<Value>,
     ) -> Handled {
+        let mut released = self.shared.holds.subscribe();
         let fault = self.with_core(|c| c.faults.on_call(method));
+        if fault.hold {
+            // Any release after the fault was read wakes this call.
+            let _ = released.changed().await;
+        }
         if !fault.delay.is_zero() {
             tokio::time::sleep(fault.delay).await;
         }

@@ -428,6 +428,11 @@ fn credential(flavor: ApiFlavor) -> ObjTy {
     }
 }
 
+/// The 25.04+ provider union (the `provider` of a credential), discriminated by `type`.
+pub fn provider_ty(flavor: ApiFlavor) -> Ty {
+    providers(flavor)
+}
+
 /// The 25.04+ provider union, discriminated by `type`.
 #[expect(
     clippy::too_many_lines,

@@ -20,4 +20,6 @@ mod install;
 mod middleware_client;
 mod middleware_sim;
 mod sim_protocol;
+mod sim_schema;
+mod sop;
 mod support;

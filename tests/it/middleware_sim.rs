@@ -36,7 +36,7 @@ fn scenario(flavor: ApiFlavor) -> Scenario {
     s.b2_accounts.push(B2Account {
         account: "0012ab".into(),
         valid: true,
-        buckets: vec!["truenas-loc".into()],
+        buckets: Some(vec!["truenas-loc".into()]),
     });
     s
 }

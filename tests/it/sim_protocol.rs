@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use truenas_agent::middleware::ApiFlavor;
+use truenas_agent::middleware::{ApiFlavor, Call, Method, Middleware};
 use truenas_agent::sim::scenario::{ApiKeyEntry, B2Account};
 use truenas_agent::sim::{
     CallOutcome, DropAt, DropWhen, JobTiming, Scenario, ServeOptions, Server, Simulator,
@@ -41,7 +41,7 @@ fn scenario(flavor: ApiFlavor) -> Scenario {
     s.b2_accounts.push(B2Account {
         account: "0012ab".into(),
         valid: true,
-        buckets: vec!["truenas-loc".into()],
+        buckets: Some(vec!["truenas-loc".into()]),
     });
     s
 }
@@ -744,7 +744,7 @@ async fn injected_drops_close_the_connection_before_or_after_executing() {
 }
 
 #[tokio::test]
-async fn injected_failures_and_delays() {
+async fn injected_failures_and_holds() {
     let (server, _dir) = start(ApiFlavor::V25_10).await;
     let sim = server.simulator().clone();
     sim.update_faults(|f| {
@@ -753,11 +753,6 @@ async fn injected_failures_and_delays() {
             errno: 202,
             reason: "snmpd failed to start".into(),
             path: None,
-            times: Some(1),
-        });
-        f.delays.push(truenas_agent::sim::Delay {
-            method: Some("system.info".into()),
-            millis: 300,
             times: Some(1),
         });
     });
@@ -773,44 +768,43 @@ async fn injected_failures_and_delays() {
         "STOPPED",
         "not executed"
     );
-    // The delayed call is answered after a later, undelayed one.
+    // A held call is answered after a later one; released, it completes.
+    sim.update_faults(|f| f.holds.push("system.info".into()));
     c.send(json!({"jsonrpc": "2.0", "id": 50, "method": "system.info", "params": []}))
         .await;
     c.send(json!({"jsonrpc": "2.0", "id": 51, "method": "core.ping", "params": []}))
         .await;
-    let first = c.recv().await.unwrap();
-    let second = c.recv().await.unwrap();
-    assert_eq!(
-        (first["id"].clone(), second["id"].clone()),
-        (json!(51), json!(50))
-    );
+    assert_eq!(c.recv().await.unwrap()["id"], 51);
+    sim.release_holds();
+    let held = c.recv().await.unwrap();
+    assert_eq!(held["id"], 50);
+    assert_eq!(held["result"]["hostname"], "truenas-sim");
     server.shutdown().await;
 }
 
 #[tokio::test]
 async fn concurrency_cap_refuses_the_21st_call() {
     let (server, _dir) = start(ApiFlavor::V25_04).await;
-    server.simulator().update_faults(|f| {
-        f.delays.push(truenas_agent::sim::Delay {
-            method: Some("core.ping".into()),
-            millis: 500,
-            times: None,
-        });
-    });
+    let sim = server.simulator().clone();
+    sim.update_faults(|f| f.holds.push("core.ping".into()));
     let mut c = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
     for id in 1..=21 {
         c.send(json!({"jsonrpc": "2.0", "id": id, "method": "core.ping", "params": []}))
             .await;
     }
-    let mut refused = 0;
-    for _ in 1..=21 {
+    // The 20 held calls are in flight; the 21st is refused at once.
+    let refused = c.recv().await.unwrap();
+    assert_eq!(refused["id"], 21);
+    assert_eq!(refused["error"]["code"], -32000);
+    sim.release_holds();
+    let mut answered = Vec::new();
+    for _ in 1..=20 {
         let r = c.recv().await.unwrap();
-        if r["error"]["code"] == -32000 {
-            refused += 1;
-            assert_eq!(r["id"], 21);
-        }
+        assert_eq!(r["result"], "pong", "{r}");
+        answered.push(r["id"].as_i64().unwrap());
     }
-    assert_eq!(refused, 1);
+    answered.sort_unstable();
+    assert_eq!(answered, (1..=20).collect::<Vec<_>>());
     server.shutdown().await;
 }
 
@@ -867,4 +861,240 @@ async fn the_call_record_tells_reads_from_writes() {
         "9babab19-acc0-4587-aa05-ccd8103a1148"
     );
     server.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().unwrap();
+    let scenario_path = dir.path().join("in.json");
+    scenario(ApiFlavor::V25_04).save(&scenario_path).unwrap();
+    let saved = dir.path().join("out.json");
+    let socket = dir.path().join("mw.sock");
+    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+        .args([
+            "sim",
+            "--version",
+            "25.10",
+            "--listen",
+            "127.0.0.1:0",
+            "--job-duration",
+            "50ms",
+        ])
+        .arg("--socket")
+        .arg(&socket)
+        .arg("--scenario")
+        .arg(&scenario_path)
+        .arg("--save")
+        .arg(&saved)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(
+        ready["flavor"], "25.10",
+        "--version overrides the scenario's flavour"
+    );
+    assert_eq!(ready["socket"], json!(socket));
+    assert!(
+        ready["ws_url"]
+            .as_str()
+            .unwrap()
+            .starts_with("ws://127.0.0.1:")
+    );
+
+    let io = tokio::net::UnixStream::connect(&socket).await.unwrap();
+    let (ws, _) =
+        tokio_tungstenite::client_async("ws://localhost/api/current", Box::new(io) as Box<dyn Io>)
+            .await
+            .unwrap();
+    let mut c = Client {
+        ws,
+        proto: Proto::JsonRpc,
+        next_id: 1,
+        events: Vec::new(),
+    };
+    assert_eq!(c.ok("system.version_short", json!([])).await, "25.10.6");
+    let cred = c
+        .ok(
+            "cloudsync.credentials.create",
+            json!([credential(ApiFlavor::V25_10)]),
+        )
+        .await;
+    c.ok("cloudsync.create", json!([task(&cred["id"])])).await;
+
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).unwrap()),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!socket.exists(), "the socket file is removed");
+    let text = std::fs::read_to_string(&saved).unwrap();
+    crate::support::assert_no_canary("saved scenario", &text);
+    let back = Scenario::load(&saved).unwrap();
+    assert_eq!(back.cloud_sync_tasks.len(), 1);
+    assert_eq!(back.flavor, ApiFlavor::V25_10);
+}
+
+#[tokio::test]
+async fn scenario_files_load_and_serve() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim");
+    let mut seen = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let s = Scenario::load(&path).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let flavor = s.flavor;
+        let mw = Simulator::new(s).in_process();
+        for m in [
+            Method::PoolQuery,
+            Method::DatasetQuery,
+            Method::CloudsyncQuery,
+            Method::SnapshotTaskQuery,
+            Method::SnmpConfig,
+            Method::AlertList,
+        ] {
+            let r = mw.call(Call::bare(m)).await;
+            assert!(r.is_ok(), "{}: {m}: {r:?}", path.display());
+        }
+        let tasks = mw.call(Call::bare(Method::CloudsyncQuery)).await.unwrap();
+        for t in tasks.as_array().unwrap() {
+            assert!(t["credentials"].is_object(), "{}: {t}", path.display());
+        }
+        assert!(mw.api().version.starts_with(flavor.as_str()));
+        seen += 1;
+    }
+    assert!(seen >= 3);
+}
+
+#[tokio::test]
+async fn degraded_scenario_runs_fail_the_way_the_box_says() {
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim/degraded_25_10.json");
+    let sim = Simulator::new(Scenario::load(&path).unwrap()).with_job_timing(JobTiming::Manual);
+    let job = sim.run_cloud_sync(1).unwrap();
+    assert!(sim.start_job(job));
+    assert_eq!(sim.job(job).unwrap()["state"], "RUNNING");
+    sim.finish_job(job);
+    let done = sim.job(job).unwrap();
+    assert_eq!(done["state"], "FAILED");
+    assert!(
+        done["error"]
+            .as_str()
+            .unwrap()
+            .contains("401 bad_auth_token"),
+        "{done}"
+    );
+    // An admin fixes the key in the UI: no call is recorded, the next run succeeds.
+    sim.update_state(|s| s.b2_accounts[0].valid = true);
+    sim.admin_call("cloudsync.update", &[json!(1), json!({"enabled": true})])
+        .unwrap();
+    assert!(sim.calls().is_empty());
+    let job = sim.run_cloud_sync(1).unwrap();
+    assert!(sim.run_job(job));
+    assert_eq!(sim.job(job).unwrap()["state"], "SUCCESS");
+    let alerts = sim.admin_call("alert.list", &[]).unwrap();
+    assert_eq!(
+        alerts,
+        json!([]),
+        "a successful run clears CloudSyncTaskFailed"
+    );
+    // The locked dataset's snapshot task fails.
+    sim.run_snapshot_task(1).unwrap();
+    let task = sim
+        .admin_call(
+            "pool.snapshottask.query",
+            &[json!([["id", "=", 1]]), json!({"get": true})],
+        )
+        .unwrap();
+    assert_eq!(task["state"]["state"], "ERROR");
+}
+
+#[tokio::test]
+async fn the_legacy_endpoint_of_25_x_takes_24_10_credential_shapes() {
+    let (server, _dir) = start(ApiFlavor::V25_04).await;
+    let mut legacy = Client::connect(&server, Transport::Unix, Proto::Legacy).await;
+    let made = legacy
+        .ok(
+            "cloudsync.credentials.create",
+            json!([credential(ApiFlavor::V24_10)]),
+        )
+        .await;
+    assert_eq!(made["provider"], "B2");
+    assert_eq!(made["attributes"]["account"], "0012ab");
+    let r = legacy
+        .call(
+            "cloudsync.credentials.create",
+            json!([credential(ApiFlavor::V25_04)]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r["error"]["type"], "VALIDATION", "{r}");
+    let r = legacy
+        .call(
+            "cloudsync.credentials.create",
+            json!([{"name": "x", "provider": "B2", "attributes": {"account": "a"}}]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        r["error"]["extra"][0][0], "cloud_sync_credentials_create.provider.B2.key",
+        "{r}"
+    );
+    // JSON-RPC on the same box shows the current shape.
+    let mut rpc = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
+    let listed = rpc.ok("cloudsync.credentials.query", json!([])).await;
+    assert_eq!(listed[0]["provider"]["type"], "B2");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn login_rate_limit_answers_ebusy() {
+    let mut s = scenario(ApiFlavor::V25_10);
+    s.faults.login_rate_limit = Some(2);
+    let (server, _dir) = start_with(Simulator::new(s)).await;
+    let mut c = Client::connect(&server, Transport::Tcp, Proto::JsonRpc).await;
+    assert_eq!(
+        c.ok("auth.login_with_api_key", json!(["7-nope"])).await,
+        false
+    );
+    assert_eq!(
+        c.ok("auth.login_with_api_key", json!(["7-nope"])).await,
+        false
+    );
+    let r = c
+        .call("auth.login_with_api_key", json!([API_KEY]))
+        .await
+        .unwrap();
+    assert_eq!(r["error"]["data"]["error"], 16, "{r}");
+    assert_eq!(r["error"]["data"]["errname"], "EBUSY");
+    // Unix sockets are never rate limited.
+    let mut unix = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
+    assert_eq!(
+        unix.ok("auth.login_with_api_key", json!([API_KEY])).await,
+        true
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn shutdown_ends_calls_still_in_flight() {
+    let (server, dir) = start(ApiFlavor::V25_04).await;
+    server
+        .simulator()
+        .update_faults(|f| f.holds.push("core.ping".into()));
+    let mut c = Client::connect(&server, Transport::Unix, Proto::JsonRpc).await;
+    c.send(json!({"jsonrpc": "2.0", "id": 1, "method": "core.ping", "params": []}))
+        .await;
+    // A later call is answered: the held one has been received by then.
+    c.ok("system.version_short", json!([])).await;
+    tokio::time::timeout(WAIT, server.shutdown())
+        .await
+        .expect("shutdown does not wait for held calls");
+    assert!(!dir.path().join("middlewared.sock").exists());
 }

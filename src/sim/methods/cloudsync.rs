@@ -171,39 +171,32 @@ pub(crate) fn delete(
 }
 
 /// `cloudsync.sync [id, {dry_run}]`: a job. With a run already queued, its id is returned
-/// (`@job(lock_queue_size=1)`).
-pub(crate) fn sync(
-    core: &mut Core,
-    ctx: &mut Ctx<'_>,
-    params: &[Value],
-) -> Result<Reply, RpcError> {
+/// (`@job(lock_queue_size=1)`). An unknown id still gets a job, which then fails: the
+/// middleware looks the task up inside the job.
+pub(crate) fn sync(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Reply {
     let id = id_param(params, 0);
-    let Some(task) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
+    // A negative id names no task; its run is a run of task 0, which cannot exist.
+    let task = u64::try_from(id).unwrap_or(0);
     let queued = core
         .jobs
         .values()
-        .find(|j| j.kind_is_run_of(task.id) && j.state == JobState::Waiting)
+        .find(|j| j.kind_is_run_of(task) && j.state == JobState::Waiting)
         .map(|j| j.id);
     if let Some(queued) = queued {
-        return Ok(Reply::Job(queued));
+        return Reply::Job(queued);
     }
     let dry_run = object_param(params, 1)
         .get("dry_run")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let args = vec![Value::from(task.id), json!({ "dry_run": dry_run })];
+    let args = vec![Value::from(id), json!({ "dry_run": dry_run })];
     let job = core.create_job(
         "cloudsync.sync",
         args,
-        JobKind::CloudSync {
-            task: task.id,
-            dry_run,
-        },
+        JobKind::CloudSync { task, dry_run },
         ctx,
     );
-    Ok(Reply::Job(job))
+    Reply::Job(job)
 }
 
 /// `cloudsync.abort [id]`: true if a WAITING/RUNNING run was aborted.
@@ -308,10 +301,16 @@ fn rclone_outcome(core: &Core, task: &CloudSyncTask) -> Result<Value, JobFailure
             "Failed to create file system for \"remote:{remote}\": failed to authorize account: failed to authenticate: \
              Unauthorized: unauthorized (401 bad_auth_token)"
         ))),
-        Some(a) if !a.buckets.iter().any(|b| b == bucket) => Err(JobFailure::call_error(&format!(
-            "ERROR : Attempt 3/3 failed with 1 errors and: failed to create bucket: not allowed to create bucket \
+        Some(a)
+            if a.buckets
+                .as_ref()
+                .is_some_and(|l| !l.iter().any(|b| b == bucket)) =>
+        {
+            Err(JobFailure::call_error(&format!(
+                "ERROR : Attempt 3/3 failed with 1 errors and: failed to create bucket: not allowed to create bucket \
              \"{bucket}\" (401 unauthorized)"
-        ))),
+            )))
+        }
         _ => Ok(Value::Null),
     }
 }
@@ -373,7 +372,7 @@ pub(crate) fn list_buckets(core: &Core, params: &[Value]) -> Result<Value, RpcEr
         .unwrap_or_default();
     let buckets = match core.state.b2_account(account) {
         Some(a) if !a.valid => return Err(rclone_auth_error()),
-        Some(a) => a.buckets.clone(),
+        Some(a) => a.buckets.clone().unwrap_or_default(),
         None => Vec::new(),
     };
     Ok(Value::from(

@@ -10,9 +10,11 @@
 
 use serde_json::{Map, Value, json};
 
-use super::super::core::{Core, EventKind, RpcError};
+use super::super::core::{Core, Ctx, EventKind, RpcError, shape_flavor};
 use super::super::rules;
 use super::super::scenario::Credential;
+use super::super::schema::{self, Style};
+use super::super::validate;
 use super::{id_param, merge_top_level, next_id, not_found, object_param, verdict};
 use crate::middleware::ApiFlavor;
 
@@ -33,13 +35,44 @@ pub(crate) fn render(c: &Credential, flavor: ApiFlavor) -> Value {
     }
 }
 
-/// Every credential, rendered.
-pub(crate) fn entries(core: &Core) -> Vec<Value> {
+/// Every credential, rendered in the call's shape.
+pub(crate) fn entries(core: &Core, ctx: &Ctx<'_>) -> Vec<Value> {
+    let shape = shape(core, ctx, "cloudsync.credentials.query");
     core.state
         .credentials
         .iter()
-        .map(|c| render(c, core.flavor()))
+        .map(|c| render(c, shape))
         .collect()
+}
+
+fn shape(core: &Core, ctx: &Ctx<'_>, method: &str) -> ApiFlavor {
+    shape_flavor(core.flavor(), ctx.session, method)
+}
+
+/// A 24.10-shaped payload on a 25.04+ box (legacy endpoint) is converted to the current
+/// provider object, which the current model then validates.
+fn check_converted(
+    core: &Core,
+    shape: ApiFlavor,
+    schema: &str,
+    provider: &str,
+    attributes: &Map<String, Value>,
+) -> Result<(), RpcError> {
+    if shape != ApiFlavor::V24_10 || core.flavor() == ApiFlavor::V24_10 {
+        return Ok(());
+    }
+    let mut object = attributes.clone();
+    object.insert("type".into(), Value::from(provider));
+    let mut issues = Vec::new();
+    let ty = validate::provider_ty(core.flavor());
+    schema::check(
+        &ty,
+        &Value::Object(object),
+        &format!("{schema}.provider"),
+        Style::Pydantic,
+        &mut issues,
+    );
+    verdict(issues)
 }
 
 /// Splits a payload in the version's shape into (provider type, attributes).
@@ -71,15 +104,17 @@ fn split(flavor: ApiFlavor, data: &Map<String, Value>) -> (String, Map<String, V
 }
 
 /// `cloudsync.credentials.create [data]`.
-pub(crate) fn create(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
+pub(crate) fn create(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
+    let shape = shape(core, ctx, "cloudsync.credentials.create");
     let data = object_param(params, 0);
     let name = data
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let (provider, attributes) = split(core.flavor(), &data);
+    let (provider, attributes) = split(shape, &data);
     let schema = "cloud_sync_credentials_create";
+    check_converted(core, shape, schema, &provider, &attributes)?;
     verdict(rules::credential(
         &core.state,
         schema,
@@ -95,7 +130,7 @@ pub(crate) fn create(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
         provider,
         attributes,
     };
-    let rendered = render(&credential, core.flavor());
+    let rendered = render(&credential, shape);
     core.state.credentials.push(credential);
     core.emit(
         "cloudsync.credentials.query",
@@ -107,7 +142,8 @@ pub(crate) fn create(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
 }
 
 /// `cloudsync.credentials.update [id, partial]`: `provider` replaced as a whole.
-pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
+pub(crate) fn update(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
+    let shape = shape(core, ctx, "cloudsync.credentials.update");
     let id = id_param(params, 0);
     let Some(old) = core
         .state
@@ -118,7 +154,7 @@ pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
     else {
         return Err(not_found(SERVICE, id));
     };
-    let mut data = match render(&old, core.flavor()) {
+    let mut data = match render(&old, shape) {
         Value::Object(map) => map,
         _ => Map::new(),
     };
@@ -128,8 +164,9 @@ pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let (provider, attributes) = split(core.flavor(), &data);
+    let (provider, attributes) = split(shape, &data);
     let schema = "cloud_sync_credentials_update";
+    check_converted(core, shape, schema, &provider, &attributes)?;
     let attrs_value = Value::Object(attributes.clone());
     verdict(rules::credential(
         &core.state,
@@ -145,7 +182,7 @@ pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
         provider,
         attributes,
     };
-    let rendered = render(&credential, core.flavor());
+    let rendered = render(&credential, shape);
     if let Some(slot) = core.state.credentials.iter_mut().find(|c| c.id == old.id) {
         *slot = credential;
     }
@@ -196,9 +233,15 @@ pub(crate) fn delete(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
 }
 
 /// `cloudsync.credentials.verify [provider]` (24.10: `[{provider, attributes}]`).
-pub(crate) fn verify(core: &Core, params: &[Value]) -> Result<Value, RpcError> {
+pub(crate) fn verify(core: &Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
+    let shape = shape(core, ctx, "cloudsync.credentials.verify");
     let data = object_param(params, 0);
-    let (provider, attributes) = match core.flavor() {
+    let (provider, attributes) = match shape {
+        ApiFlavor::V24_10 if core.flavor() != ApiFlavor::V24_10 => {
+            let (p, a) = split(ApiFlavor::V24_10, &data);
+            check_converted(core, shape, "cloud_sync_credentials_create", &p, &a)?;
+            (p, a)
+        }
         ApiFlavor::V24_10 => {
             let (p, a) = split(ApiFlavor::V24_10, &data);
             // middleware [24.10]: verify runs `_validate` with an empty name first.

@@ -29,7 +29,7 @@ pub(crate) fn pools(core: &Core) -> Vec<Value> {
         .iter()
         .filter(|p| !p.boot)
         .map(|p| {
-            json!({
+            let mut v = json!({
                 "id": p.id, "name": p.name, "guid": p.guid, "path": format!("/mnt/{}", p.name),
                 "status": p.status, "healthy": p.healthy, "warning": false,
                 "status_code": if p.healthy { "OK" } else { "ERROR" }, "status_detail": null,
@@ -37,12 +37,18 @@ pub(crate) fn pools(core: &Core) -> Vec<Value> {
                 "expand": {"state": null},
                 "is_upgraded": true,
                 "size": 3_985_729_650_688_i64, "allocated": 1_073_741_824, "free": 3_984_655_908_864_i64,
-                "freeing": 0, "dedup_table_size": 0, "dedup_table_quota": "auto", "fragmentation": "0",
+                "freeing": 0, "fragmentation": "0",
                 "size_str": "3985729650688", "allocated_str": "1073741824", "free_str": "3984655908864",
                 "freeing_str": "0",
                 "autotrim": {"value": "off", "rawvalue": "off", "parsed": "off", "source": "DEFAULT"},
                 "topology": {"data": [], "log": [], "cache": [], "spare": [], "special": [], "dedup": []},
-            })
+            });
+            // The dedup table fields appear in 25.04 (`MW/plugins/pool_/pool.py` ENTRY).
+            if core.flavor() != ApiFlavor::V24_10 {
+                v["dedup_table_size"] = Value::from(0);
+                v["dedup_table_quota"] = Value::from("auto");
+            }
+            v
         })
         .collect()
 }

@@ -111,7 +111,7 @@ pub(crate) fn me(_core: &Core, ctx: &Ctx<'_>) -> Value {
         .unwrap_or_else(|| "root".to_owned());
     let uid = if user == "root" { 0 } else { 950 };
     json!({
-        "pw_name": user, "pw_gecos": user, "pw_dir": format!("/home/{user}"), "pw_shell": "/usr/bin/zsh",
+        "pw_name": user, "pw_gecos": user, "pw_dir": if user == "root" { "/root".to_owned() } else { format!("/home/{user}") }, "pw_shell": "/usr/bin/zsh",
         "pw_uid": uid, "pw_gid": uid, "grouplist": [uid, 544], "sid": null, "source": "LOCAL", "local": true,
         "attributes": {}, "two_factor_config": {"secret_configured": false},
         "privilege": {"roles": {"$set": ["FULL_ADMIN"]}, "allowlist": [{"method": "*", "resource": "*"}], "web_shell": true},

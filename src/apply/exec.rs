@@ -1,0 +1,874 @@
+//! Step executors: one function per kind of step, each call → record → read back.
+//!
+//! Owns: the write-ahead/record discipline around creates, read-back comparison, the
+//! lazy credential verification, and redaction of middleware texts.
+//! Does not: choose steps or their order.
+//! Invariants: see the module above (`apply`).
+//! Limitations: service starts on 25.10 wait for the `service.control` job; Cloud
+//! Sync runs are started, not awaited.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+use tracing::{info, warn};
+
+use super::payload;
+use super::store::OwnershipStore;
+use super::{ApplyError, ApplyOptions, Outcome, StepResult, StepStatus};
+use crate::desired::DesiredState;
+use crate::middleware::calls::{self, B2Key};
+use crate::middleware::{ApiFlavor, Call, CallError, JobState, Middleware, job_id_of, type_name};
+use crate::observe::{self, Observed};
+use crate::plan::spec::{self, CredentialRef, FieldChange};
+use crate::plan::{
+    CloudSyncSpec, CredentialSpec, Forget, ObjectKind, OwnedObject, Ownership, PendingCreate, Plan,
+    SnapshotSpec, SnmpSpec, Step, TaskRef,
+};
+
+/// Per-pass state.
+struct Exec<'a, M> {
+    mw: &'a M,
+    flavor: ApiFlavor,
+    desired: &'a DesiredState,
+    store: &'a mut OwnershipStore,
+    options: &'a ApplyOptions,
+    /// Largest id seen per kind (observed or created in this pass).
+    max_ids: BTreeMap<ObjectKind, u64>,
+    new_credential: Option<u64>,
+    new_tasks: BTreeMap<String, u64>,
+    /// The credential verification of this pass, once done.
+    verified: Option<Result<(), String>>,
+}
+
+pub(super) async fn run(
+    plan: &Plan,
+    desired: &DesiredState,
+    observed: &Observed,
+    mw: &impl Middleware,
+    store: &mut OwnershipStore,
+    options: &ApplyOptions,
+) -> Outcome {
+    let mut max_ids = BTreeMap::new();
+    max_ids.insert(
+        ObjectKind::Credential,
+        observed.credentials.iter().map(|c| c.id).max().unwrap_or(0),
+    );
+    max_ids.insert(
+        ObjectKind::CloudSync,
+        observed.cloud_sync.iter().map(|t| t.id).max().unwrap_or(0),
+    );
+    max_ids.insert(
+        ObjectKind::SnapshotTask,
+        observed
+            .snapshot_tasks
+            .iter()
+            .map(|t| t.id)
+            .max()
+            .unwrap_or(0),
+    );
+    let mut exec = Exec {
+        mw,
+        flavor: observed.api.flavor,
+        desired,
+        store,
+        options,
+        max_ids,
+        new_credential: None,
+        new_tasks: BTreeMap::new(),
+        verified: None,
+    };
+    let mut outcome = Outcome::default();
+    for step in &plan.steps {
+        let summary = step.summary();
+        if outcome.aborted.is_some() {
+            outcome.results.push(StepResult {
+                summary,
+                status: StepStatus::NotAttempted,
+            });
+            continue;
+        }
+        let verified = exec.ensure_verified(step, &mut outcome).await;
+        if outcome.aborted.is_some() {
+            outcome.results.push(StepResult {
+                summary,
+                status: StepStatus::NotAttempted,
+            });
+            continue;
+        }
+        if let Err(e) = verified {
+            record(&mut outcome, summary, Err(e));
+            continue;
+        }
+        info!(step = %summary, "applying");
+        let result = exec.step(step).await;
+        let verify_after = matches!(
+            (step, &result),
+            (
+                Step::CreateCredential(_) | Step::UpdateCredential { .. },
+                Ok(_)
+            )
+        );
+        record(&mut outcome, summary, result);
+        if verify_after && outcome.aborted.is_none() {
+            let spec = credential_spec(step);
+            let id = exec.new_credential.or(step_credential_id(step));
+            if let (Some(spec), Some(id)) = (spec, id) {
+                exec.verify(spec, id, &mut outcome).await;
+            }
+        }
+    }
+    if let Err(e) = exec.forget(&plan.forget) {
+        record(
+            &mut outcome,
+            "drop stale ownership records".to_owned(),
+            Err(e),
+        );
+    }
+    outcome
+}
+
+fn credential_spec(step: &Step) -> Option<&CredentialSpec> {
+    match step {
+        Step::CreateCredential(spec) | Step::UpdateCredential { spec, .. } => Some(spec),
+        _ => None,
+    }
+}
+
+fn step_credential_id(step: &Step) -> Option<u64> {
+    match step {
+        Step::UpdateCredential { id, .. } => Some(*id),
+        _ => None,
+    }
+}
+
+fn record(outcome: &mut Outcome, summary: String, result: Result<Option<String>, ApplyError>) {
+    let status = match result {
+        Ok(detail) => StepStatus::Done { detail },
+        Err(e) => {
+            warn!(step = %summary, error = %super::error_chain(&e), "step failed");
+            if e.aborts_pass() {
+                outcome.aborted = Some(super::error_chain(&e));
+            }
+            StepStatus::Failed(e)
+        }
+    };
+    outcome.results.push(StepResult { summary, status });
+}
+
+fn b2_key(spec: &CredentialSpec) -> B2Key<'_> {
+    B2Key {
+        key_id: &spec.key_id,
+        application_key: &spec.application_key,
+    }
+}
+
+/// The `id` of a created entry.
+fn entry_id(entry: &Value, operation: &'static str, resource: &str) -> Result<u64, ApplyError> {
+    entry
+        .get("id")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ApplyError::Unexpected {
+            operation,
+            resource: resource.to_owned(),
+            detail: format!(
+                "expected an entry with an integer id, got {}",
+                type_name(entry)
+            ),
+        })
+}
+
+/// Only the changes whose top-level key was sent.
+fn sent(changes: Vec<FieldChange>, keys: &BTreeSet<String>) -> Vec<String> {
+    changes
+        .into_iter()
+        .filter(|c| keys.contains(c.key()))
+        .map(|c| c.field)
+        .collect()
+}
+
+fn read_back(resource: &str, fields: Vec<String>) -> Result<(), ApplyError> {
+    if fields.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::ReadBack {
+            resource: resource.to_owned(),
+            fields,
+        })
+    }
+}
+
+/// A `CallError` with the document's secrets removed from every text it carries.
+fn redacted(err: CallError, d: &DesiredState) -> CallError {
+    match err {
+        CallError::Validation { method, items } => CallError::Validation {
+            method,
+            items: items
+                .into_iter()
+                .map(|mut i| {
+                    i.message = d.redact(&i.message);
+                    i
+                })
+                .collect(),
+        },
+        CallError::NotFound { method, reason } => CallError::NotFound {
+            method,
+            reason: d.redact(&reason),
+        },
+        CallError::NotAuthorized { method, reason } => CallError::NotAuthorized {
+            method,
+            reason: d.redact(&reason),
+        },
+        CallError::Failed {
+            method,
+            errno,
+            errname,
+            reason,
+        } => CallError::Failed {
+            method,
+            errno,
+            errname,
+            reason: d.redact(&reason),
+        },
+        CallError::Disconnected { method, detail } => CallError::Disconnected {
+            method,
+            detail: d.redact(&detail),
+        },
+        CallError::Unavailable { method, detail } => CallError::Unavailable {
+            method,
+            detail: d.redact(&detail),
+        },
+        CallError::Protocol { method, detail } => CallError::Protocol {
+            method,
+            detail: d.redact(&detail),
+        },
+        other @ (CallError::NotAuthenticated { .. }
+        | CallError::RateLimited { .. }
+        | CallError::MethodNotFound { .. }
+        | CallError::Timeout { .. }) => other,
+    }
+}
+
+impl<M: Middleware> Exec<'_, M> {
+    async fn call(
+        &self,
+        operation: &'static str,
+        resource: &str,
+        call: Call,
+    ) -> Result<Value, ApplyError> {
+        self.mw.call(call).await.map_err(|e| ApplyError::Call {
+            operation,
+            resource: resource.to_owned(),
+            source: redacted(e, self.desired),
+        })
+    }
+
+    fn state(&mut self, change: impl FnOnce(&mut Ownership)) -> Result<(), ApplyError> {
+        self.store.update(change).map_err(ApplyError::State)
+    }
+
+    /// Saves the write-ahead record of a create (see `plan::PendingCreate`).
+    fn intend(&mut self, kind: ObjectKind, pool: Option<&str>) -> Result<(), ApplyError> {
+        let max = self.max_ids.get(&kind).copied().unwrap_or(0);
+        let pending = PendingCreate {
+            kind,
+            pool: pool.map(str::to_owned),
+            max_id_before: max,
+        };
+        self.state(|o| {
+            o.pending
+                .retain(|p| !(p.kind == kind && p.pool.as_deref() == pool));
+            o.pending.push(pending);
+        })
+    }
+
+    /// Drops ownership records the plan found stale (only if they still hold that id).
+    fn forget(&mut self, stale: &[Forget]) -> Result<(), ApplyError> {
+        if stale.is_empty() {
+            return Ok(());
+        }
+        self.state(|o| {
+            for f in stale {
+                match (f.kind, &f.pool) {
+                    (ObjectKind::Credential, _) => {
+                        if o.credential.as_ref().is_some_and(|c| c.id == f.id) {
+                            o.credential = None;
+                        }
+                    }
+                    (kind, Some(pool)) => {
+                        if let Some(map) = o.tasks_mut(kind) {
+                            if map.get(pool).is_some_and(|r| r.id == f.id) {
+                                map.remove(pool);
+                            }
+                        }
+                    }
+                    (_, None) => {}
+                }
+            }
+        })
+    }
+
+    fn created(&mut self, kind: ObjectKind, id: u64) {
+        let max = self.max_ids.entry(kind).or_default();
+        *max = (*max).max(id);
+    }
+
+    fn fingerprint(
+        &self,
+        secret: &secrecy::SecretString,
+    ) -> Result<crate::state_dir::Fingerprint, ApplyError> {
+        self.store.fingerprint(secret).map_err(ApplyError::State)
+    }
+
+    async fn step(&mut self, step: &Step) -> Result<Option<String>, ApplyError> {
+        match step {
+            Step::CreateCredential(spec) => self.create_credential(spec).await,
+            Step::UpdateCredential { id, spec, .. } => self.update_credential(*id, spec).await,
+            Step::Adopt { kind, id, pool, .. } => self.adopt(*kind, *id, pool.as_deref()),
+            Step::CreateCloudSync(spec) => self.create_cloud_sync(spec).await,
+            Step::UpdateCloudSync { id, changes, spec } => {
+                self.update_cloud_sync(*id, changes, spec).await
+            }
+            Step::CreateSnapshotTask(spec) => self.create_snapshot_task(spec).await,
+            Step::UpdateSnapshotTask { id, changes, spec } => {
+                self.update_snapshot_task(*id, changes, spec).await
+            }
+            Step::Disable { kind, id, .. } => self.disable(*kind, *id).await,
+            Step::Delete { kind, id, pool } => self.delete(*kind, *id, pool).await,
+            Step::UpdateSnmp { changes, spec } => self.update_snmp(changes, spec).await,
+            Step::EnableService { service } => self.enable_service(service).await,
+            Step::StartService { service } => self.start_service(service).await,
+            Step::RunCloudSync {
+                action_id,
+                pool,
+                task,
+            } => self.run_cloud_sync(action_id, pool, *task).await,
+        }
+    }
+
+    async fn create_credential(
+        &mut self,
+        spec: &CredentialSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("credential \"{}\"", spec.name);
+        self.intend(ObjectKind::Credential, None)?;
+        let call = calls::credential_create(self.flavor, &spec.name, b2_key(spec));
+        let entry = self.call("create", &resource, call).await?;
+        let id = entry_id(&entry, "create", &resource)?;
+        self.created(ObjectKind::Credential, id);
+        self.new_credential = Some(id);
+        let fp = spec.key_fingerprint.clone();
+        self.state(|o| {
+            let mut rec = OwnedObject::new(id);
+            rec.fingerprints.insert("key".into(), fp);
+            o.credential = Some(rec);
+            o.pending.retain(|p| p.kind != ObjectKind::Credential);
+        })?;
+        Self::check_credential(&entry, spec, &format!("credential #{id}"))?;
+        Ok(Some(format!("id {id}")))
+    }
+
+    async fn update_credential(
+        &mut self,
+        id: u64,
+        spec: &CredentialSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("credential #{id}");
+        let call = calls::credential_update(self.flavor, id, &spec.name, b2_key(spec));
+        let entry = self.call("update", &resource, call).await?;
+        let fp = spec.key_fingerprint.clone();
+        self.state(|o| {
+            let rec = o.credential.get_or_insert_with(|| OwnedObject::new(id));
+            rec.id = id;
+            rec.fingerprints.insert("key".into(), fp);
+        })?;
+        Self::check_credential(&entry, spec, &resource)?;
+        Ok(None)
+    }
+
+    fn check_credential(
+        entry: &Value,
+        spec: &CredentialSpec,
+        resource: &str,
+    ) -> Result<(), ApplyError> {
+        let back = observe::decode_credential(entry).map_err(|detail| ApplyError::Unexpected {
+            operation: "read back",
+            resource: resource.to_owned(),
+            detail,
+        })?;
+        let fields = spec::diff_credential(&back, spec, Some(&spec.key_fingerprint))
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        read_back(resource, fields)
+    }
+
+    /// Verifies the credential the Cloud Sync steps will use, once per pass, before
+    /// the first step that creates a task or points one at a credential.
+    async fn ensure_verified(
+        &mut self,
+        step: &Step,
+        outcome: &mut Outcome,
+    ) -> Result<(), ApplyError> {
+        let credential = match step {
+            Step::CreateCloudSync(spec) => Some(spec.credential),
+            Step::UpdateCloudSync { changes, spec, .. }
+                if changes.iter().any(|c| c.key() == "credentials") =>
+            {
+                Some(spec.credential)
+            }
+            _ => None,
+        };
+        let Some(credential) = credential else {
+            return Ok(());
+        };
+        if self.verified.is_none() {
+            let id = self.credential_id(credential)?;
+            let spec = CredentialSpec {
+                name: self.desired.bucket.clone(),
+                key_id: self.desired.b2.key_id.clone(),
+                application_key: self.desired.b2.application_key.clone(),
+                key_fingerprint: self.fingerprint(&self.desired.b2.application_key)?,
+            };
+            self.verify(&spec, id, outcome).await;
+        }
+        match &self.verified {
+            Some(Err(why)) => Err(ApplyError::DependencyFailed {
+                reason: format!("the B2 credential did not verify ({why})"),
+            }),
+            Some(Ok(())) | None => Ok(()),
+        }
+    }
+
+    /// `cloudsync.credentials.verify` + `cloudsync.list_buckets`, recorded as a result.
+    async fn verify(&mut self, spec: &CredentialSpec, id: u64, outcome: &mut Outcome) {
+        let summary = format!(
+            "verify the B2 key with B2 and check that bucket {} is listed",
+            spec.name
+        );
+        info!(step = %summary, "applying");
+        let result = self.verify_inner(spec, id).await;
+        self.verified = Some(match &result {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+        record(outcome, summary, result);
+    }
+
+    async fn verify_inner(
+        &self,
+        spec: &CredentialSpec,
+        id: u64,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("credential #{id}");
+        let call = calls::credential_verify(self.flavor, b2_key(spec));
+        let verdict = self.call("verify", &resource, call).await?;
+        if verdict.get("valid").and_then(Value::as_bool) != Some(true) {
+            let detail = verdict
+                .get("error")
+                .and_then(Value::as_str)
+                .unwrap_or("no reason given");
+            return Err(ApplyError::VerifyFailed {
+                detail: self.desired.redact(detail),
+            });
+        }
+        let buckets = self
+            .call("list buckets with", &resource, calls::list_buckets(id))
+            .await?;
+        let listed = buckets.as_array().is_some_and(|items| {
+            items.iter().any(|b| {
+                b.get("Name")
+                    .or_else(|| b.get("Path"))
+                    .and_then(Value::as_str)
+                    == Some(spec.name.as_str())
+            })
+        });
+        if listed {
+            Ok(None)
+        } else {
+            Err(ApplyError::BucketMissing {
+                bucket: spec.name.clone(),
+            })
+        }
+    }
+
+    fn credential_id(&self, credential: CredentialRef) -> Result<u64, ApplyError> {
+        match credential {
+            CredentialRef::Existing(id) => Ok(id),
+            CredentialRef::Planned => {
+                self.new_credential
+                    .ok_or_else(|| ApplyError::DependencyFailed {
+                        reason: "the B2 credential was not created".to_owned(),
+                    })
+            }
+        }
+    }
+
+    fn adopt(
+        &mut self,
+        kind: ObjectKind,
+        id: u64,
+        pool: Option<&str>,
+    ) -> Result<Option<String>, ApplyError> {
+        self.state(|o| {
+            match (kind, pool) {
+                (ObjectKind::Credential, _) => o.credential = Some(OwnedObject::new(id)),
+                (_, Some(pool)) => {
+                    if let Some(map) = o.tasks_mut(kind) {
+                        map.insert(pool.to_owned(), OwnedObject::new(id));
+                    }
+                }
+                (_, None) => {}
+            }
+            o.pending
+                .retain(|p| !(p.kind == kind && p.pool.as_deref() == pool));
+        })?;
+        Ok(None)
+    }
+
+    /// Compares a written Cloud Sync task with the spec, over the keys that were sent.
+    fn check_cloud_sync(
+        entry: &Value,
+        spec: &CloudSyncSpec,
+        keys: &BTreeSet<String>,
+        resource: &str,
+    ) -> Result<(), ApplyError> {
+        let back = observe::decode_cloud_sync(entry).map_err(|detail| ApplyError::Unexpected {
+            operation: "read back",
+            resource: resource.to_owned(),
+            detail,
+        })?;
+        let recorded: BTreeMap<String, _> = [
+            (
+                "encryption_password".to_owned(),
+                spec.password_fingerprint.clone(),
+            ),
+            ("encryption_salt".to_owned(), spec.salt_fingerprint.clone()),
+        ]
+        .into();
+        let mut changes = spec::diff_cloud_sync(&back, spec);
+        changes.extend(spec::encryption_changes(
+            &back,
+            spec::encryption_secrets(&back, spec, &recorded),
+        ));
+        read_back(resource, sent(changes, keys))
+    }
+
+    async fn create_cloud_sync(
+        &mut self,
+        spec: &CloudSyncSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("cloud sync task \"{}\"", spec.description);
+        let credential = self.credential_id(spec.credential)?;
+        self.intend(ObjectKind::CloudSync, Some(&spec.pool))?;
+        let fields = payload::cloud_sync(spec, credential, None);
+        let keys: BTreeSet<String> = fields.keys().cloned().collect();
+        let entry = self
+            .call("create", &resource, calls::cloudsync_create(fields))
+            .await?;
+        let id = entry_id(&entry, "create", &resource)?;
+        self.created(ObjectKind::CloudSync, id);
+        self.new_tasks.insert(spec.pool.clone(), id);
+        let (pw, salt) = (
+            spec.password_fingerprint.clone(),
+            spec.salt_fingerprint.clone(),
+        );
+        let pool = spec.pool.clone();
+        self.state(|o| {
+            let mut rec = OwnedObject::new(id);
+            rec.fingerprints.insert("encryption_password".into(), pw);
+            rec.fingerprints.insert("encryption_salt".into(), salt);
+            // A record of another pool with this id is stale: its object was deleted
+            // and TrueNAS handed the id to this new one.
+            o.cloud_sync.retain(|p, r| *p == pool || r.id != id);
+            o.cloud_sync.insert(pool.clone(), rec);
+            o.pending
+                .retain(|p| !(p.kind == ObjectKind::CloudSync && p.pool.as_deref() == Some(&pool)));
+        })?;
+        let resolved = CloudSyncSpec {
+            credential: CredentialRef::Existing(credential),
+            ..spec.clone()
+        };
+        Self::check_cloud_sync(&entry, &resolved, &keys, &format!("cloud sync task #{id}"))?;
+        Ok(Some(format!("id {id}")))
+    }
+
+    async fn update_cloud_sync(
+        &mut self,
+        id: u64,
+        changes: &[FieldChange],
+        spec: &CloudSyncSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("cloud sync task #{id}");
+        let keys = payload::keys(changes);
+        let credential = if keys.contains("credentials") {
+            self.credential_id(spec.credential)?
+        } else {
+            // Not sent; any value is filtered out of the payload below.
+            0
+        };
+        let fields = payload::cloud_sync(spec, credential, Some(&keys));
+        let entry = self
+            .call("update", &resource, calls::cloudsync_update(id, fields))
+            .await?;
+        let (pw, salt) = (
+            spec.password_fingerprint.clone(),
+            spec.salt_fingerprint.clone(),
+        );
+        let pool = spec.pool.clone();
+        let (send_pw, send_salt) = (
+            keys.contains("encryption_password"),
+            keys.contains("encryption_salt"),
+        );
+        self.state(|o| {
+            let rec = o
+                .cloud_sync
+                .entry(pool)
+                .or_insert_with(|| OwnedObject::new(id));
+            if send_pw {
+                rec.fingerprints.insert("encryption_password".into(), pw);
+            }
+            if send_salt {
+                rec.fingerprints.insert("encryption_salt".into(), salt);
+            }
+        })?;
+        let resolved = CloudSyncSpec {
+            credential: CredentialRef::Existing(credential),
+            ..spec.clone()
+        };
+        Self::check_cloud_sync(&entry, &resolved, &keys, &resource)?;
+        Ok(None)
+    }
+
+    fn check_snapshot(
+        entry: &Value,
+        spec: &SnapshotSpec,
+        keys: &BTreeSet<String>,
+        resource: &str,
+    ) -> Result<(), ApplyError> {
+        let back =
+            observe::decode_snapshot_task(entry).map_err(|detail| ApplyError::Unexpected {
+                operation: "read back",
+                resource: resource.to_owned(),
+                detail,
+            })?;
+        read_back(resource, sent(spec::diff_snapshot(&back, spec), keys))
+    }
+
+    async fn create_snapshot_task(
+        &mut self,
+        spec: &SnapshotSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("snapshot task for {}", spec.dataset);
+        self.intend(ObjectKind::SnapshotTask, Some(&spec.pool))?;
+        let fields = payload::snapshot_task(spec, None);
+        let keys: BTreeSet<String> = fields.keys().cloned().collect();
+        let entry = self
+            .call("create", &resource, calls::snapshot_task_create(fields))
+            .await?;
+        let id = entry_id(&entry, "create", &resource)?;
+        self.created(ObjectKind::SnapshotTask, id);
+        let pool = spec.pool.clone();
+        self.state(|o| {
+            o.snapshot_tasks.retain(|p, r| *p == pool || r.id != id);
+            o.snapshot_tasks.insert(pool.clone(), OwnedObject::new(id));
+            o.pending.retain(|p| {
+                !(p.kind == ObjectKind::SnapshotTask && p.pool.as_deref() == Some(&pool))
+            });
+        })?;
+        Self::check_snapshot(&entry, spec, &keys, &format!("snapshot task #{id}"))?;
+        Ok(Some(format!("id {id}")))
+    }
+
+    async fn update_snapshot_task(
+        &mut self,
+        id: u64,
+        changes: &[FieldChange],
+        spec: &SnapshotSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("snapshot task #{id}");
+        let keys = payload::keys(changes);
+        let fields = payload::snapshot_task(spec, Some(&keys));
+        let entry = self
+            .call("update", &resource, calls::snapshot_task_update(id, fields))
+            .await?;
+        Self::check_snapshot(&entry, spec, &keys, &resource)?;
+        Ok(None)
+    }
+
+    async fn disable(&mut self, kind: ObjectKind, id: u64) -> Result<Option<String>, ApplyError> {
+        let resource = format!("{} #{id}", kind.label());
+        let call = match kind {
+            ObjectKind::CloudSync => calls::cloudsync_update(id, payload::disabled()),
+            ObjectKind::SnapshotTask => calls::snapshot_task_update(id, payload::disabled()),
+            ObjectKind::Credential => {
+                return Err(ApplyError::Unexpected {
+                    operation: "disable",
+                    resource,
+                    detail: "credentials cannot be disabled".to_owned(),
+                });
+            }
+        };
+        let entry = self.call("disable", &resource, call).await?;
+        match entry.get("enabled").and_then(Value::as_bool) {
+            Some(false) => Ok(None),
+            _ => read_back(&resource, vec!["enabled".to_owned()]).map(|()| None),
+        }
+    }
+
+    async fn delete(
+        &mut self,
+        kind: ObjectKind,
+        id: u64,
+        pool: &str,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = format!("{} #{id}", kind.label());
+        let call = match kind {
+            ObjectKind::CloudSync => calls::cloudsync_delete(id),
+            ObjectKind::SnapshotTask => calls::snapshot_task_delete(id),
+            ObjectKind::Credential => {
+                return Err(ApplyError::Unexpected {
+                    operation: "delete",
+                    resource,
+                    detail: "the agent never deletes credentials".to_owned(),
+                });
+            }
+        };
+        self.call("delete", &resource, call).await?;
+        self.state(|o| {
+            if let Some(map) = o.tasks_mut(kind) {
+                map.remove(pool);
+            }
+        })?;
+        Ok(None)
+    }
+
+    async fn update_snmp(
+        &mut self,
+        changes: &[FieldChange],
+        spec: &SnmpSpec,
+    ) -> Result<Option<String>, ApplyError> {
+        let resource = "the SNMP service configuration";
+        let keys = payload::keys(changes);
+        let entry = self
+            .call(
+                "update",
+                resource,
+                calls::snmp_update(payload::snmp(spec, Some(&keys))),
+            )
+            .await?;
+        let (auth, privacy) = (
+            spec.auth_fingerprint
+                .clone()
+                .filter(|_| keys.contains("v3_password")),
+            spec.privacy_fingerprint
+                .clone()
+                .filter(|_| keys.contains("v3_privpassphrase")),
+        );
+        self.state(|o| {
+            if let Some(fp) = auth {
+                o.snmp_fingerprints.insert("v3_password".into(), fp);
+            }
+            if let Some(fp) = privacy {
+                o.snmp_fingerprints.insert("v3_privpassphrase".into(), fp);
+            }
+        })?;
+        let back = observe::decode_snmp(&entry);
+        let recorded = &self.store.get().snmp_fingerprints;
+        read_back(
+            resource,
+            sent(spec::diff_snmp(&back, spec, recorded), &keys),
+        )?;
+        Ok(None)
+    }
+
+    async fn enable_service(&mut self, service: &str) -> Result<Option<String>, ApplyError> {
+        let resource = format!("service {service}");
+        self.call("enable at boot", &resource, calls::service_enable(service))
+            .await?;
+        Ok(None)
+    }
+
+    async fn start_service(&mut self, service: &str) -> Result<Option<String>, ApplyError> {
+        let resource = format!("service {service}");
+        let call = calls::service_start(self.flavor, service);
+        let method = call.method;
+        let reply = self.call("start", &resource, call).await?;
+        match self.flavor {
+            ApiFlavor::V24_10 | ApiFlavor::V25_04 => match reply.as_bool() {
+                Some(true) => Ok(None),
+                _ => Err(ApplyError::Unexpected {
+                    operation: "start",
+                    resource,
+                    detail: "the middleware reported that the service did not start".to_owned(),
+                }),
+            },
+            ApiFlavor::V25_10 => {
+                let job = job_id_of(method, &reply).map_err(|source| ApplyError::Call {
+                    operation: "start",
+                    resource: resource.clone(),
+                    source,
+                })?;
+                let done = self
+                    .mw
+                    .wait_job(job, self.options.job_timeout)
+                    .await
+                    .map_err(|e| ApplyError::Call {
+                        operation: "wait for the start of",
+                        resource: resource.clone(),
+                        source: redacted(e, self.desired),
+                    })?;
+                if done.state == JobState::Success {
+                    Ok(None)
+                } else {
+                    Err(ApplyError::JobFailed {
+                        operation: "start",
+                        resource,
+                        job,
+                        state: format!("{:?}", done.state).to_uppercase(),
+                        detail: self
+                            .desired
+                            .redact(done.error.as_deref().unwrap_or("no error text")),
+                    })
+                }
+            }
+        }
+    }
+
+    async fn run_cloud_sync(
+        &mut self,
+        action_id: &str,
+        pool: &str,
+        task: TaskRef,
+    ) -> Result<Option<String>, ApplyError> {
+        let id = match task {
+            TaskRef::Existing(id) => id,
+            TaskRef::Planned => {
+                *self
+                    .new_tasks
+                    .get(pool)
+                    .ok_or_else(|| ApplyError::DependencyFailed {
+                        reason: format!("the cloud sync task for {pool} was not created"),
+                    })?
+            }
+        };
+        // At most once: the id is recorded before the call, so a lost reply never
+        // leads to a second run.
+        let action = action_id.to_owned();
+        self.state(|o| {
+            o.executed_actions.insert(action);
+        })?;
+        let resource = format!("cloud sync task #{id}");
+        let reply = self
+            .call("run", &resource, calls::cloudsync_sync(id))
+            .await?;
+        let job =
+            job_id_of(crate::middleware::Method::CloudsyncSync, &reply).map_err(|source| {
+                ApplyError::Call {
+                    operation: "run",
+                    resource,
+                    source,
+                }
+            })?;
+        Ok(Some(format!("started job {job}")))
+    }
+}

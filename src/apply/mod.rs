@@ -1,0 +1,279 @@
+//! Executes a [`Plan`] through the middleware — the only module that writes to it.
+//!
+//! Owns: running steps in the plan's safe order (credential → verify it with
+//! `cloudsync.credentials.verify` and check the bucket is listed → Cloud Sync tasks →
+//! snapshot tasks → SNMP → services → one-shot actions), reading back and checking
+//! every write, recording ownership and secret fingerprints in the state directory
+//! (`ownership.json`, see [`store`]), and the per-step [`Outcome`]. Also the
+//! [`reconcile`] pass that strings observe → plan → apply → re-observe together.
+//! Does not: decide what to change (`plan`), or check the document (`desired`).
+//! Invariants: `report-only` sends no writing call; a step's failure is recorded and
+//! the pass goes on, except transport loss or an unwritable state directory, which stop
+//! it; before every create a write-ahead record is saved so an interrupted create is
+//! matched back, never duplicated; an action id is recorded *before* it runs (at most
+//! once); secrets go only into call params, and every middleware text kept in an
+//! outcome is redacted of the document's secrets.
+//! Limitations: a read-back that differs is reported, not retried; the credential is
+//! verified only when it or a task's credential is written in the pass.
+
+mod exec;
+pub mod payload;
+mod reconcile;
+pub mod store;
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
+pub use store::{OWNERSHIP_FILE, OwnershipStore};
+
+use crate::desired::{DesiredState, Mode};
+use crate::fault::Fault;
+use crate::middleware::{CallError, Middleware};
+use crate::observe::Observed;
+use crate::plan::Plan;
+use crate::state_dir::StateError;
+
+/// Why one step did not happen as planned.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// A middleware call failed (its text is redacted of the document's secrets).
+    #[error("cannot {operation} {resource}")]
+    Call {
+        operation: &'static str,
+        resource: String,
+        #[source]
+        source: CallError,
+    },
+    /// What the middleware stored is not what was sent.
+    #[error(
+        "{resource} reads back different from what was written (fields: {}); the middleware reformatted or ignored it",
+        .fields.join(", ")
+    )]
+    ReadBack {
+        resource: String,
+        fields: Vec<String>,
+    },
+    /// `cloudsync.credentials.verify` said the key does not work.
+    #[error("B2 rejected the application key: {detail}")]
+    VerifyFailed { detail: String },
+    /// The key works but does not list the SOP's bucket.
+    #[error(
+        "bucket `{bucket}` is not listed with this key: create it (SOP phase 4) or check the key's bucket restriction"
+    )]
+    BucketMissing { bucket: String },
+    /// A job ended in another state than SUCCESS.
+    #[error("{operation} {resource}: job {job} ended {state}: {detail}")]
+    JobFailed {
+        operation: &'static str,
+        resource: String,
+        job: u64,
+        state: String,
+        detail: String,
+    },
+    /// A reply the agent cannot use.
+    #[error("unexpected reply to {operation} {resource}: {detail}")]
+    Unexpected {
+        operation: &'static str,
+        resource: String,
+        detail: String,
+    },
+    /// Ownership could not be recorded; going on could duplicate objects later.
+    #[error("cannot record ownership in the state directory")]
+    State(#[source] StateError),
+    /// An earlier step this one depends on did not succeed.
+    #[error("not attempted: {reason}")]
+    DependencyFailed { reason: String },
+}
+
+impl ApplyError {
+    /// Who has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ApplyError::Call { source, .. } => source.fault(),
+            ApplyError::ReadBack { .. }
+            | ApplyError::JobFailed { .. }
+            | ApplyError::DependencyFailed { .. } => Fault::Nas,
+            ApplyError::VerifyFailed { .. } | ApplyError::BucketMissing { .. } => Fault::Operator,
+            ApplyError::Unexpected { .. } => Fault::Bug,
+            ApplyError::State(e) => e.fault(),
+        }
+    }
+
+    /// True when the pass must stop: the connection is gone, or ownership cannot be
+    /// recorded.
+    pub fn aborts_pass(&self) -> bool {
+        match self {
+            ApplyError::Call { source, .. } => source.is_transport(),
+            ApplyError::State(_) => true,
+            ApplyError::ReadBack { .. }
+            | ApplyError::VerifyFailed { .. }
+            | ApplyError::BucketMissing { .. }
+            | ApplyError::JobFailed { .. }
+            | ApplyError::Unexpected { .. }
+            | ApplyError::DependencyFailed { .. } => false,
+        }
+    }
+}
+
+/// What happened to one step.
+#[derive(Debug)]
+pub enum StepStatus {
+    /// Done and read back as written.
+    Done {
+        detail: Option<String>,
+    },
+    /// Deliberately not done (`report-only`).
+    Skipped {
+        reason: String,
+    },
+    Failed(ApplyError),
+    /// The pass stopped before this step.
+    NotAttempted,
+}
+
+/// One step (or the credential verification) and its result.
+#[derive(Debug)]
+pub struct StepResult {
+    /// The step's one-line summary (no secrets).
+    pub summary: String,
+    pub status: StepStatus,
+}
+
+impl StepResult {
+    /// `--json` view.
+    pub fn to_json(&self) -> Value {
+        let (status, detail, fault) = match &self.status {
+            StepStatus::Done { detail } => ("done", detail.clone(), None),
+            StepStatus::Skipped { reason } => ("skipped", Some(reason.clone()), None),
+            StepStatus::Failed(e) => ("failed", Some(error_chain(e)), Some(e.fault())),
+            StepStatus::NotAttempted => ("not_attempted", None, None),
+        };
+        json!({"summary": self.summary, "status": status, "detail": detail, "fault": fault})
+    }
+}
+
+/// An error and its causes on one line (`a: b: c`).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
+/// The result of applying a plan.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    pub results: Vec<StepResult>,
+    /// Why the pass stopped early, if it did.
+    pub aborted: Option<String>,
+}
+
+impl Outcome {
+    /// Steps that failed.
+    pub fn failures(&self) -> impl Iterator<Item = (&str, &ApplyError)> {
+        self.results.iter().filter_map(|r| match &r.status {
+            StepStatus::Failed(e) => Some((r.summary.as_str(), e)),
+            _ => None,
+        })
+    }
+
+    /// True when every step was done (none failed, skipped or left out).
+    pub fn all_done(&self) -> bool {
+        self.aborted.is_none()
+            && self
+                .results
+                .iter()
+                .all(|r| matches!(r.status, StepStatus::Done { .. }))
+    }
+
+    /// True when at least one step changed something.
+    pub fn wrote(&self) -> bool {
+        self.results
+            .iter()
+            .any(|r| matches!(r.status, StepStatus::Done { .. }))
+    }
+
+    /// `--json` view.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "aborted": self.aborted,
+            "steps": self.results.iter().map(StepResult::to_json).collect::<Vec<_>>(),
+        })
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for r in &self.results {
+            match &r.status {
+                StepStatus::Done { detail: None } => writeln!(f, "  ok      {}", r.summary)?,
+                StepStatus::Done {
+                    detail: Some(detail),
+                } => writeln!(f, "  ok      {} ({detail})", r.summary)?,
+                StepStatus::Skipped { reason } => {
+                    writeln!(f, "  skipped {} ({reason})", r.summary)?;
+                }
+                StepStatus::Failed(e) => {
+                    writeln!(f, "  FAILED  {}\n          {}", r.summary, error_chain(e))?;
+                }
+                StepStatus::NotAttempted => writeln!(f, "  --      {} (not attempted)", r.summary)?,
+            }
+        }
+        if let Some(why) = &self.aborted {
+            writeln!(f, "  pass stopped: {why}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Knobs for a pass.
+#[derive(Debug, Clone)]
+pub struct ApplyOptions {
+    /// How long to wait for a job the pass must see finish (`service.control`).
+    pub job_timeout: Duration,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            job_timeout: Duration::from_secs(150),
+        }
+    }
+}
+
+/// Executes `plan` (made from `desired` and `observed`) and records ownership in
+/// `store`. In `report-only` mode every step is skipped and nothing is sent.
+pub async fn apply(
+    plan: &Plan,
+    desired: &DesiredState,
+    observed: &Observed,
+    mw: &impl Middleware,
+    store: &mut OwnershipStore,
+    options: &ApplyOptions,
+) -> Outcome {
+    if plan.mode == Mode::ReportOnly {
+        return Outcome {
+            results: plan
+                .steps
+                .iter()
+                .map(|s| StepResult {
+                    summary: s.summary(),
+                    status: StepStatus::Skipped {
+                        reason: "mode is report-only".to_owned(),
+                    },
+                })
+                .collect(),
+            aborted: None,
+        };
+    }
+    exec::run(plan, desired, observed, mw, store, options).await
+}
+
+#[cfg(test)]
+mod tests;

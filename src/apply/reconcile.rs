@@ -1,0 +1,163 @@
+//! One reconcile pass: observe → resolve the device GUID → plan → apply → re-observe.
+//!
+//! Owns: the order of those phases and what is recorded at the end of a pass (the
+//! revision applied).
+//! Does not: fetch documents (central), run forever (daemon), or print (cli).
+//! Invariants: with `write: false` no writing call is sent and nothing but the
+//! fingerprint key is created in the state directory; a converged NAS costs exactly
+//! the reads of `observe::READS` and no write.
+//! Limitations: the re-observation after writes costs another full set of reads.
+
+use tracing::info;
+
+use super::{ApplyOptions, Outcome, OwnershipStore, apply};
+use crate::desired::{DesiredState, Mode};
+use crate::fault::Fault;
+use crate::middleware::Middleware;
+use crate::observe::{self, DEVICE_GUID_PROPERTY, ObserveError};
+use crate::plan::{self, GuidError, Inputs, Plan};
+use crate::state_dir::{StateDir, StateError};
+
+/// Why a pass could not run to the end.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("cannot observe the NAS")]
+    Observe(#[source] ObserveError),
+    #[error("cannot determine the device GUID")]
+    Guid(#[source] GuidError),
+    #[error("cannot use the state directory")]
+    State(#[source] StateError),
+    #[error("cannot re-observe the NAS after applying")]
+    ReObserve(#[source] ObserveError),
+}
+
+impl ReconcileError {
+    /// Who has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ReconcileError::Observe(e) | ReconcileError::ReObserve(e) => e.fault(),
+            ReconcileError::Guid(e) => e.fault(),
+            ReconcileError::State(e) => e.fault(),
+        }
+    }
+}
+
+/// Knobs for a pass.
+#[derive(Debug, Clone)]
+pub struct ReconcileOptions {
+    /// False: plan only (the `plan` command).
+    pub write: bool,
+    /// The ZFS user property holding the device GUID.
+    pub guid_property: String,
+    /// The agent configuration's root pool (used when the document names none).
+    pub root_pool: Option<String>,
+    pub apply: ApplyOptions,
+}
+
+impl Default for ReconcileOptions {
+    fn default() -> Self {
+        Self {
+            write: true,
+            guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            root_pool: None,
+            apply: ApplyOptions::default(),
+        }
+    }
+}
+
+/// What a pass found and did.
+#[derive(Debug)]
+pub struct Reconciled {
+    /// The plan made from the first observation.
+    pub plan: Plan,
+    /// Step results (`None` when planning only).
+    pub outcome: Option<Outcome>,
+    /// The plan made after the writes, when anything was written: what is still left.
+    pub after: Option<Plan>,
+}
+
+impl Reconciled {
+    /// True when the NAS matches the document at the end of the pass.
+    pub fn converged(&self) -> bool {
+        match (&self.outcome, &self.after) {
+            (Some(outcome), Some(after)) => {
+                after.is_converged()
+                    && outcome.failures().next().is_none()
+                    && outcome.aborted.is_none()
+            }
+            (Some(outcome), None) => self.plan.is_converged() && outcome.all_done(),
+            (None, _) => self.plan.is_converged(),
+        }
+    }
+
+    /// The last plan known: after the writes if any, else the first one.
+    pub fn remaining(&self) -> &Plan {
+        self.after.as_ref().unwrap_or(&self.plan)
+    }
+}
+
+/// Runs one pass against the NAS for `desired`.
+pub async fn reconcile(
+    mw: &impl Middleware,
+    state: &StateDir,
+    desired: &DesiredState,
+    options: &ReconcileOptions,
+) -> Result<Reconciled, ReconcileError> {
+    let observed = observe::observe(mw)
+        .await
+        .map_err(ReconcileError::Observe)?;
+    let (device_guid, guid_source) = plan::resolve_device_guid(
+        desired,
+        &observed,
+        &options.guid_property,
+        options.root_pool.as_deref(),
+    )
+    .map_err(ReconcileError::Guid)?;
+    let mut store = OwnershipStore::load(state).map_err(ReconcileError::State)?;
+    let inputs = Inputs {
+        device_guid,
+        guid_source,
+        fingerprints: store.fingerprints(desired).map_err(ReconcileError::State)?,
+    };
+    let first = plan::plan(desired, &observed, store.get(), &inputs);
+    info!(
+        revision = desired.revision,
+        steps = first.steps.len(),
+        conflicts = first.conflicts.len(),
+        blockers = first.blockers.len(),
+        "planned"
+    );
+    if !options.write {
+        return Ok(Reconciled {
+            plan: first,
+            outcome: None,
+            after: None,
+        });
+    }
+    let outcome = apply(&first, desired, &observed, mw, &mut store, &options.apply).await;
+    let rolled_back = first
+        .blockers
+        .iter()
+        .any(|b| matches!(b, plan::Blocker::Rollback { .. }));
+    if desired.mode == Mode::Enforce && outcome.aborted.is_none() && !rolled_back {
+        let revision = desired.revision;
+        store
+            .update(|o| {
+                o.last_revision = Some(o.last_revision.map_or(revision, |r| r.max(revision)));
+            })
+            .map_err(ReconcileError::State)?;
+    }
+    let after = if outcome.wrote() && outcome.aborted.is_none() {
+        let observed = observe::observe(mw)
+            .await
+            .map_err(ReconcileError::ReObserve)?;
+        Some(plan::plan(desired, &observed, store.get(), &inputs))
+    } else {
+        None
+    };
+    Ok(Reconciled {
+        plan: first,
+        outcome: Some(outcome),
+        after,
+    })
+}

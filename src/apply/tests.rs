@@ -1,0 +1,393 @@
+//! `apply` against a scripted fake middleware that fails on any unexpected call.
+//! (The simulator-backed end-to-end tests live in `tests/it/sop.rs`.)
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::*;
+use crate::middleware::{
+    ApiFlavor, ApiInfo, Call, CallError, Job, JobId, Method, Protocol, TransportKind,
+};
+use crate::plan::tests::{doc, doc_with, fresh};
+use crate::plan::{self as planner, GuidSource, Inputs, ObjectKind, Step};
+use crate::state_dir::StateDir;
+
+type Responder = Box<dyn Fn(&Call) -> Result<Value, CallError> + Send + Sync>;
+
+/// Answers calls from a script, in order; anything else is a test failure.
+struct Scripted {
+    flavor: ApiFlavor,
+    script: Mutex<VecDeque<(Method, Responder)>>,
+    seen: Mutex<Vec<Method>>,
+}
+
+impl Scripted {
+    fn new(flavor: ApiFlavor, script: Vec<(Method, Responder)>) -> Self {
+        Self {
+            flavor,
+            script: Mutex::new(script.into()),
+            seen: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn leftover(&self) -> Vec<Method> {
+        self.script
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(m, _)| *m)
+            .collect()
+    }
+
+    fn writes(&self) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|m| m.is_write())
+            .count()
+    }
+}
+
+impl Middleware for Scripted {
+    fn api(&self) -> ApiInfo {
+        ApiInfo {
+            flavor: self.flavor,
+            version: "test".into(),
+            protocol: Protocol::JsonRpc,
+            transport: TransportKind::UnixSocket,
+        }
+    }
+
+    async fn call(&self, call: Call) -> Result<Value, CallError> {
+        self.seen.lock().unwrap().push(call.method);
+        let next = self.script.lock().unwrap().pop_front();
+        match next {
+            Some((method, respond)) if method == call.method => respond(&call),
+            Some((method, _)) => panic!("expected {method}, got {call:?}"),
+            None => panic!("unexpected call {call:?}"),
+        }
+    }
+
+    async fn wait_job(&self, id: JobId, _timeout: Duration) -> Result<Job, CallError> {
+        Ok(serde_json::from_value(json!({"id": id, "state": "SUCCESS"})).unwrap())
+    }
+}
+
+/// Echoes the created object back with an id, as the middleware's `create` does.
+fn created(id: u64) -> Responder {
+    Box::new(move |call| {
+        let mut entry = call.params[0].clone();
+        entry["id"] = json!(id);
+        Ok(entry)
+    })
+}
+
+fn reply(value: Value) -> Responder {
+    Box::new(move |_| Ok(value.clone()))
+}
+
+fn dropped() -> Responder {
+    Box::new(|call| {
+        Err(CallError::Disconnected {
+            method: call.method,
+            detail: "peer closed".into(),
+        })
+    })
+}
+
+const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
+
+/// The calls a fresh 2-pool 25.04 box needs, in order.
+fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
+    let start = match flavor {
+        ApiFlavor::V25_10 => (Method::ServiceControl, reply(json!(900))),
+        _ => (Method::ServiceStart, reply(json!(true))),
+    };
+    vec![
+        (Method::CredentialsCreate, created(1)),
+        (Method::CredentialsVerify, reply(json!({"valid": true}))),
+        (
+            Method::CloudsyncListBuckets,
+            reply(json!([{"Name": BUCKET, "IsBucket": true}])),
+        ),
+        (Method::CloudsyncCreate, created(1)),
+        (Method::CloudsyncCreate, created(2)),
+        (Method::SnapshotTaskCreate, created(1)),
+        (Method::SnapshotTaskCreate, created(2)),
+        (
+            Method::SnmpUpdate,
+            Box::new(|call: &Call| Ok(call.params[0].clone())),
+        ),
+        (Method::ServiceUpdate, reply(json!(7))),
+        start,
+        (Method::CloudsyncSync, reply(json!(41))),
+    ]
+}
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    dir: StateDir,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = StateDir::open(tmp.path().join("state")).unwrap();
+    Fixture { _tmp: tmp, dir }
+}
+
+async fn run(
+    d: &crate::desired::DesiredState,
+    observed: &Observed,
+    mw: &Scripted,
+    fx: &Fixture,
+) -> (Outcome, OwnershipStore, planner::Plan) {
+    let mut store = OwnershipStore::load(&fx.dir).unwrap();
+    let inputs = Inputs {
+        device_guid: d.device.guid.unwrap(),
+        guid_source: GuidSource::Document,
+        fingerprints: store.fingerprints(d).unwrap(),
+    };
+    let p = planner::plan(d, observed, store.get(), &inputs);
+    let outcome = apply(&p, d, observed, mw, &mut store, &ApplyOptions::default()).await;
+    (outcome, store, p)
+}
+
+fn statuses(o: &Outcome) -> Vec<&'static str> {
+    o.results
+        .iter()
+        .map(|r| match r.status {
+            StepStatus::Done { .. } => "done",
+            StepStatus::Skipped { .. } => "skipped",
+            StepStatus::Failed(_) => "failed",
+            StepStatus::NotAttempted => "not_attempted",
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn fresh_box_is_provisioned_in_order_and_recorded() {
+    for flavor in ApiFlavor::ALL {
+        let fx = fixture();
+        let d = doc();
+        let mut o = fresh(&["pool0", "pool1"]);
+        o.api.flavor = flavor;
+        let mw = Scripted::new(flavor, fresh_script(flavor));
+        let (outcome, store, _) = run(&d, &o, &mw, &fx).await;
+        assert!(outcome.all_done(), "{flavor}: {outcome}");
+        assert!(mw.leftover().is_empty(), "{flavor}: {:?}", mw.leftover());
+        let own = store.get();
+        assert_eq!(own.credential.as_ref().unwrap().id, 1);
+        assert_eq!(own.cloud_sync["pool1"].id, 2);
+        assert_eq!(own.snapshot_tasks["pool0"].id, 1);
+        assert!(own.pending.is_empty());
+        assert!(own.executed_actions.contains("5f0c2a9e-first-run"));
+        assert!(
+            own.cloud_sync["pool0"]
+                .fingerprints
+                .contains_key("encryption_salt")
+        );
+        assert_eq!(own.snmp_fingerprints.len(), 2);
+        // The verification shows up as its own result, right after the credential.
+        assert!(outcome.results[1].summary.starts_with("verify the B2 key"));
+    }
+}
+
+#[tokio::test]
+async fn report_only_sends_nothing() {
+    let fx = fixture();
+    let d = doc_with(|v| v["mode"] = json!("report-only"));
+    let mw = Scripted::new(ApiFlavor::V25_04, Vec::new());
+    let (outcome, store, p) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert_eq!(mw.writes(), 0);
+    assert!(!p.steps.is_empty());
+    assert!(statuses(&outcome).iter().all(|s| *s == "skipped"));
+    assert_eq!(store.get(), &planner::Ownership::default());
+}
+
+#[tokio::test]
+async fn read_back_difference_is_an_error_and_the_pass_goes_on() {
+    let fx = fixture();
+    let d = doc();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    // TrueNAS "reformats" the excludes of the first task into one entry.
+    script[3] = (
+        Method::CloudsyncCreate,
+        Box::new(|call: &Call| {
+            let mut entry = call.params[0].clone();
+            entry["id"] = json!(1);
+            entry["exclude"] = json!(["/Archive/**\n/archive/**"]);
+            Ok(entry)
+        }),
+    );
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let failures: Vec<_> = outcome.failures().collect();
+    assert_eq!(failures.len(), 1);
+    assert!(matches!(failures[0].1, ApplyError::ReadBack { fields, .. } if fields == &["exclude"]));
+    assert!(mw.leftover().is_empty(), "the rest of the pass still ran");
+    assert_eq!(
+        store.get().cloud_sync["pool0"].id,
+        1,
+        "the object exists and is ours"
+    );
+}
+
+#[tokio::test]
+async fn connection_loss_stops_the_pass_and_leaves_a_write_ahead_record() {
+    let fx = fixture();
+    let d = doc();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    script.truncate(5);
+    script[4] = (Method::CloudsyncCreate, dropped());
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(outcome.aborted.is_some());
+    assert_eq!(
+        statuses(&outcome),
+        [
+            "done",
+            "done",
+            "done",
+            "failed",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted",
+            "not_attempted"
+        ]
+    );
+    let pending = &store.get().pending;
+    assert_eq!(pending.len(), 1);
+    assert_eq!(
+        (pending[0].kind, pending[0].pool.as_deref()),
+        (ObjectKind::CloudSync, Some("pool1"))
+    );
+    assert_eq!(
+        pending[0].max_id_before, 1,
+        "pool0's task created in this pass counts"
+    );
+}
+
+#[tokio::test]
+async fn a_key_that_does_not_verify_holds_back_cloud_sync_only() {
+    for bad in [
+        (
+            Method::CredentialsVerify,
+            reply(json!({"valid": false, "error": "401 bad key CANARY-B2-APPKEY-7f3a9c"})),
+        ),
+        (
+            Method::CloudsyncListBuckets,
+            reply(json!([{"Name": "another-bucket"}])),
+        ),
+    ] {
+        let fx = fixture();
+        let d = doc();
+        let mut script = fresh_script(ApiFlavor::V25_04);
+        let verify_ok = bad.0 == Method::CloudsyncListBuckets;
+        if verify_ok {
+            script[2] = bad;
+        } else {
+            script[1] = bad;
+            drop(script.remove(2));
+        }
+        // No cloud sync creates and no run of a task that does not exist.
+        script.retain(|(m, _)| !matches!(m, Method::CloudsyncCreate | Method::CloudsyncSync));
+        let mw = Scripted::new(ApiFlavor::V25_04, script);
+        let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+        assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
+        let text = outcome.to_string();
+        assert!(!text.contains("CANARY"), "{text}");
+        assert!(store.get().cloud_sync.is_empty());
+        assert_eq!(store.get().snapshot_tasks.len(), 2, "snapshots still done");
+        let expected = if verify_ok {
+            "is not listed with this key"
+        } else {
+            "B2 rejected the application key"
+        };
+        assert!(text.contains(expected), "{text}");
+        assert!(text.contains("[REDACTED]") || verify_ok, "{text}");
+    }
+}
+
+#[tokio::test]
+async fn actions_are_recorded_before_they_run() {
+    let fx = fixture();
+    let d = doc();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    let last = script.len() - 1;
+    script[last] = (Method::CloudsyncSync, dropped());
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(outcome.aborted.is_some());
+    assert!(store.get().executed_actions.contains("5f0c2a9e-first-run"));
+}
+
+#[tokio::test]
+async fn middleware_texts_are_redacted() {
+    let fx = fixture();
+    let d = doc();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    script[5] = (
+        Method::SnapshotTaskCreate,
+        Box::new(|call: &Call| {
+            Err(CallError::Failed {
+                method: call.method,
+                errno: Some(22),
+                errname: "EINVAL".into(),
+                reason: "bad value CANARY-SNMP-AUTH-61aa07".into(),
+            })
+        }),
+    );
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, _, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let text = format!("{outcome}{}", outcome.to_json());
+    assert!(text.contains("bad value [REDACTED]"), "{text}");
+    assert!(!text.contains("CANARY"));
+}
+
+#[tokio::test]
+async fn updates_send_only_changed_keys_with_complete_nested_objects() {
+    let fx = fixture();
+    let d = doc();
+    let mw = Scripted::new(ApiFlavor::V25_04, fresh_script(ApiFlavor::V25_04));
+    let (_, store, first) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let (mut observed, _) =
+        crate::plan::tests::apply_in_memory(&first, &fresh(&["pool0", "pool1"]), store.get());
+    // Ids in the model match the scripted ones (1, 2 …).
+    observed.cloud_sync[0].attributes.folder = "/moved".into();
+    let sent = std::sync::Arc::new(Mutex::new(Value::Null));
+    let keep = sent.clone();
+    let mw = Scripted::new(
+        ApiFlavor::V25_04,
+        vec![(
+            Method::CloudsyncUpdate,
+            Box::new(move |call: &Call| {
+                *keep.lock().unwrap() = call.params[1].clone();
+                let mut entry = call.params[1].clone();
+                entry["id"] = call.params[0].clone();
+                Ok(entry)
+            }),
+        )],
+    );
+    let (outcome, _, p) = run(&d, &observed, &mw, &fx).await;
+    assert!(
+        matches!(&p.steps[..], [Step::UpdateCloudSync { .. }]),
+        "{p}"
+    );
+    assert!(outcome.all_done(), "{outcome}");
+    let body = sent.lock().unwrap().clone();
+    assert_eq!(
+        body.as_object().unwrap().keys().collect::<Vec<_>>(),
+        ["attributes"]
+    );
+    assert_eq!(
+        body["attributes"],
+        json!({"bucket": BUCKET, "folder": "/9babab19-acc0-4587-aa05-ccd8103a1148/pool0",
+               "chunk_size": 96, "fast_list": true})
+    );
+}

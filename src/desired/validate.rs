@@ -1,0 +1,732 @@
+//! Whole-document validation: wire types → [`DesiredState`] with the SOP defaults.
+//!
+//! Owns: every value rule of the v1 document and the defaults table of
+//! central-protocol.md §3 (documented field by field in docs/configuration.md).
+//! Does not: know the NAS (pools that exist, tasks, GUID on disk).
+//! Invariants: all problems are collected before returning — nothing is decided on a
+//! partly valid document; each problem is reported once, at the most precise path;
+//! rule texts never contain a value taken from the document.
+//! Limitations: checks that need the NAS (pool imported, dataset exists) happen in
+//! `plan`.
+
+use std::collections::BTreeSet;
+
+use chrono::{DateTime, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::Value;
+
+use super::derive::{self, CronField, HhMm};
+use super::wire;
+use super::{
+    Action, ActionKind, Adopt, B2Key, CloudSyncSettings, Cron, DesiredError, DesiredState, Device,
+    Encryption, FieldError, LifetimeUnit, Mode, RemovedPools, SCHEMA_V1, SnapshotSettings,
+    SnmpSettings,
+};
+
+const REQUIRED: &str = "required";
+/// The middleware caps plain strings at 1024 characters (REFERENCE §5.1).
+const MAX_STRING: usize = 1024;
+
+/// SOP defaults (central-protocol.md §3 table).
+pub(super) mod defaults {
+    pub const CLOUD_SCHEDULE: &str = "0 0 * * *";
+    pub const EXCLUDE: [&str; 2] = ["/Archive/**", "/archive/**"];
+    pub const CHUNK_SIZE_MIB: u32 = 96;
+    pub const BUSINESS_START: &str = "08:00";
+    pub const BUSINESS_END: &str = "18:00";
+    pub const BUSINESS_PERCENT: u8 = 20;
+    pub const OFF_HOURS_PERCENT: u8 = 80;
+    pub const SNAPSHOT_SCHEDULE: &str = "0 * * * *";
+    pub const SNAPSHOT_BEGIN: &str = "00:00";
+    pub const SNAPSHOT_END: &str = "23:59";
+    pub const LIFETIME_VALUE: u32 = 2;
+    pub const NAMING_SCHEMA: &str = "auto-%Y-%m-%d_%H-%M";
+}
+
+/// Collected problems.
+#[derive(Default)]
+struct Problems(Vec<FieldError>);
+
+impl Problems {
+    fn add(&mut self, path: &str, rule: &str) {
+        self.0.push(FieldError::new(path, rule));
+    }
+
+    fn required<T>(&mut self, path: &str, value: Option<T>) -> Option<T> {
+        if value.is_none() {
+            self.add(path, REQUIRED);
+        }
+        value
+    }
+}
+
+/// Validates a parsed JSON document.
+pub(super) fn validate(value: &Value) -> Result<DesiredState, DesiredError> {
+    let mut sanitised = value.clone();
+    let mut structural = Vec::new();
+    wire::check_structure(&mut sanitised, &mut structural);
+    let Ok(doc) = serde_json::from_value::<wire::Document>(sanitised) else {
+        // Unreachable while SHAPE mirrors the serde types (a unit test checks it);
+        // serde's own text is not shown because it can quote document values.
+        structural.push(FieldError::new(
+            "(document)",
+            "structure not understood by this agent version",
+        ));
+        return Err(DesiredError::Invalid(structural));
+    };
+    let mut problems = Problems::default();
+    let state = build(doc, &mut problems);
+    let all = merge(structural, problems.0);
+    match state {
+        Some(state) if all.is_empty() => Ok(state),
+        _ => Err(DesiredError::Invalid(all)),
+    }
+}
+
+/// Structural problems first; value problems at or under an already reported path are
+/// dropped (they are consequences of the same mistake).
+fn merge(structural: Vec<FieldError>, values: Vec<FieldError>) -> Vec<FieldError> {
+    let covered = |path: &str| {
+        structural.iter().any(|s| {
+            path == s.path
+                || path.starts_with(&format!("{}.", s.path))
+                || path.starts_with(&format!("{}[", s.path))
+        })
+    };
+    let extra: Vec<FieldError> = values.into_iter().filter(|v| !covered(&v.path)).collect();
+    let mut all = structural;
+    all.extend(extra);
+    all
+}
+
+fn build(doc: wire::Document, p: &mut Problems) -> Option<DesiredState> {
+    check_schema(doc.schema.as_deref(), p);
+    let revision = match p.required("revision", doc.revision) {
+        Some(0) => {
+            p.add("revision", "must be ≥ 1");
+            None
+        }
+        other => other,
+    };
+    let issued_at = doc.issued_at.as_deref().and_then(|t| issued_at(t, p));
+    let mode = mode(doc.mode.as_deref(), p);
+    let pools = doc.pools.map(|pools| pool_list(&pools, p));
+    let device = device(doc.device, p);
+    let bucket = device
+        .as_ref()
+        .map(|(_, bucket)| bucket.clone())
+        .unwrap_or_default();
+    let b2 = b2(doc.b2, p);
+    let encryption = encryption(doc.encryption, p);
+    let cloud_sync = cloud_sync(doc.cloud_sync.unwrap_or_default(), p);
+    let snapshots = snapshots(doc.snapshots.unwrap_or_default(), pools.as_ref(), p);
+    let snmp = doc.snmp.and_then(|s| snmp(s, p));
+    let actions = actions(doc.actions.unwrap_or_default(), pools.as_ref(), p);
+    let adopt = adopt(doc.adopt.unwrap_or_default(), p);
+    let removed_pools = removed_pools(doc.removed_pools.as_deref(), p);
+    Some(DesiredState {
+        revision: revision?,
+        issued_at,
+        mode: mode?,
+        device: device?.0,
+        pools,
+        bucket,
+        b2: b2?,
+        encryption: encryption?,
+        cloud_sync: cloud_sync?,
+        snapshots: snapshots?,
+        snmp,
+        actions,
+        adopt,
+        removed_pools: removed_pools?,
+    })
+}
+
+fn check_schema(schema: Option<&str>, p: &mut Problems) {
+    match schema {
+        None => p.add("schema", REQUIRED),
+        Some(SCHEMA_V1) => {}
+        Some(_) => p.add("schema", &format!("must be `{SCHEMA_V1}`")),
+    }
+}
+
+fn issued_at(text: &str, p: &mut Problems) -> Option<DateTime<Utc>> {
+    let parsed = DateTime::parse_from_rfc3339(text).ok();
+    if parsed.is_none() {
+        p.add(
+            "issued_at",
+            "expected an RFC 3339 timestamp like 2026-11-23T10:00:00Z",
+        );
+    }
+    parsed.map(|at| at.with_timezone(&Utc))
+}
+
+fn mode(text: Option<&str>, p: &mut Problems) -> Option<Mode> {
+    match text {
+        None | Some("enforce") => Some(Mode::Enforce),
+        Some("report-only") => Some(Mode::ReportOnly),
+        Some(_) => {
+            p.add("mode", "expected `enforce` or `report-only`");
+            None
+        }
+    }
+}
+
+fn removed_pools(text: Option<&str>, p: &mut Problems) -> Option<RemovedPools> {
+    match text {
+        None | Some("disable") => Some(RemovedPools::Disable),
+        Some("delete") => Some(RemovedPools::Delete),
+        Some(_) => {
+            p.add("removed_pools", "expected `disable` or `delete`");
+            None
+        }
+    }
+}
+
+/// ZFS pool-name rules (zpool(8)): starts with a letter; letters, digits, `_ - . :`;
+/// not a vdev keyword. Spaces (legal in ZFS) are refused: they would end up in task
+/// paths and B2 folder names.
+pub(crate) fn pool_name_problem(name: &str) -> Option<&'static str> {
+    const RESERVED: [&str; 5] = ["mirror", "raidz", "draid", "spare", "log"];
+    let first_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    let rest_ok = name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.:".contains(c));
+    if name.is_empty() {
+        Some("must not be empty")
+    } else if name.len() > 255 {
+        Some("pool names are at most 255 characters")
+    } else if !first_ok || !rest_ok {
+        Some("not a pool name (a letter, then letters, digits, `_`, `-`, `.` or `:`)")
+    } else if RESERVED
+        .iter()
+        .any(|r| name == *r || (*r != "log" && name.starts_with(r)))
+    {
+        Some("reserved by ZFS (vdev keyword)")
+    } else if name == "boot-pool" {
+        Some("the boot pool is not backed up by the SOP")
+    } else {
+        None
+    }
+}
+
+fn pool_list(pools: &[String], p: &mut Problems) -> Vec<String> {
+    if pools.is_empty() {
+        p.add(
+            "pools",
+            "must list at least one pool (omit the key for every imported pool)",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, pool) in pools.iter().enumerate() {
+        let path = format!("pools[{i}]");
+        if let Some(rule) = pool_name_problem(pool) {
+            p.add(&path, rule);
+        } else if !seen.insert(pool.as_str()) {
+            p.add(&path, "listed twice");
+        }
+    }
+    pools.to_vec()
+}
+
+fn uuid_field(path: &str, text: &str, p: &mut Problems) -> Option<uuid::Uuid> {
+    let parsed = derive::parse_uuid(text);
+    if parsed.is_none() {
+        p.add(
+            path,
+            "not a UUID (expected 8-4-4-4-12 hexadecimal digits with dashes)",
+        );
+    }
+    parsed
+}
+
+fn device(device: Option<wire::Device>, p: &mut Problems) -> Option<(Device, String)> {
+    let Some(device) = device else {
+        p.add("device", REQUIRED);
+        return None;
+    };
+    let guid = device
+        .guid
+        .as_deref()
+        .map(|g| uuid_field("device.guid", g, p));
+    let org_uuid = device
+        .org_uuid
+        .as_deref()
+        .map(|o| uuid_field("device.org_uuid", o, p));
+    let location_text = p.required("device.location_uuid", device.location_uuid);
+    let location_uuid = location_text
+        .as_deref()
+        .and_then(|l| uuid_field("device.location_uuid", l, p));
+    let bucket = location_text.as_deref().map(derive::bucket_name);
+    if let Some(bucket) = &bucket {
+        for rule in derive::bucket_name_problems(bucket) {
+            p.add("device.location_uuid", &rule);
+        }
+    }
+    if let Some(name) = &device.location_name {
+        if name.chars().count() > 255 {
+            p.add("device.location_name", "at most 255 characters");
+        }
+    }
+    if let Some(root) = &device.root_pool {
+        if let Some(rule) = pool_name_problem(root) {
+            p.add("device.root_pool", rule);
+        }
+    }
+    // A malformed optional UUID is an error (reported above), not "absent".
+    let (Some(guid), Some(org_uuid)) = (
+        guid.map_or(Some(None), |g| g.map(Some)),
+        org_uuid.map_or(Some(None), |o| o.map(Some)),
+    ) else {
+        return None;
+    };
+    let device = Device {
+        guid,
+        org_uuid,
+        location_uuid: location_uuid?,
+        location_name: device.location_name,
+        root_pool: device.root_pool,
+    };
+    Some((device, bucket?))
+}
+
+fn secret(path: &str, value: Option<SecretString>, p: &mut Problems) -> Option<SecretString> {
+    let value = p.required(path, value)?;
+    let len = value.expose_secret().chars().count();
+    if len == 0 {
+        p.add(path, "must not be empty");
+        return None;
+    }
+    if len > MAX_STRING {
+        p.add(path, &format!("at most {MAX_STRING} characters"));
+        return None;
+    }
+    Some(value)
+}
+
+fn b2(b2: Option<wire::B2>, p: &mut Problems) -> Option<B2Key> {
+    let Some(b2) = b2 else {
+        p.add("b2", REQUIRED);
+        return None;
+    };
+    let key_id = p.required("b2.key_id", b2.key_id);
+    if let Some(id) = &key_id {
+        if id.is_empty() || id.len() > MAX_STRING || id.chars().any(char::is_whitespace) {
+            p.add(
+                "b2.key_id",
+                "must be a non-empty key ID without spaces (SOP 4.3 `keyId`)",
+            );
+        }
+    }
+    let application_key = secret("b2.application_key", b2.application_key, p);
+    Some(B2Key {
+        key_id: key_id?,
+        application_key: application_key?,
+    })
+}
+
+fn encryption(enc: Option<wire::Encryption>, p: &mut Problems) -> Option<Encryption> {
+    let Some(enc) = enc else {
+        p.add("encryption", REQUIRED);
+        return None;
+    };
+    let password = secret("encryption.password", enc.password, p);
+    let salt = secret("encryption.salt", enc.salt, p);
+    Some(Encryption {
+        password: password?,
+        salt: salt?,
+        allow_rekey: enc.allow_rekey.unwrap_or(false),
+    })
+}
+
+fn schedule(
+    path: &str,
+    wire: Option<wire::Schedule>,
+    default: &str,
+    p: &mut Problems,
+) -> Option<Cron> {
+    let texts: [String; 5] = match wire {
+        None => {
+            let fields = derive::split_cron_line(default).expect("invariant: defaults are valid");
+            fields.map(str::to_owned)
+        }
+        Some(wire::Schedule::Line(line)) => {
+            let Some(fields) = derive::split_cron_line(&line) else {
+                p.add(
+                    path,
+                    "expected five cron fields \"minute hour day-of-month month day-of-week\"",
+                );
+                return None;
+            };
+            fields.map(str::to_owned)
+        }
+        Some(wire::Schedule::Fields(f)) => {
+            let mut take = |key: &str, v: Option<String>| {
+                p.required(&format!("{path}.{key}"), v).unwrap_or_default()
+            };
+            [
+                take("minute", f.minute),
+                take("hour", f.hour),
+                take("dom", f.dom),
+                take("month", f.month),
+                take("dow", f.dow),
+            ]
+        }
+    };
+    let mut ok = true;
+    for (field, text) in CronField::ALL.iter().zip(&texts) {
+        if text.is_empty() {
+            ok = false; // already reported as required, or an empty string
+            continue;
+        }
+        if let Err(rule) = derive::check_cron_field(*field, text) {
+            p.add(&format!("{path}.{}", field.key()), &rule);
+            ok = false;
+        }
+    }
+    let [minute, hour, dom, month, dow] = &texts;
+    ok.then(|| Cron::from_fields(minute, hour, dom, month, dow))
+}
+
+fn time(path: &str, text: Option<&str>, default: &str, p: &mut Problems) -> Option<HhMm> {
+    let text = text.unwrap_or(default);
+    let parsed = HhMm::parse(text);
+    if parsed.is_none() {
+        p.add(
+            path,
+            "expected HH:MM (zero-padded 24-hour time, 00:00-23:59)",
+        );
+    }
+    parsed
+}
+
+fn percent(path: &str, value: Option<u64>, default: u8, p: &mut Problems) -> Option<u8> {
+    match value {
+        None => Some(default),
+        Some(v @ 1..=100) => u8::try_from(v).ok(),
+        Some(_) => {
+            p.add(path, "must be a whole percentage from 1 to 100");
+            None
+        }
+    }
+}
+
+fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<Vec<derive::BwLimit>> {
+    const PATH: &str = "cloud_sync.bandwidth";
+    let uplink = p.required(&format!("{PATH}.uplink_mbps"), bw.uplink_mbps);
+    // Whole kilobits per second keep the arithmetic exact (the document may say 2.5).
+    let kbps = uplink.and_then(|mbps| {
+        let kbps = (mbps * 1000.0).round();
+        if mbps.is_finite() && kbps >= 1.0 && mbps <= 100_000.0 {
+            #[expect(
+                clippy::cast_possible_truncation,
+                clippy::cast_sign_loss,
+                reason = "checked: 1 ≤ kbps ≤ 1e8"
+            )]
+            Some(kbps as u64)
+        } else {
+            p.add(
+                &format!("{PATH}.uplink_mbps"),
+                "must be an upload speed in Mbit/s between 0.001 and 100000",
+            );
+            None
+        }
+    });
+    let hours = bw.business_hours.unwrap_or_default();
+    let start = time(
+        &format!("{PATH}.business_hours.start"),
+        hours.start.as_deref(),
+        defaults::BUSINESS_START,
+        p,
+    );
+    let end = time(
+        &format!("{PATH}.business_hours.end"),
+        hours.end.as_deref(),
+        defaults::BUSINESS_END,
+        p,
+    );
+    if let (Some(s), Some(e)) = (start, end) {
+        if s == e {
+            p.add(
+                &format!("{PATH}.business_hours.end"),
+                "must differ from start (the window would be empty)",
+            );
+            return None;
+        }
+    }
+    let business = percent(
+        &format!("{PATH}.business_percent"),
+        bw.business_percent,
+        defaults::BUSINESS_PERCENT,
+        p,
+    );
+    let off = percent(
+        &format!("{PATH}.off_hours_percent"),
+        bw.off_hours_percent,
+        defaults::OFF_HOURS_PERCENT,
+        p,
+    );
+    Some(derive::bandwidth_timetable(
+        kbps?, start?, end?, business?, off?,
+    ))
+}
+
+fn rclone_excludes(path: &str, items: &[String], p: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    for (i, item) in items.iter().enumerate() {
+        let at = format!("{path}[{i}]");
+        if item.is_empty() || item.len() > MAX_STRING {
+            p.add(&at, "must be a non-empty rclone filter pattern");
+        } else if item.contains(['\n', '\r']) {
+            p.add(&at, "one pattern per list entry (no line breaks)");
+        } else if !seen.insert(item.as_str()) {
+            p.add(&at, "listed twice");
+        }
+    }
+}
+
+fn cloud_sync(cs: wire::CloudSync, p: &mut Problems) -> Option<CloudSyncSettings> {
+    let schedule = schedule(
+        "cloud_sync.schedule",
+        cs.schedule,
+        defaults::CLOUD_SCHEDULE,
+        p,
+    );
+    let exclude = cs
+        .exclude
+        .unwrap_or_else(|| defaults::EXCLUDE.map(str::to_owned).to_vec());
+    rclone_excludes("cloud_sync.exclude", &exclude, p);
+    let chunk = match cs.chunk_size_mib {
+        None => Some(defaults::CHUNK_SIZE_MIB),
+        Some(n @ 5..=4096) => u32::try_from(n).ok(),
+        Some(_) => {
+            p.add(
+                "cloud_sync.chunk_size_mib",
+                "must be from 5 (B2's minimum part) to 4096 MiB",
+            );
+            None
+        }
+    };
+    let transfers = match cs.transfers {
+        None => Some(None),
+        Some(n @ 1..=128) => u32::try_from(n).ok().map(Some),
+        Some(_) => {
+            p.add("cloud_sync.transfers", "must be from 1 to 128");
+            None
+        }
+    };
+    let bwlimit = match cs.bandwidth {
+        None => Some(Vec::new()),
+        Some(bw) => bandwidth(bw, p),
+    };
+    Some(CloudSyncSettings {
+        schedule: schedule?,
+        exclude,
+        chunk_size_mib: chunk?,
+        fast_list: cs.fast_list.unwrap_or(true),
+        transfers: transfers?,
+        filename_encryption: cs.filename_encryption.unwrap_or(false),
+        enabled: cs.enabled.unwrap_or(true),
+        follow_symlinks: cs.follow_symlinks.unwrap_or(false),
+        take_snapshot: cs.take_snapshot.unwrap_or(false),
+        bwlimit: bwlimit?,
+    })
+}
+
+fn snapshots(
+    s: wire::Snapshots,
+    pools: Option<&Vec<String>>,
+    p: &mut Problems,
+) -> Option<SnapshotSettings> {
+    let schedule = schedule(
+        "snapshots.schedule",
+        s.schedule,
+        defaults::SNAPSHOT_SCHEDULE,
+        p,
+    );
+    let begin = time(
+        "snapshots.begin",
+        s.begin.as_deref(),
+        defaults::SNAPSHOT_BEGIN,
+        p,
+    );
+    let end = time("snapshots.end", s.end.as_deref(), defaults::SNAPSHOT_END, p);
+    if let (Some(b), Some(e)) = (begin, end) {
+        // 24.10 refuses begin > end; 25.04+ accept it and the task then errors.
+        if b > e {
+            p.add("snapshots.end", "must not be earlier than begin");
+        }
+    }
+    let lifetime_value = match s.lifetime_value {
+        None => Some(defaults::LIFETIME_VALUE),
+        Some(n @ 1..=100_000) => u32::try_from(n).ok(),
+        Some(_) => {
+            p.add("snapshots.lifetime_value", "must be from 1 to 100000");
+            None
+        }
+    };
+    let lifetime_unit = match s.lifetime_unit.as_deref() {
+        None => Some(LifetimeUnit::Week),
+        Some(text) => {
+            let unit = LifetimeUnit::parse(text);
+            if unit.is_none() {
+                p.add(
+                    "snapshots.lifetime_unit",
+                    "expected HOUR, DAY, WEEK, MONTH or YEAR",
+                );
+            }
+            unit
+        }
+    };
+    let naming_schema = s
+        .naming_schema
+        .unwrap_or_else(|| defaults::NAMING_SCHEMA.to_owned());
+    for rule in derive::naming_schema_problems(&naming_schema) {
+        p.add("snapshots.naming_schema", &rule);
+    }
+    let recursive = s.recursive.unwrap_or(true);
+    let exclude = s.exclude.unwrap_or_default();
+    snapshot_excludes(&exclude, recursive, pools, p);
+    Some(SnapshotSettings {
+        schedule: schedule?,
+        begin: begin?,
+        end: end?,
+        lifetime_value: lifetime_value?,
+        lifetime_unit: lifetime_unit?,
+        naming_schema,
+        recursive,
+        exclude,
+        allow_empty: s.allow_empty.unwrap_or(false),
+        enabled: s.enabled.unwrap_or(true),
+    })
+}
+
+fn snapshot_excludes(
+    exclude: &[String],
+    recursive: bool,
+    pools: Option<&Vec<String>>,
+    p: &mut Problems,
+) {
+    if !exclude.is_empty() && !recursive {
+        p.add(
+            "snapshots.exclude",
+            "only allowed when recursive is true (middleware rule)",
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for (i, item) in exclude.iter().enumerate() {
+        let at = format!("snapshots.exclude[{i}]");
+        let pool = item.split('/').next().unwrap_or_default();
+        let well_formed = item.contains('/')
+            && !item.ends_with('/')
+            && !item.contains("//")
+            && !item.contains(['@', ' ', '\n']);
+        if !well_formed {
+            p.add(&at, "expected a child dataset name like `pool0/scratch`");
+        } else if pools.is_some_and(|pools| !pools.iter().any(|x| x == pool)) {
+            p.add(&at, "must be a dataset of a pool listed in `pools`");
+        } else if !seen.insert(item.as_str()) {
+            p.add(&at, "listed twice");
+        }
+    }
+}
+
+fn snmp(s: wire::Snmp, p: &mut Problems) -> Option<SnmpSettings> {
+    let username = p.required("snmp.username", s.username);
+    if let Some(name) = &username {
+        let ok_chars = name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+        if name.is_empty() || name.chars().count() > 20 || !ok_chars {
+            p.add(
+                "snmp.username",
+                "1 to 20 letters, digits, `_`, `.` or `-` (middleware limit 20)",
+            );
+        }
+    }
+    let auth = snmp_secret("snmp.auth_password", s.auth_password, p);
+    let privacy = snmp_secret("snmp.privacy_passphrase", s.privacy_passphrase, p);
+    Some(SnmpSettings {
+        username: username?,
+        auth_password: auth?,
+        privacy_passphrase: privacy?,
+    })
+}
+
+fn snmp_secret(path: &str, value: Option<SecretString>, p: &mut Problems) -> Option<SecretString> {
+    let value = secret(path, value, p)?;
+    // The middleware requires ≥ 8 for the auth password; net-snmp needs the same for the
+    // privacy passphrase or snmpd refuses the user.
+    if value.expose_secret().chars().count() < 8 {
+        p.add(path, "must be at least 8 characters");
+        return None;
+    }
+    Some(value)
+}
+
+fn actions(items: Vec<wire::Action>, pools: Option<&Vec<String>>, p: &mut Problems) -> Vec<Action> {
+    let mut out = Vec::new();
+    let mut ids = BTreeSet::new();
+    for (i, a) in items.into_iter().enumerate() {
+        let at = |k: &str| format!("actions[{i}].{k}");
+        let id = p.required(&at("id"), a.id);
+        if let Some(id) = &id {
+            if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
+                p.add(&at("id"), "must be 1 to 128 printable characters");
+            } else if !ids.insert(id.clone()) {
+                p.add(&at("id"), "duplicate action id");
+            }
+        }
+        let kind = match p.required(&at("type"), a.kind).as_deref() {
+            Some("run_cloud_sync") | None => true,
+            Some(_) => {
+                p.add(
+                    &at("type"),
+                    "unknown action type (v1 knows `run_cloud_sync`)",
+                );
+                false
+            }
+        };
+        let pool = p.required(&at("pool"), a.pool);
+        if let Some(pool) = &pool {
+            if let Some(rule) = pool_name_problem(pool) {
+                p.add(&at("pool"), rule);
+            } else if pools.is_some_and(|pools| !pools.contains(pool)) {
+                p.add(&at("pool"), "must be one of the pools listed in `pools`");
+            }
+        }
+        if let (Some(id), Some(pool), true) = (id, pool, kind) {
+            out.push(Action {
+                id,
+                kind: ActionKind::RunCloudSync { pool },
+            });
+        }
+    }
+    out
+}
+
+fn ids(path: &str, ids: &[u64], p: &mut Problems) {
+    let mut seen = BTreeSet::new();
+    for (i, id) in ids.iter().enumerate() {
+        if *id == 0 {
+            p.add(&format!("{path}[{i}]"), "ids start at 1");
+        } else if !seen.insert(id) {
+            p.add(&format!("{path}[{i}]"), "listed twice");
+        }
+    }
+}
+
+fn adopt(a: wire::Adopt, p: &mut Problems) -> Adopt {
+    if a.credential == Some(0) {
+        p.add("adopt.credential", "ids start at 1");
+    }
+    let cloud_sync = a.cloud_sync.unwrap_or_default();
+    let snapshots = a.snapshots.unwrap_or_default();
+    ids("adopt.cloud_sync", &cloud_sync, p);
+    ids("adopt.snapshots", &snapshots, p);
+    Adopt {
+        credential: a.credential,
+        cloud_sync,
+        snapshots,
+    }
+}

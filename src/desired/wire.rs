@@ -1,0 +1,526 @@
+//! The v1 document exactly as it travels (central-protocol.md §3), as serde types.
+//!
+//! Owns: the field names and JSON types of every key, and the structural check
+//! ([`check_structure`]) that reports every unknown key and every wrong JSON type with
+//! its path in one pass — serde alone stops at the first problem.
+//! Does not: apply defaults or judge values (that is `validate`).
+//! Invariants: every struct is `deny_unknown_fields`; every field is optional here so
+//! a missing key is reported by `validate` together with everything else; [`SHAPE`]
+//! lists exactly the serde fields (a test parses a document built from the shape);
+//! secret fields deserialize straight into `SecretString` and no error text here ever
+//! contains a value from the document.
+//! Limitations: `null` is accepted wherever a key is optional and means "absent".
+
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::FieldError;
+
+/// The document's top level.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Document {
+    pub schema: Option<String>,
+    pub revision: Option<u64>,
+    pub issued_at: Option<String>,
+    pub mode: Option<String>,
+    pub device: Option<Device>,
+    pub pools: Option<Vec<String>>,
+    pub b2: Option<B2>,
+    pub encryption: Option<Encryption>,
+    pub cloud_sync: Option<CloudSync>,
+    pub snapshots: Option<Snapshots>,
+    pub snmp: Option<Snmp>,
+    pub actions: Option<Vec<Action>>,
+    /// v1 extension: existing objects the agent may take over.
+    pub adopt: Option<Adopt>,
+    /// v1 extension: what happens to the tasks of pools no longer listed.
+    pub removed_pools: Option<String>,
+}
+
+/// `device`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    pub guid: Option<String>,
+    pub org_uuid: Option<String>,
+    pub location_uuid: Option<String>,
+    pub location_name: Option<String>,
+    pub root_pool: Option<String>,
+}
+
+/// `b2`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct B2 {
+    pub key_id: Option<String>,
+    pub application_key: Option<SecretString>,
+}
+
+/// `encryption`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Encryption {
+    pub password: Option<SecretString>,
+    pub salt: Option<SecretString>,
+    pub allow_rekey: Option<bool>,
+}
+
+/// `cloud_sync`: per-setting overrides of the SOP defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudSync {
+    pub bandwidth: Option<Bandwidth>,
+    pub schedule: Option<Schedule>,
+    pub exclude: Option<Vec<String>>,
+    pub chunk_size_mib: Option<u64>,
+    pub fast_list: Option<bool>,
+    pub transfers: Option<u64>,
+    pub filename_encryption: Option<bool>,
+    pub enabled: Option<bool>,
+    pub follow_symlinks: Option<bool>,
+    pub take_snapshot: Option<bool>,
+}
+
+/// `cloud_sync.bandwidth`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Bandwidth {
+    pub uplink_mbps: Option<f64>,
+    pub business_hours: Option<BusinessHours>,
+    pub business_percent: Option<u64>,
+    pub off_hours_percent: Option<u64>,
+}
+
+/// `cloud_sync.bandwidth.business_hours`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BusinessHours {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+/// A schedule: a crontab line (`"0 0 * * *"`) or the middleware's field object.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum Schedule {
+    Line(String),
+    Fields(CronFields),
+}
+
+/// `{minute, hour, dom, month, dow}`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CronFields {
+    pub minute: Option<String>,
+    pub hour: Option<String>,
+    pub dom: Option<String>,
+    pub month: Option<String>,
+    pub dow: Option<String>,
+}
+
+/// `snapshots`: per-setting overrides of the SOP defaults.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snapshots {
+    pub schedule: Option<Schedule>,
+    pub begin: Option<String>,
+    pub end: Option<String>,
+    pub lifetime_value: Option<u64>,
+    pub lifetime_unit: Option<String>,
+    pub naming_schema: Option<String>,
+    pub recursive: Option<bool>,
+    pub exclude: Option<Vec<String>>,
+    pub allow_empty: Option<bool>,
+    pub enabled: Option<bool>,
+}
+
+/// `snmp`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Snmp {
+    pub username: Option<String>,
+    pub auth_password: Option<SecretString>,
+    pub privacy_passphrase: Option<SecretString>,
+}
+
+/// One entry of `actions`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Action {
+    pub id: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+    pub pool: Option<String>,
+}
+
+/// `adopt` (v1 extension): ids of existing middleware objects to take over.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Adopt {
+    pub credential: Option<u64>,
+    pub cloud_sync: Option<Vec<u64>>,
+    pub snapshots: Option<Vec<u64>>,
+}
+
+/// JSON type a key must have.
+#[derive(Debug)]
+pub enum Kind {
+    Str,
+    /// Non-negative integer.
+    UInt,
+    Number,
+    Bool,
+    Obj(&'static [(&'static str, Kind)]),
+    List(&'static Kind),
+    /// A string or an object with these keys (schedules).
+    StrOrObj(&'static [(&'static str, Kind)]),
+}
+
+const CRON_FIELDS: &[(&str, Kind)] = &[
+    ("minute", Kind::Str),
+    ("hour", Kind::Str),
+    ("dom", Kind::Str),
+    ("month", Kind::Str),
+    ("dow", Kind::Str),
+];
+
+/// The document's structure: every key and its JSON type, mirroring the serde types.
+pub const SHAPE: Kind = Kind::Obj(&[
+    ("schema", Kind::Str),
+    ("revision", Kind::UInt),
+    ("issued_at", Kind::Str),
+    ("mode", Kind::Str),
+    (
+        "device",
+        Kind::Obj(&[
+            ("guid", Kind::Str),
+            ("org_uuid", Kind::Str),
+            ("location_uuid", Kind::Str),
+            ("location_name", Kind::Str),
+            ("root_pool", Kind::Str),
+        ]),
+    ),
+    ("pools", Kind::List(&Kind::Str)),
+    (
+        "b2",
+        Kind::Obj(&[("key_id", Kind::Str), ("application_key", Kind::Str)]),
+    ),
+    (
+        "encryption",
+        Kind::Obj(&[
+            ("password", Kind::Str),
+            ("salt", Kind::Str),
+            ("allow_rekey", Kind::Bool),
+        ]),
+    ),
+    (
+        "cloud_sync",
+        Kind::Obj(&[
+            (
+                "bandwidth",
+                Kind::Obj(&[
+                    ("uplink_mbps", Kind::Number),
+                    (
+                        "business_hours",
+                        Kind::Obj(&[("start", Kind::Str), ("end", Kind::Str)]),
+                    ),
+                    ("business_percent", Kind::UInt),
+                    ("off_hours_percent", Kind::UInt),
+                ]),
+            ),
+            ("schedule", Kind::StrOrObj(CRON_FIELDS)),
+            ("exclude", Kind::List(&Kind::Str)),
+            ("chunk_size_mib", Kind::UInt),
+            ("fast_list", Kind::Bool),
+            ("transfers", Kind::UInt),
+            ("filename_encryption", Kind::Bool),
+            ("enabled", Kind::Bool),
+            ("follow_symlinks", Kind::Bool),
+            ("take_snapshot", Kind::Bool),
+        ]),
+    ),
+    (
+        "snapshots",
+        Kind::Obj(&[
+            ("schedule", Kind::StrOrObj(CRON_FIELDS)),
+            ("begin", Kind::Str),
+            ("end", Kind::Str),
+            ("lifetime_value", Kind::UInt),
+            ("lifetime_unit", Kind::Str),
+            ("naming_schema", Kind::Str),
+            ("recursive", Kind::Bool),
+            ("exclude", Kind::List(&Kind::Str)),
+            ("allow_empty", Kind::Bool),
+            ("enabled", Kind::Bool),
+        ]),
+    ),
+    (
+        "snmp",
+        Kind::Obj(&[
+            ("username", Kind::Str),
+            ("auth_password", Kind::Str),
+            ("privacy_passphrase", Kind::Str),
+        ]),
+    ),
+    (
+        "actions",
+        Kind::List(&Kind::Obj(&[
+            ("id", Kind::Str),
+            ("type", Kind::Str),
+            ("pool", Kind::Str),
+        ])),
+    ),
+    (
+        "adopt",
+        Kind::Obj(&[
+            ("credential", Kind::UInt),
+            ("cloud_sync", Kind::List(&Kind::UInt)),
+            ("snapshots", Kind::List(&Kind::UInt)),
+        ]),
+    ),
+    ("removed_pools", Kind::Str),
+]);
+
+/// Reports every unknown key and wrong JSON type under `value`, with paths, and
+/// sanitises `value` so serde can parse the rest: unknown keys are removed and a value
+/// of the wrong type is replaced by an empty one of the right type. `validate` then
+/// drops its own findings at or under a path reported here, so each problem is listed
+/// once.
+pub fn check_structure(value: &mut Value, errors: &mut Vec<FieldError>) {
+    if value.is_null() {
+        // `null` is "absent" for keys, but the document itself must be an object.
+        errors.push(FieldError::new(display_path(""), "expected an object"));
+        *value = empty_of(&SHAPE);
+    }
+    check(value, &SHAPE, "", errors);
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_owned()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn check(value: &mut Value, kind: &Kind, path: &str, errors: &mut Vec<FieldError>) {
+    let rule = match (kind, &*value) {
+        // `null` means "absent" for every optional key; `validate` reports required ones.
+        (_, Value::Null)
+        | (Kind::Str | Kind::StrOrObj(_), Value::String(_))
+        | (Kind::Bool, Value::Bool(_))
+        | (Kind::Number, Value::Number(_)) => None,
+        (Kind::UInt, Value::Number(n)) if n.is_u64() => None,
+        (Kind::Obj(fields) | Kind::StrOrObj(fields), Value::Object(_)) => {
+            check_object(value, fields, path, errors);
+            None
+        }
+        (Kind::List(item_kind), Value::Array(_)) => {
+            if let Value::Array(items) = value {
+                for (i, item) in items.iter_mut().enumerate() {
+                    check(item, item_kind, &format!("{path}[{i}]"), errors);
+                }
+            }
+            None
+        }
+        (Kind::UInt, _) => Some("expected a whole number ≥ 0"),
+        (Kind::Number, _) => Some("expected a number"),
+        (Kind::Str, _) => Some("expected a string"),
+        (Kind::Bool, _) => Some("expected true or false"),
+        (Kind::StrOrObj(_), _) => Some("expected a crontab line like \"0 0 * * *\" or an object"),
+        (Kind::Obj(_), _) => Some("expected an object"),
+        (Kind::List(_), _) => Some("expected a list"),
+    };
+    if let Some(rule) = rule {
+        errors.push(FieldError::new(display_path(path), rule));
+        *value = empty_of(kind);
+    }
+}
+
+fn check_object(
+    value: &mut Value,
+    fields: &[(&str, Kind)],
+    path: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    let Value::Object(map) = value else { return };
+    let unknown: Vec<String> = map
+        .keys()
+        .filter(|key| !fields.iter().any(|(name, _)| name == key))
+        .cloned()
+        .collect();
+    for key in unknown {
+        map.remove(&key);
+        errors.push(FieldError::new(
+            &join(path, &key),
+            &format!("unknown key (expected one of: {})", names(fields)),
+        ));
+    }
+    for (key, item) in map.iter_mut() {
+        if let Some((_, child)) = fields.iter().find(|(name, _)| name == key) {
+            check(item, child, &join(path, key), errors);
+        }
+    }
+}
+
+/// A well-typed stand-in for a value of the wrong type.
+fn empty_of(kind: &Kind) -> Value {
+    match kind {
+        Kind::Str => Value::String(String::new()),
+        Kind::UInt | Kind::Number => Value::from(0),
+        Kind::Bool => Value::Bool(false),
+        Kind::Obj(_) | Kind::StrOrObj(_) => Value::Object(serde_json::Map::new()),
+        Kind::List(_) => Value::Array(Vec::new()),
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() { "(document)" } else { path }
+}
+
+fn names(fields: &[(&str, Kind)]) -> String {
+    fields
+        .iter()
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    /// A value of `kind` with every key present.
+    fn sample(kind: &Kind) -> Value {
+        match kind {
+            Kind::Str => json!("x"),
+            Kind::UInt => json!(1),
+            Kind::Number => json!(1.5),
+            Kind::Bool => json!(true),
+            Kind::Obj(fields) | Kind::StrOrObj(fields) => Value::Object(
+                fields
+                    .iter()
+                    .map(|(name, child)| ((*name).to_owned(), sample(child)))
+                    .collect(),
+            ),
+            Kind::List(item) => json!([sample(item)]),
+        }
+    }
+
+    #[test]
+    fn shape_and_serde_agree_on_every_key() {
+        let mut full = sample(&SHAPE);
+        let mut errors = Vec::new();
+        check_structure(&mut full, &mut errors);
+        assert!(errors.is_empty(), "{errors:?}");
+        // serde accepts every key the shape lists (deny_unknown_fields would refuse
+        // one the serde types lack).
+        let doc: Document = serde_json::from_value(full).expect("serde accepts the shape");
+        assert!(doc.adopt.unwrap().snapshots.is_some());
+        // Schedules also parse as crontab lines.
+        let line: Schedule = serde_json::from_value(json!("0 0 * * *")).unwrap();
+        assert!(matches!(line, Schedule::Line(_)));
+    }
+
+    #[test]
+    fn serde_refuses_unknown_keys_at_every_level() {
+        fn objects(kind: &Kind, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+            match kind {
+                Kind::Obj(fields) | Kind::StrOrObj(fields) => {
+                    out.push(path.clone());
+                    for (name, child) in *fields {
+                        path.push((*name).to_owned());
+                        objects(child, path, out);
+                        path.pop();
+                    }
+                }
+                Kind::List(item) => {
+                    path.push("0".to_owned());
+                    objects(item, path, out);
+                    path.pop();
+                }
+                _ => {}
+            }
+        }
+        let mut paths = Vec::new();
+        objects(&SHAPE, &mut Vec::new(), &mut paths);
+        assert!(paths.len() > 10);
+        for path in paths {
+            let mut doc = sample(&SHAPE);
+            let mut node = &mut doc;
+            for part in &path {
+                node = match part.parse::<usize>() {
+                    Ok(i) => &mut node[i],
+                    Err(_) => &mut node[part.as_str()],
+                };
+            }
+            node.as_object_mut()
+                .unwrap()
+                .insert("surprise".into(), json!(1));
+            assert!(
+                serde_json::from_value::<Document>(doc.clone()).is_err(),
+                "serde accepted an unknown key under {path:?}"
+            );
+            let mut errors = Vec::new();
+            check_structure(&mut doc, &mut errors);
+            assert_eq!(errors.len(), 1, "{path:?}: {errors:?}");
+            assert!(errors[0].path.ends_with("surprise"), "{errors:?}");
+            // The sanitised document parses.
+            serde_json::from_value::<Document>(doc).expect("sanitised document parses");
+        }
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_path() {
+        let mut doc = json!({
+            "revision": "7",
+            "device": {"location_uuid": 5, "colour": "red"},
+            "pools": ["pool0", 3],
+            "cloud_sync": {"bandwidth": {"uplink_mbps": "fast", "business_hours": []}},
+            "snapshots": {"schedule": 5},
+            "actions": [{"id": "a", "typo": 1}],
+            "extra": true
+        });
+        let mut errors = Vec::new();
+        check_structure(&mut doc, &mut errors);
+        let mut paths: Vec<&str> = errors.iter().map(|e| e.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "actions[0].typo",
+                "cloud_sync.bandwidth.business_hours",
+                "cloud_sync.bandwidth.uplink_mbps",
+                "device.colour",
+                "device.location_uuid",
+                "extra",
+                "pools[1]",
+                "revision",
+                "snapshots.schedule",
+            ]
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let mut doc = json!({"b2": {"application_key": 12345, "key_idd": "CANARY"}});
+        let mut errors = Vec::new();
+        check_structure(&mut doc, &mut errors);
+        for e in &errors {
+            assert!(!e.to_string().contains("12345"));
+            assert!(!e.to_string().contains("CANARY"));
+        }
+    }
+
+    #[test]
+    fn not_an_object_at_all() {
+        let mut errors = Vec::new();
+        let mut doc = json!([1, 2]);
+        check_structure(&mut doc, &mut errors);
+        assert_eq!(errors[0].path, "(document)");
+        assert_eq!(doc, json!({}));
+    }
+}

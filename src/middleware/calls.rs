@@ -1,0 +1,341 @@
+//! Typed request builders: the exact [`Call`] the agent sends for each operation, per
+//! API flavour (REFERENCE §6 is the checklist of differences).
+//!
+//! Owns: method choice and positional param shapes — credential shape (24.10 `provider`
+//! string + `attributes` vs 25.04+ `provider` object), the verify param, service start
+//! (`service.start` vs the 25.10 `service.control` job), `service.update`'s id, and the
+//! reads `observe` makes.
+//! Does not: decide what to send (task field values come from `apply`), send anything,
+//! or decode replies.
+//! Invariants: pure functions; params are always a positional array; every builder's
+//! output validates against `shared/truenas-api/<flavour>/<method>.json` (checked by the
+//! integration tests); secrets go into params only (a [`Call`]'s `Debug` hides them).
+//! Limitations: B2 is the only cloud provider the agent builds credentials for.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value, json};
+
+use super::{ApiFlavor, Call, Method};
+
+/// The name TrueNAS gives the SNMP service in `service.*`.
+pub const SNMP_SERVICE: &str = "snmp";
+
+/// A B2 application key as the credential's provider attributes.
+#[derive(Debug, Clone, Copy)]
+pub struct B2Key<'a> {
+    /// The key ID (`account` in the middleware).
+    pub key_id: &'a str,
+    /// The application key (`key` in the middleware).
+    pub application_key: &'a SecretString,
+}
+
+/// The credential's provider in the flavour's shape. 24.10: `("B2", {account, key})`
+/// goes into two top-level keys; 25.04+: one `provider` object with `type`.
+fn b2_provider_fields(flavor: ApiFlavor, key: B2Key<'_>) -> Map<String, Value> {
+    let attributes = json!({
+        "account": key.key_id,
+        "key": key.application_key.expose_secret(),
+    });
+    let mut out = Map::new();
+    match flavor {
+        ApiFlavor::V24_10 => {
+            out.insert("provider".into(), json!("B2"));
+            out.insert("attributes".into(), attributes);
+        }
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+            let mut provider = json!({"type": "B2"});
+            if let (Some(p), Value::Object(a)) = (provider.as_object_mut(), attributes) {
+                p.extend(a);
+            }
+            out.insert("provider".into(), provider);
+        }
+    }
+    out
+}
+
+/// `cloudsync.credentials.create` for a B2 key named `name`.
+pub fn credential_create(flavor: ApiFlavor, name: &str, key: B2Key<'_>) -> Call {
+    let mut body = Map::new();
+    body.insert("name".into(), json!(name));
+    body.extend(b2_provider_fields(flavor, key));
+    Call::new(Method::CredentialsCreate, vec![Value::Object(body)])
+}
+
+/// `cloudsync.credentials.update`: name and the whole provider (the middleware replaces
+/// `provider`/`attributes` as a unit, so a partial one would drop the other half).
+pub fn credential_update(flavor: ApiFlavor, id: u64, name: &str, key: B2Key<'_>) -> Call {
+    let mut body = Map::new();
+    body.insert("name".into(), json!(name));
+    body.extend(b2_provider_fields(flavor, key));
+    Call::new(
+        Method::CredentialsUpdate,
+        vec![json!(id), Value::Object(body)],
+    )
+}
+
+/// `cloudsync.credentials.verify`: 24.10 takes `{provider, attributes}`, 25.04+ the
+/// provider object itself.
+pub fn credential_verify(flavor: ApiFlavor, key: B2Key<'_>) -> Call {
+    let fields = b2_provider_fields(flavor, key);
+    let param = match flavor {
+        ApiFlavor::V24_10 => Value::Object(fields),
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+            fields.get("provider").cloned().unwrap_or(Value::Null)
+        }
+    };
+    Call::new(Method::CredentialsVerify, vec![param])
+}
+
+/// `cloudsync.list_buckets [credential_id]`.
+pub fn list_buckets(credential_id: u64) -> Call {
+    Call::new(Method::CloudsyncListBuckets, vec![json!(credential_id)])
+}
+
+/// `cloudsync.create [task]` with a complete task object.
+pub fn cloudsync_create(task: Map<String, Value>) -> Call {
+    Call::new(Method::CloudsyncCreate, vec![Value::Object(task)])
+}
+
+/// `cloudsync.update [id, fields]`; nested objects in `fields` must be complete.
+pub fn cloudsync_update(id: u64, fields: Map<String, Value>) -> Call {
+    Call::new(
+        Method::CloudsyncUpdate,
+        vec![json!(id), Value::Object(fields)],
+    )
+}
+
+/// `cloudsync.delete [id]`.
+pub fn cloudsync_delete(id: u64) -> Call {
+    Call::new(Method::CloudsyncDelete, vec![json!(id)])
+}
+
+/// `cloudsync.sync [id, {"dry_run": false}]` — a job; returns its id.
+pub fn cloudsync_sync(id: u64) -> Call {
+    Call::new(
+        Method::CloudsyncSync,
+        vec![json!(id), json!({"dry_run": false})],
+    )
+}
+
+/// `pool.snapshottask.create [task]` with every field (24.10 requires all of them).
+pub fn snapshot_task_create(task: Map<String, Value>) -> Call {
+    Call::new(Method::SnapshotTaskCreate, vec![Value::Object(task)])
+}
+
+/// `pool.snapshottask.update [id, fields]`; `schedule` must be complete.
+pub fn snapshot_task_update(id: u64, fields: Map<String, Value>) -> Call {
+    Call::new(
+        Method::SnapshotTaskUpdate,
+        vec![json!(id), Value::Object(fields)],
+    )
+}
+
+/// `pool.snapshottask.delete [id, {"fixate_removal_date": false}]`: existing snapshots
+/// keep expiring by the task's retention as before.
+pub fn snapshot_task_delete(id: u64) -> Call {
+    Call::new(
+        Method::SnapshotTaskDelete,
+        vec![json!(id), json!({"fixate_removal_date": false})],
+    )
+}
+
+/// `snmp.update [fields]` (a partial update; only the keys given change).
+pub fn snmp_update(fields: Map<String, Value>) -> Call {
+    Call::new(Method::SnmpUpdate, vec![Value::Object(fields)])
+}
+
+/// `service.update [name, {"enable": true}]`: start at boot.
+pub fn service_enable(service: &str) -> Call {
+    Call::new(
+        Method::ServiceUpdate,
+        vec![json!(service), json!({"enable": true})],
+    )
+}
+
+/// Start a service now: `service.start` (24.10/25.04, returns a bool) or the 25.10
+/// `service.control START` job (`service.start` is deprecated there and private in 26).
+/// `silent: false` makes a failed start an error instead of a quiet `false`.
+pub fn service_start(flavor: ApiFlavor, service: &str) -> Call {
+    match flavor {
+        ApiFlavor::V24_10 | ApiFlavor::V25_04 => Call::new(
+            Method::ServiceStart,
+            vec![
+                json!(service),
+                json!({"ha_propagate": true, "silent": false}),
+            ],
+        ),
+        ApiFlavor::V25_10 => Call::new(
+            Method::ServiceControl,
+            vec![
+                json!("START"),
+                json!(service),
+                json!({"ha_propagate": true, "silent": false, "timeout": 120}),
+            ],
+        ),
+    }
+}
+
+/// `pool.query []`: every imported pool (the boot pool is not listed).
+pub fn pools_query() -> Call {
+    Call::bare(Method::PoolQuery)
+}
+
+/// `pool.dataset.query` of the pools' root datasets only, with user properties and no
+/// children or ZFS properties (the cheap form of REFERENCE §4.7).
+pub fn root_datasets_query(pools: &[String]) -> Call {
+    Call::new(
+        Method::DatasetQuery,
+        vec![
+            json!([["id", "in", pools]]),
+            json!({"extra": {"retrieve_children": false, "properties": [], "retrieve_user_props": true}}),
+        ],
+    )
+}
+
+/// `cloudsync.credentials.query []`.
+pub fn credentials_query() -> Call {
+    Call::bare(Method::CredentialsQuery)
+}
+
+/// `cloudsync.query []`.
+pub fn cloudsync_query() -> Call {
+    Call::bare(Method::CloudsyncQuery)
+}
+
+/// `pool.snapshottask.query []`.
+pub fn snapshot_tasks_query() -> Call {
+    Call::bare(Method::SnapshotTaskQuery)
+}
+
+/// `snmp.config []`.
+pub fn snmp_config() -> Call {
+    Call::bare(Method::SnmpConfig)
+}
+
+/// `service.query [[["service", "=", name]]]`.
+pub fn service_query(service: &str) -> Call {
+    Call::new(
+        Method::ServiceQuery,
+        vec![json!([["service", "=", service]])],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> SecretString {
+        SecretString::from("CANARY-B2-APPKEY-7f3a9c")
+    }
+
+    #[test]
+    fn credential_shapes_per_flavour() {
+        let k = key();
+        let b2 = B2Key {
+            key_id: "0051",
+            application_key: &k,
+        };
+        let old = credential_create(ApiFlavor::V24_10, "truenas-x", b2);
+        assert_eq!(old.method, Method::CredentialsCreate);
+        assert_eq!(
+            old.params,
+            vec![json!({"name": "truenas-x", "provider": "B2",
+                        "attributes": {"account": "0051", "key": "CANARY-B2-APPKEY-7f3a9c"}})]
+        );
+        for flavor in [ApiFlavor::V25_04, ApiFlavor::V25_10] {
+            let new = credential_create(flavor, "truenas-x", b2);
+            assert_eq!(
+                new.params,
+                vec![json!({"name": "truenas-x",
+                            "provider": {"type": "B2", "account": "0051", "key": "CANARY-B2-APPKEY-7f3a9c"}})]
+            );
+        }
+        let upd = credential_update(ApiFlavor::V25_04, 3, "truenas-x", b2);
+        assert_eq!(upd.params[0], json!(3));
+        assert_eq!(upd.params[1]["provider"]["type"], "B2");
+    }
+
+    #[test]
+    fn verify_param_per_flavour() {
+        let k = key();
+        let b2 = B2Key {
+            key_id: "0051",
+            application_key: &k,
+        };
+        assert_eq!(
+            credential_verify(ApiFlavor::V24_10, b2).params,
+            vec![
+                json!({"provider": "B2", "attributes": {"account": "0051", "key": "CANARY-B2-APPKEY-7f3a9c"}})
+            ]
+        );
+        assert_eq!(
+            credential_verify(ApiFlavor::V25_10, b2).params,
+            vec![json!({"type": "B2", "account": "0051", "key": "CANARY-B2-APPKEY-7f3a9c"})]
+        );
+    }
+
+    #[test]
+    fn service_start_per_flavour() {
+        let old = service_start(ApiFlavor::V25_04, SNMP_SERVICE);
+        assert_eq!(old.method, Method::ServiceStart);
+        assert_eq!(old.params[0], json!("snmp"));
+        let new = service_start(ApiFlavor::V25_10, SNMP_SERVICE);
+        assert_eq!(new.method, Method::ServiceControl);
+        assert_eq!(new.params[..2], [json!("START"), json!("snmp")]);
+        for flavor in ApiFlavor::ALL {
+            assert!(service_start(flavor, "snmp").method.available_on(flavor));
+            assert!(service_start(flavor, "snmp").method.is_write());
+        }
+        assert_eq!(
+            service_enable("snmp").params,
+            vec![json!("snmp"), json!({"enable": true})]
+        );
+    }
+
+    #[test]
+    fn reads_are_reads_and_writes_are_writes() {
+        let reads = [
+            pools_query(),
+            root_datasets_query(&["pool0".into()]),
+            credentials_query(),
+            cloudsync_query(),
+            snapshot_tasks_query(),
+            snmp_config(),
+            service_query("snmp"),
+            list_buckets(1),
+        ];
+        for call in reads {
+            assert!(!call.method.is_write(), "{call:?}");
+        }
+        let k = key();
+        let b2 = B2Key {
+            key_id: "k",
+            application_key: &k,
+        };
+        let writes = [
+            credential_create(ApiFlavor::V25_04, "n", b2),
+            credential_update(ApiFlavor::V25_04, 1, "n", b2),
+            cloudsync_create(Map::new()),
+            cloudsync_update(1, Map::new()),
+            cloudsync_delete(1),
+            cloudsync_sync(1),
+            snapshot_task_create(Map::new()),
+            snapshot_task_update(1, Map::new()),
+            snapshot_task_delete(1),
+            snmp_update(Map::new()),
+            service_enable("snmp"),
+        ];
+        for call in writes {
+            assert!(call.method.is_write(), "{call:?}");
+        }
+        assert!(!credential_verify(ApiFlavor::V25_04, b2).method.is_write());
+    }
+
+    #[test]
+    fn dataset_query_is_the_cheap_form() {
+        let call = root_datasets_query(&["pool0".into(), "pool1".into()]);
+        assert_eq!(call.params[0], json!([["id", "in", ["pool0", "pool1"]]]));
+        assert_eq!(call.params[1]["extra"]["retrieve_children"], json!(false));
+        assert_eq!(call.params[1]["extra"]["retrieve_user_props"], json!(true));
+    }
+}
