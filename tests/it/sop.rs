@@ -54,7 +54,7 @@ fn fresh_box(flavor: ApiFlavor) -> Simulator {
     s.b2_accounts.push(B2Account {
         account: KEY_ID.into(),
         valid: true,
-        buckets: vec![BUCKET.into()],
+        buckets: Some(vec![BUCKET.into()]),
     });
     Simulator::new(s)
 }
