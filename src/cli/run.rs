@@ -1,22 +1,24 @@
 //! `truenas-agent run`: the daemon under systemd (`Type=notify`).
 //!
 //! Owns: the start-up order — configuration (`--config`, else the default path; flags
-//! win), the central session (which refuses an unsafe token file before anything else
-//! happens), the middleware connection, the engine — then SIGTERM/SIGINT handlers that
-//! cancel the daemon, and the hand-over to [`crate::daemon::run`].
-//! Does not: loop or decide anything itself.
+//! win), the state directory and the central session (which refuses an unsafe token
+//! file), all before any connection; then the middleware connection, the ZFS
+//! user-property backend (the `zfs` command, or the middleware where it cannot be used),
+//! SIGTERM/SIGINT handlers that cancel the daemon, and the hand-over to the daemon.
+//! Does not: loop or decide anything itself (`daemon`).
 //! Invariants: a configuration or token problem stops the start with a message that
 //! names the file, the rule and the fix, before any connection is made.
 //! Limitations: the configuration is read once; change it and restart the service.
 
 use std::process::ExitCode;
 
-use anyhow::Context;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{self, DaemonOptions, Services, SystemdNotifier};
-use crate::state_dir::StateDir;
+use crate::daemon::agent::{self, Runtime};
+use crate::daemon::sop::SopSettings;
+use crate::daemon::{DaemonOptions, SystemdNotifier};
+use crate::zfs::{CommandConfig, ZfsCommand, choose_backend};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -25,14 +27,7 @@ pub struct Args {}
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = super::common::daemon_config(global)?;
-    let central = config.central()?;
-    let state = StateDir::open(&config.state_dir).with_context(|| {
-        format!(
-            "cannot open the state directory {}",
-            config.state_dir.display()
-        )
-    })?;
-    let session = crate::central::open(central, state.clone())?;
+    let prepared = agent::prepare(&config)?;
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -45,15 +40,22 @@ pub async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<Exit
         on_signal.cancel();
     });
     let mw = super::common::connect_with(config.middleware.connect_options()?).await?;
-    let engine = daemon::interim::NoEngine;
-    let options = DaemonOptions::new(sd_notify::watchdog_enabled(), central);
-    let services = Services {
-        engine: &engine,
+    // The `zfs` command on the host; the middleware only where it cannot be used (a
+    // Custom App container without /dev/zfs).
+    let (props, backend) =
+        choose_backend(ZfsCommand::new(CommandConfig::default()), Some(mw.clone())).await;
+    let options = DaemonOptions::new(sd_notify::watchdog_enabled(), &prepared.central);
+    let settings = SopSettings::new(&prepared.guid_property);
+    let runtime = Runtime {
         middleware: &mw,
         jobs: &mw,
+        props: &props,
+        backend,
         notifier: &SystemdNotifier,
-        state: &state,
+        settings,
+        options,
     };
-    daemon::run(services, session, options, &shutdown).await?;
+    // The whole daemon lives in this future: keep it on the heap.
+    Box::pin(prepared.run(runtime, &shutdown)).await?;
     Ok(ExitCode::SUCCESS)
 }

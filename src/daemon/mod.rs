@@ -27,7 +27,9 @@
 //! ETag and the document live in memory only, so a restart fetches the document again.
 //!
 //! ```text
+//! agent.rs      start-up from the config: prepare (token, state) → run with the SOP engine
 //! engine.rs     the seam to desired / identity / SOP engine / health (Engine trait)
+//! sop.rs        the production Engine over desired / identity / apply / health
 //! reconcile.rs  one pass → Result<Next, ReconcileError>; retry_policy by fault
 //! memory.rs     what the daemon knows; daemon.json; the STATUS= line
 //! report.rs     the report from memory
@@ -35,13 +37,14 @@
 //! notify.rs     sd_notify
 //! ```
 
+pub mod agent;
 pub mod engine;
-pub mod interim;
 pub mod jobs;
 pub mod memory;
 pub mod notify;
 pub mod reconcile;
 pub mod report;
+pub mod sop;
 
 use std::collections::BTreeSet;
 use std::future::Future;
