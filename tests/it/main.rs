@@ -16,6 +16,7 @@ mod central_fixture;
 mod central_reports;
 mod e2e_converge;
 mod e2e_fixture;
+mod e2e_lifecycle;
 mod e2e_outage;
 mod e2e_refusal;
 mod fake_b2;
