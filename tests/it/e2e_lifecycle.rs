@@ -36,7 +36,10 @@ async fn a_token_file_others_can_read_stops_the_start() {
             };
             let text = format!("{:#}", anyhow::Error::new(err));
             assert!(text.contains("mode 0644"), "{text}");
-            assert!(text.contains(&files.token_path().display().to_string()), "{text}");
+            assert!(
+                text.contains(&files.token_path().display().to_string()),
+                "{text}"
+            );
             assert!(text.contains("chmod 600"), "{text}");
             assert_no_canary("the error", &text);
             assert!(nas.sim.calls().is_empty(), "refused before connecting");
@@ -116,6 +119,9 @@ async fn no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_fi
         })
         .await;
     let text = logs.text();
-    assert!(text.contains("reconcile pass finished"), "the capture saw the agent");
+    assert!(
+        text.contains("reconcile pass finished"),
+        "the capture saw the agent"
+    );
     assert_no_canary("the agent's logs", &text);
 }

@@ -15,6 +15,7 @@ mod central_fetch;
 mod central_fixture;
 mod central_reports;
 mod e2e_converge;
+mod e2e_demo;
 mod e2e_fixture;
 mod e2e_lifecycle;
 mod e2e_outage;
