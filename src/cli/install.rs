@@ -19,12 +19,12 @@ pub struct InstallArgs {
     /// pool, or the one carrying the device GUID).
     #[arg(long, value_name = "POOL/DATASET")]
     pub dataset: Option<String>,
-    /// Agent config (TOML) to install; required the first time. `token_file` and
-    /// `state_dir` in it are pointed at the install dataset.
+    /// Agent config (TOML) to install; required the first time. Validated as the agent
+    /// loads it; `state_dir` and `central.token_file` are pointed at the install dataset.
     #[arg(long, value_name = "FILE")]
     pub agent_config: Option<PathBuf>,
-    /// File holding the device token for central; required the first time. Copied with
-    /// mode 0600; never printed.
+    /// File holding the device token for central; required the first time when the
+    /// config has a [central] section. Copied with mode 0600; never printed.
     #[arg(long, value_name = "FILE")]
     pub token_file: Option<PathBuf>,
     /// Install this systemd-sysext image (packaging/sysext/build.sh) instead of the

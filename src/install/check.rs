@@ -125,6 +125,8 @@ pub struct Facts {
     pub binary_runs: Option<Result<String, String>>,
     pub config: FileFact,
     pub token: FileFact,
+    /// False when the installed config has no `[central]` section (no token needed).
+    pub token_required: bool,
     /// Our init-script entries (marker in the comment).
     pub init_entries: Vec<InitEntry>,
     /// What our entry should be, when the layout is known.
@@ -155,10 +157,7 @@ pub fn evaluate(facts: &Facts) -> CheckReport {
             file_item("config", &facts.config, FileRule::Secret, facts.owner_uid),
             facts.paths.as_ref().map(|p| &p[1]),
         ),
-        named(
-            file_item("token", &facts.token, FileRule::Secret, facts.owner_uid),
-            facts.paths.as_ref().map(|p| &p[2]),
-        ),
+        token_item(facts),
         init_item(facts),
         unit_files_item(facts),
         unit_loaded_item(facts),
@@ -290,6 +289,16 @@ fn file_item(id: &str, fact: &FileFact, rule: FileRule, owner: u32) -> CheckItem
         ),
         None => pass(id, format!("present, mode {mode:04o}")),
     }
+}
+
+fn token_item(f: &Facts) -> CheckItem {
+    if !f.token_required && f.token == FileFact::Missing {
+        return pass("token", "not needed: the config has no [central] section");
+    }
+    named(
+        file_item("token", &f.token, FileRule::Secret, f.owner_uid),
+        f.paths.as_ref().map(|p| &p[2]),
+    )
 }
 
 fn binary_item(f: &Facts) -> CheckItem {
@@ -519,6 +528,7 @@ mod tests {
                 mode: 0o600,
                 is_file: true,
             },
+            token_required: true,
             init_entries: vec![InitEntry { id: 1, entry }],
             expected_init: Some(spec),
             paths: Some([

@@ -132,7 +132,7 @@ pub enum Route {
 /// <mountpoint>/                 0700  the install dataset
 ///   bin/truenas-agent           0755  the agent binary (route Binary)
 ///   truenas-agent.raw           0644  the sysext image (route Sysext)
-///   agent.toml                  0600  agent config (token_file / state_dir point here)
+///   agent.toml                  0600  agent config (state_dir, central.token_file point here)
 ///   token                       0600  device token for central
 ///   state/                      0700  state dir (the only path the service may write)
 ///   systemd/truenas-agent.service    0644  copied to /run/systemd/system at boot (Binary)

@@ -45,9 +45,9 @@ use crate::fault::Fault;
 use crate::fs::{self, FsError};
 use crate::middleware::{CallError, Method, Middleware};
 
-/// Config keys the installer points at the installed files (see docs/install.md).
+/// Key (in `[central]`) the installer points at the installed token (docs/configuration.md).
 pub const CONFIG_TOKEN_KEY: &str = "token_file";
-/// Config key of the state directory.
+/// Top-level config key of the state directory.
 pub const CONFIG_STATE_KEY: &str = "state_dir";
 
 /// Why install / uninstall / check could not do its job.
@@ -78,6 +78,12 @@ pub enum InstallError {
         #[source]
         source: toml::de::Error,
     },
+    #[error("agent config {path} would not be accepted by the agent")]
+    InvalidConfig {
+        path: PathBuf,
+        #[source]
+        source: crate::config::ConfigError,
+    },
     #[error("token file {path} is empty")]
     EmptyToken { path: PathBuf },
     #[error("cannot encode the agent config")]
@@ -106,6 +112,7 @@ impl InstallError {
             | InstallError::MissingInput { .. }
             | InstallError::BadConfig { .. }
             | InstallError::EmptyToken { .. } => Fault::Operator,
+            InstallError::InvalidConfig { source, .. } => source.fault(),
             InstallError::NoPools | InstallError::File(_) => Fault::Nas,
             InstallError::Middleware { source } => source.fault(),
             InstallError::Systemd(source) => source.fault(),
@@ -187,7 +194,13 @@ fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
     let config = match &req.agent_config {
         Some(path) => {
             let text = fs::read_to_string(path)?;
-            parse_config(path, &text)?;
+            // Validate now, before anything is written; the real paths come later.
+            let probe = Layout::new(
+                DatasetName::parse("pool/.truenas-agent")
+                    .expect("invariant: a literal valid dataset name"),
+                "/mnt/pool/.truenas-agent",
+            );
+            render_config(path, &text, &probe)?;
             Some((path.clone(), text))
         }
         None => None,
@@ -217,14 +230,29 @@ fn parse_config(path: &Path, text: &str) -> Result<toml::Table, InstallError> {
     })
 }
 
-/// The config as installed: the operator's file with `token_file` and `state_dir`
-/// pointing into the install dataset.
+/// The config as installed: the operator's file with `state_dir` and, when it has a
+/// `[central]` section, `central.token_file` pointing into the install dataset —
+/// validated exactly as the agent will load it (`config::AgentConfig::parse`).
 pub fn render_config(source: &Path, text: &str, layout: &Layout) -> Result<String, InstallError> {
     let mut table = parse_config(source, text)?;
     let path_value = |p: PathBuf| toml::Value::String(p.display().to_string());
-    table.insert(CONFIG_TOKEN_KEY.to_owned(), path_value(layout.token()));
     table.insert(CONFIG_STATE_KEY.to_owned(), path_value(layout.state_dir()));
-    toml::to_string(&table).map_err(InstallError::EncodeConfig)
+    if let Some(central) = table.get_mut("central").and_then(toml::Value::as_table_mut) {
+        central.insert(CONFIG_TOKEN_KEY.to_owned(), path_value(layout.token()));
+    }
+    let rendered = toml::to_string(&table).map_err(InstallError::EncodeConfig)?;
+    crate::config::AgentConfig::parse(&rendered, &source.display().to_string()).map_err(
+        |source_err| InstallError::InvalidConfig {
+            path: source.to_owned(),
+            source: source_err,
+        },
+    )?;
+    Ok(rendered)
+}
+
+/// Whether a config needs a device token (it talks to central).
+pub fn config_needs_token(text: &str) -> bool {
+    toml::from_str::<toml::Table>(text).map_or(true, |t| t.contains_key("central"))
 }
 
 const MISSING_CONFIG: InstallError = InstallError::MissingInput {
@@ -276,8 +304,8 @@ impl Prepared {
     fn require_first_install_inputs(&self) -> Result<(), InstallError> {
         match (&self.config, &self.token) {
             (None, _) => Err(MISSING_CONFIG),
-            (_, None) => Err(MISSING_TOKEN),
-            (Some(_), Some(_)) => Ok(()),
+            (Some((_, text)), None) if config_needs_token(text) => Err(MISSING_TOKEN),
+            (Some(_), _) => Ok(()),
         }
     }
 }
@@ -300,7 +328,10 @@ fn write_all(
             None => return Err(MISSING_CONFIG),
         },
     };
-    if prepared.token.is_none() && fs::stat_optional(&layout.token())?.is_none() {
+    if config_needs_token(&text)
+        && prepared.token.is_none()
+        && fs::stat_optional(&layout.token())?.is_none()
+    {
         return Err(MISSING_TOKEN);
     }
     let config = render_config(&source, &text, layout)?;
@@ -541,6 +572,12 @@ async fn check_layout(
         binary_runs: binary_runs(&host.systemd(), layout.as_ref(), sys).await,
         config: file(Layout::config),
         token: file(Layout::token),
+        token_required: layout.as_ref().is_none_or(|l| {
+            fs::read_optional(&l.config())
+                .ok()
+                .flatten()
+                .is_none_or(|b| config_needs_token(&String::from_utf8_lossy(&b)))
+        }),
         paths: layout
             .as_ref()
             .map(|l| [l.payload(), l.config(), l.token()]),

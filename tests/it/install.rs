@@ -292,6 +292,11 @@ else
 fi
 "#;
 
+/// The operator's config: `install` points `central.token_file` and `state_dir` at the
+/// install dataset.
+const AGENT_TOML: &str = "# from central ops\n[central]\nurl = \"https://central.example\"\n\
+    token_file = \"/root/token\"\nallow_unsigned = true\n";
+
 /// Stands in for the agent binary: `install --check` runs `<binary> --version`.
 const FAKE_AGENT: &[u8] = b"#!/bin/sh\necho 'truenas-agent 0.0.0 (fake)'\n";
 const NEWER_AGENT: &[u8] = b"#!/bin/sh\necho 'truenas-agent 0.0.1 (fake)'\n";
@@ -326,11 +331,7 @@ impl Env {
         let mnt = tmp.path().join("mnt");
         let nas = ScriptedNas::new(flavor, &mnt, pools);
         // Inputs the operator hands to install.
-        std::fs::write(
-            tmp.path().join("agent.toml"),
-            "central_url = \"https://central.example\"\ntoken_file = \"/root/token\"\n",
-        )
-        .unwrap();
+        std::fs::write(tmp.path().join("agent.toml"), AGENT_TOML).unwrap();
         std::fs::write(tmp.path().join("token"), CANARIES[5]).unwrap();
         std::fs::write(tmp.path().join("truenas-agent"), FAKE_AGENT).unwrap();
         let host = Host {
@@ -428,7 +429,10 @@ async fn install_creates_everything_then_is_idempotent() {
             )),
             "{config}"
         );
-        assert!(config.contains("central_url = \"https://central.example\""));
+        assert!(config.contains(&format!("state_dir = \"{}\"", root.join("state").display())));
+        let loaded = truenas_agent::config::AgentConfig::load(&root.join("agent.toml")).unwrap();
+        assert_eq!(loaded.state_dir, root.join("state"));
+        assert_eq!(loaded.central().unwrap().token_file, root.join("token"));
         // The boot command put the unit and its drop-in in /run and started it.
         let run = &env.host.sys.run_dir;
         let dropin =
@@ -709,6 +713,22 @@ async fn bad_input_is_refused_with_the_field_and_nothing_written() {
         .unwrap_err();
     assert!(err.to_string().contains("bad.toml"), "{err}");
 
+    // Valid TOML the agent would refuse (unknown key): refused now, naming the field.
+    std::fs::write(
+        env.tmp.path().join("typo.toml"),
+        "[central]\nurl = \"https://c.example\"\ntoken_file = \"/t\"\nallow_unsigned = true\npoll_intervall_secs = 5\n",
+    )
+    .unwrap();
+    req.agent_config = Some(env.tmp.path().join("typo.toml"));
+    let err = install::install(&env.nas, &env.host, &req)
+        .await
+        .unwrap_err();
+    let chain = format!("{:#}", anyhow::Error::from(err));
+    assert!(
+        chain.contains("typo.toml") && chain.contains("poll_intervall_secs"),
+        "{chain}"
+    );
+
     std::fs::write(env.tmp.path().join("empty"), "\n").unwrap();
     let mut req = env.request(Some("pool0/.truenas-agent"));
     req.token_file = Some(env.tmp.path().join("empty"));
@@ -803,4 +823,22 @@ async fn sysext_route_installs_boots_checks_and_uninstalls() {
     assert_eq!(gone.removed_init_scripts.len(), 1);
     assert!(!sys.runtime_dropin_dir().exists());
     assert!(!root.join("truenas-agent.raw").exists());
+}
+
+#[tokio::test]
+async fn a_config_without_central_needs_no_token() {
+    let env = Env::new(ApiFlavor::V25_04, &["pool0"]);
+    std::fs::write(
+        env.tmp.path().join("local.toml"),
+        "guid_property = \"com.dtctoday:device-guid\"\n",
+    )
+    .unwrap();
+    let mut req = env.request(None);
+    req.agent_config = Some(env.tmp.path().join("local.toml"));
+    req.token_file = None;
+    let out = install::install(&env.nas, &env.host, &req).await.unwrap();
+    assert!(out.check.ok(), "{:#?}", out.check);
+    let token = out.check.items.iter().find(|i| i.id == "token").unwrap();
+    assert!(token.detail.contains("not needed"), "{token:?}");
+    assert!(!env.root().join("token").exists());
 }

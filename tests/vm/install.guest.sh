@@ -56,7 +56,7 @@ $MW initshutdownscript.create '{"type":"COMMAND","command":"echo admin","when":"
 
 step "install"
 umask 022
-printf 'central_url = "https://central.invalid"\ntoken_file = "/root/wrong"\n' > /root/agent.toml
+printf '[central]\nurl = "https://central.invalid"\ntoken_file = "/root/wrong"\nallow_unsigned = true\n' > /root/agent.toml
 printf 'CANARY-DEVICE-TOKEN-5e19b3\n' > /root/token
 chmod 0600 /root/token
 $A install --agent-config /root/agent.toml --token-file /root/token | tee /tmp/install.txt
@@ -85,7 +85,10 @@ systemd-analyze security $UNIT --no-pager > "$OUT/analyze.txt" || true
 grep -E '✗' "$OUT/analyze.txt" || true
 tail -1 "$OUT/analyze.txt" | tee "$OUT/analyze-score.txt"
 
-step "the hardened sandbox still allows the agent's job: zfs get/set, state dir, socket"
+step "the hardened sandbox still allows the agent's job: identity ensure (zfs get/set), state dir, socket"
+# The installed unit + drop-in, with ExecStart replaced by the agent's own identity
+# command (real `zfs get`/`zfs set` of the device GUID) and two sandbox probes.
+GUID=9babab19-acc0-4587-aa05-ccd8103a1148
 mkdir -p $RUN/tn-probe.service.d
 cp $RUN/$UNIT $RUN/tn-probe.service
 cp $RUN/$UNIT.d/install.conf $RUN/tn-probe.service.d/
@@ -94,12 +97,14 @@ cat > $RUN/tn-probe.service.d/zz-probe.conf <<PROBE
 Type=oneshot
 WatchdogSec=0
 ExecStart=
-ExecStart=/bin/sh -c 'set -e; zfs set com.dtctoday:device-guid=9babab19-acc0-4587-aa05-ccd8103a1148 pool0; zfs get -H -o value com.dtctoday:device-guid pool0; echo ok > $ROOT/state/probe; test -S $SOCK; if echo x > $ROOT/nope 2>/dev/null; then exit 9; fi; echo SANDBOX-OK'
+ExecStart=/bin/sh -c 'set -e; $ROOT/bin/truenas-agent --config $ROOT/agent.toml --state-dir $ROOT/state identity ensure --pool pool0 --guid $GUID; test -S $SOCK; if echo x > $ROOT/nope 2>/dev/null; then exit 9; fi; echo SANDBOX-OK'
 PROBE
 systemctl daemon-reload
-systemctl start tn-probe.service || { journalctl -u tn-probe --no-pager -o cat | tail; fail "probe"; }
-journalctl -u tn-probe.service --no-pager -o cat | grep -E "SANDBOX-OK|9babab19"
-[ "$(zfs get -H -o value com.dtctoday:device-guid pool0)" = 9babab19-acc0-4587-aa05-ccd8103a1148 ] || fail "zfs set in sandbox"
+systemctl start tn-probe.service || { journalctl -u tn-probe --no-pager -o cat | tail -20; fail "probe"; }
+journalctl -u tn-probe.service --no-pager -o cat | tail -5
+journalctl -u tn-probe.service --no-pager -o cat | grep -q SANDBOX-OK || fail "probe did not finish"
+[ "$(zfs get -H -o value com.dtctoday:device-guid pool0)" = $GUID ] || fail "identity ensure could not zfs set in the sandbox"
+zfs get -H -o name,property,value,source all pool0 | grep com.dtctoday
 rm -rf $RUN/tn-probe.service $RUN/tn-probe.service.d; systemctl daemon-reload
 
 step "idempotent re-install leaves the running service alone"
@@ -169,7 +174,7 @@ step "sysext route: install --sysext, reboot-equivalent, check, uninstall"
 if [ -f "${SYSEXT_DIR:-/nonexistent}/truenas-agent.raw" ]; then
   $A install --sysext "$SYSEXT_DIR/truenas-agent.raw" --agent-config /root/agent.toml --token-file /root/token
   systemd-sysext list | grep truenas-agent || fail "sysext not merged"
-  [ "$(systemctl show -p FragmentPath --value $UNIT)" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
+  [ "$(readlink -f "$(systemctl show -p FragmentPath --value $UNIT)")" = /usr/lib/systemd/system/$UNIT ] || fail "unit not from the image"
   [ -f $ROOT/truenas-agent.raw ] && [ ! -e $ROOT/bin ] || fail "sysext files on the pool"
   inv=$(systemctl show -p InvocationID --value $UNIT)
   for _ in $(seq 1 30); do

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs every VM test script (tests/vm/*.guest.sh), each batched into one boot of the
+# Runs every VM test (tests/vm/*.host.sh, each booting the guest once with its *.guest.sh), on the
 # ../shared/vm guest (real OpenZFS + systemd). Builds the agent first.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
