@@ -18,7 +18,8 @@
 //! plan          PURE: plan(&DesiredState, &Observed, &Ownership, &Inputs) -> Plan
 //! apply         executes a Plan: the only writer to the middleware
 //! b2            read-only B2 bucket / rclone-crypt verification with the scoped key
-//! health        PURE: task health and the SOP checklist from observations
+//! health        PURE: task health and the SOP checklist from observations (+ its read shell)
+//! status        the on-box diagnosis: StatusReport from every subsystem, with next steps
 //! daemon        the loop: fetch → validate → observe → plan → apply → re-observe → report
 //! install       install / uninstall / check the TrueNAS way (init script, unit, pool files)
 //! sim           (feature `sim`) a TrueNAS middleware simulator for tests and the demo
@@ -26,7 +27,8 @@
 //! cli           command-line front end (clap); the only place that prints
 //! ```
 //!
-//! Data moves one way: `plan` and `health` never import `middleware`, `central` or tokio;
+//! Data moves one way: `plan` and health's evaluation never import `middleware`, `central`
+//! or tokio (health's read shell — `health::{observe, assess, memory}` — does the I/O);
 //! `apply` (and `install`) are the only modules that send writing calls — apart from the
 //! `zfs` middleware fallback, which writes only the device-identity user properties.
 
@@ -50,6 +52,7 @@ pub mod plan;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod state_dir;
+pub mod status;
 pub mod zfs;
 
 /// Agent version and the git revision it was built from, e.g. `0.1.0 (abc1234)`.

@@ -79,7 +79,7 @@ pub enum Command {
     Plan(plan::Args),
     /// Converge the NAS to a desired-state document once.
     Apply(apply::Args),
-    /// One-screen diagnosis for a technician (exit 0 healthy, 1 degraded, 2 unknown).
+    /// One-screen diagnosis for a technician (exit 0 healthy, 1 degraded, 2 failing or unknown).
     Status(status::Args),
     /// Evaluate the SOP verification checklist on this box (and in the B2 bucket).
     Verify(verify::Args),

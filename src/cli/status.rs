@@ -1,16 +1,275 @@
-//! `truenas-agent status` (being built).
+//! `truenas-agent status [--json] [-f DOC --allow-unsigned] [--check-b2]`: the one-screen
+//! diagnosis for a field technician, or stable JSON for an RMM.
+//!
+//! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only),
+//! the optional document, a short-timeout connection and health pass — and printing the
+//! report with the documented exit code (0 healthy, 1 degraded, 2 failing or unknown).
+//! Does not: write anything (not even `health.json`: the daemon and `verify` own it), or
+//! decide what is a problem (`status` and `health` do).
+//! Invariants: works without a running daemon and with the middleware down (then it says
+//! so and shows what the state dir remembers); every read is bounded by `--timeout`.
+//! Limitations: see `crate::status` for sections not wired in this build.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::central::CentralState;
+use crate::central::spool::SPOOL_FILE;
+use crate::config::{AgentConfig, Overrides};
+use crate::desired::{self, DesiredState};
+use crate::health::HealthMemory;
+use crate::health::assess::{AssessOptions, assess, local_offset};
+use crate::middleware::Middleware;
+use crate::state_dir::StateDir;
+use crate::status::{
+    CentralInputs, DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble,
+    render_text, spool_depth,
+};
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Print the report as JSON (schema truenas-agent.status/v1, see docs/operations.md).
+    #[arg(long)]
+    pub json: bool,
+    /// Also evaluate the SOP checklist against this desired-state document.
+    #[arg(short = 'f', long = "file", value_name = "DOC")]
+    pub file: Option<PathBuf>,
+    /// Accept a local document without a verified signature (tests, lab boxes).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// With -f: also check the B2 bucket now (otherwise the last `verify` result is shown).
+    #[arg(long)]
+    pub check_b2: bool,
+    /// Seconds each middleware read may take.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    pub timeout: u64,
+    /// B2 API base URL (a B2 test double); https only, or http on loopback.
+    #[arg(long, hide = true, default_value = DEFAULT_API_BASE)]
+    pub b2_api: String,
+}
+
+/// Everything `status` needs besides the middleware and the document.
+#[derive(Debug, Clone)]
+pub struct Context {
+    pub state_dir: PathBuf,
+    pub url: String,
+    pub version: String,
+    pub assess: AssessOptions,
+    /// The agent config file's central settings: `None` = no config file given;
+    /// `Some(None)` = a config without `[central]`; `Some(Some((url, poll)))`.
+    pub central_config: Option<Option<(String, Duration)>>,
+}
+
+/// What the state dir says about central: `central.json` and the spool depth.
+fn central_inputs(state: &StateDir, ctx: &Context) -> CentralInputs {
+    let (central_state, state_error) = match CentralState::load(state) {
+        Ok(s) => (s, None),
+        Err(e) => (None, Some(crate::apply::error_chain(&e))),
+    };
+    let spool = crate::fs::read_optional(&state.file(SPOOL_FILE))
+        .ok()
+        .map(|bytes| bytes.map_or(0, |b| spool_depth(&b)));
+    CentralInputs {
+        configured: ctx
+            .central_config
+            .as_ref()
+            .map(|c| c.as_ref().map(|(url, _)| url.clone())),
+        poll_interval: ctx.central_config.clone().flatten().map(|(_, poll)| poll),
+        state: central_state,
+        state_error,
+        spool_depth: spool,
+    }
+}
+
+/// The document as given with `-f`: not given, read, or refused (with the reason).
+#[derive(Debug)]
+pub enum DocumentArg {
+    None,
+    Read(Box<DesiredState>),
+    Refused(String),
+}
+
+/// Builds the report. `mw` is the connected middleware, or why connecting failed.
+pub async fn report_with<M: Middleware>(
+    mw: Result<&M, String>,
+    document: &DocumentArg,
+    ctx: &Context,
+) -> StatusReport {
+    let state = StateDir::at(&ctx.state_dir);
+    let identity = crate::identity::last(&state).map_err(|e| crate::apply::error_chain(&e));
+    let (memory, memory_error) = match HealthMemory::load(&state) {
+        Ok(m) => (Some(m), None),
+        Err(e) => (None, Some(crate::apply::error_chain(&e))),
+    };
+    let desired = match document {
+        DocumentArg::Read(d) => Some(d.as_ref()),
+        DocumentArg::None | DocumentArg::Refused(_) => None,
+    };
+    let (probe, assessment, health_error) = match mw {
+        Err(error) => (
+            MiddlewareProbe::Unreachable {
+                url: ctx.url.clone(),
+                error,
+            },
+            None,
+            None,
+        ),
+        Ok(mw) => {
+            let probe = MiddlewareProbe::Reachable {
+                url: ctx.url.clone(),
+                api: mw.api(),
+            };
+            match assess(mw, desired, &state, &ctx.assess).await {
+                Ok(a) => (probe, Some(a), None),
+                Err(e) => (probe, None, Some(crate::apply::error_chain(&e))),
+            }
+        }
+    };
+    // The pass's memory carries a B2 report run just now (`--check-b2`); else the file's.
+    let memory = assessment.as_ref().map(|a| a.memory.clone()).or(memory);
+    assemble(&StatusInputs {
+        now: ctx.assess.now,
+        version: ctx.version.clone(),
+        state_dir: ctx.state_dir.display().to_string(),
+        document: desired.map(|d| DocumentInfo {
+            revision: d.revision,
+            mode: d.mode.as_str().to_owned(),
+            device_guid: d.device.guid.map(|g| g.to_string()),
+            root_pool: d.device.root_pool.clone(),
+        }),
+        document_error: match document {
+            DocumentArg::Refused(why) => Some(why.clone()),
+            DocumentArg::None | DocumentArg::Read(_) => None,
+        },
+        middleware: probe,
+        observed: assessment.as_ref().map(|a| &a.observed),
+        health: assessment.as_ref().map(|a| &a.health),
+        health_error,
+        memory: memory.as_ref(),
+        memory_error,
+        central: central_inputs(&state, ctx),
+        guid_property: ctx.assess.guid_property.clone(),
+        configured_root: ctx.assess.root_pool.clone(),
+        identity: identity.clone().ok().flatten(),
+        identity_error: identity.err(),
+    })
+}
+
+/// The agent configuration (`--config`, if any) with the command-line flags on top —
+/// the same resolution `plan` and `apply` use, without printing.
+pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, String> {
+    let overrides = Overrides {
+        state_dir: global.state_dir.clone(),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.clone(),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.clone(),
+        tls_pin: global.tls_pin.clone(),
+    };
+    AgentConfig::resolve(global.config.as_deref(), overrides)
+        .map_err(|e| crate::apply::error_chain(&e))
+}
+
+/// Connects as the configuration says, with `timeout` for connecting and each call.
+pub(crate) async fn connect(
+    config: &AgentConfig,
+    timeout: Option<Duration>,
+) -> Result<crate::middleware::Client, String> {
+    let mut options = config
+        .middleware
+        .connect_options()
+        .map_err(|e| crate::apply::error_chain(&e))?;
+    if let Some(timeout) = timeout {
+        options.connect_timeout = timeout;
+        options.call_timeout = timeout;
+    }
+    crate::middleware::Client::connect(options)
+        .await
+        .map_err(|e| crate::apply::error_chain(&e))
+}
 
 /// Runs `status`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`status` is not available in this build yet")
+pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let document = match &args.file {
+        None => DocumentArg::None,
+        Some(path) => match desired::load_file(path, args.allow_unsigned) {
+            Ok(d) => DocumentArg::Read(Box::new(d)),
+            Err(e) => DocumentArg::Refused(
+                e.field_errors()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+        },
+    };
+    // A bad config file is reported, not fatal: status then uses the defaults and flags.
+    let (config, config_error) = match resolve_config(global) {
+        Ok(c) => (c, None),
+        Err(e) => {
+            let fallback = AgentConfig::default()
+                .with_overrides(Overrides {
+                    state_dir: global.state_dir.clone(),
+                    middleware_url: global.middleware.clone(),
+                    ..Overrides::default()
+                })
+                .unwrap_or_default();
+            (fallback, Some(e))
+        }
+    };
+    let central_config = global.config.as_ref().map(|_| {
+        config
+            .central
+            .as_ref()
+            .map(|central| (central.url.to_string(), central.poll_interval))
+    });
+    let now = chrono::Utc::now();
+    let timeout = Duration::from_secs(args.timeout.max(1));
+    let ctx = Context {
+        state_dir: config.state_dir.clone(),
+        url: config.middleware.url.clone(),
+        version: crate::VERSION.to_owned(),
+        assess: AssessOptions {
+            now,
+            offset: local_offset(now),
+            call_timeout: timeout,
+            b2: args.check_b2.then(|| ClientOptions {
+                api_base: args.b2_api.clone(),
+                request_timeout: Duration::from_secs(10),
+                ..ClientOptions::default()
+            }),
+            guid_property: config.guid_property.clone(),
+            root_pool: config.root_pool.clone(),
+        },
+        central_config,
+    };
+    let connected = connect(&config, Some(timeout)).await;
+    let mut report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
+    if let Some(error) = config_error {
+        crate::status::add_problem(
+            &mut report,
+            crate::health::Problem {
+                level: crate::health::Level::Warning,
+                area: crate::health::Area::Agent,
+                subject: None,
+                message: format!("the agent config file could not be used: {error}"),
+                next_step: "Fix the file (every problem is listed) — the daemon refuses to \
+                            start with it."
+                    .to_owned(),
+            },
+        );
+    }
+    let text = if args.json {
+        format!("{}\n", serde_json::to_string_pretty(&report)?)
+    } else {
+        render_text(&report)
+    };
+    // A closed pipe (`status | head`) surfaces as an error main.rs maps to exit 0.
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)?;
+    Ok(ExitCode::from(report.exit_code))
 }

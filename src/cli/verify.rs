@@ -1,16 +1,288 @@
-//! `truenas-agent verify` (being built).
+//! `truenas-agent verify -f DOC [--json] [--allow-unsigned] [--skip-b2]`: the SOP §6
+//! checklist on this box and in its B2 bucket.
+//!
+//! Owns: reading the document, running one health pass with B2 ([`crate::health::assess`]),
+//! remembering it in the state dir (`health.json`, which `status` shows later), printing
+//! the checklist (text or `--json`, schema `truenas-agent.verify/v1`) and the exit code.
+//! Does not: change anything on the NAS or in B2.
+//! Invariants: exit 0 = every item checkable here passes; 1 = something fails; 2 = could
+//! not determine (document refused, middleware unreachable, NAS unreadable, or an item
+//! checkable here is unknown and nothing fails); nothing printed contains a secret.
+//! Limitations: a document from a file needs `--allow-unsigned` (signed documents come
+//! through the daemon); items only central can check are listed as "checked by central".
 
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+use serde_json::{Value, json};
+
+use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::central::dsse;
+use crate::config::AgentConfig;
+use crate::desired::{self, DesiredState};
+use crate::health::assess::{AssessOptions, Assessment, assess, record};
+use crate::health::checklist::Verdict;
+use crate::health::{Checklist, ItemScope, ItemStatus, report, rfc3339};
+use crate::middleware::Middleware;
+use crate::state_dir::StateDir;
+
+/// The `schema` value of `verify --json`.
+pub const VERIFY_SCHEMA: &str = "truenas-agent.verify/v1";
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The desired-state document (plain JSON or a DSSE envelope).
+    #[arg(short = 'f', long = "file", value_name = "DOC")]
+    pub file: PathBuf,
+    /// Print JSON (schema truenas-agent.verify/v1) instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept a local document without a verified signature (tests, lab boxes).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+    /// Do not check the B2 bucket (its items are then `unknown`).
+    #[arg(long)]
+    pub skip_b2: bool,
+    /// B2 API base URL (a B2 test double); https only, or http on loopback.
+    #[arg(long, hide = true, default_value = DEFAULT_API_BASE)]
+    pub b2_api: String,
+}
+
+/// What `verify` prints and exits with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub exit: u8,
+}
+
+/// Exit code for a checklist verdict.
+pub fn exit_code(verdict: Verdict) -> u8 {
+    match verdict {
+        Verdict::Pass => 0,
+        Verdict::Fail => 1,
+        Verdict::Undetermined => 2,
+    }
+}
+
+/// Runs the checklist against an already connected middleware and records it.
+pub async fn verify_with(
+    mw: &impl Middleware,
+    state: &StateDir,
+    desired: &DesiredState,
+    options: &AssessOptions,
+    as_json: bool,
+) -> Output {
+    let assessment = match assess(mw, Some(desired), state, options).await {
+        Ok(a) => a,
+        Err(e) => return undetermined("nas", &crate::apply::error_chain(&e), as_json),
+    };
+    let mut notes = Vec::new();
+    if let Err(e) = record(state, &assessment) {
+        notes.push(format!(
+            "warning: could not remember this check in the state dir: {}",
+            crate::apply::error_chain(&e)
+        ));
+    }
+    let checklist = &assessment.health.checklist;
+    let exit = exit_code(checklist.verdict());
+    let stdout = if as_json {
+        let mut v = json_output(desired, &assessment, options, exit);
+        if !notes.is_empty() {
+            v["notes"] = json!(notes);
+        }
+        v.to_string()
+    } else {
+        let mut text = render_text(desired, checklist, options, exit);
+        for note in notes {
+            let _ = writeln!(text, "{note}");
+        }
+        text
+    };
+    Output { stdout, exit }
+}
+
+/// The output when the checklist could not be evaluated at all (exit 2).
+pub fn undetermined(kind: &str, message: &str, as_json: bool) -> Output {
+    let stdout = if as_json {
+        json!({
+            "schema": VERIFY_SCHEMA,
+            "verdict": "undetermined",
+            "exit_code": 2,
+            "error": {"kind": kind, "message": message},
+        })
+        .to_string()
+    } else {
+        format!("verify could not run ({kind}): {message}\nResult: UNDETERMINED (exit 2)\n")
+    };
+    Output { stdout, exit: 2 }
+}
+
+fn scope_name(scope: ItemScope) -> &'static str {
+    match scope {
+        ItemScope::Nas => "nas",
+        ItemScope::B2 => "b2",
+        ItemScope::Central => "central",
+    }
+}
+
+fn verdict_name(verdict: Verdict) -> &'static str {
+    match verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "fail",
+        Verdict::Undetermined => "undetermined",
+    }
+}
+
+/// `verify --json`.
+fn json_output(desired: &DesiredState, a: &Assessment, options: &AssessOptions, exit: u8) -> Value {
+    let checklist = &a.health.checklist;
+    let (pass, fail, unknown, not_checked) = checklist.counts();
+    let items: Vec<Value> = checklist
+        .items
+        .iter()
+        .map(|i| {
+            json!({
+                "id": i.id,
+                "title": i.title,
+                "status": i.status.wire(),
+                "checked_by": scope_name(i.scope),
+                "pool": i.pool,
+                "detail": i.detail,
+                "next_step": i.next_step,
+            })
+        })
+        .collect();
+    json!({
+        "schema": VERIFY_SCHEMA,
+        "checked_at": rfc3339(&options.now),
+        "revision": desired.revision,
+        "bucket": desired.bucket,
+        "verdict": verdict_name(checklist.verdict()),
+        "exit_code": exit,
+        "b2_checked": options.b2.is_some(),
+        "counts": {"pass": pass, "fail": fail, "unknown": unknown, "not_checked": not_checked},
+        "items": items,
+        "health": report::health_section(&a.health),
+        "checklist": report::checklist_items(checklist),
+    })
+}
+
+/// The text checklist: one line per item; detail and next step under items that do not pass.
+pub fn render_text(
+    desired: &DesiredState,
+    checklist: &Checklist,
+    options: &AssessOptions,
+    exit: u8,
+) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "SOP §6 verification checklist — revision {}, bucket {}, checked {}{}\n",
+        desired.revision,
+        desired.bucket,
+        rfc3339(&options.now),
+        if options.b2.is_some() {
+            ""
+        } else {
+            " (B2 not checked: --skip-b2)"
+        }
+    );
+    for item in &checklist.items {
+        let tag = match item.status {
+            ItemStatus::Pass => "PASS",
+            ItemStatus::Fail => "FAIL",
+            ItemStatus::Unknown => "????",
+            ItemStatus::NotChecked => "----",
+        };
+        let suffix = if item.status == ItemStatus::NotChecked {
+            "  (checked by central)"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, " {tag}  {:<34} {}{suffix}", item.id, item.title);
+        if matches!(item.status, ItemStatus::Fail | ItemStatus::Unknown) {
+            let _ = writeln!(out, "       {}", item.detail);
+            if let Some(step) = &item.next_step {
+                let _ = writeln!(out, "       Next: {step}");
+            }
+        }
+    }
+    let (pass, fail, unknown, not_checked) = checklist.counts();
+    let _ = writeln!(
+        out,
+        "\nResult: {} — {pass} pass, {fail} fail, {unknown} unknown, {not_checked} checked by central (exit {exit})",
+        verdict_name(checklist.verdict()).to_uppercase()
+    );
+    out
+}
 
 /// Runs `verify`.
-#[expect(
-    clippy::unused_async,
-    reason = "placeholder until the subcommand lands"
-)]
-pub async fn run(_args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`verify` is not available in this build yet")
+pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let output = run_args(&args, global).await;
+    let mut text = output.stdout;
+    if args.json {
+        text.push('\n');
+    }
+    // A closed pipe surfaces as an error main.rs maps to exit 0.
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)?;
+    Ok(ExitCode::from(output.exit))
+}
+
+async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
+    let config = match super::status::resolve_config(global) {
+        Ok(c) => c,
+        Err(e) => return undetermined("configuration", &e, args.json),
+    };
+    let desired = match load_document(&args.file, args.allow_unsigned, &config) {
+        Ok(d) => d,
+        Err(e) => return undetermined("document", &e, args.json),
+    };
+    let state = match StateDir::open(&config.state_dir) {
+        Ok(s) => s,
+        Err(e) => return undetermined("state_dir", &crate::apply::error_chain(&e), args.json),
+    };
+    let mw = match super::status::connect(&config, None).await {
+        Ok(mw) => mw,
+        Err(e) => return undetermined("middleware", &e, args.json),
+    };
+    let mut options = AssessOptions::live();
+    options.b2 = (!args.skip_b2).then(|| ClientOptions {
+        api_base: args.b2_api.clone(),
+        ..ClientOptions::default()
+    });
+    options.guid_property.clone_from(&config.guid_property);
+    options.root_pool.clone_from(&config.root_pool);
+    verify_with(&mw, &state, &desired, &options, args.json).await
+}
+
+/// Reads the document as `plan`/`apply` do: with `[central] trusted_keys` configured it
+/// must be a DSSE envelope those keys verify (unless unsigned documents are allowed by
+/// the flag or the config); every problem is listed.
+fn load_document(
+    path: &Path,
+    allow_unsigned: bool,
+    config: &AgentConfig,
+) -> Result<DesiredState, String> {
+    let trust = config.central.as_ref().map(|c| c.trust.clone());
+    let result = match trust {
+        Some(trust) if !trust.keys.is_empty() && !allow_unsigned => {
+            let bytes = crate::fs::read(path).map_err(|e| crate::apply::error_chain(&e))?;
+            let (payload, _) = dsse::open(&bytes, dsse::CONFIG_PAYLOAD_TYPE, &trust)
+                .map_err(|e| crate::apply::error_chain(&e))?;
+            desired::parse(&payload)
+        }
+        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
+        None => desired::load_file(path, allow_unsigned),
+    };
+    result.map_err(|e| {
+        e.field_errors()
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("; ")
+    })
 }

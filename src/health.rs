@@ -1,3 +1,0 @@
-//! PURE: task health and the SOP checklist evaluated from observations.
-//!
-//! (Being built: issue #5.)

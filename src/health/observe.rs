@@ -1,0 +1,615 @@
+//! The health observation shell: the middleware reads `Observed` does not make, and the
+//! B2 verification run, into plain [`HealthObservations`].
+//!
+//! Owns: five reads with a short timeout each — `cloudsync.query` (every task's `job`
+//! field = last run), `core.get_jobs` (recent successful `cloudsync.sync` jobs),
+//! `pool.snapshottask.query` (zettarepl state), the version's snapshot listing
+//! (`zfs.snapshot.query` on 24.10/25.04, `pool.snapshot.query` on 25.10) through the
+//! middleware's cheap names-only/count fast path, and `alert.list`; plus running
+//! [`crate::b2::verify()`] with the key read from the task's cloud credential.
+//! Does not: judge anything (that is [`super::evaluate`]), write to the middleware, keep
+//! the B2 key beyond the run, or touch files (`memory` does).
+//! Invariants: read-only (no method here `is_write`); a read that fails or times out is
+//! recorded in `read_errors` and the rest still run, so one slow read never hides the
+//! others; the B2 key is held in a `SecretString` only for the run and for redaction.
+//! Limitations: `core.get_jobs` only knows jobs since middlewared started (and at most
+//! ~1000); older successes come from the state dir (`memory`). The snapshot listing
+//! looks at the pool's root dataset for the newest name and counts the whole pool.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, FixedOffset, Utc};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::memory::HealthMemory;
+use super::{Redactor, snapshots};
+use crate::b2::{self, B2Inputs, B2Report, ClientOptions, Expected};
+use crate::desired::DesiredState;
+use crate::middleware::{ApiFlavor, Call, CallError, Job, JobState, Method, Middleware, ejson};
+use crate::observe::{DEVICE_GUID_PROPERTY, Observed};
+use crate::plan::{self, Ownership};
+
+/// Runs of one Cloud Sync task.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskRuns {
+    /// The task's `job` field: the last run (in memory, or the copy persisted in the
+    /// task row after a middleware restart). `None`: never ran.
+    pub last: Option<Job>,
+    /// The newest SUCCESS run (not a dry run) the middleware still holds in memory.
+    pub last_success: Option<Job>,
+}
+
+/// zettarepl's state of a periodic snapshot task (`pool.snapshottask.query` `state`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotTaskState {
+    /// `PENDING`, `RUNNING`, `FINISHED`, `ERROR`, `HOLD`.
+    pub state: String,
+    pub datetime: Option<DateTime<Utc>>,
+    /// The error (ERROR) or hold reason (HOLD); raw, redacted when evaluated.
+    pub error: Option<String>,
+    /// 25.10: `dataset@name` of the last snapshot taken.
+    pub last_snapshot: Option<String>,
+}
+
+/// The snapshot names of one pool with the task's prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotListing {
+    /// The name prefix listed (the naming schema up to its first `%`, e.g. `auto-`).
+    pub prefix: String,
+    /// Snapshot names (`name` after `@`) of the pool's root dataset with that prefix.
+    pub root_names: Result<Vec<String>, String>,
+    /// How many snapshots of the whole pool (recursive) have that prefix.
+    pub count: Result<u64, String>,
+}
+
+/// A middleware alert that matters for backups (REFERENCE §4.11).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alert {
+    /// The alert class, e.g. `CloudSyncTaskFailed`.
+    pub klass: String,
+    /// `INFO` … `EMERGENCY`.
+    pub level: String,
+    /// The formatted text (redacted when evaluated).
+    pub text: String,
+    pub datetime: Option<DateTime<Utc>>,
+}
+
+/// Alert classes that concern backups, snapshots, the agent's access or the pools.
+pub const RELEVANT_ALERTS: &[&str] = &[
+    "CloudSyncTaskFailed",
+    "TaskLocked",
+    "SnapshotFailed",
+    "SnapshotCount",
+    "SnapshotTotalCount",
+    "ApiKeyRevoked",
+    "VolumeStatus",
+];
+
+/// Everything [`super::evaluate`] needs besides the document and `Observed`.
+#[derive(Debug, Clone)]
+pub struct HealthObservations {
+    /// The NAS's UTC offset now (cron schedules fire in NAS local time).
+    pub offset: FixedOffset,
+    /// The agent's ownership record (`apply`'s `ownership.json`); empty when none.
+    pub ownership: Ownership,
+    /// The ZFS user property holding the device GUID (agent config; SOP default).
+    pub guid_property: String,
+    /// The agent configuration's root pool (used when the document names none).
+    pub configured_root: Option<String>,
+    /// Cloud Sync task id → its runs.
+    pub runs: BTreeMap<u64, TaskRuns>,
+    /// Snapshot task id → zettarepl state.
+    pub snapshot_states: BTreeMap<u64, SnapshotTaskState>,
+    /// Pool → snapshot listing.
+    pub snapshots: BTreeMap<String, SnapshotListing>,
+    /// Relevant alerts; `None` when they could not be read.
+    pub alerts: Option<Vec<Alert>>,
+    /// What the state directory remembers.
+    pub memory: HealthMemory,
+    /// The B2 verification, when it ran (or the last one remembered, see `b2_reused`).
+    pub b2: Option<B2Report>,
+    /// `b2` is the remembered report of an earlier run, not one made in this pass.
+    pub b2_reused: bool,
+    /// Reads that failed (texts from this agent and the middleware; redacted when
+    /// evaluated).
+    pub read_errors: Vec<String>,
+    /// Secrets met while observing (the B2 key), for redaction only.
+    pub extra_secrets: Vec<SecretString>,
+}
+
+impl HealthObservations {
+    /// Observations with nothing read yet (every task "unknown").
+    pub fn empty(offset: FixedOffset) -> Self {
+        Self {
+            offset,
+            ownership: Ownership::default(),
+            guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            configured_root: None,
+            runs: BTreeMap::new(),
+            snapshot_states: BTreeMap::new(),
+            snapshots: BTreeMap::new(),
+            alerts: None,
+            memory: HealthMemory::default(),
+            b2: None,
+            b2_reused: false,
+            read_errors: Vec::new(),
+            extra_secrets: Vec::new(),
+        }
+    }
+
+    /// The redactor for texts from the NAS: the document's secrets and the ones met here.
+    pub fn redactor(&self, desired: Option<&DesiredState>) -> Redactor {
+        let mut redactor = Redactor::new(desired.map(DesiredState::secrets).unwrap_or_default());
+        for secret in &self.extra_secrets {
+            redactor.add(secret);
+        }
+        redactor
+    }
+}
+
+/// Timeouts and the B2 run's options.
+#[derive(Debug, Clone)]
+pub struct ObserveOptions {
+    /// Timeout of each middleware read.
+    pub call_timeout: Duration,
+}
+
+impl Default for ObserveOptions {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Reads task runs, snapshot states and listings for `pools`, and alerts.
+pub async fn observe(
+    mw: &impl Middleware,
+    observed: &Observed,
+    pools: &[String],
+    base: HealthObservations,
+    options: &ObserveOptions,
+) -> HealthObservations {
+    let mut obs = base;
+    let timeout = options.call_timeout;
+    match read(mw, cloudsync_jobs(), timeout).await {
+        Ok(value) => obs.runs = decode_last_runs(&value),
+        Err(e) => obs.read_errors.push(format!("Cloud Sync last runs: {e}")),
+    }
+    match read(mw, recent_successes(), timeout).await {
+        Ok(value) => attach_successes(&mut obs.runs, &value),
+        Err(e) => obs.read_errors.push(format!("Cloud Sync job history: {e}")),
+    }
+    match read(mw, Call::bare(Method::SnapshotTaskQuery), timeout).await {
+        Ok(value) => obs.snapshot_states = decode_snapshot_states(&value),
+        Err(e) => obs.read_errors.push(format!("snapshot task states: {e}")),
+    }
+    let flavor = observed.api.flavor;
+    for pool in pools {
+        let prefix = snapshots::find_task(pool, observed, &obs.ownership).map_or_else(
+            || "auto-".to_owned(),
+            |(t, _)| snapshots::name_prefix(&t.naming_schema),
+        );
+        let listing = list_snapshots(mw, flavor, pool, &prefix, timeout).await;
+        obs.snapshots.insert(pool.clone(), listing);
+    }
+    match read(mw, Call::bare(Method::AlertList), timeout).await {
+        Ok(value) => obs.alerts = Some(decode_alerts(&value)),
+        Err(e) => obs.read_errors.push(format!("alerts: {e}")),
+    }
+    obs
+}
+
+async fn read(mw: &impl Middleware, call: Call, timeout: Duration) -> Result<Value, CallError> {
+    let method = call.method;
+    match tokio::time::timeout(timeout, mw.call(call)).await {
+        Ok(result) => result,
+        Err(_) => Err(CallError::Timeout {
+            method,
+            after: timeout,
+        }),
+    }
+}
+
+/// `cloudsync.query []`: every task with its `job` (last run) field. A second read
+/// besides `Observed`'s, which keeps only the last run's state.
+fn cloudsync_jobs() -> Call {
+    Call::new(Method::CloudsyncQuery, vec![json!([]), json!({})])
+}
+
+/// The 50 newest successful `cloudsync.sync` jobs (all tasks): enough to find each
+/// task's last success since middlewared started.
+fn recent_successes() -> Call {
+    Call::new(
+        Method::CoreGetJobs,
+        vec![
+            json!([["method", "=", "cloudsync.sync"], ["state", "=", "SUCCESS"]]),
+            json!({"order_by": ["-id"], "limit": 50}),
+        ],
+    )
+}
+
+fn decode_job(value: &Value) -> Option<Job> {
+    if value.is_null() {
+        return None;
+    }
+    serde_json::from_value(value.clone()).ok().or_else(|| {
+        // A job whose fields we cannot decode is still a run in an unknown state.
+        Some(Job {
+            id: None,
+            method: None,
+            state: JobState::Unknown,
+            progress: crate::middleware::JobProgress::default(),
+            error: None,
+            logs_excerpt: None,
+            time_started: None,
+            time_finished: None,
+        })
+    })
+}
+
+/// Task id → last run, from `cloudsync.query` entries.
+pub fn decode_last_runs(value: &Value) -> BTreeMap<u64, TaskRuns> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|task| {
+            let id = task.get("id")?.as_u64()?;
+            let last = task.get("job").and_then(decode_job);
+            Some((
+                id,
+                TaskRuns {
+                    last,
+                    last_success: None,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Attaches the newest non-dry-run success per task from `core.get_jobs` items.
+pub fn attach_successes(runs: &mut BTreeMap<u64, TaskRuns>, jobs: &Value) {
+    for item in jobs.as_array().into_iter().flatten() {
+        let args = item.get("arguments").and_then(Value::as_array);
+        let Some(task_id) = args.and_then(|a| a.first()).and_then(Value::as_u64) else {
+            continue;
+        };
+        let dry_run = args
+            .and_then(|a| a.get(1))
+            .and_then(|o| o.get("dry_run"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        let Some(job) = decode_job(item).filter(|j| j.state == JobState::Success) else {
+            continue;
+        };
+        if dry_run {
+            continue;
+        }
+        let entry = runs.entry(task_id).or_default();
+        let newer = match (&entry.last_success, job.time_finished) {
+            (None, _) => true,
+            (Some(old), Some(t)) => old.time_finished.is_none_or(|o| t > o),
+            (Some(_), None) => false,
+        };
+        if newer {
+            entry.last_success = Some(job);
+        }
+    }
+}
+
+/// Snapshot task id → state, from `pool.snapshottask.query` entries.
+pub fn decode_snapshot_states(value: &Value) -> BTreeMap<u64, SnapshotTaskState> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|task| {
+            let id = task.get("id")?.as_u64()?;
+            let state = task.get("state").cloned().unwrap_or(Value::Null);
+            let text = |key: &str| state.get(key).and_then(Value::as_str).map(str::to_owned);
+            Some((
+                id,
+                SnapshotTaskState {
+                    state: text("state").unwrap_or_else(|| "UNKNOWN".to_owned()),
+                    datetime: state.get("datetime").and_then(ejson::decode_datetime),
+                    error: text("error").or_else(|| text("reason")),
+                    last_snapshot: text("last_snapshot"),
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Relevant, not dismissed alerts from `alert.list`.
+pub fn decode_alerts(value: &Value) -> Vec<Alert> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.get("dismissed").and_then(Value::as_bool).unwrap_or(false))
+        .filter_map(|a| {
+            let klass = a.get("klass")?.as_str()?;
+            if !RELEVANT_ALERTS.contains(&klass) {
+                return None;
+            }
+            let text = a
+                .get("formatted")
+                .and_then(Value::as_str)
+                .or_else(|| a.get("text").and_then(Value::as_str))
+                .unwrap_or(klass);
+            Some(Alert {
+                klass: klass.to_owned(),
+                level: a
+                    .get("level")
+                    .and_then(Value::as_str)
+                    .unwrap_or("UNKNOWN")
+                    .to_owned(),
+                text: text.to_owned(),
+                datetime: a.get("datetime").and_then(ejson::decode_datetime),
+            })
+        })
+        .collect()
+}
+
+/// The snapshot listing method of a flavour (REFERENCE §4.8).
+pub fn snapshot_method(flavor: ApiFlavor) -> Method {
+    match flavor {
+        ApiFlavor::V24_10 | ApiFlavor::V25_04 => Method::ZfsSnapshotQuery,
+        ApiFlavor::V25_10 => Method::PoolSnapshotQuery,
+    }
+}
+
+/// Names of the pool's root-dataset snapshots with `prefix` — the fast path: only
+/// `dataset`/`name` filters and `select: ["name"]`, so the middleware lists names only.
+pub fn root_names_call(flavor: ApiFlavor, pool: &str, prefix: &str) -> Call {
+    Call::new(
+        snapshot_method(flavor),
+        vec![
+            json!([
+                ["dataset", "=", pool],
+                ["name", "rin", format!("@{prefix}")]
+            ]),
+            json!({"select": ["name"]}),
+        ],
+    )
+}
+
+/// Count of the pool's snapshots (recursive) with `prefix` — the `count` fast path.
+pub fn count_call(flavor: ApiFlavor, pool: &str, prefix: &str) -> Call {
+    Call::new(
+        snapshot_method(flavor),
+        vec![
+            json!([["pool", "=", pool], ["name", "rin", format!("@{prefix}")]]),
+            json!({"count": true}),
+        ],
+    )
+}
+
+async fn list_snapshots(
+    mw: &impl Middleware,
+    flavor: ApiFlavor,
+    pool: &str,
+    prefix: &str,
+    timeout: Duration,
+) -> SnapshotListing {
+    let root_names = read(mw, root_names_call(flavor, pool, prefix), timeout)
+        .await
+        .map_err(|e| e.to_string())
+        .map(|v| decode_names(&v, prefix));
+    let count = read(mw, count_call(flavor, pool, prefix), timeout)
+        .await
+        .map_err(|e| e.to_string())
+        .and_then(|v| {
+            v.as_u64()
+                .ok_or_else(|| "the snapshot count is not a number".to_owned())
+        });
+    SnapshotListing {
+        prefix: prefix.to_owned(),
+        root_names,
+        count,
+    }
+}
+
+/// Snapshot names (after `@`) starting with `prefix`, from `[{name: "pool@auto-…"}]`.
+pub fn decode_names(value: &Value, prefix: &str) -> Vec<String> {
+    value
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|item| {
+            let full = item.get("name").and_then(Value::as_str)?;
+            let (_, snap) = full.split_once('@')?;
+            snap.starts_with(prefix).then(|| snap.to_owned())
+        })
+        .collect()
+}
+
+/// Why the B2 verification could not run with the task's key.
+fn unavailable(expected: &Expected, reason: &str, now: DateTime<Utc>) -> B2Report {
+    B2Report::unavailable(expected, reason, now)
+}
+
+/// Runs the B2 verification with the Cloud Sync task's own key, read from its cloud
+/// credential now and dropped afterwards. Returns the report and the key (for the
+/// caller's redactor only).
+pub async fn observe_b2(
+    mw: &impl Middleware,
+    desired: &DesiredState,
+    observed: &Observed,
+    pools: &[String],
+    obs: &HealthObservations,
+    options: ClientOptions,
+    now: DateTime<Utc>,
+) -> (B2Report, Option<SecretString>) {
+    let owned = &obs.ownership;
+    let guid = plan::resolve_device_guid(
+        desired,
+        observed,
+        &obs.guid_property,
+        obs.configured_root.as_deref(),
+    );
+    let mut expected = Expected {
+        key_id: desired.b2.key_id.clone(),
+        bucket: desired.bucket.clone(),
+        device_guid: guid
+            .as_ref()
+            .map(|(g, _)| g.hyphenated().to_string())
+            .unwrap_or_default(),
+        pools: pools.to_vec(),
+        rclone_version: None,
+    };
+    if let Err(e) = &guid {
+        let reason = format!("not checked: the device GUID is unknown ({e})");
+        return (unavailable(&expected, &reason, now), None);
+    }
+    let Some(credential) = credential_for(desired, observed, pools, owned) else {
+        let reason = format!(
+            "not checked: no cloud credential for bucket {} on this NAS (SOP 5.1)",
+            desired.bucket
+        );
+        return (unavailable(&expected, &reason, now), None);
+    };
+    let (key_id, application_key) =
+        match b2::credential::read_b2_key(mw, i64::try_from(credential).unwrap_or(-1)).await {
+            Ok(key) => key,
+            Err(e) => {
+                let reason = format!("not checked: {e}");
+                return (unavailable(&expected, &reason, now), None);
+            }
+        };
+    expected.key_id.clone_from(&key_id);
+    let inputs = B2Inputs {
+        key_id,
+        application_key: application_key.clone(),
+        bucket: expected.bucket.clone(),
+        device_guid: expected.device_guid.clone(),
+        pools: expected.pools.clone(),
+        api_base: options.api_base.clone(),
+        rclone_version: None,
+    };
+    let report = b2::verify_with(&inputs, options, now).await;
+    (report, Some(application_key))
+}
+
+/// The credential the pools' Cloud Sync tasks use; else the one named like the bucket
+/// (SOP 5.1); else the one the agent owns.
+fn credential_for(
+    desired: &DesiredState,
+    observed: &Observed,
+    pools: &[String],
+    owned: &Ownership,
+) -> Option<u64> {
+    let from_task = pools.iter().find_map(|pool| {
+        super::sync::find_task(pool, observed, owned, Some(&desired.bucket))
+            .and_then(|(task, _)| task.credential_id)
+    });
+    from_task
+        .or_else(|| {
+            observed
+                .credentials
+                .iter()
+                .find(|c| c.name == desired.bucket)
+                .map(|c| c.id)
+        })
+        .or_else(|| owned.credential.as_ref().map(|c| c.id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_runs_and_successes() {
+        let mut runs = decode_last_runs(&json!([
+            {"id": 1, "job": {"id": 9, "state": "FAILED", "error": "x",
+                              "time_finished": {"$date": 1_700_000_100_000_i64}}},
+            {"id": 2, "job": null},
+            {"description": "no id"}
+        ]));
+        assert_eq!(runs.len(), 2);
+        assert_eq!(runs[&1].last.as_ref().unwrap().state, JobState::Failed);
+        assert!(runs[&2].last.is_none());
+        attach_successes(
+            &mut runs,
+            &json!([
+                {"id": 8, "method": "cloudsync.sync", "arguments": [1], "state": "SUCCESS",
+                 "time_finished": {"$date": 1_700_000_000_000_i64}},
+                {"id": 7, "method": "cloudsync.sync", "arguments": [1, {"dry_run": true}],
+                 "state": "SUCCESS", "time_finished": {"$date": 1_700_000_050_000_i64}},
+                {"id": 5, "method": "cloudsync.sync", "arguments": [1, {"dry_run": false}],
+                 "state": "SUCCESS", "time_finished": {"$date": 1_699_000_000_000_i64}},
+                {"id": 4, "method": "cloudsync.sync", "arguments": [3], "state": "SUCCESS"}
+            ]),
+        );
+        let success = runs[&1].last_success.as_ref().unwrap();
+        assert_eq!(
+            success.id,
+            Some(8),
+            "the dry run is skipped, the newest wins"
+        );
+        assert!(runs[&3].last.is_none() && runs[&3].last_success.is_some());
+    }
+
+    #[test]
+    fn snapshot_states_alerts_and_names() {
+        let states = decode_snapshot_states(&json!([
+            {"id": 1, "state": {"state": "PENDING"}},
+            {"id": 2, "state": {"state": "ERROR", "datetime": {"$date": 1_700_000_000_000_i64},
+                                "error": "cannot create snapshot: out of space"}},
+            {"id": 3, "state": {"state": "HOLD", "reason": "replication running"}},
+            {"id": 4, "state": {"state": "FINISHED", "last_snapshot": "pool0@auto-2026-11-23_10-00"}}
+        ]));
+        assert_eq!(states[&1].state, "PENDING");
+        assert!(
+            states[&2]
+                .error
+                .as_deref()
+                .unwrap()
+                .contains("out of space")
+        );
+        assert_eq!(states[&3].error.as_deref(), Some("replication running"));
+        assert_eq!(
+            states[&4].last_snapshot.as_deref(),
+            Some("pool0@auto-2026-11-23_10-00")
+        );
+        let alerts = decode_alerts(&json!([
+            {"klass": "CloudSyncTaskFailed", "level": "ERROR", "formatted": "Cloud sync task \"Pool0 Cloud Backup\" failed.", "dismissed": false},
+            {"klass": "CloudSyncTaskFailed", "level": "ERROR", "formatted": "old", "dismissed": true},
+            {"klass": "NTPHealthCheck", "level": "WARNING", "formatted": "ntp"}
+        ]));
+        assert_eq!(alerts.len(), 1);
+        assert_eq!(alerts[0].klass, "CloudSyncTaskFailed");
+        assert_eq!(
+            decode_names(
+                &json!([{"name": "pool0@auto-2026-11-23_10-00"}, {"name": "pool0@manual"}, {"name": "bad"}]),
+                "auto-"
+            ),
+            vec!["auto-2026-11-23_10-00"]
+        );
+    }
+
+    #[test]
+    fn snapshot_calls_per_version_use_the_fast_path() {
+        let v24 = root_names_call(ApiFlavor::V24_10, "pool0", "auto-");
+        assert_eq!(v24.method, Method::ZfsSnapshotQuery);
+        assert_eq!(
+            count_call(ApiFlavor::V25_10, "pool0", "auto-").method,
+            Method::PoolSnapshotQuery
+        );
+        for call in [
+            root_names_call(ApiFlavor::V25_04, "pool0", "auto-"),
+            count_call(ApiFlavor::V25_10, "pool0", "auto-"),
+        ] {
+            // Fast path: every filter is on name/pool/dataset only.
+            for filter in call.params[0].as_array().unwrap() {
+                let field = filter[0].as_str().unwrap();
+                assert!(["name", "pool", "dataset"].contains(&field), "{field}");
+            }
+        }
+        assert_eq!(v24.params[1], json!({"select": ["name"]}));
+    }
+}

@@ -1,0 +1,367 @@
+//! `status` assembly and rendering: insta snapshots of the text and `--json` for a
+//! healthy and a failing box (deterministic: injected `now`, hand-built observations),
+//! plus the unreachable-middleware and no-document cases.
+
+use serde_json::json;
+
+use super::*;
+use crate::b2::{self, CheckId};
+use crate::health::memory::StoredChecklist;
+use crate::health::tests::{BoxState, at, auth_failure_text, healthy_box, job, ms, now};
+use crate::middleware::{ApiFlavor, Protocol, TransportKind};
+
+fn api() -> ApiInfo {
+    ApiInfo {
+        flavor: ApiFlavor::V25_04,
+        version: "25.04.2.6".into(),
+        protocol: Protocol::JsonRpc,
+        transport: TransportKind::UnixSocket,
+    }
+}
+
+fn doc_info(b: &BoxState) -> DocumentInfo {
+    DocumentInfo {
+        revision: b.desired.revision,
+        mode: b.desired.mode.as_str().to_owned(),
+        device_guid: b.desired.device.guid.map(|g| g.to_string()),
+        root_pool: b.desired.device.root_pool.clone(),
+    }
+}
+
+/// A daemon that talks to central: document revision 7 applied, fetched and reported two
+/// minutes ago, nothing waiting in the spool.
+fn talking_to_central() -> CentralInputs {
+    use crate::central::state::{
+        AppliedDocument, FetchOutcome, FetchRecord, ReportOutcome, ReportRecord,
+    };
+    let recent = now() - chrono::Duration::minutes(2);
+    CentralInputs {
+        configured: Some(Some("https://central.example.net/".into())),
+        poll_interval: Some(std::time::Duration::from_secs(300)),
+        state: Some(crate::central::CentralState {
+            applied: Some(AppliedDocument {
+                revision: 7,
+                etag: Some("\"r7\"".into()),
+                verified_by: "ed25519:central-2026".into(),
+                at: at(22, 9, 0),
+            }),
+            last_fetch: Some(FetchRecord {
+                at: recent,
+                outcome: FetchOutcome::Unchanged,
+                revision: Some(7),
+            }),
+            last_report: Some(ReportRecord {
+                at: recent,
+                outcome: ReportOutcome::Delivered,
+                status: Some(202),
+                pending: 0,
+            }),
+            ..crate::central::CentralState::default()
+        }),
+        state_error: None,
+        spool_depth: Some(0),
+    }
+}
+
+fn report_for(b: &BoxState, memory: &HealthMemory) -> StatusReport {
+    let health = b.eval();
+    assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/mnt/pool0/.truenas-agent/state".into(),
+        document: Some(doc_info(b)),
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&health),
+        health_error: None,
+        memory: Some(memory),
+        memory_error: None,
+        central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+    })
+}
+
+fn with_b2(b: &BoxState) -> HealthMemory {
+    HealthMemory {
+        last_b2: b.obs.b2.clone(),
+        ..HealthMemory::default()
+    }
+}
+
+/// The failing box of the brief: auth failure (pool0), overdue snapshots (pool1),
+/// SNMP v2c community, a bucket without Object Lock and a plaintext object (pool1).
+fn failing_box() -> BoxState {
+    let mut b = healthy_box();
+    b.set_last(
+        "pool0",
+        job(
+            json!({"id": 41, "state": "FAILED", "error": auth_failure_text(),
+                   "time_started": ms(at(23, 0, 0)), "time_finished": ms(at(23, 0, 1))}),
+        ),
+    );
+    let id = b.task_id("pool0");
+    b.obs.runs.get_mut(&id).unwrap().last_success = None;
+    b.obs.snapshots.get_mut("pool1").unwrap().root_names = Ok(vec!["auto-2026-11-23_05-00".into()]);
+    b.observed.snmp.v3 = false;
+    b.observed.snmp.community = "public".into();
+    let report = b.obs.b2.as_mut().unwrap();
+    for f in &mut report.findings {
+        match (f.id, f.pool.as_deref()) {
+            (CheckId::BucketObjectLock, None) => {
+                f.status = b2::Status::Fail;
+                f.detail = "Object Lock is not enabled on the bucket. Enable it with compliance mode, 14 days (SOP 4.2).".into();
+            }
+            (CheckId::BucketDefaultRetention, None) => {
+                f.status = b2::Status::Fail;
+                f.detail = "No default retention (Object Lock is off).".into();
+            }
+            (CheckId::PoolEncryptionOn, Some("pool1")) => {
+                f.status = b2::Status::Fail;
+                f.detail = "Plaintext object found: 9babab19-acc0-4587-aa05-ccd8103a1148/pool1/notes.txt does not start with the rclone crypt header. Turn Remote Encryption on (SOP 7.3).".into();
+            }
+            _ => {}
+        }
+    }
+    b
+}
+
+#[test]
+fn healthy_box_text_and_json() {
+    let b = healthy_box();
+    let r = report_for(&b, &with_b2(&b));
+    assert_eq!(r.overall, Overall::Healthy);
+    assert_eq!(r.exit_code, 0);
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    assert_eq!(r.checklist.source, "live");
+    assert_eq!(r.device.guid_matches, Some(true));
+    insta::assert_snapshot!("status_healthy_text", render_text(&r));
+    insta::assert_json_snapshot!("status_healthy_json", r);
+}
+
+#[test]
+fn failing_box_text_and_json() {
+    let b = failing_box();
+    let r = report_for(&b, &with_b2(&b));
+    assert_eq!(r.overall, Overall::Failing);
+    assert_eq!(r.exit_code, 2);
+    let areas: Vec<Area> = r.problems.iter().map(|p| p.area).collect();
+    for area in [Area::Backup, Area::Snapshots, Area::Snmp, Area::Checklist] {
+        assert!(areas.contains(&area), "{area:?} missing: {areas:?}");
+    }
+    assert!(
+        r.problems.iter().all(|p| !p.next_step.is_empty()),
+        "every problem has a next step"
+    );
+    assert_eq!(r.backups[0].error_class.as_deref(), Some("auth"));
+    assert!(r.snapshots[1].overdue);
+    let text = render_text(&r);
+    insta::assert_snapshot!("status_failing_text", text);
+    insta::assert_json_snapshot!("status_failing_json", r);
+}
+
+#[test]
+fn middleware_down_is_unknown_and_still_shows_the_state_dir() {
+    let b = failing_box();
+    let health = b.eval();
+    let memory = HealthMemory {
+        last_checklist: Some(StoredChecklist {
+            checked_at: at(23, 9, 0),
+            revision: 7,
+            items: health.checklist.items.clone(),
+        }),
+        last_b2: b.obs.b2.clone(),
+        ..HealthMemory::default()
+    };
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: None,
+        document_error: None,
+        middleware: MiddlewareProbe::Unreachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            error: "connection refused".into(),
+        },
+        observed: None,
+        health: None,
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: CentralInputs::default(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+    });
+    assert!(!r.middleware.reachable);
+    assert_eq!(r.exit_code, 2);
+    assert_eq!(r.problems[0].area, Area::Checklist);
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.area == Area::Middleware && p.level == Level::Unknown)
+    );
+    assert_eq!(r.checklist.source, "last_verify");
+    assert!(r.checklist.fail > 0);
+    assert!(r.backups.is_empty());
+    // Compare with the wrapping undone.
+    let text = render_text(&r)
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    assert!(text.contains("NOT REACHABLE"), "{text}");
+    assert!(text.contains("as of the last verify"), "{text}");
+    assert!(text.contains("systemctl status middlewared"), "{text}");
+}
+
+#[test]
+fn no_document_and_no_verify_yet_is_degraded() {
+    let b = healthy_box();
+    let h = crate::health::evaluate_nas(&b.observed, &b.obs, now());
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: None,
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&h),
+        health_error: None,
+        memory: None,
+        memory_error: None,
+        central: CentralInputs::default(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+    });
+    assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
+    assert_eq!(r.exit_code, 1);
+    assert_eq!(r.checklist.source, "none");
+    assert_eq!(r.agent.config_source, "none");
+    assert_eq!(
+        r.device.guid_zfs.as_deref(),
+        Some("9babab19-acc0-4587-aa05-ccd8103a1148")
+    );
+    assert_eq!(r.device.guid_matches, None);
+    assert_eq!(r.unwired, ["install"]);
+    assert!(
+        r.central.is_none(),
+        "no config and no central.json: no section"
+    );
+}
+
+#[test]
+fn guid_mismatch_is_a_failing_identity_problem() {
+    let mut b = healthy_box();
+    b.observed.pools[0].user_properties.insert(
+        crate::observe::DEVICE_GUID_PROPERTY.into(),
+        "11111111-2222-4333-8444-555555555555".into(),
+    );
+    let r = report_for(&b, &with_b2(&b));
+    assert_eq!(r.device.guid_matches, Some(false));
+    let p = r
+        .problems
+        .iter()
+        .find(|p| p.area == Area::Identity)
+        .unwrap();
+    assert!(p.next_step.contains("NinjaOne wins"));
+}
+
+#[test]
+fn no_secret_in_status_output() {
+    let mut b = failing_box();
+    b.observed.snmp.community = "CANARY-SNMP-AUTH-61aa07".into();
+    let r = report_for(&b, &with_b2(&b));
+    let all = format!("{}{}", render_text(&r), serde_json::to_string(&r).unwrap());
+    for canary in [
+        "CANARY-B2-APPKEY-7f3a9c",
+        "CANARY-ENC-PASSWORD-2b8e41",
+        "CANARY-ENC-SALT-9d0c55",
+        "CANARY-SNMP-AUTH-61aa07",
+        "CANARY-SNMP-PRIV-c4e2f8",
+    ] {
+        assert!(!all.contains(canary), "{canary} leaked");
+    }
+}
+
+#[test]
+fn identity_record_problems_come_with_next_steps() {
+    use crate::identity::{
+        BindingState, HostBinding, IdentityReport, Mode, Problem as IdProblem, ProblemKind,
+    };
+    let b = healthy_box();
+    let health = b.eval();
+    let kind = ProblemKind::PoolMovedOrCloned {
+        pool: "pool0".into(),
+        bound_host: "aaaaaaaaaaaaaaaa".into(),
+        this_host: "bbbbbbbbbbbbbbbb".into(),
+    };
+    let report = IdentityReport {
+        mode: Mode::Observe,
+        checked_at: at(23, 10, 0),
+        property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        backend: crate::zfs::BackendChoice::command(),
+        guid: Some("9babab19-acc0-4587-aa05-ccd8103a1148".into()),
+        guid_source: None,
+        usable: false,
+        root_pool: Some("pool0".into()),
+        root_pool_source: None,
+        pools: Vec::new(),
+        host_binding: HostBinding {
+            property: "com.dtctoday:device-host".into(),
+            this_host: Some("bbbbbbbbbbbbbbbb".into()),
+            bound_host: Some("aaaaaaaaaaaaaaaa".into()),
+            state: BindingState::OtherHost,
+        },
+        changes: Vec::new(),
+        correction: None,
+        problems: vec![IdProblem::from(kind)],
+        error: None,
+    };
+    let memory = with_b2(&b);
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: Some(doc_info(&b)),
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&health),
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: Some(report),
+        identity_error: None,
+    });
+    assert_eq!(r.exit_code, 2);
+    let p = r
+        .problems
+        .iter()
+        .find(|p| p.area == Area::Identity)
+        .unwrap();
+    assert_eq!(p.level, Level::Failing);
+    assert!(p.next_step.contains("--rebind"), "{}", p.next_step);
+    assert_eq!(
+        r.device.identity.as_ref().unwrap().host_binding.state,
+        BindingState::OtherHost
+    );
+}
