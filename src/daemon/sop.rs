@@ -4,9 +4,11 @@
 //!
 //! Owns: the translation of those modules' results into the report's parts: plan steps
 //! into `changes` (object, pool, action, field *names*), blockers and blocking conflicts
-//! into `config.errors` with a path, identity problems into `device.*` issues, health
-//! and checklist into the contract's shapes; and the B2 check's cadence (the daemon runs
-//! it at most every [`SopSettings::b2_every`]; in between the last result is reused, dated).
+//! into `config.errors` with a path, identity problems into `device.*` issues (pending
+//! identity actions are not problems), the device part (hostname from `system.info`,
+//! version, pools); the B2 check's cadence (at most every [`SopSettings::b2_every`]; in
+//! between `health` reuses the last result, dated). `health::report` fills the report's
+//! `health` and `checklist` parts itself.
 //! Does not: decide when anything runs (the loop does) or hold the document.
 //! Invariants: every text handed out comes from types that never carry a secret value
 //! (plans show `(changed)`, apply and health redact middleware texts with the document's
@@ -16,41 +18,60 @@
 //! Limitations: the middleware is read three times per pass (identity, converge,
 //! assess); fine for a pass every few minutes.
 
+use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use chrono::Utc;
 use secrecy::SecretString;
 use serde_json::Value;
+use tokio::time::Instant;
 
 use super::engine::{Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState};
 use crate::apply::{self, OwnershipStore, ReconcileOptions, Reconciled, StepStatus};
-use crate::central::report::{
-    self as wire, Change, ConfigIssue, DeviceSection, GuidSource, HealthSection, Mode, PoolState,
-};
+use crate::b2::ClientOptions;
+use crate::central::report::{Change, ConfigIssue, DeviceSection, GuidSource, Mode, PoolState};
 use crate::desired::{self, DesiredState};
 use crate::fault::Fault;
+use crate::health::{self, assess};
 use crate::identity::{self, IdentityInputs, IdentityReport, ProblemKind};
 use crate::middleware::{Call, Method, Middleware};
-use crate::observe;
 use crate::plan::{Blocker, Plan, Step};
 use crate::state_dir::StateDir;
 use crate::zfs::{BackendChoice, PoolName, UserProps};
 
 /// Knobs of the production engine.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SopSettings {
     /// The ZFS user property with the device GUID (`guid_property` in the config).
     pub guid_property: String,
     /// Timeout of each health read.
     pub call_timeout: Duration,
+    /// Check B2 (with the task's own key) at most this often; `None`: never (the demo,
+    /// tests without a fake B2). Between checks the last B2 result is reused, dated.
+    pub b2_every: Option<Duration>,
+    /// The B2 client (production: the real API).
+    pub b2: ClientOptions,
+}
+
+impl std::fmt::Debug for SopSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SopSettings")
+            .field("guid_property", &self.guid_property)
+            .field("call_timeout", &self.call_timeout)
+            .field("b2_every", &self.b2_every)
+            .finish_non_exhaustive()
+    }
 }
 
 impl SopSettings {
-    /// Production settings.
+    /// Production settings: B2 checked once a day.
     pub fn new(guid_property: &str) -> Self {
         Self {
             guid_property: guid_property.to_owned(),
             call_timeout: Duration::from_secs(15),
+            b2_every: Some(Duration::from_secs(24 * 3600)),
+            b2: ClientOptions::default(),
         }
     }
 }
@@ -63,6 +84,7 @@ pub struct SopEngine<'a, M, P> {
     state: StateDir,
     identity: IdentityInputs,
     settings: SopSettings,
+    last_b2: Cell<Option<Instant>>,
 }
 
 impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
@@ -84,7 +106,18 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
             state,
             identity,
             settings,
+            last_b2: Cell::new(None),
         }
+    }
+
+    /// B2 options when a check is due now.
+    fn b2_due(&self) -> Option<ClientOptions> {
+        let every = self.settings.b2_every?;
+        let due = self.last_b2.get().is_none_or(|at| at.elapsed() >= every);
+        due.then(|| {
+            self.last_b2.set(Some(Instant::now()));
+            self.settings.b2.clone()
+        })
     }
 
     async fn hostname(&self) -> Option<String> {
@@ -196,23 +229,29 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
     }
 
     async fn assess(&self, desired: Option<&DesiredState>) -> Result<Assessed, EngineError> {
-        let budget = self.settings.call_timeout * u32::try_from(observe::READS.len()).unwrap_or(1);
-        let observed = tokio::time::timeout(budget, observe::observe(self.mw))
+        let now = Utc::now();
+        let options = assess::AssessOptions {
+            now,
+            offset: assess::local_offset(now),
+            call_timeout: self.settings.call_timeout,
+            b2: desired.and_then(|_| self.b2_due()),
+            guid_property: self.settings.guid_property.clone(),
+            root_pool: self
+                .identity
+                .root_pool
+                .local
+                .as_ref()
+                .map(ToString::to_string),
+        };
+        let assessment = assess::assess(self.mw, desired, &self.state, &options)
             .await
-            .map_err(|_| {
-                EngineError::new(
-                    "observe the NAS",
-                    Fault::Transient,
-                    format!("no answer within {budget:?}"),
-                )
-            })?
             .map_err(|e| {
                 let fault = e.fault();
-                EngineError::new("observe the NAS", fault, e)
+                EngineError::new("assess task health", fault, e)
             })?;
-        let owned = OwnershipStore::load(&self.state)
-            .map(|s| s.get().clone())
-            .unwrap_or_default();
+        if let Err(e) = assess::record(&self.state, &assessment) {
+            tracing::warn!(error = %crate::central::state::error_chain(&e), "cannot record health.json");
+        }
         let api = self.mw.api();
         let device = DeviceSection {
             guid: None,
@@ -221,7 +260,8 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
             truenas_version: Some(api.version.clone()),
             api: Some(api.flavor.as_str().to_owned()),
             root_pool: None,
-            pools: observed
+            pools: assessment
+                .observed
                 .pools
                 .iter()
                 .map(|p| PoolState {
@@ -232,10 +272,8 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
         };
         Ok(Assessed {
             device,
-            health: task_states(desired, &observed, &owned),
-            // TODO(health branch): the SOP checklist and full task health (overdue,
-            // failure classes, snapshot ages) come from `health::assess` once it lands.
-            checklist: Vec::new(),
+            health: health::report::health_section(&assessment.health),
+            checklist: health::report::checklist_items(&assessment.health.checklist),
         })
     }
 
@@ -456,62 +494,5 @@ fn blocker_path(blocker: &Blocker) -> &'static str {
         | Blocker::AdoptIgnored { .. } => "adopt",
         Blocker::WaitingForCredential { .. } => "b2",
         Blocker::ActionWaiting { .. } => "actions",
-    }
-}
-
-/// The report's `health` part from the tasks' last runs (interim until `health` lands:
-/// no overdue rule, no failure class, no snapshot ages).
-fn task_states(
-    desired: Option<&DesiredState>,
-    observed: &observe::Observed,
-    owned: &crate::plan::Ownership,
-) -> HealthSection {
-    let pools: Vec<String> = match desired.and_then(|d| d.pools.clone()) {
-        Some(listed) => listed,
-        None => observed
-            .pools
-            .iter()
-            .map(|p| p.name.clone())
-            .filter(|n| n != "boot-pool")
-            .collect(),
-    };
-    let cloud_sync = pools
-        .iter()
-        .map(|pool| {
-            let task = owned
-                .cloud_sync
-                .get(pool)
-                .and_then(|o| observed.cloud_sync.iter().find(|t| t.id == o.id));
-            let state = match task {
-                None => "MISSING".to_owned(),
-                Some(t) => t.last_run.map_or_else(
-                    || "NEVER_RUN".to_owned(),
-                    |s| {
-                        serde_json::to_value(s)
-                            .ok()
-                            .and_then(|v| v.as_str().map(str::to_owned))
-                            .unwrap_or_else(|| "UNKNOWN".to_owned())
-                    },
-                ),
-            };
-            wire::CloudSyncHealth {
-                pool: pool.clone(),
-                task_id: task.map(|t| t.id),
-                state,
-                ..wire::CloudSyncHealth::default()
-            }
-        })
-        .collect();
-    let snapshots = pools
-        .iter()
-        .map(|pool| wire::SnapshotHealth {
-            pool: pool.clone(),
-            task_id: owned.snapshot_tasks.get(pool).map(|o| o.id),
-            ..wire::SnapshotHealth::default()
-        })
-        .collect();
-    HealthSection {
-        cloud_sync,
-        snapshots,
     }
 }

@@ -82,7 +82,12 @@ async fn first_boot(flavor: ApiFlavor) {
         .map(|c| c.pool.as_str())
         .collect();
     assert_eq!(synced, ["pool0", "pool1"]);
-    // TODO(health branch): the SOP checklist once `health` lands.
+    assert!(
+        !report.checklist.is_empty(),
+        "the SOP checklist is reported"
+    );
+    let ids: Vec<&str> = report.checklist.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.iter().any(|i| i.starts_with("cloud_sync.")), "{ids:?}");
     // Reported before any document too (the start report), and never a duplicate id.
     let all = reports(&sys.central);
     assert!(all.len() >= 2, "{}", all.len());

@@ -49,6 +49,9 @@ fn assert_tells_the_story(text: &str) {
         "\"schema\": \"truenas-agent.report/v1\"",
         "document    revision 1 applied, ",
         "daemon      revision 1 converged",
+        "== `truenas-agent status` on the box",
+        "applied revision 1, last fetch",
+        "SNMP        v3 only, SHA/AES, RUNNING",
     ] {
         assert!(text.contains(want), "missing `{want}` in:\n{text}");
     }

@@ -180,7 +180,10 @@ impl Running {
                 fallback_reason: Some("tests use the simulator's middleware".into()),
                 fallback_error: None,
             };
-            let settings = SopSettings::new(&prepared.guid_property);
+            let settings = SopSettings {
+                b2_every: None,
+                ..SopSettings::new(&prepared.guid_property)
+            };
             let runtime = Runtime {
                 middleware: &mw,
                 jobs: &mw,
