@@ -63,7 +63,9 @@ pub use reconcile::{Cause, Next, ReconcileError, retry_policy};
 
 use crate::central::client::ClientError;
 use crate::central::report::{ConfigIssue, ConfigSection, ConfigSource, ConfigState, Mode};
-use crate::central::state::{Refusal as RefusalRecord, error_chain};
+use crate::central::state::{
+    ErrorRecord as CentralErrorRecord, FetchOutcome, Refusal as RefusalRecord, error_chain,
+};
 use crate::central::{
     CentralStore, ConfigChannel, FetchError, Fetched, Outbox, ReportError, Session,
     VerifiedDocument,
@@ -548,13 +550,25 @@ where
                 .map(|e| format!("{}: {}", e.path, e.message))
                 .collect::<Vec<_>>()
                 .join("; ");
+            // The channel recorded a received document; from the agent's point of view
+            // that fetch ended in a refusal (what `status` shows).
+            let at = Utc::now();
+            let reason = format!("invalid document: {reason}");
             let written = self.store.update(|s| {
                 s.counters.documents_refused += 1;
+                if let Some(fetch) = &mut s.last_fetch {
+                    fetch.outcome = FetchOutcome::Refused;
+                }
                 s.last_refusal = Some(RefusalRecord {
-                    at: Utc::now(),
+                    at,
                     revision,
-                    reason: format!("invalid document: {reason}"),
+                    reason: reason.clone(),
                     fault,
+                });
+                s.last_error = Some(CentralErrorRecord {
+                    at,
+                    fault,
+                    message: reason,
                 });
             });
             if let Err(e) = written {

@@ -164,6 +164,11 @@ async fn an_invalid_document_is_refused_with_every_path_and_nothing_is_written()
             let dir = StateDir::open(sys.files.state_path()).unwrap();
             let central = CentralState::load(&dir).unwrap().unwrap();
             assert_eq!(central.counters.documents_refused, 1);
+            assert_eq!(
+                central.last_fetch.unwrap().outcome,
+                truenas_agent::central::state::FetchOutcome::Refused,
+                "what `status` shows"
+            );
             let refusal = central.last_refusal.unwrap();
             assert_eq!(refusal.revision, Some(3));
             assert!(
