@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
-use crate::config::{AgentConfig, Overrides};
+use crate::config::AgentConfig;
 use crate::desired::{DesiredState, FieldError};
 use crate::middleware::Middleware;
 use crate::plan::{Blocker, GuidError};
@@ -144,14 +144,8 @@ pub(crate) fn exit_for(result: &Reconciled) -> Exit {
 
 /// The agent configuration (`--config`, if any) with the command-line flags on top.
 pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<AgentConfig, Exit> {
-    let overrides = Overrides {
-        state_dir: global.state_dir.clone(),
-        middleware_url: global.middleware.clone(),
-        api_key_file: global.api_key_file.clone(),
-        api_user: global.api_user.clone(),
-        tls_ca_file: global.tls_ca_file.clone(),
-        tls_pin: global.tls_pin.clone(),
-    };
+    // Same flag semantics as every subcommand (relative paths from the cwd).
+    let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
         let message = crate::apply::error_chain(&err);
         if as_json {

@@ -183,14 +183,8 @@ async fn install_check<M: Middleware>(
 /// The agent configuration (`--config`, if any) with the command-line flags on top —
 /// the same resolution `plan` and `apply` use, without printing.
 pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, String> {
-    let overrides = Overrides {
-        state_dir: global.state_dir.clone(),
-        middleware_url: global.middleware.clone(),
-        api_key_file: global.api_key_file.clone(),
-        api_user: global.api_user.clone(),
-        tls_ca_file: global.tls_ca_file.clone(),
-        tls_pin: global.tls_pin.clone(),
-    };
+    // Same flag semantics as every subcommand (relative paths from the cwd).
+    let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides)
         .map_err(|e| crate::apply::error_chain(&e))
 }
