@@ -490,19 +490,12 @@ enum Next {
     Fail(ApiError),
 }
 
-/// Installs rustls' ring provider once per process; reqwest is built with
-/// `rustls-no-provider` and panics without it.
-// TODO(mw branch): replace with `middleware::tls::install_crypto_provider()` once merged.
-fn install_crypto_provider() {
-    // An error only means a provider is already installed, which is what we want.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 impl Client {
     /// A client for one key. Nothing is sent until the first call.
     pub fn new(key_id: &str, key: SecretString, options: ClientOptions) -> Result<Self, ApiError> {
         let api_base = checked_url(&options.api_base)?;
-        install_crypto_provider();
+        // reqwest is built with `rustls-no-provider` and panics without a process default.
+        crate::middleware::tls::install_crypto_provider();
         let mut builder = reqwest::Client::builder()
             .user_agent(crate::USER_AGENT)
             .timeout(options.request_timeout)

@@ -159,7 +159,7 @@ impl std::fmt::Debug for ConfigResponse {
 pub enum ReportResponse {
     /// 2xx: stored (or already stored: central de-duplicates on `report_id`).
     Accepted { status: u16 },
-    /// 4xx other than 408/429: rejected for good; the report is dropped.
+    /// 4xx other than 401/403/408/429: rejected for good; the report is dropped.
     Rejected { status: u16 },
 }
 
@@ -184,9 +184,8 @@ impl std::fmt::Debug for CentralClient {
 impl CentralClient {
     /// Builds the client for a validated `[central]` section and the device token.
     pub fn new(config: &CentralConfig, token: &SecretString) -> Result<Self, ClientError> {
-        // reqwest's `rustls-no-provider` needs a process-wide provider; installing it twice
-        // is refused harmlessly, so ignore "already installed".
-        let _ = rustls::crypto::ring::default_provider().install_default();
+        // reqwest's `rustls-no-provider` needs a process-wide provider.
+        crate::middleware::tls::install_crypto_provider();
         let loopback_http = config.url.scheme() == "http" && is_loopback_ip(&config.url);
         let mut builder = reqwest::Client::builder()
             .user_agent(crate::USER_AGENT)
@@ -261,6 +260,11 @@ impl CentralClient {
     }
 
     /// `POST /v1/reports` with a JSON body (already encoded, at most [`MAX_BODY`]).
+    ///
+    /// 401/403 are [`ClientError::TokenRejected`], not [`ReportResponse::Rejected`]: they
+    /// say nothing about the report, only that the token is wrong (mis-set, rotated,
+    /// device disabled), so the report must be kept until the token works again
+    /// (docs/central.md, "Reports and a rejected token").
     pub async fn post_report(&self, body: Vec<u8>) -> Result<ReportResponse, ClientError> {
         const OP: Operation = Operation::PostReport;
         let response = self
@@ -281,7 +285,7 @@ impl CentralClient {
             200..=299 => Ok(ReportResponse::Accepted {
                 status: status.as_u16(),
             }),
-            408 | 429 => Err(status_error(OP, status, &headers)),
+            401 | 403 | 408 | 429 => Err(status_error(OP, status, &headers)),
             400..=499 => Ok(ReportResponse::Rejected {
                 status: status.as_u16(),
             }),

@@ -93,7 +93,11 @@ pub fn open(config: &CentralConfig, state: StateDir) -> Result<Session, SetupErr
     let client = CentralClient::new(config, &token).map_err(SetupError::Client)?;
     let store = CentralStore::open(state).map_err(SetupError::State)?;
     let outbox = Outbox::open(client.clone(), store.clone(), config.spool_max_bytes)
-        .map_err(SetupError::Spool)?;
+        .map_err(SetupError::Spool)?
+        .with_backoff(
+            schedule::Backoff::transient(),
+            schedule::Backoff::token_rejected(config.poll_interval),
+        );
     let config = ConfigChannel::new(client, config, store.clone());
     Ok(Session {
         config,

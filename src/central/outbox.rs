@@ -2,12 +2,15 @@
 //!
 //! Owns: [`Outbox`] — encoding a [`Report`] into the spool (with the dropped count and
 //! the secret scrub), and delivering the spool in order with `POST /v1/reports`:
-//! 2xx removes the report, 4xx other than 408/429 drops it for good (counted), anything
-//! else stops the round and backs off (exponential with jitter, floor = `Retry-After`).
+//! 2xx removes the report, 4xx other than 401/403/408/429 drops it for good (counted),
+//! 401/403 (token rejected) keeps it and backs off like a rejected config fetch (from the
+//! poll interval, doubling to 1 h), anything else stops the round and backs off
+//! (exponential with jitter, floor = `Retry-After`).
 //! Does not: build reports or decide when to send them (the daemon: after every apply,
 //! on health changes, and at least every report interval).
 //! Invariants: reports leave in the order they were queued; a report is removed from
-//! the spool only after central answered 2xx or a permanent 4xx, so a crash or a
+//! the spool only after central answered 2xx or a permanent 4xx (never for 401/403: a
+//! rejected token says nothing about the report), so a crash or a
 //! cancelled [`Outbox::deliver`] re-sends at most the one in flight (central
 //! de-duplicates on `report_id`); counters and the last outcome go to `central.json`.
 //! Limitations: one report per request (no batching).
@@ -47,7 +50,7 @@ impl ReportError {
 #[derive(Debug, Default)]
 pub struct Delivery {
     pub delivered: usize,
-    /// Rejected for good (4xx other than 408/429) and dropped.
+    /// Rejected for good (4xx other than 401/403/408/429) and dropped.
     pub rejected: usize,
     /// Still in the spool.
     pub pending: usize,
@@ -64,6 +67,8 @@ pub struct Outbox {
     spool: Spool,
     store: CentralStore,
     backoff: Backoff,
+    /// Back-off while central rejects the token (401/403).
+    auth: Backoff,
 }
 
 impl Outbox {
@@ -93,7 +98,17 @@ impl Outbox {
             spool,
             store,
             backoff: Backoff::transient(),
+            auth: Backoff::token_rejected(crate::config::DEFAULT_POLL_INTERVAL),
         })
+    }
+
+    /// Replaces the back-off policies: `transient` for network errors, 408/429/5xx;
+    /// `token_rejected` for 401/403 ([`super::open`] starts it at the poll interval).
+    #[must_use]
+    pub fn with_backoff(mut self, transient: Backoff, token_rejected: Backoff) -> Self {
+        self.backoff = transient;
+        self.auth = token_rejected;
+        self
     }
 
     /// Queues a report durably. `secrets` are scrubbed from it (see `report::encode`).
@@ -146,8 +161,8 @@ impl Outbox {
                     }
                 }
                 Err(e) => {
-                    let retry_in = self.backoff.next(rand::random(), e.retry_after());
-                    self.note_error(&e, Some(status_of(&e)).flatten());
+                    let retry_in = self.retry_after_error(&e);
+                    self.note_error(&e, status_of(&e));
                     delivery.error = Some(ReportError::Send(e));
                     delivery.retry_in = Some(retry_in);
                     break;
@@ -158,6 +173,18 @@ impl Outbox {
         delivery
     }
 
+    /// The delay before the next round after a failed request: the token back-off for
+    /// 401/403 (the other one restarts from scratch once the token works), else the
+    /// transient one with `Retry-After` as a floor.
+    fn retry_after_error(&mut self, error: &ClientError) -> Duration {
+        if matches!(error, ClientError::TokenRejected { .. }) {
+            self.backoff.reset();
+            self.auth.next(rand::random(), None)
+        } else {
+            self.backoff.next(rand::random(), error.retry_after())
+        }
+    }
+
     fn settle(
         &mut self,
         seq: u64,
@@ -165,6 +192,7 @@ impl Outbox {
         delivery: &mut Delivery,
     ) -> Result<(), ReportError> {
         self.backoff.reset();
+        self.auth.reset();
         let (outcome, status) = match response {
             ReportResponse::Accepted { status } => {
                 self.spool.remove(seq).map_err(ReportError::Spool)?;
@@ -182,9 +210,8 @@ impl Outbox {
         self.note(|s| {
             match outcome {
                 ReportOutcome::Delivered => s.counters.reports_delivered += 1,
-                ReportOutcome::Rejected | ReportOutcome::Retrying => {
-                    s.counters.reports_rejected += 1;
-                }
+                ReportOutcome::Rejected => s.counters.reports_rejected += 1,
+                ReportOutcome::Retrying | ReportOutcome::TokenRejected => {}
             }
             s.last_report = Some(ReportRecord {
                 at: Utc::now(),
@@ -197,12 +224,21 @@ impl Outbox {
     }
 
     fn note_error(&self, error: &ClientError, status: Option<u16>) {
-        tracing::warn!(fault = ?error.fault(), error = %error_chain(error), "report delivery failed; will retry");
         let pending = self.spool.len();
+        let outcome = if matches!(error, ClientError::TokenRejected { .. }) {
+            tracing::warn!(pending, error = %error_chain(error), "central rejected the device token; reports stay in the spool");
+            ReportOutcome::TokenRejected
+        } else {
+            tracing::warn!(fault = ?error.fault(), error = %error_chain(error), "report delivery failed; will retry");
+            ReportOutcome::Retrying
+        };
         self.note(|s| {
+            if outcome == ReportOutcome::TokenRejected {
+                s.counters.token_rejections += 1;
+            }
             s.last_report = Some(ReportRecord {
                 at: Utc::now(),
-                outcome: ReportOutcome::Retrying,
+                outcome,
                 status,
                 pending,
             });

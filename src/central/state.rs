@@ -102,6 +102,9 @@ pub enum ReportOutcome {
     Rejected,
     /// Kept in the spool for a retry.
     Retrying,
+    /// Central rejected the device token (401/403): kept in the spool, retried with the
+    /// token back-off (from the poll interval, doubling to 1 h).
+    TokenRejected,
 }
 
 /// The last error on the channel.
@@ -120,10 +123,11 @@ pub struct Counters {
     pub documents_received: u64,
     pub documents_refused: u64,
     pub fetch_errors: u64,
+    /// 401/403 answers, to config fetches and report deliveries alike.
     pub token_rejections: u64,
     pub reports_queued: u64,
     pub reports_delivered: u64,
-    /// Rejected for good by central (4xx other than 408/429).
+    /// Rejected for good by central (4xx other than 401/403/408/429).
     pub reports_rejected: u64,
     /// Dropped because the spool was full.
     pub reports_dropped: u64,

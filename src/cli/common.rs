@@ -1,78 +1,105 @@
-//! Helpers shared by subcommands: building middleware connect options from the global
-//! flags (and, later, the agent's config file) and connecting.
+//! Helpers shared by subcommands: the agent configuration as every subcommand sees it
+//! (`--config FILE`, then the command-line flags on top) and connecting to the middleware.
 //!
-//! Owns: reading the API key file (refusing one that group or others can read) and
-//! turning [`GlobalArgs`] into [`ConnectOptions`].
-//! Does not: validate the URL or TLS options (the client does, with errors that name
-//! the rule), or print anything.
-//! Invariants: the API key goes straight into a `SecretString`; no error text contains
-//! it (errors name the file and the rule only).
-//! Limitations: the config file is not read yet; command-line flags are the only source.
+//! Owns: turning [`GlobalArgs`] into [`Overrides`] (relative paths on the command line are
+//! taken relative to the current directory, as a shell user expects), resolving the
+//! [`AgentConfig`] (`AgentConfig::resolve`: the file, or the built-in defaults, then the
+//! flags), the daemon's default config path, and the one-attempt middleware connect.
+//! Does not: validate anything itself (`config` does, with errors that name the key and
+//! the rule), read secret files itself (`MiddlewareConfig::connect_options` checks the
+//! API key file's owner and mode), or print.
+//! Invariants: a command-line flag always wins over the file; the API key goes straight
+//! into a `SecretString`; no error text contains it (errors name the file and the rule).
+//! Limitations: the config file is read once per command; `run` re-reads it only on a
+//! restart.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, bail};
-use secrecy::SecretString;
+use anyhow::Context;
 
 use super::GlobalArgs;
-use crate::middleware::{ApiKey, Client, ConnectOptions};
+use crate::config::{AgentConfig, Overrides};
+use crate::middleware::{Client, ConnectOptions};
 
-/// Connect options from the global flags; defaults for everything not given.
-pub fn connect_options(global: &GlobalArgs) -> anyhow::Result<ConnectOptions> {
-    let mut options = ConnectOptions::default();
-    if let Some(url) = &global.middleware {
-        options.url.clone_from(url);
+/// Where `truenas-agent run` looks for its configuration when neither `--config` nor
+/// `TRUENAS_AGENT_CONFIG` is given. On TrueNAS `/etc` does not survive an update, which is
+/// why `truenas-agent install` keeps the config on the pool
+/// (`/mnt/<pool>/.truenas-agent/agent.toml`) and passes `--config` in the unit's
+/// `ExecStart`; this default serves other Linux hosts and development.
+pub const DEFAULT_DAEMON_CONFIG: &str = "/etc/truenas-agent/agent.toml";
+
+/// The command-line values that win over the config file.
+pub fn overrides(global: &GlobalArgs) -> Overrides {
+    Overrides {
+        state_dir: global.state_dir.as_deref().map(absolute),
+        middleware_url: global.middleware.clone(),
+        api_key_file: global.api_key_file.as_deref().map(absolute),
+        api_user: global.api_user.clone(),
+        tls_ca_file: global.tls_ca_file.as_deref().map(absolute),
+        tls_pin: global.tls_pin.clone(),
     }
-    options.api_key = match (&global.api_key_file, &global.api_user) {
-        (Some(path), user) => Some(ApiKey {
-            username: user.clone(),
-            key: read_api_key(path)?,
-        }),
-        (None, Some(_)) => bail!("--api-user only makes sense with --api-key-file"),
-        (None, None) => None,
-    };
-    options.tls_ca_file.clone_from(&global.tls_ca_file);
-    options.tls_pin_sha256.clone_from(&global.tls_pin);
-    Ok(options)
 }
 
-/// Connects to the middleware as the global flags say (one attempt; the client
+/// `path` made absolute against the current directory (unchanged when it already is, or
+/// when the current directory is unknown: validation then names the flag and the rule).
+fn absolute(path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_owned();
+    }
+    std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path))
+}
+
+/// The agent configuration: `--config FILE` (or the defaults without one), then the flags.
+pub fn agent_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
+    Ok(AgentConfig::resolve(
+        global.config.as_deref(),
+        overrides(global),
+    )?)
+}
+
+/// The daemon's configuration: like [`agent_config`], but the file is required — given
+/// with `--config`, or [`DEFAULT_DAEMON_CONFIG`].
+pub fn daemon_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
+    let path = global
+        .config
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_DAEMON_CONFIG));
+    if global.config.is_none() && !path.exists() {
+        anyhow::bail!(
+            "no agent configuration: pass --config FILE (the unit `truenas-agent install` sets \
+             up passes /mnt/<pool>/.truenas-agent/agent.toml) or create {DEFAULT_DAEMON_CONFIG}; \
+             see docs/configuration.md"
+        );
+    }
+    Ok(AgentConfig::resolve(Some(&path), overrides(global))?)
+}
+
+/// Connect options from the config file and the flags; defaults for everything not given.
+pub fn connect_options(global: &GlobalArgs) -> anyhow::Result<ConnectOptions> {
+    Ok(agent_config(global)?.middleware.connect_options()?)
+}
+
+/// Connects to the middleware as the config and flags say (one attempt; the client
 /// reconnects by itself afterwards).
 pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
-    let options = connect_options(global)?;
+    connect_with(connect_options(global)?).await
+}
+
+/// Connects with options already resolved (one attempt).
+pub async fn connect_with(options: ConnectOptions) -> anyhow::Result<Client> {
     Client::connect(options)
         .await
         .context("cannot connect to the TrueNAS middleware")
 }
 
-/// Reads an API key (`<id>-<secret>`, one line) from a file only its owner can read.
-pub fn read_api_key(path: &Path) -> anyhow::Result<SecretString> {
-    let (_owner, mode) = crate::fs::owner_and_mode(path)?;
-    if mode & 0o077 != 0 {
-        bail!(
-            "API key file {} has mode {mode:04o}: group or others may read it, and the key gives access to the NAS; run `chmod 600 {}`",
-            path.display(),
-            path.display()
-        );
-    }
-    let text = SecretString::from(crate::fs::read_to_string(path)?);
-    let key = secrecy::ExposeSecret::expose_secret(&text).trim();
-    if key.is_empty() {
-        bail!("API key file {} is empty", path.display());
-    }
-    if key.contains(char::is_whitespace) {
-        bail!(
-            "API key file {} must hold exactly one key on one line (`<id>-<secret>`)",
-            path.display()
-        );
-    }
-    Ok(SecretString::from(key.to_owned()))
+/// The state directory from the config file and `--state-dir`.
+pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+    Ok(agent_config(global)?.state_dir)
 }
 
 #[cfg(test)]
 mod tests {
     use std::os::unix::fs::PermissionsExt;
-    use std::path::PathBuf;
 
     use secrecy::ExposeSecret;
 
@@ -93,8 +120,8 @@ mod tests {
         }
     }
 
-    fn key_file(dir: &Path, contents: &str, mode: u32) -> PathBuf {
-        let path = dir.join("api.key");
+    fn file(dir: &Path, name: &str, contents: &str, mode: u32) -> PathBuf {
+        let path = dir.join(name);
         crate::fs::write_atomic(&path, contents.as_bytes(), 0o600).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
         path
@@ -105,14 +132,18 @@ mod tests {
         let options = connect_options(&global()).unwrap();
         assert_eq!(options.url, crate::middleware::DEFAULT_URL);
         assert!(options.api_key.is_none());
+        assert_eq!(
+            state_dir(&global()).unwrap(),
+            PathBuf::from(crate::state_dir::DEFAULT_STATE_DIR)
+        );
     }
 
     #[test]
-    fn reads_the_key_and_user() {
+    fn reads_the_key_and_user_from_flags() {
         let dir = tempfile::tempdir().unwrap();
         let mut g = global();
         g.middleware = Some("wss://127.0.0.1".into());
-        g.api_key_file = Some(key_file(dir.path(), &format!("{KEY}\n"), 0o600));
+        g.api_key_file = Some(file(dir.path(), "api.key", &format!("{KEY}\n"), 0o600));
         g.api_user = Some("agent".into());
         g.tls_pin = Some("ab".repeat(32));
         let options = connect_options(&g).unwrap();
@@ -124,28 +155,85 @@ mod tests {
     }
 
     #[test]
+    fn the_config_file_is_used_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = file(dir.path(), "api.key", KEY, 0o600);
+        let config = file(
+            dir.path(),
+            "agent.toml",
+            &format!(
+                "state_dir = \"{state}\"\n[middleware]\nurl = \"wss://192.0.2.7\"\n\
+                 api_key_file = \"{key}\"\napi_user = \"from-file\"\n",
+                state = dir.path().join("state").display(),
+                key = key.display(),
+            ),
+            0o600,
+        );
+        let mut g = global();
+        g.config = Some(config);
+        let options = connect_options(&g).unwrap();
+        assert_eq!(options.url, "wss://192.0.2.7");
+        assert_eq!(
+            options.api_key.as_ref().unwrap().username.as_deref(),
+            Some("from-file")
+        );
+        assert_eq!(state_dir(&g).unwrap(), dir.path().join("state"));
+
+        g.middleware = Some("wss://127.0.0.1:8443".into());
+        g.api_user = Some("from-flag".into());
+        g.state_dir = Some(dir.path().join("other"));
+        let options = connect_options(&g).unwrap();
+        assert_eq!(options.url, "wss://127.0.0.1:8443");
+        assert_eq!(
+            options.api_key.as_ref().unwrap().username.as_deref(),
+            Some("from-flag")
+        );
+        assert_eq!(state_dir(&g).unwrap(), dir.path().join("other"));
+    }
+
+    #[test]
+    fn relative_paths_on_the_command_line_are_taken_from_the_current_directory() {
+        let mut g = global();
+        g.state_dir = Some(PathBuf::from("relative/state"));
+        let dir = state_dir(&g).unwrap();
+        assert!(dir.is_absolute(), "{}", dir.display());
+        assert!(dir.ends_with("relative/state"));
+    }
+
+    #[test]
     fn refuses_a_key_file_others_can_read() {
         let dir = tempfile::tempdir().unwrap();
         for mode in [0o644, 0o640, 0o604, 0o660] {
-            let path = key_file(dir.path(), KEY, mode);
-            let err = format!("{:#}", read_api_key(&path).unwrap_err());
-            assert!(err.contains("group or others may read it"), "{err}");
+            let mut g = global();
+            g.middleware = Some("wss://127.0.0.1".into());
+            g.api_key_file = Some(file(dir.path(), "api.key", KEY, mode));
+            let err = format!("{:#}", connect_options(&g).unwrap_err());
+            assert!(err.contains("not readable by group or others"), "{err}");
             assert!(err.contains(&format!("{mode:04o}")), "{err}");
+            assert!(err.contains("chmod 600"), "{err}");
             assert!(!err.contains("CANARY"), "{err}");
         }
-        assert!(read_api_key(&key_file(dir.path(), KEY, 0o400)).is_ok());
     }
 
     #[test]
     fn refuses_empty_or_malformed_key_files() {
         let dir = tempfile::tempdir().unwrap();
-        let err = read_api_key(&key_file(dir.path(), " \n", 0o600)).unwrap_err();
-        assert!(err.to_string().contains("is empty"), "{err}");
-        let err =
-            read_api_key(&key_file(dir.path(), &format!("{KEY}\n{KEY}\n"), 0o600)).unwrap_err();
-        assert!(err.to_string().contains("exactly one key"), "{err}");
+        let mut g = global();
+        g.middleware = Some("wss://127.0.0.1".into());
+        g.api_key_file = Some(file(dir.path(), "api.key", " \n", 0o600));
+        let err = connect_options(&g).unwrap_err();
+        assert!(format!("{err:#}").contains("is empty"), "{err:#}");
+        g.api_key_file = Some(file(
+            dir.path(),
+            "api.key",
+            &format!("{KEY}\n{KEY}\n"),
+            0o600,
+        ));
+        let err = connect_options(&g).unwrap_err();
+        assert!(format!("{err:#}").contains("single line"), "{err:#}");
         assert!(!format!("{err:#}").contains("CANARY"));
-        let missing = read_api_key(&dir.path().join("nope")).unwrap_err();
+        g.api_key_file = Some(dir.path().join("nope"));
+        let missing = connect_options(&g).unwrap_err();
         assert!(format!("{missing:#}").contains("nope"), "{missing:#}");
     }
 
@@ -153,11 +241,37 @@ mod tests {
     fn api_user_without_key_is_refused() {
         let mut g = global();
         g.api_user = Some("agent".into());
-        assert!(
-            connect_options(&g)
-                .unwrap_err()
-                .to_string()
-                .contains("--api-key-file")
-        );
+        let err = format!("{:#}", connect_options(&g).unwrap_err());
+        assert!(err.contains("needs middleware.api_key_file"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_config_file_is_refused_with_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut g = global();
+        g.config = Some(file(
+            dir.path(),
+            "agent.toml",
+            "state_dir = \"relative\"\n",
+            0o600,
+        ));
+        let err = format!("{:#}", agent_config(&g).unwrap_err());
+        assert!(err.contains("state_dir"), "{err}");
+        g.config = Some(dir.path().join("missing.toml"));
+        let err = format!("{:#}", agent_config(&g).unwrap_err());
+        assert!(err.contains("missing.toml"), "{err}");
+    }
+
+    #[test]
+    fn the_daemon_needs_a_config_file() {
+        let mut g = global();
+        if Path::new(DEFAULT_DAEMON_CONFIG).exists() {
+            return; // a machine with a real install: nothing to prove here
+        }
+        let err = format!("{:#}", daemon_config(&g).unwrap_err());
+        assert!(err.contains("--config"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        g.config = Some(file(dir.path(), "agent.toml", "", 0o600));
+        assert!(daemon_config(&g).is_ok());
     }
 }

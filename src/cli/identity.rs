@@ -20,7 +20,7 @@ use anyhow::Context;
 use clap::Subcommand;
 
 use super::GlobalArgs;
-use crate::config::{AgentConfig, Overrides};
+use crate::config::AgentConfig;
 use crate::identity::{
     self, BindingState, Change, IdentityInputs, IdentityReport, RootPoolHint, rules,
 };
@@ -136,14 +136,8 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
 
 /// The agent config (`--config`, else the defaults) with the global flags applied.
 fn agent_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
-    let overrides = Overrides {
-        state_dir: global.state_dir.clone(),
-        middleware_url: global.middleware.clone(),
-        api_key_file: global.api_key_file.clone(),
-        api_user: global.api_user.clone(),
-        tls_ca_file: global.tls_ca_file.clone(),
-        tls_pin: global.tls_pin.clone(),
-    };
+    // Same flag semantics as every subcommand (relative paths from the cwd).
+    let overrides = super::common::overrides(global);
     Ok(AgentConfig::resolve(global.config.as_deref(), overrides)?)
 }
 

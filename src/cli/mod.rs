@@ -15,6 +15,7 @@ pub mod central;
 pub mod common;
 #[cfg(all(feature = "sim", feature = "central-server"))]
 pub mod demo;
+pub mod document;
 pub mod identity;
 pub mod install;
 pub mod logging;
@@ -104,8 +105,11 @@ pub enum Command {
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     logging::init(&cli.global.log)?;
+    // The unit sets TasksMax=64; tokio's default blocking pool may grow to 512 threads
+    // (zfs/systemctl execs and file I/O run there). A handful is plenty.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(8)
         .build()?;
     runtime.block_on(dispatch(cli))
 }

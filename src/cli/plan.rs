@@ -15,9 +15,8 @@ use std::process::ExitCode;
 use serde_json::json;
 
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
-use crate::central::dsse;
-use crate::config::{AgentConfig, Overrides};
-use crate::desired::{self, DesiredError, DesiredState, FieldError};
+use crate::config::AgentConfig;
+use crate::desired::{DesiredState, FieldError};
 use crate::middleware::Middleware;
 use crate::plan::{Blocker, GuidError};
 use crate::state_dir::StateDir;
@@ -68,24 +67,12 @@ pub(crate) fn load_document(
     config: &AgentConfig,
     as_json: bool,
 ) -> Result<DesiredState, Exit> {
-    let trust = config.central.as_ref().map(|c| c.trust.clone());
-    let result = match trust {
-        Some(trust) if !trust.keys.is_empty() => {
-            let bytes = crate::fs::read(path).map_err(DesiredError::Read);
-            match bytes.map(|b| dsse::open(&b, dsse::CONFIG_PAYLOAD_TYPE, &trust)) {
-                Ok(Ok((payload, _))) => desired::parse(&payload),
-                Ok(Err(err)) => return Err(refuse(&err, Vec::new(), as_json)),
-                Err(err) => Err(err),
-            }
-        }
-        // `allow_unsigned = true` in the config (tests, demo) counts like the flag.
-        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
-        None => desired::load_file(path, allow_unsigned),
-    };
-    result.map_err(|err| {
-        let errors = err.field_errors();
-        refuse(&err, errors, as_json)
-    })
+    super::document::load(path, allow_unsigned, config)
+        .map(|(state, _)| state)
+        .map_err(|err| {
+            let errors = err.field_errors();
+            refuse(&err, errors, as_json)
+        })
 }
 
 /// Prints why the input was refused (every field problem, or the one cause).
@@ -157,14 +144,8 @@ pub(crate) fn exit_for(result: &Reconciled) -> Exit {
 
 /// The agent configuration (`--config`, if any) with the command-line flags on top.
 pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<AgentConfig, Exit> {
-    let overrides = Overrides {
-        state_dir: global.state_dir.clone(),
-        middleware_url: global.middleware.clone(),
-        api_key_file: global.api_key_file.clone(),
-        api_user: global.api_user.clone(),
-        tls_ca_file: global.tls_ca_file.clone(),
-        tls_pin: global.tls_pin.clone(),
-    };
+    // Same flag semantics as every subcommand (relative paths from the cwd).
+    let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
         let message = crate::apply::error_chain(&err);
         if as_json {

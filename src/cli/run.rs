@@ -1,14 +1,24 @@
 //! `truenas-agent run`: the daemon under systemd (`Type=notify`).
 //!
-//! Connects to the middleware, installs SIGTERM/SIGINT handlers that cancel the daemon,
-//! and hands over to [`crate::daemon::run`] (the skeleton the lead extends, issue #4).
+//! Owns: the start-up order — configuration (`--config`, else the default path; flags
+//! win), the state directory and the central session (which refuses an unsafe token
+//! file), all before any connection; then the middleware connection, the ZFS
+//! user-property backend (the `zfs` command, or the middleware where it cannot be used),
+//! SIGTERM/SIGINT handlers that cancel the daemon, and the hand-over to the daemon.
+//! Does not: loop or decide anything itself (`daemon`).
+//! Invariants: a configuration or token problem stops the start with a message that
+//! names the file, the rule and the fix, before any connection is made.
+//! Limitations: the configuration is read once; change it and restart the service.
 
 use std::process::ExitCode;
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 
-use crate::daemon::{self, DaemonOptions, SystemdNotifier};
+use crate::daemon::agent::{self, Runtime};
+use crate::daemon::sop::SopSettings;
+use crate::daemon::{DaemonOptions, SystemdNotifier};
+use crate::zfs::{CommandConfig, ZfsCommand, choose_backend};
 
 /// Arguments of `run`.
 #[derive(Debug, clap::Args)]
@@ -16,6 +26,8 @@ pub struct Args {}
 
 /// Runs the daemon until SIGTERM/SIGINT.
 pub async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let config = super::common::daemon_config(global)?;
+    let prepared = agent::prepare(&config)?;
     let shutdown = CancellationToken::new();
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -27,8 +39,23 @@ pub async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
         on_signal.cancel();
     });
-    let mw = super::common::connect(global).await?;
-    let opts = DaemonOptions::from_watchdog(sd_notify::watchdog_enabled());
-    daemon::run(&mw, &SystemdNotifier, &shutdown, opts).await?;
+    let mw = super::common::connect_with(config.middleware.connect_options()?).await?;
+    // The `zfs` command on the host; the middleware only where it cannot be used (a
+    // Custom App container without /dev/zfs).
+    let (props, backend) =
+        choose_backend(ZfsCommand::new(CommandConfig::default()), Some(mw.clone())).await;
+    let options = DaemonOptions::new(sd_notify::watchdog_enabled(), &prepared.central);
+    let settings = SopSettings::new(&prepared.guid_property);
+    let runtime = Runtime {
+        middleware: &mw,
+        jobs: &mw,
+        props: &props,
+        backend,
+        notifier: &SystemdNotifier,
+        settings,
+        options,
+    };
+    // The whole daemon lives in this future: keep it on the heap.
+    Box::pin(prepared.run(runtime, &shutdown)).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -18,7 +18,7 @@ use crate::b2::{ClientOptions, DEFAULT_API_BASE};
 use crate::central::CentralState;
 use crate::central::spool::SPOOL_FILE;
 use crate::config::{AgentConfig, Overrides};
-use crate::desired::{self, DesiredState};
+use crate::desired::DesiredState;
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
 use crate::middleware::Middleware;
@@ -61,6 +61,8 @@ pub struct Context {
     /// The agent config file's central settings: `None` = no config file given;
     /// `Some(None)` = a config without `[central]`; `Some(Some((url, poll)))`.
     pub central_config: Option<Option<(String, Duration)>>,
+    /// Where systemd and its tools are, for the install check (`None`: skip the check).
+    pub host: Option<crate::install::Host>,
 }
 
 /// What the state dir says about central: `central.json` and the spool depth.
@@ -107,6 +109,10 @@ pub async fn report_with<M: Middleware>(
     let desired = match document {
         DocumentArg::Read(d) => Some(d.as_ref()),
         DocumentArg::None | DocumentArg::Refused(_) => None,
+    };
+    let (install, install_error) = match (&mw, &ctx.host) {
+        (Ok(mw), Some(host)) => install_check(*mw, host, ctx.assess.call_timeout).await,
+        _ => (None, None),
     };
     let (probe, assessment, health_error) = match mw {
         Err(error) => (
@@ -155,20 +161,30 @@ pub async fn report_with<M: Middleware>(
         configured_root: ctx.assess.root_pool.clone(),
         identity: identity.clone().ok().flatten(),
         identity_error: identity.err(),
+        install,
+        install_error,
     })
+}
+
+/// `install --check` of the installed service, bounded in time (it runs `systemctl`).
+async fn install_check<M: Middleware>(
+    mw: &M,
+    host: &crate::install::Host,
+    call_timeout: Duration,
+) -> (Option<crate::install::CheckReport>, Option<String>) {
+    let budget = call_timeout.saturating_mul(4);
+    match tokio::time::timeout(budget, crate::install::check_if_installed(mw, host)).await {
+        Ok(Ok(report)) => (report, None),
+        Ok(Err(e)) => (None, Some(crate::apply::error_chain(&e))),
+        Err(_) => (None, Some(format!("no answer within {budget:?}"))),
+    }
 }
 
 /// The agent configuration (`--config`, if any) with the command-line flags on top —
 /// the same resolution `plan` and `apply` use, without printing.
 pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, String> {
-    let overrides = Overrides {
-        state_dir: global.state_dir.clone(),
-        middleware_url: global.middleware.clone(),
-        api_key_file: global.api_key_file.clone(),
-        api_user: global.api_user.clone(),
-        tls_ca_file: global.tls_ca_file.clone(),
-        tls_pin: global.tls_pin.clone(),
-    };
+    // Same flag semantics as every subcommand (relative paths from the cwd).
+    let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides)
         .map_err(|e| crate::apply::error_chain(&e))
 }
@@ -193,19 +209,6 @@ pub(crate) async fn connect(
 
 /// Runs `status`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let document = match &args.file {
-        None => DocumentArg::None,
-        Some(path) => match desired::load_file(path, args.allow_unsigned) {
-            Ok(d) => DocumentArg::Read(Box::new(d)),
-            Err(e) => DocumentArg::Refused(
-                e.field_errors()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            ),
-        },
-    };
     // A bad config file is reported, not fatal: status then uses the defaults and flags.
     let (config, config_error) = match resolve_config(global) {
         Ok(c) => (c, None),
@@ -219,6 +222,24 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
                 .unwrap_or_default();
             (fallback, Some(e))
         }
+    };
+    let document = match &args.file {
+        None => DocumentArg::None,
+        Some(path) => match super::document::load(path, args.allow_unsigned, &config) {
+            Ok((d, _)) => DocumentArg::Read(Box::new(d)),
+            Err(e) => {
+                let fields = e.field_errors();
+                DocumentArg::Refused(if fields.is_empty() {
+                    crate::apply::error_chain(&e)
+                } else {
+                    fields
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+            }
+        },
     };
     let central_config = global.config.as_ref().map(|_| {
         config
@@ -245,6 +266,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             root_pool: config.root_pool.clone(),
         },
         central_config,
+        host: Some(crate::install::Host::default()),
     };
     let connected = connect(&config, Some(timeout)).await;
     let mut report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;

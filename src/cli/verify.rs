@@ -18,9 +18,8 @@ use std::process::ExitCode;
 use serde_json::{Value, json};
 
 use crate::b2::{ClientOptions, DEFAULT_API_BASE};
-use crate::central::dsse;
 use crate::config::AgentConfig;
-use crate::desired::{self, DesiredState};
+use crate::desired::DesiredState;
 use crate::health::assess::{AssessOptions, Assessment, assess, record};
 use crate::health::checklist::Verdict;
 use crate::health::{Checklist, ItemScope, ItemStatus, report, rfc3339};
@@ -259,30 +258,25 @@ async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
     verify_with(&mw, &state, &desired, &options, args.json).await
 }
 
-/// Reads the document as `plan`/`apply` do: with `[central] trusted_keys` configured it
-/// must be a DSSE envelope those keys verify (unless unsigned documents are allowed by
-/// the flag or the config); every problem is listed.
+/// Reads the document with the shared `-f` rule (see `cli::document`); every problem is
+/// listed.
 fn load_document(
     path: &Path,
     allow_unsigned: bool,
     config: &AgentConfig,
 ) -> Result<DesiredState, String> {
-    let trust = config.central.as_ref().map(|c| c.trust.clone());
-    let result = match trust {
-        Some(trust) if !trust.keys.is_empty() && !allow_unsigned => {
-            let bytes = crate::fs::read(path).map_err(|e| crate::apply::error_chain(&e))?;
-            let (payload, _) = dsse::open(&bytes, dsse::CONFIG_PAYLOAD_TYPE, &trust)
-                .map_err(|e| crate::apply::error_chain(&e))?;
-            desired::parse(&payload)
-        }
-        Some(trust) => desired::load_file(path, allow_unsigned || trust.allow_unsigned),
-        None => desired::load_file(path, allow_unsigned),
-    };
-    result.map_err(|e| {
-        e.field_errors()
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; ")
-    })
+    super::document::load(path, allow_unsigned, config)
+        .map(|(state, _)| state)
+        .map_err(|e| {
+            let fields = e.field_errors();
+            if fields.is_empty() {
+                crate::apply::error_chain(&e)
+            } else {
+                fields
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            }
+        })
 }

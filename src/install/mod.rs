@@ -518,6 +518,19 @@ pub async fn check(
     check_layout(mw, host, &dataset).await
 }
 
+/// `check` when the agent is installed as a service (our init-script entry exists);
+/// `None` when it is not (a development box, or the agent run by hand), so `status`
+/// does not flag a layout nobody asked for.
+pub async fn check_if_installed(
+    mw: &impl Middleware,
+    host: &Host,
+) -> Result<Option<CheckReport>, InstallError> {
+    if nas::our_init_entries(mw).await?.is_empty() {
+        return Ok(None);
+    }
+    check(mw, host, None).await.map(Some)
+}
+
 /// The dataset of the current installation: from our init-script entry, else the default.
 pub async fn installed_dataset(mw: &impl Middleware) -> Result<DatasetName, InstallError> {
     let entries = nas::our_init_entries(mw).await?;

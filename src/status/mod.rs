@@ -10,9 +10,9 @@
 //! filled and why (`middleware.reachable: false`, `checklist.source: "none"`, a section
 //! listed in `unwired`), never silently empty; no secret (inputs are redacted types).
 //! Limitations: sections whose source is not in this build are `null` and named in
-//! `unwired` (today: `install`; the device GUID comes from the root pool and the document,
-//! not yet from the identity subsystem's record). Central is judged from what the agent
-//! remembers (`central.json`, the spool), not by calling central.
+//! `unwired` (none today). `install` is `null` when the agent is not installed as a
+//! service. Central is judged from what the agent remembers (`central.json`, the spool),
+//! not by calling central.
 
 mod central;
 mod identity;
@@ -229,8 +229,9 @@ pub struct StatusReport {
     pub device: DeviceSection,
     /// Central channel state (`null`: no config and no `central.json`).
     pub central: Option<CentralSection>,
-    /// Install check (`null`: not available in this build, see `unwired`).
-    pub install: Option<serde_json::Value>,
+    /// Install check: `null` when the agent is not installed as a service (no init-script
+    /// entry of ours) or the check could not run (then a problem says why).
+    pub install: Option<crate::install::CheckReport>,
     pub pools: Vec<PoolHealth>,
     pub backups: Vec<BackupStatus>,
     pub snapshots: Vec<SnapshotStatus>,
@@ -288,6 +289,10 @@ pub struct StatusInputs<'a> {
     /// The last identity run, and why it could not be read.
     pub identity: Option<IdentityReport>,
     pub identity_error: Option<String>,
+    /// `install --check` of the installed service (`None`: not installed as a service).
+    pub install: Option<crate::install::CheckReport>,
+    /// Why the install check could not run.
+    pub install_error: Option<String>,
 }
 
 /// What the agent knows about central, from its config file and state dir.
@@ -304,7 +309,7 @@ pub struct CentralInputs {
 }
 
 /// Sections not available in this build.
-const UNWIRED: &[&str] = &["install"];
+const UNWIRED: &[&str] = &[];
 
 /// Builds the report: sections, problems (worst first) and the verdict.
 pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
@@ -361,6 +366,7 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
     if let Some(health) = inputs.health {
         problems.extend(health.problems());
     }
+    install_problems(inputs, &mut problems);
     let checklist = checklist_summary(inputs, &mut problems);
     let central = central::section(&inputs.central, inputs.now, &mut problems);
     problems.sort_by_key(|p| std::cmp::Reverse(p.level));
@@ -385,7 +391,7 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
         middleware,
         device,
         central,
-        install: None,
+        install: inputs.install.clone(),
         pools: inputs.health.map(|h| h.pools.clone()).unwrap_or_default(),
         backups: inputs
             .health
@@ -401,6 +407,35 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
         b2: b2_summary(inputs),
         problems,
         unwired: UNWIRED.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// Each failing piece of the installed service is a warning: the agent may not come back
+/// after a reboot or a TrueNAS update.
+fn install_problems(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) {
+    if let Some(error) = &inputs.install_error {
+        problems.push(Problem {
+            level: Level::Unknown,
+            area: Area::Agent,
+            subject: None,
+            message: format!("the installation could not be checked: {error}"),
+            next_step: "Run `truenas-agent install --check` for details.".to_owned(),
+        });
+    }
+    let Some(report) = &inputs.install else {
+        return;
+    };
+    for item in report.failures() {
+        problems.push(Problem {
+            level: Level::Warning,
+            area: Area::Agent,
+            subject: Some(item.id.clone()),
+            message: format!("installation: {}", item.detail),
+            next_step: item.fix.clone().unwrap_or_else(|| {
+                "Run `truenas-agent install` again (idempotent) to repair the installation."
+                    .to_owned()
+            }),
+        });
     }
 }
 

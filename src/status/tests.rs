@@ -85,6 +85,8 @@ fn report_for(b: &BoxState, memory: &HealthMemory) -> StatusReport {
         configured_root: None,
         identity: None,
         identity_error: None,
+        install: None,
+        install_error: None,
     })
 }
 
@@ -199,6 +201,8 @@ fn middleware_down_is_unknown_and_still_shows_the_state_dir() {
         configured_root: None,
         identity: None,
         identity_error: None,
+        install: None,
+        install_error: None,
     });
     assert!(!r.middleware.reachable);
     assert_eq!(r.exit_code, 2);
@@ -245,6 +249,8 @@ fn no_document_and_no_verify_yet_is_degraded() {
         configured_root: None,
         identity: None,
         identity_error: None,
+        install: None,
+        install_error: None,
     });
     assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
     assert_eq!(r.exit_code, 1);
@@ -255,7 +261,11 @@ fn no_document_and_no_verify_yet_is_degraded() {
         Some("9babab19-acc0-4587-aa05-ccd8103a1148")
     );
     assert_eq!(r.device.guid_matches, None);
-    assert_eq!(r.unwired, ["install"]);
+    assert!(r.unwired.is_empty());
+    assert!(
+        r.install.is_none(),
+        "not installed as a service: no install section"
+    );
     assert!(
         r.central.is_none(),
         "no config and no central.json: no section"
@@ -351,6 +361,8 @@ fn identity_record_problems_come_with_next_steps() {
         configured_root: None,
         identity: Some(report),
         identity_error: None,
+        install: None,
+        install_error: None,
     });
     assert_eq!(r.exit_code, 2);
     let p = r
@@ -364,4 +376,64 @@ fn identity_record_problems_come_with_next_steps() {
         r.device.identity.as_ref().unwrap().host_binding.state,
         BindingState::OtherHost
     );
+}
+
+#[test]
+fn a_broken_installation_is_a_warning_with_its_fix() {
+    use crate::install::{CheckItem, CheckReport, CheckStatus};
+    let b = healthy_box();
+    let health = b.eval();
+    let memory = with_b2(&b);
+    let install = CheckReport {
+        dataset: "pool0/.truenas-agent".into(),
+        root: Some("/mnt/pool0/.truenas-agent".into()),
+        boot_command: None,
+        items: vec![
+            CheckItem {
+                id: "binary".into(),
+                status: CheckStatus::Pass,
+                detail: "present".into(),
+                fix: None,
+            },
+            CheckItem {
+                id: "init_script".into(),
+                status: CheckStatus::Fail,
+                detail: "the init script entry is disabled".into(),
+                fix: Some("Run `truenas-agent install` again.".into()),
+            },
+        ],
+    };
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/mnt/pool0/.truenas-agent/state".into(),
+        document: Some(doc_info(&b)),
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&health),
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+        install: Some(install),
+        install_error: None,
+    });
+    assert_eq!(r.exit_code, 1, "{:#?}", r.problems);
+    let problem = r
+        .problems
+        .iter()
+        .find(|p| p.subject.as_deref() == Some("init_script"))
+        .expect("the failing piece is a problem");
+    assert_eq!(problem.level, Level::Warning);
+    assert!(problem.message.contains("disabled"));
+    assert_eq!(problem.next_step, "Run `truenas-agent install` again.");
+    assert_eq!(r.install.as_ref().map(|i| i.items.len()), Some(2));
 }

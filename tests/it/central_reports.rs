@@ -161,7 +161,7 @@ async fn permanent_4xx_drops_retryable_statuses_keep() {
         Scripted::status(408),
         Scripted::status(503),
         Scripted::status(200),
-        Scripted::status(401),
+        Scripted::status(422),
     ])
     .await;
     let agent = Agent::new(&server.url(), &[&signing_key(1)], 0, false);
@@ -175,7 +175,7 @@ async fn permanent_4xx_drops_retryable_statuses_keep() {
     assert_eq!(outbox.deliver().await.pending, 2, "408 keeps the report");
     assert_eq!(outbox.deliver().await.pending, 2, "503 keeps the report");
     let d = outbox.deliver().await;
-    // 200 for report 3, then 401 for report 4: a 4xx is rejected for good (contract §4).
+    // 200 for report 3, then 422 for report 4: a 4xx is rejected for good (contract §4).
     assert_eq!(
         (d.delivered, d.rejected, d.pending, d.retry_in),
         (1, 1, 0, None)
@@ -204,8 +204,70 @@ async fn permanent_4xx_drops_retryable_statuses_keep() {
     let last = state.last_report.unwrap();
     assert_eq!(
         (last.outcome, last.status),
-        (ReportOutcome::Rejected, Some(401))
+        (ReportOutcome::Rejected, Some(422))
     );
+}
+
+/// A rejected token (401/403) says nothing about the report: every report stays in the
+/// spool, delivery backs off from the poll interval (not the 5 s transient back-off), and
+/// once the token works again all of them arrive, in order.
+// See: docs/central.md, "Reports and a rejected token".
+#[tokio::test(start_paused = true)]
+async fn token_rejected_keeps_every_report_and_backs_off() {
+    let server = ScriptedServer::start(vec![
+        Scripted::status(401),
+        Scripted::status(403),
+        Scripted::status(202),
+        Scripted::status(202),
+        Scripted::status(202),
+    ])
+    .await;
+    let agent = Agent::new(&server.url(), &[&signing_key(1)], 0, false);
+    let mut outbox = outbox(&agent, 1 << 20);
+    for n in 1..=3 {
+        outbox.enqueue(&numbered(n), &[]).unwrap();
+    }
+    let d = outbox.deliver().await;
+    assert_eq!((d.delivered, d.rejected, d.pending), (0, 0, 3));
+    let err = d.error.unwrap();
+    assert_eq!(err.fault(), Fault::Central);
+    assert!(
+        format!("{:#}", anyhow::Error::from(err)).contains("rejected the device token"),
+        "the error says what is wrong"
+    );
+    // Token back-off: from the poll interval (300 s), equal jitter → 150..=300 s, then
+    // doubling; never the 5 s transient back-off.
+    let first = d.retry_in.unwrap();
+    assert!(first >= Duration::from_secs(150), "{first:?}");
+    let state = CentralStore::open(agent.state_dir()).unwrap().snapshot();
+    let last = state.last_report.unwrap();
+    assert_eq!(
+        (last.outcome, last.status, last.pending),
+        (ReportOutcome::TokenRejected, Some(401), 3)
+    );
+    assert_eq!(state.counters.token_rejections, 1);
+    assert_eq!(state.counters.reports_rejected, 0);
+
+    let d = outbox.deliver().await;
+    assert_eq!(d.pending, 3, "403 keeps the reports too");
+    assert!(d.retry_in.unwrap() >= Duration::from_secs(300), "doubling");
+
+    let d = outbox.deliver().await;
+    assert!(d.error.is_none(), "{:?}", d.error);
+    assert_eq!((d.delivered, d.pending, d.retry_in), (3, 0, None));
+    let numbers: Vec<u64> = server
+        .seen()
+        .iter()
+        .map(|s| {
+            let r = truenas_agent::central::report::decode(&s.body).unwrap();
+            r.checklist[0].detail.parse().unwrap()
+        })
+        .collect();
+    assert_eq!(numbers, [1, 1, 1, 2, 3]);
+    let state = CentralStore::open(agent.state_dir()).unwrap().snapshot();
+    assert_eq!(state.counters.token_rejections, 2);
+    assert_eq!(state.counters.reports_delivered, 3);
+    assert_eq!(state.last_report.unwrap().outcome, ReportOutcome::Delivered);
 }
 
 #[tokio::test(start_paused = true)]
@@ -238,12 +300,16 @@ async fn the_reference_server_checks_reports() {
     assert!(central.store().reports(DEVICE).unwrap().is_empty());
     let stranger =
         CentralClient::new(agent.central(), &SecretString::from("not-a-device")).unwrap();
-    assert_eq!(
-        stranger
-            .post_report(truenas_agent::central::report::encode(&numbered(1), 0, &[]))
-            .await
-            .unwrap(),
-        ReportResponse::Rejected { status: 401 }
+    let err = stranger
+        .post_report(truenas_agent::central::report::encode(&numbered(1), 0, &[]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            truenas_agent::central::ClientError::TokenRejected { status: 401, .. }
+        ),
+        "{err:?}"
     );
 }
 

@@ -303,6 +303,7 @@ impl Rig {
             version: "test".into(),
             assess: self.options(false),
             central_config: None,
+            host: None,
         };
         let doc = if with_document {
             DocumentArg::Read(Box::new(document()))
@@ -665,6 +666,7 @@ async fn middleware_down_status_says_so() {
         version: "test".into(),
         assess: rig.options(false),
         central_config: None,
+        host: None,
     };
     let report =
         report_with::<Checked>(Err("connection refused".into()), &DocumentArg::None, &ctx).await;

@@ -1,0 +1,932 @@
+//! The long-running agent (`truenas-agent run`): pull the desired state from central,
+//! converge the NAS, report — for days, under systemd.
+//!
+//! Owns: the loop and its timing. One iteration is: long-poll central (while the
+//! background keeps the watchdog, the middleware ping, report deliveries and job events
+//! going) → on a document: validate → identity (the document's GUID wins) → converge
+//! (observe → plan → apply, or plan only in `report-only`) → re-observe → health and
+//! checklist → report. It also reconciles the current document again for drift (every
+//! report interval) or after a failure ([`reconcile::retry_policy`], from the error's
+//! fault), reports on its own schedule, and reports soon after a watched Cloud Sync job
+//! changes state (debounced). It owns the service contract the unit relies on: `READY=1`
+//! after the first successful middleware call, `WATCHDOG=1` from the loop itself (also
+//! while a step runs), `STATUS=` lines a technician can read, `STOPPING=1`, and a clean
+//! exit on SIGTERM/SIGINT (the current step gets a grace period, then is abandoned —
+//! `apply` is safe to interrupt — and the spool gets one bounded delivery attempt).
+//! Does not: parse, plan, apply or judge health itself (the [`Engine`] does, over the
+//! library modules), talk HTTP (the central `Session`), or install signal handlers
+//! (`cli::run` cancels the token).
+//! Invariants: a refused document writes nothing and is reported (`config.state =
+//! refused`, errors with paths) while the previous valid document stays enforced; no
+//! secret reaches a log, report or state file (the document's secrets are handed to the
+//! report scrub, and only `SecretString`s hold them); every await is bounded (steps by
+//! their own timeouts and a pass deadline, deliveries and fetches by the client's); memory
+//! stays flat: no growing collection (job states capped, everything else replaced), one
+//! middleware client and one HTTP client for the whole run.
+//! Limitations: one document at a time (a newer one waits for the current pass); the
+//! ETag and the document live in memory only, so a restart fetches the document again.
+//!
+//! ```text
+//! agent.rs      start-up from the config: prepare (token, state) → run with the SOP engine
+//! engine.rs     the seam to desired / identity / SOP engine / health (Engine trait)
+//! sop.rs        the production Engine over desired / identity / apply / health
+//! reconcile.rs  one pass → Result<Next, ReconcileError>; retry_policy by fault
+//! memory.rs     what the daemon knows; daemon.json; the STATUS= line
+//! report.rs     the report from memory
+//! jobs.rs       core.get_jobs events → "a watched job changed state"
+//! notify.rs     sd_notify
+//! ```
+
+pub mod agent;
+pub mod engine;
+pub mod jobs;
+pub mod memory;
+pub mod notify;
+pub mod reconcile;
+pub mod report;
+pub mod sop;
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::Utc;
+use secrecy::SecretString;
+use tokio::time::{Instant, Interval, MissedTickBehavior, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+pub use engine::{Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState};
+pub use jobs::{ClientJobFeed, FeedItem, JobEvents, JobFeed, JobUpdate, NoJobEvents};
+pub use memory::{DaemonRecord, Memory, PassOutcome, ReportReason};
+pub use notify::{NoNotifier, Notifier, SystemdNotifier};
+pub use reconcile::{Cause, Next, ReconcileError, retry_policy};
+
+use crate::central::client::ClientError;
+use crate::central::report::{ConfigIssue, ConfigSection, ConfigSource, ConfigState, Mode};
+use crate::central::state::{
+    ErrorRecord as CentralErrorRecord, FetchOutcome, Refusal as RefusalRecord, error_chain,
+};
+use crate::central::{
+    CentralStore, ConfigChannel, FetchError, Fetched, Outbox, ReportError, Session,
+    VerifiedDocument,
+};
+use crate::config::CentralConfig;
+use crate::fault::Fault;
+use crate::middleware::{Call, CallError, Method, Middleware};
+use crate::state_dir::StateDir;
+use jobs::JobWatch;
+use memory::{CentralLink, PassRecord, ReportNote};
+
+/// Timing of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonOptions {
+    /// Loop period: the watchdog is petted every tick.
+    pub tick: Duration,
+    /// Ping the middleware every this many ticks.
+    pub ping_every: u32,
+    /// A report at least this often (contract §4: at least every poll interval).
+    pub report_interval: Duration,
+    /// Re-check a converged document for drift this often.
+    pub drift_interval: Duration,
+    /// Wait this long after a watched job changed state before reporting (coalesces
+    /// WAITING → RUNNING → SUCCESS of a short run into one report).
+    pub job_debounce: Duration,
+    /// Deadline of one reconcile pass (identity + observe + plan + apply + re-observe).
+    pub pass_timeout: Duration,
+    /// Deadline of one health assessment.
+    pub assess_timeout: Duration,
+    /// On SIGTERM, how long the current step may still run before it is abandoned
+    /// (below the unit's `TimeoutStopSec=30s`, leaving room for the final flush).
+    pub stop_grace: Duration,
+    /// Bound of the final delivery attempt on shutdown.
+    pub flush_timeout: Duration,
+    /// Wait before subscribing to job events again after the subscription ended.
+    pub resubscribe: Duration,
+}
+
+impl DaemonOptions {
+    /// The production timing: ticks at half the systemd watchdog period (`WatchdogSec=`,
+    /// from `$WATCHDOG_USEC`) or every 30 s without one; reports and drift checks at the
+    /// configured report interval.
+    pub fn new(watchdog: Option<Duration>, central: &CentralConfig) -> Self {
+        let tick = watchdog.map_or(Duration::from_secs(30), |w| {
+            (w / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
+        });
+        // About once a minute.
+        let ping_every = u32::try_from((60 / tick.as_secs().max(1)).max(1)).unwrap_or(1);
+        Self {
+            tick,
+            ping_every,
+            report_interval: central.report_interval,
+            drift_interval: central.report_interval,
+            job_debounce: Duration::from_secs(10),
+            pass_timeout: Duration::from_secs(30 * 60),
+            assess_timeout: Duration::from_secs(5 * 60),
+            stop_grace: Duration::from_secs(20),
+            flush_timeout: Duration::from_secs(5),
+            resubscribe: Duration::from_secs(30),
+        }
+    }
+}
+
+/// What the daemon drives. All borrowed: the caller owns the connections.
+pub struct Services<'a, E, M, J, N> {
+    pub engine: &'a E,
+    /// For the liveness ping (the engine has its own handle on the same client).
+    pub middleware: &'a M,
+    pub jobs: &'a J,
+    pub notifier: &'a N,
+    pub state: &'a StateDir,
+}
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("cannot confirm the middleware connection at start-up")]
+    Startup(#[source] CallError),
+}
+
+impl DaemonError {
+    /// Who has to act.
+    pub fn fault(&self) -> Fault {
+        match self {
+            DaemonError::Startup(e) => e.fault(),
+        }
+    }
+}
+
+/// Runs until `shutdown` is cancelled. The middleware is already connected and the
+/// central session open (its token file checked).
+pub async fn run<E, M, J, N>(
+    services: Services<'_, E, M, J, N>,
+    session: Session,
+    options: DaemonOptions,
+    shutdown: &CancellationToken,
+) -> Result<(), DaemonError>
+where
+    E: Engine,
+    M: Middleware,
+    J: JobEvents,
+    N: Notifier,
+{
+    let api = services.middleware.api();
+    // One round trip before READY=1: "active" means the agent can talk to TrueNAS.
+    ping(services.middleware, options.tick)
+        .await
+        .map_err(DaemonError::Startup)?;
+    tracing::info!(
+        version = crate::VERSION,
+        truenas = %api.version,
+        api = %api.flavor,
+        transport = ?api.transport,
+        "truenas-agent started"
+    );
+    services.notifier.ready(&format!(
+        "connected to TrueNAS {} ({:?})",
+        api.version, api.transport
+    ));
+    let Session {
+        config: mut channel,
+        outbox,
+        store,
+    } = session;
+    let mut daemon = Daemon::new(services, options, shutdown, outbox, store);
+    daemon.start().await;
+    let mut poll_at = Instant::now();
+    while !shutdown.is_cancelled() && !daemon.abandoned {
+        let wake = if Instant::now() >= poll_at {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                due = daemon.background() => Wake::Due(due),
+                poll = channel.poll() => Wake::Polled(poll.result, poll.next_in),
+            }
+        } else {
+            tokio::select! {
+                biased;
+                () = shutdown.cancelled() => break,
+                due = daemon.background() => Wake::Due(due),
+                () = sleep_until(poll_at) => continue,
+            }
+        };
+        match wake {
+            Wake::Polled(result, next_in) => {
+                poll_at = Instant::now() + next_in;
+                daemon.on_poll(result, &mut channel).await;
+            }
+            Wake::Due(Due::Reconcile) => daemon.run_pass().await,
+            Wake::Due(Due::Report(reason)) => daemon.assess_and_report(reason, true).await,
+        }
+    }
+    daemon.stop().await;
+    Ok(())
+}
+
+/// What woke the loop.
+enum Wake {
+    Polled(Result<Fetched, FetchError>, Duration),
+    Due(Due),
+}
+
+/// Work the background asks the loop to do (outside the droppable background future).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Due {
+    Reconcile,
+    Report(ReportReason),
+}
+
+/// The document being enforced.
+struct Current<D> {
+    desired: D,
+    revision: u64,
+    /// A pass of this revision ran to the end in this process (later passes are drift
+    /// checks), or central.json already recorded it as applied.
+    applied: bool,
+}
+
+/// When each kind of background work is next due.
+#[expect(
+    clippy::struct_field_names,
+    reason = "each field is the instant something is due"
+)]
+struct Timers {
+    reconcile_at: Option<Instant>,
+    report_at: Instant,
+    deliver_at: Option<Instant>,
+    job_report_at: Option<Instant>,
+    resubscribe_at: Option<Instant>,
+}
+
+struct Daemon<'a, E: Engine, M, J: JobEvents, N> {
+    s: Services<'a, E, M, J, N>,
+    opts: DaemonOptions,
+    shutdown: &'a CancellationToken,
+    outbox: Outbox,
+    store: CentralStore,
+    memory: Memory,
+    current: Option<Current<E::Desired>>,
+    ticker: Interval,
+    ticks: u32,
+    timers: Timers,
+    feed: Option<J::Feed>,
+    watch: JobWatch,
+    watched: BTreeSet<u64>,
+    /// Shutdown interrupted a step past its grace period.
+    abandoned: bool,
+}
+
+impl<'a, E, M, J, N> Daemon<'a, E, M, J, N>
+where
+    E: Engine,
+    M: Middleware,
+    J: JobEvents,
+    N: Notifier,
+{
+    fn new(
+        s: Services<'a, E, M, J, N>,
+        opts: DaemonOptions,
+        shutdown: &'a CancellationToken,
+        outbox: Outbox,
+        store: CentralStore,
+    ) -> Self {
+        let mut ticker = tokio::time::interval(opts.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let now = Instant::now();
+        let memory = Memory {
+            pending_reports: outbox.pending(),
+            ..Memory::default()
+        };
+        Self {
+            timers: Timers {
+                reconcile_at: None,
+                report_at: now + opts.report_interval,
+                // Reports left in the spool by an earlier run go out at once.
+                deliver_at: (outbox.pending() > 0).then_some(now),
+                job_report_at: None,
+                resubscribe_at: Some(now),
+            },
+            s,
+            opts,
+            shutdown,
+            outbox,
+            store,
+            memory,
+            current: None,
+            ticker,
+            ticks: 0,
+            feed: None,
+            watch: JobWatch::default(),
+            watched: BTreeSet::new(),
+            abandoned: false,
+        }
+    }
+
+    /// What central hears first: the box as it is, before any document. Nothing is
+    /// written before central has said `enforce`.
+    async fn start(&mut self) {
+        self.memory.started_at = Some(Utc::now());
+        self.watched = self.s.engine.watched_tasks();
+        let identity =
+            tokio::time::timeout(self.opts.pass_timeout, self.s.engine.identity(None, false));
+        match self.keepalive(identity).await {
+            Some(Ok(Ok(identity))) => self.memory.identity = Some(identity),
+            Some(Ok(Err(e))) => self.memory.note_error(e.fault(), error_chain(&e)),
+            Some(Err(_)) => self.memory.note_error(
+                Fault::Transient,
+                "reading the device identity timed out".to_owned(),
+            ),
+            None => return,
+        }
+        self.assess_and_report(ReportReason::Start, true).await;
+    }
+
+    /// Runs `fut` while petting the watchdog; on shutdown it gets `stop_grace` to finish.
+    /// `None`: abandoned (the caller must stop).
+    async fn keepalive<F: Future>(&mut self, fut: F) -> Option<F::Output> {
+        let out = keepalive(
+            fut,
+            &mut self.ticker,
+            self.s.notifier,
+            self.shutdown,
+            self.opts.stop_grace,
+        )
+        .await;
+        if out.is_none() {
+            self.abandoned = true;
+        }
+        out
+    }
+
+    /// Keeps the service alive until there is work for the loop: pets the watchdog,
+    /// pings the middleware, retries deliveries, follows job events. Cancel-safe (its
+    /// state lives in `self`; an interrupted delivery loses nothing).
+    async fn background(&mut self) -> Due {
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.ticker.tick() => self.on_tick().await,
+                () = sleep_until_opt(self.timers.reconcile_at) => {
+                    self.timers.reconcile_at = None;
+                    return Due::Reconcile;
+                }
+                () = sleep_until_opt(self.timers.job_report_at) => {
+                    self.timers.job_report_at = None;
+                    return Due::Report(ReportReason::JobChanged);
+                }
+                () = sleep_until(self.timers.report_at) => {
+                    self.timers.report_at = Instant::now() + self.opts.report_interval;
+                    return Due::Report(ReportReason::Schedule);
+                }
+                () = sleep_until_opt(self.timers.deliver_at) => self.deliver().await,
+                () = sleep_until_opt(self.timers.resubscribe_at) => self.subscribe().await,
+                item = next_item(&mut self.feed) => self.on_job_item(item),
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        self.s.notifier.watchdog();
+        self.ticks = self.ticks.wrapping_add(1);
+        if self.ticks % self.opts.ping_every != 0 {
+            return;
+        }
+        match (
+            ping(self.s.middleware, self.opts.tick).await,
+            &self.memory.middleware_down,
+        ) {
+            (Ok(()), None) => {}
+            (Ok(()), Some(_)) => {
+                tracing::info!("middleware reachable again");
+                self.memory.middleware_down = None;
+                self.publish_status();
+            }
+            (Err(e), was) => {
+                if was.is_none() {
+                    tracing::warn!(error = %e, "middleware not answering");
+                }
+                self.memory.middleware_down = Some(e.to_string());
+                self.publish_status();
+            }
+        }
+    }
+
+    async fn subscribe(&mut self) {
+        self.timers.resubscribe_at = None;
+        match self.keepalive(self.s.jobs.subscribe()).await {
+            Some(Ok(feed)) => self.feed = Some(feed),
+            Some(Err(e)) => {
+                tracing::debug!(error = %error_chain(&e), "cannot follow job events yet");
+                self.timers.resubscribe_at = Some(Instant::now() + self.opts.resubscribe);
+            }
+            None => {}
+        }
+    }
+
+    fn on_job_item(&mut self, item: FeedItem) {
+        let changed = match item {
+            FeedItem::Update(update) => {
+                let changed = self.watch.changed(&update, &self.watched);
+                if changed {
+                    tracing::info!(job = update.job_id, task = ?update.task_id, state = ?update.state, "cloud sync job changed state");
+                }
+                changed
+            }
+            FeedItem::Lagged => true,
+            FeedItem::Ended => {
+                self.feed = None;
+                self.timers.resubscribe_at = Some(Instant::now() + self.opts.resubscribe);
+                false
+            }
+        };
+        if changed && self.timers.job_report_at.is_none() {
+            self.timers.job_report_at = Some(Instant::now() + self.opts.job_debounce);
+        }
+    }
+
+    /// Handles one answer from central.
+    async fn on_poll(&mut self, result: Result<Fetched, FetchError>, channel: &mut ConfigChannel) {
+        match result {
+            Ok(Fetched::New(doc)) => {
+                self.link(CentralLink::Ok);
+                self.on_document(doc, false, channel).await;
+            }
+            Ok(Fetched::Same(doc)) => {
+                self.link(CentralLink::Ok);
+                if self
+                    .current
+                    .as_ref()
+                    .is_none_or(|c| c.revision != doc.revision)
+                {
+                    self.on_document(doc, true, channel).await;
+                }
+            }
+            Ok(Fetched::Unchanged) => self.link(CentralLink::Ok),
+            Ok(Fetched::NoDocument) => {
+                self.link(CentralLink::Ok);
+                self.unassigned().await;
+            }
+            Err(e) if e.is_refusal() => {
+                self.link(CentralLink::Ok);
+                let revision = match &e {
+                    FetchError::Rollback { revision, .. } => Some(*revision),
+                    FetchError::Request(_)
+                    | FetchError::Envelope(_)
+                    | FetchError::BadRevision { .. }
+                    | FetchError::State(_) => None,
+                };
+                let path = match &e {
+                    FetchError::Envelope(_) => "(envelope)",
+                    FetchError::Request(_)
+                    | FetchError::BadRevision { .. }
+                    | FetchError::Rollback { .. }
+                    | FetchError::State(_) => "revision",
+                };
+                let issue = ConfigIssue {
+                    path: path.to_owned(),
+                    message: error_chain(&e),
+                };
+                // The channel already recorded this refusal in central.json.
+                self.refuse(revision, vec![issue], None).await;
+            }
+            Err(e) if e.is_token_rejected() => self.link(CentralLink::TokenRejected),
+            Err(_) => self.link(CentralLink::Unreachable),
+        }
+    }
+
+    /// A verified document: validate it, then converge to it.
+    async fn on_document(
+        &mut self,
+        doc: VerifiedDocument,
+        seen_before: bool,
+        channel: &mut ConfigChannel,
+    ) {
+        let revision = doc.revision;
+        let desired = match self.s.engine.validate(doc.payload()) {
+            Ok(desired) => desired,
+            Err(issues) => {
+                let fault = Fault::Operator;
+                self.refuse(Some(revision), issues, Some(fault)).await;
+                return;
+            }
+        };
+        let mode = self.s.engine.mode(&desired);
+        tracing::info!(revision, mode = ?mode, "accepted desired-state document");
+        // Accepted for enforcement: later documents must have a higher revision, even
+        // if this pass does not finish (the plan is state-based, so the next pass of
+        // this revision completes it). A report-only document is not applied.
+        if mode == Mode::Enforce && !seen_before {
+            if let Err(e) = channel.mark_applied(&doc) {
+                self.memory.note_error(e.fault(), error_chain(&e));
+            }
+        }
+        drop(doc);
+        self.memory.config_source = ConfigSource::Central;
+        self.memory.refusal = None;
+        self.current = Some(Current {
+            desired,
+            revision,
+            applied: seen_before,
+        });
+        self.run_pass().await;
+    }
+
+    /// A refused document: nothing is written; the refusal is recorded and reported,
+    /// and the previous valid document (if any) stays enforced.
+    async fn refuse(
+        &mut self,
+        revision: Option<u64>,
+        errors: Vec<ConfigIssue>,
+        record: Option<Fault>,
+    ) {
+        tracing::warn!(
+            revision = ?revision,
+            problems = errors.len(),
+            paths = ?errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            "refused the document from central; nothing was written"
+        );
+        if let Some(fault) = record {
+            let reason = errors
+                .iter()
+                .map(|e| format!("{}: {}", e.path, e.message))
+                .collect::<Vec<_>>()
+                .join("; ");
+            // The channel recorded a received document; from the agent's point of view
+            // that fetch ended in a refusal (what `status` shows).
+            let at = Utc::now();
+            let reason = format!("invalid document: {reason}");
+            let written = self.store.update(|s| {
+                s.counters.documents_refused += 1;
+                if let Some(fetch) = &mut s.last_fetch {
+                    fetch.outcome = FetchOutcome::Refused;
+                }
+                s.last_refusal = Some(RefusalRecord {
+                    at,
+                    revision,
+                    reason: reason.clone(),
+                    fault,
+                });
+                s.last_error = Some(CentralErrorRecord {
+                    at,
+                    fault,
+                    message: reason,
+                });
+            });
+            if let Err(e) = written {
+                tracing::warn!(error = %error_chain(&e), "cannot record the refusal in central.json");
+            }
+        }
+        let refusal = memory::Refusal { revision, errors };
+        if self.memory.refusal.as_ref() == Some(&refusal) {
+            return; // the same refusal again (e.g. after a restart): already reported
+        }
+        self.memory.config_source = ConfigSource::Central;
+        self.memory.refusal = Some(refusal);
+        self.publish_status();
+        self.assess_and_report(ReportReason::Refusal, true).await;
+    }
+
+    /// 204/404: no document is assigned; stop enforcing (once).
+    async fn unassigned(&mut self) {
+        if self.current.is_none()
+            && self.memory.refusal.is_none()
+            && self.memory.config.state == ConfigState::None
+        {
+            return;
+        }
+        tracing::info!("central has no document for this device; enforcing nothing");
+        self.current = None;
+        self.timers.reconcile_at = None;
+        self.memory.enforcing = None;
+        self.memory.refusal = None;
+        self.memory.config = ConfigSection::default();
+        self.memory.config_source = ConfigSource::None;
+        self.publish_status();
+        self.assess_and_report(ReportReason::Pass, true).await;
+    }
+
+    /// One reconcile pass of the current document, then health and a report.
+    async fn run_pass(&mut self) {
+        let Some(current) = &self.current else {
+            return;
+        };
+        let (revision, cause) = (
+            current.revision,
+            if current.applied {
+                Cause::Recheck
+            } else {
+                Cause::NewRevision
+            },
+        );
+        self.s
+            .notifier
+            .status(&format!("reconciling revision {revision}"));
+        let pass = tokio::time::timeout(
+            self.opts.pass_timeout,
+            reconcile::reconcile(
+                self.s.engine,
+                &current.desired,
+                cause,
+                self.opts.drift_interval,
+                &mut self.memory,
+            ),
+        );
+        let out = keepalive(
+            pass,
+            &mut self.ticker,
+            self.s.notifier,
+            self.shutdown,
+            self.opts.stop_grace,
+        )
+        .await;
+        let result = match out {
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(ReconcileError::TimedOut {
+                revision,
+                after: self.opts.pass_timeout,
+            }),
+            None => {
+                self.abandoned = true;
+                self.memory.last_pass = Some(PassRecord {
+                    at: Utc::now(),
+                    revision,
+                    outcome: PassOutcome::Abandoned,
+                    written: 0,
+                    failed: 0,
+                    next_at: None,
+                });
+                self.memory.save(self.s.state);
+                return;
+            }
+        };
+        let next = self.settle(revision, &result);
+        self.timers.reconcile_at = match next {
+            Next::After(d) => Some(Instant::now() + d),
+            Next::NewDocument => None,
+        };
+        if let Some(last) = &mut self.memory.last_pass {
+            last.next_at = match next {
+                Next::After(d) => chrono::Duration::from_std(d).ok().map(|d| Utc::now() + d),
+                Next::NewDocument => None,
+            };
+        }
+        self.watched = self.s.engine.watched_tasks();
+        self.publish_status();
+        let wrote = self
+            .memory
+            .last_pass
+            .as_ref()
+            .is_some_and(|p| p.written > 0);
+        let force = cause == Cause::NewRevision || wrote || result.is_err();
+        self.assess_and_report(ReportReason::Pass, force).await;
+    }
+
+    /// Records a pass result; returns when to come back.
+    fn settle(&mut self, revision: u64, result: &Result<Next, ReconcileError>) -> Next {
+        match result {
+            Ok(next) => {
+                self.memory.failures = 0;
+                if let Some(c) = &mut self.current {
+                    c.applied = true;
+                }
+                tracing::info!(revision, state = ?self.memory.config.state, "reconcile pass finished");
+                *next
+            }
+            Err(e) => {
+                self.memory.failures = self.memory.failures.saturating_add(1);
+                match e {
+                    // The pass never got to a plan: say so in the report.
+                    ReconcileError::Identity(_)
+                    | ReconcileError::Converge { .. }
+                    | ReconcileError::TimedOut { .. } => {
+                        self.memory.config = ConfigSection {
+                            revision: Some(revision),
+                            state: ConfigState::Failed,
+                            errors: vec![ConfigIssue {
+                                path: "(pass)".to_owned(),
+                                message: error_chain(e),
+                            }],
+                            changes: Vec::new(),
+                            drift: Vec::new(),
+                        };
+                        self.memory.last_pass = Some(PassRecord {
+                            at: Utc::now(),
+                            revision,
+                            outcome: PassOutcome::Failed,
+                            written: 0,
+                            failed: 0,
+                            next_at: None,
+                        });
+                    }
+                    ReconcileError::Aborted { .. }
+                    | ReconcileError::StepsFailed { .. }
+                    | ReconcileError::Blocked { .. } => {
+                        if let Some(c) = &mut self.current {
+                            c.applied = true;
+                        }
+                    }
+                }
+                self.memory.note_error(e.fault(), error_chain(e));
+                reconcile::backed_off(retry_policy(e), self.memory.failures)
+            }
+        }
+    }
+
+    /// Assesses health; reports when `force`d, for reasons that always report, or when
+    /// the health changed since the last report.
+    async fn assess_and_report(&mut self, reason: ReportReason, force: bool) {
+        let desired = self.current.as_ref().map(|c| &c.desired);
+        let assess = tokio::time::timeout(self.opts.assess_timeout, self.s.engine.assess(desired));
+        let out = keepalive(
+            assess,
+            &mut self.ticker,
+            self.s.notifier,
+            self.shutdown,
+            self.opts.stop_grace,
+        )
+        .await;
+        match out {
+            Some(Ok(Ok(assessed))) => self.memory.assessed = Some(assessed),
+            Some(Ok(Err(e))) => self.memory.note_error(e.fault(), error_chain(&e)),
+            Some(Err(_)) => self.memory.note_error(
+                Fault::Transient,
+                format!(
+                    "the health assessment did not finish within {:?}",
+                    self.opts.assess_timeout
+                ),
+            ),
+            None => {
+                self.abandoned = true;
+                return;
+            }
+        }
+        let signature = self.memory.assessed.as_ref().map(Assessed::signature);
+        let changed = signature != self.memory.reported_signature;
+        let always = match reason {
+            ReportReason::Start
+            | ReportReason::Refusal
+            | ReportReason::Schedule
+            | ReportReason::JobChanged => true,
+            ReportReason::Pass => false,
+        };
+        if force || always || changed {
+            self.memory.reported_signature = signature;
+            self.report(reason).await;
+        }
+    }
+
+    /// Queues a report (durably) and delivers unless central asked us to wait.
+    async fn report(&mut self, reason: ReportReason) {
+        let report = report::build(&self.memory, Utc::now());
+        let secrets: Vec<&SecretString> = self
+            .current
+            .as_ref()
+            .map(|c| self.s.engine.secrets(&c.desired))
+            .unwrap_or_default();
+        match self.outbox.enqueue(&report, &secrets) {
+            Ok(_) => {
+                tracing::info!(report_id = %report.report_id, reason = ?reason, config = ?report.config.state, "report queued");
+                self.memory.last_report = Some(ReportNote {
+                    at: report.created_at,
+                    report_id: report.report_id,
+                    reason,
+                    pending: self.outbox.pending(),
+                });
+            }
+            Err(e) => self.memory.note_error(e.fault(), error_chain(&e)),
+        }
+        self.timers.report_at = Instant::now() + self.opts.report_interval;
+        let now = Instant::now();
+        if self.timers.deliver_at.is_none_or(|at| at <= now) {
+            self.deliver().await;
+        } else {
+            self.memory.pending_reports = self.outbox.pending();
+            self.publish_status();
+        }
+    }
+
+    /// One delivery round.
+    async fn deliver(&mut self) {
+        self.timers.deliver_at = None;
+        let delivery = keepalive(
+            self.outbox.deliver(),
+            &mut self.ticker,
+            self.s.notifier,
+            self.shutdown,
+            self.opts.stop_grace,
+        )
+        .await;
+        let Some(delivery) = delivery else {
+            self.abandoned = true;
+            return;
+        };
+        self.timers.deliver_at = delivery.retry_in.map(|d| Instant::now() + d);
+        self.memory.pending_reports = delivery.pending;
+        if let Some(note) = &mut self.memory.last_report {
+            note.pending = delivery.pending;
+        }
+        let link = match &delivery.error {
+            None => CentralLink::Ok,
+            Some(ReportError::Send(ClientError::TokenRejected { .. })) => {
+                CentralLink::TokenRejected
+            }
+            Some(ReportError::Send(e)) if e.fault() == Fault::Transient => CentralLink::Unreachable,
+            Some(e) => {
+                self.memory.note_error(e.fault(), error_chain(e));
+                self.memory.central
+            }
+        };
+        self.memory.central = link;
+        self.publish_status();
+    }
+
+    fn link(&mut self, link: CentralLink) {
+        if self.memory.central != link {
+            self.memory.central = link;
+            self.publish_status();
+        }
+    }
+
+    fn publish_status(&self) {
+        self.s.notifier.status(&memory::status_line(&self.memory));
+        self.memory.save(self.s.state);
+    }
+
+    /// Shutdown: `STOPPING=1`, one bounded delivery attempt, the final `daemon.json`.
+    async fn stop(mut self) {
+        tracing::info!("stopping");
+        self.s.notifier.stopping();
+        if self.outbox.pending() > 0 {
+            let flush = tokio::time::timeout(self.opts.flush_timeout, self.outbox.deliver());
+            if let Ok(d) = flush.await {
+                tracing::info!(
+                    delivered = d.delivered,
+                    pending = d.pending,
+                    "flushed the report spool"
+                );
+            } else {
+                tracing::warn!(
+                    pending = self.outbox.pending(),
+                    "could not flush the report spool in time; reports stay queued"
+                );
+            }
+        }
+        self.memory.pending_reports = self.outbox.pending();
+        self.memory.save(self.s.state);
+    }
+}
+
+/// Runs `fut` while petting the watchdog every tick. On shutdown, `fut` gets `grace` to
+/// finish; `None` when it did not (abandoned: every step is safe to interrupt).
+async fn keepalive<F: Future>(
+    fut: F,
+    ticker: &mut Interval,
+    notifier: &impl Notifier,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Option<F::Output> {
+    tokio::pin!(fut);
+    let mut deadline: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut fut => return Some(out),
+            _ = ticker.tick() => notifier.watchdog(),
+            () = shutdown.cancelled(), if deadline.is_none() => {
+                tracing::info!(?grace, "shutdown requested: letting the current step finish");
+                notifier.status("stopping: finishing the current step");
+                deadline = Some(Instant::now() + grace);
+            }
+            () = sleep_until_opt(deadline) => {
+                tracing::warn!("the current step did not finish in time; abandoning it");
+                return None;
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_item<F: JobFeed>(feed: &mut Option<F>) -> FeedItem {
+    match feed {
+        Some(feed) => feed.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn ping(mw: &impl Middleware, limit: Duration) -> Result<(), CallError> {
+    match tokio::time::timeout(limit, mw.call(Call::bare(Method::CorePing))).await {
+        Ok(result) => result.map(drop),
+        Err(_) => Err(CallError::Timeout {
+            method: Method::CorePing,
+            after: limit,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests;

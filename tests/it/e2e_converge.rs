@@ -1,0 +1,246 @@
+//! End to end over real sockets (simulated TrueNAS + reference central + the agent
+//! daemon): first boot converges and reports; a new revision is applied within one
+//! long-poll; drift is put back and reported as drift; a Cloud Sync run that changes
+//! state is reported without waiting for the report interval.
+
+use serde_json::json;
+use tokio::task::LocalSet;
+use truenas_agent::central::CentralState;
+use truenas_agent::central::report::{ConfigSource, GuidSource, Mode};
+use truenas_agent::daemon::DaemonRecord;
+use truenas_agent::middleware::ApiFlavor;
+use truenas_agent::state_dir::StateDir;
+
+use crate::e2e_fixture::{
+    BUCKET, DEVICE, GUID, System, applied, document, reports, wait_for_report,
+};
+
+async fn first_boot(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    sys.central.publish(DEVICE, &document(1));
+    let agent = sys.agent().await;
+    let report = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+
+    // The box now has what the SOP says.
+    let state = sys.nas.sim.state();
+    assert_eq!(state.credentials.len(), 1);
+    assert_eq!(state.cloud_sync_tasks.len(), 2);
+    assert_eq!(state.snapshot_tasks.len(), 2);
+    for task in &state.cloud_sync_tasks {
+        assert_eq!(task.attributes["bucket"], json!(BUCKET));
+        assert!(task.encryption);
+    }
+    assert!(state.snmp.v3);
+    assert_eq!(state.snmp.community, "");
+    assert_eq!(
+        state.dataset("pool0").unwrap().user_properties["com.dtctoday:device-guid"],
+        GUID,
+        "the document's GUID is on the root pool"
+    );
+
+    // The report says so.
+    assert_eq!(report.agent.config_source, ConfigSource::Central);
+    assert_eq!(report.agent.mode, Mode::Enforce);
+    assert_eq!(report.device.guid.as_deref(), Some(GUID));
+    assert_eq!(report.device.guid_source, Some(GuidSource::Central));
+    assert_eq!(report.device.root_pool.as_deref(), Some("pool0"));
+    assert_eq!(report.device.hostname.as_deref(), Some("truenas-sim"));
+    assert_eq!(report.device.api.as_deref(), Some(flavor.as_str()));
+    let pools: Vec<&str> = report
+        .device
+        .pools
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(pools, ["pool0", "pool1"]);
+    assert!(
+        report.config.errors.is_empty(),
+        "{:?}",
+        report.config.errors
+    );
+    let targets: Vec<&str> = report
+        .config
+        .changes
+        .iter()
+        .map(|c| c.target.as_str())
+        .collect();
+    for want in [
+        "credential",
+        "cloud_sync:pool0",
+        "cloud_sync:pool1",
+        "snapshot_task:pool0",
+        "snapshot_task:pool1",
+        "snmp",
+        "zfs:pool0",
+    ] {
+        assert!(targets.contains(&want), "{want} missing from {targets:?}");
+    }
+    let synced: Vec<&str> = report
+        .health
+        .cloud_sync
+        .iter()
+        .map(|c| c.pool.as_str())
+        .collect();
+    assert_eq!(synced, ["pool0", "pool1"]);
+    assert!(
+        !report.checklist.is_empty(),
+        "the SOP checklist is reported"
+    );
+    let ids: Vec<&str> = report.checklist.iter().map(|c| c.id.as_str()).collect();
+    assert!(ids.iter().any(|i| i.starts_with("cloud_sync.")), "{ids:?}");
+    // Reported before any document too (the start report), and never a duplicate id.
+    let all = reports(&sys.central);
+    assert!(all.len() >= 2, "{}", all.len());
+    let mut ids: Vec<_> = all.iter().map(|r| r.report_id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), all.len());
+
+    agent.stop().await;
+    // What `status` reads from the state directory.
+    let dir = StateDir::open(sys.files.state_path()).unwrap();
+    let central = CentralState::load(&dir).unwrap().unwrap();
+    assert_eq!(central.applied.unwrap().revision, 1);
+    let daemon = DaemonRecord::load(&dir).unwrap().unwrap();
+    assert_eq!(daemon.revision, Some(1));
+    assert!(
+        daemon.status.contains("revision 1 converged"),
+        "{}",
+        daemon.status
+    );
+    assert!(!daemon.last_plan.is_empty());
+    for file in [
+        "ownership.json",
+        "identity.json",
+        "daemon.json",
+        "central.json",
+    ] {
+        assert!(sys.files.state_path().join(file).exists(), "{file}");
+    }
+}
+
+#[tokio::test]
+async fn first_boot_converges_and_reports_25_10() {
+    LocalSet::new()
+        .run_until(first_boot(ApiFlavor::V25_10))
+        .await;
+}
+
+#[tokio::test]
+async fn first_boot_converges_and_reports_25_04() {
+    LocalSet::new()
+        .run_until(first_boot(ApiFlavor::V25_04))
+        .await;
+}
+
+#[tokio::test]
+async fn first_boot_converges_and_reports_24_10() {
+    LocalSet::new()
+        .run_until(first_boot(ApiFlavor::V24_10))
+        .await;
+}
+
+#[tokio::test]
+async fn a_new_revision_is_applied_within_one_long_poll() {
+    LocalSet::new()
+        .run_until(async {
+            let sys = System::start().await;
+            sys.central.publish(DEVICE, &document(1));
+            let agent = sys.agent().await;
+            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+            // The agent now holds a 300 s long-poll and would otherwise ask again only
+            // after a day: revision 2 arriving within the test's minute can only have
+            // come through the held request.
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            let mut doc = document(2);
+            doc["cloud_sync"]["schedule"] = json!("30 1 * * *");
+            sys.central.publish(DEVICE, &doc);
+            let report = wait_for_report(&sys.central, "with revision 2 applied", applied(2)).await;
+            let changed: Vec<_> = report
+                .config
+                .changes
+                .iter()
+                .map(|c| (c.target.as_str(), c.action.as_str(), c.fields.clone()))
+                .collect();
+            assert_eq!(
+                changed,
+                [
+                    ("cloud_sync:pool0", "update", vec!["schedule".to_owned()]),
+                    ("cloud_sync:pool1", "update", vec!["schedule".to_owned()]),
+                ]
+            );
+            for task in sys.nas.sim.state().cloud_sync_tasks {
+                assert_eq!(
+                    (task.schedule.minute.as_str(), task.schedule.hour.as_str()),
+                    ("30", "1")
+                );
+            }
+            agent.stop().await;
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn drift_is_put_back_and_reported_as_drift() {
+    LocalSet::new()
+        .run_until(async {
+            let sys = System::start().await;
+            sys.central.publish(DEVICE, &document(1));
+            let mut options = crate::e2e_fixture::test_options(&sys.files.config);
+            options.drift_interval = std::time::Duration::from_secs(2);
+            let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
+            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+            // Someone changes the schedule in the UI.
+            sys.nas.sim.update_state(|s| {
+                s.cloud_sync_tasks[0].schedule.hour = "5".into();
+            });
+            let report =
+                wait_for_report(&sys.central, "with drift", |r| !r.config.drift.is_empty()).await;
+            assert_eq!(report.config.revision, Some(1));
+            assert!(
+                report.config.changes.is_empty(),
+                "a re-check reports drift, not changes"
+            );
+            let drift = &report.config.drift[0];
+            assert!(drift.target.starts_with("cloud_sync:"), "{drift:?}");
+            assert_eq!(drift.fields, ["schedule"]);
+            assert!(drift.corrected);
+            assert_eq!(sys.nas.sim.state().cloud_sync_tasks[0].schedule.hour, "0");
+            agent.stop().await;
+        })
+        .await;
+}
+
+#[tokio::test]
+async fn a_cloud_sync_run_is_reported_when_its_job_changes_state() {
+    LocalSet::new()
+        .run_until(async {
+            let sys = System::start().await;
+            let mut doc = document(1);
+            doc["actions"] = json!([]);
+            sys.central.publish(DEVICE, &doc);
+            let agent = sys.agent().await;
+            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+            let before = reports(&sys.central).len();
+            // The nightly run starts by cron (report interval: an hour).
+            let task = sys.nas.sim.state().cloud_sync_tasks[0].id;
+            sys.nas
+                .sim
+                .run_cloud_sync(i64::try_from(task).unwrap())
+                .unwrap();
+            let report = wait_for_report(&sys.central, "after the run", |r| {
+                r.health
+                    .cloud_sync
+                    .iter()
+                    .any(|c| c.task_id == Some(task) && c.state == "SUCCESS")
+            })
+            .await;
+            assert!(reports(&sys.central).len() > before);
+            assert_eq!(
+                report.config.state,
+                truenas_agent::central::report::ConfigState::Applied
+            );
+            agent.stop().await;
+        })
+        .await;
+}
