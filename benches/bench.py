@@ -132,6 +132,10 @@ def read_proc(pid):
     return {
         "t": time.monotonic(),
         "rss_kib": int(status["VmRSS"].split()[0]),
+        # Anonymous (heap, stacks) vs file-backed (the binary's own pages, clean and
+        # reclaimable) parts of VmRSS.
+        "rss_anon_kib": int(status["RssAnon"].split()[0]),
+        "rss_file_kib": int(status["RssFile"].split()[0]),
         "hwm_kib": int(status["VmHWM"].split()[0]),
         "vmsize_kib": int(status["VmSize"].split()[0]),
         "threads": threads,
@@ -429,10 +433,36 @@ class Bench:
             out[f"ratio_work_{phase}"] = median(
                 [b["inner"]["work_s"] / a["wall_s"] for a, b in zip(r, p) if b.get("inner")])
         out["baselines"] = self.baselines()
+        if self.a.callgrind and shutil.which("valgrind"):
+            out["instructions"] = self.python_instructions(doc)
         self.results["python"] = out
         log(f"python: fresh {fmt_ms(out['py_fresh']['wall_s'])} vs agent "
             f"{fmt_ms(out['rust_fresh']['wall_s'])} (x{out['ratio_wall_fresh']:.1f}), "
             f"RSS x{out['ratio_rss_fresh']:.1f}")
+
+    def python_instructions(self, doc):
+        """Instructions executed (callgrind) by one fresh apply and one steady-state check
+        of each client: a CPU-work ratio that does not depend on the machine's load."""
+        out = {}
+        for who in ("rust", "py"):
+            sim = Sim(self.a.benchtool, self.work, 2)
+            st = Path(tempfile.mkdtemp(prefix="state-", dir=self.work))
+            try:
+                for phase in ("fresh", "steady"):
+                    if who == "rust":
+                        argv = [self.a.agent, "--middleware", sim.url, "--state-dir", str(st),
+                                "apply", "-f", str(doc), "--allow-unsigned"]
+                    else:
+                        argv = [self.a.python, self.a.py_client, str(doc), str(sim.socket)]
+                    out[f"{who}_{phase}"] = callgrind(argv, self.work, f"py-cmp-{who}-{phase}")
+                    sim.take_calls()
+            finally:
+                sim.close()
+        for phase in ("fresh", "steady"):
+            a, b = out.get(f"rust_{phase}"), out.get(f"py_{phase}")
+            out[f"ratio_{phase}"] = b / a if a and b else None
+        log(f"instructions: {out}")
+        return out
 
     def baselines(self):
         """Process start-up alone: the agent's --version, Python doing nothing, Python
@@ -578,6 +608,9 @@ class Bench:
                 "rss_kib_end": after["rss_kib"],
                 "rss_kib_max_sampled": max(s["rss_kib"] for s in samples),
                 "hwm_kib": after["hwm_kib"],
+                "rss_anon_kib_end": after["rss_anon_kib"],
+                "rss_file_kib_end": after["rss_file_kib"],
+                "rss_anon_series_kib": [s["rss_anon_kib"] for s in samples],
                 "vmsize_kib": after["vmsize_kib"],
                 "threads": after["threads"],
                 "cpu_s": (after["oncpu_ns"] - before["oncpu_ns"]) / 1e9,
@@ -608,9 +641,11 @@ class Bench:
             sim.close()
         self.results["idle"] = out
 
-    def wait_converged(self, sim, central, agent, home, timeout=180):
+    def wait_converged(self, sim, central, agent, home, timeout=180, quiet=20):
         """Until central holds a report and the middleware saw writes and then no call
-        for 5 s. Returns (seconds since start, the start-up call summary)."""
+        for `quiet` seconds (longer than the daemon's 10 s job debounce, after which it
+        reports the finished first run). Returns (seconds since start, the start-up call
+        summary)."""
         t0 = time.monotonic()
         latest = central["data"] / "devices" / "nas-000" / "latest.json"
         last_total, last_change = -1, time.monotonic()
@@ -620,7 +655,7 @@ class Bench:
             c = sim.calls()
             if c["total"] != last_total:
                 last_total, last_change = c["total"], time.monotonic()
-            if latest.exists() and c["writes"] > 0 and time.monotonic() - last_change >= 5:
+            if latest.exists() and c["writes"] > 0 and time.monotonic() - last_change >= quiet:
                 return last_change - t0, call_summary(c)
             time.sleep(0.5)
         raise SystemExit(f"the agent did not converge within {timeout} s: see {home}/run.err")
@@ -823,8 +858,9 @@ def render(res):
     if "idle" in res and "rss_kib_end" in res["idle"]:
         i = res["idle"]
         lines.append(f"| 1 | idle RSS after convergence (end of window / max sampled) | "
-                     f"{i['rss_kib_end'] / 1024:.2f} / {i['rss_kib_max_sampled'] / 1024:.2f} MiB | ≤ 5 MiB | "
-                     f"{i['load_median']:.1f} |")
+                     f"{i['rss_kib_end'] / 1024:.2f} / {i['rss_kib_max_sampled'] / 1024:.2f} MiB "
+                     f"(anon {i.get('rss_anon_kib_end', 0) / 1024:.2f}, file {i.get('rss_file_kib_end', 0) / 1024:.2f}) "
+                     f"| ≤ 5 MiB | {i['load_median']:.1f} |")
         lines.append(f"| 1 | idle CPU over {i['window_s']:.0f} s | {i['cpu_s']:.3f} s "
                      f"({i['cpu_s'] / i['window_s'] * 100:.4f} %) | ~0 | {i['load_median']:.1f} |")
         lines.append(f"| 1 | idle wake-ups (times scheduled in) over {i['window_s']:.0f} s | "
@@ -848,8 +884,9 @@ def render(res):
         for k, v in res["status"].items():
             if "wall_s" in v:
                 lines.append(f"| 4 | `{k}` median (p90) | {fmt_ms(v['wall_s'])} ({fmt_ms(v['wall_p90_s'])}), "
-                             f"{v['calls_per_run']:.0f} calls, exit {v['rc_first']} | ≤ 50 ms (status) | "
-                             f"{v['load']:.1f} |")
+                             f"{v['calls_per_run']:.0f} calls, exit {v['rc_first']}"
+                             + (f", {v['instructions'] / 1e6:.1f} M instructions" if v.get("instructions") else "")
+                             + f" | ≤ 50 ms (status) | {v['load']:.1f} |")
             else:
                 lines.append(f"| 4 | `{k}` | {v.get('unavailable')} | | |")
     if "python" in res:
@@ -864,6 +901,12 @@ def render(res):
                          f"{fmt_ms(p['work_s'])} → **{py[f'ratio_work_{phase}']:.1f}×** | | |")
             lines.append(f"| 5 | {phase}: agent vs Python peak RSS | {r['maxrss_kib'] / 1024:.1f} vs "
                          f"{p['maxrss_kib'] / 1024:.1f} MiB → **{py[f'ratio_rss_{phase}']:.1f}×** | ≥ 5× | |")
+        ins = py.get("instructions") or {}
+        for phase in ("fresh", "steady"):
+            if ins.get(f"ratio_{phase}"):
+                lines.append(f"| 5 | {phase}: agent vs Python instructions (callgrind) | "
+                             f"{ins[f'rust_{phase}'] / 1e6:.1f} M vs {ins[f'py_{phase}'] / 1e6:.1f} M → "
+                             f"**{ins[f'ratio_{phase}']:.1f}×** | | load-independent |")
         lines.append(f"| 5 | same calls apart from `core.subscribe` (fresh / steady); calls agent/Python; "
                      f"box state differences | {py['same_calls_fresh']} / {py['same_calls_steady']}; "
                      f"{py['calls_fresh']['agent']}/{py['calls_fresh']['python']} and "

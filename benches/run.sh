@@ -40,12 +40,20 @@ if [ -z "${NO_BUILD:-}" ]; then
   say "building benchtool"
   cargo bench --locked --no-run --bench benchtool
 fi
+# With NO_BUILD, no cargo call at all: build.rs stamps the git revision (and "-dirty"), so
+# any edit since the last build would recompile the crate (minutes on this machine).
+if [ -n "${NO_BUILD:-}" ]; then
+  BENCHTOOL=$(find target/release/deps -maxdepth 1 -type f -name 'benchtool-*' -perm -u+x \
+    -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
+  BENCHTOOL=${BENCHTOOL:+$ROOT/$BENCHTOOL}
+else
 BENCHTOOL=$(cargo bench --locked --no-run --bench benchtool --message-format=json 2>/dev/null |
   python3 -c 'import json,sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "benchtool" and m.get("executable"):
         print(m["executable"])')
+fi
 for f in "$AGENT" "$TOOL" "$BENCHTOOL"; do
   [ -x "$f" ] || { say "missing $f (run without NO_BUILD)"; exit 1; }
 done
