@@ -167,7 +167,8 @@ async fn sim(
     listen: Option<SocketAddr>,
     job_ms: u64,
 ) -> anyhow::Result<()> {
-    let box_ = Scenario::load(&scenario).with_context(|| format!("loading {}", scenario.display()))?;
+    let box_ =
+        Scenario::load(&scenario).with_context(|| format!("loading {}", scenario.display()))?;
     let timing = if job_ms == 0 {
         JobTiming::Manual
     } else {
@@ -218,7 +219,9 @@ async fn sim(
             }
             "quit" => break,
             "" => {}
-            other => println_flush(&json!({ "error": format!("unknown command `{other}`") }).to_string())?,
+            other => println_flush(
+                &json!({ "error": format!("unknown command `{other}`") }).to_string(),
+            )?,
         }
     }
     server.shutdown().await;
@@ -270,7 +273,12 @@ fn summarize(simulator: &Simulator) -> Value {
             }
         };
         conns.insert(call.conn);
-        sequence.push(json!([call.conn, call.method, if write { "W" } else { "R" }, outcome]));
+        sequence.push(json!([
+            call.conn,
+            call.method,
+            if write { "W" } else { "R" },
+            outcome
+        ]));
     }
     let total = calls.len() as u64;
     json!({
@@ -379,7 +387,13 @@ async fn load(opts: LoadOptions) -> anyhow::Result<()> {
     });
 
     // Warm-up: open the connections and let the server fill its caches.
-    run_phase(&shared, opts.concurrency, opts.warmup, Duration::from_secs(10)).await?;
+    run_phase(
+        &shared,
+        opts.concurrency,
+        opts.warmup,
+        Duration::from_secs(10),
+    )
+    .await?;
 
     let started = Instant::now();
     let results = run_phase(&shared, opts.concurrency, opts.requests, opts.max).await?;
@@ -387,7 +401,10 @@ async fn load(opts: LoadOptions) -> anyhow::Result<()> {
 
     let (count, ok, expected) = print_results(&opts, &shared, &results, elapsed);
     if ok != count {
-        bail!("{} of {count} requests did not answer {expected}", count - ok);
+        bail!(
+            "{} of {count} requests did not answer {expected}",
+            count - ok
+        );
     }
     Ok(())
 }
@@ -408,7 +425,10 @@ async fn learn_devices(
                 .send()
                 .await?;
             if resp.status() != reqwest::StatusCode::OK {
-                bail!("GET /v1/config answered {} (publish a document first)", resp.status());
+                bail!(
+                    "GET /v1/config answered {} (publish a document first)",
+                    resp.status()
+                );
             }
             let etag = resp
                 .headers()
