@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::plan::{Exit, exit_for, pass_options, prepare, report_error};
+use super::plan::{Exit, connect_prepared, exit_for, report_error};
 use crate::apply::{ReconcileOptions, reconcile};
 use crate::desired::DesiredState;
 use crate::middleware::Middleware;
@@ -68,19 +68,11 @@ pub async fn run_with(
 
 /// Runs `apply`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let prepared = prepare(&args.file, args.allow_unsigned, global, args.json);
-    let (config, desired, state) = match prepared {
-        Ok(p) => p,
+    let ready = connect_prepared(&args.file, args.allow_unsigned, global, args.json, true).await;
+    let (options, desired, state, mw) = match ready {
+        Ok(ready) => ready,
         Err(exit) => return Ok(exit.into()),
     };
-    let mw = match super::common::connect(global).await {
-        Ok(mw) => mw,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return Ok(Exit::Unavailable.into());
-        }
-    };
-    let options = pass_options(&config, true);
     Ok(run_with(&mw, &state, &desired, &options, args.json)
         .await
         .into())

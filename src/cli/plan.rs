@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
 use crate::config::AgentConfig;
 use crate::desired::{DesiredState, FieldError};
-use crate::middleware::Middleware;
+use crate::middleware::{Client, Middleware};
 use crate::plan::{Blocker, GuidError};
 use crate::state_dir::StateDir;
 
@@ -200,22 +200,31 @@ pub async fn run_with(
 
 /// Runs `plan`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let prepared = prepare(&args.file, args.allow_unsigned, global, args.json);
-    let (config, desired, state) = match prepared {
-        Ok(p) => p,
+    let ready = connect_prepared(&args.file, args.allow_unsigned, global, args.json, false).await;
+    let (options, desired, state, mw) = match ready {
+        Ok(ready) => ready,
         Err(exit) => return Ok(exit.into()),
     };
-    let mw = match super::common::connect(global).await {
-        Ok(mw) => mw,
-        Err(err) => {
-            eprintln!("error: {err:#}");
-            return Ok(Exit::Unavailable.into());
-        }
-    };
-    let options = pass_options(&config, false);
     Ok(run_with(&mw, &state, &desired, &options, args.json)
         .await
         .into())
+}
+
+/// `prepare`, then the middleware connection and the pass options: what `plan` and
+/// `apply` need before their pass (`write`: whether the pass may write).
+pub(crate) async fn connect_prepared(
+    file: &Path,
+    allow_unsigned: bool,
+    global: &super::GlobalArgs,
+    as_json: bool,
+    write: bool,
+) -> Result<(ReconcileOptions, DesiredState, StateDir, Client), Exit> {
+    let (config, desired, state) = prepare(file, allow_unsigned, global, as_json)?;
+    let mw = super::common::connect(global).await.map_err(|err| {
+        eprintln!("error: {err:#}");
+        Exit::Unavailable
+    })?;
+    Ok((pass_options(&config, write), desired, state, mw))
 }
 
 /// Configuration, document and state directory — everything checked before the
