@@ -14,7 +14,7 @@ use super::{ApplyOptions, Outcome, OwnershipStore, apply};
 use crate::desired::{DesiredState, Mode};
 use crate::fault::Fault;
 use crate::middleware::Middleware;
-use crate::observe::{self, DEVICE_GUID_PROPERTY, ObserveError};
+use crate::observe::{self, DEVICE_GUID_PROPERTY, ObserveError, Observed};
 use crate::plan::{self, GuidError, Inputs, Plan};
 use crate::state_dir::{StateDir, StateError};
 
@@ -74,6 +74,11 @@ pub struct Reconciled {
     pub outcome: Option<Outcome>,
     /// The plan made after the writes, when anything was written: what is still left.
     pub after: Option<Plan>,
+    /// The NAS as it was at the end of the pass: the re-observation after writes, or
+    /// the first observation when nothing was written; `None` when writes were made
+    /// but not re-observed (the pass was aborted). Lets a caller that assesses health
+    /// right after the pass skip reading the same seven things again.
+    pub observed: Option<Observed>,
 }
 
 impl Reconciled {
@@ -132,6 +137,7 @@ pub async fn reconcile(
             plan: first,
             outcome: None,
             after: None,
+            observed: Some(observed),
         });
     }
     let outcome = apply(&first, desired, &observed, mw, &mut store, &options.apply).await;
@@ -147,17 +153,22 @@ pub async fn reconcile(
             })
             .map_err(ReconcileError::State)?;
     }
-    let after = if outcome.wrote() && outcome.aborted.is_none() {
+    let (after, last_observed) = if outcome.wrote() && outcome.aborted.is_none() {
         let observed = observe::observe(mw)
             .await
             .map_err(ReconcileError::ReObserve)?;
-        Some(plan::plan(desired, &observed, store.get(), &inputs))
+        let after = plan::plan(desired, &observed, store.get(), &inputs);
+        (Some(after), Some(observed))
+    } else if outcome.wrote() {
+        // Aborted after writing: the first observation no longer describes the NAS.
+        (None, None)
     } else {
-        None
+        (None, Some(observed))
     };
     Ok(Reconciled {
         plan: first,
         outcome: Some(outcome),
         after,
+        observed: last_observed,
     })
 }

@@ -36,11 +36,16 @@ use super::client::{CentralClient, ClientError, ConfigResponse};
 use super::dsse::{self, CONFIG_PAYLOAD_TYPE, DsseError, TrustPolicy, Verification};
 use super::schedule::{Backoff, LongPoll, POLL_JITTER, jitter};
 use super::state::{
-    AppliedDocument, CentralStore, ErrorRecord, FetchOutcome, FetchRecord, Refusal, error_chain,
+    AppliedDocument, CentralState, CentralStore, ErrorRecord, FetchOutcome, FetchRecord, Refusal,
+    error_chain,
 };
 use crate::config::CentralConfig;
 use crate::fault::Fault;
 use crate::state_dir::StateError;
+
+/// How often a run of unchanged long-poll answers is written to `central.json` (each
+/// one is recorded in memory; any other outcome is written at once).
+pub const UNCHANGED_WRITE_EVERY: Duration = Duration::from_secs(600);
 
 /// Why a poll did not produce a usable document.
 #[derive(Debug, thiserror::Error)]
@@ -289,7 +294,16 @@ impl ConfigChannel {
     fn record(&self, result: &Result<Fetched, FetchError>) {
         let now = chrono::Utc::now();
         let (outcome, revision) = classify(result);
-        let written = self.store.update(|s| {
+        // Another "unchanged" after an "unchanged" (the long-poll's routine answer) is
+        // kept in memory and written at most every UNCHANGED_WRITE_EVERY; any other
+        // outcome is written at once.
+        let routine = outcome == FetchOutcome::Unchanged
+            && self
+                .store
+                .snapshot()
+                .last_fetch
+                .is_some_and(|f| f.outcome == FetchOutcome::Unchanged);
+        let change = |s: &mut CentralState| {
             s.counters.fetches += 1;
             s.last_fetch = Some(FetchRecord {
                 at: now,
@@ -322,7 +336,12 @@ impl ConfigChannel {
                 fault: e.fault(),
                 message: error_chain(e),
             });
-        });
+        };
+        let written = if routine {
+            self.store.update_coalesced(UNCHANGED_WRITE_EVERY, change)
+        } else {
+            self.store.update(change)
+        };
         if let Err(e) = written {
             tracing::warn!(error = %error_chain(&e), "cannot record the fetch in central.json");
         }
@@ -423,6 +442,42 @@ mod tests {
             etag: Some(format!("\"r{revision}\"")),
             body: env.to_json(),
         }
+    }
+
+    #[test]
+    fn a_run_of_unchanged_answers_is_written_once_and_any_other_outcome_at_once() {
+        let tmp = tempfile::tempdir().unwrap();
+        let ch = channel(tmp.path(), Some(50));
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let on_disk = || CentralState::load(&dir).unwrap().unwrap();
+        ch.record(&Ok(Fetched::Unchanged));
+        assert_eq!(
+            on_disk().counters.fetches,
+            1,
+            "the first unchanged is written"
+        );
+        for _ in 0..5 {
+            ch.record(&Ok(Fetched::Unchanged));
+        }
+        assert_eq!(ch.store.snapshot().counters.fetches, 6, "counted in memory");
+        assert_eq!(on_disk().counters.fetches, 1, "routine answers: no write");
+        ch.record(&Err(FetchError::Request(ClientError::ServerError {
+            op: super::super::client::Operation::FetchConfig,
+            status: 503,
+            retry_after: None,
+        })));
+        let state = on_disk();
+        assert_eq!(
+            state.counters.fetches, 7,
+            "an error is written at once, with the run"
+        );
+        assert_eq!(state.last_fetch.unwrap().outcome, FetchOutcome::Failed);
+        ch.record(&Ok(Fetched::Unchanged));
+        assert_eq!(
+            on_disk().last_fetch.unwrap().outcome,
+            FetchOutcome::Unchanged,
+            "the first unchanged after another outcome is written at once"
+        );
     }
 
     #[test]

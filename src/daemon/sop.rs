@@ -15,8 +15,9 @@
 //! secrets); the identity writes only in `ensure` (the loop asks for it only in
 //! `enforce`); `report-only` documents go through `apply` too, which skips every step
 //! without sending a writing call.
-//! Limitations: the middleware is read three times per pass (identity, converge,
-//! assess); fine for a pass every few minutes.
+//! Limitations: identity reads its own five things; the health assessment right after
+//! a converge pass reuses that pass's last observation (at most [`FRESH_FOR`] old)
+//! instead of reading the same seven things again, other assessments read them.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -36,9 +37,14 @@ use crate::fault::Fault;
 use crate::health::{self, assess};
 use crate::identity::{self, IdentityInputs, IdentityReport, ProblemKind};
 use crate::middleware::{Call, Method, Middleware};
+use crate::observe::Observed;
 use crate::plan::{Blocker, Plan, Step};
 use crate::state_dir::StateDir;
 use crate::zfs::{BackendChoice, PoolName, UserProps};
+
+/// How long the observation a converge pass ended with stands in for a fresh read in
+/// the assessment that follows it.
+pub const FRESH_FOR: Duration = Duration::from_secs(30);
 
 /// Knobs of the production engine.
 #[derive(Clone)]
@@ -85,6 +91,8 @@ pub struct SopEngine<'a, M, P> {
     identity: IdentityInputs,
     settings: SopSettings,
     last_b2: Cell<Option<Instant>>,
+    /// The NAS as the last converge pass left it, and when: see [`FRESH_FOR`].
+    fresh: Cell<Option<(Instant, Observed)>>,
 }
 
 impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
@@ -107,6 +115,7 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
             identity,
             settings,
             last_b2: Cell::new(None),
+            fresh: Cell::new(None),
         }
     }
 
@@ -201,6 +210,7 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
     }
 
     async fn converge(&self, desired: &DesiredState) -> Result<Pass, EngineError> {
+        self.fresh.set(None);
         let options = ReconcileOptions {
             // `apply` skips every step of a report-only document without a call.
             write: true,
@@ -225,7 +235,13 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                 let fault = e.fault();
                 EngineError::new(operation, fault, e)
             })?;
-        Ok(pass_of(desired, &reconciled, self.mode(desired)))
+        let pass = pass_of(desired, &reconciled, self.mode(desired));
+        self.fresh.set(
+            reconciled
+                .observed
+                .map(|observed| (Instant::now(), observed)),
+        );
+        Ok(pass)
     }
 
     async fn assess(&self, desired: Option<&DesiredState>) -> Result<Assessed, EngineError> {
@@ -243,7 +259,12 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                 .as_ref()
                 .map(ToString::to_string),
         };
-        let assessment = assess::assess(self.mw, desired, &self.state, &options)
+        let fresh = self
+            .fresh
+            .take()
+            .filter(|(at, _)| at.elapsed() <= FRESH_FOR)
+            .map(|(_, observed)| observed);
+        let assessment = assess::assess_with(self.mw, desired, &self.state, &options, fresh)
             .await
             .map_err(|e| {
                 let fault = e.fault();

@@ -100,11 +100,28 @@ pub async fn assess(
     state: &StateDir,
     options: &AssessOptions,
 ) -> Result<Assessment, AssessError> {
-    let budget = options.call_timeout * u32::try_from(READS.len()).unwrap_or(u32::MAX);
-    let observed = tokio::time::timeout(budget, nas::observe(mw))
-        .await
-        .map_err(|_| AssessError::TimedOut(budget))?
-        .map_err(AssessError::Observe)?;
+    assess_with(mw, desired, state, options, None).await
+}
+
+/// [`assess`], starting from `observed` when the caller has just read the NAS (the
+/// daemon, right after a reconcile pass: [`crate::apply::Reconciled::observed`]);
+/// `None` reads it here.
+pub async fn assess_with(
+    mw: &impl Middleware,
+    desired: Option<&DesiredState>,
+    state: &StateDir,
+    options: &AssessOptions,
+    observed: Option<Observed>,
+) -> Result<Assessment, AssessError> {
+    let observed = if let Some(observed) = observed {
+        observed
+    } else {
+        let budget = options.call_timeout * u32::try_from(READS.len()).unwrap_or(u32::MAX);
+        tokio::time::timeout(budget, nas::observe(mw))
+            .await
+            .map_err(|_| AssessError::TimedOut(budget))?
+            .map_err(AssessError::Observe)?
+    };
     let mut base = HealthObservations::empty(options.offset);
     base.guid_property.clone_from(&options.guid_property);
     base.configured_root.clone_from(&options.root_pool);

@@ -212,6 +212,54 @@ async fn drift_is_put_back_and_reported_as_drift() {
 }
 
 #[tokio::test]
+async fn a_periodic_pass_reads_the_nas_once_for_converge_and_health() {
+    LocalSet::new()
+        .run_until(async {
+            let sys = System::start().await;
+            sys.central.publish(DEVICE, &document(1));
+            let mut options = crate::e2e_fixture::test_options(&sys.files.config);
+            options.drift_interval = std::time::Duration::from_secs(1);
+            let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
+            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+            sys.nas.sim.clear_calls();
+            let count = |method: &str| {
+                sys.nas
+                    .sim
+                    .calls()
+                    .iter()
+                    .filter(|c| c.method == method)
+                    .count()
+            };
+            // `alert.list` is read once per health assessment; `snmp.config` only by the
+            // NAS observation (converge's and, when it has none to reuse, health's).
+            for _ in 0..600 {
+                if count("alert.list") >= 3 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            agent.stop().await;
+            let (assessments, snmp_reads) = (count("alert.list"), count("snmp.config"));
+            assert!(
+                assessments >= 3,
+                "only {assessments} periodic passes in a minute"
+            );
+            // Each periodic pass converges, then assesses from the observation the
+            // converge pass ended with: one observation per pass (plus one for a pass the
+            // stop may have cut short after converging). Reading twice would be 2 per pass.
+            assert!(
+                snmp_reads <= assessments + 1,
+                "{snmp_reads} snmp.config reads for {assessments} assessments"
+            );
+            assert!(
+                sys.nas.writes().is_empty(),
+                "a converged box is not written"
+            );
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn a_cloud_sync_run_is_reported_when_its_job_changes_state() {
     LocalSet::new()
         .run_until(async {
