@@ -15,6 +15,7 @@ mod central_fetch;
 mod central_fixture;
 mod central_reports;
 mod fake_b2;
+mod fuzz_corpus;
 mod identity;
 mod middleware_client;
 mod middleware_sim;
