@@ -39,9 +39,12 @@ use truenas_agent::zfs::parse as zfs_parse;
 use truenas_agent::zfs::via_middleware as zfs_mw;
 use truenas_agent::zfs::{DatasetName, PoolName, PropValue, UserPropKey, excerpt};
 
+/// A target body: one input, no result; it panics on a finding.
+pub type Target = fn(&[u8]);
+
 /// Every target: its name (the `fuzz/fuzz_targets/<name>.rs` binary and the
 /// `fuzz/corpus/<name>/` directory) and its body.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("middleware_frame", middleware_frame),
     ("middleware_objects", middleware_objects),
     ("desired_document", desired_document),
