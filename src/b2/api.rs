@@ -549,12 +549,7 @@ impl Client {
                 http.post(url.clone()).json(&body)
             })
             .await?;
-        let wire: ListBucketsWire = decode(op, name, &reply.body)?;
-        Ok(wire
-            .buckets
-            .into_iter()
-            .find(|b| b.bucket_name == name)
-            .map(BucketWire::into_bucket))
+        decode_bucket(name, &reply.body)
     }
 
     /// `b2_list_file_names` under `prefix`, at most `max` entries (first page only).
@@ -577,8 +572,7 @@ impl Client {
                 http.post(url.clone()).json(&body)
             })
             .await?;
-        let wire: ListFilesWire = decode(op, prefix, &reply.body)?;
-        Ok(wire.files.into_iter().map(FileWire::into_entry).collect())
+        decode_file_names(prefix, &reply.body)
     }
 
     /// Downloads the first `len` bytes (`Range: bytes=0-(len-1)`) of `bucket/name`.
@@ -620,35 +614,9 @@ impl Client {
         }
         let url = endpoint(&self.api_base, "v4", "b2_authorize_account")?;
         let reply = self.sign_in(Operation::Authorize, url).await?;
-        let session = Arc::new(self.parse_session(&reply.body)?);
+        let session = Arc::new(parse_session(&self.api_base, &self.key_id, &reply.body)?);
         self.session = Some(Arc::clone(&session));
         Ok(session)
-    }
-
-    fn parse_session(&self, body: &[u8]) -> Result<Session, ApiError> {
-        let op = Operation::Authorize;
-        let wire: AuthorizeWire = decode(op, &self.key_id, body)?;
-        let storage = wire.api_info.storage_api;
-        let api_url = checked_url(&storage.api_url)?;
-        let download_url = checked_url(&storage.download_url)?;
-        // Never send the token over plaintext to a non-loopback host, even if told to.
-        if self.api_base.scheme() == "https"
-            && (api_url.scheme() != "https" || download_url.scheme() != "https")
-        {
-            return Err(ApiError::BadUrl {
-                url: storage.api_url,
-                rule: "B2 returned a non-https API URL",
-            });
-        }
-        Ok(Session {
-            token: wire.authorization_token,
-            api_url,
-            download_url,
-            info: KeyInfo {
-                account_id: wire.account_id,
-                allowed: storage.allowed,
-            },
-        })
     }
 
     /// `b2_authorize_account` with HTTP Basic auth, retried like every other call.
@@ -927,6 +895,62 @@ impl Client {
         }
         out
     }
+}
+
+/// A v4 `b2_authorize_account` reply → the session, for a client whose API base is
+/// `api_base` and whose key id is `key_id` (named in errors).
+fn parse_session(api_base: &Url, key_id: &str, body: &[u8]) -> Result<Session, ApiError> {
+    let wire: AuthorizeWire = decode(Operation::Authorize, key_id, body)?;
+    let storage = wire.api_info.storage_api;
+    let api_url = checked_url(&storage.api_url)?;
+    let download_url = checked_url(&storage.download_url)?;
+    // Never send the token over plaintext to a non-loopback host, even if told to.
+    if api_base.scheme() == "https"
+        && (api_url.scheme() != "https" || download_url.scheme() != "https")
+    {
+        return Err(ApiError::BadUrl {
+            url: storage.api_url,
+            rule: "B2 returned a non-https API URL",
+        });
+    }
+    Ok(Session {
+        token: wire.authorization_token,
+        api_url,
+        download_url,
+        info: KeyInfo {
+            account_id: wire.account_id,
+            allowed: storage.allowed,
+        },
+    })
+}
+
+/// Decodes a v4 `b2_authorize_account` reply exactly as [`Client::authorize`] does (same
+/// URL checks against `api_base`) and returns what it says about the key. The session
+/// token is dropped. Public for the fuzz targets (`fuzz/targets.rs`); not an API.
+#[doc(hidden)]
+pub fn decode_authorize(api_base: &str, key_id: &str, body: &[u8]) -> Result<KeyInfo, ApiError> {
+    let base = checked_url(api_base)?;
+    parse_session(&base, key_id, body).map(|session| session.info)
+}
+
+/// Decodes a `b2_list_buckets` reply as [`Client::find_bucket`] does: the bucket named
+/// `name`, if listed. Public for the fuzz targets; not an API.
+#[doc(hidden)]
+pub fn decode_bucket(name: &str, body: &[u8]) -> Result<Option<Bucket>, ApiError> {
+    let wire: ListBucketsWire = decode(Operation::ListBuckets, name, body)?;
+    Ok(wire
+        .buckets
+        .into_iter()
+        .find(|b| b.bucket_name == name)
+        .map(BucketWire::into_bucket))
+}
+
+/// Decodes a `b2_list_file_names` reply as [`Client::list_file_names`] does. Public for
+/// the fuzz targets; not an API.
+#[doc(hidden)]
+pub fn decode_file_names(prefix: &str, body: &[u8]) -> Result<Vec<FileEntry>, ApiError> {
+    let wire: ListFilesWire = decode(Operation::ListFileNames, prefix, body)?;
+    Ok(wire.files.into_iter().map(FileWire::into_entry).collect())
 }
 
 /// Transport failures (timeouts, refused connections) are retried like a 503.

@@ -21,6 +21,7 @@ mod e2e_lifecycle;
 mod e2e_outage;
 mod e2e_refusal;
 mod fake_b2;
+mod fuzz_corpus;
 mod health_scenarios;
 mod identity;
 mod install;
