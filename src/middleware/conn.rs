@@ -13,7 +13,7 @@
 //! method names, ids and durations, never params or results.
 //! Limitations: one connection is one middleware session; subscriptions end with it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -124,8 +124,14 @@ struct State {
     /// `Some(reason)` once the connection task ended.
     closed: Option<String>,
     waiting: HashMap<RequestId, Waiter>,
+    /// Ids of the last calls whose callers stopped waiting (timeout, cancellation),
+    /// newest last, at most [`ABANDONED_KEPT`]: their late answers are expected.
+    abandoned: VecDeque<RequestId>,
     subs: HashMap<String, SubEntry>,
 }
+
+/// How many abandoned request ids are remembered to recognise their late answers.
+const ABANDONED_KEPT: usize = 64;
 
 struct Outgoing {
     id: Option<RequestId>,
@@ -357,7 +363,14 @@ struct Forget<'a> {
 
 impl Drop for Forget<'_> {
     fn drop(&mut self) {
-        self.shared.state().waiting.remove(&self.id);
+        let mut state = self.shared.state();
+        if state.waiting.remove(&self.id).is_some() {
+            // Not answered yet: the caller gave up; its answer may still come.
+            if state.abandoned.len() == ABANDONED_KEPT {
+                state.abandoned.pop_front();
+            }
+            state.abandoned.push_back(self.id);
+        }
     }
 }
 
@@ -611,6 +624,14 @@ fn resolve(shared: &Shared, id: &ReplyId, outcome: Outcome) {
         );
         // The caller may have given up meanwhile; then the answer is dropped.
         let _ = waiter.tx.send(outcome);
+    } else if let ReplyId::Ours(id) = id
+        && let Some(at) = {
+            let mut state = shared.state();
+            let at = state.abandoned.iter().position(|a| a == id);
+            at.and_then(|at| state.abandoned.remove(at))
+        }
+    {
+        debug!(id = ?at, "dropping the late answer to a call its caller stopped waiting for");
     } else {
         let error = match &outcome {
             Outcome::Reply(Err(e)) => e.code.or(e.errno),

@@ -286,6 +286,43 @@ async fn concurrent_calls_are_demultiplexed_and_capped_below_ten() {
 }
 
 #[tokio::test]
+async fn a_late_answer_to_an_abandoned_call_is_dropped_without_a_warning() {
+    for api in BOTH {
+        let (_guard, buffer) = capture_logs();
+        let (_dir, server, client) = unix_client(api).await;
+        server.script(
+            "pool.query",
+            [Action::Delay(
+                Duration::from_millis(300),
+                Box::new(Action::Reply(json!([]))),
+            )],
+        );
+        // The caller gives up (a timeout, a cancelled pass) before the answer comes.
+        let abandoned = tokio::time::timeout(
+            Duration::from_millis(50),
+            client.call(Call::new(Method::PoolQuery, vec![])),
+        )
+        .await;
+        assert!(abandoned.is_err(), "{api:?}: the call was not cut short");
+        // The late answer arrives while the connection keeps serving calls.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        client
+            .call(Call::bare(Method::SystemVersionShort))
+            .await
+            .unwrap();
+        let text = logs(&buffer);
+        assert!(
+            text.contains("late answer to a call its caller stopped waiting for"),
+            "{api:?}: {text}"
+        );
+        assert!(
+            !text.contains("WARN"),
+            "{api:?}: an expected late answer is not a warning: {text}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn events_reach_subscribers_and_unsubscribe_on_drop() {
     for api in BOTH {
         let (_dir, server, client) = unix_client(api).await;
