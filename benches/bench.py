@@ -20,6 +20,10 @@ How things are measured:
   times each thread was scheduled in), ``/proc/PID/stat`` (utime/stime ticks) and
   ``voluntary_ctxt_switches``, before and after the idle window;
 - RSS: ``VmRSS``/``VmHWM`` from ``/proc/PID/status``, sampled through the idle window.
+- idle writes: inotify on the agent's state directory (files renamed into place, i.e.
+  ``fs::write_atomic``, and files closed after writing) and ``/proc/PID/io``; the
+  simulator's call record is polled every second to time-stamp calls and split the
+  window into passes.
 
 Only loopback addresses are used. No secret is involved: the documents carry fake
 values made up here.
@@ -129,6 +133,14 @@ def read_proc(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     utime, stime = int(fields[11]) / ticks, int(fields[12]) / ticks
+    io = {}
+    try:
+        with open(f"/proc/{pid}/io", encoding="ascii") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                io[k] = int(v)
+    except (FileNotFoundError, PermissionError):
+        pass
     return {
         "t": time.monotonic(),
         "rss_kib": int(status["VmRSS"].split()[0]),
@@ -145,7 +157,64 @@ def read_proc(pid):
         "invol_ctxt": invol,
         "utime_s": utime,
         "stime_s": stime,
+        # write(2)-family calls and bytes (all files and sockets), and bytes that reached
+        # the block layer (0 when the kernel lacks task I/O accounting).
+        "syscw": io.get("syscw", 0),
+        "wchar": io.get("wchar", 0),
+        "write_bytes": io.get("write_bytes", 0),
     }
+
+
+class StateDirWatch:
+    """inotify on a directory tree (ctypes, no dependency): counts files closed after
+    writing and files renamed into place (how `fs::write_atomic` replaces a file: temp
+    file, fsync, rename, directory fsync — two fsyncs each), per file name."""
+
+    IN_CLOSE_WRITE, IN_MOVED_TO, IN_CREATE, IN_ISDIR = 0x8, 0x80, 0x100, 0x40000000
+
+    def __init__(self, root):
+        import ctypes
+        import ctypes.util
+        self.libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self.fd = self.libc.inotify_init1(os.O_NONBLOCK | os.O_CLOEXEC)
+        if self.fd < 0:
+            raise OSError(ctypes.get_errno(), "inotify_init1")
+        self.root = Path(root)
+        self.dirs = {}
+        self.renamed = {}
+        self.closed_written = {}
+        for d, _subdirs, _files in os.walk(root):
+            self.add(Path(d))
+
+    def add(self, d):
+        mask = self.IN_CLOSE_WRITE | self.IN_MOVED_TO | self.IN_CREATE
+        wd = self.libc.inotify_add_watch(self.fd, str(d).encode(), mask)
+        if wd >= 0:
+            self.dirs[wd] = d
+
+    def drain(self):
+        import struct
+        while True:
+            try:
+                buf = os.read(self.fd, 65536)
+            except BlockingIOError:
+                return
+            i = 0
+            while i < len(buf):
+                wd, mask, _cookie, n = struct.unpack_from("iIII", buf, i)
+                name = buf[i + 16:i + 16 + n].rstrip(b"\0").decode(errors="replace")
+                i += 16 + n
+                d = self.dirs.get(wd, self.root)
+                rel = str((d / name).relative_to(self.root))
+                if mask & self.IN_CREATE and mask & self.IN_ISDIR:
+                    self.add(d / name)
+                elif mask & self.IN_MOVED_TO:
+                    self.renamed[rel] = self.renamed.get(rel, 0) + 1
+                elif mask & self.IN_CLOSE_WRITE:
+                    self.closed_written[rel] = self.closed_written.get(rel, 0) + 1
+
+    def close(self):
+        os.close(self.fd)
 
 
 def machine():
@@ -588,20 +657,49 @@ class Bench:
             out["startup_calls"] = calls
             out["converge_s"] = converged_at
             sim.take_calls()
+            watch = StateDirWatch(state)
             before = read_proc(agent.pid)
             reports_before = count_lines(central["data"] / "devices" / "nas-000" / "reports.jsonl")
             samples = [before]
-            deadline = time.monotonic() + self.a.idle_secs
+            t_start = time.monotonic()
+            deadline = t_start + self.a.idle_secs
+            next_sample = t_start + 10
             loads = [loadavg()]
+            # Every second: the simulator's record (to time-stamp each call to ~1 s and so
+            # split the window into passes) and the state directory's inotify events;
+            # every 10 s: /proc. The polling costs the driver and the simulator, not the
+            # agent.
+            stamped = []
             while time.monotonic() < deadline:
-                time.sleep(min(10, max(0.1, deadline - time.monotonic())))
+                time.sleep(min(1, max(0.05, deadline - time.monotonic())))
                 if agent.poll() is not None:
                     raise SystemExit(f"the agent exited during the idle window: {home}/run.err")
-                samples.append(read_proc(agent.pid))
-                loads.append(loadavg())
+                seq = sim.calls()["sequence"]
+                now = time.monotonic() - t_start
+                stamped.extend((round(now, 1), m[1], m[2]) for m in seq[len(stamped):])
+                watch.drain()
+                if time.monotonic() >= next_sample or time.monotonic() >= deadline:
+                    samples.append(read_proc(agent.pid))
+                    loads.append(loadavg())
+                    next_sample += 10
             after = samples[-1]
+            watch.drain()
+            watch.close()
             dt_s = after["t"] - before["t"]
             idle_calls = sim.take_calls()
+            # Passes: bursts of non-ping calls separated by more than 3 s of silence.
+            passes = []
+            for t, method, kind in stamped:
+                if method == "core.ping":
+                    continue
+                if passes and t - passes[-1]["t_end"] <= 3:
+                    p = passes[-1]
+                else:
+                    p = {"t_start": t, "reads": 0, "writes": 0, "by_method": {}}
+                    passes.append(p)
+                p["t_end"] = t
+                p["reads" if kind == "R" else "writes"] += 1
+                p["by_method"][method] = p["by_method"].get(method, 0) + 1
             out.update({
                 "window_s": dt_s,
                 "rss_kib_start": before["rss_kib"],
@@ -619,7 +717,14 @@ class Bench:
                 "vol_ctxt": after["vol_ctxt"] - before["vol_ctxt"],
                 "invol_ctxt": after["invol_ctxt"] - before["invol_ctxt"],
                 "middleware_calls": {"total": idle_calls["total"], "writes": idle_calls["writes"],
-                                     "by_method": idle_calls["by_method"]},
+                                     "by_method": idle_calls["by_method"],
+                                     "stamped": stamped, "passes": passes},
+                "state_dir_renames": watch.renamed,
+                "state_dir_close_write": watch.closed_written,
+                "state_dir_atomic_replacements": sum(watch.renamed.values()),
+                "syscw": after["syscw"] - before["syscw"],
+                "wchar": after["wchar"] - before["wchar"],
+                "write_bytes": after["write_bytes"] - before["write_bytes"],
                 "reports_sent": count_lines(central["data"] / "devices" / "nas-000" / "reports.jsonl")
                 - reports_before,
                 "load_median": median(loads),
@@ -629,7 +734,8 @@ class Bench:
             if latest.exists():
                 shutil.copy(latest, self.work / "report-template.json")
             log(f"idle: RSS {out['rss_kib_end']} KiB (HWM {out['hwm_kib']}), CPU {out['cpu_s']:.3f} s "
-                f"over {dt_s:.0f} s, {out['timeslices']} wake-ups, {idle_calls['total']} middleware calls")
+                f"over {dt_s:.0f} s, {out['timeslices']} wake-ups, {idle_calls['total']} middleware calls, "
+                f"passes (reads) {[p['reads'] for p in passes]}, state-dir renames {watch.renamed}")
         finally:
             agent.send_signal(signal.SIGTERM)
             try:
@@ -868,6 +974,11 @@ def render(res):
         lines.append(f"| 1 | middleware calls / reports during the idle window | "
                      f"{i['middleware_calls']['total']} ({i['middleware_calls']['writes']} writes) / "
                      f"{i['reports_sent']} | 0 writes | |")
+        if "passes" in i["middleware_calls"]:
+            lines.append(f"| 1 | reads of each pass in the idle window | "
+                         f"{[p['reads'] for p in i['middleware_calls']['passes']]} | ≤ 8 | |")
+            lines.append(f"| 1 | state-dir atomic replacements in the idle window | "
+                         f"{i['state_dir_atomic_replacements']} {i['state_dir_renames']} | | |")
     elif "idle" in res:
         lines.append(f"| 1 | idle footprint | {res['idle'].get('unavailable')} | | |")
     if "size" in res:
