@@ -273,6 +273,9 @@ struct Daemon<'a, E: Engine, M, J: JobEvents, N> {
     watched: BTreeSet<u64>,
     /// Shutdown interrupted a step past its grace period.
     abandoned: bool,
+    /// The scheduled report was handed to the periodic pass due shortly (see
+    /// [`Daemon::report_due_soon`]).
+    report_with_next_pass: bool,
 }
 
 impl<'a, E, M, J, N> Daemon<'a, E, M, J, N>
@@ -318,6 +321,7 @@ where
             watch: JobWatch::default(),
             watched: BTreeSet::new(),
             abandoned: false,
+            report_with_next_pass: false,
         }
     }
 
@@ -374,7 +378,18 @@ where
                     return Due::Report(ReportReason::JobChanged);
                 }
                 () = sleep_until(self.timers.report_at) => {
-                    self.timers.report_at = Instant::now() + self.opts.report_interval;
+                    let now = Instant::now();
+                    self.timers.report_at = now + self.opts.report_interval;
+                    // A periodic pass due shortly assesses health anyway: it carries
+                    // this report instead of a second full read of the NAS.
+                    let pass_soon = self
+                        .timers
+                        .reconcile_at
+                        .is_some_and(|at| at <= now + self.pairing_window());
+                    if self.current.is_some() && pass_soon {
+                        self.report_with_next_pass = true;
+                        continue;
+                    }
                     return Due::Report(ReportReason::Schedule);
                 }
                 () = sleep_until_opt(self.timers.deliver_at) => self.deliver().await,
@@ -676,8 +691,25 @@ where
             .last_pass
             .as_ref()
             .is_some_and(|p| p.written > 0);
-        let force = cause == Cause::NewRevision || wrote || result.is_err();
+        let force = cause == Cause::NewRevision
+            || wrote
+            || result.is_err()
+            || std::mem::take(&mut self.report_with_next_pass)
+            || self.report_due_soon();
         self.assess_and_report(ReportReason::Pass, force).await;
+    }
+
+    /// How close a scheduled report and a periodic pass must be to share one health
+    /// assessment: half the report interval, at most the drift interval.
+    fn pairing_window(&self) -> Duration {
+        (self.opts.report_interval / 2).min(self.opts.drift_interval)
+    }
+
+    /// Whether the scheduled report is due within [`Daemon::pairing_window`]: then the
+    /// pass that just assessed health sends it now (early, never late), which lines the
+    /// report timer up with the passes — one read of the NAS per cycle, not two.
+    fn report_due_soon(&self) -> bool {
+        self.timers.report_at <= Instant::now() + self.pairing_window()
     }
 
     /// Records a pass result; returns when to come back.

@@ -260,6 +260,49 @@ async fn a_periodic_pass_reads_the_nas_once_for_converge_and_health() {
 }
 
 #[tokio::test]
+async fn scheduled_reports_ride_on_the_periodic_passes() {
+    LocalSet::new()
+        .run_until(async {
+            let sys = System::start().await;
+            sys.central.publish(DEVICE, &document(1));
+            let mut options = crate::e2e_fixture::test_options(&sys.files.config);
+            options.drift_interval = std::time::Duration::from_secs(2);
+            options.report_interval = std::time::Duration::from_secs(2);
+            let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
+            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+            sys.nas.sim.clear_calls();
+            let before = reports(&sys.central).len();
+            tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+            agent.stop().await;
+            let count = |method: &str| {
+                sys.nas
+                    .sim
+                    .calls()
+                    .iter()
+                    .filter(|c| c.method == method)
+                    .count()
+            };
+            // `alert.list`: one per health assessment; `system.host_id`: one per
+            // identity read, i.e. per periodic pass.
+            let (assessments, passes) = (count("alert.list"), count("system.host_id"));
+            let sent = reports(&sys.central).len() - before;
+            assert!(passes >= 3, "only {passes} passes in 9 s");
+            assert!(
+                sent >= 3,
+                "only {sent} reports in 9 s at a 2 s report interval"
+            );
+            // Reports are as frequent as configured, and each one comes from a pass's
+            // own assessment: no separate health read for the schedule (that would be
+            // about one more assessment per pass).
+            assert!(
+                assessments <= passes + 1,
+                "{assessments} assessments for {passes} passes and {sent} reports"
+            );
+        })
+        .await;
+}
+
+#[tokio::test]
 async fn a_cloud_sync_run_is_reported_when_its_job_changes_state() {
     LocalSet::new()
         .run_until(async {
