@@ -326,10 +326,15 @@ impl CentralConfig {
 }
 
 fn join(base: &Url, path: &str) -> Url {
-    // invariant: `base` is an absolute http(s) URL ending in `/` (validated), and `path`
-    // is a relative path, so joining cannot fail.
-    base.join(path)
-        .expect("invariant: validated base URL joins a relative path")
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: `base` is an absolute http(s) URL ending in `/` (validated) and \
+                  `path` is relative, so joining cannot fail"
+    )]
+    let url = base
+        .join(path)
+        .expect("invariant: validated base URL joins a relative path");
+    url
 }
 
 impl MiddlewareConfig {
@@ -495,6 +500,10 @@ fn validate_central(errors: &mut Vec<FieldError>, raw: RawCentral) -> CentralCon
 }
 
 fn central_url(errors: &mut Vec<FieldError>, text: &str) -> Url {
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: the literal is a valid absolute URL"
+    )]
     let fallback = || Url::parse("https://invalid.invalid/").expect("invariant: literal URL");
     let mut url = match Url::parse(text) {
         Ok(url) => url,
@@ -1077,7 +1086,7 @@ mod tests {
     }
 
     fn state_chain(e: &ConfigError) -> String {
-        crate::central::state::error_chain(e)
+        crate::fault::error_chain(e)
     }
 
     #[test]

@@ -157,7 +157,10 @@ impl StateDir {
 
 /// HMAC-SHA256 of a secret under `key`, as `hmac-sha256:<hex>`.
 pub fn fingerprint_with_key(key: &[u8], secret: &SecretString) -> Fingerprint {
-    // invariant: HMAC-SHA256 accepts keys of any length, so `new_from_slice` cannot fail.
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: HMAC-SHA256 accepts keys of any length, so `new_from_slice` cannot fail"
+    )]
     let mut mac =
         Hmac::<Sha256>::new_from_slice(key).expect("invariant: HMAC takes any key length");
     mac.update(secret.expose_secret().as_bytes());

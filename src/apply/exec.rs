@@ -145,9 +145,9 @@ fn record(outcome: &mut Outcome, summary: String, result: Result<Option<String>,
     let status = match result {
         Ok(detail) => StepStatus::Done { detail },
         Err(e) => {
-            warn!(step = %summary, error = %super::error_chain(&e), "step failed");
+            warn!(step = %summary, error = %crate::fault::error_chain(&e), "step failed");
             if e.aborts_pass() {
-                outcome.aborted = Some(super::error_chain(&e));
+                outcome.aborted = Some(crate::fault::error_chain(&e));
             }
             StepStatus::Failed(e)
         }

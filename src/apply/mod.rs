@@ -30,6 +30,7 @@ pub use store::{OWNERSHIP_FILE, OwnershipStore};
 
 use crate::desired::{DesiredState, Mode};
 use crate::fault::Fault;
+use crate::fault::error_chain;
 use crate::middleware::{CallError, Middleware};
 use crate::observe::Observed;
 use crate::plan::Plan;
@@ -152,18 +153,6 @@ impl StepResult {
         };
         json!({"summary": self.summary, "status": status, "detail": detail, "fault": fault})
     }
-}
-
-/// An error and its causes on one line (`a: b: c`).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(c) = cause {
-        text.push_str(": ");
-        text.push_str(&c.to_string());
-        cause = c.source();
-    }
-    text
 }
 
 /// The result of applying a plan.

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::fault::Fault;
+use crate::fault::error_chain;
 
 /// Production API base: the only address the key is ever sent to by default.
 pub const DEFAULT_API_BASE: &str = "https://api.backblazeb2.com";
@@ -1104,19 +1105,6 @@ fn total_size(reply: &Reply) -> Option<u64> {
             .ok();
     }
     header(reqwest::header::CONTENT_LENGTH)?.trim().parse().ok()
-}
-
-/// `reqwest::Error` and its causes on one line (its URL holds only host, bucket and
-/// object name; never the key or token, which travel in headers).
-fn error_chain(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[derive(Deserialize)]

@@ -337,8 +337,12 @@ impl Envelope {
                 })
                 .collect(),
         };
-        // invariant: a struct of strings always serialises.
-        serde_json::to_vec(&wire).expect("invariant: envelope of strings serialises")
+        #[allow(
+            clippy::expect_used,
+            reason = "invariant: a struct of strings always serialises"
+        )]
+        let bytes = serde_json::to_vec(&wire).expect("invariant: envelope of strings serialises");
+        bytes
     }
 }
 

@@ -37,10 +37,10 @@ use super::dsse::{self, CONFIG_PAYLOAD_TYPE, DsseError, TrustPolicy, Verificatio
 use super::schedule::{Backoff, LongPoll, POLL_JITTER, jitter};
 use super::state::{
     AppliedDocument, CentralState, CentralStore, ErrorRecord, FetchOutcome, FetchRecord, Refusal,
-    error_chain,
 };
 use crate::config::CentralConfig;
 use crate::fault::Fault;
+use crate::fault::error_chain;
 use crate::state_dir::StateError;
 
 /// How often a run of unchanged long-poll answers is written to `central.json` (each

@@ -24,8 +24,9 @@ use super::client::{CentralClient, ClientError, ReportResponse};
 use super::report::{self, Report};
 use super::schedule::Backoff;
 use super::spool::{Pushed, Spool, SpoolError};
-use super::state::{CentralStore, ErrorRecord, ReportOutcome, ReportRecord, error_chain};
+use super::state::{CentralStore, ErrorRecord, ReportOutcome, ReportRecord};
 use crate::fault::Fault;
+use crate::fault::error_chain;
 
 /// Queuing or delivering reports failed.
 #[derive(Debug, thiserror::Error)]

@@ -267,7 +267,10 @@ impl Report {
 pub fn encode(report: &Report, dropped: u64, secrets: &[&SecretString]) -> Vec<u8> {
     let mut report = report.clone();
     report.agent.dropped_reports = dropped;
-    // invariant: the report types are plain data (strings, numbers, enums) and serialise.
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: the report types are plain data (strings, numbers, enums) and serialise"
+    )]
     let mut value = serde_json::to_value(&report).expect("invariant: report serialises");
     let secrets: Vec<&str> = secrets
         .iter()
@@ -277,7 +280,12 @@ pub fn encode(report: &Report, dropped: u64, secrets: &[&SecretString]) -> Vec<u
     if !secrets.is_empty() {
         scrub(&mut value, &secrets);
     }
-    serde_json::to_vec(&value).expect("invariant: a JSON value serialises")
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: a serde_json::Value (string keys) always serialises"
+    )]
+    let bytes = serde_json::to_vec(&value).expect("invariant: a JSON value serialises");
+    bytes
 }
 
 /// Decodes a report. Pure and total.

@@ -112,7 +112,10 @@ impl Record {
         out.push(kind);
         out.extend_from_slice(&seq.to_be_bytes());
         out.extend_from_slice(&aux.to_be_bytes());
-        // invariant: payloads are checked against MAX_PAYLOAD (1 MiB) before encoding.
+        #[allow(
+            clippy::expect_used,
+            reason = "invariant: payloads are checked against MAX_PAYLOAD (1 MiB) before encoding"
+        )]
         let len = u32::try_from(payload.len()).expect("invariant: payload ≤ MAX_PAYLOAD");
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(payload);
@@ -582,7 +585,7 @@ impl Spool {
         };
         if worth_it {
             if let Err(e) = self.compact() {
-                tracing::warn!(error = %crate::central::state::error_chain(&e), "cannot compact the report spool; will retry");
+                tracing::warn!(error = %crate::fault::error_chain(&e), "cannot compact the report spool; will retry");
             }
         }
     }

@@ -208,18 +208,6 @@ impl CentralStore {
     }
 }
 
-/// `{error}: {cause}: {cause}…` — each link once, as `{:#}` would print it.
-pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,14 +277,5 @@ mod tests {
         );
         let (_, mode) = crate::fs::owner_and_mode(&dir.file(STATE_FILE)).unwrap();
         assert_eq!(mode, 0o600);
-    }
-
-    #[test]
-    fn error_chain_prints_each_link() {
-        #[derive(Debug, thiserror::Error)]
-        #[error("outer")]
-        struct Outer(#[source] std::io::Error);
-        let e = Outer(std::io::Error::other("inner"));
-        assert_eq!(error_chain(&e), "outer: inner");
     }
 }

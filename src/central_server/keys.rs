@@ -127,7 +127,7 @@ mod tests {
         fs::write_atomic(&path, b"ed25519-private:AAAA\n", 0o644).unwrap();
         let err = read_signing_key(&path).unwrap_err();
         assert!(
-            crate::central::state::error_chain(&err).contains("chmod 600"),
+            crate::fault::error_chain(&err).contains("chmod 600"),
             "{err}"
         );
     }

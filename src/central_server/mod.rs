@@ -316,7 +316,7 @@ async fn post_report(
     // retry is answered as a duplicate, never stored twice.
     ids.insert(id);
     if let Err(e) = server.store.write_latest(&device, &stored) {
-        tracing::warn!(device = %device, error = %crate::central::state::error_chain(&e), "cannot update latest.json");
+        tracing::warn!(device = %device, error = %crate::fault::error_chain(&e), "cannot update latest.json");
     }
     tracing::info!(device = %device, report_id = %id, "stored a report");
     json_status(StatusCode::ACCEPTED, "accepted")
@@ -405,7 +405,7 @@ fn json_status(status: StatusCode, word: &str) -> Response {
 }
 
 fn internal(error: &StoreError) -> Response {
-    tracing::error!(error = %crate::central::state::error_chain(error), "central data directory error");
+    tracing::error!(error = %crate::fault::error_chain(error), "central data directory error");
     text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 

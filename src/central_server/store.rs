@@ -219,8 +219,12 @@ impl Store {
                 line.push(b'\n');
             }
         }
-        // invariant: plain data always serialises.
-        line.extend(serde_json::to_vec(stored).expect("invariant: report serialises"));
+        #[allow(
+            clippy::expect_used,
+            reason = "invariant: plain data always serialises"
+        )]
+        let bytes = serde_json::to_vec(stored).expect("invariant: report serialises");
+        line.extend(bytes);
         line.push(b'\n');
         fs::append_synced(&path, &line, 0o600)?;
         Ok(())
@@ -228,7 +232,10 @@ impl Store {
 
     /// Replaces `latest.json` (a cache of the newest line, for `central devices`).
     pub fn write_latest(&self, name: &str, stored: &StoredReport) -> Result<(), StoreError> {
-        // invariant: plain data always serialises.
+        #[allow(
+            clippy::expect_used,
+            reason = "invariant: plain data always serialises"
+        )]
         let bytes = serde_json::to_vec(stored).expect("invariant: report serialises");
         fs::write_atomic(&self.device_dir(name).join(LATEST_FILE), &bytes, 0o600)?;
         Ok(())

@@ -77,7 +77,7 @@ pub(crate) fn load_document(
 
 /// Prints why the input was refused (every field problem, or the one cause).
 fn refuse(err: &dyn std::error::Error, errors: Vec<FieldError>, as_json: bool) -> Exit {
-    let message = crate::apply::error_chain(err);
+    let message = crate::fault::error_chain(err);
     let errors = if errors.is_empty() {
         vec![FieldError::new("(document)", &message)]
     } else {
@@ -105,7 +105,7 @@ pub(crate) fn report_error(err: &ReconcileError, as_json: bool) -> Exit {
             Exit::Unavailable
         }
     };
-    let message = crate::apply::error_chain(err);
+    let message = crate::fault::error_chain(err);
     if as_json {
         let kind = match err {
             ReconcileError::Guid(GuidError::Missing) => "no_device_guid",
@@ -147,7 +147,7 @@ pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<
     // Same flag semantics as every subcommand (relative paths from the cwd).
     let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
-        let message = crate::apply::error_chain(&err);
+        let message = crate::fault::error_chain(&err);
         if as_json {
             println!(
                 "{}",

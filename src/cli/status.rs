@@ -69,7 +69,7 @@ pub struct Context {
 fn central_inputs(state: &StateDir, ctx: &Context) -> CentralInputs {
     let (central_state, state_error) = match CentralState::load(state) {
         Ok(s) => (s, None),
-        Err(e) => (None, Some(crate::apply::error_chain(&e))),
+        Err(e) => (None, Some(crate::fault::error_chain(&e))),
     };
     let spool = crate::fs::read_optional(&state.file(SPOOL_FILE))
         .ok()
@@ -101,10 +101,10 @@ pub async fn report_with<M: Middleware>(
     ctx: &Context,
 ) -> StatusReport {
     let state = StateDir::at(&ctx.state_dir);
-    let identity = crate::identity::last(&state).map_err(|e| crate::apply::error_chain(&e));
+    let identity = crate::identity::last(&state).map_err(|e| crate::fault::error_chain(&e));
     let (memory, memory_error) = match HealthMemory::load(&state) {
         Ok(m) => (Some(m), None),
-        Err(e) => (None, Some(crate::apply::error_chain(&e))),
+        Err(e) => (None, Some(crate::fault::error_chain(&e))),
     };
     let desired = match document {
         DocumentArg::Read(d) => Some(d.as_ref()),
@@ -130,7 +130,7 @@ pub async fn report_with<M: Middleware>(
             };
             match assess(mw, desired, &state, &ctx.assess).await {
                 Ok(a) => (probe, Some(a), None),
-                Err(e) => (probe, None, Some(crate::apply::error_chain(&e))),
+                Err(e) => (probe, None, Some(crate::fault::error_chain(&e))),
             }
         }
     };
@@ -175,7 +175,7 @@ async fn install_check<M: Middleware>(
     let budget = call_timeout.saturating_mul(4);
     match tokio::time::timeout(budget, crate::install::check_if_installed(mw, host)).await {
         Ok(Ok(report)) => (report, None),
-        Ok(Err(e)) => (None, Some(crate::apply::error_chain(&e))),
+        Ok(Err(e)) => (None, Some(crate::fault::error_chain(&e))),
         Err(_) => (None, Some(format!("no answer within {budget:?}"))),
     }
 }
@@ -186,7 +186,7 @@ pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, 
     // Same flag semantics as every subcommand (relative paths from the cwd).
     let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides)
-        .map_err(|e| crate::apply::error_chain(&e))
+        .map_err(|e| crate::fault::error_chain(&e))
 }
 
 /// Connects as the configuration says, with `timeout` for connecting and each call.
@@ -197,14 +197,14 @@ pub(crate) async fn connect(
     let mut options = config
         .middleware
         .connect_options()
-        .map_err(|e| crate::apply::error_chain(&e))?;
+        .map_err(|e| crate::fault::error_chain(&e))?;
     if let Some(timeout) = timeout {
         options.connect_timeout = timeout;
         options.call_timeout = timeout;
     }
     crate::middleware::Client::connect(options)
         .await
-        .map_err(|e| crate::apply::error_chain(&e))
+        .map_err(|e| crate::fault::error_chain(&e))
 }
 
 /// Runs `status`.
@@ -230,7 +230,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             Err(e) => {
                 let fields = e.field_errors();
                 DocumentArg::Refused(if fields.is_empty() {
-                    crate::apply::error_chain(&e)
+                    crate::fault::error_chain(&e)
                 } else {
                     fields
                         .iter()

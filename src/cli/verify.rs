@@ -75,13 +75,13 @@ pub async fn verify_with(
 ) -> Output {
     let assessment = match assess(mw, Some(desired), state, options).await {
         Ok(a) => a,
-        Err(e) => return undetermined("nas", &crate::apply::error_chain(&e), as_json),
+        Err(e) => return undetermined("nas", &crate::fault::error_chain(&e), as_json),
     };
     let mut notes = Vec::new();
     if let Err(e) = record(state, &assessment) {
         notes.push(format!(
             "warning: could not remember this check in the state dir: {}",
-            crate::apply::error_chain(&e)
+            crate::fault::error_chain(&e)
         ));
     }
     let checklist = &assessment.health.checklist;
@@ -242,7 +242,7 @@ async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
     };
     let state = match StateDir::open(&config.state_dir) {
         Ok(s) => s,
-        Err(e) => return undetermined("state_dir", &crate::apply::error_chain(&e), args.json),
+        Err(e) => return undetermined("state_dir", &crate::fault::error_chain(&e), args.json),
     };
     let mw = match super::status::connect(&config, None).await {
         Ok(mw) => mw,
@@ -270,7 +270,7 @@ fn load_document(
         .map_err(|e| {
             let fields = e.field_errors();
             if fields.is_empty() {
-                crate::apply::error_chain(&e)
+                crate::fault::error_chain(&e)
             } else {
                 fields
                     .iter()

@@ -207,7 +207,7 @@ impl Memory {
     /// job is the NAS, not its own bookkeeping.
     pub fn save(&self, dir: &StateDir) {
         if let Err(e) = dir.write_json(STATE_FILE, &self.record(Utc::now())) {
-            tracing::warn!(error = %crate::central::state::error_chain(&e), "cannot write daemon.json");
+            tracing::warn!(error = %crate::fault::error_chain(&e), "cannot write daemon.json");
         }
     }
 

@@ -64,7 +64,7 @@ pub use reconcile::{Cause, Next, ReconcileError, retry_policy};
 use crate::central::client::ClientError;
 use crate::central::report::{ConfigIssue, ConfigSection, ConfigSource, ConfigState, Mode};
 use crate::central::state::{
-    ErrorRecord as CentralErrorRecord, FetchOutcome, Refusal as RefusalRecord, error_chain,
+    ErrorRecord as CentralErrorRecord, FetchOutcome, Refusal as RefusalRecord,
 };
 use crate::central::{
     CentralStore, ConfigChannel, FetchError, Fetched, Outbox, ReportError, Session,
@@ -72,6 +72,7 @@ use crate::central::{
 };
 use crate::config::CentralConfig;
 use crate::fault::Fault;
+use crate::fault::error_chain;
 use crate::middleware::{Call, CallError, Method, Middleware};
 use crate::state_dir::StateDir;
 use jobs::JobWatch;

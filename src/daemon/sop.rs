@@ -192,7 +192,7 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
             identity::observe(&inputs, self.props, &self.backend).await
         };
         if let Err(e) = identity::record(&self.state, &report) {
-            tracing::warn!(error = %crate::central::state::error_chain(&e), "cannot record identity.json");
+            tracing::warn!(error = %crate::fault::error_chain(&e), "cannot record identity.json");
         }
         if let Some(error) = &report.error {
             let operation = if write {
@@ -271,7 +271,7 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                 EngineError::new("assess task health", fault, e)
             })?;
         if let Err(e) = assess::record(&self.state, &assessment) {
-            tracing::warn!(error = %crate::central::state::error_chain(&e), "cannot record health.json");
+            tracing::warn!(error = %crate::fault::error_chain(&e), "cannot record health.json");
         }
         let api = self.mw.api();
         let device = DeviceSection {
@@ -414,7 +414,11 @@ fn pass_of(desired: &DesiredState, r: &Reconciled, mode: Mode) -> Pass {
                         }
                         StepState::Failed {
                             fault: e.fault(),
-                            message: format!("{}: {}", result.summary, apply::error_chain(e)),
+                            message: format!(
+                                "{}: {}",
+                                result.summary,
+                                crate::fault::error_chain(e)
+                            ),
                         }
                     }
                     StepStatus::NotAttempted => StepState::NotAttempted,

@@ -347,6 +347,10 @@ fn schedule(
 ) -> Option<Cron> {
     let texts: [String; 5] = match wire {
         None => {
+            #[allow(
+                clippy::expect_used,
+                reason = "invariant: the SOP default cron lines are five-field literals (unit-tested)"
+            )]
             let fields = derive::split_cron_line(default).expect("invariant: defaults are valid");
             fields.map(str::to_owned)
         }

@@ -185,7 +185,7 @@ pub async fn assess_with(
 }
 
 fn state_error(what: &str, e: &StateError) -> String {
-    format!("{what}: {}", crate::apply::error_chain(e))
+    format!("{what}: {}", crate::fault::error_chain(e))
 }
 
 /// Writes the pass's `health.json` (atomic, mode 0600).

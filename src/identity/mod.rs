@@ -213,7 +213,7 @@ async fn run(
         tracing::warn!(error = %format!("{err:#}"), "identity run failed");
         report.error = Some(ReportedError {
             fault: err.fault(),
-            message: crate::zfs::error_chain(&err),
+            message: crate::fault::error_chain(&err),
         });
     }
     report.usable = report.error.is_none()

@@ -431,7 +431,10 @@ fn plan_host(inputs: &RuleInputs<'_>, d: &mut Decision, root: &PoolName, host: B
 }
 
 fn plan_binding(inputs: &RuleInputs<'_>, d: &mut Decision, host: &HostId) {
-    // invariant: a HostId is 64 hex digits, which PropValue accepts.
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: a HostId is 64 hex digits, which PropValue accepts"
+    )]
     let value = PropValue::parse(host.as_str()).expect("invariant: a host id is a valid value");
     d.writes.push((inputs.host_property.clone(), value));
 }
@@ -452,7 +455,10 @@ fn plan_guid(inputs: &RuleInputs<'_>, d: &mut Decision, pool: &str, step: GuidSt
             d.guid_source = Some(source);
         }
         GuidStep::Write { value, source, old } => {
-            // invariant: a hyphenated UUID is a valid value.
+            #[allow(
+                clippy::expect_used,
+                reason = "invariant: a hyphenated UUID is a valid property value"
+            )]
             let prop = PropValue::parse(&value).expect("invariant: a UUID is a valid value");
             // The GUID goes first so `zfs set` lists it first; ZFS applies both at once.
             d.writes.insert(0, (inputs.property.clone(), prop));

@@ -42,6 +42,7 @@ use check::{CopyFact, Facts, FileFact};
 use units::InitScriptSpec;
 
 use crate::fault::Fault;
+use crate::fault::error_chain;
 use crate::fs::{self, FsError};
 use crate::middleware::{CallError, Method, Middleware};
 
@@ -195,6 +196,10 @@ fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
         Some(path) => {
             let text = fs::read_to_string(path)?;
             // Validate now, before anything is written; the real paths come later.
+            #[allow(
+                clippy::expect_used,
+                reason = "invariant: `pool/.truenas-agent` is a valid dataset name (a literal)"
+            )]
             let probe = Layout::new(
                 DatasetName::parse("pool/.truenas-agent")
                     .expect("invariant: a literal valid dataset name"),
@@ -659,18 +664,6 @@ fn file_fact(path: &Path) -> FileFact {
         },
         Err(e) => FileFact::Unreadable(error_chain(&e)),
     }
-}
-
-/// `error: cause: cause` on one line.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 fn copy_fact(pool_copy: &Path, runtime: &Path) -> CopyFact {

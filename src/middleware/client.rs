@@ -40,6 +40,7 @@ use super::{
     Protocol, UnsupportedVersion,
 };
 use crate::fault::Fault;
+use crate::fault::error_chain;
 
 /// Setting up a middleware session failed.
 #[derive(Debug, thiserror::Error)]
@@ -169,27 +170,15 @@ impl ConnectError {
             ConnectError::ApiKeyRevoked { .. } | ConnectError::LoginFailed { .. } => {
                 CallError::NotAuthorized {
                     method,
-                    reason: chain(self),
+                    reason: error_chain(self),
                 }
             }
             _ => CallError::Unavailable {
                 method,
-                detail: chain(self),
+                detail: error_chain(self),
             },
         }
     }
-}
-
-/// `error: cause: cause`, for places that keep only a string.
-fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Tunables beyond [`ConnectOptions`]; the defaults suit the agent.
@@ -528,7 +517,7 @@ impl Inner {
         } else {
             self.settings.reconnect_max
         };
-        warn!(url = %self.url, failures, ?delay, error = %chain(&*error), "cannot reconnect to the middleware");
+        warn!(url = %self.url, failures, ?delay, error = %error_chain(&*error), "cannot reconnect to the middleware");
         Link::Down {
             failures,
             retry_at: Instant::now() + delay,

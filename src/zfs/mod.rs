@@ -37,6 +37,7 @@ pub use parse::{PropSource, PropertyReading};
 pub use via_middleware::MiddlewareProps;
 
 use crate::fault::Fault;
+use crate::fault::error_chain;
 use crate::fs::FsError;
 use crate::middleware::{CallError, Middleware};
 
@@ -361,18 +362,6 @@ pub async fn choose_backend<M: Middleware>(
         middleware.ok_or_else(|| "no middleware connection".to_owned())
     })
     .await
-}
-
-/// `a: b: c` from an error and its sources (what `{:#}` shows with anyhow).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 impl<M: Middleware> UserProps for Store<M> {

@@ -378,7 +378,7 @@ async fn https_verifies_against_the_extra_ca_and_refuses_unknown_issuers() {
     // A CA file without a certificate is an operator error naming the file.
     std::fs::write(&ca_file, "not a certificate").unwrap();
     let err = truenas_agent::central::open(&config, agent.state_dir()).unwrap_err();
-    let shown = truenas_agent::central::state::error_chain(&err);
+    let shown = truenas_agent::fault::error_chain(&err);
     assert!(shown.contains("central.ca_file"), "{shown}");
     assert_eq!(err.fault(), truenas_agent::fault::Fault::Operator);
 }

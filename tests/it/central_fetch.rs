@@ -465,7 +465,7 @@ async fn token_file_readable_by_others_refuses_to_start() {
     let err = truenas_agent::central::open(agent.central(), agent.state_dir()).unwrap_err();
     assert!(matches!(err, SetupError::Token(_)));
     assert_eq!(err.fault(), Fault::Operator);
-    let text = truenas_agent::central::state::error_chain(&err);
+    let text = truenas_agent::fault::error_chain(&err);
     let uid = nix::unistd::geteuid().as_raw();
     assert!(
         text.contains(&format!("central.token_file {}", token.display())),
@@ -515,10 +515,7 @@ async fn canaries_never_leave_the_document() {
     let shown = format!("{refused:?}");
     let err = refused.result.unwrap_err();
     assert!(matches!(err, FetchError::BadRevision { .. }), "{err:?}");
-    let shown = format!(
-        "{shown} {}",
-        truenas_agent::central::state::error_chain(&err)
-    );
+    let shown = format!("{shown} {}", truenas_agent::fault::error_chain(&err));
     crate::support::assert_no_canary("refusal", &shown);
 
     crate::support::assert_no_canary("logs", &logs.text());

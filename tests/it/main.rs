@@ -4,6 +4,7 @@
 #![allow(
     clippy::disallowed_methods,
     clippy::unwrap_used,
+    clippy::expect_used,
     clippy::too_many_lines,
     clippy::missing_panics_doc
 )]
