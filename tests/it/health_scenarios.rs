@@ -6,7 +6,6 @@
 //! "now" (with a UTC offset of 0); every assertion tolerates where "now" falls (hourly
 //! snapshots are named from now, the daily schedule's grace is 12 h).
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -19,7 +18,7 @@ use truenas_agent::cli::status::{Context, DocumentArg, report_with};
 use truenas_agent::cli::verify::verify_with;
 use truenas_agent::desired::{self, DesiredState};
 use truenas_agent::health::assess::AssessOptions;
-use truenas_agent::middleware::{ApiFlavor, ApiInfo, Call, CallError, Job, JobId, Middleware};
+use truenas_agent::middleware::{ApiFlavor, Middleware};
 use truenas_agent::observe::DEVICE_GUID_PROPERTY;
 use truenas_agent::sim::scenario::{B2Account, Snapshot, TaskState};
 use truenas_agent::sim::{JobTiming, Scenario, Simulator};
@@ -27,7 +26,7 @@ use truenas_agent::state_dir::StateDir;
 use truenas_agent::status::{StatusReport, render_text};
 
 use crate::fake_b2::{self, Config, FakeB2, FakeFile};
-use crate::support::{assert_no_canary, assert_no_canary_in_dir, schema_dir};
+use crate::support::{SchemaChecked, assert_no_canary, assert_no_canary_in_dir};
 
 const KEY_ID: &str = "0051a2b3c4d5e6f0000000001";
 const APP_KEY: &str = "CANARY-B2-APPKEY-7f3a9c";
@@ -59,56 +58,6 @@ fn document() -> DesiredState {
     // Runs are started by each test, not by an action.
     v["actions"] = json!([]);
     desired::parse(&serde_json::to_vec(&v).unwrap()).unwrap()
-}
-
-/// Records every call and checks its params against the per-version JSON Schema.
-struct Checked {
-    inner: truenas_agent::sim::InProcess,
-    dir: Option<PathBuf>,
-    cache: Mutex<BTreeMap<String, Arc<jsonschema::Validator>>>,
-    violations: Arc<Mutex<Vec<String>>>,
-}
-
-impl Checked {
-    fn check(&self, call: &Call) {
-        let Some(dir) = &self.dir else { return };
-        let name = call.method.as_str();
-        let validator = {
-            let mut cache = self.cache.lock().unwrap();
-            if let Some(v) = cache.get(name) {
-                v.clone()
-            } else {
-                let schema: Value = serde_json::from_slice(
-                    &std::fs::read(dir.join(format!("{name}.json"))).unwrap(),
-                )
-                .unwrap();
-                let v = Arc::new(jsonschema::validator_for(&schema).unwrap());
-                cache.insert(name.to_owned(), v.clone());
-                v
-            }
-        };
-        let params = Value::Array(call.params.clone());
-        for e in validator.iter_errors(&params) {
-            self.violations.lock().unwrap().push(format!(
-                "{name}: params{} breaks `{}`",
-                e.instance_path(),
-                e.schema_path()
-            ));
-        }
-    }
-}
-
-impl Middleware for Checked {
-    fn api(&self) -> ApiInfo {
-        self.inner.api()
-    }
-    async fn call(&self, call: Call) -> Result<Value, CallError> {
-        self.check(&call);
-        self.inner.call(call).await
-    }
-    async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
-        self.inner.wait_job(id, timeout).await
-    }
 }
 
 /// A simulated box provisioned by the SOP engine, its state dir and its B2 bucket.
@@ -213,13 +162,8 @@ impl Rig {
         }
     }
 
-    fn mw(&self) -> Checked {
-        Checked {
-            inner: self.sim.in_process(),
-            dir: schema_dir(self.sim.flavor().as_str()),
-            cache: Mutex::new(BTreeMap::new()),
-            violations: self.violations.clone(),
-        }
+    fn mw(&self) -> SchemaChecked {
+        SchemaChecked::new(&self.sim, &self.violations)
     }
 
     fn task_id(&self, pool: &str) -> i64 {
@@ -669,7 +613,8 @@ async fn middleware_down_status_says_so() {
         host: None,
     };
     let report =
-        report_with::<Checked>(Err("connection refused".into()), &DocumentArg::None, &ctx).await;
+        report_with::<SchemaChecked>(Err("connection refused".into()), &DocumentArg::None, &ctx)
+            .await;
     assert_eq!(report.exit_code, 2);
     assert!(!report.middleware.reachable);
     assert_eq!(report.checklist.source, "last_verify");

@@ -12,7 +12,6 @@
     reason = "test code: skip notices, collected output, boxed fault closures"
 )]
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -20,13 +19,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use truenas_agent::apply::{ReconcileOptions, Reconciled, reconcile};
 use truenas_agent::desired::{self, DesiredState};
-use truenas_agent::middleware::{ApiFlavor, ApiInfo, Call, CallError, Job, JobId, Middleware};
+use truenas_agent::middleware::{ApiFlavor, Call, Middleware};
 use truenas_agent::observe::READS;
 use truenas_agent::sim::scenario::B2Account;
-use truenas_agent::sim::{DropAt, DropWhen, InProcess, Scenario, Simulator};
+use truenas_agent::sim::{DropAt, DropWhen, Scenario, Simulator};
 use truenas_agent::state_dir::StateDir;
 
-use crate::support::{CANARIES, assert_no_canary, assert_no_canary_in_dir, schema_dir};
+use crate::support::{
+    CANARIES, SchemaChecked, assert_no_canary, assert_no_canary_in_dir, schema_dir,
+};
 
 const KEY_ID: &str = "0051a2b3c4d5e6f0000000001";
 const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
@@ -57,76 +58,6 @@ fn fresh_box(flavor: ApiFlavor) -> Simulator {
         buckets: Some(vec![BUCKET.into()]),
     });
     Simulator::new(s)
-}
-
-/// Validates every call's params against `shared/truenas-api/<ver>/<method>.json`
-/// before passing it on; violations are collected (paths and keywords only: messages
-/// could quote secrets).
-struct SchemaChecked {
-    inner: InProcess,
-    dir: Option<PathBuf>,
-    cache: Mutex<BTreeMap<String, Arc<jsonschema::Validator>>>,
-    violations: Arc<Mutex<Vec<String>>>,
-}
-
-impl SchemaChecked {
-    fn new(sim: &Simulator, violations: &Arc<Mutex<Vec<String>>>) -> Self {
-        let dir = schema_dir(sim.flavor().as_str());
-        if dir.is_none() {
-            eprintln!("shared/truenas-api not found: calls are not schema-checked");
-        }
-        Self {
-            inner: sim.in_process(),
-            dir,
-            cache: Mutex::new(BTreeMap::new()),
-            violations: violations.clone(),
-        }
-    }
-
-    fn check(&self, call: &Call) {
-        let Some(dir) = &self.dir else { return };
-        let name = call.method.as_str();
-        let validator = {
-            let mut cache = self.cache.lock().unwrap();
-            if let Some(v) = cache.get(name) {
-                v.clone()
-            } else {
-                let path = dir.join(format!("{name}.json"));
-                let Ok(text) = std::fs::read(&path) else {
-                    self.violations
-                        .lock()
-                        .unwrap()
-                        .push(format!("{name}: no schema in {}", dir.display()));
-                    return;
-                };
-                let schema: Value = serde_json::from_slice(&text).unwrap();
-                let v = Arc::new(jsonschema::validator_for(&schema).unwrap());
-                cache.insert(name.to_owned(), v.clone());
-                v
-            }
-        };
-        let params = Value::Array(call.params.clone());
-        for e in validator.iter_errors(&params) {
-            self.violations.lock().unwrap().push(format!(
-                "{name}: params{} breaks `{}`",
-                e.instance_path(),
-                e.schema_path()
-            ));
-        }
-    }
-}
-
-impl Middleware for SchemaChecked {
-    fn api(&self) -> ApiInfo {
-        self.inner.api()
-    }
-    async fn call(&self, call: Call) -> Result<Value, CallError> {
-        self.check(&call);
-        self.inner.call(call).await
-    }
-    async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
-        self.inner.wait_job(id, timeout).await
-    }
 }
 
 /// A state dir and schema-violation sink for one test.

@@ -2,7 +2,14 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::Value;
+use truenas_agent::middleware::{ApiInfo, Call, CallError, Job, JobId, Middleware};
+use truenas_agent::sim::{InProcess, Simulator};
 
 /// The read-only `shared/` folder (TrueNAS API schemas, VM harness, ...):
 /// `$SHARED_DIR`, else `<repo>/../shared`. `None` when absent (CI without it): tests that
@@ -57,5 +64,76 @@ pub fn assert_no_canary_in_dir(dir: &std::path::Path) {
                 &String::from_utf8_lossy(&bytes),
             );
         }
+    }
+}
+
+/// Validates every call's params against `shared/truenas-api/<ver>/<method>.json`
+/// before passing it on; violations are collected (paths and keywords only: messages
+/// could quote secrets).
+pub struct SchemaChecked {
+    inner: InProcess,
+    dir: Option<PathBuf>,
+    cache: Mutex<BTreeMap<String, Arc<jsonschema::Validator>>>,
+    violations: Arc<Mutex<Vec<String>>>,
+}
+
+impl SchemaChecked {
+    #[allow(clippy::print_stderr)]
+    pub fn new(sim: &Simulator, violations: &Arc<Mutex<Vec<String>>>) -> Self {
+        let dir = schema_dir(sim.flavor().as_str());
+        if dir.is_none() {
+            eprintln!("shared/truenas-api not found: calls are not schema-checked");
+        }
+        Self {
+            inner: sim.in_process(),
+            dir,
+            cache: Mutex::new(BTreeMap::new()),
+            violations: violations.clone(),
+        }
+    }
+
+    fn check(&self, call: &Call) {
+        let Some(dir) = &self.dir else { return };
+        let name = call.method.as_str();
+        let validator = {
+            let mut cache = self.cache.lock().unwrap();
+            if let Some(v) = cache.get(name) {
+                v.clone()
+            } else {
+                let path = dir.join(format!("{name}.json"));
+                let Ok(text) = std::fs::read(&path) else {
+                    self.violations
+                        .lock()
+                        .unwrap()
+                        .push(format!("{name}: no schema in {}", dir.display()));
+                    return;
+                };
+                let schema: Value = serde_json::from_slice(&text).unwrap();
+                let v = Arc::new(jsonschema::validator_for(&schema).unwrap());
+                cache.insert(name.to_owned(), v.clone());
+                v
+            }
+        };
+        let params = Value::Array(call.params.clone());
+        for e in validator.iter_errors(&params) {
+            self.violations.lock().unwrap().push(format!(
+                "{name}: params{} breaks `{}`",
+                e.instance_path(),
+                e.schema_path()
+            ));
+        }
+    }
+}
+
+impl Middleware for SchemaChecked {
+    fn api(&self) -> ApiInfo {
+        self.inner.api()
+    }
+    async fn call(&self, call: Call) -> Result<Value, CallError> {
+        self.check(&call);
+        self.inner.call(call).await
+    }
+    async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
+        self.inner.wait_job(id, timeout).await
     }
 }
