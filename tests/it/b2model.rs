@@ -152,36 +152,44 @@ pub struct Key {
     pub reply: Value,
 }
 
+/// Runs the server and waits (bounded) for its ready line.
+fn spawn_and_wait_ready(python: &std::path::Path) -> (Child, Value) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/b2model/b2model.py");
+    let mut child = Command::new(python)
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(read.map(|_| line));
+    });
+    let line = match rx.recv_timeout(READY_TIMEOUT) {
+        Ok(Ok(line)) if !line.is_empty() => line,
+        other => {
+            let _ = child.kill();
+            let status = child.wait();
+            panic!("the B2 model server did not get ready ({other:?}, exit {status:?})");
+        }
+    };
+    let ready: Value = serde_json::from_str(&line)
+        .unwrap_or_else(|e| panic!("bad ready line from the model server ({e}): {line}"));
+    assert_eq!(ready["b2model"], "ready", "{ready}");
+    (child, ready)
+}
+
 impl B2Model {
     /// Starts a fresh server (empty model with one account).
     pub async fn start() -> Self {
         let python = python();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/b2model/b2model.py");
-        let mut child = Command::new(&python)
-            .arg(&script)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", python.display()));
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let read = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(read.map(|_| line));
-        });
-        let line = match rx.recv_timeout(READY_TIMEOUT) {
-            Ok(Ok(line)) if !line.is_empty() => line,
-            other => {
-                let _ = child.kill();
-                let status = child.wait();
-                panic!("the B2 model server did not get ready ({other:?}, exit {status:?})");
-            }
-        };
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("bad ready line from the model server ({e}): {line}"));
-        assert_eq!(ready["b2model"], "ready", "{ready}");
+        let (child, ready) = tokio::task::spawn_blocking(move || spawn_and_wait_ready(&python))
+            .await
+            .unwrap();
         let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)

@@ -113,8 +113,8 @@ async fn list_and_delete_keys_split_by_api_version_as_documented() {
         }
     };
     // b2_list_keys doc: v4 lists only multi-bucket keys, v1–v3 only the others.
-    assert_eq!(listed(3).await, [v3_key.id.clone()]);
-    assert_eq!(listed(4).await, [v4_key.id.clone()]);
+    assert_eq!(listed(3).await, std::slice::from_ref(&v3_key.id));
+    assert_eq!(listed(4).await, std::slice::from_ref(&v4_key.id));
     // b2_delete_key doc: a multi-bucket key only through v4, and v4 only for those.
     let delete = |version, id: &str| {
         let body = json!({"applicationKeyId": id});
