@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 PINNED_B2SDK = '2.13.2'
 
@@ -54,18 +54,8 @@ except ImportError as error:  # pragma: no cover - a setup problem, said plainly
 
 API = b2.RawSimulator.API_URL  # what RawSimulator expects as api_url in every call
 
-# b2_create_key doc (v3 "bucketId" and v4 "bucketIds"): a key restricted to buckets can
-# only be given these capabilities. Not enforced (see README "Open points"); listed for
-# the docs and for the README table.
-BUCKET_LEVEL_CAPABILITIES = frozenset(
-    [
-        'listAllBucketNames', 'listBuckets', 'readBuckets', 'readBucketEncryption',
-        'writeBucketEncryption', 'readBucketRetentions', 'writeBucketRetentions',
-        'readBucketNotifications', 'writeBucketNotifications', 'listFiles', 'readFiles',
-        'shareFiles', 'writeFiles', 'deleteFiles', 'readFileLegalHolds', 'writeFileLegalHolds',
-        'readFileRetentions', 'writeFileRetentions', 'bypassGovernance',
-    ]
-)
+# Not modelled (README "Open points"): b2_create_key's docs allow only bucket-level
+# capabilities on a bucket-restricted key; RawSimulator accepts any, and so does this shim.
 MAX_LIST_FILE_COUNT = 10000  # b2_list_file_names doc; b2sdk LIST_FILE_NAMES_MAX_LIMIT
 MAX_RETENTION_DAYS = 3000  # Object Lock doc: "between one and 3,000 days"
 MAX_BODY = 64 * 1024 * 1024
@@ -329,7 +319,7 @@ class Model:
         kwargs = {}
         if 'bucketType' in body:
             if body['bucketType'] not in ('allPrivate', 'allPublic'):
-                raise bad_request(f'bucketType must be allPrivate or allPublic')
+                raise bad_request('bucketType must be allPrivate or allPublic')
             kwargs['bucket_type'] = body['bucketType']
         for field, arg in (('bucketInfo', 'bucket_info'), ('corsRules', 'cors_rules')):
             if field in body:
