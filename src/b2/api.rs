@@ -375,10 +375,17 @@ pub struct DefaultRetention {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FileLock {
-    #[serde(default)]
+    /// B2 may send `null` for a bucket that never had Object Lock: Backblaze's SDK types
+    /// the field `bool | None` and its RawSimulator sends `null` for such a bucket. Read
+    /// as not enabled (Object Lock is off until turned on, and never turned off again).
+    #[serde(default, deserialize_with = "null_as_false")]
     pub is_file_lock_enabled: bool,
     #[serde(default)]
     pub default_retention: Option<DefaultRetention>,
+}
+
+fn null_as_false<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<bool, D::Error> {
+    Ok(Option::<bool>::deserialize(deserializer)?.unwrap_or(false))
 }
 
 /// One lifecycle rule; `None` numbers are JSON `null`.
@@ -1290,6 +1297,19 @@ mod tests {
             bucket.lifecycle_rules[0].days_from_hiding_to_deleting,
             Some(30)
         );
+    }
+
+    #[test]
+    fn file_lock_enabled_null_reads_as_not_enabled() {
+        // b2sdk's RawSimulator renders a bucket created without `fileLockEnabled` so.
+        let body = br#"{"buckets": [{"bucketId": "b1", "bucketName": "n", "bucketType": "allPrivate",
+            "fileLockConfiguration": {"isClientAuthorizedToRead": true,
+                "value": {"isFileLockEnabled": null, "defaultRetention": {"mode": null, "period": null}}}}]}"#;
+        let bucket = decode_bucket("n", body).unwrap().unwrap();
+        let Gated::Readable(lock) = bucket.file_lock else {
+            panic!("{bucket:?}")
+        };
+        assert!(!lock.is_file_lock_enabled);
     }
 
     #[test]

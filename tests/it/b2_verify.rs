@@ -1,4 +1,10 @@
 //! B2 verification end to end over loopback sockets against the fake B2 server.
+//!
+//! The main scenarios also run against Backblaze's own model of B2 in
+//! `b2_verify_model.rs`; this file keeps them on the fake too, and is the only place for
+//! what a model cannot do: injected 429/503 with and without `Retry-After`, a token that
+//! expires on its first use, v4 sign-in refused as `unsupported`, echoed credentials,
+//! ignored `Range`, oversized listings, deleted-bucket names, unreachable B2.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -18,6 +18,9 @@
 //!   a listing larger than the client's cap.
 //!
 //! Every request is recorded ([`FakeB2::requests`]) so tests can count sign-ins and retries.
+//!
+//! This is our reading of B2. For Backblaze's own model (b2sdk's RawSimulator over HTTP)
+//! use `b2model.rs`; this fake is for the faults and malformed replies a model never sends.
 
 #![allow(
     clippy::result_large_err,

@@ -11,6 +11,9 @@
 
 mod allow_list;
 mod b2_verify;
+mod b2_verify_model;
+mod b2model;
+mod b2model_shim;
 mod central_cli;
 mod central_fetch;
 mod central_fixture;
