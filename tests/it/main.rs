@@ -15,6 +15,7 @@ mod central_cli;
 mod central_fetch;
 mod central_fixture;
 mod central_reports;
+mod cli_edges;
 mod e2e_converge;
 mod e2e_demo;
 mod e2e_fixture;
