@@ -16,6 +16,7 @@ mod central_fetch;
 mod central_fixture;
 mod central_reports;
 mod cli_edges;
+mod e2e_b2_checks;
 mod e2e_converge;
 mod e2e_demo;
 mod e2e_fixture;
