@@ -323,22 +323,7 @@ impl AgentConfig {
     /// the flag that carries the value (`--middleware`, `--tls-pin`, …), and a value that
     /// still comes from the file is named as the file's key.
     pub fn with_overrides(mut self, o: Overrides) -> Result<Self, ConfigError> {
-        let mut errors = Vec::new();
-        if let Some(dir) = o.state_dir.clone() {
-            self.state_dir = absolute(&mut errors, "state_dir", dir);
-        }
-        let m = &mut self.middleware;
-        let raw = RawMiddleware {
-            url: Some(o.middleware_url.clone().unwrap_or_else(|| m.url.clone())),
-            api_key_file: o.api_key_file.clone().or_else(|| m.api_key_file.clone()),
-            api_user: o.api_user.clone().or_else(|| m.api_user.clone()),
-            tls_ca_file: o.tls_ca_file.clone().or_else(|| m.tls_ca_file.clone()),
-            tls_pin: o.tls_pin.clone().or_else(|| m.tls_pin.clone()),
-        };
-        *m = validate_middleware(&mut errors, raw);
-        if errors.is_empty() {
-            return Ok(self);
-        }
+        // Which keys the command line set: their errors name the flag.
         let flags = [
             ("state_dir", "--state-dir", o.state_dir.is_some()),
             ("middleware.url", "--middleware", o.middleware_url.is_some()),
@@ -355,6 +340,22 @@ impl AgentConfig {
             ),
             ("middleware.tls_pin", "--tls-pin", o.tls_pin.is_some()),
         ];
+        let mut errors = Vec::new();
+        if let Some(dir) = o.state_dir {
+            self.state_dir = absolute(&mut errors, "state_dir", dir);
+        }
+        let m = &mut self.middleware;
+        let raw = RawMiddleware {
+            url: Some(o.middleware_url.unwrap_or_else(|| m.url.clone())),
+            api_key_file: o.api_key_file.or_else(|| m.api_key_file.clone()),
+            api_user: o.api_user.or_else(|| m.api_user.clone()),
+            tls_ca_file: o.tls_ca_file.or_else(|| m.tls_ca_file.clone()),
+            tls_pin: o.tls_pin.or_else(|| m.tls_pin.clone()),
+        };
+        *m = validate_middleware(&mut errors, raw);
+        if errors.is_empty() {
+            return Ok(self);
+        }
         for error in &mut errors {
             match flags.iter().find(|(key, _, _)| *key == error.key) {
                 Some((_, flag, true)) => error.key = (*flag).to_owned(),
