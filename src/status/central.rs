@@ -61,8 +61,9 @@ pub(super) fn section(
         problems.push(problem(
             Level::Warning,
             format!("central.json could not be read: {error}"),
-            "Check the state directory's permissions; a corrupt central.json can be removed \
-             (the agent fetches the document again).",
+            "Check the state directory's permissions; a damaged central.json is rebuilt by the \
+             agent at its next start (`systemctl restart truenas-agent`), keeping what still \
+             reads.",
         ));
     }
     let configured = inputs.configured.as_ref().map(Option::is_some);
