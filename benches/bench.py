@@ -642,7 +642,9 @@ class Bench:
             f'state_dir = "{state}"\nroot_pool = "pool0"\n\n'
             f'[central]\nurl = "{central["url"]}"\ntoken_file = "{central["tokens"][0]}"\n'
             f'trusted_keys = ["{central["pub"]}"]\n\n'
-            f'[middleware]\nurl = "{sim.url}"\n')
+            f'[middleware]\nurl = "{sim.url}"\n\n'
+            # A simulated box: the daemon must not call Backblaze.
+            f'[b2]\ncheck_interval_secs = 0\n')
         self.results["commands"]["idle"] = "truenas-agent --config agent.toml run"
         out = {"idle_secs": self.a.idle_secs}
         agent = subprocess.Popen([self.a.agent, "--config", str(cfg), "run"],

@@ -11,8 +11,11 @@
 //! is ever held here except behind `SecretString`, and no error text contains a secret
 //! file's content; the process owner is compared by numeric uid (`geteuid`), never by
 //! looking a user name up (static glibc + NSS).
-//! Limitations: durations are whole seconds; `http://` central URLs are accepted only for
-//! IP-literal loopback hosts (`127.0.0.0/8`, `[::1]`), not for the name `localhost`.
+//! Command-line overrides are checked by the same rules, and their errors name the flag
+//! (`--middleware: …`), never the config file.
+//! Limitations: durations are whole seconds; `http://` central and B2 URLs are accepted
+//! only for IP-literal loopback hosts (`127.0.0.0/8`, `[::1]`), not for the name
+//! `localhost`.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -35,10 +38,14 @@ pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_LONG_POLL_WAIT: Duration = Duration::from_secs(50);
 /// Default spool cap (contract §4).
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024;
+/// How often the daemon checks the B2 bucket by default (`[b2] check_interval_secs`).
+pub const DEFAULT_B2_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 
 const POLL_RANGE: (u64, u64) = (30, 86_400);
 const WAIT_MAX: u64 = 300;
 const SPOOL_RANGE: (u64, u64) = (1024 * 1024, 1024 * 1024 * 1024);
+/// B2 check interval: at least hourly (each run costs B2 transactions), at most 30 days.
+const B2_INTERVAL_RANGE: (u64, u64) = (3600, 30 * 86_400);
 const SECRET_FILE_MAX: usize = 4096;
 
 /// One bad value: the dotted key and the rule it breaks.
@@ -72,6 +79,10 @@ pub enum ConfigError {
         path: String,
         errors: Vec<FieldError>,
     },
+    /// A command-line flag (or its environment variable) breaks a rule; each error's
+    /// `key` is the flag (`--middleware`), so the message never blames the config file.
+    #[error("invalid command-line flag(s):\n{}", list(.errors))]
+    Flags { errors: Vec<FieldError> },
     #[error(
         "{key} {path} has mode {mode:04o} and owner uid {owner}; it must be owned by uid {expected_owner} \
          (the user the agent runs as) and not readable by group or others. Fix: {fix}"
@@ -107,6 +118,7 @@ impl ConfigError {
             ConfigError::Read(_)
             | ConfigError::Syntax { .. }
             | ConfigError::Invalid { .. }
+            | ConfigError::Flags { .. }
             | ConfigError::InsecureSecretFile { .. }
             | ConfigError::ReadSecretFile { .. }
             | ConfigError::BadSecretFile { .. }
@@ -138,6 +150,26 @@ pub struct AgentConfig {
     pub central: Option<CentralConfig>,
     /// How to reach the local middleware.
     pub middleware: MiddlewareConfig,
+    /// The daemon's B2 checks.
+    pub b2: B2Config,
+}
+
+/// The `[b2]` section: how the daemon checks the B2 bucket with the Cloud Sync key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct B2Config {
+    /// How often the daemon checks the bucket; `None`: never (`check_interval_secs = 0`).
+    pub check_interval: Option<Duration>,
+    /// B2 API base URL: `https://…`, or `http://` to a loopback IP (tests, simulator set-ups).
+    pub api_url: String,
+}
+
+impl Default for B2Config {
+    fn default() -> Self {
+        Self {
+            check_interval: Some(DEFAULT_B2_CHECK_INTERVAL),
+            api_url: crate::b2::DEFAULT_API_BASE.to_owned(),
+        }
+    }
 }
 
 /// The `[central]` section.
@@ -194,6 +226,7 @@ impl Default for AgentConfig {
             root_pool: None,
             central: None,
             middleware: MiddlewareConfig::default(),
+            b2: B2Config::default(),
         }
     }
 }
@@ -221,6 +254,15 @@ struct RawConfig {
     central: Option<RawCentral>,
     #[serde(default)]
     middleware: RawMiddleware,
+    #[serde(default)]
+    b2: RawB2,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawB2 {
+    check_interval_secs: Option<u64>,
+    api_url: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,11 +319,30 @@ impl AgentConfig {
         })
     }
 
-    /// Applies command-line overrides and re-validates the affected values.
+    /// Applies command-line overrides and re-validates the affected values. Errors name
+    /// the flag that carries the value (`--middleware`, `--tls-pin`, …), and a value that
+    /// still comes from the file is named as the file's key.
     pub fn with_overrides(mut self, o: Overrides) -> Result<Self, ConfigError> {
+        // Which keys the command line set: their errors name the flag.
+        let flags = [
+            ("state_dir", "--state-dir", o.state_dir.is_some()),
+            ("middleware.url", "--middleware", o.middleware_url.is_some()),
+            (
+                "middleware.api_key_file",
+                "--api-key-file",
+                o.api_key_file.is_some(),
+            ),
+            ("middleware.api_user", "--api-user", o.api_user.is_some()),
+            (
+                "middleware.tls_ca_file",
+                "--tls-ca-file",
+                o.tls_ca_file.is_some(),
+            ),
+            ("middleware.tls_pin", "--tls-pin", o.tls_pin.is_some()),
+        ];
         let mut errors = Vec::new();
         if let Some(dir) = o.state_dir {
-            self.state_dir = absolute(&mut errors, "--state-dir", dir);
+            self.state_dir = absolute(&mut errors, "state_dir", dir);
         }
         let m = &mut self.middleware;
         let raw = RawMiddleware {
@@ -293,13 +354,16 @@ impl AgentConfig {
         };
         *m = validate_middleware(&mut errors, raw);
         if errors.is_empty() {
-            Ok(self)
-        } else {
-            Err(ConfigError::Invalid {
-                path: "command line".to_owned(),
-                errors,
-            })
+            return Ok(self);
         }
+        for error in &mut errors {
+            match flags.iter().find(|(key, _, _)| *key == error.key) {
+                Some((_, flag, true)) => error.key = (*flag).to_owned(),
+                Some((key, _, false)) => error.key = format!("{key} (in the config file)"),
+                None => {}
+            }
+        }
+        Err(ConfigError::Flags { errors })
     }
 
     /// The `[central]` section, or an error saying it is missing.
@@ -432,6 +496,7 @@ fn validate(raw: RawConfig) -> Result<AgentConfig, Vec<FieldError>> {
     }
     let central = raw.central.map(|c| validate_central(&mut errors, c));
     let middleware = validate_middleware(&mut errors, raw.middleware);
+    let b2 = validate_b2(&mut errors, raw.b2);
     if errors.is_empty() {
         Ok(AgentConfig {
             source: None,
@@ -440,6 +505,7 @@ fn validate(raw: RawConfig) -> Result<AgentConfig, Vec<FieldError>> {
             root_pool: raw.root_pool,
             central,
             middleware,
+            b2,
         })
     } else {
         Err(errors)
@@ -545,6 +611,60 @@ fn central_url(errors: &mut Vec<FieldError>, text: &str) -> Url {
         url.set_path(&path);
     }
     url
+}
+
+fn validate_b2(errors: &mut Vec<FieldError>, raw: RawB2) -> B2Config {
+    let defaults = B2Config::default();
+    let check_interval = match raw.check_interval_secs {
+        None => defaults.check_interval,
+        Some(0) => None,
+        Some(secs) => {
+            let (lo, hi) = B2_INTERVAL_RANGE;
+            if !(lo..=hi).contains(&secs) {
+                push(
+                    errors,
+                    "b2.check_interval_secs",
+                    format!("must be 0 (B2 checks off) or between {lo} and {hi} (got {secs})"),
+                );
+            }
+            Some(Duration::from_secs(secs))
+        }
+    };
+    let api_url = raw.api_url.map_or(defaults.api_url, |text| {
+        if let Err(rule) = b2_url_rule(&text) {
+            push(errors, "b2.api_url", rule);
+        }
+        text.trim_end_matches('/').to_owned()
+    });
+    B2Config {
+        check_interval,
+        api_url,
+    }
+}
+
+fn b2_url_rule(text: &str) -> Result<(), String> {
+    let url = Url::parse(text).map_err(|e| format!("must be an absolute URL ({e})"))?;
+    let rule = match url.scheme() {
+        "https" => None,
+        "http" if is_loopback_ip(&url) => None,
+        "http" => Some(
+            "must use https:// (plain http:// is accepted only for a loopback IP such as \
+             http://127.0.0.1:8080, for a test B2 server)",
+        ),
+        _ => Some("must use https://"),
+    };
+    let rule = rule.or_else(|| {
+        if !url.username().is_empty() || url.password().is_some() {
+            Some("must not contain a user name or password")
+        } else if url.query().is_some() || url.fragment().is_some() {
+            Some("must not contain a query or fragment")
+        } else if url.host().is_none() {
+            Some("must name a host")
+        } else {
+            None
+        }
+    });
+    rule.map_or(Ok(()), |r| Err(r.to_owned()))
 }
 
 /// True when the URL's host is an IP literal in a loopback range (no name lookup).
@@ -706,7 +826,11 @@ fn pool_name_rule(name: &str) -> Result<(), String> {
 
 fn absolute(errors: &mut Vec<FieldError>, key: &str, path: PathBuf) -> PathBuf {
     if !path.is_absolute() {
-        push(errors, key, "must be an absolute path");
+        push(
+            errors,
+            key,
+            format!("must be an absolute path (got `{}`)", path.display()),
+        );
     }
     path
 }
@@ -1108,7 +1232,7 @@ mod tests {
                 ..Overrides::default()
             })
             .unwrap_err();
-        assert!(err.to_string().contains("middleware.url"), "{err}");
+        assert!(err.to_string().contains("--middleware: "), "{err}");
         let ok = parse("")
             .unwrap()
             .with_overrides(Overrides {
@@ -1118,6 +1242,113 @@ mod tests {
             })
             .unwrap();
         assert_eq!(ok.middleware.tls_pin.unwrap(), "ab".repeat(32));
+    }
+
+    /// A bad flag is an error naming the flag and the rule — never the config file, and
+    /// never a silent fall-back to the default. A relative `--state-dir` is refused
+    /// (docs/configuration.md: flags follow the file's rules).
+    #[test]
+    fn bad_flags_are_named_as_flags() {
+        let file = parse("[middleware]\nurl = \"ws://127.0.0.1:6000\"\n").unwrap();
+        let cases: &[(Overrides, &str, &str)] = &[
+            (
+                Overrides {
+                    middleware_url: Some("bogus".into()),
+                    ..Overrides::default()
+                },
+                "--middleware",
+                "must be a URL such as unix://",
+            ),
+            (
+                Overrides {
+                    middleware_url: Some("wss://nas.local".into()),
+                    tls_pin: Some("zz".into()),
+                    ..Overrides::default()
+                },
+                "--tls-pin",
+                "64 hex digits",
+            ),
+            (
+                Overrides {
+                    state_dir: Some("relative/state".into()),
+                    ..Overrides::default()
+                },
+                "--state-dir",
+                "must be an absolute path (got `relative/state`)",
+            ),
+            (
+                Overrides {
+                    middleware_url: Some("wss://nas.local".into()),
+                    api_key_file: Some("key".into()),
+                    ..Overrides::default()
+                },
+                "--api-key-file",
+                "absolute path",
+            ),
+            (
+                // The flag and the file's value together break a rule: both are named.
+                Overrides {
+                    tls_pin: Some("ab".repeat(32)),
+                    ..Overrides::default()
+                },
+                "middleware.url (in the config file)",
+                "must use wss://",
+            ),
+        ];
+        for (overrides, key, rule) in cases {
+            let err = file.clone().with_overrides(overrides.clone()).unwrap_err();
+            let ConfigError::Flags { errors } = &err else {
+                panic!("{overrides:?}: expected a flag error, got {err:?}");
+            };
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.key == *key && e.rule.contains(rule)),
+                "{overrides:?}: expected {key}: …{rule}…, got {errors:?}"
+            );
+            let shown = err.to_string();
+            assert!(
+                shown.starts_with("invalid command-line flag(s):"),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn b2_section_defaults_off_and_url_rules() {
+        let c = parse("").unwrap();
+        assert_eq!(c.b2.check_interval, Some(Duration::from_secs(86_400)));
+        assert_eq!(c.b2.api_url, "https://api.backblazeb2.com");
+        let c = parse("[b2]\ncheck_interval_secs = 0\n").unwrap();
+        assert_eq!(c.b2.check_interval, None, "0 turns the checks off");
+        let c =
+            parse("[b2]\ncheck_interval_secs = 3600\napi_url = \"http://127.0.0.1:9/\"\n").unwrap();
+        assert_eq!(c.b2.check_interval, Some(Duration::from_secs(3600)));
+        assert_eq!(c.b2.api_url, "http://127.0.0.1:9");
+        let c = parse("[b2]\napi_url = \"https://b2.example.net\"\n").unwrap();
+        assert_eq!(c.b2.api_url, "https://b2.example.net");
+        for (text, rule) in [
+            (
+                "check_interval_secs = 60",
+                "0 (B2 checks off) or between 3600 and 2592000 (got 60)",
+            ),
+            ("check_interval_secs = 99999999", "between 3600 and 2592000"),
+            ("api_url = \"http://api.backblazeb2.com\"", "loopback IP"),
+            ("api_url = \"http://localhost:9\"", "loopback IP"),
+            ("api_url = \"ftp://x\"", "must use https://"),
+            ("api_url = \"b2\"", "absolute URL"),
+            ("api_url = \"https://k:s@x\"", "user name or password"),
+        ] {
+            let errors = errors_of(&format!("[b2]\n{text}\n"));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.key.starts_with("b2.") && e.rule.contains(rule)),
+                "{text}: {errors:?}"
+            );
+        }
+        let err = parse("[b2]\nchecks = false\n").unwrap_err();
+        assert!(err.to_string().contains("unknown field `checks`"), "{err}");
     }
 
     fn write_mode(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {

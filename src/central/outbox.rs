@@ -81,6 +81,19 @@ impl Outbox {
     ) -> Result<Self, ReportError> {
         let spool = Spool::open(store.dir().path(), spool_max_bytes).map_err(ReportError::Spool)?;
         let lost = spool.stats();
+        if lost.skipped_bytes > 0 {
+            tracing::warn!(
+                skipped_bytes = lost.skipped_bytes,
+                reports_lost = lost.lost_corrupt,
+                "{} bytes of unreadable spool data were skipped ({} of them report records)",
+                lost.skipped_bytes,
+                if lost.lost_corrupt == 0 {
+                    "none".to_owned()
+                } else {
+                    lost.lost_corrupt.to_string()
+                }
+            );
+        }
         if lost.lost_corrupt > 0 || lost.dropped_for_cap > 0 {
             tracing::warn!(
                 torn_or_corrupt = lost.lost_corrupt,

@@ -22,15 +22,19 @@
 //!   losses passes those `n` on, so the reports central finally receives announce every
 //!   loss exactly once;
 //! - decoding ([`decode_log`]) is pure and total: a record with a bad magic, length or
-//!   checksum is skipped (resynchronising on the next valid record) and counted, never
-//!   a panic; a torn tail is cut off at open by an atomic rewrite;
+//!   checksum is skipped (resynchronising on the next valid record), never a panic; a
+//!   torn tail is cut off at open by an atomic rewrite. Skipped bytes are counted as
+//!   bytes; only report records among them (a report header whose number no valid
+//!   record accounts for, or a number missing between valid reports) count as lost
+//!   reports — garbage that held no report loses none;
 //! - compaction is an atomic rewrite (temp + fsync + rename), so a crash at any point
 //!   leaves either the old or the new log;
 //! - the file stays below about twice the cap plus 64 KiB.
 //!
 //! Limitations: single process (the daemon); blocking file I/O with fsync — a few ms per
-//! call; a corrupt region in the middle of the file counts as one lost report even when
-//! it held several.
+//! call; a report record whose header is damaged too is recognised only by its missing
+//! number between valid reports, so one at the very start or end of the log (with no
+//! valid report after it) is counted as skipped bytes, not as a lost report.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -156,13 +160,20 @@ pub struct Located {
 pub struct DecodedLog {
     /// Valid records in file order.
     pub records: Vec<Located>,
-    /// Corrupt regions skipped in the middle of the log (each counted as one lost report).
+    /// Unreadable regions skipped in the middle of the log.
     pub corrupt_regions: u64,
     /// Offset where the valid prefix of the log ends when the tail is torn; `None` when
     /// the log ends on a record boundary.
     pub torn_at: Option<u64>,
-    /// Whether the torn tail looked like a report (or could not be identified).
+    /// Whether the torn tail holds (the start of) a report record.
     pub torn_report: bool,
+    /// Bytes that are not part of any valid record (unreadable regions and the torn tail).
+    pub skipped_bytes: u64,
+    /// Report records among the skipped bytes that nothing else accounts for: each
+    /// report header (`TAS1` + `R`) found in them whose sequence number has no valid
+    /// record, plus each sequence number missing between the valid reports. Garbage
+    /// without a report in it loses no report.
+    pub lost_reports: u64,
 }
 
 /// Decodes one record at the start of `bytes`: `None` when there is no complete valid
@@ -198,6 +209,8 @@ pub fn decode_record(bytes: &[u8]) -> Option<(Record, usize)> {
 /// Decodes a whole log. Pure and total: never panics, whatever the bytes.
 pub fn decode_log(bytes: &[u8]) -> DecodedLog {
     let mut out = DecodedLog::default();
+    // Unreadable byte ranges, in order.
+    let mut skipped: Vec<(usize, usize)> = Vec::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
         if let Some((record, used)) = decode_record(&bytes[pos..]) {
@@ -212,19 +225,80 @@ pub fn decode_log(bytes: &[u8]) -> DecodedLog {
         // Resynchronise on the next magic that starts a valid record.
         if let Some(next) = next_valid(bytes, pos + 1) {
             out.corrupt_regions += 1;
+            skipped.push((pos, next));
             pos = next;
             continue;
         }
         out.torn_at = Some(pos as u64);
-        // A torn `A`/`L` record loses no report; anything else may have.
-        let tail = &bytes[pos..];
-        let bookkeeping = tail.len() > MAGIC.len()
-            && tail.starts_with(MAGIC)
-            && matches!(tail[MAGIC.len()], b'A' | b'L');
-        out.torn_report = !bookkeeping;
+        skipped.push((pos, bytes.len()));
         break;
     }
+    out.skipped_bytes = skipped.iter().map(|(a, b)| (b - a) as u64).sum();
+    let (lost, torn_report) = lost_reports(bytes, &out.records, &skipped);
+    out.lost_reports = lost;
+    out.torn_report = torn_report;
     out
+}
+
+/// How many report records the `skipped` ranges held that no valid record accounts for,
+/// and whether the last range (the torn tail, if any) held a report header.
+fn lost_reports(bytes: &[u8], records: &[Located], skipped: &[(usize, usize)]) -> (u64, bool) {
+    use std::collections::BTreeSet;
+    let mut reports = BTreeSet::new();
+    let mut accounted = BTreeSet::new();
+    for located in records {
+        match located.record {
+            Record::Report { seq, .. } => {
+                reports.insert(seq);
+                accounted.insert(seq);
+            }
+            Record::Removed { seq } => {
+                accounted.insert(seq);
+            }
+            Record::Lost { .. } => {}
+        }
+    }
+    let mut lost = BTreeSet::new();
+    let mut anonymous = 0u64;
+    let mut tail_report = false;
+    for (i, &(start, end)) in skipped.iter().enumerate() {
+        let region = &bytes[start..end];
+        for at in region
+            .windows(MAGIC.len() + 1)
+            .enumerate()
+            .filter(|(_, w)| w.starts_with(MAGIC) && w[MAGIC.len()] == b'R')
+            .map(|(at, _)| start + at)
+        {
+            if i + 1 == skipped.len() && end == bytes.len() {
+                tail_report = true;
+            }
+            // The sequence number, when the header got that far.
+            match bytes.get(at + 5..at + 13).and_then(|b| b.try_into().ok()) {
+                Some(seq) => {
+                    let seq = u64::from_be_bytes(seq);
+                    if !accounted.contains(&seq) {
+                        lost.insert(seq);
+                    }
+                }
+                None => anonymous += 1,
+            }
+        }
+    }
+    // Reports are numbered one after another from the oldest record the log keeps, so a
+    // number missing between two valid records is a report record that was damaged
+    // beyond recognition.
+    if !skipped.is_empty() {
+        if let (Some(&first), Some(&last)) = (reports.first(), accounted.last()) {
+            let missing = (first..last).filter(|seq| !accounted.contains(seq));
+            // Bounded by the damage: at most one report per skipped record's worth of bytes.
+            let bound = skipped
+                .iter()
+                .map(|(a, b)| ((b - a) / OVERHEAD).max(1))
+                .sum::<usize>();
+            lost.extend(missing.take(bound));
+        }
+    }
+    (lost.len() as u64 + anonymous, tail_report)
 }
 
 fn next_valid(bytes: &[u8], from: usize) -> Option<usize> {
@@ -275,8 +349,11 @@ pub struct Pushed {
 pub struct SpoolStats {
     /// Reports dropped because the spool was full.
     pub dropped_for_cap: u64,
-    /// Reports lost to torn or corrupt records found at open or read.
+    /// Report records lost to torn or corrupt data found at open or read.
     pub lost_corrupt: u64,
+    /// Unreadable bytes skipped at open (garbage, torn or damaged records), whether or
+    /// not they held a report.
+    pub skipped_bytes: u64,
 }
 
 /// The open spool.
@@ -316,9 +393,11 @@ impl Spool {
             stats: SpoolStats::default(),
         };
         spool.replay(&log);
-        let lost = log.corrupt_regions + u64::from(log.torn_report && log.torn_at.is_some());
+        // Only report records count as lost; other unreadable bytes are just skipped.
+        let lost = log.lost_reports;
         spool.pending_lost += lost;
         spool.stats.lost_corrupt += lost;
+        spool.stats.skipped_bytes += log.skipped_bytes;
         if log.torn_at.is_some() || log.corrupt_regions > 0 {
             // Rewrite without the damage so later appends follow a clean record boundary.
             spool.compact()?;
@@ -521,6 +600,7 @@ impl Spool {
         let mut fresh = Spool::open(&self.dir, self.cap)?;
         fresh.stats.dropped_for_cap += self.stats.dropped_for_cap;
         fresh.stats.lost_corrupt += self.stats.lost_corrupt;
+        fresh.stats.skipped_bytes += self.stats.skipped_bytes;
         *self = fresh;
         Ok(())
     }

@@ -2,12 +2,20 @@
 //!
 //! Owns: the [`CentralState`] schema (last applied revision and ETag, last fetch and
 //! its outcome, last refusal, last report outcome, counters, last error) and
-//! [`CentralStore`], the one shared handle that updates it and writes it atomically.
+//! [`CentralStore`], the one shared handle that updates it and writes it atomically;
+//! rebuilding a damaged file when the store opens ([`Rebuilt`]).
 //! Does not: decide anything. `fetch` and `outbox` record into it; `status` reads it.
 //! Invariants: every update is written through `StateDir::write_json` (atomic, 0600)
 //! while the in-memory copy is locked, so two updates never interleave; nothing in it is
-//! secret (error texts come from error types that never carry the token or a document).
+//! secret (error texts come from error types that never carry the token or a document);
+//! a `central.json` that is not valid JSON for this schema (truncated, garbage) never
+//! stops the daemon: [`CentralStore::open`] keeps every top-level part that still reads,
+//! starts the rest afresh, keeps the damaged bytes as `central.json.corrupt`, logs a
+//! WARN and records what it did in [`CentralState::rebuilt`] (shown by `status`). A file
+//! that cannot be read at all (permissions, I/O) is still an error.
 //! Limitations: one process; a second writer of the same state dir would lose updates.
+//! Recovery is per top-level part: a part cut in the middle (e.g. half of `counters`) is
+//! lost as a whole.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -34,6 +42,22 @@ pub struct CentralState {
     pub last_report: Option<ReportRecord>,
     pub last_error: Option<ErrorRecord>,
     pub counters: Counters,
+    /// Set when the file was damaged and rebuilt by [`CentralStore::open`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rebuilt: Option<Rebuilt>,
+}
+
+/// What [`CentralStore::open`] did with a damaged `central.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rebuilt {
+    pub at: DateTime<Utc>,
+    /// Why the file could not be used (the parser's message: a position, never content).
+    pub reason: String,
+    /// The top-level parts recovered from it (`applied`, `counters`, …); the others
+    /// started afresh.
+    pub kept: Vec<String>,
+    /// Where the damaged bytes were kept for inspection (`None`: they could not be).
+    pub damaged_copy: Option<String>,
 }
 
 /// The last applied document.
@@ -153,12 +177,22 @@ pub struct CentralStore {
 }
 
 impl CentralStore {
-    /// Loads the state (empty when the file does not exist yet).
+    /// Loads the state (empty when the file does not exist yet). A file that is not valid
+    /// JSON for this schema is rebuilt (see the module doc) and the result written at once;
+    /// only a file that cannot be read or written is an error.
     pub fn open(dir: StateDir) -> Result<Self, StateError> {
-        let state = CentralState::load(&dir)?.unwrap_or_default();
+        let (state, written) = match CentralState::load(&dir) {
+            Ok(state) => (state.unwrap_or_default(), None),
+            Err(StateError::Corrupt { path, source }) => {
+                let state = rebuild(&dir, &path, &source, Utc::now())?;
+                dir.write_json(STATE_FILE, &state)?;
+                (state, Some(Instant::now()))
+            }
+            Err(e) => return Err(e),
+        };
         Ok(Self {
             dir,
-            inner: Arc::new(Mutex::new((state, None))),
+            inner: Arc::new(Mutex::new((state, written))),
         })
     }
 
@@ -208,6 +242,113 @@ impl CentralStore {
     }
 }
 
+/// Name of the copy of a damaged `central.json`.
+pub const DAMAGED_COPY: &str = "central.json.corrupt";
+
+/// The top-level parts of [`CentralState`], in file order.
+const PARTS: [&str; 6] = [
+    "applied",
+    "last_fetch",
+    "last_refusal",
+    "last_report",
+    "last_error",
+    "counters",
+];
+
+/// The state recovered from the damaged file at `path`, with the damaged bytes kept
+/// aside and the rebuild recorded.
+fn rebuild(
+    dir: &StateDir,
+    path: &std::path::Path,
+    error: &serde_json::Error,
+    now: DateTime<Utc>,
+) -> Result<CentralState, StateError> {
+    let bytes = crate::fs::read(path)?;
+    let (mut state, kept) = salvage(&bytes);
+    let copy = dir.file(DAMAGED_COPY);
+    let damaged_copy = match crate::fs::write_atomic(&copy, &bytes, 0o600) {
+        Ok(()) => Some(copy.display().to_string()),
+        Err(e) => {
+            tracing::warn!(error = %crate::fault::error_chain(&e), "cannot keep a copy of the damaged central.json");
+            None
+        }
+    };
+    let lost: Vec<&str> = PARTS
+        .iter()
+        .copied()
+        .filter(|p| !kept.iter().any(|k| k == p))
+        .collect();
+    tracing::warn!(
+        path = %path.display(),
+        reason = %error,
+        kept = %kept.join(", "),
+        started_afresh = %lost.join(", "),
+        damaged_copy = damaged_copy.as_deref().unwrap_or("(none)"),
+        "central.json was damaged and has been rebuilt; the agent carries on"
+    );
+    state.rebuilt = Some(Rebuilt {
+        at: now,
+        reason: error.to_string(),
+        kept,
+        damaged_copy,
+    });
+    Ok(state)
+}
+
+/// Every top-level part of a damaged `central.json` that still reads. A file cut short
+/// (the common damage: a torn write on a dying disk, a full pool) is closed after its
+/// last complete top-level member, which the pretty-printed layout starts with `\n  "`.
+fn salvage(bytes: &[u8]) -> (CentralState, Vec<String>) {
+    let mut kept = Vec::new();
+    let Some(object) = parse_object(bytes) else {
+        return (CentralState::default(), kept);
+    };
+    let state = CentralState {
+        applied: part(&object, "applied", &mut kept),
+        last_fetch: part(&object, "last_fetch", &mut kept),
+        last_refusal: part(&object, "last_refusal", &mut kept),
+        last_report: part(&object, "last_report", &mut kept),
+        last_error: part(&object, "last_error", &mut kept),
+        counters: part(&object, "counters", &mut kept).unwrap_or_default(),
+        ..CentralState::default()
+    };
+    (state, kept)
+}
+
+/// One top-level part, if present, not null and valid; its name goes into `kept`.
+fn part<T: serde::de::DeserializeOwned>(
+    object: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    kept: &mut Vec<String>,
+) -> Option<T> {
+    let value = object.get(name).filter(|v| !v.is_null())?;
+    let parsed = serde_json::from_value(value.clone()).ok()?;
+    kept.push(name.to_owned());
+    Some(parsed)
+}
+
+fn parse_object(bytes: &[u8]) -> Option<serde_json::Map<String, serde_json::Value>> {
+    if let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(bytes) {
+        return Some(map);
+    }
+    let starts = bytes
+        .windows(4)
+        .enumerate()
+        .filter(|(_, w)| *w == b"\n  \"")
+        .map(|(i, _)| i)
+        .collect::<Vec<_>>();
+    starts.iter().rev().find_map(|&cut| {
+        let head = bytes[..cut].trim_ascii_end();
+        let head = head.strip_suffix(b",").unwrap_or(head);
+        let mut closed = head.to_vec();
+        closed.extend_from_slice(b"\n}");
+        match serde_json::from_slice(&closed) {
+            Ok(serde_json::Value::Object(map)) => Some(map),
+            _ => None,
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -246,6 +387,94 @@ mod tests {
             (4, 1),
             "a plain update writes the kept changes too"
         );
+    }
+
+    fn full_state() -> CentralState {
+        CentralState {
+            applied: Some(AppliedDocument {
+                revision: 7,
+                etag: Some("\"e7\"".into()),
+                verified_by: "unsigned".into(),
+                at: DateTime::UNIX_EPOCH,
+            }),
+            last_fetch: Some(FetchRecord {
+                at: DateTime::UNIX_EPOCH,
+                outcome: FetchOutcome::Unchanged,
+                revision: None,
+            }),
+            counters: Counters {
+                fetches: 41,
+                reports_delivered: 12,
+                ..Counters::default()
+            },
+            ..CentralState::default()
+        }
+    }
+
+    /// A `central.json` cut short (a torn write) used to stop the daemon at every start;
+    /// now the parts before the cut are kept, the rest starts afresh, the damaged bytes
+    /// are kept aside and the rebuild is recorded.
+    #[test]
+    fn a_truncated_file_is_rebuilt_keeping_what_reads() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        dir.write_json(STATE_FILE, &full_state()).unwrap();
+        let path = dir.file(STATE_FILE);
+        let whole = std::fs::read(&path).unwrap();
+        let cut = whole.windows(8).position(|w| w == b"fetches\"").unwrap() + 4;
+        crate::fs::write_atomic(&path, &whole[..cut], 0o600).unwrap();
+        assert!(CentralState::load(&dir).is_err(), "really damaged");
+
+        let store = CentralStore::open(dir.clone()).unwrap();
+        let state = store.snapshot();
+        assert_eq!(state.applied, full_state().applied);
+        assert_eq!(state.last_fetch, full_state().last_fetch);
+        assert_eq!(
+            state.counters,
+            Counters::default(),
+            "cut in the middle: started afresh"
+        );
+        let rebuilt = state.rebuilt.clone().unwrap();
+        assert_eq!(rebuilt.kept, ["applied", "last_fetch"]);
+        assert!(rebuilt.reason.contains("EOF"), "{}", rebuilt.reason);
+        let copy = dir.file(DAMAGED_COPY);
+        assert_eq!(rebuilt.damaged_copy.as_deref(), copy.to_str());
+        assert_eq!(std::fs::read(&copy).unwrap(), &whole[..cut]);
+        assert_eq!(crate::fs::owner_and_mode(&copy).unwrap().1, 0o600);
+        // Written back at once: the next start reads it as it is, the record with it.
+        assert_eq!(CentralState::load(&dir).unwrap().unwrap(), state);
+        let again = CentralStore::open(dir).unwrap().snapshot();
+        assert_eq!(again.rebuilt, Some(rebuilt));
+    }
+
+    #[test]
+    fn garbage_and_wrong_types_are_rebuilt_too() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let path = dir.file(STATE_FILE);
+        crate::fs::write_atomic(&path, &[0xff, 0x00, 0x13, 0x37], 0o600).unwrap();
+        let state = CentralStore::open(dir.clone()).unwrap().snapshot();
+        assert_eq!(state.applied, None);
+        assert!(state.rebuilt.unwrap().kept.is_empty());
+
+        // Valid JSON, one part of the wrong shape: the other parts are kept.
+        let mut value = serde_json::to_value(full_state()).unwrap();
+        value["last_fetch"] = serde_json::json!("yesterday");
+        crate::fs::write_atomic(&path, value.to_string().as_bytes(), 0o600).unwrap();
+        let state = CentralStore::open(dir).unwrap().snapshot();
+        assert_eq!(state.applied, full_state().applied);
+        assert_eq!(state.last_fetch, None);
+        assert_eq!(state.counters, full_state().counters);
+        assert_eq!(state.rebuilt.unwrap().kept, ["applied", "counters"]);
+    }
+
+    /// Only content damage is repaired: a file that cannot be read is still an error.
+    #[test]
+    fn an_unreadable_file_is_still_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        crate::fs::create_dir_all(&dir.file(STATE_FILE), 0o700).unwrap();
+        assert!(matches!(CentralStore::open(dir), Err(StateError::Io(_))));
     }
 
     #[test]

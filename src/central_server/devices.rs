@@ -1,7 +1,7 @@
 //! `central devices`: what every device last said, in one view.
 //!
-//! Owns: [`DeviceSummary`] (from a device's `latest.json` and its published document)
-//! and the text rendering.
+//! Owns: [`DeviceSummary`] (from a device's `latest.json`, its drop tally and its
+//! published document) and the text rendering.
 //! Does not: read anything but the data directory; no network.
 //! Invariants: pure given the store contents and `now`.
 //! Limitations: a device that never reported shows only its published revision.
@@ -35,8 +35,12 @@ pub struct DeviceSummary {
     pub health: HealthSummary,
     /// Ids of the failing checklist items.
     pub failing_checks: Vec<String>,
-    /// Reports the agent had to drop from its spool before the newest one.
+    /// Reports the agent lost (spool full or damaged) announced by the newest report.
     pub dropped_reports: u64,
+    /// Reports the agent lost before they reached central, over every stored report.
+    pub dropped_reports_total: u64,
+    /// When central received the newest report announcing a loss.
+    pub last_drop_at: Option<DateTime<Utc>>,
 }
 
 /// Task health in a few numbers.
@@ -58,12 +62,16 @@ pub fn summarize(store: &Store) -> Result<Vec<DeviceSummary>, StoreError> {
         .map(|name| {
             let published_revision = store.document(&name)?.and_then(|d| read_revision(&d).ok());
             let latest = store.latest(&name)?;
-            Ok(summary(
+            let drops = store.drop_tally(&name)?;
+            let mut s = summary(
                 name.clone(),
                 store.is_disabled(&name)?,
                 published_revision,
                 latest.map(|l| (l.received_at, l.report)),
-            ))
+            );
+            s.dropped_reports_total = drops.total;
+            s.last_drop_at = drops.last_at;
+            Ok(s)
         })
         .collect()
 }
@@ -88,6 +96,8 @@ fn summary(
         health: HealthSummary::default(),
         failing_checks: Vec::new(),
         dropped_reports: 0,
+        dropped_reports_total: 0,
+        last_drop_at: None,
     };
     let Some((received_at, r)) = latest else {
         return s;
@@ -194,13 +204,16 @@ fn render_one(d: &DeviceSummary, now: DateTime<Utc>) -> String {
         list(&h.snapshots_stale)
     );
     let _ = writeln!(out, "  failing checklist: {}", list(&d.failing_checks));
-    if d.dropped_reports > 0 {
-        let _ = writeln!(
-            out,
-            "  note: the agent dropped {} report(s) from a full spool before its last one",
-            d.dropped_reports
-        );
-    }
+    let lost = match (d.dropped_reports_total, d.last_drop_at) {
+        (0, _) => "none".to_owned(),
+        (n, Some(at)) => format!(
+            "{n} (spool full or damaged on the NAS), last announced {} ({} ago)",
+            format_time(&at),
+            age(now, at)
+        ),
+        (n, None) => format!("{n} (spool full or damaged on the NAS)"),
+    };
+    let _ = writeln!(out, "  reports lost before delivery: {lost}");
     out
 }
 
@@ -283,7 +296,21 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("failing checklist: snmp.v3_only"), "{text}");
-        assert!(text.contains("dropped 2 report(s)"), "{text}");
+        assert!(
+            text.contains("reports lost before delivery: none"),
+            "summary() alone knows no tally: {text}"
+        );
+        let mut lost = summary("nas-03".into(), false, None, None);
+        lost.dropped_reports_total = 7;
+        lost.last_drop_at = Some(now - chrono::Duration::days(2));
+        let text = render(&[lost], now);
+        assert!(
+            text.contains(
+                "reports lost before delivery: 7 (spool full or damaged on the NAS), last \
+                 announced 2026-11-21T10:05:00Z (2d ago)"
+            ),
+            "{text}"
+        );
         let never = summary("nas-02".into(), true, None, None);
         let text = render(&[never], now);
         assert!(text.contains("nas-02 [disabled]"), "{text}");

@@ -42,7 +42,7 @@ use crate::central::client::MAX_BODY;
 use crate::central::dsse::{self, CONFIG_PAYLOAD_TYPE};
 use crate::central::report::{self, REPORT_SCHEMA};
 use crate::fault::Fault;
-use store::{Store, StoreError, StoredReport, token_hash};
+use store::{DropTally, Store, StoreError, StoredReport, token_hash};
 
 /// How the server runs.
 pub struct ServerOptions {
@@ -117,8 +117,8 @@ struct Server {
     key: SigningKey,
     change_check: Duration,
     tokens: Mutex<TokenCache>,
-    /// Report ids per device, loaded from `reports.jsonl` on first use.
-    seen_reports: tokio::sync::Mutex<HashMap<String, HashSet<Uuid>>>,
+    /// Report ids and the drop tally per device, loaded from `reports.jsonl` on first use.
+    seen_reports: tokio::sync::Mutex<HashMap<String, (HashSet<Uuid>, DropTally)>>,
     shutdown: CancellationToken,
 }
 
@@ -293,28 +293,33 @@ async fn post_report(
     };
     let mut seen = server.seen_reports.lock().await;
     if !seen.contains_key(&device) {
-        match server.store.report_ids(&device) {
-            Ok(ids) => {
-                seen.insert(device.clone(), ids.into_iter().collect());
+        match server.store.report_log(&device) {
+            Ok((ids, tally)) => {
+                seen.insert(device.clone(), (ids.into_iter().collect(), tally));
             }
             Err(e) => return internal(&e),
         }
     }
-    let ids = seen.entry(device.clone()).or_default();
+    let (ids, tally) = seen.entry(device.clone()).or_default();
     if ids.contains(&report.report_id) {
         return json_status(StatusCode::OK, "duplicate");
     }
     let id = report.report_id;
+    let received_at = Utc::now();
+    let after = tally.after(&report, received_at);
     let stored = StoredReport {
-        received_at: Utc::now(),
+        received_at,
         report,
+        dropped: Some(after),
     };
     if let Err(e) = server.store.append_report(&device, &stored) {
         return internal(&e);
     }
-    // Durable from here on: remember the id even if the `latest.json` cache fails, so a
-    // retry is answered as a duplicate, never stored twice.
+    // Durable from here on: remember the id (and count its drops) even if the
+    // `latest.json` cache fails, so a retry is answered as a duplicate, never stored or
+    // counted twice.
     ids.insert(id);
+    *tally = after;
     if let Err(e) = server.store.write_latest(&device, &stored) {
         tracing::warn!(device = %device, error = %crate::fault::error_chain(&e), "cannot update latest.json");
     }

@@ -5,9 +5,13 @@
 //! DIR/devices/<name>/token.sha256   SHA-256 (hex) of the device's bearer token
 //! DIR/devices/<name>/config.json    the device's desired-state document (the DSSE payload)
 //! DIR/devices/<name>/disabled       present → the device's token is refused with 403
-//! DIR/devices/<name>/reports.jsonl  every accepted report: {"received_at", "report"} per line
+//! DIR/devices/<name>/reports.jsonl  every accepted report: {"received_at", "report", "dropped"} per line
 //! DIR/devices/<name>/latest.json    the newest report, same shape
 //! ```
+//! `dropped` is the running [`DropTally`] up to and including that report (the sum of the
+//! agents' `agent.dropped_reports`), so `central devices` reads it from `latest.json`
+//! instead of every line. Lines written before it existed have none; the server
+//! recomputes the tally from all lines on a device's first report after a start.
 //! Does not: sign (the server signs on the fly), speak HTTP, or validate documents beyond
 //! `revision` (the agent's `desired` module is the authority on content).
 //! Invariants: tokens are never stored, only their hashes; documents and `latest.json`
@@ -85,6 +89,34 @@ impl StoreError {
 pub struct StoredReport {
     pub received_at: DateTime<Utc>,
     pub report: Report,
+    /// Reports the agent lost before delivery, over every stored report up to this one
+    /// (`None` in lines stored before the tally existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<DropTally>,
+}
+
+/// What a device's reports say about reports its agent lost before they reached central
+/// (its spool was full, or a record was damaged): each report announces the losses since
+/// the one before (`agent.dropped_reports`), so the sum over the stored reports is the
+/// number lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropTally {
+    /// Sum of `agent.dropped_reports`.
+    pub total: u64,
+    /// When central received the newest report announcing a loss.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl DropTally {
+    /// The tally after `report`, received at `at`.
+    #[must_use]
+    pub fn after(self, report: &Report, at: DateTime<Utc>) -> Self {
+        let dropped = report.agent.dropped_reports;
+        Self {
+            total: self.total.saturating_add(dropped),
+            last_at: if dropped > 0 { Some(at) } else { self.last_at },
+        }
+    }
 }
 
 /// Handle on the data directory.
@@ -250,6 +282,30 @@ impl Store {
             .collect())
     }
 
+    /// Every stored report id of a device and the drop tally over them (what the server
+    /// needs before it accepts the device's first report after a start).
+    pub fn report_log(&self, name: &str) -> Result<(Vec<uuid::Uuid>, DropTally), StoreError> {
+        let mut tally = DropTally::default();
+        let ids = self
+            .reports(name)?
+            .into_iter()
+            .map(|r| {
+                tally = tally.after(&r.report, r.received_at);
+                r.report.report_id
+            })
+            .collect();
+        Ok((ids, tally))
+    }
+
+    /// The drop tally of a device: from `latest.json`, or (for reports stored before the
+    /// tally existed) computed from every stored report.
+    pub fn drop_tally(&self, name: &str) -> Result<DropTally, StoreError> {
+        match self.latest(name)?.and_then(|l| l.dropped) {
+            Some(tally) => Ok(tally),
+            None => Ok(self.report_log(name)?.1),
+        }
+    }
+
     /// Every stored report of a device, oldest first. A torn last line (crash while
     /// appending) is skipped.
     pub fn reports(&self, name: &str) -> Result<Vec<StoredReport>, StoreError> {
@@ -369,6 +425,7 @@ mod tests {
         let report = StoredReport {
             received_at: Utc::now(),
             report: Report::new(Utc::now()),
+            dropped: None,
         };
         store.append_report("nas-01", &report).unwrap();
         store.write_latest("nas-01", &report).unwrap();
@@ -383,5 +440,50 @@ mod tests {
         let (_, mode) =
             fs::owner_and_mode(&tmp.path().join("devices/nas-01/reports.jsonl")).unwrap();
         assert_eq!(mode, 0o600);
+    }
+
+    #[test]
+    fn the_drop_tally_sums_the_announced_losses() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::open(tmp.path()).unwrap();
+        store.register("nas-01", &token_hash("tok")).unwrap();
+        let t0 = Utc::now();
+        let mut tally = DropTally::default();
+        for (i, dropped) in [0u64, 3, 0, 2, 0].into_iter().enumerate() {
+            let at = t0 + chrono::Duration::minutes(i64::try_from(i).unwrap());
+            let mut report = Report::new(at);
+            report.agent.dropped_reports = dropped;
+            // Lines without a tally, as stored before it existed.
+            let stored = StoredReport {
+                received_at: at,
+                report,
+                dropped: None,
+            };
+            tally = tally.after(&stored.report, at);
+            store.append_report("nas-01", &stored).unwrap();
+            store.write_latest("nas-01", &stored).unwrap();
+        }
+        let expected = DropTally {
+            total: 5,
+            last_at: Some(t0 + chrono::Duration::minutes(3)),
+        };
+        assert_eq!(tally, expected);
+        assert_eq!(store.report_log("nas-01").unwrap().1, expected);
+        assert_eq!(
+            store.drop_tally("nas-01").unwrap(),
+            expected,
+            "computed from the lines"
+        );
+        let mut latest = store.latest("nas-01").unwrap().unwrap();
+        latest.dropped = Some(DropTally {
+            total: 9,
+            last_at: None,
+        });
+        store.write_latest("nas-01", &latest).unwrap();
+        assert_eq!(
+            store.drop_tally("nas-01").unwrap().total,
+            9,
+            "read from latest.json"
+        );
     }
 }

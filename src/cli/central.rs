@@ -43,7 +43,8 @@ pub enum CentralCommand {
         /// Data directory (devices, documents, reports).
         #[arg(long)]
         dir: PathBuf,
-        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
+        /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port). Anything but
+        /// a loopback address is warned about: the server speaks plain HTTP.
         #[arg(long)]
         listen: SocketAddr,
         /// Private signing key file written by `central keygen`.
@@ -151,6 +152,10 @@ async fn run_server(
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let addr = listener.local_addr()?;
+    if let Some(warning) = plain_http_warning(addr) {
+        tracing::warn!(listen = %addr, "central serves plain HTTP beyond loopback");
+        eprintln!("{warning}");
+    }
     let shutdown = CancellationToken::new();
     spawn_signal_handler(shutdown.clone())?;
     println!("central server listening on http://{addr}");
@@ -162,6 +167,24 @@ async fn run_server(
     };
     serve(listener, options, shutdown).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The warning for a listen address other hosts can reach: the server speaks plain HTTP,
+/// so tokens, documents (B2 keys, encryption passwords) and reports would cross the
+/// network in clear. `None` for a loopback address (the documented set-up behind a TLS
+/// proxy on the same host).
+pub fn plain_http_warning(addr: SocketAddr) -> Option<String> {
+    if addr.ip().is_loopback() {
+        return None;
+    }
+    Some(format!(
+        "WARNING: central serve speaks plain HTTP (no TLS) and listens on {addr}, which other \
+         hosts can reach: device tokens, the documents (B2 application keys, encryption \
+         passwords) and the reports would cross the network unencrypted. Agents accept \
+         http:// only to a loopback IP, so they need https:// anyway. Listen on 127.0.0.1 \
+         (e.g. --listen 127.0.0.1:8080) and put a TLS proxy (Caddy, nginx) in front on the \
+         same host; see docs/central.md, \"Behind a TLS proxy\"."
+    ))
 }
 
 fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {

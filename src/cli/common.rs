@@ -1,8 +1,8 @@
 //! Helpers shared by subcommands: the agent configuration as every subcommand sees it
 //! (`--config FILE`, then the command-line flags on top) and connecting to the middleware.
 //!
-//! Owns: turning [`GlobalArgs`] into [`Overrides`] (relative paths on the command line are
-//! taken relative to the current directory, as a shell user expects), resolving the
+//! Owns: turning [`GlobalArgs`] into [`Overrides`] (paths as given: like the file's, they
+//! must be absolute, and a relative one is refused naming the flag), resolving the
 //! [`AgentConfig`] (`AgentConfig::resolve`: the file, or the built-in defaults, then the
 //! flags), the daemon's default config path, and the one-attempt middleware connect.
 //! Does not: validate anything itself (`config` does, with errors that name the key and
@@ -13,7 +13,7 @@
 //! Limitations: the config file is read once per command; `run` re-reads it only on a
 //! restart.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 
@@ -28,25 +28,19 @@ use crate::middleware::{Client, ConnectOptions};
 /// `ExecStart`; this default serves other Linux hosts and development.
 pub const DEFAULT_DAEMON_CONFIG: &str = "/etc/truenas-agent/agent.toml";
 
-/// The command-line values that win over the config file.
+/// The command-line values that win over the config file. Paths are passed as given:
+/// the same rules as in the file apply (absolute paths only, docs/configuration.md), so a
+/// relative `--state-dir` is refused with the flag named instead of silently depending on
+/// the directory the command happens to run in.
 pub fn overrides(global: &GlobalArgs) -> Overrides {
     Overrides {
-        state_dir: global.state_dir.as_deref().map(absolute),
+        state_dir: global.state_dir.clone(),
         middleware_url: global.middleware.clone(),
-        api_key_file: global.api_key_file.as_deref().map(absolute),
+        api_key_file: global.api_key_file.clone(),
         api_user: global.api_user.clone(),
-        tls_ca_file: global.tls_ca_file.as_deref().map(absolute),
+        tls_ca_file: global.tls_ca_file.clone(),
         tls_pin: global.tls_pin.clone(),
     }
-}
-
-/// `path` made absolute against the current directory (unchanged when it already is, or
-/// when the current directory is unknown: validation then names the flag and the rule).
-fn absolute(path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_owned();
-    }
-    std::env::current_dir().map_or_else(|_| path.to_owned(), |cwd| cwd.join(path))
 }
 
 /// The agent configuration: `--config FILE` (or the defaults without one), then the flags.
@@ -102,6 +96,8 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     use secrecy::ExposeSecret;
+
+    use std::path::Path;
 
     use super::*;
 
@@ -192,12 +188,38 @@ mod tests {
     }
 
     #[test]
-    fn relative_paths_on_the_command_line_are_taken_from_the_current_directory() {
+    fn relative_paths_on_the_command_line_are_refused_naming_the_flag() {
         let mut g = global();
         g.state_dir = Some(PathBuf::from("relative/state"));
-        let dir = state_dir(&g).unwrap();
-        assert!(dir.is_absolute(), "{}", dir.display());
-        assert!(dir.ends_with("relative/state"));
+        let err = format!("{:#}", state_dir(&g).unwrap_err());
+        assert!(
+            err.contains("--state-dir: must be an absolute path (got `relative/state`)"),
+            "{err}"
+        );
+        let mut g = global();
+        g.middleware = Some("wss://127.0.0.1".into());
+        g.tls_ca_file = Some(PathBuf::from("ca.pem"));
+        let err = format!("{:#}", connect_options(&g).unwrap_err());
+        assert!(
+            err.contains("--tls-ca-file: must be an absolute path"),
+            "{err}"
+        );
+    }
+
+    /// A bad `--middleware` or `--tls-pin` is an error naming the flag, not a fall-back to
+    /// the default socket.
+    #[test]
+    fn a_bad_middleware_flag_is_an_error_naming_it() {
+        let mut g = global();
+        g.middleware = Some("bogus".into());
+        let err = format!("{:#}", connect_options(&g).unwrap_err());
+        assert!(err.contains("--middleware: must be a URL"), "{err}");
+        assert!(!err.contains("agent configuration"), "{err}");
+        let mut g = global();
+        g.middleware = Some("wss://127.0.0.1".into());
+        g.tls_pin = Some("not-a-pin".into());
+        let err = format!("{:#}", connect_options(&g).unwrap_err());
+        assert!(err.contains("--tls-pin: must be the SHA-256"), "{err}");
     }
 
     #[test]

@@ -15,7 +15,8 @@
 //! Invariants: no secret is printed — the output and every file the agent wrote are
 //! checked for the generated secrets before anything is shown, and the demo fails if
 //! one is found; the temp directory is removed on every exit path (a drop guard).
-//! Limitations: the B2 side is not checked (no network): the checklist says so; the
+//! Limitations: the B2 side is not checked (no network: the demo's agent.toml says
+//! `[b2] check_interval_secs = 0`): the checklist says so; the
 //! `status` screen is taken after the agent stopped, so it shows the daemon's last state.
 
 use std::fmt::Write as _;
@@ -359,7 +360,9 @@ fn agent_files(
     let text = format!(
         "state_dir = \"{state}\"\nroot_pool = \"pool0\"\n\n[central]\nurl = \"{central_url}\"\n\
          token_file = \"{token}\"\ntrusted_keys = [\"{trusted}\"]\nlong_poll_wait_secs = 30\n\n\
-         [middleware]\nurl = \"{mw_url}\"\n",
+         [middleware]\nurl = \"{mw_url}\"\n\n\
+         # No network in the demo: the daemon never calls B2 (the checklist says so).\n\
+         [b2]\ncheck_interval_secs = 0\n",
         state = dir.join("state").display(),
         token = token.display(),
     );
@@ -400,11 +403,8 @@ async fn run_agent(
         props: &props,
         backend,
         notifier: &NoNotifier,
-        // No network in the demo: the B2 side is not checked (the checklist says so).
-        settings: SopSettings {
-            b2_every: None,
-            ..SopSettings::new(&prepared.guid_property)
-        },
+        // The demo's agent.toml turns the B2 checks off (no network in the demo).
+        settings: SopSettings::from_config(config),
         options,
     };
     let shutdown = CancellationToken::new();

@@ -63,11 +63,13 @@ pub struct GlobalArgs {
     /// Pinned SHA-256 fingerprint of the middleware's TLS certificate (hex).
     #[arg(long, global = true)]
     pub tls_pin: Option<String>,
-    /// State directory (owned ids, fingerprints, spool, last results).
+    /// State directory (owned ids, fingerprints, spool, last results); an absolute path.
     #[arg(long, global = true, env = "TRUENAS_AGENT_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Log filter, e.g. `info` or `truenas_agent=debug` (also RUST_LOG).
-    #[arg(long, global = true, default_value = "info", env = "TRUENAS_AGENT_LOG")]
+    /// Log filter: a level (trace, debug, info, warn, error, off) or TARGET=LEVEL, e.g.
+    /// `info` or `warn,truenas_agent=debug`. A valid RUST_LOG wins.
+    #[arg(long, global = true, default_value = "info", env = "TRUENAS_AGENT_LOG",
+          value_parser = logging::parse_filter)]
     pub log: String,
 }
 

@@ -45,7 +45,8 @@ pub async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<Exit
     let (props, backend) =
         choose_backend(ZfsCommand::new(CommandConfig::default()), Some(mw.clone())).await;
     let options = DaemonOptions::new(sd_notify::watchdog_enabled(), &prepared.central);
-    let settings = SopSettings::new(&prepared.guid_property);
+    // B2 checks as the config's `[b2]` section says (daily at Backblaze by default).
+    let settings = SopSettings::from_config(&config);
     let runtime = Runtime {
         middleware: &mw,
         jobs: &mw,

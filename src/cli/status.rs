@@ -14,10 +14,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::b2::ClientOptions;
 use crate::central::CentralState;
 use crate::central::spool::SPOOL_FILE;
-use crate::config::{AgentConfig, Overrides};
+use crate::config::{AgentConfig, ConfigError};
 use crate::desired::DesiredState;
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
@@ -43,12 +43,14 @@ pub struct Args {
     /// With -f: also check the B2 bucket now (otherwise the last `verify` result is shown).
     #[arg(long)]
     pub check_b2: bool,
-    /// Seconds each middleware read may take.
-    #[arg(long, default_value_t = 5, value_name = "SECONDS")]
+    /// Seconds each middleware read (and connecting) may take: 1 to 300.
+    #[arg(long, default_value_t = 5, value_name = "SECONDS",
+          value_parser = clap::value_parser!(u64).range(1..=300))]
     pub timeout: u64,
-    /// B2 API base URL (a B2 test double); https only, or http on loopback.
-    #[arg(long, hide = true, default_value = DEFAULT_API_BASE)]
-    pub b2_api: String,
+    /// B2 API base URL (a B2 test double); https only, or http on loopback. Default: the
+    /// config's `[b2] api_url` (itself `https://api.backblazeb2.com` by default).
+    #[arg(long, hide = true)]
+    pub b2_api: Option<String>,
 }
 
 /// Everything `status` needs besides the middleware and the document.
@@ -209,20 +211,18 @@ pub(crate) async fn connect(
 
 /// Runs `status`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    // A bad config file is reported, not fatal: status then uses the defaults and flags.
-    let (config, config_error) = match resolve_config(global) {
-        Ok(c) => (c, None),
-        Err(e) => {
-            let fallback = AgentConfig::default()
-                .with_overrides(Overrides {
-                    state_dir: global.state_dir.clone(),
-                    middleware_url: global.middleware.clone(),
-                    ..Overrides::default()
-                })
-                .unwrap_or_default();
-            (fallback, Some(e))
-        }
-    };
+    // A bad flag is refused at once, naming the flag (the technician typed it just now);
+    // a bad config file is reported, not fatal: status then uses the defaults and flags.
+    let overrides = super::common::overrides(global);
+    let (config, config_error) =
+        match AgentConfig::resolve(global.config.as_deref(), overrides.clone()) {
+            Ok(c) => (c, None),
+            Err(e @ ConfigError::Flags { .. }) => return Err(e.into()),
+            Err(e) => (
+                AgentConfig::default().with_overrides(overrides)?,
+                Some(crate::fault::error_chain(&e)),
+            ),
+        };
     let document = match &args.file {
         None => DocumentArg::None,
         Some(path) => match super::document::load(path, args.allow_unsigned, &config) {
@@ -248,7 +248,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             .map(|central| (central.url.to_string(), central.poll_interval))
     });
     let now = chrono::Utc::now();
-    let timeout = Duration::from_secs(args.timeout.max(1));
+    let timeout = Duration::from_secs(args.timeout);
     let ctx = Context {
         state_dir: config.state_dir.clone(),
         url: config.middleware.url.clone(),
@@ -258,7 +258,10 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             offset: local_offset(now),
             call_timeout: timeout,
             b2: args.check_b2.then(|| ClientOptions {
-                api_base: args.b2_api.clone(),
+                api_base: args
+                    .b2_api
+                    .clone()
+                    .unwrap_or_else(|| config.b2.api_url.clone()),
                 request_timeout: Duration::from_secs(10),
                 ..ClientOptions::default()
             }),

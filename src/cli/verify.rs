@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
-use crate::b2::{ClientOptions, DEFAULT_API_BASE};
+use crate::b2::ClientOptions;
 use crate::config::AgentConfig;
 use crate::desired::DesiredState;
 use crate::health::assess::{AssessOptions, Assessment, assess, record};
@@ -44,9 +44,10 @@ pub struct Args {
     /// Do not check the B2 bucket (its items are then `unknown`).
     #[arg(long)]
     pub skip_b2: bool,
-    /// B2 API base URL (a B2 test double); https only, or http on loopback.
-    #[arg(long, hide = true, default_value = DEFAULT_API_BASE)]
-    pub b2_api: String,
+    /// B2 API base URL (a B2 test double); https only, or http on loopback. Default: the
+    /// config's `[b2] api_url` (itself `https://api.backblazeb2.com` by default).
+    #[arg(long, hide = true)]
+    pub b2_api: Option<String>,
 }
 
 /// What `verify` prints and exits with.
@@ -250,7 +251,10 @@ async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
     };
     let mut options = AssessOptions::live();
     options.b2 = (!args.skip_b2).then(|| ClientOptions {
-        api_base: args.b2_api.clone(),
+        api_base: args
+            .b2_api
+            .clone()
+            .unwrap_or_else(|| config.b2.api_url.clone()),
         ..ClientOptions::default()
     });
     options.guid_property.clone_from(&config.guid_property);

@@ -6,8 +6,9 @@
 //! into `changes` (object, pool, action, field *names*), blockers and blocking conflicts
 //! into `config.errors` with a path, identity problems into `device.*` issues (pending
 //! identity actions are not problems), the device part (hostname from `system.info`,
-//! version, pools); the B2 check's cadence (at most every [`SopSettings::b2_every`]; in
-//! between `health` reuses the last result, dated). `health::report` fills the report's
+//! version, pools); the B2 check's cadence (at most every [`SopSettings::b2_every`],
+//! counted from the last check `health.json` records, so a restart does not call B2
+//! again; in between `health` reuses the last result, dated). `health::report` fills the report's
 //! `health` and `checklist` parts itself.
 //! Does not: decide when anything runs (the loop does) or hold the document.
 //! Invariants: every text handed out comes from types that never carry a secret value
@@ -23,7 +24,7 @@ use std::cell::Cell;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -32,6 +33,7 @@ use super::engine::{Assessed, Engine, EngineError, IdentityPass, Pass, StepOutco
 use crate::apply::{self, OwnershipStore, ReconcileOptions, Reconciled, StepStatus};
 use crate::b2::ClientOptions;
 use crate::central::report::{Change, ConfigIssue, DeviceSection, GuidSource, Mode, PoolState};
+use crate::config::AgentConfig;
 use crate::desired::{self, DesiredState};
 use crate::fault::Fault;
 use crate::health::{self, assess};
@@ -71,13 +73,27 @@ impl std::fmt::Debug for SopSettings {
 }
 
 impl SopSettings {
-    /// Production settings: B2 checked once a day.
+    /// Production settings: B2 checked once a day, at Backblaze.
     pub fn new(guid_property: &str) -> Self {
         Self {
             guid_property: guid_property.to_owned(),
             call_timeout: Duration::from_secs(15),
-            b2_every: Some(Duration::from_secs(24 * 3600)),
+            b2_every: Some(crate::config::DEFAULT_B2_CHECK_INTERVAL),
             b2: ClientOptions::default(),
+        }
+    }
+
+    /// The settings the agent configuration asks for: its `guid_property`, and the `[b2]`
+    /// section — how often B2 is checked (never with `check_interval_secs = 0`) and at
+    /// which API (`api_url`).
+    pub fn from_config(config: &AgentConfig) -> Self {
+        Self {
+            b2_every: config.b2.check_interval,
+            b2: ClientOptions {
+                api_base: config.b2.api_url.clone(),
+                ..ClientOptions::default()
+            },
+            ..Self::new(&config.guid_property)
         }
     }
 }
@@ -90,7 +106,7 @@ pub struct SopEngine<'a, M, P> {
     state: StateDir,
     identity: IdentityInputs,
     settings: SopSettings,
-    last_b2: Cell<Option<Instant>>,
+    b2_cadence: B2Cadence,
     /// The NAS as the last converge pass left it, and when: see [`FRESH_FOR`].
     fresh: Cell<Option<(Instant, Observed)>>,
 }
@@ -107,6 +123,7 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
         identity: IdentityInputs,
         settings: SopSettings,
     ) -> Self {
+        let b2_cadence = B2Cadence::new(settings.b2_every, &state, Utc::now(), Instant::now());
         Self {
             mw,
             props,
@@ -114,19 +131,16 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
             state,
             identity,
             settings,
-            last_b2: Cell::new(None),
+            b2_cadence,
             fresh: Cell::new(None),
         }
     }
 
     /// B2 options when a check is due now.
     fn b2_due(&self) -> Option<ClientOptions> {
-        let every = self.settings.b2_every?;
-        let due = self.last_b2.get().is_none_or(|at| at.elapsed() >= every);
-        due.then(|| {
-            self.last_b2.set(Some(Instant::now()));
-            self.settings.b2.clone()
-        })
+        self.b2_cadence
+            .take_due(Instant::now())
+            .then(|| self.settings.b2.clone())
     }
 
     async fn hostname(&self) -> Option<String> {
@@ -303,6 +317,54 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
             .map(|store| store.get().cloud_sync.values().map(|o| o.id).collect())
             .unwrap_or_default()
     }
+}
+
+/// When the daemon checks B2: never without an interval, else at most once per
+/// interval, counted from the last check — this process's, or before the first one the
+/// check `health.json` recorded (so a restart, or a restart loop, does not call B2 again).
+#[derive(Debug)]
+struct B2Cadence {
+    every: Option<Duration>,
+    last: Cell<Option<Instant>>,
+}
+
+impl B2Cadence {
+    /// `wall_now` and `now` are the same moment on the wall and the monotonic clock.
+    fn new(
+        every: Option<Duration>,
+        state: &StateDir,
+        wall_now: DateTime<Utc>,
+        now: Instant,
+    ) -> Self {
+        Self {
+            every,
+            last: Cell::new(last_b2_check(state, wall_now, now)),
+        }
+    }
+
+    /// True when a check is due at `now`; the check then counts as done at `now`.
+    fn take_due(&self, now: Instant) -> bool {
+        let Some(every) = self.every else {
+            return false;
+        };
+        let due = self
+            .last
+            .get()
+            .is_none_or(|at| now.saturating_duration_since(at) >= every);
+        if due {
+            self.last.set(Some(now));
+        }
+        due
+    }
+}
+
+/// When the last B2 check recorded in `health.json` ran, on the monotonic clock: `now`
+/// minus its age (a time in the future counts as just now). `None` when there is none (or
+/// the file cannot be read: then a check is due, as on a fresh box).
+fn last_b2_check(state: &StateDir, wall_now: DateTime<Utc>, now: Instant) -> Option<Instant> {
+    let checked_at = health::HealthMemory::load(state).ok()?.last_b2?.checked_at;
+    let age = (wall_now - checked_at).to_std().unwrap_or(Duration::ZERO);
+    Some(now.checked_sub(age).unwrap_or(now))
 }
 
 /// The identity run in the daemon's terms.
@@ -519,5 +581,103 @@ fn blocker_path(blocker: &Blocker) -> &'static str {
         | Blocker::AdoptIgnored { .. } => "adopt",
         Blocker::WaitingForCredential { .. } => "b2",
         Blocker::ActionWaiting { .. } => "actions",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::b2::{B2Report, Expected};
+    use crate::health::HealthMemory;
+
+    const HOUR: Duration = Duration::from_secs(3600);
+
+    fn state_with_b2_check(checked_at: Option<DateTime<Utc>>) -> (tempfile::TempDir, StateDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let state = StateDir::open(tmp.path()).unwrap();
+        if let Some(at) = checked_at {
+            let expected = Expected {
+                key_id: "k".into(),
+                bucket: "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9".into(),
+                device_guid: "9babab19-acc0-4587-aa05-ccd8103a1148".into(),
+                pools: vec!["pool0".into()],
+                rclone_version: None,
+            };
+            let memory = HealthMemory {
+                last_b2: Some(B2Report::unavailable(&expected, "test", at)),
+                ..HealthMemory::default()
+            };
+            memory.save(&state).unwrap();
+        }
+        (tmp, state)
+    }
+
+    /// The interval is honoured on tokio's paused clock: due at once on a fresh box, then
+    /// not again until a whole interval has passed.
+    #[tokio::test(start_paused = true)]
+    async fn b2_checks_keep_their_interval() {
+        let (_tmp, state) = state_with_b2_check(None);
+        let cadence = B2Cadence::new(Some(HOUR), &state, Utc::now(), Instant::now());
+        assert!(cadence.take_due(Instant::now()), "first check at start");
+        assert!(!cadence.take_due(Instant::now()));
+        tokio::time::advance(Duration::from_secs(3599)).await;
+        assert!(!cadence.take_due(Instant::now()), "one second early");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(cadence.take_due(Instant::now()), "an interval later");
+        assert!(!cadence.take_due(Instant::now()));
+    }
+
+    /// `check_interval_secs = 0`: never due, however long the daemon runs.
+    #[tokio::test(start_paused = true)]
+    async fn b2_checks_off_are_never_due() {
+        let (_tmp, state) = state_with_b2_check(None);
+        let cadence = B2Cadence::new(None, &state, Utc::now(), Instant::now());
+        for _ in 0..48 {
+            assert!(!cadence.take_due(Instant::now()));
+            tokio::time::advance(HOUR).await;
+        }
+    }
+
+    /// A restart does not call B2 again: the interval counts from the check `health.json`
+    /// recorded (30 minutes ago here), and a recorded time in the future counts as now.
+    #[tokio::test(start_paused = true)]
+    async fn a_restart_keeps_the_interval_from_health_json() {
+        let wall = Utc::now();
+        let (_tmp, state) = state_with_b2_check(Some(wall - chrono::Duration::minutes(30)));
+        let cadence = B2Cadence::new(Some(HOUR), &state, wall, Instant::now());
+        assert!(!cadence.take_due(Instant::now()), "checked 30 minutes ago");
+        tokio::time::advance(Duration::from_secs(29 * 60)).await;
+        assert!(!cadence.take_due(Instant::now()));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        assert!(
+            cadence.take_due(Instant::now()),
+            "an hour after the recorded check"
+        );
+
+        let (_tmp, state) = state_with_b2_check(Some(wall + chrono::Duration::hours(5)));
+        let cadence = B2Cadence::new(Some(HOUR), &state, wall, Instant::now());
+        assert!(
+            !cadence.take_due(Instant::now()),
+            "a future time counts as now"
+        );
+        tokio::time::advance(HOUR).await;
+        assert!(cadence.take_due(Instant::now()));
+    }
+
+    #[test]
+    fn settings_follow_the_b2_section() {
+        let config = AgentConfig::parse(
+            "[b2]\ncheck_interval_secs = 7200\napi_url = \"http://127.0.0.1:9\"\n",
+            "agent.toml",
+        )
+        .unwrap();
+        let settings = SopSettings::from_config(&config);
+        assert_eq!(settings.b2_every, Some(Duration::from_secs(7200)));
+        assert_eq!(settings.b2.api_base, "http://127.0.0.1:9");
+        let off = AgentConfig::parse("[b2]\ncheck_interval_secs = 0\n", "agent.toml").unwrap();
+        assert_eq!(SopSettings::from_config(&off).b2_every, None);
+        let default = SopSettings::from_config(&AgentConfig::default());
+        assert_eq!(default.b2_every, Some(Duration::from_secs(86_400)));
+        assert_eq!(default.b2.api_base, "https://api.backblazeb2.com");
     }
 }

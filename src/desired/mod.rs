@@ -102,14 +102,19 @@ impl DesiredError {
         }
     }
 
-    /// The problems with their paths (one pseudo-path for non-validation errors).
+    /// The problems with their paths (one pseudo-path for non-validation errors, with
+    /// the whole cause chain: "cannot read the desired-state document: cannot read
+    /// /path/doc.json: No such file or directory").
     pub fn field_errors(&self) -> Vec<FieldError> {
         match self {
             DesiredError::Invalid(errors) => errors.clone(),
             DesiredError::Read(_)
             | DesiredError::Syntax { .. }
             | DesiredError::Envelope(_)
-            | DesiredError::Unverified => vec![FieldError::new("(document)", &self.to_string())],
+            | DesiredError::Unverified => vec![FieldError::new(
+                "(document)",
+                &crate::fault::error_chain(self),
+            )],
         }
     }
 }

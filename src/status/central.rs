@@ -61,8 +61,9 @@ pub(super) fn section(
         problems.push(problem(
             Level::Warning,
             format!("central.json could not be read: {error}"),
-            "Check the state directory's permissions; a corrupt central.json can be removed \
-             (the agent fetches the document again).",
+            "Check the state directory's permissions; a damaged central.json is rebuilt by the \
+             agent at its next start (`systemctl restart truenas-agent`), keeping what still \
+             reads.",
         ));
     }
     let configured = inputs.configured.as_ref().map(Option::is_some);
@@ -94,12 +95,67 @@ pub(super) fn section(
     })
 }
 
+/// A rebuilt `central.json` is shown for this long after the rebuild.
+const REBUILT_SHOWN_FOR_DAYS: i64 = 7;
+
+/// What each top-level part of `central.json` is, for the rebuild message.
+fn part_name(part: &str) -> &str {
+    match part {
+        "applied" => "the applied revision",
+        "last_fetch" => "the last fetch",
+        "last_refusal" => "the last refusal",
+        "last_report" => "the last report delivery",
+        "last_error" => "the last error",
+        "counters" => "the counters",
+        other => other,
+    }
+}
+
+/// The daemon found `central.json` damaged and rebuilt it (shown for a week).
+fn rebuilt(state: &crate::central::CentralState, now: DateTime<Utc>, problems: &mut Vec<Problem>) {
+    let Some(r) = &state.rebuilt else {
+        return;
+    };
+    if now - r.at > chrono::Duration::days(REBUILT_SHOWN_FOR_DAYS) {
+        return;
+    }
+    let kept = if r.kept.is_empty() {
+        "nothing could be kept".to_owned()
+    } else {
+        format!(
+            "kept {}",
+            r.kept
+                .iter()
+                .map(|p| part_name(p))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    let copy = r.damaged_copy.as_ref().map_or_else(String::new, |c| {
+        format!(" The damaged file was kept as {c}; delete it once looked at.")
+    });
+    problems.push(problem(
+        Level::Warning,
+        format!(
+            "central.json was damaged and rebuilt {} ago ({}); {kept}, the rest started afresh",
+            human_age(age_seconds(now, r.at)),
+            r.reason
+        ),
+        &format!(
+            "Nothing to do for the agent: it carries on and fetches the document again. A \
+             damaged state file can mean trouble with the pool holding the state directory: \
+             check `zpool status` and the free space.{copy}"
+        ),
+    ));
+}
+
 fn judge(
     state: &crate::central::CentralState,
     inputs: &CentralInputs,
     now: DateTime<Utc>,
     problems: &mut Vec<Problem>,
 ) {
+    rebuilt(state, now, problems);
     if let Some(fetch) = &state.last_fetch {
         match fetch.outcome {
             FetchOutcome::TokenRejected => problems.push(problem(
@@ -223,6 +279,49 @@ mod tests {
         spool::Record::Removed { seq: 1 }.encode_into(&mut log);
         assert_eq!(spool_depth(&log), 2);
         assert_eq!(spool_depth(b"garbage"), 0);
+    }
+
+    #[test]
+    fn a_rebuilt_central_json_is_a_warning_for_a_week() {
+        let state = CentralState {
+            rebuilt: Some(crate::central::state::Rebuilt {
+                at: at(1),
+                reason: "EOF while parsing an object at line 20 column 5".into(),
+                kept: vec!["applied".into(), "last_fetch".into()],
+                damaged_copy: Some("/state/central.json.corrupt".into()),
+            }),
+            ..CentralState::default()
+        };
+        let mut problems = Vec::new();
+        section(&inputs(state.clone()), at(3), &mut problems).unwrap();
+        let p = problems
+            .iter()
+            .find(|p| p.message.contains("central.json was damaged and rebuilt"))
+            .unwrap_or_else(|| panic!("{problems:?}"));
+        assert_eq!(p.level, Level::Warning);
+        assert!(p.message.contains("rebuilt 2h 0m ago"), "{}", p.message);
+        assert!(
+            p.message
+                .contains("kept the applied revision, the last fetch"),
+            "{}",
+            p.message
+        );
+        assert!(
+            p.next_step.contains("/state/central.json.corrupt"),
+            "{}",
+            p.next_step
+        );
+        let mut later = Vec::new();
+        section(
+            &inputs(state),
+            at(3) + chrono::Duration::days(8),
+            &mut later,
+        )
+        .unwrap();
+        assert!(
+            !later.iter().any(|p| p.message.contains("rebuilt")),
+            "{later:?}"
+        );
     }
 
     #[test]

@@ -382,3 +382,72 @@ async fn https_verifies_against_the_extra_ca_and_refuses_unknown_issuers() {
     assert!(shown.contains("central.ca_file"), "{shown}");
     assert_eq!(err.fault(), truenas_agent::fault::Fault::Operator);
 }
+
+/// `POST /v1/reports` over a plain socket; the HTTP status.
+async fn post_report(addr: std::net::SocketAddr, body: &[u8]) -> u16 {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/reports HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer {}\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+        crate::central_fixture::TOKEN,
+        body.len()
+    );
+    tcp.write_all(head.as_bytes()).await.unwrap();
+    tcp.write_all(body).await.unwrap();
+    let mut answer = String::new();
+    tcp.read_to_string(&mut answer).await.unwrap();
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
+}
+
+/// `central devices` showed only the newest report's `agent.dropped_reports`, so losses
+/// announced by any earlier report were hidden. It now shows the total over every stored
+/// report (counted once per report id, and across a server restart) in text and JSON.
+#[tokio::test]
+async fn devices_show_every_report_lost_before_delivery() {
+    use crate::central_fixture::{Central, DEVICE, TOKEN};
+    let report = |dropped: u64| {
+        let mut r = Report::new(chrono::Utc::now());
+        r.agent.dropped_reports = dropped;
+        r
+    };
+    let central = Central::start(signing_key(1)).await;
+    central.register(DEVICE, TOKEN);
+    let first = serde_json::to_vec(&report(3)).unwrap();
+    assert_eq!(post_report(central.addr, &first).await, 202);
+    assert_eq!(post_report(central.addr, &first).await, 200, "a duplicate");
+    assert_eq!(
+        post_report(central.addr, &serde_json::to_vec(&report(0)).unwrap()).await,
+        202
+    );
+    // A restart: the tally is rebuilt from the stored reports.
+    let (dir, addr, key) = central.stop().await;
+    let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+    let central = Central::start_on(listener, dir, key);
+    for dropped in [2, 0] {
+        let body = serde_json::to_vec(&report(dropped)).unwrap();
+        assert_eq!(post_report(central.addr, &body).await, 202);
+    }
+    let data = central.dir.path().to_owned();
+
+    let out = agent_cmd(&["central", "devices", "--dir", s(&data), "--json"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        devices[0]["dropped_reports"], 0,
+        "the newest report announced none"
+    );
+    assert_eq!(devices[0]["dropped_reports_total"], 5, "{devices:#}");
+    assert!(devices[0]["last_drop_at"].is_string(), "{devices:#}");
+    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    let shown = text(&out);
+    assert!(
+        shown.contains("reports lost before delivery: 5 (spool full or damaged on the NAS)"),
+        "{shown}"
+    );
+    central.stop().await;
+}

@@ -99,7 +99,14 @@ impl AgentFiles {
     /// A config for central at `url`, trusting `keys`, middleware at `mw_url`, long-poll
     /// `wait` seconds; the poll interval is a day, so a document that arrives within a
     /// test came through a held long-poll (or the first request).
+    /// The daemon's B2 checks are off (`[b2] check_interval_secs = 0`): tests never reach
+    /// the internet.
     pub fn new(url: &str, keys: &[&SigningKey], mw_url: &str, wait: u64) -> Self {
+        Self::with_b2(url, keys, mw_url, wait, "check_interval_secs = 0")
+    }
+
+    /// Like [`AgentFiles::new`] with `b2` as the body of the config's `[b2]` section.
+    pub fn with_b2(url: &str, keys: &[&SigningKey], mw_url: &str, wait: u64, b2: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("token");
         truenas_agent::fs::write_atomic(&token, format!("{TOKEN}\n").as_bytes(), 0o600).unwrap();
@@ -111,7 +118,7 @@ impl AgentFiles {
             "state_dir = \"{state}\"\nroot_pool = \"pool0\"\n\
              [central]\nurl = \"{url}\"\ntoken_file = \"{token}\"\ntrusted_keys = [{keys}]\n\
              long_poll_wait_secs = {wait}\npoll_interval_secs = 86400\nreport_interval_secs = 3600\n\
-             [middleware]\nurl = \"{mw_url}\"\n",
+             [middleware]\nurl = \"{mw_url}\"\n[b2]\n{b2}\n",
             state = dir.path().join("state").display(),
             token = token.display(),
             keys = keys.join(", "),
@@ -166,6 +173,7 @@ impl Running {
         options: DaemonOptions,
     ) -> Result<Self, AgentError> {
         let prepared = agent::prepare(config)?;
+        let config = config.clone();
         let connect = ConnectOptions {
             url: config.middleware.url.clone(),
             ..ConnectOptions::default()
@@ -180,10 +188,8 @@ impl Running {
                 fallback_reason: Some("tests use the simulator's middleware".into()),
                 fallback_error: None,
             };
-            let settings = SopSettings {
-                b2_every: None,
-                ..SopSettings::new(&prepared.guid_property)
-            };
+            // B2 as the config's `[b2]` section says (off unless a test points it at a fake).
+            let settings = SopSettings::from_config(&config);
             let runtime = Runtime {
                 middleware: &mw,
                 jobs: &mw,

@@ -270,14 +270,112 @@ fn corruption_after_open_is_skipped_on_read() {
     assert_eq!(spool.unannounced_lost(), 1);
 }
 
+/// Garbage that never held a report loses none: it is skipped and counted as bytes.
 #[test]
-fn garbage_file_opens_empty() {
+fn garbage_file_opens_empty_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(SPOOL_FILE);
     fs::write_atomic(&path, &[0u8; 1000], 0o600).unwrap();
-    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
     assert!(spool.is_empty());
-    assert_eq!(spool.unannounced_lost(), 1);
+    assert_eq!(spool.unannounced_lost(), 0);
+    assert_eq!(spool.stats().lost_corrupt, 0);
+    assert_eq!(spool.stats().skipped_bytes, 1000);
+    spool.push(|lost| body(1, lost)).unwrap();
+    assert_eq!(
+        drain(&mut spool),
+        vec![(1, 0)],
+        "the next report announces no loss"
+    );
+}
+
+#[test]
+fn garbage_between_and_after_records_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        spool.push(|lost| body(1, lost)).unwrap();
+    }
+    let path = dir.path().join(SPOOL_FILE);
+    let junk = b"\n{not a record}\x00\x01TAS\xff".to_vec();
+    let mut bytes = fs::read(&path).unwrap();
+    bytes.extend_from_slice(&junk);
+    Record::Report {
+        seq: 2,
+        announced: 0,
+        payload: body(2, 0),
+    }
+    .encode_into(&mut bytes);
+    bytes.extend_from_slice(&junk);
+    fs::write_atomic(&path, &bytes, 0o600).unwrap();
+    let log = decode_log(&bytes);
+    assert_eq!((log.corrupt_regions, log.lost_reports), (1, 0));
+    assert_eq!(log.skipped_bytes, 2 * junk.len() as u64);
+    assert!(!log.torn_report);
+    let mut spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(spool.unannounced_lost(), 0);
+    assert_eq!(drain(&mut spool), vec![(1, 0), (2, 0)]);
+}
+
+/// A report whose header is damaged too (its magic) is still counted: its number is
+/// missing between the valid reports around it.
+#[test]
+fn a_report_with_a_damaged_header_is_counted_by_its_missing_number() {
+    let mut bytes = Vec::new();
+    for seq in 1..=3 {
+        Record::Report {
+            seq,
+            announced: 0,
+            payload: body(1, 0),
+        }
+        .encode_into(&mut bytes);
+    }
+    let second = usize::try_from(BODY_RECORD).unwrap();
+    bytes[second] ^= 0xff; // the `T` of report 2's magic
+    let log = decode_log(&bytes);
+    assert_eq!(log.records.len(), 2);
+    assert_eq!(log.lost_reports, 1);
+    // Delivered reports' numbers are accounted for by their removal records.
+    let mut bytes = Vec::new();
+    Record::Report {
+        seq: 5,
+        announced: 0,
+        payload: body(5, 0),
+    }
+    .encode_into(&mut bytes);
+    Record::Removed { seq: 5 }.encode_into(&mut bytes);
+    bytes.extend_from_slice(b"junk junk junk junk junk junk junk junk");
+    Record::Report {
+        seq: 6,
+        announced: 0,
+        payload: body(6, 0),
+    }
+    .encode_into(&mut bytes);
+    assert_eq!(decode_log(&bytes).lost_reports, 0);
+}
+
+#[test]
+fn a_torn_report_header_counts_even_without_its_number() {
+    let mut bytes = Record::Report {
+        seq: 1,
+        announced: 0,
+        payload: body(1, 0),
+    }
+    .encode();
+    bytes.extend_from_slice(b"TAS1R\x00\x00");
+    let log = decode_log(&bytes);
+    assert!(log.torn_report);
+    assert_eq!((log.lost_reports, log.skipped_bytes), (1, 7));
+    // A torn magic alone says nothing about what was being written: skipped, not lost.
+    let mut bytes = Record::Report {
+        seq: 1,
+        announced: 0,
+        payload: body(1, 0),
+    }
+    .encode();
+    bytes.extend_from_slice(b"TAS");
+    let log = decode_log(&bytes);
+    assert_eq!((log.lost_reports, log.skipped_bytes), (0, 3));
 }
 
 #[test]
@@ -330,6 +428,33 @@ proptest! {
         };
         let bytes = record.encode();
         prop_assert_eq!(decode_record(&bytes), Some((record, bytes.len())));
+    }
+
+    /// Bytes without a report header, inserted between the records of a valid log, are
+    /// skipped: every record still decodes and no report counts as lost.
+    #[test]
+    fn garbage_never_counts_as_a_lost_report(
+        junk in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..40), 1..4),
+        slots in proptest::collection::vec(any::<prop::sample::Index>(), 1..4),
+    ) {
+        let records: Vec<Record> = (1..=4u64)
+            .map(|seq| Record::Report { seq, announced: 0, payload: body(1, 0) })
+            .collect();
+        let mut chunks: Vec<Vec<u8>> = records.iter().map(Record::encode).collect();
+        let mut inserted = 0u64;
+        for (junk, slot) in junk.iter().zip(&slots) {
+            // No report header and no magic at all: what a stray write leaves.
+            let junk: Vec<u8> = junk.iter().map(|b| if *b == b'T' { b'x' } else { *b }).collect();
+            let at = slot.index(chunks.len() + 1);
+            inserted += junk.len() as u64;
+            chunks.insert(at, junk);
+        }
+        let bytes = chunks.concat();
+        let log = decode_log(&bytes);
+        let got: Vec<Record> = log.records.into_iter().map(|l| l.record).collect();
+        prop_assert_eq!(got, records);
+        prop_assert_eq!(log.lost_reports, 0);
+        prop_assert_eq!(log.skipped_bytes, inserted);
     }
 
     /// Any truncation of a valid log decodes to a prefix of its records.
