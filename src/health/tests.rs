@@ -147,6 +147,7 @@ pub(crate) fn healthy_box() -> BoxState {
             TaskRuns {
                 last: Some(success(at(23, 0, 0), at(23, 0, 40))),
                 last_success: Some(success(at(23, 0, 0), at(23, 0, 40))),
+                dry_run_shown: false,
             },
         );
     }
@@ -377,6 +378,7 @@ fn remembered_success_survives_a_middleware_restart() {
             last: Some(job(json!({"id": null, "state": "ABORTED",
                                    "time_finished": ms(at(23, 1, 0))}))),
             last_success: None,
+            dry_run_shown: false,
         },
     );
     b.obs.memory.cloud_sync.insert(
