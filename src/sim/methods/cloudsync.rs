@@ -183,9 +183,7 @@ pub(crate) fn sync(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Repl
     let id = id_param(params, 0);
     // A negative id names no task; its run is a run of task 0, which cannot exist.
     let task = u64::try_from(id).unwrap_or(0);
-    let lock = params
-        .last()
-        .map(|last| format!("cloud_sync:{}", py_str(last)));
+    let lock = lock_name(params);
     let queued = core
         .jobs
         .values()
@@ -209,6 +207,13 @@ pub(crate) fn sync(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Repl
         j.lock = lock;
     }
     Reply::Job(job)
+}
+
+/// `cloudsync.sync`'s job lock for these params: `"cloud_sync:{}".format(args[-1])`.
+pub(crate) fn lock_name(params: &[Value]) -> Option<String> {
+    params
+        .last()
+        .map(|last| format!("cloud_sync:{}", py_str(last)))
 }
 
 /// Python's `str(value)` of a JSON-decoded value (what `"{}".format(value)` prints).
