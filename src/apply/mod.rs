@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
-pub use store::{OWNERSHIP_FILE, OwnershipStore};
+pub use store::{ACTIONS_FILE, OWNERSHIP_FILE, OwnershipStore};
 
 use crate::desired::{DesiredState, Mode};
 use crate::fault::Fault;

@@ -1156,3 +1156,56 @@ async fn cli_apply_survives_a_dropped_socket_mid_pass() {
         server.shutdown().await;
     }
 }
+
+/// Issue 13.17: after `ownership.json` is lost, the agent's own objects look hand-made.
+/// The plan says how to hand every one of them back (Cloud Sync tasks too), and the
+/// first-run action that already ran is not run again once they are adopted.
+#[tokio::test]
+async fn after_a_lost_ownership_file_adopting_back_does_not_rerun_the_first_backup() {
+    for flavor in ApiFlavor::ALL {
+        let sim = fresh_box(flavor);
+        let agent = Agent::new();
+        let d = document(|_| {});
+        let first = agent.pass(&sim, &d, true).await;
+        assert!(first.converged(), "{flavor}: {}", first.remaining());
+        assert_eq!(syncs(&sim), 1);
+        std::fs::remove_file(agent.state.file("ownership.json")).unwrap();
+
+        let lost = agent.pass(&sim, &d, true).await;
+        let s = sim.state();
+        let text = lost.plan.to_string();
+        for pool in ["pool0", "pool1"] {
+            let id = task(&s, pool).id;
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("cloud sync task #{id} ")))
+                .unwrap_or_else(|| panic!("{flavor}: no conflict for #{id}:\n{text}"));
+            assert!(
+                line.contains("list it in adopt.cloud_sync"),
+                "{flavor}: {line}"
+            );
+        }
+        assert!(text.contains("list it in adopt.snapshots"), "{text}");
+        assert!(text.contains(r#""adopt": {"credential": 1}"#), "{text}");
+
+        let adopt = document(|v| {
+            v["adopt"] = json!({
+                "credential": s.credentials[0].id,
+                "cloud_sync": [task(&s, "pool0").id, task(&s, "pool1").id],
+                "snapshots": [snap_task(&s, "pool0").id, snap_task(&s, "pool1").id],
+            });
+        });
+        sim.clear_calls();
+        let back = agent.pass(&sim, &adopt, true).await;
+        assert!(back.converged(), "{flavor}: {}", back.remaining());
+        assert_eq!(
+            syncs(&sim),
+            0,
+            "{flavor}: the first run already happened and is not repeated:\n{}",
+            back.plan
+        );
+        let ownership: Value = agent.state.read_json("ownership.json").unwrap().unwrap();
+        assert_eq!(ownership["executed_actions"], json!(["5f0c2a9e-first-run"]));
+        agent.assert_schema_clean();
+    }
+}
