@@ -12,7 +12,9 @@
 //! [`SecretView`]; decoding is tolerant of unknown and missing fields (defaults are the
 //! middleware's own) but an entry without an integer `id` is an error, never skipped.
 //! Limitations: exclude/include lists keep their order here; `plan` compares them as
-//! sets. Only the root dataset of each pool is read (that is where the GUID lives).
+//! sets. A task whose `job` is a dry run is marked (`dry_run_shown`), not looked up
+//! further: `health` finds its last real run. Only the root dataset of each pool is
+//! read (that is where the GUID lives).
 
 use std::collections::BTreeMap;
 
@@ -649,7 +651,26 @@ mod tests {
                 .unwrap();
         assert_eq!(by_id.credential_id, Some(3));
         assert_eq!(by_id.last_run, Some(JobState::Success));
+        assert!(!by_id.dry_run_shown && by_id.has_run());
         assert!(decode_cloud_sync(&json!({"description": "no id"})).is_err());
+    }
+
+    #[test]
+    fn a_dry_run_in_the_job_field_is_not_a_last_run_but_may_hide_one() {
+        let dry = decode_cloud_sync(&json!({"id": 6, "job": {"state": "SUCCESS",
+            "arguments": [6, {"dry_run": true}]}}))
+        .unwrap();
+        assert_eq!(dry.last_run, None, "a dry run has no state of a real run");
+        assert!(dry.dry_run_shown);
+        assert!(
+            dry.has_run(),
+            "the dry run hides whatever ran before it: the re-key guard stays armed"
+        );
+        let real = decode_cloud_sync(&json!({"id": 6, "job": {"state": "FAILED",
+            "arguments": [6, {"dry_run": false}]}}))
+        .unwrap();
+        assert_eq!(real.last_run, Some(JobState::Failed));
+        assert!(!real.dry_run_shown);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Does not: choose steps or their order.
 //! Invariants: see the module above (`apply`).
 //! Limitations: service starts on 25.10 wait for the `service.control` job; Cloud
-//! Sync runs are started, not awaited.
+//! Sync runs are started (`cloudsync.sync [id]`, checked to be a new run of the task),
+//! not awaited.
 
 use std::collections::{BTreeMap, BTreeSet};
 

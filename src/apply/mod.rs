@@ -11,8 +11,11 @@
 //! the pass goes on, except transport loss or an unwritable state directory, which stop
 //! it; before every create a write-ahead record is saved so an interrupted create is
 //! matched back, never duplicated; an action id is recorded *before* it runs (at most
-//! once); secrets go only into call params, and every middleware text kept in an
-//! outcome is redacted of the document's secrets.
+//! once) and dropped again only when the run certainly did not start (the middleware
+//! refused the call, or answered with a job that is not a new run of the task);
+//! credentials are proven by reading them back with a query (the write's answer is built
+//! from what was sent); secrets go only into call params, and every middleware text kept
+//! in an outcome is redacted of the document's secrets.
 //! Limitations: a read-back that differs is reported, not retried; the credential is
 //! verified only when it or a task's credential is written in the pass.
 

@@ -608,6 +608,42 @@ mod tests {
     }
 
     #[test]
+    fn a_dry_run_job_field_is_replaced_by_the_last_real_run() {
+        let mut runs = decode_last_runs(&json!([
+            {"id": 1, "job": {"id": 12, "state": "SUCCESS", "arguments": [1, {"dry_run": true}],
+                              "time_finished": {"$date": 1_700_000_300_000_i64}}},
+            {"id": 2, "job": {"id": null, "state": "SUCCESS", "arguments": [2, {"dry_run": true}]}}
+        ]));
+        assert!(runs[&1].dry_run_shown && runs[&1].last.is_none());
+        assert!(runs[&2].dry_run_shown && runs[&2].last.is_none());
+        attach_real_runs(
+            &mut runs,
+            1,
+            &json!([
+                {"id": 12, "state": "SUCCESS", "arguments": [1, {"dry_run": true}]},
+                {"id": 11, "state": "WAITING", "arguments": [1]},
+                {"id": 10, "state": "RUNNING", "arguments": [1]},
+                {"id": 9, "state": "SUCCESS", "arguments": [1],
+                 "time_finished": {"$date": 1_700_000_000_000_i64}}
+            ]),
+        );
+        let last = runs[&1].last.as_ref().unwrap();
+        assert_eq!(
+            last.id,
+            Some(10),
+            "a RUNNING run wins over a newer WAITING one"
+        );
+        assert_eq!(runs[&1].last_success.as_ref().unwrap().id, Some(9));
+        // Nothing real among the runs the middleware still holds: unknown.
+        attach_real_runs(
+            &mut runs,
+            2,
+            &json!([{"id": 3, "state": "SUCCESS", "arguments": [2, {"dry_run": true}]}]),
+        );
+        assert!(runs[&2].last.is_none() && runs[&2].last_success.is_none());
+    }
+
+    #[test]
     fn snapshot_states_alerts_and_names() {
         let states = decode_snapshot_states(&json!([
             {"id": 1, "state": {"state": "PENDING"}},

@@ -14,12 +14,14 @@
 use chrono::{DateTime, Utc};
 
 use super::classify::{Classified, ErrorClass, classify};
+use super::observe::TaskRuns;
 use super::schedule::{Schedule, sync_due};
 use super::{
     Area, CloudSyncHealth, Ctx, Level, Problem, SuccessSource, SyncState, TaskSource, age_seconds,
     human_age,
 };
 use crate::desired::derive;
+use crate::middleware::Job;
 use crate::observe::{CloudSyncTask, Observed};
 use crate::plan::{ObjectKind, Ownership};
 
@@ -61,18 +63,7 @@ pub(crate) fn evaluate(ctx: &Ctx<'_>, pool: &str) -> CloudSyncHealth {
         return missing(pool);
     };
     let runs = ctx.obs.runs.get(&task.id);
-    let last = runs.and_then(|r| r.last.as_ref());
-    // TrueNAS shows a dry run and the last real run could not be found.
-    let only_dry_run = last.is_none() && runs.map_or(task.dry_run_shown, |r| r.dry_run_shown);
-    let state = match (runs, last) {
-        (_, Some(job)) => SyncState::from_job(job.state),
-        _ if only_dry_run => SyncState::Unknown,
-        // The runs could not be read: fall back to the state `Observed` carries.
-        (None, None) => task
-            .last_run
-            .map_or(SyncState::NeverRun, SyncState::from_job),
-        (Some(_), None) => SyncState::NeverRun,
-    };
+    let (last, state, only_dry_run) = last_real_run(task, runs);
     let failure = (state == SyncState::Failed).then(|| {
         classify(
             last.and_then(|j| j.error.as_deref()),
@@ -164,6 +155,26 @@ pub(crate) fn evaluate(ctx: &Ctx<'_>, pool: &str) -> CloudSyncHealth {
     health.message = message;
     health.next_step = next_step;
     health
+}
+
+/// The last real run, its state, and whether TrueNAS shows only a dry run (the last real
+/// run is then unknown).
+fn last_real_run<'a>(
+    task: &CloudSyncTask,
+    runs: Option<&'a TaskRuns>,
+) -> (Option<&'a Job>, SyncState, bool) {
+    let last = runs.and_then(|r| r.last.as_ref());
+    let only_dry_run = last.is_none() && runs.map_or(task.dry_run_shown, |r| r.dry_run_shown);
+    let state = match (runs, last) {
+        (_, Some(job)) => SyncState::from_job(job.state),
+        _ if only_dry_run => SyncState::Unknown,
+        // The runs could not be read: fall back to the state `Observed` carries.
+        (None, None) => task
+            .last_run
+            .map_or(SyncState::NeverRun, SyncState::from_job),
+        (Some(_), None) => SyncState::NeverRun,
+    };
+    (last, state, only_dry_run)
 }
 
 fn missing(pool: &str) -> CloudSyncHealth {

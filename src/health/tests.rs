@@ -214,6 +214,36 @@ pub(crate) fn auth_failure_text() -> &'static str {
 }
 
 #[test]
+fn a_task_showing_only_a_dry_run_is_unknown_not_ok() {
+    let mut b = healthy_box();
+    let id = b.task_id("pool0");
+    // Its `job` field was a dry run and no real run is left in memory.
+    b.obs.runs.insert(
+        id,
+        TaskRuns {
+            last: None,
+            last_success: None,
+            dry_run_shown: true,
+        },
+    );
+    let h = b.eval();
+    let sync = h.cloud_sync.iter().find(|s| s.pool == "pool0").unwrap();
+    assert_eq!(sync.state, SyncState::Unknown);
+    assert_eq!(sync.level, Level::Unknown);
+    assert!(sync.message.contains("only a dry run"), "{}", sync.message);
+    assert!(sync.next_step.as_deref().unwrap().contains("Run Now"));
+    // The runs could not be read: `Observed`'s view of the dry run gives the same.
+    b.obs.runs.remove(&id);
+    if let Some(t) = b.observed.cloud_sync.iter_mut().find(|t| t.id == id) {
+        t.last_run = None;
+        t.dry_run_shown = true;
+    }
+    let h = b.eval();
+    let sync = h.cloud_sync.iter().find(|s| s.pool == "pool0").unwrap();
+    assert_eq!(sync.state, SyncState::Unknown);
+}
+
+#[test]
 fn healthy_box_is_ok_and_passes_the_checklist() {
     let b = healthy_box();
     let h = b.eval();

@@ -1,8 +1,10 @@
 //! `cloudsync.*` — Cloud Sync tasks and their runs (`MW/plugins/cloud_sync.py`).
 //!
 //! Owns: task query entries (credential as the full object in the version's shape, `job`
-//! = last run, `locked`), create/update/delete, `sync` (a job; reuses an already queued
-//! run's id), `abort`, `list_buckets`, `list_directory`, `providers`, and the outcome of a
+//! = last run, dry runs included, `locked`), create/update/delete, `sync` (a job under the
+//! lock `cloud_sync:{args[-1]}` computed from the raw params; a job of that lock already
+//! queued is handed back instead), `abort`, `list_buckets`, `list_directory`,
+//! `providers`, and the outcome of a
 //! run (`finish_run`): locked dataset, injected failure, missing path, bad key, unknown
 //! bucket, or success — with the `CloudSyncTaskFailed` alert raised or cleared.
 //! Does not: move data (a run succeeds or fails; nothing is uploaded) or schedule runs.

@@ -2,7 +2,8 @@
 //!
 //! Owns: the per-version shape (24.10 `{provider: "B2", attributes: {…}}`, 25.04+
 //! `{provider: {type: "B2", …}}`), create/update/delete (unique name; refused while a task
-//! uses the credential), and `verify` against the simulated B2 side.
+//! uses the credential; answers built from the data sent — 24.10 echoes it plus `id` —
+//! never from the stored row), and `verify` against the simulated B2 side.
 //! Does not: redact secrets — the session is a full admin (root or an admin's API key),
 //! and the real middleware shows secrets to those.
 //! Invariants: stored the 24.10 way (provider type + attributes), rendered per version.
