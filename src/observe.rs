@@ -12,7 +12,9 @@
 //! [`SecretView`]; decoding is tolerant of unknown and missing fields (defaults are the
 //! middleware's own) but an entry without an integer `id` is an error, never skipped.
 //! Limitations: exclude/include lists keep their order here; `plan` compares them as
-//! sets. Only the root dataset of each pool is read (that is where the GUID lives).
+//! sets. A task whose `job` is a dry run is marked (`dry_run_shown`), not looked up
+//! further: `health` finds its last real run. Only the root dataset of each pool is
+//! read (that is where the GUID lives).
 
 use std::collections::BTreeMap;
 
@@ -23,7 +25,7 @@ use serde_json::Value;
 use crate::desired::{BwLimit, Cron, HhMm};
 use crate::fault::Fault;
 use crate::middleware::calls;
-use crate::middleware::{ApiInfo, CallError, JobState, Method, Middleware, type_name};
+use crate::middleware::{ApiInfo, CallError, JobArgs, JobState, Method, Middleware, type_name};
 
 /// The ZFS user property that carries the device GUID on the root pool (SOP phase 2).
 pub const DEVICE_GUID_PROPERTY: &str = "com.dtctoday:device-guid";
@@ -177,15 +179,22 @@ pub struct CloudSyncTask {
     pub encryption_salt: SecretView,
     pub create_empty_src_dirs: bool,
     pub follow_symlinks: bool,
-    /// State of the last run; `None` when the task never ran (`job` is null).
+    /// State of the last run the task's `job` field shows, when that is a real run;
+    /// `None` when the task never ran (`job` is null) or `job` is a dry run.
     pub last_run: Option<JobState>,
+    /// The task's `job` field is a dry run (UI "Dry Run": `arguments[1].dry_run`), which
+    /// uploads nothing. It hides the last real run, which `Observed` does not look up.
+    pub dry_run_shown: bool,
     pub locked: bool,
 }
 
 impl CloudSyncTask {
-    /// True when the task has uploaded (or is uploading) data: its `job` is not null.
+    /// True when the task has uploaded (or is uploading) data, or may have: its `job`
+    /// is a real run, or a dry run that hides whatever ran before it (the middleware
+    /// keeps one `job` per task, and forgets older runs when it restarts). Only a null
+    /// `job` proves the task never ran; a small mistake must not re-key remote data.
     pub fn has_run(&self) -> bool {
-        self.last_run.is_some()
+        self.last_run.is_some() || self.dry_run_shown
     }
 }
 
@@ -482,13 +491,21 @@ fn credential_id(value: Option<&Value>) -> Option<u64> {
 /// Decodes one `cloudsync.*` task entry (also used to read back a write).
 pub fn decode_cloud_sync(entry: &Value) -> Result<CloudSyncTask, String> {
     let (bwlimit, bwlimit_unreadable) = decode_bwlimit(entry.get("bwlimit"));
-    let last_run = match entry.get("job") {
-        None | Some(Value::Null) => None,
-        Some(job) => Some(
-            job.get("state")
-                .cloned()
-                .and_then(|s| serde_json::from_value(s).ok())
-                .unwrap_or(JobState::Unknown),
+    let (last_run, dry_run_shown) = match entry.get("job") {
+        None | Some(Value::Null) => (None, false),
+        Some(job)
+            if JobArgs::from_arguments(job.get("arguments").unwrap_or(&Value::Null)).dry_run =>
+        {
+            (None, true)
+        }
+        Some(job) => (
+            Some(
+                job.get("state")
+                    .cloned()
+                    .and_then(|s| serde_json::from_value(s).ok())
+                    .unwrap_or(JobState::Unknown),
+            ),
+            false,
         ),
     };
     Ok(CloudSyncTask {
@@ -517,6 +534,7 @@ pub fn decode_cloud_sync(entry: &Value) -> Result<CloudSyncTask, String> {
         create_empty_src_dirs: flag(entry, "create_empty_src_dirs", false),
         follow_symlinks: flag(entry, "follow_symlinks", false),
         last_run,
+        dry_run_shown,
         locked: flag(entry, "locked", false),
     })
 }
@@ -633,7 +651,26 @@ mod tests {
                 .unwrap();
         assert_eq!(by_id.credential_id, Some(3));
         assert_eq!(by_id.last_run, Some(JobState::Success));
+        assert!(!by_id.dry_run_shown && by_id.has_run());
         assert!(decode_cloud_sync(&json!({"description": "no id"})).is_err());
+    }
+
+    #[test]
+    fn a_dry_run_in_the_job_field_is_not_a_last_run_but_may_hide_one() {
+        let dry = decode_cloud_sync(&json!({"id": 6, "job": {"state": "SUCCESS",
+            "arguments": [6, {"dry_run": true}]}}))
+        .unwrap();
+        assert_eq!(dry.last_run, None, "a dry run has no state of a real run");
+        assert!(dry.dry_run_shown);
+        assert!(
+            dry.has_run(),
+            "the dry run hides whatever ran before it: the re-key guard stays armed"
+        );
+        let real = decode_cloud_sync(&json!({"id": 6, "job": {"state": "FAILED",
+            "arguments": [6, {"dry_run": false}]}}))
+        .unwrap();
+        assert_eq!(real.last_run, Some(JobState::Failed));
+        assert!(!real.dry_run_shown);
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! Does not: choose steps or their order.
 //! Invariants: see the module above (`apply`).
 //! Limitations: service starts on 25.10 wait for the `service.control` job; Cloud
-//! Sync runs are started, not awaited.
+//! Sync runs are started (`cloudsync.sync [id]`, checked to be a new run of the task),
+//! not awaited.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,10 +15,12 @@ use tracing::{info, warn};
 
 use super::payload;
 use super::store::OwnershipStore;
-use super::{ApplyError, ApplyOptions, Outcome, StepResult, StepStatus};
+use super::{ApplyError, ApplyOptions, NotStarted, Outcome, StepResult, StepStatus};
 use crate::desired::DesiredState;
 use crate::middleware::calls::{self, B2Key};
-use crate::middleware::{ApiFlavor, Call, CallError, JobState, Middleware, job_id_of, type_name};
+use crate::middleware::{
+    ApiFlavor, Call, CallError, Job, JobState, Middleware, job_id_of, type_name,
+};
 use crate::observe::{self, Observed};
 use crate::plan::spec::{self, CredentialRef, FieldChange};
 use crate::plan::{
@@ -159,6 +162,33 @@ fn b2_key(spec: &CredentialSpec) -> B2Key<'_> {
     B2Key {
         key_id: &spec.key_id,
         application_key: &spec.application_key,
+    }
+}
+
+/// Ids of the jobs in a `core.get_jobs` answer.
+fn job_ids(jobs: &Value) -> BTreeSet<u64> {
+    jobs.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|j| j.get("id").and_then(Value::as_u64))
+        .collect()
+}
+
+/// True when the middleware answered the call with an error, so it did not run it. A
+/// timeout, a lost connection or a reply we cannot read leave it open.
+fn certainly_not_executed(error: &CallError) -> bool {
+    match error {
+        CallError::Validation { .. }
+        | CallError::NotFound { .. }
+        | CallError::NotAuthenticated { .. }
+        | CallError::NotAuthorized { .. }
+        | CallError::RateLimited { .. }
+        | CallError::MethodNotFound { .. }
+        | CallError::Failed { .. }
+        | CallError::Unavailable { .. } => true,
+        CallError::Timeout { .. } | CallError::Disconnected { .. } | CallError::Protocol { .. } => {
+            false
+        }
     }
 }
 
@@ -363,7 +393,7 @@ impl<M: Middleware> Exec<'_, M> {
             o.credential = Some(rec);
             o.pending.retain(|p| p.kind != ObjectKind::Credential);
         })?;
-        Self::check_credential(&entry, spec, &format!("credential #{id}"))?;
+        self.read_back_credential(id, spec).await?;
         Ok(Some(format!("id {id}")))
     }
 
@@ -374,15 +404,34 @@ impl<M: Middleware> Exec<'_, M> {
     ) -> Result<Option<String>, ApplyError> {
         let resource = format!("credential #{id}");
         let call = calls::credential_update(self.flavor, id, &spec.name, b2_key(spec));
-        let entry = self.call("update", &resource, call).await?;
+        self.call("update", &resource, call).await?;
         let fp = spec.key_fingerprint.clone();
         self.state(|o| {
             let rec = o.credential.get_or_insert_with(|| OwnedObject::new(id));
             rec.id = id;
             rec.fingerprints.insert("key".into(), fp);
         })?;
-        Self::check_credential(&entry, spec, &resource)?;
+        self.read_back_credential(id, spec).await?;
         Ok(None)
+    }
+
+    /// Proves a credential write from what the middleware stored: the create/update
+    /// answer is built from the data sent (24.10 returns it as sent plus `id`; 25.04+
+    /// the same data reshaped, `MW/plugins/cloud_sync.py` `CredentialsService`), so only
+    /// `cloudsync.credentials.query` shows what a later read — and every run — gets.
+    async fn read_back_credential(&self, id: u64, spec: &CredentialSpec) -> Result<(), ApplyError> {
+        let resource = format!("credential #{id}");
+        let stored = self
+            .call("read back", &resource, calls::credential_by_id(id))
+            .await?;
+        let Some(entry) = stored.as_array().and_then(|list| list.first()) else {
+            return Err(ApplyError::Unexpected {
+                operation: "read back",
+                resource,
+                detail: "the credential is not listed right after it was written".to_owned(),
+            });
+        };
+        Self::check_credential(entry, spec, &resource)
     }
 
     fn check_credential(
@@ -851,24 +900,76 @@ impl<M: Middleware> Exec<'_, M> {
                     })?
             }
         };
+        let resource = format!("cloud sync task #{id}");
+        // The jobs `cloudsync.sync` could hand back instead of starting a run.
+        let queued = self
+            .call(
+                "list the queued runs before running",
+                &resource,
+                calls::queued_cloudsync_runs(),
+            )
+            .await?;
+        let queued = job_ids(&queued);
         // At most once: the id is recorded before the call, so a lost reply never
-        // leads to a second run.
+        // leads to a second run. It is dropped again only when the run certainly did
+        // not start.
         let action = action_id.to_owned();
         self.state(|o| {
             o.executed_actions.insert(action);
         })?;
-        let resource = format!("cloud sync task #{id}");
-        let reply = self
-            .call("run", &resource, calls::cloudsync_sync(id))
-            .await?;
-        let job =
-            job_id_of(crate::middleware::Method::CloudsyncSync, &reply).map_err(|source| {
-                ApplyError::Call {
-                    operation: "run",
-                    resource,
-                    source,
+        let reply = match self.call("run", &resource, calls::cloudsync_sync(id)).await {
+            Ok(reply) => reply,
+            Err(e) => {
+                if matches!(&e, ApplyError::Call { source, .. } if certainly_not_executed(source)) {
+                    self.unrecord(action_id)?;
                 }
-            })?;
+                return Err(e);
+            }
+        };
+        let method = crate::middleware::Method::CloudsyncSync;
+        let job = job_id_of(method, &reply).map_err(|source| ApplyError::Call {
+            operation: "run",
+            resource: resource.clone(),
+            source,
+        })?;
+        if queued.contains(&job) {
+            self.unrecord(action_id)?;
+            return Err(ApplyError::RunNotStarted {
+                resource,
+                reason: NotStarted::AlreadyQueued { job },
+            });
+        }
+        let found = self
+            .call("check the run of", &resource, calls::job(job))
+            .await?;
+        let first = found.as_array().and_then(|jobs| jobs.first());
+        let Some(started) = first.and_then(|j| serde_json::from_value::<Job>(j.clone()).ok())
+        else {
+            return Err(ApplyError::Unexpected {
+                operation: "check the run of",
+                resource,
+                detail: format!(
+                    "job {job} is not listed by core.get_jobs right after it was started"
+                ),
+            });
+        };
+        if started.args.first_id != Some(id) {
+            self.unrecord(action_id)?;
+            return Err(ApplyError::RunNotStarted {
+                resource,
+                reason: NotStarted::OtherTask {
+                    job,
+                    task: started.args.first_id,
+                },
+            });
+        }
         Ok(Some(format!("started job {job}")))
+    }
+
+    /// Forgets an action recorded as executed whose run certainly did not start.
+    fn unrecord(&mut self, action_id: &str) -> Result<(), ApplyError> {
+        self.state(|o| {
+            o.executed_actions.remove(action_id);
+        })
     }
 }

@@ -11,8 +11,11 @@
 //! the pass goes on, except transport loss or an unwritable state directory, which stop
 //! it; before every create a write-ahead record is saved so an interrupted create is
 //! matched back, never duplicated; an action id is recorded *before* it runs (at most
-//! once); secrets go only into call params, and every middleware text kept in an
-//! outcome is redacted of the document's secrets.
+//! once) and dropped again only when the run certainly did not start (the middleware
+//! refused the call, or answered with a job that is not a new run of the task);
+//! credentials are proven by reading them back with a query (the write's answer is built
+//! from what was sent); secrets go only into call params, and every middleware text kept
+//! in an outcome is redacted of the document's secrets.
 //! Limitations: a read-back that differs is reported, not retried; the credential is
 //! verified only when it or a task's credential is written in the pass.
 
@@ -26,7 +29,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
-pub use store::{OWNERSHIP_FILE, OwnershipStore};
+pub use store::{ACTIONS_FILE, OWNERSHIP_FILE, OwnershipStore};
 
 use crate::desired::{DesiredState, Mode};
 use crate::fault::Fault;
@@ -73,6 +76,15 @@ pub enum ApplyError {
         state: String,
         detail: String,
     },
+    /// `cloudsync.sync` answered with a job that is not a new run of the task: the run
+    /// did not start. The action is not recorded as done; the next pass retries it.
+    #[error(
+        "{resource} did not start: {reason}; the action stays pending and is retried on the next pass"
+    )]
+    RunNotStarted {
+        resource: String,
+        reason: NotStarted,
+    },
     /// A reply the agent cannot use.
     #[error("unexpected reply to {operation} {resource}: {detail}")]
     Unexpected {
@@ -88,6 +100,39 @@ pub enum ApplyError {
     DependencyFailed { reason: String },
 }
 
+/// Why `cloudsync.sync` did not start the run it was asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStarted {
+    /// The middleware handed back a run of this task that was already queued before the
+    /// call (one run may wait per job lock, `MW/job.py` `JobsQueue.add`).
+    AlreadyQueued { job: u64 },
+    /// The middleware handed back a job of another task (or of no task): a job lock
+    /// shared with it had its queue full.
+    OtherTask { job: u64, task: Option<u64> },
+}
+
+impl std::fmt::Display for NotStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStarted::AlreadyQueued { job } => write!(
+                f,
+                "the middleware handed back job {job}, a run that was already queued before the call"
+            ),
+            NotStarted::OtherTask {
+                job,
+                task: Some(task),
+            } => write!(
+                f,
+                "the middleware handed back job {job}, a run of cloud sync task #{task}, instead of starting a new run"
+            ),
+            NotStarted::OtherTask { job, task: None } => write!(
+                f,
+                "the middleware handed back job {job}, which is not a run of this task"
+            ),
+        }
+    }
+}
+
 impl ApplyError {
     /// Who has to act.
     pub fn fault(&self) -> Fault {
@@ -95,6 +140,7 @@ impl ApplyError {
             ApplyError::Call { source, .. } => source.fault(),
             ApplyError::ReadBack { .. }
             | ApplyError::JobFailed { .. }
+            | ApplyError::RunNotStarted { .. }
             | ApplyError::DependencyFailed { .. } => Fault::Nas,
             ApplyError::VerifyFailed { .. } | ApplyError::BucketMissing { .. } => Fault::Operator,
             ApplyError::Unexpected { .. } => Fault::Bug,
@@ -112,6 +158,7 @@ impl ApplyError {
             | ApplyError::VerifyFailed { .. }
             | ApplyError::BucketMissing { .. }
             | ApplyError::JobFailed { .. }
+            | ApplyError::RunNotStarted { .. }
             | ApplyError::Unexpected { .. }
             | ApplyError::DependencyFailed { .. } => false,
         }

@@ -86,6 +86,25 @@ fn created(id: u64) -> Responder {
     })
 }
 
+/// A create that the box stores as given, and the query that reads it back.
+fn created_and_stored(id: u64) -> (Responder, Responder) {
+    let row = std::sync::Arc::new(Mutex::new(Value::Null));
+    let keep = row.clone();
+    let create: Responder = Box::new(move |call| {
+        let mut entry = call.params[0].clone();
+        entry["id"] = json!(id);
+        *keep.lock().unwrap() = entry.clone();
+        Ok(entry)
+    });
+    let query: Responder = Box::new(move |_| Ok(json!([row.lock().unwrap().clone()])));
+    (create, query)
+}
+
+/// The job a `cloudsync.sync [task]` started, as `core.get_jobs` lists it.
+fn run_of(task: u64, job: u64) -> Responder {
+    reply(json!([{"id": job, "method": "cloudsync.sync", "arguments": [task], "state": "RUNNING"}]))
+}
+
 fn reply(value: Value) -> Responder {
     Box::new(move |_| Ok(value.clone()))
 }
@@ -107,8 +126,10 @@ fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
         ApiFlavor::V25_10 => (Method::ServiceControl, reply(json!(900))),
         _ => (Method::ServiceStart, reply(json!(true))),
     };
+    let (create, stored) = created_and_stored(1);
     vec![
-        (Method::CredentialsCreate, created(1)),
+        (Method::CredentialsCreate, create),
+        (Method::CredentialsQuery, stored),
         (Method::CredentialsVerify, reply(json!({"valid": true}))),
         (
             Method::CloudsyncListBuckets,
@@ -124,7 +145,9 @@ fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
         ),
         (Method::ServiceUpdate, reply(json!(7))),
         start,
+        (Method::CoreGetJobs, reply(json!([]))),
         (Method::CloudsyncSync, reply(json!(41))),
+        (Method::CoreGetJobs, run_of(1, 41)),
     ]
 }
 
@@ -214,7 +237,7 @@ async fn read_back_difference_is_an_error_and_the_pass_goes_on() {
     let d = doc();
     let mut script = fresh_script(ApiFlavor::V25_04);
     // TrueNAS "reformats" the excludes of the first task into one entry.
-    script[3] = (
+    script[4] = (
         Method::CloudsyncCreate,
         Box::new(|call: &Call| {
             let mut entry = call.params[0].clone();
@@ -241,8 +264,8 @@ async fn connection_loss_stops_the_pass_and_leaves_a_write_ahead_record() {
     let fx = fixture();
     let d = doc();
     let mut script = fresh_script(ApiFlavor::V25_04);
-    script.truncate(5);
-    script[4] = (Method::CloudsyncCreate, dropped());
+    script.truncate(6);
+    script[5] = (Method::CloudsyncCreate, dropped());
     let mw = Scripted::new(ApiFlavor::V25_04, script);
     let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
     assert!(outcome.aborted.is_some());
@@ -290,13 +313,18 @@ async fn a_key_that_does_not_verify_holds_back_cloud_sync_only() {
         let mut script = fresh_script(ApiFlavor::V25_04);
         let verify_ok = bad.0 == Method::CloudsyncListBuckets;
         if verify_ok {
-            script[2] = bad;
+            script[3] = bad;
         } else {
-            script[1] = bad;
-            drop(script.remove(2));
+            script[2] = bad;
+            drop(script.remove(3));
         }
         // No cloud sync creates and no run of a task that does not exist.
-        script.retain(|(m, _)| !matches!(m, Method::CloudsyncCreate | Method::CloudsyncSync));
+        script.retain(|(m, _)| {
+            !matches!(
+                m,
+                Method::CloudsyncCreate | Method::CloudsyncSync | Method::CoreGetJobs
+            )
+        });
         let mw = Scripted::new(ApiFlavor::V25_04, script);
         let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
         assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
@@ -319,8 +347,8 @@ async fn actions_are_recorded_before_they_run() {
     let fx = fixture();
     let d = doc();
     let mut script = fresh_script(ApiFlavor::V25_04);
-    let last = script.len() - 1;
-    script[last] = (Method::CloudsyncSync, dropped());
+    let sync = script.len() - 2;
+    script[sync] = (Method::CloudsyncSync, dropped());
     let mw = Scripted::new(ApiFlavor::V25_04, script);
     let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
     assert!(outcome.aborted.is_some());
@@ -332,7 +360,7 @@ async fn middleware_texts_are_redacted() {
     let fx = fixture();
     let d = doc();
     let mut script = fresh_script(ApiFlavor::V25_04);
-    script[5] = (
+    script[6] = (
         Method::SnapshotTaskCreate,
         Box::new(|call: &Call| {
             Err(CallError::Failed {
@@ -390,4 +418,160 @@ async fn updates_send_only_changed_keys_with_complete_nested_objects() {
         json!({"bucket": BUCKET, "folder": "/9babab19-acc0-4587-aa05-ccd8103a1148/pool0",
                "chunk_size": 96, "fast_list": true})
     );
+}
+
+/// The fresh-box script with the run's last three calls replaced.
+fn script_with_run(
+    queued: Value,
+    sync: Responder,
+    listed: Option<Responder>,
+) -> Vec<(Method, Responder)> {
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    script.truncate(script.len() - 3);
+    script.push((Method::CoreGetJobs, reply(queued)));
+    script.push((Method::CloudsyncSync, sync));
+    if let Some(listed) = listed {
+        script.push((Method::CoreGetJobs, listed));
+    }
+    script
+}
+
+#[tokio::test]
+async fn a_run_handed_back_from_the_queue_is_not_started_and_stays_pending() {
+    // The middleware answers with job 40, which was already queued before the call.
+    let queued =
+        json!([{"id": 40, "method": "cloudsync.sync", "arguments": [1], "state": "WAITING"}]);
+    let fx = fixture();
+    let mw = Scripted::new(
+        ApiFlavor::V25_04,
+        script_with_run(queued, reply(json!(40)), None),
+    );
+    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
+    let failures: Vec<_> = outcome.failures().collect();
+    assert_eq!(failures.len(), 1, "{outcome}");
+    assert!(matches!(
+        failures[0].1,
+        ApplyError::RunNotStarted {
+            reason: NotStarted::AlreadyQueued { job: 40 },
+            ..
+        }
+    ));
+    assert!(
+        outcome.to_string().contains("retried on the next pass"),
+        "{outcome}"
+    );
+    assert!(
+        !store.get().executed_actions.contains("5f0c2a9e-first-run"),
+        "not recorded as done: the next pass runs it"
+    );
+}
+
+#[tokio::test]
+async fn a_run_of_another_task_is_not_started_and_stays_pending() {
+    let fx = fixture();
+    let mw = Scripted::new(
+        ApiFlavor::V25_04,
+        script_with_run(json!([]), reply(json!(77)), Some(run_of(2, 77))),
+    );
+    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
+    let failures: Vec<_> = outcome.failures().collect();
+    assert!(
+        matches!(
+            failures[..],
+            [(
+                _,
+                ApplyError::RunNotStarted {
+                    reason: NotStarted::OtherTask {
+                        job: 77,
+                        task: Some(2)
+                    },
+                    ..
+                }
+            )]
+        ),
+        "{outcome}"
+    );
+    assert_eq!(failures[0].1.fault(), crate::fault::Fault::Nas);
+    let text = outcome.to_string();
+    assert!(text.contains("a run of cloud sync task #2"), "{text}");
+    assert!(!store.get().executed_actions.contains("5f0c2a9e-first-run"));
+}
+
+#[tokio::test]
+async fn a_refused_run_stays_pending_a_lost_reply_does_not() {
+    let refused: Responder = Box::new(|call| {
+        Err(CallError::Failed {
+            method: call.method,
+            errno: Some(16),
+            errname: "EBUSY".into(),
+            reason: "This job is already being performed by another user".into(),
+        })
+    });
+    let fx = fixture();
+    let mw = Scripted::new(ApiFlavor::V25_04, script_with_run(json!([]), refused, None));
+    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert_eq!(outcome.failures().count(), 1, "{outcome}");
+    assert!(!store.get().executed_actions.contains("5f0c2a9e-first-run"));
+    // A reply lost in flight may have started the run: at most once.
+    let fx = fixture();
+    let mw = Scripted::new(
+        ApiFlavor::V25_04,
+        script_with_run(json!([]), dropped(), None),
+    );
+    let (_, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(store.get().executed_actions.contains("5f0c2a9e-first-run"));
+}
+
+#[tokio::test]
+async fn the_run_is_started_with_the_task_id_alone() {
+    let fx = fixture();
+    let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let keep = sent.clone();
+    let sync: Responder = Box::new(move |call| {
+        *keep.lock().unwrap() = call.params.clone();
+        Ok(json!(41))
+    });
+    let mw = Scripted::new(
+        ApiFlavor::V25_04,
+        script_with_run(json!([]), sync, Some(run_of(1, 41))),
+    );
+    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(outcome.all_done(), "{outcome}");
+    // No options object: the job lock is then per task (`cloud_sync:1`).
+    assert_eq!(*sent.lock().unwrap(), vec![json!(1)]);
+    assert!(store.get().executed_actions.contains("5f0c2a9e-first-run"));
+}
+
+#[tokio::test]
+async fn a_credential_is_proven_from_what_the_box_stored_not_from_the_answer() {
+    for flavor in ApiFlavor::ALL {
+        let fx = fixture();
+        let mut script = fresh_script(flavor);
+        // The answer echoes the key; the stored row has none (dropped by the box).
+        script[1] = (
+            Method::CredentialsQuery,
+            Box::new(move |_| {
+                let stored = if flavor == ApiFlavor::V24_10 {
+                    json!({"id": 1, "name": BUCKET, "provider": "B2",
+                           "attributes": {"account": "0051a2b3c4d5e6f0000000001"}})
+                } else {
+                    json!({"id": 1, "name": BUCKET,
+                           "provider": {"type": "B2", "account": "0051a2b3c4d5e6f0000000001"}})
+                };
+                Ok(json!([stored]))
+            }),
+        );
+        let mut o = fresh(&["pool0", "pool1"]);
+        o.api.flavor = flavor;
+        let mw = Scripted::new(flavor, script);
+        let (outcome, _, _) = run(&doc(), &o, &mw, &fx).await;
+        let failures: Vec<_> = outcome.failures().collect();
+        assert!(
+            matches!(failures.first(), Some((_, ApplyError::ReadBack { fields, .. })) if fields.iter().any(|f| f.contains("key"))),
+            "{flavor}: {outcome}"
+        );
+        assert!(!outcome.to_string().contains("CANARY"), "{outcome}");
+    }
 }

@@ -136,6 +136,12 @@ pub struct ConfigSection {
     pub errors: Vec<ConfigIssue>,
     pub changes: Vec<Change>,
     pub drift: Vec<Drift>,
+    /// Ids of the enforced document's one-shot actions the agent has recorded as
+    /// executed (run, or sent with the outcome lost: at most once), in every report, so
+    /// central's record of the device keeps them even if the device's state directory
+    /// does not. Beyond the contract's example; absent when there are none.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub executed_actions: Vec<String>,
 }
 
 /// `config.state`.
@@ -406,6 +412,7 @@ mod tests {
                 fields: vec!["lifetime_value".into()],
                 corrected: true,
             }],
+            executed_actions: vec!["5f0c2a9e-first-run".into()],
         };
         r.health.cloud_sync.push(CloudSyncHealth {
             pool: "pool0".into(),
@@ -517,6 +524,10 @@ mod tests {
         assert_eq!(v["config"]["state"], "none");
         assert_eq!(v["device"]["guid"], Value::Null);
         assert_eq!(v["agent"]["config_source"], "none");
+        assert!(
+            v["config"].get("executed_actions").is_none(),
+            "absent when there are none"
+        );
         // A minimal report from another implementation decodes with defaults.
         let minimal = br#"{"schema":"truenas-agent.report/v1","report_id":"8c1f6d3e-2a4b-4c5d-9e6f-0a1b2c3d4e5f","created_at":"2026-11-23T10:00:00+01:00"}"#;
         let r = decode(minimal).unwrap();
@@ -531,6 +542,11 @@ mod tests {
         back.agent.dropped_reports = r.agent.dropped_reports;
         assert_eq!(back, r);
         assert_eq!(r.failing_checks().count(), 1);
+        let v: Value = serde_json::from_slice(&encode(&r, 0, &[])).unwrap();
+        assert_eq!(
+            v["config"]["executed_actions"],
+            serde_json::json!(["5f0c2a9e-first-run"])
+        );
     }
 
     #[test]

@@ -145,6 +145,8 @@ pub struct Pass {
     pub aborted: Option<(Fault, String)>,
     /// The plan and step results for a human (logs, the demo). No secrets.
     pub text: String,
+    /// Ids of the document's actions recorded as executed (`config.executed_actions`).
+    pub executed_actions: Vec<String>,
 }
 
 impl Pass {

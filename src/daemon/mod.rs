@@ -740,6 +740,10 @@ where
                             }],
                             changes: Vec::new(),
                             drift: Vec::new(),
+                            // No pass ran: what was executed before still stands.
+                            executed_actions: std::mem::take(
+                                &mut self.memory.config.executed_actions,
+                            ),
                         };
                         self.memory.last_pass = Some(PassRecord {
                             at: Utc::now(),

@@ -206,6 +206,7 @@ fn record_pass(pass: &Pass, cause: Cause, memory: &mut Memory) {
             .collect(),
         (Cause::NewRevision, Mode::Enforce) => Vec::new(),
     };
+    config.executed_actions.clone_from(&pass.executed_actions);
     memory.pass_text = pass.text.lines().map(str::to_owned).collect();
     let failed = pass.failures().count();
     let outcome = match (pass.mode, pass.converged) {
@@ -301,6 +302,7 @@ mod tests {
             converged,
             aborted: None,
             text: String::new(),
+            executed_actions: Vec::new(),
         }
     }
 
@@ -354,10 +356,15 @@ mod tests {
             vec![step("cloud_sync:pool0", StepState::Done)],
             true,
         );
+        let p = Pass {
+            executed_actions: vec!["first-run".into()],
+            ..p
+        };
         let mut m = Memory::default();
         record_pass(&p, Cause::NewRevision, &mut m);
         assert_eq!(m.config.state, ConfigState::Applied);
         assert_eq!(m.config.changes.len(), 1);
+        assert_eq!(m.config.executed_actions, ["first-run"]);
         assert!(m.config.drift.is_empty());
         assert_eq!(judge(&p, DRIFT).unwrap(), Next::After(DRIFT));
         assert_eq!(m.last_pass.unwrap().written, 1);

@@ -249,7 +249,8 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                 let fault = e.fault();
                 EngineError::new(operation, fault, e)
             })?;
-        let pass = pass_of(desired, &reconciled, self.mode(desired));
+        let mut pass = pass_of(desired, &reconciled, self.mode(desired));
+        pass.executed_actions = executed_actions(&self.state, desired);
         self.fresh.set(
             reconciled
                 .observed
@@ -519,7 +520,22 @@ fn pass_of(desired: &DesiredState, r: &Reconciled, mode: Mode) -> Pass {
         converged: r.converged(),
         aborted,
         text,
+        executed_actions: Vec::new(),
     }
+}
+
+/// The document's actions the ownership record lists as executed (none if it cannot be
+/// read: the pass already said why).
+fn executed_actions(state: &StateDir, desired: &DesiredState) -> Vec<String> {
+    let Ok(store) = OwnershipStore::load(state) else {
+        return Vec::new();
+    };
+    desired
+        .actions
+        .iter()
+        .filter(|a| store.get().executed_actions.contains(&a.id))
+        .map(|a| a.id.clone())
+        .collect()
 }
 
 /// A plan step as a report change: `<object>:<pool or #id>`, the action, field names.

@@ -130,6 +130,7 @@ impl Engine for Scripted {
             converged: true,
             aborted: None,
             text: String::new(),
+            executed_actions: Vec::new(),
         })
     }
     async fn assess(&self, _: Option<&u64>) -> Result<Assessed, EngineError> {

@@ -2,7 +2,9 @@
 //! B2 verification run, into plain [`HealthObservations`].
 //!
 //! Owns: five reads with a short timeout each — `cloudsync.query` (every task's `job`
-//! field = last run), `core.get_jobs` (recent successful `cloudsync.sync` jobs),
+//! field = last run), `core.get_jobs` (recent successful `cloudsync.sync` jobs, plus,
+//! only for a task whose `job` field is a dry run, that task's newest runs to find its
+//! last real one),
 //! `pool.snapshottask.query` (zettarepl state), the version's snapshot listing
 //! (`zfs.snapshot.query` on 24.10/25.04, `pool.snapshot.query` on 25.10) through the
 //! middleware's cheap names-only/count fast path, and `alert.list`; plus running
@@ -28,18 +30,28 @@ use super::memory::HealthMemory;
 use super::{Redactor, snapshots};
 use crate::b2::{self, B2Inputs, B2Report, ClientOptions, Expected};
 use crate::desired::DesiredState;
-use crate::middleware::{ApiFlavor, Call, CallError, Job, JobState, Method, Middleware, ejson};
+use crate::middleware::{
+    ApiFlavor, Call, CallError, Job, JobArgs, JobState, Method, Middleware, calls, ejson,
+};
 use crate::observe::{DEVICE_GUID_PROPERTY, Observed};
 use crate::plan::{self, Ownership};
 
-/// Runs of one Cloud Sync task.
+/// Runs of one Cloud Sync task. Dry runs (UI "Dry Run", `arguments[1].dry_run`) upload
+/// nothing and are never taken for a run here.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskRuns {
-    /// The task's `job` field: the last run (in memory, or the copy persisted in the
-    /// task row after a middleware restart). `None`: never ran.
+    /// The last real run: the task's `job` field (in memory, or the copy persisted in
+    /// the task row after a middleware restart) when it is not a dry run, else the
+    /// newest real run `core.get_jobs` still holds. `None` with `dry_run_shown` false:
+    /// never ran.
     pub last: Option<Job>,
     /// The newest SUCCESS run (not a dry run) the middleware still holds in memory.
     pub last_success: Option<Job>,
+    /// The task's `job` field is a dry run (`MW/utils/service/task_state.py` shows
+    /// every `cloudsync.sync` job, dry runs included). With `last` `None`, the last real
+    /// run is unknown: the middleware no longer holds it (it forgets jobs on restart and
+    /// keeps about 1000), and the dry run also replaced the copy saved in the task row.
+    pub dry_run_shown: bool,
 }
 
 /// zettarepl's state of a periodic snapshot task (`pool.snapshottask.query` `state`).
@@ -183,6 +195,22 @@ pub async fn observe(
         Ok(value) => attach_successes(&mut obs.runs, &value),
         Err(e) => obs.read_errors.push(format!("Cloud Sync job history: {e}")),
     }
+    // Only tasks whose `job` field is a dry run need their history (rare: one read
+    // each, the task's newest runs).
+    let shown_dry: Vec<u64> = obs
+        .runs
+        .iter()
+        .filter(|(_, r)| r.dry_run_shown)
+        .map(|(id, _)| *id)
+        .collect();
+    for task in shown_dry {
+        match read(mw, calls::cloudsync_runs_of(task, REAL_RUN_WINDOW), timeout).await {
+            Ok(value) => attach_real_runs(&mut obs.runs, task, &value),
+            Err(e) => obs
+                .read_errors
+                .push(format!("runs of Cloud Sync task {task}: {e}")),
+        }
+    }
     match read(mw, Call::bare(Method::SnapshotTaskQuery), timeout).await {
         Ok(value) => obs.snapshot_states = decode_snapshot_states(&value),
         Err(e) => obs.read_errors.push(format!("snapshot task states: {e}")),
@@ -232,6 +260,9 @@ fn recent_successes() -> Call {
     )
 }
 
+/// How many of a task's newest runs are searched for its last real run.
+pub const REAL_RUN_WINDOW: u64 = 50;
+
 fn decode_job(value: &Value) -> Option<Job> {
     if value.is_null() {
         return None;
@@ -241,6 +272,7 @@ fn decode_job(value: &Value) -> Option<Job> {
         Some(Job {
             id: None,
             method: None,
+            args: JobArgs::from_arguments(value.get("arguments").unwrap_or(&Value::Null)),
             state: JobState::Unknown,
             progress: crate::middleware::JobProgress::default(),
             error: None,
@@ -259,34 +291,55 @@ pub fn decode_last_runs(value: &Value) -> BTreeMap<u64, TaskRuns> {
         .flatten()
         .filter_map(|task| {
             let id = task.get("id")?.as_u64()?;
-            let last = task.get("job").and_then(decode_job);
+            let shown = task.get("job").and_then(decode_job);
+            let dry_run_shown = shown.as_ref().is_some_and(|j| j.args.dry_run);
             Some((
                 id,
                 TaskRuns {
-                    last,
+                    last: shown.filter(|_| !dry_run_shown),
                     last_success: None,
+                    dry_run_shown,
                 },
             ))
         })
         .collect()
 }
 
+/// For a task whose `job` field is a dry run: takes its newest real run (and success)
+/// from `core.get_jobs` items of that task, newest first.
+pub fn attach_real_runs(runs: &mut BTreeMap<u64, TaskRuns>, task: u64, jobs: &Value) {
+    let entry = runs.entry(task).or_default();
+    if entry.last.is_none() {
+        let mut real: Vec<Job> = jobs
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(decode_job)
+            .filter(|j| j.args.first_id == Some(task) && !j.args.dry_run)
+            .collect();
+        real.sort_by_key(|j| j.id);
+        // As the task's `job` field is chosen (`task_state.py`): the newest run, except
+        // that a RUNNING one wins over a newer WAITING one.
+        entry.last = real
+            .into_iter()
+            .fold(None, |pick: Option<Job>, j| match pick {
+                Some(p) if p.state == JobState::Running => Some(p),
+                _ => Some(j),
+            });
+    }
+    attach_successes(runs, jobs);
+}
+
 /// Attaches the newest non-dry-run success per task from `core.get_jobs` items.
 pub fn attach_successes(runs: &mut BTreeMap<u64, TaskRuns>, jobs: &Value) {
     for item in jobs.as_array().into_iter().flatten() {
-        let args = item.get("arguments").and_then(Value::as_array);
-        let Some(task_id) = args.and_then(|a| a.first()).and_then(Value::as_u64) else {
-            continue;
-        };
-        let dry_run = args
-            .and_then(|a| a.get(1))
-            .and_then(|o| o.get("dry_run"))
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
         let Some(job) = decode_job(item).filter(|j| j.state == JobState::Success) else {
             continue;
         };
-        if dry_run {
+        let Some(task_id) = job.args.first_id else {
+            continue;
+        };
+        if job.args.dry_run {
             continue;
         }
         let entry = runs.entry(task_id).or_default();
@@ -552,6 +605,42 @@ mod tests {
             "the dry run is skipped, the newest wins"
         );
         assert!(runs[&3].last.is_none() && runs[&3].last_success.is_some());
+    }
+
+    #[test]
+    fn a_dry_run_job_field_is_replaced_by_the_last_real_run() {
+        let mut runs = decode_last_runs(&json!([
+            {"id": 1, "job": {"id": 12, "state": "SUCCESS", "arguments": [1, {"dry_run": true}],
+                              "time_finished": {"$date": 1_700_000_300_000_i64}}},
+            {"id": 2, "job": {"id": null, "state": "SUCCESS", "arguments": [2, {"dry_run": true}]}}
+        ]));
+        assert!(runs[&1].dry_run_shown && runs[&1].last.is_none());
+        assert!(runs[&2].dry_run_shown && runs[&2].last.is_none());
+        attach_real_runs(
+            &mut runs,
+            1,
+            &json!([
+                {"id": 12, "state": "SUCCESS", "arguments": [1, {"dry_run": true}]},
+                {"id": 11, "state": "WAITING", "arguments": [1]},
+                {"id": 10, "state": "RUNNING", "arguments": [1]},
+                {"id": 9, "state": "SUCCESS", "arguments": [1],
+                 "time_finished": {"$date": 1_700_000_000_000_i64}}
+            ]),
+        );
+        let last = runs[&1].last.as_ref().unwrap();
+        assert_eq!(
+            last.id,
+            Some(10),
+            "a RUNNING run wins over a newer WAITING one"
+        );
+        assert_eq!(runs[&1].last_success.as_ref().unwrap().id, Some(9));
+        // Nothing real among the runs the middleware still holds: unknown.
+        attach_real_runs(
+            &mut runs,
+            2,
+            &json!([{"id": 3, "state": "SUCCESS", "arguments": [2, {"dry_run": true}]}]),
+        );
+        assert!(runs[&2].last.is_none() && runs[&2].last_success.is_none());
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //!
 //! Owns: finding the pool's task (ownership record, else the SOP identity), the
 //! last-success sources and their precedence, and the ordered verdict (disabled → locked →
-//! failed → overdue → state).
+//! failed → overdue → state). Dry runs are never runs: a task whose `job` field is a dry
+//! run is judged by its last real run, or is "unknown" when that is no longer known.
 //! Does not: parse cron or classify texts (`schedule`, `classify`), or do I/O.
 //! Invariants: a run that failed only on Object Lock counts as a success and is never a
 //! problem; every problem carries a next step; no task another pool owns is borrowed.
@@ -13,12 +14,14 @@
 use chrono::{DateTime, Utc};
 
 use super::classify::{Classified, ErrorClass, classify};
+use super::observe::TaskRuns;
 use super::schedule::{Schedule, sync_due};
 use super::{
     Area, CloudSyncHealth, Ctx, Level, Problem, SuccessSource, SyncState, TaskSource, age_seconds,
     human_age,
 };
 use crate::desired::derive;
+use crate::middleware::Job;
 use crate::observe::{CloudSyncTask, Observed};
 use crate::plan::{ObjectKind, Ownership};
 
@@ -60,15 +63,7 @@ pub(crate) fn evaluate(ctx: &Ctx<'_>, pool: &str) -> CloudSyncHealth {
         return missing(pool);
     };
     let runs = ctx.obs.runs.get(&task.id);
-    let last = runs.and_then(|r| r.last.as_ref());
-    let state = match (runs, last) {
-        (_, Some(job)) => SyncState::from_job(job.state),
-        // The runs could not be read: fall back to the state `Observed` carries.
-        (None, None) => task
-            .last_run
-            .map_or(SyncState::NeverRun, SyncState::from_job),
-        (Some(_), None) => SyncState::NeverRun,
-    };
+    let (last, state, only_dry_run) = last_real_run(task, runs);
     let failure = (state == SyncState::Failed).then(|| {
         classify(
             last.and_then(|j| j.error.as_deref()),
@@ -149,11 +144,37 @@ pub(crate) fn evaluate(ctx: &Ctx<'_>, pool: &str) -> CloudSyncHealth {
         message: String::new(),
         next_step: None,
     };
-    let (level, message, next_step) = verdict(&health, ctx.now, schedule.is_err(), ctx.bucket());
+    let (level, message, next_step) = verdict(
+        &health,
+        ctx.now,
+        schedule.is_err(),
+        ctx.bucket(),
+        only_dry_run,
+    );
     health.level = level;
     health.message = message;
     health.next_step = next_step;
     health
+}
+
+/// The last real run, its state, and whether TrueNAS shows only a dry run (the last real
+/// run is then unknown).
+fn last_real_run<'a>(
+    task: &CloudSyncTask,
+    runs: Option<&'a TaskRuns>,
+) -> (Option<&'a Job>, SyncState, bool) {
+    let last = runs.and_then(|r| r.last.as_ref());
+    let only_dry_run = last.is_none() && runs.map_or(task.dry_run_shown, |r| r.dry_run_shown);
+    let state = match (runs, last) {
+        (_, Some(job)) => SyncState::from_job(job.state),
+        _ if only_dry_run => SyncState::Unknown,
+        // The runs could not be read: fall back to the state `Observed` carries.
+        (None, None) => task
+            .last_run
+            .map_or(SyncState::NeverRun, SyncState::from_job),
+        (Some(_), None) => SyncState::NeverRun,
+    };
+    (last, state, only_dry_run)
 }
 
 fn missing(pool: &str) -> CloudSyncHealth {
@@ -198,6 +219,7 @@ fn verdict(
     now: DateTime<Utc>,
     bad_schedule: bool,
     bucket: Option<&str>,
+    only_dry_run: bool,
 ) -> Verdict {
     let name = format!(
         "\"{}\" (task {})",
@@ -210,7 +232,8 @@ fn verdict(
             |t| format!("{} ago", human_age(age_seconds(now, t))),
         )
     };
-    blocking(h, &name, &ago, now, bad_schedule, bucket).unwrap_or_else(|| by_state(h, &name, &ago))
+    blocking(h, &name, &ago, now, bad_schedule, bucket)
+        .unwrap_or_else(|| by_state(h, &name, &ago, only_dry_run))
 }
 
 /// Disabled, locked, failed, overdue or not judgeable — in that order.
@@ -320,10 +343,23 @@ fn by_state(
     h: &CloudSyncHealth,
     name: &str,
     ago: &dyn Fn(Option<DateTime<Utc>>) -> String,
+    only_dry_run: bool,
 ) -> Verdict {
     let last_ok = ago(h.last_success);
     let run_now = RUN_NOW;
     match h.state {
+        SyncState::Unknown if only_dry_run => (
+            Level::Unknown,
+            format!(
+                "{name}: TrueNAS shows only a dry run, which uploads nothing; the last real run \
+                 is no longer in the middleware's memory (last success: {last_ok})"
+            ),
+            Some(format!(
+                "Wait for the next scheduled run or start a real one (Data Protection → Cloud \
+                 Sync Tasks → {} → Run Now, not Dry Run), then run `truenas-agent verify` again.",
+                h.description.as_deref().unwrap_or("the task")
+            )),
+        ),
         SyncState::NeverRun => (
             Level::Warning,
             format!("{name} has never run: nothing is in B2 yet"),

@@ -147,6 +147,7 @@ pub(crate) fn healthy_box() -> BoxState {
             TaskRuns {
                 last: Some(success(at(23, 0, 0), at(23, 0, 40))),
                 last_success: Some(success(at(23, 0, 0), at(23, 0, 40))),
+                dry_run_shown: false,
             },
         );
     }
@@ -210,6 +211,36 @@ impl BoxState {
 
 pub(crate) fn auth_failure_text() -> &'static str {
     "2026/11/23 00:00:01 CRITICAL: Failed to create file system for \"encrypted:/\": failed to make remote \"remote:truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9/9babab19-acc0-4587-aa05-ccd8103a1148/pool0\" to wrap: failed to authorize account: failed to authenticate: (401 unauthorized)"
+}
+
+#[test]
+fn a_task_showing_only_a_dry_run_is_unknown_not_ok() {
+    let mut b = healthy_box();
+    let id = b.task_id("pool0");
+    // Its `job` field was a dry run and no real run is left in memory.
+    b.obs.runs.insert(
+        id,
+        TaskRuns {
+            last: None,
+            last_success: None,
+            dry_run_shown: true,
+        },
+    );
+    let h = b.eval();
+    let sync = h.cloud_sync.iter().find(|s| s.pool == "pool0").unwrap();
+    assert_eq!(sync.state, SyncState::Unknown);
+    assert_eq!(sync.level, Level::Unknown);
+    assert!(sync.message.contains("only a dry run"), "{}", sync.message);
+    assert!(sync.next_step.as_deref().unwrap().contains("Run Now"));
+    // The runs could not be read: `Observed`'s view of the dry run gives the same.
+    b.obs.runs.remove(&id);
+    if let Some(t) = b.observed.cloud_sync.iter_mut().find(|t| t.id == id) {
+        t.last_run = None;
+        t.dry_run_shown = true;
+    }
+    let h = b.eval();
+    let sync = h.cloud_sync.iter().find(|s| s.pool == "pool0").unwrap();
+    assert_eq!(sync.state, SyncState::Unknown);
 }
 
 #[test]
@@ -377,6 +408,7 @@ fn remembered_success_survives_a_middleware_restart() {
             last: Some(job(json!({"id": null, "state": "ABORTED",
                                    "time_finished": ms(at(23, 1, 0))}))),
             last_success: None,
+            dry_run_shown: false,
         },
     );
     b.obs.memory.cloud_sync.insert(

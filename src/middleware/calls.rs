@@ -109,12 +109,53 @@ pub fn cloudsync_delete(id: u64) -> Call {
     Call::new(Method::CloudsyncDelete, vec![json!(id)])
 }
 
-/// `cloudsync.sync [id, {"dry_run": false}]` — a job; returns its id.
+/// `cloudsync.sync [id]` — a job; returns its id. No options object: the job lock is
+/// `cloud_sync:{args[-1]}` over the params as sent (`MW/plugins/cloud_sync.py`), so
+/// `[id]` locks this task alone — the lock cron's scheduled runs use too — while
+/// `[id, {"dry_run": false}]` would share one lock with every task sent the same
+/// options (REFERENCE §3.3).
 pub fn cloudsync_sync(id: u64) -> Call {
+    Call::new(Method::CloudsyncSync, vec![json!(id)])
+}
+
+/// `core.get_jobs` of the `cloudsync.sync` jobs still queued (`WAITING`): the only jobs
+/// a `cloudsync.sync` call can hand back instead of starting a run (`MW/job.py`
+/// `JobsQueue.add`).
+pub fn queued_cloudsync_runs() -> Call {
     Call::new(
-        Method::CloudsyncSync,
-        vec![json!(id), json!({"dry_run": false})],
+        Method::CoreGetJobs,
+        vec![json!([
+            ["method", "=", "cloudsync.sync"],
+            ["state", "=", "WAITING"]
+        ])],
     )
+}
+
+/// `core.get_jobs [[["id", "=", id]]]` → a list with that job, or empty.
+pub fn job(id: u64) -> Call {
+    Call::new(Method::CoreGetJobs, vec![json!([["id", "=", id]])])
+}
+
+/// `core.get_jobs` of the newest `limit` runs of Cloud Sync task `task` (newest first),
+/// dry runs included: the middleware's filters cannot exclude them reliably (a path
+/// missing from a job never matches, `MW/utils/filter_list.py`), so callers skip them.
+pub fn cloudsync_runs_of(task: u64, limit: u64) -> Call {
+    Call::new(
+        Method::CoreGetJobs,
+        vec![
+            json!([
+                ["method", "=", "cloudsync.sync"],
+                ["arguments.0", "=", task]
+            ]),
+            json!({"order_by": ["-id"], "limit": limit}),
+        ],
+    )
+}
+
+/// `cloudsync.credentials.query [[["id", "=", id]]]`: the stored credential, to prove a
+/// write (the create/update answer is built from the data sent, not read back).
+pub fn credential_by_id(id: u64) -> Call {
+    Call::new(Method::CredentialsQuery, vec![json!([["id", "=", id]])])
 }
 
 /// `pool.snapshottask.create [task]` with every field (24.10 requires all of them).
@@ -303,6 +344,10 @@ mod tests {
             snmp_config(),
             service_query("snmp"),
             list_buckets(1),
+            queued_cloudsync_runs(),
+            job(3),
+            cloudsync_runs_of(1, 50),
+            credential_by_id(1),
         ];
         for call in reads {
             assert!(!call.method.is_write(), "{call:?}");

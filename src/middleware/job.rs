@@ -4,11 +4,14 @@
 //! sync task's `job` field.
 //! Does not: wait for jobs (the client does) or judge their health (`health` does).
 //! Invariants: decoding tolerates unknown fields and both the live and the persisted
-//! copy (whose `id` and `logs_path` are null). `arguments` and `result` are not kept:
-//! they may carry redacted-but-sensitive data and the agent has no use for them.
+//! copy (whose `id` and `logs_path` are null). Of `arguments` only two facts are kept
+//! ([`JobArgs`]: the integer first argument — a Cloud Sync run's task id — and whether
+//! the second asks for a dry run); the rest, and `result`, may carry
+//! redacted-but-sensitive data and the agent has no use for them.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::{Value, json};
 
 /// A job's id, unique per middlewared process lifetime.
 pub type JobId = u64;
@@ -46,6 +49,49 @@ pub struct JobProgress {
     pub description: Option<String>,
 }
 
+/// What the agent reads from a job's `arguments` (the params as the caller sent them,
+/// `MW/job.py` `Job.__encode__`): nothing else is kept.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JobArgs {
+    /// `arguments[0]` as a non-negative integer (also from a string of digits, as
+    /// `MW/utils/service/task_state.py` reads it with `int()`): for `cloudsync.sync`,
+    /// the task the run belongs to.
+    pub first_id: Option<u64>,
+    /// `arguments[1].dry_run` is `true`: a `cloudsync.sync` dry run (UI "Dry Run"),
+    /// which uploads nothing.
+    pub dry_run: bool,
+}
+
+impl JobArgs {
+    /// Reads the two facts from an `arguments` value (anything else: none of them).
+    pub fn from_arguments(arguments: &Value) -> Self {
+        let first_id = match arguments.get(0) {
+            Some(Value::Number(n)) => n.as_u64(),
+            Some(Value::String(s)) => s.trim().parse().ok(),
+            _ => None,
+        };
+        let dry_run = arguments
+            .get(1)
+            .and_then(|o| o.get("dry_run"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Self { first_id, dry_run }
+    }
+}
+
+impl Serialize for JobArgs {
+    /// As an `arguments` array that reads back to the same facts.
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        json!([self.first_id, {"dry_run": self.dry_run}]).serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobArgs {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Self::from_arguments(&Value::deserialize(deserializer)?))
+    }
+}
+
 /// A middleware job (the subset the agent uses).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Job {
@@ -54,6 +100,9 @@ pub struct Job {
     pub id: Option<JobId>,
     #[serde(default)]
     pub method: Option<String>,
+    /// The task id and dry-run flag from `arguments`.
+    #[serde(default, rename = "arguments")]
+    pub args: JobArgs,
     pub state: JobState,
     #[serde(default)]
     pub progress: JobProgress,
@@ -98,6 +147,36 @@ mod tests {
         .unwrap();
         assert_eq!(persisted.id, None);
         assert!(persisted.state.is_terminal());
+    }
+
+    #[test]
+    fn arguments_keep_the_task_id_and_the_dry_run_flag_only() {
+        let read = |args: Value| {
+            serde_json::from_value::<Job>(json!({"state": "SUCCESS", "arguments": args}))
+                .unwrap()
+                .args
+        };
+        assert_eq!(
+            read(json!([5])),
+            JobArgs {
+                first_id: Some(5),
+                dry_run: false
+            }
+        );
+        assert!(read(json!([5, {"dry_run": true}])).dry_run);
+        assert!(!read(json!([5, {"dry_run": false}])).dry_run);
+        assert_eq!(read(json!(["7", {}])).first_id, Some(7));
+        assert_eq!(read(json!([{"secret": "x"}])), JobArgs::default());
+        assert_eq!(read(json!(null)), JobArgs::default());
+        let no_args: Job = serde_json::from_value(json!({"state": "RUNNING"})).unwrap();
+        assert_eq!(no_args.args, JobArgs::default());
+        // Round trip through the agent's own serialisation.
+        let job: Job = serde_json::from_value(
+            json!({"state": "SUCCESS", "arguments": [3, {"dry_run": true}]}),
+        )
+        .unwrap();
+        let back: Job = serde_json::from_value(serde_json::to_value(&job).unwrap()).unwrap();
+        assert_eq!(back.args, job.args);
     }
 
     #[test]

@@ -38,7 +38,7 @@ use serde_json::Value;
 pub use client::{Client, ClientSettings, ConnectError};
 pub use conn::{Subscription, SubscriptionError};
 pub use error::{CallError, ValidationItem};
-pub use job::{Job, JobId, JobProgress, JobState};
+pub use job::{Job, JobArgs, JobId, JobProgress, JobState};
 pub use method::Method;
 pub use rpc::{Event, EventKind};
 

@@ -333,7 +333,13 @@ fn cloud_sync_overlap(task: &CloudSyncTask, spec: &CloudSyncSpec) -> Option<Over
     let same_target = task.attributes.bucket == spec.bucket
         && trim_slashes(&task.attributes.folder) == trim_slashes(&spec.folder);
     let same_path = task.path.trim_end_matches('/') == spec.path;
-    let reason = if same_target {
+    let reason = if same_target && same_path && task.description == spec.description {
+        // What the agent's own task looks like once its record is gone (state directory
+        // lost) — or a task made by hand to the SOP: either way adopting it is the fix.
+        "has the agent's name, path, bucket and folder (the agent's own task if its state directory was lost, or one made by hand to the SOP); list it in adopt.cloud_sync to let the agent manage it"
+    } else if same_target && same_path {
+        "writes to the same bucket folder as the agent's task (two SYNC tasks would delete each other's files); list it in adopt.cloud_sync to let the agent manage it"
+    } else if same_target {
         "writes to the same bucket folder as the agent's task (two SYNC tasks would delete each other's files)"
     } else if same_path && task.description == spec.description {
         "looks like a hand-made copy of the agent's task (same name and path); list it in adopt.cloud_sync to let the agent manage it"

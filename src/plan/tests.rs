@@ -123,6 +123,7 @@ fn task_from(spec: &CloudSyncSpec, id: u64, credential: u64) -> CloudSyncTask {
         create_empty_src_dirs: false,
         follow_symlinks: spec.follow_symlinks,
         last_run: None,
+        dry_run_shown: false,
         locked: false,
     }
 }

@@ -245,6 +245,9 @@ pub struct Job {
     pub planned_failure: Option<String>,
     pub abortable: bool,
     pub logs: bool,
+    /// The job lock (`@job(lock=…)`, computed from the params as sent): at most one job
+    /// of a lock runs at a time. `None`: no lock.
+    pub lock: Option<String>,
 }
 
 /// Per-call context handed to handlers.
@@ -423,6 +426,7 @@ impl Core {
             time_started_ms: ctx.now_ms,
             time_finished_ms: None,
             planned_failure,
+            lock: None,
         };
         self.jobs.insert(id, job);
         self.job_event(id, EventKind::Added);
@@ -438,8 +442,9 @@ impl Core {
         self.jobs.get(&id).map(|j| render_job(j, self.flavor()))
     }
 
-    /// Moves a WAITING job to RUNNING. False while it must wait (another run of the
-    /// same cloud sync task is RUNNING) or when it is no longer WAITING.
+    /// Moves a WAITING job to RUNNING. False while it must wait (a job with the same
+    /// lock is RUNNING: `MW/job.py` `JobsQueue.next` only starts a job whose lock is
+    /// free) or when it is no longer WAITING.
     pub fn job_begin(&mut self, id: u64) -> bool {
         let Some(job) = self.jobs.get(&id) else {
             return false;
@@ -447,12 +452,10 @@ impl Core {
         if job.state != JobState::Waiting {
             return false;
         }
-        if let JobKind::CloudSync { task, .. } = job.kind {
-            // middleware: @job(lock="cloud_sync:<id>") — one run per task at a time.
-            let busy = self
-                .jobs
-                .values()
-                .any(|j| j.id != id && j.state == JobState::Running && j.kind_task() == Some(task));
+        if let Some(lock) = &job.lock {
+            let busy = self.jobs.values().any(|j| {
+                j.id != id && j.state == JobState::Running && j.lock.as_ref() == Some(lock)
+            });
             if busy {
                 return false;
             }
@@ -651,15 +654,6 @@ impl Core {
             .retain(|a| !(a.klass == klass && a.key == key));
         for uuid in gone {
             self.emit("alert.list", EventKind::Removed, Value::from(uuid), None);
-        }
-    }
-}
-
-impl Job {
-    fn kind_task(&self) -> Option<u64> {
-        match self.kind {
-            JobKind::CloudSync { task, .. } => Some(task),
-            _ => None,
         }
     }
 }

@@ -56,6 +56,11 @@ pub struct FaultPlan {
     /// answers `EBUSY` "Rate Limit Exceeded" (the box allows 20 per minute and IP;
     /// `None` = no limit, as unix sockets are never limited).
     pub login_rate_limit: Option<u32>,
+    /// Credential attributes (e.g. `key`) the box does not keep when it stores a
+    /// `cloudsync.credentials.create/update`: the stored row differs from what was sent,
+    /// while the call's answer — built from the data sent, not read back — still shows
+    /// them. Only `cloudsync.credentials.query` (and every run) sees the stored row.
+    pub credential_store_drops: Vec<String>,
 }
 
 /// Drop the connection at a method.

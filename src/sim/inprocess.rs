@@ -509,4 +509,198 @@ mod tests {
         assert_eq!(pools.as_array().unwrap().len(), 2);
         assert_eq!(sim.calls()[0].conn, 0);
     }
+
+    /// A box with pools pool0, pool1, pool2, a credential and one task per pool.
+    async fn three_tasks(timing: JobTiming) -> (Simulator, InProcess, Vec<Value>) {
+        let mut s = Scenario::two_pools(ApiFlavor::V25_04);
+        s.pools.push(crate::sim::scenario::Pool {
+            id: 4,
+            name: "pool2".into(),
+            guid: "5166234587311022401".into(),
+            status: "ONLINE".into(),
+            healthy: true,
+            boot: false,
+        });
+        s.normalize();
+        let sim = Simulator::new(s).with_job_timing(timing);
+        let mw = sim.in_process();
+        let cred = call(
+            &mw,
+            Method::CredentialsCreate,
+            vec![credential(ApiFlavor::V25_04)],
+        )
+        .await
+        .unwrap();
+        let mut ids = Vec::new();
+        for pool in ["pool0", "pool1", "pool2"] {
+            let t = call(&mw, Method::CloudsyncCreate, vec![task(&cred, pool)])
+                .await
+                .unwrap();
+            ids.push(t["id"].clone());
+        }
+        (sim, mw, ids)
+    }
+
+    async fn sync(mw: &InProcess, params: Vec<Value>) -> u64 {
+        call(mw, Method::CloudsyncSync, params)
+            .await
+            .unwrap()
+            .as_u64()
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn an_options_object_puts_every_task_under_one_job_lock() {
+        // `cloud_sync:{args[-1]}` over the raw params: `{'dry_run': False}` for all three.
+        let (sim, mw, ids) = three_tasks(JobTiming::Manual).await;
+        let opts = json!({"dry_run": false});
+        let first = sync(&mw, vec![ids[0].clone(), opts.clone()]).await;
+        assert!(sim.start_job(first));
+        let second = sync(&mw, vec![ids[1].clone(), opts.clone()]).await;
+        assert_ne!(first, second, "one job may wait under the running one");
+        assert!(!sim.start_job(second), "its lock is held by the first");
+        // The queue of that lock is full: the third caller gets the second task's job.
+        let third = sync(&mw, vec![ids[2].clone(), opts.clone()]).await;
+        assert_eq!(third, second);
+        assert_eq!(sim.job(third).unwrap()["arguments"], json!([ids[1], opts]));
+        assert_eq!(sim.jobs().len(), 2, "no run of the third task exists");
+        sim.finish_job(first);
+        assert!(sim.start_job(second), "the waiting job goes next");
+    }
+
+    #[tokio::test]
+    async fn the_task_id_alone_locks_per_task() {
+        let (sim, mw, ids) = three_tasks(JobTiming::Manual).await;
+        let jobs: Vec<u64> = {
+            let mut out = Vec::new();
+            for id in &ids {
+                out.push(sync(&mw, vec![id.clone()]).await);
+            }
+            out
+        };
+        for (job, id) in jobs.iter().zip(&ids) {
+            assert!(sim.start_job(*job), "cloud_sync:{id} is its own lock");
+            assert_eq!(sim.job(*job).unwrap()["arguments"], json!([id]));
+        }
+        // Same task again: one more may wait; the next caller gets that one back.
+        let waiting = sync(&mw, vec![ids[0].clone()]).await;
+        assert!(!jobs.contains(&waiting));
+        assert!(!sim.start_job(waiting));
+        assert_eq!(sync(&mw, vec![ids[0].clone()]).await, waiting);
+        // A different lock is a different queue, even for the same task (as on the box).
+        let other = sync(&mw, vec![ids[0].clone(), json!({"dry_run": false})]).await;
+        assert!(sim.start_job(other));
+    }
+
+    #[tokio::test]
+    async fn with_automatic_timing_a_job_runs_as_soon_as_its_lock_is_free() {
+        let (sim, mw, ids) = three_tasks(JobTiming::Auto {
+            duration: Duration::from_secs(3600),
+        })
+        .await;
+        let opts = json!({"dry_run": false});
+        let first = sync(&mw, vec![ids[0].clone(), opts.clone()]).await;
+        assert_eq!(sim.job(first).unwrap()["state"], "RUNNING");
+        let second = sync(&mw, vec![ids[1].clone(), opts.clone()]).await;
+        assert_eq!(sim.job(second).unwrap()["state"], "WAITING");
+        assert_eq!(sync(&mw, vec![ids[2].clone(), opts]).await, second);
+        let own = sync(&mw, vec![ids[2].clone()]).await;
+        assert_eq!(sim.job(own).unwrap()["state"], "RUNNING");
+    }
+
+    #[test]
+    fn lock_names_are_pythons_str_of_the_last_param() {
+        use crate::sim::methods::cloudsync::lock_name;
+        assert_eq!(lock_name(&[json!(5)]).as_deref(), Some("cloud_sync:5"));
+        assert_eq!(
+            lock_name(&[json!(5), json!({"dry_run": false})]).as_deref(),
+            Some("cloud_sync:{'dry_run': False}")
+        );
+        assert_eq!(
+            lock_name(&[json!(5), json!({"dry_run": true})]).as_deref(),
+            Some("cloud_sync:{'dry_run': True}")
+        );
+        assert_eq!(
+            lock_name(&[json!(5), json!({})]).as_deref(),
+            Some("cloud_sync:{}")
+        );
+        assert_eq!(lock_name(&[json!("7")]).as_deref(), Some("cloud_sync:7"));
+        assert_eq!(
+            lock_name(&[json!([1.0, null, "it's"])]).as_deref(),
+            Some("cloud_sync:[1.0, None, \"it's\"]")
+        );
+        assert_eq!(lock_name(&[]), None);
+    }
+
+    #[tokio::test]
+    async fn a_dry_run_sets_the_tasks_job_field() {
+        // `task_state.py` shows every cloudsync.sync job of the task, dry runs included,
+        // and saves it into the task row when it ends.
+        let (sim, mw, ids) = three_tasks(JobTiming::Manual).await;
+        let job = sync(&mw, vec![ids[0].clone(), json!({"dry_run": true})]).await;
+        assert!(sim.run_job(job));
+        let q = call(
+            &mw,
+            Method::CloudsyncQuery,
+            vec![json!([["id", "=", ids[0]]]), json!({"get": true})],
+        )
+        .await
+        .unwrap();
+        assert_eq!(q["job"]["arguments"], json!([ids[0], {"dry_run": true}]));
+        assert_eq!(q["job"]["state"], "SUCCESS");
+        let persisted = &sim.state().cloud_sync_tasks[0].last_run;
+        assert_eq!(
+            persisted.as_ref().unwrap()["arguments"],
+            json!([ids[0], {"dry_run": true}])
+        );
+    }
+
+    #[tokio::test]
+    async fn credentials_24_10_answer_the_data_sent_the_query_shows_the_row() {
+        for flavor in ApiFlavor::ALL {
+            let sim = Simulator::new(Scenario::two_pools(flavor));
+            let mw = sim.in_process();
+            let key = |v: &Value| {
+                if flavor == ApiFlavor::V24_10 {
+                    v["attributes"]["key"].clone()
+                } else {
+                    v["provider"]["key"].clone()
+                }
+            };
+            // An update answers the keys sent plus id on 24.10, the merged entry after.
+            call(&mw, Method::CredentialsCreate, vec![credential(flavor)])
+                .await
+                .unwrap();
+            let updated = call(
+                &mw,
+                Method::CredentialsUpdate,
+                vec![json!(1), json!({"name": "renamed"})],
+            )
+            .await
+            .unwrap();
+            if flavor == ApiFlavor::V24_10 {
+                assert_eq!(updated, json!({"name": "renamed", "id": 1}));
+            } else {
+                assert_eq!(updated["name"], "renamed");
+                assert_eq!(key(&updated), json!("CANARY-B2-APPKEY-7f3a9c"), "{flavor}");
+            }
+            // A box that does not keep the key: every version still answers with it.
+            sim.update_faults(|f| f.credential_store_drops.push("key".into()));
+            let mut sent = credential(flavor);
+            sent["name"] = json!("truenas-two");
+            let answer = call(&mw, Method::CredentialsCreate, vec![sent.clone()])
+                .await
+                .unwrap();
+            assert_eq!(key(&answer), json!("CANARY-B2-APPKEY-7f3a9c"), "{flavor}");
+            if flavor == ApiFlavor::V24_10 {
+                let mut echo = sent.clone();
+                echo["id"] = json!(2);
+                assert_eq!(answer, echo, "24.10: the data sent plus id");
+            }
+            let stored = call(&mw, Method::CredentialsQuery, vec![json!([["id", "=", 2]])])
+                .await
+                .unwrap();
+            assert_eq!(key(&stored[0]), Value::Null, "{flavor}: the row has no key");
+        }
+    }
 }

@@ -320,20 +320,36 @@ impl Simulator {
     }
 
     /// Runs `f` on the core, then broadcasts its events and starts its new jobs.
+    ///
+    /// With [`JobTiming::Auto`], a new job whose lock is free is RUNNING before the call
+    /// that created it answers: middlewared's queue loop (`MW/job.py` `JobsQueue.run`/
+    /// `next`) picks a job up as soon as it is queued, long before the caller's next
+    /// request. A job whose lock is held stays WAITING (and is what a further call under
+    /// that lock gets back).
     pub(crate) fn with_core<R>(&self, f: impl FnOnce(&mut Core) -> R) -> R {
+        let timing = *lock(&self.shared.timing);
+        // Without a runtime (a plain #[test]), jobs wait to be run by hand.
+        let runtime = tokio::runtime::Handle::try_current().is_ok();
+        let auto = match (timing, runtime) {
+            (JobTiming::Auto { duration }, true) => Some(duration),
+            _ => None,
+        };
         let (result, events, jobs) = {
             let mut core = lock(&self.shared.core);
             let result = f(&mut core);
-            (result, core.take_events(), core.take_new_jobs())
+            let jobs = core.take_new_jobs();
+            if auto.is_some() {
+                for id in &jobs {
+                    core.job_begin(*id);
+                }
+            }
+            (result, core.take_events(), jobs)
         };
         for e in events {
             // No subscriber is fine: nobody is listening.
             let _ = self.shared.events.send(e);
         }
-        let timing = *lock(&self.shared.timing);
-        // Without a runtime (a plain #[test]), jobs wait to be run by hand.
-        let runtime = tokio::runtime::Handle::try_current().is_ok();
-        if let (JobTiming::Auto { duration }, true) = (timing, runtime) {
+        if let Some(duration) = auto {
             for id in jobs {
                 self.spawn_job(id, duration);
             }
@@ -461,10 +477,15 @@ impl Simulator {
         let sim = self.clone();
         let step = duration / 4;
         tokio::spawn(async move {
-            // Wait for the run's turn (one run per cloud sync task at a time).
+            // Wait for the job's turn (one job per lock at a time); it may be RUNNING
+            // already (started when it was queued).
             loop {
                 let (started, alive) = sim.with_core(|c| {
-                    let started = c.job_begin(id);
+                    let running = c
+                        .jobs
+                        .get(&id)
+                        .is_some_and(|j| j.state == super::core::JobState::Running);
+                    let started = running || c.job_begin(id);
                     let alive = c.jobs.get(&id).is_some_and(|j| !j.state.is_terminal());
                     (started, alive)
                 });

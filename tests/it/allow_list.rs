@@ -12,7 +12,7 @@ use std::path::Path;
 
 use secrecy::SecretString;
 use serde_json::Value;
-use truenas_agent::middleware::{ApiFlavor, Call, Method, client_calls};
+use truenas_agent::middleware::{ApiFlavor, Call, Method, calls, client_calls};
 
 use crate::support::schema_dir;
 
@@ -32,6 +32,11 @@ fn schema(dir: &Path, method: Method) -> Value {
 
 /// Panics with every schema error of `call` on `flavor`.
 fn assert_valid(dir: &Path, flavor: ApiFlavor, call: &Call) {
+    assert_valid_on(dir, flavor.as_str(), call);
+}
+
+/// Panics with every schema error of `call` against the schemas of `release`.
+fn assert_valid_on(dir: &Path, release: &str, call: &Call) {
     let schema = schema(dir, call.method);
     let validator = jsonschema::validator_for(&schema).unwrap();
     let params = Value::Array(call.params.clone());
@@ -42,9 +47,35 @@ fn assert_valid(dir: &Path, flavor: ApiFlavor, call: &Call) {
     // The params may hold the test key: the messages are about shapes; print them.
     assert!(
         errors.is_empty(),
-        "{} params invalid on {flavor}: {errors:?}",
+        "{} params invalid on {release}: {errors:?}",
         call.method
     );
+}
+
+/// Every release with a schema directory, including those this build may not speak yet.
+const SCHEMA_RELEASES: &[&str] = &["24.10", "25.04", "25.10", "26.0", "27.0"];
+
+#[test]
+fn run_and_job_calls_match_every_schema_directory() {
+    // Built the same on every version: `cloudsync.sync [id]` (no options object, so the
+    // job lock is per task), the queued-run and job reads around it, the real-run
+    // lookup of health, and the credential read-back.
+    let made = [
+        calls::cloudsync_sync(7),
+        calls::queued_cloudsync_runs(),
+        calls::job(42),
+        calls::cloudsync_runs_of(7, 50),
+        calls::credential_by_id(3),
+    ];
+    for release in SCHEMA_RELEASES {
+        let Some(dir) = schema_dir(release) else {
+            eprintln!("skipped: shared/truenas-api/{release} not found (set SHARED_DIR)");
+            continue;
+        };
+        for call in &made {
+            assert_valid_on(&dir, release, call);
+        }
+    }
 }
 
 #[test]

@@ -75,6 +75,11 @@ async fn first_boot(flavor: ApiFlavor) {
     ] {
         assert!(targets.contains(&want), "{want} missing from {targets:?}");
     }
+    assert_eq!(
+        report.config.executed_actions,
+        ["5f0c2a9e-first-run"],
+        "the report keeps the executed action in central's record of the device"
+    );
     let synced: Vec<&str> = report
         .health
         .cloud_sync

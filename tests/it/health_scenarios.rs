@@ -446,6 +446,73 @@ async fn retention_locked_deletes_are_expected_not_failures() {
     rig.finish();
 }
 
+impl Rig {
+    /// A UI "Dry Run" of the pool's task (`cloudsync.sync [id, {"dry_run": true}]`), run to
+    /// its end: it sets the task's `job` field like a real run (`task_state.py`).
+    async fn dry_run(&self, pool: &str) {
+        let id = self
+            .sim
+            .admin_call(
+                "cloudsync.sync",
+                &[json!(self.task_id(pool)), json!({"dry_run": true})],
+            )
+            .unwrap();
+        let job = self
+            .sim
+            .in_process()
+            .wait_job(id.as_u64().unwrap(), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(job.state.is_terminal());
+    }
+}
+
+#[tokio::test]
+async fn a_dry_run_is_not_a_backup() {
+    for flavor in ApiFlavor::ALL {
+        let rig = Rig::new(flavor, |_| {}).await;
+        // pool0: the real run failed, then someone clicked Dry Run (it succeeds).
+        rig.run_sync("pool0", Some(AUTH_FAILURE)).await;
+        rig.dry_run("pool0").await;
+        // pool1: only ever dry-run.
+        rig.dry_run("pool1").await;
+        let task = rig.sim.state().cloud_sync_tasks[0].clone();
+        assert_eq!(
+            task.last_run.as_ref().unwrap()["arguments"][1]["dry_run"],
+            true,
+            "{flavor}: the task's job is the dry run"
+        );
+        let (verify, code) = rig.verify().await;
+        assert_eq!(code, 1, "{flavor}: {verify:#}");
+        let pool0 = report_sync(&verify, "pool0");
+        assert_eq!(pool0["state"], "FAILED", "{flavor}: the last real run");
+        assert_eq!(pool0["error_class"], "auth");
+        assert!(pool0["last_success"].is_null(), "{flavor}: {pool0:#}");
+        let pool1 = report_sync(&verify, "pool1");
+        assert_eq!(pool1["state"], "UNKNOWN", "{flavor}: {pool1:#}");
+        assert!(pool1["last_success"].is_null());
+        assert!(
+            pool1["message"]
+                .as_str()
+                .unwrap()
+                .contains("only a dry run"),
+            "{pool1:#}"
+        );
+        for pool in POOLS {
+            assert_ne!(
+                item(&verify, &format!("cloud_sync.first_sync/{pool}"))["status"],
+                "pass",
+                "{flavor}: a dry run is not the first backup"
+            );
+        }
+        let (report, json) = rig.status(true).await;
+        assert_eq!(report.exit_code, 2, "{flavor}: {:#?}", report.problems);
+        assert_eq!(backup(&json, "pool0")["level"], "failing");
+        assert_eq!(backup(&json, "pool1")["level"], "unknown");
+        rig.finish();
+    }
+}
+
 #[tokio::test]
 async fn task_that_never_ran() {
     let rig = Rig::new(ApiFlavor::V24_10, |_| {}).await;

@@ -739,6 +739,13 @@ async fn results_match_the_result_schemas() {
                 .call(Call::new(m, params.as_array().unwrap().clone()))
                 .await
                 .unwrap();
+            if flavor == ApiFlavor::V24_10 && method == "cloudsync.credentials.update" {
+                // 24.10 answers an update with the keys sent plus `id`, unvalidated for a
+                // full admin (`do_update` returns `data`; `serialize_result` returns the
+                // raw value when secrets may be shown): not the entry the model describes.
+                assert_eq!(result, json!({"name": "truenas-other2", "id": 2}));
+                continue;
+            }
             if let Some(problem) = result_problem(&dir, method, &result) {
                 problems.push(format!("{flavor} {method}: {problem}"));
             }

@@ -21,8 +21,8 @@ use truenas_agent::apply::{ReconcileOptions, Reconciled, reconcile};
 use truenas_agent::desired::{self, DesiredState};
 use truenas_agent::middleware::{ApiFlavor, Call, Middleware};
 use truenas_agent::observe::READS;
-use truenas_agent::sim::scenario::B2Account;
-use truenas_agent::sim::{DropAt, DropWhen, Scenario, Simulator};
+use truenas_agent::sim::scenario::{B2Account, Pool};
+use truenas_agent::sim::{DropAt, DropWhen, JobTiming, Scenario, Simulator};
 use truenas_agent::state_dir::StateDir;
 
 use crate::support::{
@@ -744,6 +744,171 @@ async fn rekey_of_a_task_that_ran_is_refused_unless_allowed() {
     }
 }
 
+/// A fresh box with pools `pool0`..`pool2`, their scoped key, and jobs that run for an
+/// hour (so runs started in a pass are still RUNNING or WAITING at its end).
+fn three_pool_box(flavor: ApiFlavor, timing: JobTiming) -> Simulator {
+    let mut s = Scenario::two_pools(flavor);
+    s.pools.push(Pool {
+        id: 4,
+        name: "pool2".into(),
+        guid: "5166234587311022401".into(),
+        status: "ONLINE".into(),
+        healthy: true,
+        boot: false,
+    });
+    s.normalize();
+    s.b2_accounts.push(B2Account {
+        account: KEY_ID.into(),
+        valid: true,
+        buckets: Some(vec![BUCKET.into()]),
+    });
+    Simulator::new(s).with_job_timing(timing)
+}
+
+/// Three pools, no SNMP (nothing waits for a job), and `actions`.
+fn three_pool_document(actions: Value) -> DesiredState {
+    document(|v| {
+        v["pools"] = json!(["pool0", "pool1", "pool2"]);
+        v.as_object_mut().unwrap().remove("snmp");
+        v["actions"] = actions;
+    })
+}
+
+fn first_runs() -> Value {
+    json!([
+        {"id": "first-run-pool0", "type": "run_cloud_sync", "pool": "pool0"},
+        {"id": "first-run-pool1", "type": "run_cloud_sync", "pool": "pool1"},
+        {"id": "first-run-pool2", "type": "run_cloud_sync", "pool": "pool2"}
+    ])
+}
+
+/// Live `cloudsync.sync` jobs per task id (`arguments[0]`).
+fn runs_by_task(sim: &Simulator) -> std::collections::BTreeMap<u64, usize> {
+    let mut out = std::collections::BTreeMap::new();
+    for job in sim.jobs() {
+        if job["method"] == "cloudsync.sync" {
+            *out.entry(job["arguments"][0].as_u64().unwrap())
+                .or_default() += 1;
+        }
+    }
+    out
+}
+
+/// Issue 12.1: with `[id, {"dry_run": false}]` every task shared one job lock and the
+/// third first run got the second task's queued job back — and was recorded as done.
+#[tokio::test]
+async fn first_runs_of_three_pools_each_start_a_run_of_their_own_task() {
+    for flavor in ApiFlavor::ALL {
+        let sim = three_pool_box(
+            flavor,
+            JobTiming::Auto {
+                duration: Duration::from_secs(3600),
+            },
+        );
+        let agent = Agent::new();
+        let r = agent
+            .pass(&sim, &three_pool_document(first_runs()), true)
+            .await;
+        let outcome = r.outcome.as_ref().unwrap();
+        assert!(r.converged(), "{flavor}: {outcome}\n{}", r.remaining());
+        let s = sim.state();
+        let runs = runs_by_task(&sim);
+        for pool in ["pool0", "pool1", "pool2"] {
+            let id = task(&s, pool).id;
+            assert_eq!(
+                runs.get(&id),
+                Some(&1),
+                "{flavor}: one run of {pool}'s task, {runs:?}"
+            );
+        }
+        for job in sim.jobs() {
+            assert_eq!(job["state"], "RUNNING", "{flavor}: each under its own lock");
+            assert_eq!(
+                job["arguments"].as_array().unwrap().len(),
+                1,
+                "{flavor}: [id]"
+            );
+        }
+        let ownership: Value = agent.state.read_json("ownership.json").unwrap().unwrap();
+        assert_eq!(
+            ownership["executed_actions"],
+            json!(["first-run-pool0", "first-run-pool1", "first-run-pool2"])
+        );
+        agent.assert_schema_clean();
+    }
+}
+
+/// A `cloudsync.sync` that hands back a run already queued before the call (here a
+/// scheduled run waiting behind the running one) did not start the action's run: it is
+/// reported, not recorded, and the next pass starts it.
+#[tokio::test]
+async fn a_run_handed_back_from_the_queue_is_retried_on_the_next_pass() {
+    for flavor in ApiFlavor::ALL {
+        let sim = three_pool_box(flavor, JobTiming::Manual);
+        let agent = Agent::new();
+        let setup = agent
+            .pass(&sim, &three_pool_document(json!([])), true)
+            .await;
+        assert!(setup.converged(), "{flavor}: {}", setup.remaining());
+        let pool0 = i64::try_from(task(&sim.state(), "pool0").id).unwrap();
+        // Cron's runs: one running, one waiting (`midclt call cloudsync.sync <id>`).
+        let running = sim.run_cloud_sync(pool0).unwrap();
+        assert!(sim.start_job(running));
+        let waiting = sim.run_cloud_sync(pool0).unwrap();
+        let doc = three_pool_document(
+            json!([{"id": "run-now-pool0", "type": "run_cloud_sync", "pool": "pool0"}]),
+        );
+        let r = agent.pass(&sim, &doc, true).await;
+        assert!(!r.converged(), "{flavor}");
+        let text = r.outcome.as_ref().unwrap().to_string();
+        assert!(text.contains("did not start"), "{flavor}: {text}");
+        assert!(text.contains(&format!("job {waiting}")), "{text}");
+        assert!(text.contains("retried on the next pass"), "{text}");
+        let ownership: Value = agent.state.read_json("ownership.json").unwrap().unwrap();
+        assert_eq!(ownership["executed_actions"], json!([]), "{flavor}");
+        assert_eq!(sim.jobs().len(), 2, "{flavor}: no new job");
+        // The queue drains; the next pass starts the action's own run.
+        sim.finish_job(running);
+        assert!(sim.run_job(waiting));
+        let again = agent.pass(&sim, &doc, true).await;
+        assert!(
+            again.converged(),
+            "{flavor}: {}",
+            again.outcome.as_ref().unwrap()
+        );
+        assert_eq!(sim.jobs().len(), 3, "{flavor}");
+        let ownership: Value = agent.state.read_json("ownership.json").unwrap().unwrap();
+        assert_eq!(ownership["executed_actions"], json!(["run-now-pool0"]));
+        // And once recorded it is never run again.
+        let third = agent.pass(&sim, &doc, true).await;
+        assert!(third.plan.steps.is_empty(), "{flavor}: {}", third.plan);
+        agent.assert_schema_clean();
+    }
+}
+
+/// Issue 12.9: the create/update answer is built from the data sent (24.10 echoes it),
+/// so a credential the box stored differently is only seen by reading it back.
+#[tokio::test]
+async fn a_credential_stored_differently_from_the_answer_is_reported() {
+    for flavor in ApiFlavor::ALL {
+        let sim = fresh_box(flavor);
+        sim.update_faults(|f| f.credential_store_drops.push("key".into()));
+        let agent = Agent::new();
+        let r = agent.pass(&sim, &document(|_| {}), true).await;
+        let outcome = r.outcome.as_ref().unwrap();
+        let text = outcome.to_string();
+        assert!(!r.converged(), "{flavor}: {text}");
+        assert!(
+            text.contains(
+                "credential #1 reads back different from what was written (fields: provider.key)"
+            ),
+            "{flavor}: {text}"
+        );
+        assert_no_canary("outcome", &text);
+        agent.assert_schema_clean();
+    }
+}
+
 /// A pool dropped from the document: its tasks are disabled (default) or deleted.
 #[tokio::test]
 async fn removed_pools_are_disabled_or_deleted() {
@@ -989,5 +1154,58 @@ async fn cli_apply_survives_a_dropped_socket_mid_pass() {
         assert!(text.contains("created by an interrupted apply"), "{text}");
         assert_sop_fields(&sim.state());
         server.shutdown().await;
+    }
+}
+
+/// Issue 13.17: after `ownership.json` is lost, the agent's own objects look hand-made.
+/// The plan says how to hand every one of them back (Cloud Sync tasks too), and the
+/// first-run action that already ran is not run again once they are adopted.
+#[tokio::test]
+async fn after_a_lost_ownership_file_adopting_back_does_not_rerun_the_first_backup() {
+    for flavor in ApiFlavor::ALL {
+        let sim = fresh_box(flavor);
+        let agent = Agent::new();
+        let d = document(|_| {});
+        let first = agent.pass(&sim, &d, true).await;
+        assert!(first.converged(), "{flavor}: {}", first.remaining());
+        assert_eq!(syncs(&sim), 1);
+        std::fs::remove_file(agent.state.file("ownership.json")).unwrap();
+
+        let lost = agent.pass(&sim, &d, true).await;
+        let s = sim.state();
+        let text = lost.plan.to_string();
+        for pool in ["pool0", "pool1"] {
+            let id = task(&s, pool).id;
+            let line = text
+                .lines()
+                .find(|l| l.contains(&format!("cloud sync task #{id} ")))
+                .unwrap_or_else(|| panic!("{flavor}: no conflict for #{id}:\n{text}"));
+            assert!(
+                line.contains("list it in adopt.cloud_sync"),
+                "{flavor}: {line}"
+            );
+        }
+        assert!(text.contains("list it in adopt.snapshots"), "{text}");
+        assert!(text.contains(r#""adopt": {"credential": 1}"#), "{text}");
+
+        let adopt = document(|v| {
+            v["adopt"] = json!({
+                "credential": s.credentials[0].id,
+                "cloud_sync": [task(&s, "pool0").id, task(&s, "pool1").id],
+                "snapshots": [snap_task(&s, "pool0").id, snap_task(&s, "pool1").id],
+            });
+        });
+        sim.clear_calls();
+        let back = agent.pass(&sim, &adopt, true).await;
+        assert!(back.converged(), "{flavor}: {}", back.remaining());
+        assert_eq!(
+            syncs(&sim),
+            0,
+            "{flavor}: the first run already happened and is not repeated:\n{}",
+            back.plan
+        );
+        let ownership: Value = agent.state.read_json("ownership.json").unwrap().unwrap();
+        assert_eq!(ownership["executed_actions"], json!(["5f0c2a9e-first-run"]));
+        agent.assert_schema_clean();
     }
 }

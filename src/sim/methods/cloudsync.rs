@@ -1,8 +1,10 @@
 //! `cloudsync.*` — Cloud Sync tasks and their runs (`MW/plugins/cloud_sync.py`).
 //!
 //! Owns: task query entries (credential as the full object in the version's shape, `job`
-//! = last run, `locked`), create/update/delete, `sync` (a job; reuses an already queued
-//! run's id), `abort`, `list_buckets`, `list_directory`, `providers`, and the outcome of a
+//! = last run, dry runs included, `locked`), create/update/delete, `sync` (a job under the
+//! lock `cloud_sync:{args[-1]}` computed from the raw params; a job of that lock already
+//! queued is handed back instead), `abort`, `list_buckets`, `list_directory`,
+//! `providers`, and the outcome of a
 //! run (`finish_run`): locked dataset, injected failure, missing path, bad key, unknown
 //! bucket, or success — with the `CloudSyncTaskFailed` alert raised or cleared.
 //! Does not: move data (a run succeeds or fails; nothing is uploaded) or schedule runs.
@@ -170,18 +172,26 @@ pub(crate) fn delete(
     Ok(Value::Bool(true))
 }
 
-/// `cloudsync.sync [id, {dry_run}]`: a job. With a run already queued, its id is returned
-/// (`@job(lock_queue_size=1)`). An unknown id still gets a job, which then fails: the
-/// middleware looks the task up inside the job.
+/// `cloudsync.sync [id, {dry_run}]`: a job under the lock `cloud_sync:{args[-1]}`,
+/// computed from the params as sent (`@job(lock=lambda args: …, lock_queue_size=1)` in
+/// `MW/plugins/cloud_sync.py`; `MW/main.py` hands the raw params to `Job`): `[5]` locks
+/// `cloud_sync:5`, `[5, {"dry_run": false}]` locks `cloud_sync:{'dry_run': False}` —
+/// shared by every task sent that options object. With a job of the same lock already
+/// queued (WAITING), that job's id is returned instead of a new job (`MW/job.py`
+/// `JobsQueue.add`), whichever task it runs. The job's `arguments` are the params as
+/// sent. An unknown id still gets a job, which then fails: the middleware looks the task
+/// up inside the job.
 pub(crate) fn sync(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Reply {
     let id = id_param(params, 0);
     // A negative id names no task; its run is a run of task 0, which cannot exist.
     let task = u64::try_from(id).unwrap_or(0);
+    let lock = lock_name(params);
     let queued = core
         .jobs
         .values()
-        .find(|j| j.kind_is_run_of(task) && j.state == JobState::Waiting)
-        .map(|j| j.id);
+        .filter(|j| j.state == JobState::Waiting && j.lock.is_some() && j.lock == lock)
+        .map(|j| j.id)
+        .next_back();
     if let Some(queued) = queued {
         return Reply::Job(queued);
     }
@@ -189,14 +199,65 @@ pub(crate) fn sync(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Repl
         .get("dry_run")
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let args = vec![Value::from(id), json!({ "dry_run": dry_run })];
     let job = core.create_job(
         "cloudsync.sync",
-        args,
+        params.to_vec(),
         JobKind::CloudSync { task, dry_run },
         ctx,
     );
+    if let Some(j) = core.jobs.get_mut(&job) {
+        j.lock = lock;
+    }
     Reply::Job(job)
+}
+
+/// `cloudsync.sync`'s job lock for these params: `"cloud_sync:{}".format(args[-1])`.
+pub(crate) fn lock_name(params: &[Value]) -> Option<String> {
+    params
+        .last()
+        .map(|last| format!("cloud_sync:{}", py_str(last)))
+}
+
+/// Python's `str(value)` of a JSON-decoded value (what `"{}".format(value)` prints).
+fn py_str(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => py_repr(other),
+    }
+}
+
+/// Python's `repr(value)` of a JSON-decoded value. Object keys come in serde_json's
+/// (sorted) order, not the order they were sent.
+fn py_repr(value: &Value) -> String {
+    match value {
+        Value::Null => "None".to_owned(),
+        Value::Bool(true) => "True".to_owned(),
+        Value::Bool(false) => "False".to_owned(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => i.to_string(),
+            (None, Some(u), _) => u.to_string(),
+            (None, None, Some(f)) if f.fract() == 0.0 && f.abs() < 1e16 => format!("{f:.1}"),
+            _ => n.to_string(),
+        },
+        Value::String(s) => {
+            if s.contains('\'') && !s.contains('"') {
+                format!("\"{}\"", s.replace('\\', "\\\\"))
+            } else {
+                format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+            }
+        }
+        Value::Array(items) => format!(
+            "[{}]",
+            items.iter().map(py_repr).collect::<Vec<_>>().join(", ")
+        ),
+        Value::Object(map) => format!(
+            "{{{}}}",
+            map.iter()
+                .map(|(k, v)| format!("{}: {}", py_repr(&Value::from(k.as_str())), py_repr(v)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 /// `cloudsync.abort [id]`: true if a WAITING/RUNNING run was aborted.

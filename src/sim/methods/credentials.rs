@@ -2,7 +2,8 @@
 //!
 //! Owns: the per-version shape (24.10 `{provider: "B2", attributes: {…}}`, 25.04+
 //! `{provider: {type: "B2", …}}`), create/update/delete (unique name; refused while a task
-//! uses the credential), and `verify` against the simulated B2 side.
+//! uses the credential; answers built from the data sent — 24.10 echoes it plus `id` —
+//! never from the stored row), and `verify` against the simulated B2 side.
 //! Does not: redact secrets — the session is a full admin (root or an admin's API key),
 //! and the real middleware shows secrets to those.
 //! Invariants: stored the 24.10 way (provider type + attributes), rendered per version.
@@ -103,6 +104,33 @@ fn split(flavor: ApiFlavor, data: &Map<String, Value>) -> (String, Map<String, V
     }
 }
 
+/// What `create`/`update` answer. 24.10 returns the data it was sent plus `id` — for an
+/// update only the keys sent (`do_create`/`do_update` end with `data["id"] = …; return
+/// data`, `MW/plugins/cloud_sync.py` @ TS-24.10.2.4); 25.04+ return the merged data
+/// after `compress`/`extend` (the stored shape, not a read of the row).
+fn answer(
+    core: &Core,
+    shape: ApiFlavor,
+    credential: &Credential,
+    mut sent: Map<String, Value>,
+    id: u64,
+) -> Value {
+    if core.flavor() == ApiFlavor::V24_10 {
+        sent.insert("id".into(), Value::from(id));
+        Value::Object(sent)
+    } else {
+        render(credential, shape)
+    }
+}
+
+/// The row as stored: without the attributes `FaultPlan::credential_store_drops` names.
+fn stored(core: &Core, mut credential: Credential) -> Credential {
+    for key in &core.faults.credential_store_drops {
+        credential.attributes.remove(key);
+    }
+    credential
+}
+
 /// `cloudsync.credentials.create [data]`.
 pub(crate) fn create(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
     let shape = shape(core, ctx, "cloudsync.credentials.create");
@@ -130,15 +158,15 @@ pub(crate) fn create(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result
         provider,
         attributes,
     };
-    let rendered = render(&credential, shape);
-    core.state.credentials.push(credential);
+    let answer = answer(core, shape, &credential, data, id);
+    core.state.credentials.push(stored(core, credential));
     core.emit(
         "cloudsync.credentials.query",
         EventKind::Added,
         Value::from(id),
         None,
     );
-    Ok(rendered)
+    Ok(answer)
 }
 
 /// `cloudsync.credentials.update [id, partial]`: `provider` replaced as a whole.
@@ -182,7 +210,8 @@ pub(crate) fn update(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result
         provider,
         attributes,
     };
-    let rendered = render(&credential, shape);
+    let answer = answer(core, shape, &credential, object_param(params, 1), old.id);
+    let credential = stored(core, credential);
     if let Some(slot) = core.state.credentials.iter_mut().find(|c| c.id == old.id) {
         *slot = credential;
     }
@@ -192,7 +221,7 @@ pub(crate) fn update(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result
         Value::from(old.id),
         None,
     );
-    Ok(rendered)
+    Ok(answer)
 }
 
 /// `cloudsync.credentials.delete [id]`.
