@@ -49,6 +49,11 @@ pub struct FaultPlan {
     /// Texts the next `pool.snapshottask.run` calls fail with (task state `ERROR` and a
     /// `SnapshotFailed` alert), in order.
     pub snapshot_failures: VecDeque<String>,
+    /// The next this many starts of snmpd fail (snmpd stays stopped). A start inside
+    /// `snmp.update`'s re-creation of the v3 user makes that call fail *after* the new
+    /// config is stored (REFERENCE §8 row 5); `service.start` / `service.control` answer
+    /// `false` or fail, as their `silent` option says.
+    pub snmpd_start_failures: u32,
     /// TCP connections count as an insecure transport (as `ws://<LAN IP>` would): on
     /// 25.04+ a correct API key used over them is revoked and the login answers EXPIRED.
     pub insecure_tcp: bool,
