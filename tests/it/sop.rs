@@ -867,6 +867,16 @@ async fn a_failing_snmp_retry_is_kept_until_it_works() {
         "{own}"
     );
     assert_no_canary("ownership.json", &record);
+    // `status` shows it.
+    let (status, text) = status_of(&agent, &sim).await;
+    let problem = status
+        .problems
+        .iter()
+        .find(|p| p.message.contains("the last SNMP apply failed"))
+        .unwrap_or_else(|| panic!("no SNMP retry in status:\n{text}"));
+    assert_eq!(problem.area, truenas_agent::health::Area::Snmp);
+    assert!(text.contains("re-applies SNMP"), "{text}");
+    assert_no_canary("status", &text);
     let last = agent.pass(&sim, &d, true).await;
     assert!(last.converged(), "{}", last.remaining());
     assert_eq!(sim.state().snmpd.users, ["nmsQwErTyUiOp"]);
@@ -874,6 +884,40 @@ async fn a_failing_snmp_retry_is_kept_until_it_works() {
         serde_json::from_str(&std::fs::read_to_string(agent.state.file("ownership.json")).unwrap())
             .unwrap();
     assert!(own.get("snmp_retry").is_none(), "{own}");
+    let (status, _) = status_of(&agent, &sim).await;
+    assert!(
+        !status
+            .problems
+            .iter()
+            .any(|p| p.message.contains("the last SNMP apply failed"))
+    );
+}
+
+/// `status` (no document) over the simulator: the report and its text.
+async fn status_of(
+    agent: &Agent,
+    sim: &Simulator,
+) -> (truenas_agent::status::StatusReport, String) {
+    use truenas_agent::cli::status::{Context, DocumentArg, report_with};
+    let ctx = Context {
+        state_dir: agent.state.path().to_owned(),
+        url: "unix:///var/run/middleware/middlewared.sock".into(),
+        version: "test".into(),
+        assess: truenas_agent::health::assess::AssessOptions {
+            now: chrono::Utc::now(),
+            offset: chrono::FixedOffset::east_opt(0).unwrap(),
+            call_timeout: Duration::from_secs(5),
+            b2: None,
+            guid_property: truenas_agent::observe::DEVICE_GUID_PROPERTY.into(),
+            root_pool: None,
+        },
+        central_config: None,
+        host: None,
+    };
+    let mw = sim.in_process();
+    let report = report_with(Ok(&mw), &DocumentArg::None, &ctx).await;
+    let text = truenas_agent::status::render_text(&report);
+    (report, text)
 }
 
 /// Without `--allow-unsigned`, a local document must be a DSSE envelope signed by a key
