@@ -603,6 +603,28 @@ mod tests {
         );
     }
 
+    /// Issue 13.5: a device that accepted a revision above the bound before the bound
+    /// existed is not locked out (every later document would be a rollback).
+    #[test]
+    fn an_applied_revision_above_the_bound_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let state = serde_json::json!({"applied": {"revision": 9_223_372_036_854_775_807u64,
+            "etag": null, "verified_by": "unsigned", "at": "2026-11-23T10:00:00Z"}});
+        crate::fs::write_atomic(
+            &dir.file("central.json"),
+            state.to_string().as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let mut ch = channel(tmp.path(), None);
+        assert_eq!(ch.last_applied(), None);
+        assert!(matches!(
+            ch.judge(Ok(doc(8, 1)), S(0), 0.5).0,
+            Ok(Fetched::New(_))
+        ));
+    }
+
     #[test]
     fn revision_reading() {
         assert_eq!(read_revision(br#"{"revision":7,"b2":{}}"#).unwrap(), 7);

@@ -791,6 +791,16 @@ fn numeric_messages_state_the_real_range() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The uplink's bounds are exactly the stated ones.
+    for (mbps, ok) in [
+        (0.001, true),
+        (0.0005, false),
+        (100_000.0, true),
+        (100_000.5, false),
+    ] {
+        let got = paths_after(|v| v["cloud_sync"]["bandwidth"]["uplink_mbps"] = json!(mbps));
+        assert_eq!(got.is_empty(), ok, "{mbps}: {got:?}");
+    }
 }
 
 /// The table above covers every numeric key of the document (a new numeric key needs a

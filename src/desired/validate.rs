@@ -462,7 +462,8 @@ fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<Vec<derive::BwLimi
     // Whole kilobits per second keep the arithmetic exact (the document may say 2.5).
     let kbps = uplink.and_then(|mbps| {
         let kbps = (mbps * 1000.0).round();
-        if mbps.is_finite() && kbps >= 1.0 && mbps <= 100_000.0 {
+        // The stated rule exactly (0.0005 would round to 1 kbit/s but is below it).
+        if (0.001..=100_000.0).contains(&mbps) && kbps >= 1.0 {
             #[expect(
                 clippy::cast_possible_truncation,
                 clippy::cast_sign_loss,
@@ -659,7 +660,8 @@ fn snapshot_excludes(
 }
 
 /// The middleware caps `v3_username` at 20 characters (25.04+ models
-/// `Field(max_length=20)`; 24.10's database column is `String(20)`).
+/// `Field(max_length=20)`; 24.10's legacy entry `Str('v3_username', max_length=20)` and its
+/// database column `String(20)`, `plugins/snmp.py`).
 const SNMP_USERNAME_MAX: usize = 20;
 
 fn snmp(s: wire::Snmp, p: &mut Problems) -> Option<SnmpSettings> {

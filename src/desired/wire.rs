@@ -1,6 +1,8 @@
 //! The v1 document exactly as it travels (central-protocol.md §3), as serde types.
 //!
-//! Owns: the field names and JSON types of every key, and the structural check
+//! Owns: the field names and JSON types of every key, the range of every number
+//! ([`IntRule`]: one text per key, used for wrong types and out-of-range values alike, so
+//! a message always states the key's real rule), and the structural check
 //! ([`check_structure`]) that reports every unknown key and every wrong JSON type with
 //! its path in one pass — serde alone stops at the first problem.
 //! Does not: apply defaults or judge values (that is `validate`).

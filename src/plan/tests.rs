@@ -774,6 +774,22 @@ fn a_recorded_snmp_failure_is_reapplied_on_a_converged_box() {
     assert!(plan(&no_snmp, &o, &own, &inputs(&no_snmp)).steps.is_empty());
 }
 
+/// Issue 13.5: a recorded revision above 2^53 − 1 (accepted before the bound existed)
+/// does not make every later document a rollback.
+#[test]
+fn a_recorded_revision_above_the_bound_is_not_a_rollback_floor() {
+    let d = doc();
+    let (o, mut own) = converged(&d);
+    own.last_revision = Some(9_223_372_036_854_775_807);
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert!(p.blockers.is_empty() && p.steps.is_empty(), "{p}");
+    own.last_revision = Some(8);
+    assert!(matches!(
+        plan(&d, &o, &own, &inputs(&d)).blockers[..],
+        [Blocker::Rollback { .. }]
+    ));
+}
+
 #[test]
 fn similar_pool_names() {
     let o = fresh(&["pool0", "pool1", "tank", "boot-pool"]);

@@ -5,7 +5,8 @@
 //! incoming call, [`FaultPlan::on_call`], which consumes one-shot faults.
 //! Does not: perform the drop, sleep or failure itself — the shell (`server.rs`,
 //! `inprocess.rs`) does what the returned [`CallFault`] says; sync failures are consumed
-//! by `core.rs` when a `cloudsync.sync` job is created.
+//! by `core.rs` when a `cloudsync.sync` job is created, snmpd start failures by
+//! `methods/services.rs` when snmpd is started.
 //! Invariants: a fault with `times: Some(n)` fires at most `n` times; `None` means every
 //! time; decisions depend only on the plan and the method name (deterministic).
 //! Limitations: drops, delays and failures match by exact method name (or every method);

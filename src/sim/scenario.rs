@@ -2,7 +2,8 @@
 //!
 //! Owns: [`Scenario`] and its parts (system identity, pools, datasets with user
 //! properties, snapshots, cloud credentials, cloud sync tasks, periodic snapshot tasks,
-//! SNMP config, services, init/shutdown scripts, alerts, API keys, script files, faults),
+//! SNMP config, snmpd's own v3 users, services, init/shutdown scripts, alerts, API keys,
+//! script files, faults),
 //! the presets ([`Scenario::two_pools`]), loading a scenario from JSON (with normalisation:
 //! pool root datasets, API key hashing) and saving it back with secrets redacted.
 //! Does not: validate middleware calls (`validate.rs`) or run jobs (`core.rs`).

@@ -186,7 +186,15 @@ fn publish_refuses_what_the_agent_would_refuse() {
     snmp["snmp"]["auth_password"] = serde_json::json!("CANARY-SNMP\"AUTH-61aa07");
     let mut huge = document(9_223_372_036_854_775_807);
     huge["snmp"]["privacy_passphrase"] = serde_json::json!("CANARY-SNMP-PRIV c4e2f8");
+    // Refused by every agent version: an unknown key (a typo) and a bad location UUID.
+    let mut typo = document(1);
+    typo["cloud_sync"] = serde_json::json!({"chunk_size_mb": 96});
+    typo["device"]["location_uuid"] = serde_json::json!("not-a-uuid");
     for (doc, paths) in [
+        (
+            &typo,
+            &["cloud_sync.chunk_size_mb", "device.location_uuid"][..],
+        ),
         (&snmp, &["snmp.auth_password"][..]),
         (&huge, &["revision", "snmp.privacy_passphrase"][..]),
     ] {
