@@ -25,7 +25,7 @@ use crate::observe::{self, Observed};
 use crate::plan::spec::{self, CredentialRef, FieldChange};
 use crate::plan::{
     CloudSyncSpec, CredentialSpec, Forget, ObjectKind, OwnedObject, Ownership, PendingCreate, Plan,
-    SnapshotSpec, SnmpSpec, Step, TaskRef,
+    SNMP_SERVICE, SnapshotSpec, SnmpRetry, SnmpSpec, Step, TaskRef,
 };
 
 /// Per-pass state.
@@ -111,7 +111,11 @@ pub(super) async fn run(
                 Ok(_)
             )
         );
+        let snmp_failure = snmp_failure(step, &summary, &result, desired);
         record(&mut outcome, summary, result);
+        if let Some(failure) = snmp_failure {
+            exec.remember_snmp_failure(failure, &mut outcome);
+        }
         if verify_after && outcome.aborted.is_none() {
             let spec = credential_spec(step);
             let id = exec.new_credential.or(step_credential_id(step));
@@ -127,7 +131,56 @@ pub(super) async fn run(
             Err(e),
         );
     }
+    if desired.snmp.is_none() && exec.store.get().snmp_retry.is_some() {
+        // The document no longer manages SNMP: nothing is left to retry.
+        if let Err(e) = exec.state(|o| o.snmp_retry = None) {
+            record(
+                &mut outcome,
+                "forget the failed SNMP apply".to_owned(),
+                Err(e),
+            );
+        }
+    }
     outcome
+}
+
+/// The record of a failed SNMP step (see [`applies_snmp`]); `None` for anything else.
+fn snmp_failure(
+    step: &Step,
+    summary: &str,
+    result: &Result<Option<String>, ApplyError>,
+    desired: &DesiredState,
+) -> Option<SnmpRetry> {
+    match result {
+        Err(e) if applies_snmp(step) && !matches!(e, ApplyError::State(_)) => Some(SnmpRetry {
+            failed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            step: summary.to_owned(),
+            error: desired.redact(&crate::fault::error_chain(e)),
+        }),
+        _ => None,
+    }
+}
+
+/// True for the steps whose failure can leave SNMP half-applied: the middleware stores
+/// the settings before it re-creates the v3 user through snmpd (REFERENCE §8 row 5).
+fn applies_snmp(step: &Step) -> bool {
+    match step {
+        Step::UpdateSnmp { .. } | Step::ReapplySnmp { .. } => true,
+        Step::StartService { service } => service == SNMP_SERVICE,
+        _ => false,
+    }
+}
+
+/// A stand-in v3 user name that differs from `name` and passes the same rules (1–20 of
+/// letters, digits, `_`, `.`, `-`).
+fn stand_in_username(name: &str) -> String {
+    let mut stand_in: String = name.chars().take(19).collect();
+    stand_in.push(if name.ends_with('_') && name.chars().count() >= 20 {
+        '-'
+    } else {
+        '_'
+    });
+    stand_in
 }
 
 fn credential_spec(step: &Step) -> Option<&CredentialSpec> {
@@ -365,6 +418,7 @@ impl<M: Middleware> Exec<'_, M> {
             Step::Disable { kind, id, .. } => self.disable(*kind, *id).await,
             Step::Delete { kind, id, pool } => self.delete(*kind, *id, pool).await,
             Step::UpdateSnmp { changes, spec } => self.update_snmp(changes, spec).await,
+            Step::ReapplySnmp { spec } => self.reapply_snmp(spec).await,
             Step::EnableService { service } => self.enable_service(service).await,
             Step::StartService { service } => self.start_service(service).await,
             Step::RunCloudSync {
@@ -830,6 +884,59 @@ impl<M: Middleware> Exec<'_, M> {
         Ok(None)
     }
 
+    /// Re-applies the whole SNMP configuration after a failed apply. The middleware
+    /// re-creates the v3 user only when a `v3_*` value differs from the stored one
+    /// (`plugins/snmp.py` `do_update` → `init_v3_user`, which stops and starts snmpd), and
+    /// after the failure the stored values may already be the document's. So the user is
+    /// first set to a stand-in name (a difference: snmpd re-creates the user under it,
+    /// same secrets), then to the real name (snmpd re-creates the real user). A failure
+    /// of either call keeps the retry recorded; success clears it.
+    /// Remembers a failed SNMP step so later passes re-apply SNMP until it works.
+    fn remember_snmp_failure(&mut self, failure: SnmpRetry, outcome: &mut Outcome) {
+        if let Err(e) = self.state(|o| o.snmp_retry = Some(failure)) {
+            record(outcome, "remember the failed SNMP apply".to_owned(), Err(e));
+        }
+    }
+
+    async fn reapply_snmp(&mut self, spec: &SnmpSpec) -> Result<Option<String>, ApplyError> {
+        let resource = "the SNMP service configuration";
+        let mut stand_in = payload::snmp(spec, None);
+        stand_in.insert(
+            "v3_username".to_owned(),
+            Value::from(stand_in_username(&spec.username)),
+        );
+        self.call("re-apply", resource, calls::snmp_update(stand_in))
+            .await?;
+        let entry = self
+            .call(
+                "re-apply",
+                resource,
+                calls::snmp_update(payload::snmp(spec, None)),
+            )
+            .await?;
+        let (auth, privacy) = (
+            spec.auth_fingerprint.clone(),
+            spec.privacy_fingerprint.clone(),
+        );
+        self.state(|o| {
+            if let Some(fp) = auth {
+                o.snmp_fingerprints.insert("v3_password".into(), fp);
+            }
+            if let Some(fp) = privacy {
+                o.snmp_fingerprints.insert("v3_privpassphrase".into(), fp);
+            }
+        })?;
+        let back = observe::decode_snmp(&entry);
+        let recorded = &self.store.get().snmp_fingerprints;
+        let fields: Vec<String> = spec::diff_snmp(&back, spec, recorded)
+            .into_iter()
+            .map(|c| c.field)
+            .collect();
+        read_back(resource, fields)?;
+        self.state(|o| o.snmp_retry = None)?;
+        Ok(Some("the middleware re-created the SNMPv3 user".to_owned()))
+    }
+
     async fn enable_service(&mut self, service: &str) -> Result<Option<String>, ApplyError> {
         let resource = format!("service {service}");
         self.call("enable at boot", &resource, calls::service_enable(service))
@@ -971,5 +1078,29 @@ impl<M: Middleware> Exec<'_, M> {
         self.state(|o| {
             o.executed_actions.remove(action_id);
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stand_in_username;
+
+    #[test]
+    fn the_stand_in_user_name_differs_and_keeps_the_rules() {
+        for name in [
+            "a",
+            "nmsQwErTyUiOp",
+            "a2345678901234567890",
+            "a234567890123456789_",
+        ] {
+            let stand_in = stand_in_username(name);
+            assert_ne!(stand_in, name);
+            assert!((1..=20).contains(&stand_in.chars().count()), "{stand_in}");
+            assert!(
+                stand_in
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+            );
+        }
     }
 }

@@ -4,7 +4,9 @@
 //! `cloudsync.credentials.verify` and check the bucket is listed → Cloud Sync tasks →
 //! snapshot tasks → SNMP → services → one-shot actions), reading back and checking
 //! every write, recording ownership and secret fingerprints in the state directory
-//! (`ownership.json`, see [`store`]), and the per-step [`Outcome`]. Also the
+//! (`ownership.json`, see [`store`]), remembering a failed SNMP apply there
+//! (`snmp_retry`, so later passes re-apply SNMP until it works), and the per-step
+//! [`Outcome`]. Also the
 //! [`reconcile`] pass that strings observe → plan → apply → re-observe together.
 //! Does not: decide what to change (`plan`), or check the document (`desired`).
 //! Invariants: `report-only` sends no writing call; a step's failure is recorded and

@@ -55,7 +55,7 @@ pub enum FetchError {
     #[error("refused the document from central")]
     Envelope(#[source] DsseError),
     #[error("refused the document from central: `revision` {rule}")]
-    BadRevision { rule: &'static str },
+    BadRevision { rule: String },
     #[error(
         "refused document revision {revision}: it is lower than the applied revision {last_applied} (rollback)"
     )]
@@ -157,7 +157,13 @@ pub struct ConfigChannel {
 impl ConfigChannel {
     /// A session for `config`, resuming the applied revision from `store`.
     pub fn new(client: CentralClient, config: &CentralConfig, store: CentralStore) -> Self {
-        let last_applied = store.snapshot().applied.map(|a| a.revision);
+        // A revision above the bound can only come from an agent that accepted one before
+        // the bound existed; keeping it would refuse every later document as a rollback.
+        let last_applied = store
+            .snapshot()
+            .applied
+            .map(|a| a.revision)
+            .filter(|r| crate::desired::wire::REVISION.allows(*r));
         Self {
             client,
             trust: config.trust.clone(),
@@ -381,22 +387,23 @@ struct RevisionOnly {
 
 /// Reads `revision` from a payload, ignoring every other field. Pure and total.
 pub fn read_revision(payload: &[u8]) -> Result<u64, FetchError> {
-    let not_an_object = FetchError::BadRevision {
-        rule: "cannot be read: the payload is not a JSON object",
+    let not_an_object = || FetchError::BadRevision {
+        rule: "cannot be read: the payload is not a JSON object".to_owned(),
     };
     // serde would also fill a struct from a JSON array; only an object is a document.
     if payload.trim_ascii_start().first() != Some(&b'{') {
-        return Err(not_an_object);
+        return Err(not_an_object());
     }
-    let doc: RevisionOnly = serde_json::from_slice(payload).map_err(|_| not_an_object)?;
+    let doc: RevisionOnly = serde_json::from_slice(payload).map_err(|_| not_an_object())?;
+    let rule = &crate::desired::wire::REVISION;
     match doc.revision {
-        None => Err(FetchError::BadRevision { rule: "is missing" }),
+        None => Err(FetchError::BadRevision {
+            rule: "is missing".to_owned(),
+        }),
         Some(v) => v
             .as_u64()
-            .filter(|r| *r >= 1)
-            .ok_or(FetchError::BadRevision {
-                rule: "must be an integer ≥ 1",
-            }),
+            .filter(|r| rule.allows(*r))
+            .ok_or_else(|| FetchError::BadRevision { rule: rule.text() }),
     }
 }
 
@@ -596,15 +603,47 @@ mod tests {
         );
     }
 
+    /// Issue 13.5: a device that accepted a revision above the bound before the bound
+    /// existed is not locked out (every later document would be a rollback).
+    #[test]
+    fn an_applied_revision_above_the_bound_is_ignored() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let state = serde_json::json!({"applied": {"revision": 9_223_372_036_854_775_807u64,
+            "etag": null, "verified_by": "unsigned", "at": "2026-11-23T10:00:00Z"}});
+        crate::fs::write_atomic(
+            &dir.file("central.json"),
+            state.to_string().as_bytes(),
+            0o600,
+        )
+        .unwrap();
+        let mut ch = channel(tmp.path(), None);
+        assert_eq!(ch.last_applied(), None);
+        assert!(matches!(
+            ch.judge(Ok(doc(8, 1)), S(0), 0.5).0,
+            Ok(Fetched::New(_))
+        ));
+    }
+
     #[test]
     fn revision_reading() {
         assert_eq!(read_revision(br#"{"revision":7,"b2":{}}"#).unwrap(), 7);
         for (bad, rule) in [
             (&br#"{"schema":"x"}"#[..], "is missing"),
-            (br#"{"revision":0}"#, "≥ 1"),
-            (br#"{"revision":-3}"#, "≥ 1"),
-            (br#"{"revision":"7"}"#, "≥ 1"),
-            (br#"{"revision":1.5}"#, "≥ 1"),
+            (br#"{"revision":0}"#, "from 1 to 9007199254740991"),
+            (br#"{"revision":-3}"#, "from 1 to 9007199254740991"),
+            (br#"{"revision":"7"}"#, "from 1 to 9007199254740991"),
+            (br#"{"revision":1.5}"#, "from 1 to 9007199254740991"),
+            // Issue 13.5: beyond 2^53 − 1 (a revision at 2^63 − 1 would lock the device
+            // out: every later document a rollback).
+            (
+                br#"{"revision":9007199254740992}"#,
+                "from 1 to 9007199254740991",
+            ),
+            (
+                br#"{"revision":9223372036854775807}"#,
+                "from 1 to 9007199254740991",
+            ),
             (b"[1]", "not a JSON object"),
             (b"\xff", "not a JSON object"),
         ] {

@@ -12,8 +12,10 @@
 //! agents' `agent.dropped_reports`), so `central devices` reads it from `latest.json`
 //! instead of every line. Lines written before it existed have none; the server
 //! recomputes the tally from all lines on a device's first report after a start.
-//! Does not: sign (the server signs on the fly), speak HTTP, or validate documents beyond
-//! `revision` (the agent's `desired` module is the authority on content).
+//! Does not: sign (the server signs on the fly) or speak HTTP. Content rules are the
+//! agent's own: [`Store::publish_validated`] (what `central publish` uses) runs the
+//! agent's `desired` validation; [`Store::publish`] checks only `schema` and `revision`
+//! (tests use it to serve documents an agent must refuse).
 //! Invariants: tokens are never stored, only their hashes; documents and `latest.json`
 //! are replaced atomically; report lines are appended with fsync before the server says
 //! 2xx; a device name is a safe single path component.
@@ -56,6 +58,10 @@ pub enum StoreError {
     TokenInUse { name: String },
     #[error("document is not valid: {rule}")]
     BadDocument { rule: String },
+    /// The agent would refuse the document: every problem, as the agent reports it.
+    #[error("the agent would refuse this document ({} problem(s)):\n  {}", .0.len(),
+            .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
+    Refused(Vec<crate::desired::FieldError>),
     #[error(
         "document revision {revision} is not higher than the published revision {published}; \
          agents refuse rollbacks (use --force to publish anyway)"
@@ -79,6 +85,7 @@ impl StoreError {
             | StoreError::AlreadyRegistered { .. }
             | StoreError::TokenInUse { .. }
             | StoreError::BadDocument { .. }
+            | StoreError::Refused(_)
             | StoreError::NotNewer { .. } => Fault::Operator,
         }
     }
@@ -188,8 +195,29 @@ impl Store {
         Ok(())
     }
 
-    /// Publishes a document for a device. The revision must be higher than the published
-    /// one unless `force` (to test agents' rollback refusal, or to start over).
+    /// Publishes a document after the agent's own validation (`desired::parse`): a
+    /// document every agent would refuse is never published. Otherwise as [`Store::publish`].
+    pub fn publish_validated(
+        &self,
+        name: &str,
+        document: &[u8],
+        force: bool,
+    ) -> Result<u64, StoreError> {
+        self.registered(name)?;
+        if document.len() > MAX_DOCUMENT {
+            return Err(StoreError::BadDocument {
+                rule: format!("larger than {MAX_DOCUMENT} bytes"),
+            });
+        }
+        if let Err(err) = crate::desired::parse(document) {
+            return Err(StoreError::Refused(err.field_errors()));
+        }
+        self.publish(name, document, force)
+    }
+
+    /// Publishes a document for a device, checking only `schema` and `revision`. The
+    /// revision must be higher than the published one unless `force` (to test agents'
+    /// rollback refusal, or to start over).
     pub fn publish(&self, name: &str, document: &[u8], force: bool) -> Result<u64, StoreError> {
         let dir = self.registered(name)?;
         if document.len() > MAX_DOCUMENT {

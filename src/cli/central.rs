@@ -69,7 +69,9 @@ pub enum CentralCommand {
         #[arg(long)]
         token_file: Option<PathBuf>,
     },
-    /// Publish a desired-state document (its `revision` must be higher than the last one).
+    /// Publish a desired-state document. It is checked with the agent's own validation
+    /// first (a document the agent would refuse is not published), and its `revision`
+    /// must be higher than the last one.
     Publish {
         #[arg(long)]
         dir: PathBuf,
@@ -79,7 +81,8 @@ pub enum CentralCommand {
         /// The document (JSON, schema truenas-agent.config/v1).
         #[arg(long)]
         document: PathBuf,
-        /// Publish even if the revision is not higher (agents will refuse a rollback).
+        /// Publish even if the revision is not higher (agents will refuse a rollback). Does
+        /// not skip the validation.
         #[arg(long)]
         force: bool,
     },
@@ -250,7 +253,7 @@ fn publish(
 ) -> anyhow::Result<ExitCode> {
     let store = Store::open(dir)?;
     let bytes = fs::read(document)?;
-    let revision = store.publish(device, &bytes, force)?;
+    let revision = store.publish_validated(device, &bytes, force)?;
     println!("published revision {revision} for device {device}");
     Ok(ExitCode::SUCCESS)
 }

@@ -266,7 +266,7 @@ async fn run_system(
     crate::fs::create_dir_all(&store_dir, 0o700)?;
     let store = Store::open(&store_dir)?;
     store.register(DEVICE, &token_hash(secrets.device_token.expose_secret()))?;
-    store.publish(DEVICE, &serde_json::to_vec(&document(secrets))?, false)?;
+    store.publish_validated(DEVICE, &serde_json::to_vec(&document(secrets))?, false)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let central_url = format!("http://{}/", listener.local_addr()?);
     let stop_central = CancellationToken::new();

@@ -138,7 +138,7 @@ pub async fn report_with<M: Middleware>(
     };
     // The pass's memory carries a B2 report run just now (`--check-b2`); else the file's.
     let memory = assessment.as_ref().map(|a| a.memory.clone()).or(memory);
-    assemble(&StatusInputs {
+    let mut report = assemble(&StatusInputs {
         now: ctx.assess.now,
         version: ctx.version.clone(),
         state_dir: ctx.state_dir.display().to_string(),
@@ -165,6 +165,33 @@ pub async fn report_with<M: Middleware>(
         identity_error: identity.err(),
         install,
         install_error,
+    });
+    if let Some(problem) = snmp_retry_problem(&state) {
+        crate::status::add_problem(&mut report, problem);
+    }
+    report
+}
+
+/// A failed SNMP apply the agent keeps retrying (`ownership.json` `snmp_retry`).
+fn snmp_retry_problem(state: &StateDir) -> Option<crate::health::Problem> {
+    let retry = crate::apply::OwnershipStore::load(state)
+        .ok()?
+        .get()
+        .snmp_retry
+        .clone()?;
+    Some(crate::health::Problem {
+        level: crate::health::Level::Warning,
+        area: crate::health::Area::Snmp,
+        subject: None,
+        message: format!(
+            "the last SNMP apply failed at {} (\"{}\": {}); the middleware may hold the new \
+             settings while snmpd lacks the SNMPv3 user",
+            retry.failed_at, retry.step, retry.error
+        ),
+        next_step: "Nothing to do while the agent runs: every pass re-applies SNMP (the \
+                    middleware re-creates the v3 user) and starts snmpd until it works. If it \
+                    keeps failing, check `systemctl status snmpd` and /var/log/middlewared.log."
+            .to_owned(),
     })
 }
 

@@ -25,6 +25,8 @@ pub enum EnvelopeError {
     Base64,
     #[error("envelope key `{0}` is not part of DSSE")]
     UnknownKey(String),
+    #[error("envelope key `{0}` appears more than once")]
+    DuplicateKey(String),
 }
 
 /// True for a JSON object that is shaped like a DSSE envelope (has `payloadType`).

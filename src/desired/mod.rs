@@ -1,7 +1,7 @@
 //! The desired-state document from central: wire format → validation → [`DesiredState`].
 //!
-//! Owns: strict parsing of the v1 document (central-protocol.md §3; unknown keys
-//! refused), whole-document validation that lists every problem with its path and rule,
+//! Owns: strict parsing of the v1 document (central-protocol.md §3; unknown and
+//! repeated keys refused), whole-document validation that lists every problem with its path and rule,
 //! the SOP defaults, the derived values (bucket, folders, descriptions, bandwidth table),
 //! and unwrapping an *unverified* DSSE envelope for `--allow-unsigned` local files.
 //! Does not: check signatures or revisions against central (the central channel does),
@@ -14,6 +14,7 @@
 
 pub mod derive;
 pub mod envelope;
+mod json;
 mod validate;
 pub mod wire;
 
@@ -332,22 +333,27 @@ impl DesiredState {
 /// Parses and validates a document payload (already verified by the central channel,
 /// or read from a local file).
 pub fn parse(payload: &[u8]) -> Result<DesiredState, DesiredError> {
-    let value: serde_json::Value = serde_json::from_slice(payload).map_err(|e| syntax(&e))?;
-    validate::validate(&value)
+    let (value, duplicates) = json::parse(payload).map_err(|e| syntax(&e))?;
+    validate::validate(&value, &duplicates)
 }
 
 /// Reads a local document: a plain JSON document or a DSSE envelope whose payload is
 /// taken **without** verifying its signatures. Refused unless `allow_unsigned`.
 pub fn load_local(bytes: &[u8], allow_unsigned: bool) -> Result<DesiredState, DesiredError> {
-    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| syntax(&e))?;
+    let (value, duplicates) = json::parse(bytes).map_err(|e| syntax(&e))?;
     if !allow_unsigned {
         return Err(DesiredError::Unverified);
     }
     if envelope::looks_like_envelope(&value) {
+        if let Some(key) = duplicates.first() {
+            return Err(DesiredError::Envelope(EnvelopeError::DuplicateKey(
+                key.clone(),
+            )));
+        }
         let payload = envelope::unwrap_unverified(&value).map_err(DesiredError::Envelope)?;
         return parse(&payload);
     }
-    validate::validate(&value)
+    validate::validate(&value, &duplicates)
 }
 
 /// [`load_local`] from a file.

@@ -524,3 +524,381 @@ fn invalid_fixtures_report_their_paths() {
     assert!(checked >= 30, "only {checked} fixtures");
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+/// Issue 13.7: a repeated key is refused wherever it is, with its path (serde_json
+/// alone keeps the last one silently).
+#[test]
+fn duplicate_keys_are_refused_with_their_path() {
+    use base64::Engine as _;
+    let text = EXAMPLE
+        .replacen(
+            "\"revision\": 7,",
+            "\"revision\": 7, \"revision\": 8,",
+            1,
+        )
+        .replacen(
+            "\"guid\": \"9babab19-acc0-4587-aa05-ccd8103a1148\",",
+            "\"guid\": \"9babab19-acc0-4587-aa05-ccd8103a1148\", \"guid\": \"1babab19-acc0-4587-aa05-ccd8103a1148\",",
+            1,
+        )
+        .replacen(
+            "\"pool\": \"pool0\"}",
+            "\"pool\": \"pool0\", \"pool\": \"pool1\"}",
+            1,
+        );
+    assert_ne!(text, EXAMPLE, "the edits applied");
+    let err = parse(text.as_bytes()).unwrap_err();
+    let mut got: Vec<String> = err.field_errors().into_iter().map(|e| e.path).collect();
+    got.sort();
+    assert_eq!(got, ["actions[0].pool", "device.guid", "revision"], "{err}");
+    assert!(err.to_string().contains("duplicate key"), "{err}");
+    // Also in a local file and inside an envelope's payload; and in the envelope itself.
+    assert!(load_local(text.as_bytes(), true).is_err());
+    let payload = base64::engine::general_purpose::STANDARD.encode(&text);
+    let env = format!(
+        "{{\"payloadType\": \"{}\", \"payload\": \"{payload}\", \"signatures\": []}}",
+        envelope::PAYLOAD_TYPE
+    );
+    assert!(matches!(
+        load_local(env.as_bytes(), true),
+        Err(DesiredError::Invalid(_))
+    ));
+    let good = base64::engine::general_purpose::STANDARD.encode(EXAMPLE);
+    let twice = format!(
+        "{{\"payloadType\": \"{0}\", \"payload\": \"{good}\", \"payload\": \"{payload}\", \"signatures\": []}}",
+        envelope::PAYLOAD_TYPE
+    );
+    assert!(matches!(
+        load_local(twice.as_bytes(), true),
+        Err(DesiredError::Envelope(EnvelopeError::DuplicateKey(_)))
+    ));
+}
+
+/// Issue 13.7: `device.guid` must be a random (v4) UUID; nil/max UUIDs are refused for
+/// every identity field.
+#[test]
+fn placeholder_and_non_v4_uuids_are_refused() {
+    let table: &[(&str, &str, &str, bool)] = &[
+        (
+            "device",
+            "guid",
+            "00000000-0000-0000-0000-000000000000",
+            false,
+        ),
+        (
+            "device",
+            "guid",
+            "ffffffff-ffff-ffff-ffff-ffffffffffff",
+            false,
+        ),
+        // version 1 (time-based), version 7, and a v4 with the wrong variant
+        (
+            "device",
+            "guid",
+            "9babab19-acc0-1587-aa05-ccd8103a1148",
+            false,
+        ),
+        (
+            "device",
+            "guid",
+            "9babab19-acc0-7587-aa05-ccd8103a1148",
+            false,
+        ),
+        (
+            "device",
+            "guid",
+            "9babab19-acc0-4587-ca05-ccd8103a1148",
+            false,
+        ),
+        (
+            "device",
+            "guid",
+            "9BABAB19-ACC0-4587-AA05-CCD8103A1148",
+            true,
+        ),
+        (
+            "device",
+            "org_uuid",
+            "00000000-0000-0000-0000-000000000000",
+            false,
+        ),
+        (
+            "device",
+            "location_uuid",
+            "00000000-0000-0000-0000-000000000000",
+            false,
+        ),
+        // The SOP's own example location UUID is version 7: kept working (its bucket
+        // name is what the SOP computes), see docs/configuration.md.
+        (
+            "device",
+            "location_uuid",
+            "a1b2c3d4-e5f6-7071-8293-a4b5c6d7e8f9",
+            true,
+        ),
+    ];
+    for (section, key, value, ok) in table {
+        let got = paths_after(|v| v[*section][*key] = json!(value));
+        let expected: Vec<String> = if *ok {
+            Vec::new()
+        } else {
+            vec![format!("{section}.{key}")]
+        };
+        assert_eq!(got, expected, "{section}.{key} = {value}");
+    }
+    let mut v = example();
+    v["device"]["guid"] = json!("9babab19-acc0-1587-aa05-ccd8103a1148");
+    let err = parse_value(&v).unwrap_err().to_string();
+    assert!(err.contains("UUIDv4"), "{err}");
+}
+
+/// Issue 13.5: a revision beyond 2^53 − 1 would lock the device out (every later
+/// document a rollback) and is not exact in every JSON implementation.
+#[test]
+fn revisions_are_bounded() {
+    const MAX: u64 = (1 << 53) - 1;
+    assert_eq!(
+        paths_after(|v| v["revision"] = json!(MAX)),
+        Vec::<String>::new()
+    );
+    for bad in [MAX + 1, 9_223_372_036_854_775_807, u64::MAX] {
+        let mut v = example();
+        v["revision"] = json!(bad);
+        let err = parse_value(&v).unwrap_err();
+        let errors = err.field_errors();
+        assert_eq!(errors.len(), 1, "{err}");
+        assert_eq!(errors[0].path, "revision");
+        assert!(errors[0].rule.contains("9007199254740991"), "{err}");
+    }
+}
+
+/// Issue 13.8: for every numeric key, every kind of wrong value gets a message that
+/// names the key and its real range (not "a whole number ≥ 0").
+#[test]
+#[allow(clippy::too_many_lines, reason = "one table")]
+fn numeric_messages_state_the_real_range() {
+    // (path as edited, path reported, min, max): the ranges of docs/configuration.md.
+    let table: &[(&[&str], &str, &str, &str)] = &[
+        (&["revision"], "revision", "1", "9007199254740991"),
+        (
+            &["cloud_sync", "chunk_size_mib"],
+            "cloud_sync.chunk_size_mib",
+            "5",
+            "4096",
+        ),
+        (
+            &["cloud_sync", "transfers"],
+            "cloud_sync.transfers",
+            "1",
+            "128",
+        ),
+        (
+            &["cloud_sync", "bandwidth", "business_percent"],
+            "cloud_sync.bandwidth.business_percent",
+            "1",
+            "100",
+        ),
+        (
+            &["cloud_sync", "bandwidth", "off_hours_percent"],
+            "cloud_sync.bandwidth.off_hours_percent",
+            "1",
+            "100",
+        ),
+        (
+            &["cloud_sync", "bandwidth", "uplink_mbps"],
+            "cloud_sync.bandwidth.uplink_mbps",
+            "0.001",
+            "100000",
+        ),
+        (
+            &["snapshots", "lifetime_value"],
+            "snapshots.lifetime_value",
+            "1",
+            "100000",
+        ),
+        (
+            &["adopt", "credential"],
+            "adopt.credential",
+            "1",
+            "9007199254740991",
+        ),
+        (
+            &["adopt", "cloud_sync", "0"],
+            "adopt.cloud_sync[0]",
+            "1",
+            "9007199254740991",
+        ),
+        (
+            &["adopt", "snapshots", "0"],
+            "adopt.snapshots[0]",
+            "1",
+            "9007199254740991",
+        ),
+    ];
+    let two_to_64: Value = serde_json::from_str("18446744073709551616").unwrap();
+    let bad_values = [
+        json!(-3),
+        json!(-96),
+        two_to_64,
+        json!("5"),
+        json!(20.5),
+        json!(0),
+        json!(1e300),
+        json!(true),
+    ];
+    let mut wrong = Vec::new();
+    for (edit, reported, min, max) in table {
+        for bad in &bad_values {
+            let mut v = example();
+            let mut node = &mut v;
+            for (i, part) in edit.iter().enumerate() {
+                if *part == "0" {
+                    *node = json!([Value::Null]);
+                    node = &mut node[0];
+                } else {
+                    if node.get(*part).is_none() && i + 1 < edit.len() {
+                        node[*part] = json!({});
+                    }
+                    node = &mut node[*part];
+                }
+            }
+            *node = bad.clone();
+            let errors = match parse_value(&v) {
+                Ok(_) => {
+                    // 20.5 is a valid uplink speed.
+                    if !(*reported == "cloud_sync.bandwidth.uplink_mbps" && bad.is_f64()) {
+                        wrong.push(format!("{reported} = {bad}: accepted"));
+                    }
+                    continue;
+                }
+                Err(e) => e.field_errors(),
+            };
+            let at: Vec<&FieldError> = errors.iter().filter(|e| e.path == *reported).collect();
+            let others: Vec<&FieldError> = errors.iter().filter(|e| e.path != *reported).collect();
+            if at.len() != 1 || !others.is_empty() {
+                wrong.push(format!("{reported} = {bad}: {errors:?}"));
+                continue;
+            }
+            let rule = &at[0].rule;
+            if !rule.contains(&format!("from {min} to {max}")) {
+                wrong.push(format!(
+                    "{reported} = {bad}: `{rule}` does not say {min}–{max}"
+                ));
+            }
+            if rule.contains("≥ 0") {
+                wrong.push(format!("{reported} = {bad}: `{rule}` states a wrong rule"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
+    // The uplink's bounds are exactly the stated ones.
+    for (mbps, ok) in [
+        (0.001, true),
+        (0.0005, false),
+        (100_000.0, true),
+        (100_000.5, false),
+    ] {
+        let got = paths_after(|v| v["cloud_sync"]["bandwidth"]["uplink_mbps"] = json!(mbps));
+        assert_eq!(got.is_empty(), ok, "{mbps}: {got:?}");
+    }
+}
+
+/// The table above covers every numeric key of the document (a new numeric key needs a
+/// row, i.e. a stated range).
+#[test]
+fn every_numeric_key_has_a_stated_range() {
+    fn numeric(kind: &wire::Kind, path: String, out: &mut Vec<String>) {
+        match kind {
+            wire::Kind::UInt(_) | wire::Kind::Number(_) => out.push(path),
+            wire::Kind::Obj(fields) | wire::Kind::StrOrObj(fields) => {
+                for (name, child) in *fields {
+                    let p = if path.is_empty() {
+                        (*name).to_owned()
+                    } else {
+                        format!("{path}.{name}")
+                    };
+                    numeric(child, p, out);
+                }
+            }
+            wire::Kind::List(item) => numeric(item, format!("{path}[0]"), out),
+            wire::Kind::Str | wire::Kind::Bool => {}
+        }
+    }
+    let mut found = Vec::new();
+    numeric(&wire::SHAPE, String::new(), &mut found);
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "adopt.cloud_sync[0]",
+            "adopt.credential",
+            "adopt.snapshots[0]",
+            "cloud_sync.bandwidth.business_percent",
+            "cloud_sync.bandwidth.off_hours_percent",
+            "cloud_sync.bandwidth.uplink_mbps",
+            "cloud_sync.chunk_size_mib",
+            "cloud_sync.transfers",
+            "revision",
+            "snapshots.lifetime_value",
+        ]
+    );
+}
+
+/// Issue 12.4: secrets and user names snmpd cannot use (the middleware writes them
+/// unescaped into `createUser USER SHA "PASSWORD" AES "PASSPHRASE"`) are refused, naming
+/// the field and the rule.
+#[test]
+fn snmp_values_snmpd_cannot_use_are_refused() {
+    let bad_secrets = [
+        "has\"quote1",
+        "back\\slash1",
+        "has space12",
+        "tab\there12",
+        "line\nbreak1",
+        "carriage\r12",
+        "nul\u{0}char12",
+        "del\u{7f}char12",
+        "nbsp\u{a0}char1",
+    ];
+    for field in ["auth_password", "privacy_passphrase"] {
+        for bad in bad_secrets {
+            let mut v = example();
+            v["snmp"][field] = json!(bad);
+            let err = parse_value(&v).unwrap_err();
+            let errors = err.field_errors();
+            assert_eq!(errors.len(), 1, "{field} {bad:?}: {err}");
+            assert_eq!(errors[0].path, format!("snmp.{field}"));
+            assert!(errors[0].rule.contains("createUser"), "{}", errors[0].rule);
+            assert!(!err.to_string().contains(bad), "the value is never echoed");
+        }
+    }
+    // SOP 1.1 generates secrets from every printable character 33–126 but `"` and `\`
+    // are the only ones that break the line; the rest is fine.
+    let printable: String = (33u8..=126)
+        .map(char::from)
+        .filter(|c| *c != '"' && *c != '\\')
+        .collect();
+    let mut v = example();
+    v["snmp"]["auth_password"] = json!(printable);
+    v["snmp"]["privacy_passphrase"] = json!("çà-unicode-is-fine");
+    assert!(parse_value(&v).is_ok());
+    for (name, ok) in [
+        ("has space", false),
+        ("quote\"d", false),
+        ("back\\slash", false),
+        ("new\nline", false),
+        ("a23456789012345678901", false),
+        ("a2345678901234567890", true),
+        ("nms_user.1-x", true),
+    ] {
+        let got = paths_after(|v| v["snmp"]["username"] = json!(name));
+        assert_eq!(got.is_empty(), ok, "{name:?}: {got:?}");
+        if !ok {
+            assert_eq!(got, ["snmp.username"], "{name:?}");
+        }
+    }
+    let mut v = example();
+    v["snmp"]["username"] = json!("a23456789012345678901");
+    let err = parse_value(&v).unwrap_err().to_string();
+    assert!(err.contains("1 to 20 characters"), "{err}");
+}

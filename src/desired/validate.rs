@@ -16,7 +16,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::derive::{self, CronField, HhMm};
-use super::wire;
+use super::wire::{self, IntRule};
 use super::{
     Action, ActionKind, Adopt, B2Key, CloudSyncSettings, Cron, DesiredError, DesiredState, Device,
     Encryption, FieldError, LifetimeUnit, Mode, RemovedPools, SCHEMA_V1, SnapshotSettings,
@@ -60,10 +60,20 @@ impl Problems {
     }
 }
 
-/// Validates a parsed JSON document.
-pub(super) fn validate(value: &Value) -> Result<DesiredState, DesiredError> {
+/// Validates a parsed JSON document; `duplicates` are the paths of keys the document
+/// repeats (see `json::parse`), each refused.
+pub(super) fn validate(value: &Value, duplicates: &[String]) -> Result<DesiredState, DesiredError> {
     let mut sanitised = value.clone();
-    let mut structural = Vec::new();
+    let mut structural: Vec<FieldError> = duplicates
+        .iter()
+        .map(|path| {
+            FieldError::new(
+                path,
+                "duplicate key: the document names this key more than once (JSON parsers \
+                 disagree on which one counts); keep exactly one",
+            )
+        })
+        .collect();
     wire::check_structure(&mut sanitised, &mut structural);
     let Ok(doc) = serde_json::from_value::<wire::Document>(sanitised) else {
         // Unreachable while SHAPE mirrors the serde types (a unit test checks it);
@@ -101,13 +111,9 @@ fn merge(structural: Vec<FieldError>, values: Vec<FieldError>) -> Vec<FieldError
 
 fn build(doc: wire::Document, p: &mut Problems) -> Option<DesiredState> {
     check_schema(doc.schema.as_deref(), p);
-    let revision = match p.required("revision", doc.revision) {
-        Some(0) => {
-            p.add("revision", "must be ≥ 1");
-            None
-        }
-        other => other,
-    };
+    let revision = p
+        .required("revision", doc.revision)
+        .and_then(|r| in_range("revision", r, &wire::REVISION, p));
     let issued_at = doc.issued_at.as_deref().and_then(|t| issued_at(t, p));
     let mode = mode(doc.mode.as_deref(), p);
     let pools = doc.pools.map(|pools| pool_list(&pools, p));
@@ -140,6 +146,21 @@ fn build(doc: wire::Document, p: &mut Problems) -> Option<DesiredState> {
         adopt,
         removed_pools: removed_pools?,
     })
+}
+
+/// `value` when `rule` allows it; else the rule is reported at `path`.
+fn in_range(path: &str, value: u64, rule: &IntRule, p: &mut Problems) -> Option<u64> {
+    if rule.allows(value) {
+        Some(value)
+    } else {
+        p.add(path, &rule.text());
+        None
+    }
+}
+
+/// [`in_range`] for values the agent keeps as `u32` (every such rule's max fits).
+fn in_range_u32(path: &str, value: u64, rule: &IntRule, p: &mut Problems) -> Option<u32> {
+    in_range(path, value, rule, p).and_then(|v| u32::try_from(v).ok())
 }
 
 fn check_schema(schema: Option<&str>, p: &mut Problems) {
@@ -231,13 +252,40 @@ fn pool_list(pools: &[String], p: &mut Problems) -> Vec<String> {
 
 fn uuid_field(path: &str, text: &str, p: &mut Problems) -> Option<uuid::Uuid> {
     let parsed = derive::parse_uuid(text);
-    if parsed.is_none() {
-        p.add(
+    match parsed {
+        None => p.add(
             path,
             "not a UUID (expected 8-4-4-4-12 hexadecimal digits with dashes)",
-        );
+        ),
+        // The all-zero and all-one UUIDs are placeholders, not identities: every device
+        // (or location) left at the default would share folders (or a bucket).
+        Some(u) if u.is_nil() || u.is_max() => p.add(
+            path,
+            "the nil/max UUID is a placeholder, not an identity (SOP 3.2: a valid UUID from \
+             NinjaOne)",
+        ),
+        Some(_) => {}
     }
-    parsed
+    parsed.filter(|u| !u.is_nil() && !u.is_max())
+}
+
+/// `device.guid`: a random (version 4, RFC 4122 variant) UUID, as `uuidgen` makes it in
+/// SOP 2.2 and as the agent itself generates one.
+fn device_guid(text: &str, p: &mut Problems) -> Option<uuid::Uuid> {
+    const PATH: &str = "device.guid";
+    let guid = uuid_field(PATH, text, p)?;
+    if guid.get_version() == Some(uuid::Version::Random)
+        && guid.get_variant() == uuid::Variant::RFC4122
+    {
+        Some(guid)
+    } else {
+        p.add(
+            PATH,
+            "must be a random UUIDv4 (SOP 2.2 `uuidgen`): the 13th hex digit is 4 and the 17th \
+             is 8, 9, a or b",
+        );
+        None
+    }
 }
 
 fn device(device: Option<wire::Device>, p: &mut Problems) -> Option<(Device, String)> {
@@ -245,10 +293,7 @@ fn device(device: Option<wire::Device>, p: &mut Problems) -> Option<(Device, Str
         p.add("device", REQUIRED);
         return None;
     };
-    let guid = device
-        .guid
-        .as_deref()
-        .map(|g| uuid_field("device.guid", g, p));
+    let guid = device.guid.as_deref().map(|g| device_guid(g, p));
     let org_uuid = device
         .org_uuid
         .as_deref()
@@ -407,11 +452,7 @@ fn time(path: &str, text: Option<&str>, default: &str, p: &mut Problems) -> Opti
 fn percent(path: &str, value: Option<u64>, default: u8, p: &mut Problems) -> Option<u8> {
     match value {
         None => Some(default),
-        Some(v @ 1..=100) => u8::try_from(v).ok(),
-        Some(_) => {
-            p.add(path, "must be a whole percentage from 1 to 100");
-            None
-        }
+        Some(v) => in_range(path, v, &wire::PERCENT, p).and_then(|v| u8::try_from(v).ok()),
     }
 }
 
@@ -421,7 +462,8 @@ fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<Vec<derive::BwLimi
     // Whole kilobits per second keep the arithmetic exact (the document may say 2.5).
     let kbps = uplink.and_then(|mbps| {
         let kbps = (mbps * 1000.0).round();
-        if mbps.is_finite() && kbps >= 1.0 && mbps <= 100_000.0 {
+        // The stated rule exactly (0.0005 would round to 1 kbit/s but is below it).
+        if (0.001..=100_000.0).contains(&mbps) && kbps >= 1.0 {
             #[expect(
                 clippy::cast_possible_truncation,
                 clippy::cast_sign_loss,
@@ -429,10 +471,7 @@ fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<Vec<derive::BwLimi
             )]
             Some(kbps as u64)
         } else {
-            p.add(
-                &format!("{PATH}.uplink_mbps"),
-                "must be an upload speed in Mbit/s between 0.001 and 100000",
-            );
+            p.add(&format!("{PATH}.uplink_mbps"), wire::UPLINK_MBPS);
             None
         }
     });
@@ -502,22 +541,11 @@ fn cloud_sync(cs: wire::CloudSync, p: &mut Problems) -> Option<CloudSyncSettings
     rclone_excludes("cloud_sync.exclude", &exclude, p);
     let chunk = match cs.chunk_size_mib {
         None => Some(defaults::CHUNK_SIZE_MIB),
-        Some(n @ 5..=4096) => u32::try_from(n).ok(),
-        Some(_) => {
-            p.add(
-                "cloud_sync.chunk_size_mib",
-                "must be from 5 (B2's minimum part) to 4096 MiB",
-            );
-            None
-        }
+        Some(n) => in_range_u32("cloud_sync.chunk_size_mib", n, &wire::CHUNK_SIZE_MIB, p),
     };
     let transfers = match cs.transfers {
         None => Some(None),
-        Some(n @ 1..=128) => u32::try_from(n).ok().map(Some),
-        Some(_) => {
-            p.add("cloud_sync.transfers", "must be from 1 to 128");
-            None
-        }
+        Some(n) => in_range_u32("cloud_sync.transfers", n, &wire::TRANSFERS, p).map(Some),
     };
     let bwlimit = match cs.bandwidth {
         None => Some(Vec::new()),
@@ -563,11 +591,7 @@ fn snapshots(
     }
     let lifetime_value = match s.lifetime_value {
         None => Some(defaults::LIFETIME_VALUE),
-        Some(n @ 1..=100_000) => u32::try_from(n).ok(),
-        Some(_) => {
-            p.add("snapshots.lifetime_value", "must be from 1 to 100000");
-            None
-        }
+        Some(n) => in_range_u32("snapshots.lifetime_value", n, &wire::LIFETIME_VALUE, p),
     };
     let lifetime_unit = match s.lifetime_unit.as_deref() {
         None => Some(LifetimeUnit::Week),
@@ -635,16 +659,34 @@ fn snapshot_excludes(
     }
 }
 
+/// The middleware caps `v3_username` at 20 characters (25.04+ models
+/// `Field(max_length=20)`; 24.10's legacy entry `Str('v3_username', max_length=20)` and its
+/// database column `String(20)`, `plugins/snmp.py`).
+const SNMP_USERNAME_MAX: usize = 20;
+
 fn snmp(s: wire::Snmp, p: &mut Problems) -> Option<SnmpSettings> {
     let username = p.required("snmp.username", s.username);
     if let Some(name) = &username {
+        let len = name.chars().count();
         let ok_chars = name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-        if name.is_empty() || name.chars().count() > 20 || !ok_chars {
+        if len == 0 || len > SNMP_USERNAME_MAX {
             p.add(
                 "snmp.username",
-                "1 to 20 letters, digits, `_`, `.` or `-` (middleware limit 20)",
+                &format!(
+                    "must be 1 to {SNMP_USERNAME_MAX} characters (the middleware's limit for \
+                     v3_username)"
+                ),
+            );
+        }
+        if !ok_chars {
+            // Also keeps out the space, `"` and `\` that break the `createUser` line the
+            // middleware writes for snmpd (REFERENCE §8 row 4).
+            p.add(
+                "snmp.username",
+                "only letters, digits, `_`, `.` and `-` (no spaces, quotes, backslashes or \
+                 control characters: snmpd would never create the user)",
             );
         }
     }
@@ -657,15 +699,38 @@ fn snmp(s: wire::Snmp, p: &mut Problems) -> Option<SnmpSettings> {
     })
 }
 
+/// A character the middleware would write into snmpd's `createUser` line in a way
+/// snmpd cannot read back: the line is `createUser USER SHA "PASSWORD" AES "PASSPHRASE"`,
+/// written unescaped (`plugins/snmp_/utils_snmp_user.py` `add_snmp_user`), so a `"` ends
+/// the quoted value early, a `\` is snmpd's escape character (the stored secret would
+/// differ from the configured one), a line break or other control character splits or
+/// corrupts the line, and whitespace is refused too (SOP 1.1 generates secrets from the
+/// printable characters 33–126, none of which is whitespace; a secret with spaces cannot
+/// be pasted reliably into NinjaOne).
+fn snmpd_unsafe(c: char) -> bool {
+    c == '"' || c == '\\' || c.is_whitespace() || c.is_control()
+}
+
 fn snmp_secret(path: &str, value: Option<SecretString>, p: &mut Problems) -> Option<SecretString> {
     let value = secret(path, value, p)?;
+    let text = value.expose_secret();
+    let mut ok = true;
     // The middleware requires ≥ 8 for the auth password; net-snmp needs the same for the
     // privacy passphrase or snmpd refuses the user.
-    if value.expose_secret().chars().count() < 8 {
+    if text.chars().count() < 8 {
         p.add(path, "must be at least 8 characters");
-        return None;
+        ok = false;
     }
-    Some(value)
+    if text.chars().any(snmpd_unsafe) {
+        p.add(
+            path,
+            "must not contain `\"`, `\\`, whitespace or control characters: the middleware \
+             writes it unescaped into snmpd's createUser line and snmpd would never create the \
+             user",
+        );
+        ok = false;
+    }
+    ok.then_some(value)
 }
 
 fn actions(items: Vec<wire::Action>, pools: Option<&Vec<String>>, p: &mut Problems) -> Vec<Action> {
@@ -712,17 +777,16 @@ fn actions(items: Vec<wire::Action>, pools: Option<&Vec<String>>, p: &mut Proble
 fn ids(path: &str, ids: &[u64], p: &mut Problems) {
     let mut seen = BTreeSet::new();
     for (i, id) in ids.iter().enumerate() {
-        if *id == 0 {
-            p.add(&format!("{path}[{i}]"), "ids start at 1");
-        } else if !seen.insert(id) {
-            p.add(&format!("{path}[{i}]"), "listed twice");
+        let at = format!("{path}[{i}]");
+        if in_range(&at, *id, &wire::OBJECT_ID, p).is_some() && !seen.insert(id) {
+            p.add(&at, "listed twice");
         }
     }
 }
 
 fn adopt(a: wire::Adopt, p: &mut Problems) -> Adopt {
-    if a.credential == Some(0) {
-        p.add("adopt.credential", "ids start at 1");
+    if let Some(id) = a.credential {
+        in_range("adopt.credential", id, &wire::OBJECT_ID, p);
     }
     let cloud_sync = a.cloud_sync.unwrap_or_default();
     let snapshots = a.snapshots.unwrap_or_default();

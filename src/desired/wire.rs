@@ -1,6 +1,8 @@
 //! The v1 document exactly as it travels (central-protocol.md §3), as serde types.
 //!
-//! Owns: the field names and JSON types of every key, and the structural check
+//! Owns: the field names and JSON types of every key, the range of every number
+//! ([`IntRule`]: one text per key, used for wrong types and out-of-range values alike, so
+//! a message always states the key's real rule), and the structural check
 //! ([`check_structure`]) that reports every unknown key and every wrong JSON type with
 //! its path in one pass — serde alone stops at the first problem.
 //! Does not: apply defaults or judge values (that is `validate`).
@@ -164,13 +166,92 @@ pub struct Adopt {
     pub snapshots: Option<Vec<u64>>,
 }
 
+/// The allowed range of a whole-number key, and how its rule reads in messages.
+#[derive(Debug, PartialEq, Eq)]
+pub struct IntRule {
+    pub min: u64,
+    pub max: u64,
+    /// What the number is, e.g. `a whole percentage`.
+    pub what: &'static str,
+    /// Why the range is what it is (may be empty), e.g. ` (5 MiB is B2's smallest part)`.
+    pub why: &'static str,
+}
+
+impl IntRule {
+    /// The rule as a message: `must be a whole percentage from 1 to 100`.
+    pub fn text(&self) -> String {
+        format!(
+            "must be {} from {} to {}{}",
+            self.what, self.min, self.max, self.why
+        )
+    }
+
+    /// True when `value` is in range.
+    pub fn allows(&self, value: u64) -> bool {
+        (self.min..=self.max).contains(&value)
+    }
+}
+
+/// The largest integer every JSON implementation reads exactly (JavaScript's
+/// `Number.MAX_SAFE_INTEGER`, 2^53 − 1): `2^53 + 1` already reads back as `2^53`.
+pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+
+/// `revision` (central-protocol.md §3: an integer ≥ 1 that strictly increases). The
+/// ceiling keeps it exact in every JSON implementation and leaves room to go on: a
+/// revision at `u64::MAX` would make every later document a rollback.
+pub const REVISION: IntRule = IntRule {
+    min: 1,
+    max: MAX_SAFE_INTEGER,
+    what: "a whole number",
+    why: " (2^53 − 1, the largest integer every JSON implementation reads exactly)",
+};
+/// `cloud_sync.bandwidth.business_percent` / `off_hours_percent`.
+pub const PERCENT: IntRule = IntRule {
+    min: 1,
+    max: 100,
+    what: "a whole percentage",
+    why: "",
+};
+/// `cloud_sync.chunk_size_mib` (B2 refuses parts under 5 MiB; the middleware checks ≥ 5).
+pub const CHUNK_SIZE_MIB: IntRule = IntRule {
+    min: 5,
+    max: 4096,
+    what: "a whole number of MiB",
+    why: " (5 MiB is B2's smallest part)",
+};
+/// `cloud_sync.transfers` (the middleware wants > 0; more than 128 parallel transfers
+/// only exhausts the box's memory with 96 MiB chunks).
+pub const TRANSFERS: IntRule = IntRule {
+    min: 1,
+    max: 128,
+    what: "a whole number",
+    why: "",
+};
+/// `snapshots.lifetime_value`.
+pub const LIFETIME_VALUE: IntRule = IntRule {
+    min: 1,
+    max: 100_000,
+    what: "a whole number",
+    why: "",
+};
+/// Middleware object ids in `adopt` (ids start at 1).
+pub const OBJECT_ID: IntRule = IntRule {
+    min: 1,
+    max: MAX_SAFE_INTEGER,
+    what: "an id",
+    why: "",
+};
+/// `cloud_sync.bandwidth.uplink_mbps`.
+pub const UPLINK_MBPS: &str = "must be an upload speed in Mbit/s from 0.001 to 100000";
+
 /// JSON type a key must have.
 #[derive(Debug)]
 pub enum Kind {
     Str,
-    /// Non-negative integer.
-    UInt,
-    Number,
+    /// Whole number in a range.
+    UInt(&'static IntRule),
+    /// Any number; the rule's text.
+    Number(&'static str),
     Bool,
     Obj(&'static [(&'static str, Kind)]),
     List(&'static Kind),
@@ -189,7 +270,7 @@ const CRON_FIELDS: &[(&str, Kind)] = &[
 /// The document's structure: every key and its JSON type, mirroring the serde types.
 pub const SHAPE: Kind = Kind::Obj(&[
     ("schema", Kind::Str),
-    ("revision", Kind::UInt),
+    ("revision", Kind::UInt(&REVISION)),
     ("issued_at", Kind::Str),
     ("mode", Kind::Str),
     (
@@ -221,20 +302,20 @@ pub const SHAPE: Kind = Kind::Obj(&[
             (
                 "bandwidth",
                 Kind::Obj(&[
-                    ("uplink_mbps", Kind::Number),
+                    ("uplink_mbps", Kind::Number(UPLINK_MBPS)),
                     (
                         "business_hours",
                         Kind::Obj(&[("start", Kind::Str), ("end", Kind::Str)]),
                     ),
-                    ("business_percent", Kind::UInt),
-                    ("off_hours_percent", Kind::UInt),
+                    ("business_percent", Kind::UInt(&PERCENT)),
+                    ("off_hours_percent", Kind::UInt(&PERCENT)),
                 ]),
             ),
             ("schedule", Kind::StrOrObj(CRON_FIELDS)),
             ("exclude", Kind::List(&Kind::Str)),
-            ("chunk_size_mib", Kind::UInt),
+            ("chunk_size_mib", Kind::UInt(&CHUNK_SIZE_MIB)),
             ("fast_list", Kind::Bool),
-            ("transfers", Kind::UInt),
+            ("transfers", Kind::UInt(&TRANSFERS)),
             ("filename_encryption", Kind::Bool),
             ("enabled", Kind::Bool),
             ("follow_symlinks", Kind::Bool),
@@ -247,7 +328,7 @@ pub const SHAPE: Kind = Kind::Obj(&[
             ("schedule", Kind::StrOrObj(CRON_FIELDS)),
             ("begin", Kind::Str),
             ("end", Kind::Str),
-            ("lifetime_value", Kind::UInt),
+            ("lifetime_value", Kind::UInt(&LIFETIME_VALUE)),
             ("lifetime_unit", Kind::Str),
             ("naming_schema", Kind::Str),
             ("recursive", Kind::Bool),
@@ -275,9 +356,9 @@ pub const SHAPE: Kind = Kind::Obj(&[
     (
         "adopt",
         Kind::Obj(&[
-            ("credential", Kind::UInt),
-            ("cloud_sync", Kind::List(&Kind::UInt)),
-            ("snapshots", Kind::List(&Kind::UInt)),
+            ("credential", Kind::UInt(&OBJECT_ID)),
+            ("cloud_sync", Kind::List(&Kind::UInt(&OBJECT_ID))),
+            ("snapshots", Kind::List(&Kind::UInt(&OBJECT_ID))),
         ]),
     ),
     ("removed_pools", Kind::Str),
@@ -311,8 +392,8 @@ fn check(value: &mut Value, kind: &Kind, path: &str, errors: &mut Vec<FieldError
         (_, Value::Null)
         | (Kind::Str | Kind::StrOrObj(_), Value::String(_))
         | (Kind::Bool, Value::Bool(_))
-        | (Kind::Number, Value::Number(_)) => None,
-        (Kind::UInt, Value::Number(n)) if n.is_u64() => None,
+        | (Kind::Number(_), Value::Number(_)) => None,
+        (Kind::UInt(_), Value::Number(n)) if n.is_u64() => None,
         (Kind::Obj(fields) | Kind::StrOrObj(fields), Value::Object(_)) => {
             check_object(value, fields, path, errors);
             None
@@ -325,17 +406,37 @@ fn check(value: &mut Value, kind: &Kind, path: &str, errors: &mut Vec<FieldError
             }
             None
         }
-        (Kind::UInt, _) => Some("expected a whole number ≥ 0"),
-        (Kind::Number, _) => Some("expected a number"),
-        (Kind::Str, _) => Some("expected a string"),
-        (Kind::Bool, _) => Some("expected true or false"),
-        (Kind::StrOrObj(_), _) => Some("expected a crontab line like \"0 0 * * *\" or an object"),
-        (Kind::Obj(_), _) => Some("expected an object"),
-        (Kind::List(_), _) => Some("expected a list"),
+        (Kind::UInt(rule), _) => Some(format!("{} (got {})", rule.text(), shown(value))),
+        (Kind::Number(rule), _) => Some(format!("{rule} (got {})", shown(value))),
+        (Kind::Str, _) => Some("expected a string".to_owned()),
+        (Kind::Bool, _) => Some("expected true or false".to_owned()),
+        (Kind::StrOrObj(_), _) => {
+            Some("expected a crontab line like \"0 0 * * *\" or an object".to_owned())
+        }
+        (Kind::Obj(_), _) => Some("expected an object".to_owned()),
+        (Kind::List(_), _) => Some("expected a list".to_owned()),
     };
     if let Some(rule) = rule {
-        errors.push(FieldError::new(display_path(path), rule));
+        errors.push(FieldError::new(display_path(path), &rule));
         *value = empty_of(kind);
+    }
+}
+
+/// What kind of value was found, without showing it (documents hold secrets).
+pub fn shown(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "true or false",
+        Value::Number(n) if n.is_u64() => "a whole number",
+        Value::Number(n) if n.is_i64() => "a negative number",
+        Value::Number(n) => match n.as_f64() {
+            Some(f) if f.fract() != 0.0 => "a fractional number",
+            Some(f) if f < 0.0 => "a negative number",
+            _ => "a number too large for a whole number",
+        },
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
     }
 }
 
@@ -369,7 +470,7 @@ fn check_object(
 fn empty_of(kind: &Kind) -> Value {
     match kind {
         Kind::Str => Value::String(String::new()),
-        Kind::UInt | Kind::Number => Value::from(0),
+        Kind::UInt(_) | Kind::Number(_) => Value::from(0),
         Kind::Bool => Value::Bool(false),
         Kind::Obj(_) | Kind::StrOrObj(_) => Value::Object(serde_json::Map::new()),
         Kind::List(_) => Value::Array(Vec::new()),
@@ -397,8 +498,8 @@ mod tests {
     fn sample(kind: &Kind) -> Value {
         match kind {
             Kind::Str => json!("x"),
-            Kind::UInt => json!(1),
-            Kind::Number => json!(1.5),
+            Kind::UInt(_) => json!(1),
+            Kind::Number(_) => json!(1.5),
             Kind::Bool => json!(true),
             Kind::Obj(fields) | Kind::StrOrObj(fields) => Value::Object(
                 fields

@@ -23,7 +23,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use uuid::Uuid;
 
-pub use ownership::{ObjectKind, OwnedObject, Ownership, PendingCreate};
+pub use ownership::{ObjectKind, OwnedObject, Ownership, PendingCreate, SnmpRetry};
 pub use spec::{CloudSyncSpec, CredentialRef, CredentialSpec, FieldChange, SnapshotSpec, SnmpSpec};
 
 use crate::desired::{ActionKind, DesiredState, Mode, derive};
@@ -205,6 +205,12 @@ pub enum Step {
         changes: Vec<FieldChange>,
         spec: SnmpSpec,
     },
+    /// An earlier SNMP apply failed ([`SnmpRetry`]): send the whole SNMP configuration
+    /// so that the middleware re-creates the v3 user (and restarts snmpd), even when
+    /// `snmp.config` already reads as the document asks.
+    ReapplySnmp {
+        spec: SnmpSpec,
+    },
     /// Start the service at boot.
     EnableService {
         service: String,
@@ -235,7 +241,7 @@ impl Step {
             }
             Step::CreateCloudSync(_) | Step::UpdateCloudSync { .. } => 1,
             Step::CreateSnapshotTask(_) | Step::UpdateSnapshotTask { .. } => 2,
-            Step::UpdateSnmp { .. } => 3,
+            Step::UpdateSnmp { .. } | Step::ReapplySnmp { .. } => 3,
             Step::EnableService { .. } | Step::StartService { .. } => 4,
             Step::RunCloudSync { .. } => 5,
         }
@@ -258,6 +264,7 @@ impl Step {
             | Step::CreateCloudSync(_)
             | Step::CreateSnapshotTask(_)
             | Step::UpdateSnmp { .. }
+            | Step::ReapplySnmp { .. }
             | Step::EnableService { .. }
             | Step::StartService { .. }
             | Step::RunCloudSync { .. } => None,
@@ -284,8 +291,15 @@ pub struct Conflict {
 pub enum Blocker {
     /// The document is older than the last one applied.
     Rollback { revision: u64, last_applied: u64 },
-    /// A pool listed in the document is not imported on this NAS.
-    PoolNotImported { pool: String },
+    /// A pool listed in the document is not imported on this NAS. Nothing is done for
+    /// it, and while any listed pool is missing no task of a "removed" pool is disabled
+    /// or deleted (a mistyped name must not switch backups off).
+    PoolNotImported {
+        pool: String,
+        /// An imported pool whose name is close (`Pool0` → `pool0`): pool names are
+        /// case-sensitive.
+        suggestion: Option<String>,
+    },
     /// Changing the encryption password/salt of a task that already uploaded data.
     RekeyRefused { pool: String, id: u64 },
     /// The middleware redacts the task's encryption secrets and the agent has no
@@ -368,7 +382,12 @@ pub fn plan(
         blockers: Vec::new(),
         forget: Vec::new(),
     };
-    if let Some(last) = owned.last_revision.filter(|last| desired.revision < *last) {
+    // A recorded revision above the bound was accepted before the bound existed; it
+    // must not turn every later document into a rollback.
+    if let Some(last) = owned
+        .last_revision
+        .filter(|last| crate::desired::wire::REVISION.allows(*last) && desired.revision < *last)
+    {
         p.blockers.push(Blocker::Rollback {
             revision: desired.revision,
             last_applied: last,
@@ -386,7 +405,15 @@ pub fn plan(
     let cloud_sync = tasks::plan_cloud_sync(&ctx, credential, &mut p);
     tasks::plan_snapshots(&ctx, &mut p);
     tasks::check_adopted(&ctx, &mut p);
-    tasks::plan_removed_pools(&ctx, &mut p);
+    // Never act on "removed" pools while a listed pool is missing: a typo (`Pool0` for
+    // `pool0`) would otherwise disable or delete every backup and snapshot task.
+    let listed_missing = p
+        .blockers
+        .iter()
+        .any(|b| matches!(b, Blocker::PoolNotImported { .. }));
+    if !listed_missing {
+        tasks::plan_removed_pools(&ctx, &mut p);
+    }
     tasks::plan_snmp(&ctx, &mut p);
     plan_actions(desired, owned, &p.pools.clone(), &cloud_sync, &mut p);
     p.steps.sort_by_key(Step::phase);
@@ -408,6 +435,7 @@ fn managed_pools(
                 if !imported {
                     blockers.push(Blocker::PoolNotImported {
                         pool: (*pool).clone(),
+                        suggestion: similar_pool(pool, observed, listed),
                     });
                 }
                 imported
@@ -421,6 +449,50 @@ fn managed_pools(
             .filter(|name| name != "boot-pool")
             .collect(),
     }
+}
+
+/// The imported pool a missing name most likely meant, among the pools the document
+/// does not list already: the same name in another case, else the one closest by edit
+/// distance (at most 2 edits, and unique).
+pub fn similar_pool(name: &str, observed: &Observed, listed: &[String]) -> Option<String> {
+    let names: Vec<&str> = observed
+        .pools
+        .iter()
+        .map(|p| p.name.as_str())
+        .filter(|n| *n != "boot-pool" && !listed.iter().any(|l| l == n))
+        .collect();
+    if let Some(same) = names.iter().find(|n| n.eq_ignore_ascii_case(name)) {
+        return Some((*same).to_owned());
+    }
+    let lower = name.to_ascii_lowercase();
+    let mut scored: Vec<(usize, &str)> = names
+        .iter()
+        .map(|n| (edit_distance(&lower, &n.to_ascii_lowercase()), *n))
+        .filter(|(d, _)| *d <= 2)
+        .collect();
+    scored.sort_unstable();
+    match scored.as_slice() {
+        [(d, best), rest @ ..] if rest.first().is_none_or(|(d2, _)| d2 > d) => {
+            Some((*best).to_owned())
+        }
+        _ => None,
+    }
+}
+
+/// Levenshtein distance over characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
 }
 
 fn plan_actions(

@@ -2,7 +2,8 @@
 //!
 //! Owns: the [`Ownership`] record's shape (persisted by `apply` as `ownership.json`):
 //! owned object ids per pool, keyed fingerprints of the secrets last written, executed
-//! action ids, the last applied revision, and write-ahead records of creates in flight.
+//! action ids, the last applied revision, write-ahead records of creates in flight, and
+//! an SNMP apply that failed and must be re-applied ([`SnmpRetry`]).
 //! Does not: read or write files (`apply::OwnershipStore` does).
 //! Invariants: holds no secret, only [`Fingerprint`]s; an id is recorded only after the
 //! middleware confirmed the object; a [`PendingCreate`] is written *before* a create
@@ -67,6 +68,22 @@ pub struct PendingCreate {
     pub max_id_before: u64,
 }
 
+/// An SNMP apply (`snmp.update`, or the snmpd start after it) that failed. The
+/// middleware stores the new settings *before* it re-creates the v3 user through
+/// snmpd (REFERENCE §8 row 5), so after a failure `snmp.config` may already match the
+/// document while snmpd has no such user: a plain diff would never retry. While this is
+/// recorded, every pass re-applies SNMP in a way that makes the middleware re-create the
+/// user, and starts snmpd, until that succeeds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnmpRetry {
+    /// When the failure happened (RFC 3339).
+    pub failed_at: String,
+    /// The step that failed (its one-line summary; no secrets).
+    pub step: String,
+    /// Why, redacted of the document's secrets.
+    pub error: String,
+}
+
 /// The agent's ownership record.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ownership {
@@ -89,6 +106,9 @@ pub struct Ownership {
     pub last_revision: Option<u64>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pending: Vec<PendingCreate>,
+    /// A failed SNMP apply still to be retried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snmp_retry: Option<SnmpRetry>,
 }
 
 impl Ownership {

@@ -53,6 +53,7 @@ impl Step {
             Step::Disable { kind, id, pool } => ("disable", object(*kind), Some(*id), Some(pool)),
             Step::Delete { kind, id, pool } => ("delete", object(*kind), Some(*id), Some(pool)),
             Step::UpdateSnmp { .. } => ("update", "snmp", None, None),
+            Step::ReapplySnmp { .. } => ("reapply", "snmp", None, None),
             Step::EnableService { .. } => ("enable_at_boot", "service", None, None),
             Step::StartService { .. } => ("start", "service", None, None),
             Step::RunCloudSync { pool, task, .. } => {
@@ -135,6 +136,9 @@ impl Step {
                 kind.label()
             ),
             Step::UpdateSnmp { .. } => "update SNMP: v3 only (SHA/AES), community empty".to_owned(),
+            Step::ReapplySnmp { .. } => "re-apply SNMP and re-create its v3 user (the last SNMP \
+                apply failed): v3 only (SHA/AES), community empty"
+                .to_owned(),
             Step::EnableService { service } => format!("start service {service} at boot"),
             Step::StartService { service } => format!("start service {service} now"),
             Step::RunCloudSync {
@@ -167,7 +171,8 @@ impl Step {
             Step::UpdateCredential { .. }
             | Step::UpdateCloudSync { .. }
             | Step::UpdateSnapshotTask { .. }
-            | Step::UpdateSnmp { .. } => '~',
+            | Step::UpdateSnmp { .. }
+            | Step::ReapplySnmp { .. } => '~',
             Step::Adopt { .. } => '=',
             Step::Disable { .. } | Step::Delete { .. } => '-',
             Step::StartService { .. } | Step::RunCloudSync { .. } => '>',
@@ -203,10 +208,18 @@ impl fmt::Display for Blocker {
                 f,
                 "revision {revision} is older than the last applied revision {last_applied}: refused as a rollback"
             ),
-            Blocker::PoolNotImported { pool } => {
+            Blocker::PoolNotImported { pool, suggestion } => {
                 write!(
                     f,
                     "pool {pool} is in the document but not imported on this NAS"
+                )?;
+                if let Some(near) = suggestion {
+                    write!(f, " (pool names are case-sensitive: did you mean {near}?)")?;
+                }
+                write!(
+                    f,
+                    "; nothing is done for it, and tasks of pools no longer listed are left \
+                     alone until every listed pool is imported"
                 )
             }
             Blocker::RekeyRefused { pool, id } => write!(

@@ -609,7 +609,11 @@ pub(super) fn plan_snmp(ctx: &Ctx<'_>, p: &mut Plan) {
         privacy_fingerprint: fps.snmp_privacy.clone(),
     };
     let changes = spec::diff_snmp(&ctx.observed.snmp, &spec, &ctx.owned.snmp_fingerprints);
-    if !changes.is_empty() {
+    if ctx.owned.snmp_retry.is_some() {
+        // The last SNMP apply failed: the stored config may match while snmpd lacks the
+        // user. Re-apply whatever the diff says.
+        p.steps.push(Step::ReapplySnmp { spec });
+    } else if !changes.is_empty() {
         p.steps.push(Step::UpdateSnmp { changes, spec });
     }
     let service = &ctx.observed.snmp_service;

@@ -293,7 +293,8 @@ pub(crate) fn apply_in_memory(
                 }
                 own.tasks_mut(*kind).unwrap().remove(pool);
             }
-            Step::UpdateSnmp { spec, .. } => {
+            Step::UpdateSnmp { spec, .. } | Step::ReapplySnmp { spec } => {
+                own.snmp_retry = None;
                 o.snmp = Snmp {
                     v3: true,
                     community: String::new(),
@@ -673,11 +674,140 @@ fn listed_pool_missing_on_the_nas_is_a_blocker_not_a_removal() {
     assert_eq!(
         p.blockers,
         [Blocker::PoolNotImported {
-            pool: "pool1".into()
+            pool: "pool1".into(),
+            suggestion: None,
         }]
     );
     assert!(p.steps.is_empty());
     assert_eq!(p.pools, ["pool0"]);
+}
+
+/// Issue 13.4: `pools: ["Pool0", "Pool1"]` on a box with `pool0` and `pool1` must not
+/// disable (or, with `removed_pools: delete`, delete) every backup and snapshot task.
+#[test]
+fn a_mistyped_pool_list_touches_no_task_and_suggests_the_real_name() {
+    let (o, own) = converged(&doc());
+    for policy in ["disable", "delete"] {
+        let typo = doc_with(|v| {
+            v["pools"] = serde_json::json!(["Pool0", "Pool1"]);
+            v["actions"] = serde_json::json!([]);
+            v["removed_pools"] = serde_json::json!(policy);
+        });
+        let p = plan(&typo, &o, &own, &inputs(&typo));
+        assert!(p.pools.is_empty());
+        assert!(
+            p.steps
+                .iter()
+                .all(|s| !matches!(s, Step::Disable { .. } | Step::Delete { .. })),
+            "{policy}: {p}"
+        );
+        assert!(p.steps.iter().all(|s| s.touches().is_none()), "{p}");
+        assert_eq!(
+            p.blockers,
+            [
+                Blocker::PoolNotImported {
+                    pool: "Pool0".into(),
+                    suggestion: Some("pool0".into()),
+                },
+                Blocker::PoolNotImported {
+                    pool: "Pool1".into(),
+                    suggestion: Some("pool1".into()),
+                },
+            ]
+        );
+        assert!(!p.is_converged());
+        let text = p.to_string();
+        assert!(text.contains("did you mean pool0?"), "{text}");
+        assert!(
+            text.contains("left alone until every listed pool is imported"),
+            "{text}"
+        );
+    }
+    // One typo among correct names: the correct pool is still managed, the other
+    // pool's tasks are not treated as removed.
+    let half = doc_with(|v| {
+        v["pools"] = serde_json::json!(["pool0", "pool_1"]);
+        v["removed_pools"] = serde_json::json!("delete");
+    });
+    let p = plan(&half, &o, &own, &inputs(&half));
+    assert_eq!(p.pools, ["pool0"]);
+    assert!(p.steps.is_empty(), "{p}");
+    assert_eq!(
+        p.blockers,
+        [Blocker::PoolNotImported {
+            pool: "pool_1".into(),
+            suggestion: Some("pool1".into()),
+        }]
+    );
+    // Once every listed pool is there, a pool dropped from the list is handled again.
+    let only0 = doc_with(|v| {
+        v["pools"] = serde_json::json!(["pool0"]);
+        v["removed_pools"] = serde_json::json!("delete");
+    });
+    assert_eq!(
+        kinds(&plan(&only0, &o, &own, &inputs(&only0))),
+        ["delete cloud_sync pool1", "delete snapshot_task pool1"]
+    );
+}
+
+/// Issue 12.5: after a failed SNMP apply, SNMP is re-applied although `snmp.config`
+/// already reads as the document asks (the middleware stored it before failing).
+#[test]
+fn a_recorded_snmp_failure_is_reapplied_on_a_converged_box() {
+    let d = doc();
+    let (o, mut own) = converged(&d);
+    assert!(plan(&d, &o, &own, &inputs(&d)).steps.is_empty());
+    own.snmp_retry = Some(SnmpRetry {
+        failed_at: "2026-12-01T00:00:00Z".into(),
+        step: "update SNMP".into(),
+        error: "Service not running after start".into(),
+    });
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert_eq!(kinds(&p), ["reapply snmp"]);
+    assert!(!p.is_converged());
+    assert!(p.to_string().contains("re-create its v3 user"), "{p}");
+    let (o2, own2) = apply_in_memory(&p, &o, &own);
+    assert!(plan(&d, &o2, &own2, &inputs(&d)).steps.is_empty());
+    // Without an `snmp` section there is nothing to re-apply.
+    let no_snmp = doc_with(|v| {
+        v.as_object_mut().unwrap().remove("snmp");
+    });
+    assert!(plan(&no_snmp, &o, &own, &inputs(&no_snmp)).steps.is_empty());
+}
+
+/// Issue 13.5: a recorded revision above 2^53 − 1 (accepted before the bound existed)
+/// does not make every later document a rollback.
+#[test]
+fn a_recorded_revision_above_the_bound_is_not_a_rollback_floor() {
+    let d = doc();
+    let (o, mut own) = converged(&d);
+    own.last_revision = Some(9_223_372_036_854_775_807);
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert!(p.blockers.is_empty() && p.steps.is_empty(), "{p}");
+    own.last_revision = Some(8);
+    assert!(matches!(
+        plan(&d, &o, &own, &inputs(&d)).blockers[..],
+        [Blocker::Rollback { .. }]
+    ));
+}
+
+#[test]
+fn similar_pool_names() {
+    let o = fresh(&["pool0", "pool1", "tank", "boot-pool"]);
+    let none: &[String] = &[];
+    assert_eq!(similar_pool("POOL0", &o, none).as_deref(), Some("pool0"));
+    assert_eq!(similar_pool("tnak", &o, none).as_deref(), Some("tank"));
+    // pool2 is one edit from both pool0 and pool1: no single guess…
+    assert_eq!(similar_pool("pool2", &o, none), None);
+    // …unless one of them is already listed (it cannot be what was meant).
+    let listed = ["pool0".to_owned()];
+    assert_eq!(similar_pool("pool2", &o, &listed).as_deref(), Some("pool1"));
+    assert_eq!(similar_pool("backup", &o, none), None);
+    assert_eq!(
+        similar_pool("boot-pol", &o, none),
+        None,
+        "the boot pool is never suggested"
+    );
 }
 
 #[test]
@@ -1145,6 +1275,65 @@ proptest! {
         }
         for c in &p.conflicts {
             prop_assert!(!own.owns(c.kind, c.id));
+        }
+    }
+}
+
+/// Pool lists mixing real names, case variants, typos and absent pools.
+fn pool_list() -> impl Strategy<Value = Vec<&'static str>> {
+    proptest::sample::subsequence(
+        vec![
+            "pool0", "pool1", "Pool0", "POOL1", "pool_1", "pool2", "tank",
+        ],
+        1..4,
+    )
+    .prop_shuffle()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// Issue 13.4: whatever the box looks like, a listed pool that is not imported means
+    /// no task is disabled or deleted in that pass, and no step touches a task of a pool
+    /// the document does not manage.
+    #[test]
+    fn a_missing_listed_pool_means_no_disable_or_delete(
+        listed in pool_list(),
+        mutations in proptest::collection::vec(mutation(), 0..6),
+        delete in any::<bool>(),
+        exported in proptest::option::of(0usize..2),
+    ) {
+        let (mut o, mut own) = converged(&doc());
+        for (n, m) in mutations.iter().enumerate() {
+            mutate(&mut o, &mut own, m, n as u64);
+        }
+        if let Some(i) = exported {
+            o.pools.remove(i);
+        }
+        let d = doc_with(|v| {
+            v["pools"] = serde_json::json!(listed);
+            v["actions"] = serde_json::json!([]);
+            v["removed_pools"] = serde_json::json!(if delete { "delete" } else { "disable" });
+        });
+        let p = plan(&d, &o, &own, &inputs(&d));
+        let missing = listed.iter().any(|l| o.pool(l).is_none());
+        prop_assert_eq!(
+            missing,
+            p.blockers.iter().any(|b| matches!(b, Blocker::PoolNotImported { .. }))
+        );
+        if missing {
+            for step in &p.steps {
+                prop_assert!(
+                    !matches!(step, Step::Disable { .. } | Step::Delete { .. }),
+                    "a listed pool is missing, yet: {}", step.summary()
+                );
+            }
+        }
+        for step in &p.steps {
+            if let Some(pool) = step.view().pool {
+                prop_assert!(p.pools.iter().any(|m| m == pool) || !missing,
+                    "step {} for unmanaged pool {pool}", step.summary());
+            }
         }
     }
 }

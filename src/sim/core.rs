@@ -217,8 +217,13 @@ impl JobState {
 pub enum JobKind {
     /// `cloudsync.sync`: an rclone run of a task.
     CloudSync { task: u64, dry_run: bool },
-    /// `service.control` (25.10).
-    ServiceControl { verb: String, service: String },
+    /// `service.control` (25.10); `silent`: a failed operation ends the job with result
+    /// `false` instead of FAILED.
+    ServiceControl {
+        verb: String,
+        service: String,
+        silent: bool,
+    },
     /// `core.job_wait`: ends when `target` ends.
     Wait { target: u64 },
 }
@@ -497,9 +502,11 @@ impl Core {
             JobKind::CloudSync { task, dry_run } => {
                 methods::cloudsync::finish_run(self, &job, *task, *dry_run, now_ms)
             }
-            JobKind::ServiceControl { verb, service } => {
-                Ok(methods::services::finish_control(self, verb, service))
-            }
+            JobKind::ServiceControl {
+                verb,
+                service,
+                silent,
+            } => methods::services::finish_control(self, verb, service, *silent),
             JobKind::Wait { target } => {
                 self.jobs
                     .get(target)

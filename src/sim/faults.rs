@@ -5,7 +5,8 @@
 //! incoming call, [`FaultPlan::on_call`], which consumes one-shot faults.
 //! Does not: perform the drop, sleep or failure itself — the shell (`server.rs`,
 //! `inprocess.rs`) does what the returned [`CallFault`] says; sync failures are consumed
-//! by `core.rs` when a `cloudsync.sync` job is created.
+//! by `core.rs` when a `cloudsync.sync` job is created, snmpd start failures by
+//! `methods/services.rs` when snmpd is started.
 //! Invariants: a fault with `times: Some(n)` fires at most `n` times; `None` means every
 //! time; decisions depend only on the plan and the method name (deterministic).
 //! Limitations: drops, delays and failures match by exact method name (or every method);
@@ -49,6 +50,11 @@ pub struct FaultPlan {
     /// Texts the next `pool.snapshottask.run` calls fail with (task state `ERROR` and a
     /// `SnapshotFailed` alert), in order.
     pub snapshot_failures: VecDeque<String>,
+    /// The next this many starts of snmpd fail (snmpd stays stopped). A start inside
+    /// `snmp.update`'s re-creation of the v3 user makes that call fail *after* the new
+    /// config is stored (REFERENCE §8 row 5); `service.start` / `service.control` answer
+    /// `false` or fail, as their `silent` option says.
+    pub snmpd_start_failures: u32,
     /// TCP connections count as an insecure transport (as `ws://<LAN IP>` would): on
     /// 25.04+ a correct API key used over them is revoked and the login answers EXPIRED.
     pub insecure_tcp: bool,

@@ -2,7 +2,8 @@
 //!
 //! Owns: [`Scenario`] and its parts (system identity, pools, datasets with user
 //! properties, snapshots, cloud credentials, cloud sync tasks, periodic snapshot tasks,
-//! SNMP config, services, init/shutdown scripts, alerts, API keys, script files, faults),
+//! SNMP config, snmpd's own v3 users, services, init/shutdown scripts, alerts, API keys,
+//! script files, faults),
 //! the presets ([`Scenario::two_pools`]), loading a scenario from JSON (with normalisation:
 //! pool root datasets, API key hashing) and saving it back with secrets redacted.
 //! Does not: validate middleware calls (`validate.rs`) or run jobs (`core.rs`).
@@ -53,6 +54,9 @@ pub struct Scenario {
     pub snapshot_tasks: Vec<SnapshotTask>,
     #[serde(default)]
     pub snmp: SnmpConfig,
+    /// What snmpd itself holds (not visible through the API).
+    #[serde(default)]
+    pub snmpd: Snmpd,
     #[serde(default = "default_services")]
     pub services: Vec<Service>,
     #[serde(default)]
@@ -462,6 +466,29 @@ impl Default for SnmpConfig {
     }
 }
 
+/// snmpd's own state, which the API does not show: the SNMPv3 users it created, and the
+/// `createUser` line the middleware wrote for its next start (`/var/lib/snmp/snmpd.conf`,
+/// `plugins/snmp_/utils_snmp_user.py`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Snmpd {
+    /// v3 users snmpd created with the configured secrets (an NMS can log in as them).
+    pub users: Vec<String>,
+    /// The `createUser` line waiting for snmpd's next start (no secret kept).
+    pub pending: Option<PendingSnmpUser>,
+}
+
+/// A `createUser` line in snmpd's private config.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PendingSnmpUser {
+    pub username: String,
+    /// False when snmpd cannot use the line: a `"`, `\`, line break or other control
+    /// character in a secret, or whitespace/quote/backslash in the user name (the
+    /// middleware writes them unescaped), so snmpd never creates the user as configured.
+    pub usable: bool,
+}
+
 /// A system service (`service.query` entry).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -613,6 +640,7 @@ impl Scenario {
             cloud_sync_tasks: Vec::new(),
             snapshot_tasks: Vec::new(),
             snmp: SnmpConfig::default(),
+            snmpd: Snmpd::default(),
             services: default_services(),
             init_scripts: Vec::new(),
             alerts: Vec::new(),
@@ -689,8 +717,17 @@ impl Scenario {
         s
     }
 
-    /// Fills what a scenario file may leave out: root datasets of pools, API key hashes.
+    /// Fills what a scenario file may leave out: root datasets of pools, API key hashes,
+    /// and snmpd's user for a v3 config that names one (a box set up before).
     pub fn normalize(&mut self) {
+        let snmp = &self.snmp;
+        if snmp.v3
+            && !snmp.v3_username.is_empty()
+            && self.snmpd == Snmpd::default()
+            && crate::sim::methods::services::create_user_usable(snmp)
+        {
+            self.snmpd.users.push(snmp.v3_username.clone());
+        }
         for p in self.pools.iter().filter(|p| !p.boot) {
             if !self.datasets.iter().any(|d| d.name == p.name) {
                 self.datasets.push(Dataset::filesystem(&p.name));

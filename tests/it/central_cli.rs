@@ -147,6 +147,84 @@ fn register_publish_and_devices() {
     assert!(text(&out).contains("nas-01 [disabled]"), "{}", text(&out));
 }
 
+/// Issue 13.6 / 13.5: `central publish` runs the agent's own validation and refuses what
+/// the agent would refuse, with the agent's messages, and publishes nothing.
+#[test]
+fn publish_refuses_what_the_agent_would_refuse() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let out = agent_cmd(&[
+        "central",
+        "register",
+        "--dir",
+        s(&data),
+        "--name",
+        "nas-01",
+        "--token-out",
+        s(&tmp.path().join("t")),
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let publish = |doc: &serde_json::Value, force: bool| {
+        let path = tmp.path().join("doc.json");
+        std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
+        let mut args = vec![
+            "central",
+            "publish",
+            "--dir",
+            s(&data),
+            "--device",
+            "nas-01",
+            "--document",
+            s(&path),
+        ];
+        if force {
+            args.push("--force");
+        }
+        agent_cmd(&args)
+    };
+    let mut snmp = document(1);
+    snmp["snmp"]["auth_password"] = serde_json::json!("CANARY-SNMP\"AUTH-61aa07");
+    let mut huge = document(9_223_372_036_854_775_807);
+    huge["snmp"]["privacy_passphrase"] = serde_json::json!("CANARY-SNMP-PRIV c4e2f8");
+    // Refused by every agent version: an unknown key (a typo) and a bad location UUID.
+    let mut typo = document(1);
+    typo["cloud_sync"] = serde_json::json!({"chunk_size_mb": 96});
+    typo["device"]["location_uuid"] = serde_json::json!("not-a-uuid");
+    for (doc, paths) in [
+        (
+            &typo,
+            &["cloud_sync.chunk_size_mb", "device.location_uuid"][..],
+        ),
+        (&snmp, &["snmp.auth_password"][..]),
+        (&huge, &["revision", "snmp.privacy_passphrase"][..]),
+    ] {
+        let out = publish(doc, true);
+        assert!(!out.status.success(), "{}", text(&out));
+        let shown = text(&out);
+        assert!(
+            shown.contains("the agent would refuse this document"),
+            "{shown}"
+        );
+        // The same field errors as the agent's own validation gives.
+        let agent = truenas_agent::desired::parse(&serde_json::to_vec(doc).unwrap()).unwrap_err();
+        let errors = agent.field_errors();
+        assert_eq!(
+            errors.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(),
+            paths
+        );
+        for e in errors {
+            assert!(shown.contains(&e.to_string()), "{e} missing from: {shown}");
+        }
+        crate::support::assert_no_canary("publish output", &shown);
+        assert!(
+            !data.join("devices/nas-01/config.json").exists(),
+            "nothing was published"
+        );
+    }
+    let out = publish(&document(1), false);
+    assert!(out.status.success(), "{}", text(&out));
+}
+
 /// Kills the server it holds on drop (a process this test started).
 struct Child(std::process::Child);
 

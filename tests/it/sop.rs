@@ -957,6 +957,134 @@ async fn removed_pools_are_disabled_or_deleted() {
     }
 }
 
+/// Issue 12.5 (REFERENCE §8 row 5): `snmp.update` stores the config, then snmpd fails
+/// to start while the middleware re-creates the v3 user. `snmp.config` then matches the
+/// document but snmpd has no user; a plain diff never retries. The agent remembers the
+/// failure and re-applies SNMP (making the middleware re-create the user) until it works.
+#[tokio::test]
+async fn a_half_applied_snmp_is_reapplied_until_snmpd_has_the_user() {
+    const USER: &str = "nmsQwErTyUiOp";
+    for flavor in ApiFlavor::ALL {
+        let sim = fresh_box(flavor);
+        let agent = Agent::new();
+        let d = document(|_| {});
+        sim.update_faults(|f| f.snmpd_start_failures = 1);
+        let first = agent.pass(&sim, &d, true).await;
+        assert!(!first.converged(), "{flavor}");
+        let failed: Vec<String> = first
+            .outcome
+            .as_ref()
+            .unwrap()
+            .failures()
+            .map(|(step, _)| step.to_owned())
+            .collect();
+        assert_eq!(failed.len(), 1, "{flavor}: {failed:?}");
+        assert!(failed[0].starts_with("update SNMP"), "{flavor}: {failed:?}");
+        let s = sim.state();
+        assert_eq!(s.snmp.v3_username, USER, "{flavor}: the config was stored");
+        assert!(s.snmpd.users.is_empty(), "{flavor}: {:?}", s.snmpd);
+        // The pass's own after-plan already says what is left: the re-apply.
+        assert!(
+            first
+                .remaining()
+                .steps
+                .iter()
+                .any(|st| st.view().action == "reapply"),
+            "{flavor}: {}",
+            first.remaining()
+        );
+
+        // The next pass re-applies SNMP although `snmp.config` already matches.
+        let second = agent.pass(&sim, &d, true).await;
+        assert!(second.converged(), "{flavor}: {}", second.remaining());
+        let s = sim.state();
+        assert_eq!(s.snmpd.users, [USER], "{flavor}: snmpd has the user");
+        assert_eq!(s.snmp.v3_username, USER);
+        assert_eq!(s.service("snmp").unwrap().state, "RUNNING", "{flavor}");
+
+        // Then the retry is over: zero writes.
+        sim.clear_calls();
+        let third = agent.pass(&sim, &d, true).await;
+        assert!(third.plan.steps.is_empty(), "{flavor}: {}", third.plan);
+        assert!(sim.write_calls().is_empty(), "{flavor}");
+        agent.assert_schema_clean();
+    }
+}
+
+/// While the retry keeps failing, every pass tries again, and the failure stays
+/// recorded in the state directory (for `status`).
+#[tokio::test]
+async fn a_failing_snmp_retry_is_kept_until_it_works() {
+    let sim = fresh_box(ApiFlavor::V25_04);
+    let agent = Agent::new();
+    let d = document(|_| {});
+    sim.update_faults(|f| f.snmpd_start_failures = 1);
+    agent.pass(&sim, &d, true).await;
+    // snmpd runs now (without the user). Next pass: the restart `snmp.update` does for a
+    // running snmpd fails quietly, then the start inside the user's re-creation fails.
+    sim.update_faults(|f| f.snmpd_start_failures = 2);
+    let retry = agent.pass(&sim, &d, true).await;
+    assert!(!retry.converged());
+    let record = std::fs::read_to_string(agent.state.file("ownership.json")).unwrap();
+    let own: Value = serde_json::from_str(&record).unwrap();
+    assert!(
+        own["snmp_retry"]["step"].as_str().unwrap().contains("SNMP"),
+        "{own}"
+    );
+    assert_no_canary("ownership.json", &record);
+    // `status` shows it.
+    let (status, text) = status_of(&agent, &sim).await;
+    let problem = status
+        .problems
+        .iter()
+        .find(|p| p.message.contains("the last SNMP apply failed"))
+        .unwrap_or_else(|| panic!("no SNMP retry in status:\n{text}"));
+    assert_eq!(problem.area, truenas_agent::health::Area::Snmp);
+    assert!(text.contains("re-applies SNMP"), "{text}");
+    assert_no_canary("status", &text);
+    let last = agent.pass(&sim, &d, true).await;
+    assert!(last.converged(), "{}", last.remaining());
+    assert_eq!(sim.state().snmpd.users, ["nmsQwErTyUiOp"]);
+    let own: Value =
+        serde_json::from_str(&std::fs::read_to_string(agent.state.file("ownership.json")).unwrap())
+            .unwrap();
+    assert!(own.get("snmp_retry").is_none(), "{own}");
+    let (status, _) = status_of(&agent, &sim).await;
+    assert!(
+        !status
+            .problems
+            .iter()
+            .any(|p| p.message.contains("the last SNMP apply failed"))
+    );
+}
+
+/// `status` (no document) over the simulator: the report and its text.
+async fn status_of(
+    agent: &Agent,
+    sim: &Simulator,
+) -> (truenas_agent::status::StatusReport, String) {
+    use truenas_agent::cli::status::{Context, DocumentArg, report_with};
+    let ctx = Context {
+        state_dir: agent.state.path().to_owned(),
+        url: "unix:///var/run/middleware/middlewared.sock".into(),
+        version: "test".into(),
+        assess: truenas_agent::health::assess::AssessOptions {
+            now: chrono::Utc::now(),
+            offset: chrono::FixedOffset::east_opt(0).unwrap(),
+            call_timeout: Duration::from_secs(5),
+            b2: None,
+            guid_property: truenas_agent::observe::DEVICE_GUID_PROPERTY.into(),
+            root_pool: None,
+        },
+        central_config: None,
+        host: None,
+    };
+    let mw = sim.in_process();
+    let report = report_with(Ok(&mw), &DocumentArg::None, &ctx).await;
+    let text = truenas_agent::status::render_text(&report);
+    (report, text)
+}
+
 /// Without `--allow-unsigned`, a local document must be a DSSE envelope signed by a key
 /// in the agent configuration's `[central] trusted_keys`.
 #[test]
