@@ -101,9 +101,51 @@ pub enum Command {
     Demo(demo::Args),
 }
 
+/// The command line as clap sees it, with what the derive cannot say: `sim` neither
+/// shows nor takes the agent's global flags (`sim::AGENT_ONLY_FLAGS`).
+pub fn command() -> clap::Command {
+    #[allow(unused_mut, reason = "mutated only with the `sim` feature")]
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    #[cfg(feature = "sim")]
+    {
+        // Building propagates the global flags into every subcommand; then they can be
+        // hidden in `sim` alone.
+        cmd.build();
+        cmd = cmd.mut_subcommand("sim", |sc| {
+            sim::AGENT_ONLY_FLAGS
+                .iter()
+                .fold(sc, |sc, id| sc.mut_arg(*id, |a| a.hide(true)))
+        });
+    }
+    cmd
+}
+
+/// Parses the command line (exits with clap's message on a usage error).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    #[cfg(feature = "sim")]
+    if let Some(("sim", sub)) = matches.subcommand() {
+        let given = sim::AGENT_ONLY_FLAGS
+            .iter()
+            .find(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine));
+        if let Some(id) = given {
+            command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--{} does not apply to `sim` (it is an option of the agent's commands; see `sim --help`)",
+                        id.replace('_', "-")
+                    ),
+                )
+                .exit();
+        }
+    }
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = parse();
     logging::init(&cli.global.log)?;
     // The unit sets TasksMax=64; tokio's default blocking pool may grow to 512 threads
     // (zfs/systemctl execs and file I/O run there). A handful is plenty.

@@ -217,8 +217,10 @@ impl JobState {
 pub enum JobKind {
     /// `cloudsync.sync`: an rclone run of a task.
     CloudSync { task: u64, dry_run: bool },
-    /// `service.control` (25.10).
+    /// `service.control` (25.10+).
     ServiceControl { verb: String, service: String },
+    /// `pool.snapshottask.run` (a job from 27.0 on).
+    SnapshotTaskRun { task: i64 },
     /// `core.job_wait`: ends when `target` ends.
     Wait { target: u64 },
 }
@@ -497,6 +499,9 @@ impl Core {
             JobKind::ServiceControl { verb, service } => {
                 Ok(methods::services::finish_control(self, verb, service))
             }
+            JobKind::SnapshotTaskRun { task } => {
+                methods::snapshot::finish_run_job(self, *task, now_ms)
+            }
             JobKind::Wait { target } => {
                 self.jobs
                     .get(target)
@@ -738,7 +743,7 @@ fn render_job(j: &Job, flavor: ApiFlavor) -> Value {
         "time_finished": j.time_finished_ms.map(date),
         "credentials": {"type": "UNIX_SOCKET", "data": {"username": "root"}},
     });
-    if flavor == ApiFlavor::V25_10 {
+    if flavor >= ApiFlavor::V25_10 {
         v["message_ids"] = Value::from(j.message_ids.clone());
     }
     v

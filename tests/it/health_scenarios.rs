@@ -650,7 +650,7 @@ async fn cli_verify_and_status_over_the_unix_socket() {
         .sim
         .serve(truenas_agent::sim::ServeOptions {
             socket: Some(socket.clone()),
-            listen: None,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -229,6 +229,8 @@ impl Middleware for ScriptedNas {
             version: "test".into(),
             protocol: Protocol::JsonRpc,
             transport: TransportKind::UnixSocket,
+            api_version: None,
+            newer_than_known: false,
         }
     }
 

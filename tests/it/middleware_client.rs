@@ -126,6 +126,13 @@ async fn detects_protocol_and_version_and_calls_over_the_unix_socket() {
         assert_eq!(info.version, api.version());
         assert_eq!(info.protocol, protocol(api));
         assert_eq!(info.transport, TransportKind::UnixSocket);
+        // `GET /api/versions` first; then the highest known version, or `/websocket`.
+        let (pinned, route) = match api {
+            Api::Legacy => (None, "/websocket"),
+            Api::JsonRpc => (Some("v25.04.2"), "/api/v25.04.2"),
+        };
+        assert_eq!(info.api_version.as_deref(), pinned);
+        assert_eq!(server.routes(), ["/api/versions", route], "{api:?}");
 
         assert_eq!(
             client.call(Call::bare(Method::CorePing)).await.unwrap(),
