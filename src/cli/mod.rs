@@ -108,14 +108,14 @@ pub fn command() -> clap::Command {
     let mut cmd = <Cli as clap::CommandFactory>::command();
     #[cfg(feature = "sim")]
     {
-        // Building propagates the global flags into every subcommand; then they can be
-        // hidden in `sim` alone.
-        cmd.build();
-        cmd = cmd.mut_subcommand("sim", |sc| {
-            sim::AGENT_ONLY_FLAGS
-                .iter()
-                .fold(sc, |sc, id| sc.mut_arg(*id, |a| a.hide(true)))
-        });
+        // A subcommand that already has an argument with a global flag's id does not get
+        // the global one: give `sim` hidden copies, so they stay out of its help.
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| sim::AGENT_ONLY_FLAGS.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().global(false).hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand("sim", |sc| sc.args(hidden));
     }
     cmd
 }

@@ -33,8 +33,8 @@ pub struct Args {
     /// 127.0.0.1:0; peers must log in with an API key. 26.0+ only with --vendored.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
-    /// Loopback address for an nginx-like HTTPS listener (self-signed certificate; its
-    /// SHA-256 is printed for --tls-pin).
+    /// Loopback address for an nginx-like HTTPS listener (a fresh self-signed
+    /// certificate; its SHA-256 fingerprint is printed, for pinning).
     #[arg(long, value_name = "ADDR")]
     pub https: Option<SocketAddr>,
     /// Loopback address for nginx's plain HTTP port.

@@ -1110,3 +1110,63 @@ async fn shutdown_ends_calls_still_in_flight() {
         .expect("shutdown does not wait for held calls");
     assert!(!dir.path().join("middlewared.sock").exists());
 }
+
+#[test]
+fn sim_help_lists_only_the_flags_that_apply_to_it() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+            .args(args)
+            .env_remove("TRUENAS_AGENT_MIDDLEWARE")
+            .env_remove("TRUENAS_AGENT_CONFIG")
+            .env_remove("TRUENAS_AGENT_STATE_DIR")
+            .output()
+            .unwrap()
+    };
+    let agent_only = [
+        "--middleware",
+        "--api-key-file",
+        "--api-user",
+        "--tls-ca-file",
+        "--tls-pin",
+        "--state-dir",
+        "--config",
+    ];
+    let help = String::from_utf8(run(&["sim", "--help"]).stdout).unwrap();
+    for flag in agent_only {
+        assert!(!help.contains(flag), "{flag} in `sim --help`:\n{help}");
+    }
+    for flag in [
+        "--version",
+        "--socket",
+        "--listen",
+        "--https",
+        "--scenario",
+        "--log",
+    ] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from `sim --help`:\n{help}"
+        );
+    }
+    // Given anyway, an agent-only flag is refused, named, before anything starts.
+    let out = run(&[
+        "sim",
+        "--version",
+        "25.10",
+        "--socket",
+        "/nonexistent-dir/mw.sock",
+        "--api-user",
+        "agent",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--api-user does not apply to `sim`"),
+        "{stderr}"
+    );
+    // The agent's own commands still take them.
+    let status = String::from_utf8(run(&["status", "--help"]).stdout).unwrap();
+    for flag in agent_only {
+        assert!(status.contains(flag), "{flag} missing from `status --help`");
+    }
+}
