@@ -48,7 +48,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "TRUENAS_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Middleware URL: unix:///var/run/middleware/middlewared.sock (default),
-    /// ws://127.0.0.1:6000, or wss://host.
+    /// ws://127.0.0.1:6000 (up to 25.10; 26.0+ only on vendor builds), or wss://host.
     #[arg(long, global = true, env = "TRUENAS_AGENT_MIDDLEWARE")]
     pub middleware: Option<String>,
     /// File holding a middleware API key (only for ws:// loopback or wss://).

@@ -58,7 +58,7 @@ pub enum ConnectError {
     InsecureTransport { url: String, peer: Option<IpAddr> },
     /// Nothing listens on the loopback port of a plain ws:// URL.
     #[error(
-        "nothing listens at {url} (connection refused). TrueNAS 26.0 and later open 127.0.0.1:6000 only on vendor builds: use the unix socket {} (the default; no API key needed) or wss://<the box>",
+        "nothing listens at {url}: TrueNAS 26.0 and later open 127.0.0.1:6000 only on vendor builds; use the unix socket {} (the default; no API key needed) or wss://<the box>",
         super::DEFAULT_URL
     )]
     LoopbackRefused {

@@ -568,6 +568,37 @@ async fn a_refused_loopback_port_names_the_unix_socket_on_26_and_later() {
         text.contains("unix:///var/run/middleware/middlewared.sock") && text.contains("26.0"),
         "{text}"
     );
+    // `status` says it too.
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("key");
+    std::fs::write(&key_file, format!("{KEY}\n")).unwrap();
+    std::fs::set_permissions(
+        &key_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+        .args([
+            "--log",
+            "warn",
+            "--middleware",
+            &format!("ws://127.0.0.1:{port}"),
+        ])
+        .arg("--api-key-file")
+        .arg(&key_file)
+        .args(["--api-user", USER, "--state-dir"])
+        .arg(dir.path().join("state"))
+        .arg("status")
+        .env_remove("TRUENAS_AGENT_CONFIG")
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\n', " ");
+    let screen = screen.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(
+        screen.contains("open 127.0.0.1:6000 only on vendor builds; use the unix socket unix:///var/run/middleware/middlewared.sock"),
+        "{screen}"
+    );
+    assert_no_canary("status", &screen);
 }
 
 #[tokio::test]

@@ -890,6 +890,8 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
             "25.10",
             "--listen",
             "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
             "--job-duration",
             "50ms",
         ])
@@ -918,6 +920,25 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
             .unwrap()
             .starts_with("ws://127.0.0.1:")
     );
+    assert_eq!(ready["api_versions"].as_array().unwrap().len(), 9);
+    // The HTTPS listener: the agent's client connects with the printed pin.
+    let wss = ready["wss_url"].as_str().unwrap();
+    assert!(wss.starts_with("wss://127.0.0.1:"), "{ready}");
+    let pin = ready["tls_sha256"].as_str().unwrap();
+    assert_eq!(pin.len(), 32 * 3 - 1, "{ready}");
+    let agent =
+        truenas_agent::middleware::Client::connect(truenas_agent::middleware::ConnectOptions {
+            url: wss.to_owned(),
+            api_key: Some(truenas_agent::middleware::ApiKey {
+                username: Some("truenas_admin".to_owned()),
+                key: secrecy::SecretString::from(API_KEY.to_owned()),
+            }),
+            tls_pin_sha256: Some(pin.to_owned()),
+            ..truenas_agent::middleware::ConnectOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(agent.api().api_version.as_deref(), Some("v25.10.5"));
 
     let io = tokio::net::UnixStream::connect(&socket).await.unwrap();
     let (ws, _) =
