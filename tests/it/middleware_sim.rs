@@ -629,6 +629,32 @@ async fn a_box_newer_than_every_known_release_is_driven_through_the_newest_known
             json!("pong")
         );
     }
+    // `status` names the release and the API in use, and warns.
+    let state = tempfile::tempdir().unwrap();
+    let mut status = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"));
+    status
+        .args(["--log", "warn", "--middleware", &server.unix_url().unwrap()])
+        .arg("--state-dir")
+        .arg(state.path())
+        .args(["status", "--json"])
+        .env_remove("TRUENAS_AGENT_CONFIG");
+    // Asynchronously: the simulator answers on this test's runtime.
+    let out = tokio::time::timeout(LONG, status.output())
+        .await
+        .unwrap()
+        .unwrap();
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    let mw = &json["middleware"];
+    assert_eq!(mw["truenas_version"], "28.0.0", "{mw}");
+    assert_eq!(mw["api_version"], "v27.0.0", "{mw}");
+    assert_eq!(mw["newer_than_supported"], true, "{mw}");
+    let warned = json["problems"].as_array().unwrap().iter().any(|p| {
+        p["level"] == "warning"
+            && p["area"] == "middleware"
+            && p["message"].as_str().unwrap().contains("28.0.0 is newer")
+    });
+    assert!(warned, "{}", json["problems"]);
     server.shutdown().await;
 }
 
