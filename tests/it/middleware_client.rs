@@ -721,6 +721,31 @@ async fn an_unsupported_version_is_refused() {
     assert!(format!("{:#}", anyhow::Error::from(err)).contains("23.10.2"));
 }
 
+#[tokio::test]
+async fn a_newer_release_offering_only_the_legacy_route_is_refused() {
+    // A 25.10 box whose /api is not reachable on this URL (no /api/versions, only
+    // /websocket): driving it with 24.10's shapes would be wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::unix(Api::Legacy, dir.path()).await;
+    server.script("system.version_short", [Action::Reply(json!("25.10.6"))]);
+    let err = Client::connect(options(&server.unix_url()))
+        .await
+        .unwrap_err();
+    let ConnectError::NoVersionedApi {
+        version, status, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((version.as_str(), *status), ("25.10.6", 404));
+    assert!(err.to_string().contains("unix socket"), "{err}");
+    assert!(
+        !server.methods().iter().any(|m| m != "system.version_short"),
+        "nothing but the version was asked: {:?}",
+        server.methods()
+    );
+}
+
 // ---- API keys and TCP ----------------------------------------------------------------
 
 async fn tcp_server(api: Api, keys: Vec<(&'static str, &'static str, bool)>) -> Server {
