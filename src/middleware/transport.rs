@@ -135,7 +135,12 @@ async fn read_http_response(stream: &mut Box<dyn Io>) -> io::Result<Vec<u8>> {
     let mut raw = Vec::with_capacity(1024);
     let mut chunk = [0_u8; 4096];
     loop {
-        let n = stream.read(&mut chunk).await?;
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            // A TLS peer that closes without `close_notify` after answering.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => 0,
+            Err(e) => return Err(e),
+        };
         if n == 0 {
             return Ok(raw);
         }

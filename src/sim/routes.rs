@@ -20,9 +20,10 @@ use crate::middleware::{ApiFlavor, release_of};
 pub enum Front {
     /// middlewared itself: its unix socket, or the loopback TCP listener.
     Middleware,
-    /// nginx on HTTPS (or on plain HTTP without the HTTPS redirect): proxies `/websocket`
-    /// always and `/api` from 25.04 on; any other path is rewritten to `/ui/` (302).
-    Nginx,
+    /// nginx on HTTPS (`tls`) or on plain HTTP without the HTTPS redirect: proxies
+    /// `/websocket` always and `/api` from 25.04 on; any other path is rewritten to
+    /// `$scheme://$http_host/ui/` (302).
+    Nginx { tls: bool },
     /// nginx's plain HTTP port with the HTTP→HTTPS redirect on: every request is
     /// answered `307` to `https://$host:<https_port>$request_uri`.
     NginxRedirect { https_port: u16 },
@@ -134,7 +135,7 @@ pub fn route(
                 location: Some(format!("https://{name}:{https_port}{path}")),
             }
         }
-        Front::Nginx => {
+        Front::Nginx { tls } => {
             let proxied = path == "/websocket"
                 || path.starts_with("/websocket/")
                 || (flavor != ApiFlavor::V24_10 && (path == "/api" || path.starts_with("/api/")));
@@ -144,9 +145,10 @@ pub fn route(
                 not_found()
             } else {
                 // `location / { rewrite ^.* $scheme://$http_host/ui/ redirect; }`
+                let scheme = if tls { "https" } else { "http" };
                 Answer::Status {
                     code: 302,
-                    location: Some(format!("https://{host}/ui/")),
+                    location: Some(format!("{scheme}://{host}/ui/")),
                 }
             }
         }
@@ -306,7 +308,7 @@ mod tests {
 
     #[test]
     fn nginx_routes() {
-        let n = |f, p| route(f, "x", Front::Nginx, "nas:443", p, true);
+        let n = |f, p| route(f, "x", Front::Nginx { tls: true }, "nas:443", p, true);
         // 24.10 has no `location /api`: the /ui/ rewrite answers.
         let ui = Answer::Status {
             code: 302,
@@ -317,6 +319,20 @@ mod tests {
         assert_eq!(n(ApiFlavor::V24_10, "/websocket"), Answer::Legacy);
         assert_eq!(n(ApiFlavor::V25_04, "/api/current"), jsonrpc("v25.04.0"));
         assert_eq!(n(ApiFlavor::V25_04, "/"), ui);
+        assert_eq!(
+            route(
+                ApiFlavor::V24_10,
+                "x",
+                Front::Nginx { tls: false },
+                "nas",
+                "/api/current",
+                true
+            ),
+            Answer::Status {
+                code: 302,
+                location: Some("http://nas/ui/".into())
+            }
+        );
         let redirect = route(
             ApiFlavor::V26_0,
             "26.0.0",

@@ -181,7 +181,7 @@ impl Simulator {
             let front = if opts.https_redirect {
                 Front::NginxRedirect { https_port }
             } else {
-                Front::Nginx
+                Front::Nginx { tls: false }
             };
             server.http = Some(server.bind_tcp(addr, Listener::Http(front)).await?);
         }
@@ -255,7 +255,7 @@ impl Server {
                                 ctx2.start(
                                     tls,
                                     Peer::Tcp {
-                                        front: Front::Nginx,
+                                        front: Front::Nginx { tls: true },
                                         secure: true,
                                     },
                                 );
@@ -416,22 +416,11 @@ impl Peer {
     fn label(self) -> &'static str {
         match self {
             Peer::Unix => "unix",
-            Peer::Tcp {
-                front: Front::Middleware,
-                ..
-            } => "tcp",
-            Peer::Tcp {
-                front: Front::Nginx,
-                secure: true,
-            } => "nginx",
-            Peer::Tcp {
-                front: Front::Nginx,
-                ..
-            }
-            | Peer::Tcp {
-                front: Front::NginxRedirect { .. },
-                ..
-            } => "nginx-http",
+            Peer::Tcp { front, .. } => match front {
+                Front::Middleware => "tcp",
+                Front::Nginx { tls: true } => "nginx",
+                Front::Nginx { tls: false } | Front::NginxRedirect { .. } => "nginx-http",
+            },
         }
     }
 }
