@@ -181,6 +181,7 @@ async fn sim(
         .serve(ServeOptions {
             socket: Some(socket),
             listen,
+            ..Default::default()
         })
         .await
         .context("starting the simulator")?;

@@ -958,7 +958,7 @@ impl<M: Middleware> Exec<'_, M> {
                     detail: "the middleware reported that the service did not start".to_owned(),
                 }),
             },
-            ApiFlavor::V25_10 => {
+            ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
                 let job = job_id_of(method, &reply).map_err(|source| ApplyError::Call {
                     operation: "start",
                     resource: resource.clone(),

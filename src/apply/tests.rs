@@ -59,6 +59,8 @@ impl Middleware for Scripted {
             version: "test".into(),
             protocol: Protocol::JsonRpc,
             transport: TransportKind::UnixSocket,
+            api_version: None,
+            newer_than_known: false,
         }
     }
 
@@ -122,9 +124,10 @@ const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
 
 /// The calls a fresh 2-pool 25.04 box needs, in order.
 fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
-    let start = match flavor {
-        ApiFlavor::V25_10 => (Method::ServiceControl, reply(json!(900))),
-        _ => (Method::ServiceStart, reply(json!(true))),
+    let start = if flavor >= ApiFlavor::V25_10 {
+        (Method::ServiceControl, reply(json!(900)))
+    } else {
+        (Method::ServiceStart, reply(json!(true)))
     };
     let (create, stored) = created_and_stored(1);
     vec![

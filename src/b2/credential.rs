@@ -237,6 +237,8 @@ mod tests {
                 version: "25.04.2".into(),
                 protocol: crate::middleware::Protocol::JsonRpc,
                 transport: crate::middleware::TransportKind::UnixSocket,
+                api_version: Some("v25.04.2".into()),
+                newer_than_known: false,
             }
         }
         async fn call(&self, call: Call) -> Result<Value, CallError> {

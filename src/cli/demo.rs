@@ -254,7 +254,7 @@ async fn run_system(
     let nas = sim
         .serve(ServeOptions {
             socket: Some(dir.join("middlewared.sock")),
-            listen: None,
+            ..ServeOptions::default()
         })
         .await?;
     let mw_url = nas.unix_url().context("the simulator has no unix socket")?;

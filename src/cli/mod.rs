@@ -48,7 +48,7 @@ pub struct GlobalArgs {
     #[arg(long, global = true, env = "TRUENAS_AGENT_CONFIG")]
     pub config: Option<PathBuf>,
     /// Middleware URL: unix:///var/run/middleware/middlewared.sock (default),
-    /// ws://127.0.0.1:6000, or wss://host.
+    /// ws://127.0.0.1:6000 (up to 25.10; 26.0+ only on vendor builds), or wss://host.
     #[arg(long, global = true, env = "TRUENAS_AGENT_MIDDLEWARE")]
     pub middleware: Option<String>,
     /// File holding a middleware API key (only for ws:// loopback or wss://).
@@ -103,9 +103,51 @@ pub enum Command {
     Demo(demo::Args),
 }
 
+/// The command line as clap sees it, with what the derive cannot say: `sim` neither
+/// shows nor takes the agent's global flags (`sim::AGENT_ONLY_FLAGS`).
+pub fn command() -> clap::Command {
+    #[allow(unused_mut, reason = "mutated only with the `sim` feature")]
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    #[cfg(feature = "sim")]
+    {
+        // A subcommand that already has an argument with a global flag's id does not get
+        // the global one: give `sim` hidden copies, so they stay out of its help.
+        let hidden: Vec<clap::Arg> = cmd
+            .get_arguments()
+            .filter(|a| sim::AGENT_ONLY_FLAGS.contains(&a.get_id().as_str()))
+            .map(|a| a.clone().global(false).hide(true))
+            .collect();
+        cmd = cmd.mut_subcommand("sim", |sc| sc.args(hidden));
+    }
+    cmd
+}
+
+/// Parses the command line (exits with clap's message on a usage error).
+pub fn parse() -> Cli {
+    let matches = command().get_matches();
+    #[cfg(feature = "sim")]
+    if let Some(("sim", sub)) = matches.subcommand() {
+        let given = sim::AGENT_ONLY_FLAGS
+            .iter()
+            .find(|id| sub.value_source(id) == Some(clap::parser::ValueSource::CommandLine));
+        if let Some(id) = given {
+            command()
+                .error(
+                    clap::error::ErrorKind::ArgumentConflict,
+                    format!(
+                        "--{} does not apply to `sim` (it is an option of the agent's commands; see `sim --help`)",
+                        id.replace('_', "-")
+                    ),
+                )
+                .exit();
+        }
+    }
+    <Cli as clap::FromArgMatches>::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+}
+
 /// Parses the command line and runs the chosen subcommand.
 pub fn run() -> anyhow::Result<ExitCode> {
-    let cli = Cli::parse();
+    let cli = parse();
     logging::init(&cli.global.log)?;
     // The unit sets TasksMax=64; tokio's default blocking pool may grow to 512 threads
     // (zfs/systemctl execs and file I/O run there). A handful is plenty.

@@ -1,12 +1,14 @@
 //! `truenas-agent sim`: run a simulated TrueNAS middleware until SIGTERM/SIGINT.
 //!
 //! Owns: the flags, building the scenario (preset or file, flavour override, faults from
-//! flags), printing the bound addresses as one JSON line on stdout once listening, and
-//! saving the box on exit when asked.
+//! flags), printing the bound addresses (and the HTTPS certificate's SHA-256) as one JSON
+//! line on stdout once listening, and saving the box on exit when asked; which of the
+//! agent's global flags `sim` does not take ([`AGENT_ONLY_FLAGS`]).
 //! Does not: implement anything of the simulator (`crate::sim`).
 //! Invariants: the ready line is the first and only line on stdout; nothing secret is
-//! printed (the saved scenario has secrets redacted).
-//! Limitations: faults beyond the flags below go in the scenario file's `faults`.
+//! printed (the saved scenario has secrets redacted; the HTTPS key never leaves memory).
+//! Limitations: faults beyond the flags below go in the scenario file's `faults`; the
+//! HTTPS certificate is a fresh self-signed one per run.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -16,20 +18,34 @@ use std::time::Duration;
 use anyhow::Context as _;
 
 use crate::middleware::ApiFlavor;
-use crate::sim::{JobTiming, Scenario, ServeOptions, Simulator};
+use crate::sim::{JobTiming, Scenario, ServeOptions, Simulator, TlsIdentity};
 
 /// Arguments of `sim`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// TrueNAS version to pretend to be: 24.10, 25.04 or 25.10 (default: the scenario's).
+    /// TrueNAS version to pretend to be: 24.10, 25.04, 25.10, 26.0 or 27.0 (default: the scenario's).
     #[arg(long = "version", value_name = "VERSION")]
     pub flavor: Option<String>,
     /// Unix socket to listen on (WebSocket over the socket; peers are root).
     #[arg(long)]
     pub socket: Option<PathBuf>,
-    /// Loopback TCP address to listen on, e.g. 127.0.0.1:0 (peers must log in with an API key).
+    /// Loopback address for middlewared's TCP listener (127.0.0.1:6000 on a box), e.g.
+    /// 127.0.0.1:0; peers must log in with an API key. 26.0+ only with --vendored.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
+    /// Loopback address for an nginx-like HTTPS listener (a fresh self-signed
+    /// certificate; its SHA-256 fingerprint is printed, for pinning).
+    #[arg(long, value_name = "ADDR")]
+    pub https: Option<SocketAddr>,
+    /// Loopback address for nginx's plain HTTP port.
+    #[arg(long, value_name = "ADDR")]
+    pub http: Option<SocketAddr>,
+    /// The HTTP port redirects to HTTPS (307), as with "Web Interface HTTP → HTTPS Redirect".
+    #[arg(long, requires = "http")]
+    pub https_redirect: bool,
+    /// A vendor build: on 26.0+ only these open middlewared's TCP listener (--listen).
+    #[arg(long)]
+    pub vendored: bool,
     /// Scenario file (JSON) describing the box; default: the two_pools preset.
     #[arg(long)]
     pub scenario: Option<PathBuf>,
@@ -64,13 +80,25 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// The agent's global flags that do not apply to `sim`: hidden from `sim --help` and
+/// refused when given (`--log` does apply).
+pub const AGENT_ONLY_FLAGS: &[&str] = &[
+    "config",
+    "middleware",
+    "api_key_file",
+    "api_user",
+    "tls_ca_file",
+    "tls_pin",
+    "state_dir",
+];
+
 fn parse_flavor(text: &str) -> anyhow::Result<ApiFlavor> {
-    match text {
-        "24.10" => Ok(ApiFlavor::V24_10),
-        "25.04" => Ok(ApiFlavor::V25_04),
-        "25.10" => Ok(ApiFlavor::V25_10),
-        other => anyhow::bail!("--version must be 24.10, 25.04 or 25.10, not `{other}`"),
-    }
+    ApiFlavor::ALL
+        .into_iter()
+        .find(|f| f.as_str() == text)
+        .ok_or_else(|| {
+            anyhow::anyhow!("--version must be 24.10, 25.04, 25.10, 26.0 or 27.0, not `{text}`")
+        })
 }
 
 fn scenario(args: &Args) -> anyhow::Result<Scenario> {
@@ -80,11 +108,14 @@ fn scenario(args: &Args) -> anyhow::Result<Scenario> {
             Scenario::load(path).with_context(|| format!("loading {}", path.display()))?
         }
         (None, Some(f)) => Scenario::two_pools(f),
-        (None, None) => anyhow::bail!("give --version (24.10, 25.04, 25.10) or --scenario FILE"),
+        (None, None) => {
+            anyhow::bail!("give --version (24.10, 25.04, 25.10, 26.0, 27.0) or --scenario FILE")
+        }
     };
     if let Some(f) = flavor {
         s.flavor = f;
     }
+    s.system.vendored |= args.vendored;
     s.faults.insecure_tcp |= args.insecure_tcp;
     s.faults
         .sync_failures
@@ -102,18 +133,33 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         }
     };
     let sim = Simulator::new(scenario(&args)?).with_job_timing(timing);
+    let https = match args.https {
+        Some(addr) => Some((
+            addr,
+            TlsIdentity::self_signed(&["localhost", &addr.ip().to_string()])
+                .context("making the HTTPS certificate")?,
+        )),
+        None => None,
+    };
     let opts = ServeOptions {
         socket: args.socket.clone(),
         listen: args.listen,
+        https,
+        http: args.http,
+        https_redirect: args.https_redirect,
     };
     let server = sim.serve(opts).await.context("starting the simulator")?;
     let ready = serde_json::json!({
         "flavor": sim.flavor().as_str(),
         "version": sim.version(),
+        "api_versions": sim.api_versions(),
         "socket": server.socket_path(),
         "unix_url": server.unix_url(),
         "tcp": server.tcp_addr().map(|a| a.to_string()),
         "ws_url": server.ws_url(),
+        "wss_url": server.wss_url(),
+        "tls_sha256": server.tls_fingerprint().map(|f| f.to_string()),
+        "http_url": server.http_ws_url(),
         "pid": std::process::id(),
     });
     println!("{ready}");

@@ -61,6 +61,8 @@ impl Middleware for Pinged {
             version: "25.10.7".into(),
             protocol: Protocol::JsonRpc,
             transport: TransportKind::UnixSocket,
+            api_version: Some("v25.10.5".into()),
+            newer_than_known: false,
         }
     }
     async fn call(&self, call: Call) -> Result<Value, CallError> {

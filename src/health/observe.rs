@@ -408,11 +408,13 @@ pub fn decode_alerts(value: &Value) -> Vec<Alert> {
         .collect()
 }
 
-/// The snapshot listing method of a flavour (REFERENCE §4.8).
+/// The snapshot listing method of a flavour (REFERENCE §4.8; `zfs.snapshot` is private
+/// in 25.10 and gone in 26.0, NEWER.md).
 pub fn snapshot_method(flavor: ApiFlavor) -> Method {
-    match flavor {
-        ApiFlavor::V24_10 | ApiFlavor::V25_04 => Method::ZfsSnapshotQuery,
-        ApiFlavor::V25_10 => Method::PoolSnapshotQuery,
+    if flavor >= ApiFlavor::V25_10 {
+        Method::PoolSnapshotQuery
+    } else {
+        Method::ZfsSnapshotQuery
     }
 }
 

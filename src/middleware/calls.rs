@@ -3,7 +3,7 @@
 //!
 //! Owns: method choice and positional param shapes — credential shape (24.10 `provider`
 //! string + `attributes` vs 25.04+ `provider` object), the verify param, service start
-//! (`service.start` vs the 25.10 `service.control` job), `service.update`'s id, and the
+//! (`service.start` vs the 25.10+ `service.control` job), `service.update`'s id, and the
 //! reads `observe` makes.
 //! Does not: decide what to send (task field values come from `apply`), send anything,
 //! or decode replies.
@@ -42,7 +42,7 @@ fn b2_provider_fields(flavor: ApiFlavor, key: B2Key<'_>) -> Map<String, Value> {
             out.insert("provider".into(), json!("B2"));
             out.insert("attributes".into(), attributes);
         }
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             let mut provider = json!({"type": "B2"});
             if let (Some(p), Value::Object(a)) = (provider.as_object_mut(), attributes) {
                 p.extend(a);
@@ -79,7 +79,7 @@ pub fn credential_verify(flavor: ApiFlavor, key: B2Key<'_>) -> Call {
     let fields = b2_provider_fields(flavor, key);
     let param = match flavor {
         ApiFlavor::V24_10 => Value::Object(fields),
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             fields.get("provider").cloned().unwrap_or(Value::Null)
         }
     };
@@ -193,8 +193,9 @@ pub fn service_enable(service: &str) -> Call {
     )
 }
 
-/// Start a service now: `service.start` (24.10/25.04, returns a bool) or the 25.10
-/// `service.control START` job (`service.start` is deprecated there and private in 26).
+/// Start a service now: `service.start` (24.10/25.04, returns a bool) or the 25.10+
+/// `service.control START` job (`service.start` is deprecated in 25.10 and private from
+/// 26.0 on).
 /// `silent: false` makes a failed start an error instead of a quiet `false`.
 pub fn service_start(flavor: ApiFlavor, service: &str) -> Call {
     match flavor {
@@ -205,7 +206,7 @@ pub fn service_start(flavor: ApiFlavor, service: &str) -> Call {
                 json!({"ha_propagate": true, "silent": false}),
             ],
         ),
-        ApiFlavor::V25_10 => Call::new(
+        ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => Call::new(
             Method::ServiceControl,
             vec![
                 json!("START"),
@@ -283,7 +284,7 @@ mod tests {
             vec![json!({"name": "truenas-x", "provider": "B2",
                         "attributes": {"account": "0051", "key": "CANARY-B2-APPKEY-7f3a9c"}})]
         );
-        for flavor in [ApiFlavor::V25_04, ApiFlavor::V25_10] {
+        for flavor in ApiFlavor::ALL.into_iter().skip(1) {
             let new = credential_create(flavor, "truenas-x", b2);
             assert_eq!(
                 new.params,
@@ -320,9 +321,11 @@ mod tests {
         let old = service_start(ApiFlavor::V25_04, SNMP_SERVICE);
         assert_eq!(old.method, Method::ServiceStart);
         assert_eq!(old.params[0], json!("snmp"));
-        let new = service_start(ApiFlavor::V25_10, SNMP_SERVICE);
-        assert_eq!(new.method, Method::ServiceControl);
-        assert_eq!(new.params[..2], [json!("START"), json!("snmp")]);
+        for flavor in [ApiFlavor::V25_10, ApiFlavor::V26_0, ApiFlavor::V27_0] {
+            let new = service_start(flavor, SNMP_SERVICE);
+            assert_eq!(new.method, Method::ServiceControl, "{flavor}");
+            assert_eq!(new.params[..2], [json!("START"), json!("snmp")]);
+        }
         for flavor in ApiFlavor::ALL {
             assert!(service_start(flavor, "snmp").method.available_on(flavor));
             assert!(service_start(flavor, "snmp").method.is_write());

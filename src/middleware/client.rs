@@ -1,11 +1,12 @@
 //! The real middleware client: [`Client`], which implements [`Middleware`].
 //!
-//! Owns: setting up a session (transport, protocol detection — 404 on `/api/current`
-//! means the legacy `/websocket` — login, `system.version_short` → [`ApiFlavor`]), the
-//! per-version differences of the session itself (login method, error decoding by
-//! protocol, job ids on every version because `legacy_jobs` is left at its default), and
-//! reconnecting: bounded exponential back-off with jitter, one reconnect shared by all
-//! concurrent callers, and [`ConnectError`].
+//! Owns: setting up a session (transport; `GET /api/versions` and pinning the highest
+//! API version the agent knows among those the box serves — any other answer that is not
+//! an auth failure means the legacy `/websocket` of 24.10; login; `system.version_short`
+//! → the release), the per-version differences of the session itself (login method,
+//! error decoding by protocol, job ids on every version because `legacy_jobs` is left at
+//! its default), and reconnecting: bounded exponential back-off with jitter, one
+//! reconnect shared by all concurrent callers, and [`ConnectError`].
 //! Does not: build method params per version (`calls.rs`), decide what to call, or
 //! repeat a call whose request may have reached the middleware.
 //! Invariants: only a call that was certainly not written ([`CallFailure::NotSent`]) is
@@ -33,7 +34,7 @@ use super::client_calls;
 use super::conn::{CallFailure, Conn, ConnSettings, Subscription, Ws};
 use super::jobs::{self, JobTracker};
 use super::tls::{CertFingerprint, TlsError};
-use super::transport::{self, Dial, ROUTE_CURRENT, ROUTE_LEGACY, Upgrade};
+use super::transport::{self, Dial, ROUTE_CURRENT, ROUTE_LEGACY, VersionsProbe};
 use super::url::{MiddlewareUrl, UrlError};
 use super::{
     ApiFlavor, ApiInfo, ApiKey, Call, CallError, ConnectOptions, Job, JobId, Method, Middleware,
@@ -50,10 +51,21 @@ pub enum ConnectError {
     Url(#[from] UrlError),
     /// Plain ws:// to something that is not loopback.
     #[error(
-        "refusing plain ws:// to {url}{}: plain WebSocket is only allowed to a loopback address. TrueNAS 25.04+ revokes an API key used over a transport that is not a unix socket, TLS or loopback; use the unix socket, ws://127.0.0.1:6000 or wss://",
-        peer.map(|p| format!(" (address {p})")).unwrap_or_default()
+        "refusing plain ws:// to {url}{}: plain WebSocket is only allowed to a loopback address. TrueNAS 25.04+ revokes an API key used over a transport that is not a unix socket, TLS or loopback; use the unix socket ({}), or wss://",
+        peer.map(|p| format!(" (address {p})")).unwrap_or_default(),
+        super::DEFAULT_URL
     )]
     InsecureTransport { url: String, peer: Option<IpAddr> },
+    /// Nothing listens on the loopback port of a plain ws:// URL.
+    #[error(
+        "nothing listens at {url}: TrueNAS 26.0 and later open 127.0.0.1:6000 only on vendor builds; use the unix socket {} (the default; no API key needed) or wss://<the box>",
+        super::DEFAULT_URL
+    )]
+    LoopbackRefused {
+        url: String,
+        #[source]
+        source: std::io::Error,
+    },
     /// TCP without an API key cannot log in.
     #[error(
         "{url} needs an API key: only the unix socket logs root in implicitly (give --api-key-file)"
@@ -94,11 +106,25 @@ pub enum ConnectError {
         #[source]
         source: std::io::Error,
     },
-    /// The HTTP upgrade was answered with a status other than 101/404.
-    #[error("{url}{route} answered HTTP {status} instead of a WebSocket upgrade")]
+    /// The HTTP upgrade (or `GET /api/versions`) was answered with this status.
+    #[error("{url}{route} answered HTTP {status}{}", http_hint(*status))]
     HttpStatus {
         url: String,
         route: String,
+        status: u16,
+    },
+    /// `GET /api/versions` answered 200 with something that is not a version list.
+    #[error("{url}/api/versions answered something that is not a list of API versions: {detail}")]
+    BadVersions { url: String, detail: String },
+    /// The box is 25.04 or newer but offered no versioned API on this URL, only the
+    /// legacy `/websocket` (a proxy that does not forward `/api`?).
+    #[error(
+        "{url} runs TrueNAS {version}, but offered no JSON-RPC API there (GET /api/versions answered HTTP {status}); the agent speaks the legacy protocol to 24.10 only: connect through the unix socket {}",
+        super::DEFAULT_URL
+    )]
+    NoVersionedApi {
+        url: String,
+        version: String,
         status: u16,
     },
     /// The WebSocket handshake failed.
@@ -146,6 +172,7 @@ impl ConnectError {
         match self {
             ConnectError::Url(_)
             | ConnectError::InsecureTransport { .. }
+            | ConnectError::NoVersionedApi { .. }
             | ConnectError::ApiKeyRequired { .. }
             | ConnectError::ApiUserRequired { .. }
             | ConnectError::TlsOptionsWithoutTls { .. }
@@ -155,11 +182,15 @@ impl ConnectError {
             | ConnectError::LoginFailed { .. } => Fault::Operator,
             ConnectError::Tls(e) => e.fault(),
             ConnectError::Transport { .. }
+            | ConnectError::LoopbackRefused { .. }
             | ConnectError::WebSocket { .. }
             | ConnectError::LegacyHandshake { .. }
             | ConnectError::Timeout { .. } => Fault::Transient,
             ConnectError::HttpStatus { status, .. } if *status >= 500 => Fault::Transient,
-            ConnectError::HttpStatus { .. } | ConnectError::UnsupportedVersion { .. } => Fault::Nas,
+            ConnectError::HttpStatus { status, .. } if is_redirect(*status) => Fault::Operator,
+            ConnectError::HttpStatus { .. }
+            | ConnectError::BadVersions { .. }
+            | ConnectError::UnsupportedVersion { .. } => Fault::Nas,
             ConnectError::Setup { source, .. } => source.fault(),
         }
     }
@@ -178,6 +209,24 @@ impl ConnectError {
                 detail: error_chain(self),
             },
         }
+    }
+}
+
+fn is_redirect(status: u16) -> bool {
+    matches!(status, 301 | 302 | 303 | 307 | 308)
+}
+
+/// What an HTTP status instead of a WebSocket upgrade means, for the error text.
+fn http_hint(status: u16) -> &'static str {
+    match status {
+        s if is_redirect(s) => {
+            " (a redirect instead of a WebSocket upgrade): TrueNAS's web server redirects plain HTTP to HTTPS when that is on (307), and paths it does not serve to the web UI (302); use wss://<the box> or the unix socket"
+        }
+        401 | 403 => {
+            " (the request was refused: check the API key, its user, and the UI address allow-list)"
+        }
+        404 => " (no such route: this TrueNAS does not serve this API version)",
+        _ => " instead of a WebSocket upgrade",
     }
 }
 
@@ -224,6 +273,20 @@ pub fn backoff_delay(failures: u32, initial: Duration, max: Duration, jitter: f6
     let factor = 2_u32.saturating_pow(failures.saturating_sub(1).min(20));
     let base = initial.saturating_mul(factor).min(max);
     base.mul_f64(jitter.clamp(0.5, 1.0))
+}
+
+/// Which endpoint a connection was opened on.
+#[derive(Debug, Clone, Copy)]
+enum Route {
+    /// `/api/<version>`, an API version this agent knows.
+    Pinned {
+        version: &'static str,
+        family: ApiFlavor,
+    },
+    /// `/api/current`: the box serves no API version this agent knows.
+    Current,
+    /// `/websocket`; `GET /api/versions` answered `status`.
+    Legacy { status: u16 },
 }
 
 /// One logged-in connection and what was detected on it.
@@ -340,10 +403,12 @@ impl Client {
             }),
             generation: AtomicU64::new(0),
             api: Mutex::new(ApiInfo {
-                flavor: ApiFlavor::V25_10,
+                flavor: ApiFlavor::NEWEST,
                 version: String::new(),
                 protocol: Protocol::JsonRpc,
                 transport: super::TransportKind::UnixSocket,
+                api_version: None,
+                newer_than_known: false,
             }),
         };
         let session = inner.establish_in_time().await?;
@@ -536,9 +601,15 @@ impl Inner {
             })
     }
 
-    /// One connection attempt: transport, protocol, login, version.
+    /// One connection attempt: transport, route, login, version.
     async fn establish(&self) -> Result<Session, ConnectError> {
-        let (ws, protocol) = self.open_websocket().await?;
+        // Boxed: the HTTP probe and the TLS handshake make a large future, and every
+        // caller of `connect` would carry it.
+        let (ws, route) = Box::pin(self.open_websocket()).await?;
+        let protocol = match route {
+            Route::Pinned { .. } | Route::Current => Protocol::JsonRpc,
+            Route::Legacy { .. } => Protocol::Legacy,
+        };
         let conn = Conn::start(ws, protocol, self.settings.conn.clone());
         if let Some(key) = &self.api_key {
             self.login(&conn, key).await?;
@@ -551,22 +622,40 @@ impl Inner {
             )
             .await?;
         let version = version.as_str().unwrap_or_default().to_owned();
-        let (flavor, newer) = ApiFlavor::from_version_short(&version).map_err(|source| {
+        let (release, newer) = ApiFlavor::from_version_short(&version).map_err(|source| {
             ConnectError::UnsupportedVersion {
                 url: self.url.to_string(),
                 source,
             }
         })?;
-        if newer {
-            warn!(%version, "TrueNAS is newer than 25.10; speaking to it as 25.10");
+        let (flavor, api_version) = match route {
+            // The shapes are those of the API version in use.
+            Route::Pinned { version, family } => (family, Some(version.to_owned())),
+            Route::Current => (release, None),
+            // Only the legacy endpoint: that is 24.10. A newer box reached this way would
+            // be driven with the wrong shapes.
+            Route::Legacy { .. } if release == ApiFlavor::V24_10 => (release, None),
+            Route::Legacy { status } => {
+                return Err(ConnectError::NoVersionedApi {
+                    url: self.url.to_string(),
+                    version,
+                    status,
+                });
+            }
+        };
+        let newer_than_known = newer || release > flavor;
+        if newer_than_known {
+            warn!(%version, api = %flavor, "TrueNAS is newer than the releases this agent knows; driving it through the newest API version it serves that the agent knows");
         }
         let api = ApiInfo {
             flavor,
             version,
             protocol,
             transport: self.url.endpoint().kind(),
+            api_version,
+            newer_than_known,
         };
-        info!(url = %self.url, ?protocol, version = %api.version, "connected to the middleware");
+        info!(url = %self.url, ?protocol, version = %api.version, api = %api.api_label(), "connected to the middleware");
         Ok(Session {
             conn,
             api,
@@ -574,25 +663,33 @@ impl Inner {
         })
     }
 
-    /// JSON-RPC at `/api/current`; a 404 there means 24.10, which serves only the
-    /// legacy protocol at `/websocket` (REFERENCE §1.1).
-    async fn open_websocket(&self) -> Result<(Ws, Protocol), ConnectError> {
+    /// Asks `GET /api/versions` and opens the highest API version this agent knows that
+    /// the box serves (`/api/vX.Y.Z`; `/api/current` if it knows none of them). Any other
+    /// answer that is not an auth failure (24.10: 404 from the middleware, 302 from its
+    /// nginx) means the legacy protocol at `/websocket` (REFERENCE §8 #2, #7).
+    async fn open_websocket(&self) -> Result<(Ws, Route), ConnectError> {
         let max = self.settings.max_message_bytes;
-        if let Upgrade::Done(ws) =
-            transport::open(&self.url, &self.dial, ROUTE_CURRENT, max).await?
-        {
-            return Ok((ws, Protocol::JsonRpc));
-        }
-        match transport::open(&self.url, &self.dial, ROUTE_LEGACY, max).await? {
-            Upgrade::Done(mut ws) => {
-                transport::legacy_handshake(&self.url, &mut ws).await?;
-                Ok((ws, Protocol::Legacy))
+        match transport::probe_versions(&self.url, &self.dial).await? {
+            VersionsProbe::Listed(served) => {
+                let route = if let Some((version, family)) = super::choose_api_version(&served) {
+                    Route::Pinned { version, family }
+                } else {
+                    warn!(url = %self.url, served = ?served, "the box serves no API version this agent knows; using /api/current");
+                    Route::Current
+                };
+                let path = match route {
+                    Route::Pinned { version, .. } => transport::api_route(version),
+                    _ => ROUTE_CURRENT.to_owned(),
+                };
+                let ws = transport::open(&self.url, &self.dial, &path, max).await?;
+                Ok((ws, route))
             }
-            Upgrade::NotFound => Err(ConnectError::HttpStatus {
-                url: self.url.to_string(),
-                route: ROUTE_LEGACY.to_owned(),
-                status: 404,
-            }),
+            VersionsProbe::NotServed { status } => {
+                debug!(url = %self.url, status, "no /api/versions: the legacy /websocket protocol");
+                let mut ws = transport::open(&self.url, &self.dial, ROUTE_LEGACY, max).await?;
+                transport::legacy_handshake(&self.url, &mut ws).await?;
+                Ok((ws, Route::Legacy { status }))
+            }
         }
     }
 
@@ -815,6 +912,30 @@ mod tests {
             .fault(),
             Fault::Nas
         );
+        // nginx's HTTP→HTTPS redirect (307) and its /ui/ rewrite (302): use wss://.
+        for status in [302, 307] {
+            let redirect = ConnectError::HttpStatus {
+                url: "ws://127.0.0.1:80".into(),
+                route: "/websocket".into(),
+                status,
+            };
+            assert_eq!(redirect.fault(), Fault::Operator);
+            let text = redirect.to_string();
+            assert!(
+                text.contains("redirect") && text.contains("use wss://"),
+                "{text}"
+            );
+        }
+        let refused = ConnectError::LoopbackRefused {
+            url: "ws://127.0.0.1:6000".into(),
+            source: std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        };
+        let text = refused.to_string();
+        assert!(
+            text.contains("26.0") && text.contains(crate::middleware::DEFAULT_URL),
+            "{text}"
+        );
+        assert_eq!(refused.fault(), Fault::Transient);
     }
 
     #[test]

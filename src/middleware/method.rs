@@ -43,7 +43,7 @@ macro_rules! methods {
 methods! {
     /// 25.04+: `auth.login_ex` with `API_KEY_PLAIN`.
     AuthLoginEx => "auth.login_ex",
-    /// 24.10: API key login.
+    /// 24.10: API key login (private from API v27.0.0 on).
     AuthLoginWithApiKey => "auth.login_with_api_key",
     AuthMe => "auth.me",
     CorePing => "core.ping",
@@ -78,9 +78,9 @@ methods! {
     SnmpUpdate => "snmp.update",
     ServiceQuery => "service.query",
     ServiceUpdate => "service.update",
-    /// 24.10 / 25.04 way to start a service (not a job).
+    /// 24.10 / 25.04 way to start a service (not a job); private from 26.0 on.
     ServiceStart => "service.start",
-    /// 25.10 way to start a service (a job).
+    /// 25.10+ way to start a service (a job).
     ServiceControl => "service.control",
     PoolQuery => "pool.query",
     DatasetQuery => "pool.dataset.query",
@@ -88,11 +88,11 @@ methods! {
     /// Used by `install` only; not covered by `shared/truenas-api` schemas.
     DatasetCreate => "pool.dataset.create",
     DatasetSnapshotCount => "pool.dataset.snapshot_count",
-    /// 24.10 / 25.04 snapshot listing.
+    /// 24.10 / 25.04 snapshot listing (private in 25.10, gone in 26.0).
     ZfsSnapshotQuery => "zfs.snapshot.query",
-    /// 25.10 snapshot listing.
+    /// 25.10+ snapshot listing.
     PoolSnapshotQuery => "pool.snapshot.query",
-    /// 25.10 raw user properties.
+    /// 25.10+ raw user properties.
     ZfsResourceQuery => "zfs.resource.query",
     SystemInfo => "system.info",
     SystemHostId => "system.host_id",
@@ -106,18 +106,23 @@ methods! {
 }
 
 impl Method {
-    /// Whether the method exists on a TrueNAS release of this flavour
-    /// (REFERENCE §6). Calling a method on a flavour where this is false is a bug
-    /// in the per-version adapter.
+    /// Whether the method is public in the API of this flavour (REFERENCE §6,
+    /// NEWER.md). Calling a method on a flavour where this is false is a bug in the
+    /// per-version adapter.
     pub fn available_on(self, flavor: ApiFlavor) -> bool {
         match self {
-            Method::AuthLoginEx | Method::CoreSubscribe | Method::CoreUnsubscribe => {
-                flavor != ApiFlavor::V24_10
-            }
-            Method::CoreSetOptions => flavor != ApiFlavor::V24_10,
-            Method::ZfsSnapshotQuery => flavor != ApiFlavor::V25_10,
+            Method::AuthLoginEx
+            | Method::CoreSubscribe
+            | Method::CoreUnsubscribe
+            | Method::CoreSetOptions => flavor != ApiFlavor::V24_10,
+            // `removed_in='v27'` (`MW/plugins/auth.py`, master).
+            Method::AuthLoginWithApiKey => flavor < ApiFlavor::V27_0,
+            // Private since 25.10; the `zfs.snapshot` service is gone in 26.0.
+            Method::ZfsSnapshotQuery => flavor <= ApiFlavor::V25_04,
+            // `@private` without a model in 26.0 (`MW/plugins/service.py`).
+            Method::ServiceStart => flavor <= ApiFlavor::V25_10,
             Method::PoolSnapshotQuery | Method::ZfsResourceQuery | Method::ServiceControl => {
-                flavor == ApiFlavor::V25_10
+                flavor >= ApiFlavor::V25_10
             }
             _ => true,
         }

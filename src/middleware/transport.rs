@@ -1,15 +1,19 @@
 //! Opening a WebSocket to the middleware: unix socket, loopback TCP or TLS, then the
-//! HTTP upgrade on a route, then (legacy) the `connect` handshake.
+//! HTTP upgrade on a route, then (legacy) the `connect` handshake; and the one plain HTTP
+//! request the client makes, `GET /api/versions`.
 //!
 //! Owns: [`Dial`] (what to connect to, decided once from the URL and TLS options), the
-//! peer-address check of plain TCP, the TLS handshake and pin-mismatch reporting, and
-//! telling "route not found" (404 → try the legacy route) from real failures.
-//! Does not: log in, pick the protocol (`client.rs`), or time out (the caller wraps the
+//! peer-address check of plain TCP, the TLS handshake and pin-mismatch reporting,
+//! [`probe_versions`] (which versioned APIs the box serves, or that it serves none there:
+//! 24.10 answers 404 directly and 302 through its nginx), and the upgrade on a route.
+//! Does not: log in, pick the route (`client.rs`), or time out (the caller wraps the
 //! whole set-up in its connect timeout).
 //! Invariants: a plain TCP connection is only made to loopback addresses and the peer
 //! address is checked again once connected; `localhost` and IP literals are never
-//! looked up in DNS; errors carry the URL (which holds no secret), never frame contents.
-//! Limitations: DNS names (wss:// only) are resolved with the system resolver.
+//! looked up in DNS; errors carry the URL (which holds no secret), never frame contents
+//! or response bodies; an HTTP answer is read up to [`MAX_HTTP_RESPONSE`] bytes.
+//! Limitations: DNS names (wss:// only) are resolved with the system resolver; the HTTP
+//! request is HTTP/1.0 (no chunked answers, the server closes after answering).
 
 use std::io;
 use std::net::SocketAddr;
@@ -17,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use futures_util::{SinkExt, StreamExt};
 use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpStream, UnixStream};
 use tokio_tungstenite::tungstenite::{self, Message, protocol::WebSocketConfig};
 
@@ -27,10 +32,21 @@ use super::rpc::{self, Incoming};
 use super::tls::{TlsSetup, Trust};
 use super::url::{Endpoint, Host, MiddlewareUrl, is_loopback};
 
-/// JSON-RPC 2.0, newest API version (25.04+).
+/// JSON-RPC 2.0, the box's newest API version (25.04+). Used only when the box serves
+/// no API version this agent knows.
 pub const ROUTE_CURRENT: &str = "/api/current";
-/// The legacy DDP-style protocol (24.10; still served by 25.x).
+/// The legacy DDP-style protocol (24.10; still served by 25.x, 26.0 and 27.0).
 pub const ROUTE_LEGACY: &str = "/websocket";
+/// `GET` (plain HTTP): a JSON array of the API versions served (25.04+, `MW/main.py`
+/// `api_versions_handler`).
+pub const ROUTE_VERSIONS: &str = "/api/versions";
+/// The largest HTTP answer read for `GET /api/versions`.
+pub const MAX_HTTP_RESPONSE: usize = 64 * 1024;
+
+/// The route of a versioned API endpoint, `/api/v26.0.0` for `v26.0.0`.
+pub fn api_route(version: &str) -> String {
+    format!("/api/{version}")
+}
 
 /// How to reach the middleware, decided once per client.
 #[derive(Debug, Clone)]
@@ -47,25 +63,148 @@ pub enum Dial {
     },
 }
 
-/// Result of an upgrade attempt.
-#[expect(
-    clippy::large_enum_variant,
-    reason = "built once per connection attempt and unpacked at once"
-)]
-pub enum Upgrade {
-    Done(Ws),
-    /// HTTP 404: this route does not exist on this box.
-    NotFound,
+/// What `GET /api/versions` said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VersionsProbe {
+    /// 200 with a JSON array of version names (25.04+).
+    Listed(Vec<String>),
+    /// Any other answer that is not an authentication or authorisation failure: no
+    /// versioned API here. 24.10's middleware answers 404; its nginx has no `location
+    /// /api` and answers 302 (the `/ui/` rewrite) — REFERENCE §8 #2.
+    NotServed { status: u16 },
 }
 
-/// Connects and upgrades to a WebSocket on `route`.
+/// Connects and upgrades to a WebSocket on `route`. Any answer but `101 Switching
+/// Protocols` is [`ConnectError::HttpStatus`].
 pub async fn open(
     url: &MiddlewareUrl,
     dial: &Dial,
     route: &str,
     max_message_bytes: usize,
-) -> Result<Upgrade, ConnectError> {
-    let stream: Box<dyn Io> = match dial {
+) -> Result<Ws, ConnectError> {
+    let stream = connect(url, dial).await?;
+    upgrade(url, route, stream, max_message_bytes).await
+}
+
+/// `GET /api/versions` over the same transport: which versioned APIs the box serves.
+/// 401/403 are errors (the request was refused, not the route); any other non-200 answer
+/// is [`VersionsProbe::NotServed`]; a 200 whose body is not a JSON array of strings is
+/// [`ConnectError::BadVersions`].
+pub async fn probe_versions(
+    url: &MiddlewareUrl,
+    dial: &Dial,
+) -> Result<VersionsProbe, ConnectError> {
+    let mut stream = connect(url, dial).await?;
+    let request = format!(
+        "GET {ROUTE_VERSIONS} HTTP/1.0\r\nHost: {}\r\nAccept: application/json\r\nUser-Agent: truenas-agent/{}\r\n\r\n",
+        url.endpoint().host_header(),
+        crate::VERSION,
+    );
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(transport(url, "send a request to"))?;
+    let raw = read_http_response(&mut stream)
+        .await
+        .map_err(transport(url, "read the answer of"))?;
+    let bad = |detail: String| ConnectError::BadVersions {
+        url: url.to_string(),
+        detail,
+    };
+    let (status, body) = parse_http_response(&raw).map_err(bad)?;
+    match status {
+        200 => serde_json::from_slice::<Vec<String>>(body)
+            .map(VersionsProbe::Listed)
+            .map_err(|e| {
+                bad(format!(
+                    "the body is not a JSON array of version names ({e})"
+                ))
+            }),
+        401 | 403 => Err(ConnectError::HttpStatus {
+            url: url.to_string(),
+            route: ROUTE_VERSIONS.to_owned(),
+            status,
+        }),
+        status => Ok(VersionsProbe::NotServed { status }),
+    }
+}
+
+/// Reads an HTTP answer: until the server closes, the `Content-Length` is complete, or
+/// [`MAX_HTTP_RESPONSE`] bytes (then an error).
+async fn read_http_response(stream: &mut Box<dyn Io>) -> io::Result<Vec<u8>> {
+    let mut raw = Vec::with_capacity(1024);
+    let mut chunk = [0_u8; 4096];
+    loop {
+        let n = match stream.read(&mut chunk).await {
+            Ok(n) => n,
+            // A TLS peer that closes without `close_notify` after answering.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !raw.is_empty() => 0,
+            Err(e) => return Err(e),
+        };
+        if n == 0 {
+            return Ok(raw);
+        }
+        raw.extend_from_slice(&chunk[..n]);
+        if raw.len() > MAX_HTTP_RESPONSE {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the HTTP answer is over {MAX_HTTP_RESPONSE} bytes"),
+            ));
+        }
+        if let Some(total) = complete_length(&raw) {
+            if raw.len() >= total {
+                raw.truncate(total);
+                return Ok(raw);
+            }
+        }
+    }
+}
+
+/// Head + body length of a complete head with a `Content-Length`, else `None`.
+fn complete_length(raw: &[u8]) -> Option<usize> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let httparse::Status::Complete(head) = response.parse(raw).ok()? else {
+        return None;
+    };
+    let length = response
+        .headers
+        .iter()
+        .find(|h| h.name.eq_ignore_ascii_case("content-length"))?;
+    let length: usize = std::str::from_utf8(length.value)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    head.checked_add(length)
+}
+
+/// Status and body of a complete HTTP/1.x answer. Chunked bodies are refused (an
+/// HTTP/1.0 request must not get one).
+pub fn parse_http_response(raw: &[u8]) -> Result<(u16, &[u8]), String> {
+    let mut headers = [httparse::EMPTY_HEADER; 32];
+    let mut response = httparse::Response::new(&mut headers);
+    let head = match response.parse(raw) {
+        Ok(httparse::Status::Complete(head)) => head,
+        Ok(httparse::Status::Partial) => {
+            return Err("the connection closed before a complete HTTP answer".to_owned());
+        }
+        Err(e) => return Err(format!("not an HTTP answer ({e})")),
+    };
+    let chunked = response.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("transfer-encoding")
+            && !h.value.eq_ignore_ascii_case(b"identity")
+    });
+    if chunked {
+        return Err("the HTTP answer uses a transfer encoding (HTTP/1.0 was asked)".to_owned());
+    }
+    let status = response.code.ok_or("the HTTP answer has no status")?;
+    Ok((status, &raw[head..]))
+}
+
+/// Opens the byte stream (unix socket, loopback TCP, or TCP + TLS).
+async fn connect(url: &MiddlewareUrl, dial: &Dial) -> Result<Box<dyn Io>, ConnectError> {
+    Ok(match dial {
         Dial::Unix(path) => Box::new(
             UnixStream::connect(path)
                 .await
@@ -76,8 +215,7 @@ pub async fn open(
             let tcp = connect_tcp(url, host, *port, false).await?;
             Box::new(handshake_tls(url, host, setup, tcp).await?)
         }
-    };
-    upgrade(url, route, stream, max_message_bytes).await
+    })
 }
 
 fn transport(url: &MiddlewareUrl, step: &'static str) -> impl FnOnce(io::Error) -> ConnectError {
@@ -110,6 +248,7 @@ async fn connect_tcp(
         }
     }
     let mut last = io::Error::new(io::ErrorKind::NotFound, "the host has no address");
+    let mut refused = false;
     for addr in addrs {
         match TcpStream::connect(addr).await {
             Ok(stream) => {
@@ -121,8 +260,18 @@ async fn connect_tcp(
                 let _ = stream.set_nodelay(true);
                 return Ok(stream);
             }
-            Err(error) => last = error,
+            Err(error) => {
+                refused |= error.kind() == io::ErrorKind::ConnectionRefused;
+                last = error;
+            }
         }
+    }
+    if plain && refused {
+        // TrueNAS 26.0.0-BETA.3 and later open 127.0.0.1:6000 only on vendor builds.
+        return Err(ConnectError::LoopbackRefused {
+            url: url.to_string(),
+            source: last,
+        });
     }
     Err(transport(url, "connect to")(last))
 }
@@ -173,16 +322,13 @@ async fn upgrade(
     route: &str,
     stream: Box<dyn Io>,
     max_message_bytes: usize,
-) -> Result<Upgrade, ConnectError> {
+) -> Result<Ws, ConnectError> {
     let uri = url.endpoint().request_uri(route);
     let config = WebSocketConfig::default()
         .max_message_size(Some(max_message_bytes))
         .max_frame_size(Some(max_message_bytes));
     match tokio_tungstenite::client_async_with_config(uri, stream, Some(config)).await {
-        Ok((ws, _response)) => Ok(Upgrade::Done(ws)),
-        Err(tungstenite::Error::Http(response)) if response.status() == 404 => {
-            Ok(Upgrade::NotFound)
-        }
+        Ok((ws, _response)) => Ok(ws),
         Err(tungstenite::Error::Http(response)) => Err(ConnectError::HttpStatus {
             url: url.to_string(),
             route: route.to_owned(),
@@ -271,6 +417,42 @@ impl Dial {
                     setup: TlsSetup::new(&trust)?,
                 })
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_answers() {
+        let ok = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n[\"v25.04.2\"]x";
+        assert_eq!(complete_length(ok), Some(ok.len() - 1));
+        let (status, body) = parse_http_response(&ok[..ok.len() - 1]).unwrap();
+        assert_eq!((status, body), (200, &b"[\"v25.04.2\"]"[..]));
+        let redirect = b"HTTP/1.1 302 Moved Temporarily\r\nLocation: https://nas/ui/\r\n\r\n<html>";
+        assert_eq!(parse_http_response(redirect).unwrap().0, 302);
+        assert_eq!(complete_length(redirect), None);
+        for (raw, needle) in [
+            (&b"HTTP/1.1 200 OK\r\nContent-"[..], "closed before"),
+            (&b"SSH-2.0-OpenSSH\r\n\r\n"[..], "not an HTTP answer"),
+            (
+                &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n"[..],
+                "transfer encoding",
+            ),
+        ] {
+            let err = parse_http_response(raw).unwrap_err();
+            assert!(err.contains(needle), "{err}");
+        }
+        assert_eq!(api_route("v26.0.0"), "/api/v26.0.0");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn http_parsing_is_total(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200)) {
+            let _ = parse_http_response(&raw);
+            let _ = complete_length(&raw);
         }
     }
 }

@@ -9,8 +9,8 @@
 //! `Display` is safe to log; plain `ws://` is only ever accepted for a loopback peer —
 //! TrueNAS 25.04+ revokes an API key used over a transport that is not a unix socket,
 //! TLS or loopback (REFERENCE §1.7), and without a key a TCP session cannot log in.
-//! Limitations: the path of the URL is chosen by the client (`/api/current` or
-//! `/websocket`), so a URL with a path other than `/` is refused.
+//! Limitations: the path of the URL is chosen by the client (`/api/versions`, then
+//! `/api/vX.Y.Z` or `/websocket`), so a URL with a path other than `/` is refused.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -93,6 +93,15 @@ impl Endpoint {
                 let scheme = if *tls { "wss" } else { "ws" };
                 format!("{scheme}://{host}:{port}{route}")
             }
+        }
+    }
+
+    /// The `Host` header of a plain HTTP request (`GET /api/versions`): `localhost` over a
+    /// unix socket, `host:port` over TCP.
+    pub fn host_header(&self) -> String {
+        match self {
+            Endpoint::Unix { .. } => "localhost".to_owned(),
+            Endpoint::Tcp { host, port, .. } => format!("{host}:{port}"),
         }
     }
 
@@ -188,7 +197,7 @@ fn parse_tcp(rest: &str, tls: bool) -> Result<Endpoint, Refusal> {
     }
     if !(path.is_empty() || path == "/") {
         return Err(Refusal::Rule(
-            "give only scheme, host and port: the agent picks /api/current or /websocket itself",
+            "give only scheme, host and port: the agent picks the API endpoint (/api/vX.Y.Z or /websocket) itself",
         ));
     }
     let (host, port) = split_host_port(authority).map_err(Refusal::Rule)?;
@@ -276,6 +285,7 @@ mod tests {
             unix.endpoint().request_uri("/api/current"),
             "ws://localhost/api/current"
         );
+        assert_eq!(unix.endpoint().host_header(), "localhost");
 
         assert_eq!(
             tcp("ws://127.0.0.1:6000"),
@@ -296,6 +306,7 @@ mod tests {
         );
         let url = MiddlewareUrl::parse("wss://[::1]:8443").unwrap();
         assert_eq!(url.to_string(), "wss://[::1]:8443");
+        assert_eq!(url.endpoint().host_header(), "[::1]:8443");
         assert_eq!(
             url.endpoint().request_uri("/websocket"),
             "wss://[::1]:8443/websocket"
@@ -308,7 +319,7 @@ mod tests {
             ("http://127.0.0.1", "unknown scheme"),
             ("127.0.0.1:6000", "expected unix"),
             ("unix://relative.sock", "absolute socket path"),
-            ("ws://127.0.0.1:6000/api/current", "picks /api/current"),
+            ("ws://127.0.0.1:6000/api/current", "picks the API endpoint"),
             ("ws://127.0.0.1:0", "port"),
             ("ws://127.0.0.1:99999", "port"),
             ("ws://:6000", "host is missing"),

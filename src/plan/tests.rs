@@ -65,6 +65,8 @@ pub(crate) fn fresh(pools: &[&str]) -> Observed {
             version: "25.04.2.6".into(),
             protocol: Protocol::JsonRpc,
             transport: TransportKind::UnixSocket,
+            api_version: Some("v25.04.2".into()),
+            newer_than_known: false,
         },
         pools: pools.iter().map(|p| pool(p)).collect(),
         credentials: Vec::new(),

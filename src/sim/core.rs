@@ -217,13 +217,15 @@ impl JobState {
 pub enum JobKind {
     /// `cloudsync.sync`: an rclone run of a task.
     CloudSync { task: u64, dry_run: bool },
-    /// `service.control` (25.10); `silent`: a failed operation ends the job with result
+    /// `service.control` (25.10+); `silent`: a failed operation ends the job with result
     /// `false` instead of FAILED.
     ServiceControl {
         verb: String,
         service: String,
         silent: bool,
     },
+    /// `pool.snapshottask.run` (a job from 27.0 on).
+    SnapshotTaskRun { task: i64 },
     /// `core.job_wait`: ends when `target` ends.
     Wait { target: u64 },
 }
@@ -507,6 +509,9 @@ impl Core {
                 service,
                 silent,
             } => methods::services::finish_control(self, verb, service, *silent),
+            JobKind::SnapshotTaskRun { task } => {
+                methods::snapshot::finish_run_job(self, *task, now_ms)
+            }
             JobKind::Wait { target } => {
                 self.jobs
                     .get(target)
@@ -739,7 +744,7 @@ fn render_job(j: &Job, flavor: ApiFlavor) -> Value {
         "time_finished": j.time_finished_ms.map(date),
         "credentials": {"type": "UNIX_SOCKET", "data": {"username": "root"}},
     });
-    if flavor == ApiFlavor::V25_10 {
+    if flavor >= ApiFlavor::V25_10 {
         v["message_ids"] = Value::from(j.message_ids.clone());
     }
     v

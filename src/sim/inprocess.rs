@@ -92,17 +92,25 @@ impl Middleware for Simulator {
     }
 }
 
+/// As the real client would detect it over the unix socket: the legacy protocol on 24.10,
+/// else the highest API version the agent knows among those the box serves.
 fn api_of(sim: &Simulator) -> ApiInfo {
     let flavor = sim.flavor();
+    let version = sim.version();
+    let pinned = crate::middleware::choose_api_version(&sim.api_versions());
+    let newer = crate::middleware::ApiFlavor::from_version_short(&version)
+        .is_ok_and(|(release, newer)| newer || release > flavor);
     ApiInfo {
-        flavor,
-        version: sim.version(),
+        flavor: pinned.map_or(flavor, |(_, family)| family),
+        version,
         protocol: if flavor == crate::middleware::ApiFlavor::V24_10 {
             Protocol::Legacy
         } else {
             Protocol::JsonRpc
         },
         transport: TransportKind::UnixSocket,
+        api_version: pinned.map(|(name, _)| name.to_owned()),
+        newer_than_known: newer,
     }
 }
 

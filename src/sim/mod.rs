@@ -1,9 +1,11 @@
-//! A TrueNAS middleware simulator (24.10 / 25.04 / 25.10) for tests and the demo.
+//! A TrueNAS middleware simulator (24.10 / 25.04 / 25.10 / 26.0 / 27.0) for tests and
+//! the demo.
 //!
 //! Owns: a simulated box ([`Scenario`]: pools, datasets and user properties, cloud
 //! credentials, cloud sync tasks and their runs, periodic snapshot tasks and snapshots,
 //! SNMP and services, init scripts, alerts, API keys) and a middleware serving it — over
-//! a unix socket and/or loopback TCP with both wire protocols ([`Simulator::serve`]), or
+//! a unix socket, loopback TCP and an nginx-like HTTPS/HTTP front with both wire
+//! protocols ([`Simulator::serve`]), or
 //! in-process as an [`crate::middleware::Middleware`] ([`InProcess`]). It rejects what the
 //! real middleware rejects, with the real error shapes and attribute paths, per version.
 //! Does not: touch ZFS, run rclone or snmpd, or schedule tasks by cron; it never writes a
@@ -25,14 +27,18 @@
 //! wire.rs       JSON-RPC and legacy frames (pure)
 //! simulator.rs  the shared box, event bus, call record, job driver; the test handle
 //! inprocess.rs  `impl Middleware` without sockets
-//! server.rs     unix socket + TCP listeners, HTTP routes per version, sessions
+//! http.rs       request heads, plain answers, the HTTPS listener's certificate
+//! routes.rs     HTTP routes per version and front (middlewared, nginx), API versions
+//! server.rs     unix socket, TCP, HTTPS and HTTP listeners, sessions
 //! ```
 
 pub mod core;
 pub mod faults;
+pub mod http;
 pub mod inprocess;
 pub(crate) mod methods;
 pub mod query;
+pub mod routes;
 pub mod rules;
 pub mod scenario;
 pub mod schema;
@@ -42,7 +48,8 @@ pub mod validate;
 pub mod wire;
 
 pub use faults::{Delay, DropAt, DropWhen, Failure, FaultPlan};
+pub use http::TlsIdentity;
 pub use inprocess::InProcess;
 pub use scenario::Scenario;
-pub use server::{ServeOptions, Server, ServerError};
+pub use server::{HttpRecord, ServeOptions, Server, ServerError};
 pub use simulator::{CallOutcome, CallRecord, JobTiming, Simulator};

@@ -107,7 +107,7 @@ pub fn task_basics(state: &Scenario, name: &str, data: &mut Map<String, Value>) 
 
 /// B2 task attributes: only `bucket`, `folder`, `chunk_size`, `fast_list`; defaults filled.
 fn b2_attributes(flavor: ApiFlavor, name: &str, attributes: &mut Value) -> Vec<Issue> {
-    let style = if flavor == ApiFlavor::V25_10 {
+    let style = if flavor >= ApiFlavor::V25_10 {
         Style::Pydantic
     } else {
         Style::Legacy
@@ -132,8 +132,11 @@ fn b2_attributes(flavor: ApiFlavor, name: &str, attributes: &mut Value) -> Vec<I
     let chunk = map.get("chunk_size").and_then(Value::as_i64).unwrap_or(96);
     if chunk < 5 {
         issues.push(match flavor {
-            // middleware [25.10]: rclone/remote/b2.py reports under the bare attribute name.
-            ApiFlavor::V25_10 => Issue::new("chunk_size", "Must be greater than or equal to 5"),
+            // middleware [25.10, 26.0, master]: rclone/remote/b2.py reports under the bare
+            // attribute name.
+            ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
+                Issue::new("chunk_size", "Must be greater than or equal to 5")
+            }
             ApiFlavor::V24_10 | ApiFlavor::V25_04 => Issue::new(
                 format!("{path}.chunk_size"),
                 "Should be greater than or equal to 5",

@@ -91,6 +91,9 @@ pub struct SystemIdentity {
     pub system_product: Option<String>,
     /// Milliseconds since the epoch.
     pub boottime_ms: i64,
+    /// A vendor-customised build (`system.vendor.is_vendored`): from 26.0.0-BETA.3 on only
+    /// these open the loopback TCP listener `127.0.0.1:6000` (`MW/main.py`, ef45f3bd5d).
+    pub vendored: bool,
 }
 
 impl Default for SystemIdentity {
@@ -106,18 +109,23 @@ impl Default for SystemIdentity {
             system_serial: Some("A1-SIM-0001".to_owned()),
             system_product: Some("TRUENAS-SIM".to_owned()),
             boottime_ms: 1_763_000_000_000,
+            vendored: false,
         }
     }
 }
 
 impl SystemIdentity {
-    /// `system.version_short` for a flavour.
+    /// `system.version_short` for a flavour. The defaults are the newest release of each
+    /// family (26.0: the newest tag, `TS-26.0.0-BETA.3`; 27.0: a `master` nightly, whose
+    /// manifest version carries `MASTER`, `MW/utils/__init__.py` `sw_info`).
     pub fn version_short(&self, flavor: ApiFlavor) -> String {
         self.version.clone().unwrap_or_else(|| {
             match flavor {
                 ApiFlavor::V24_10 => "24.10.2.4",
                 ApiFlavor::V25_04 => "25.04.2.6",
                 ApiFlavor::V25_10 => "25.10.6",
+                ApiFlavor::V26_0 => "26.0.0-BETA.3",
+                ApiFlavor::V27_0 => "27.0.0-MASTER-20260822-095245",
             }
             .to_owned()
         })
@@ -127,7 +135,7 @@ impl SystemIdentity {
     pub fn version_full(&self, flavor: ApiFlavor) -> String {
         match flavor {
             ApiFlavor::V24_10 => format!("TrueNAS-SCALE-{}", self.version_short(flavor)),
-            ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+            ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
                 format!("TrueNAS-{}", self.version_short(flavor))
             }
         }

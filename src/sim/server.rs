@@ -1,19 +1,24 @@
-//! The simulator's I/O shell: listens on a unix socket and/or loopback TCP and speaks
-//! both middleware wire protocols over WebSocket.
+//! The simulator's I/O shell: listens like a TrueNAS box does and speaks both middleware
+//! wire protocols over WebSocket.
 //!
-//! Owns: listeners and connections; HTTP routing per version (24.10: only `/websocket`,
-//! anything else 404; 25.04/25.10: `/api/current` (and the current `/api/vX.Y.Z`) →
-//! JSON-RPC 2.0, `/websocket` → legacy); sessions (unix peers are root, logged in; TCP
-//! peers must log in with an API key); per-connection limits (8 KiB per message before
-//! login → close 1007, 64 KiB after → close 1009; 10 calls executing, 20 in flight, the
-//! 21st refused); subscriptions and event delivery; injected connection drops.
+//! Owns: listeners and connections — middlewared's unix socket, its loopback TCP
+//! listener (not offered on 26.0+ unless the box is vendored: `MW/main.py`, ef45f3bd5d),
+//! and nginx's HTTPS listener and plain HTTP port (with or without the HTTP→HTTPS
+//! redirect); the HTTP edge (`http.rs`) and routing per version and front (`routes.rs`:
+//! `/websocket`, `/api/versions`, `/api/current`, `/api/vX.Y.Z`, nginx's 302 to `/ui/`
+//! on 24.10 and its 307 redirect); sessions (unix peers are root, logged in; TCP peers
+//! must log in with an API key; TLS counts as a secure transport); per-connection limits
+//! (8 KiB per message before login → close 1007, 64 KiB after → close 1009; 10 calls
+//! executing, 20 in flight, the 21st refused); subscriptions and event delivery;
+//! injected connection drops; the record of HTTP requests ([`HttpRecord`]).
 //! Does not: decide any call's outcome (`Simulator::handle` → `core.rs`) or build frames
 //! (`wire.rs`); log params (they may hold secrets).
 //! Invariants: every call is answered exactly once, or the connection is closed instead
 //! (an injected drop); closing a connection ends every task it started; shutting the
-//! server down removes the socket file it created.
-//! Limitations: no TLS listener (use loopback TCP; "insecure" is a fault flag), no
-//! `GET /api/versions`, no rate limiting of login attempts, no UI allow-list.
+//! server down removes the socket file it created; every listener is on loopback.
+//! Limitations: no rate limiting of login attempts unless injected, no UI allow-list;
+//! the HTTPS listener uses one certificate (no SNI); older versioned endpoints behave as
+//! the box's own API (see `routes.rs`).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -29,7 +34,6 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -37,6 +41,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::core::{Reply, RpcError, Session};
+use super::http::{self, Prefixed, TlsIdentity};
+use super::routes::{self, Answer, Front};
 use super::simulator::{Handled, Simulator};
 use super::wire;
 use crate::middleware::ApiFlavor;
@@ -44,19 +50,34 @@ use crate::middleware::ApiFlavor;
 /// Where to listen.
 #[derive(Debug, Clone, Default)]
 pub struct ServeOptions {
-    /// A unix socket path (created; removed again on shutdown).
+    /// middlewared's unix socket path (created; removed again on shutdown).
     pub socket: Option<PathBuf>,
-    /// A loopback TCP address, e.g. `127.0.0.1:0`.
+    /// middlewared's loopback TCP listener (`127.0.0.1:6000` on a box), e.g.
+    /// `127.0.0.1:0`. Refused on 26.0+ unless the scenario's box is vendored.
     pub listen: Option<SocketAddr>,
+    /// nginx's HTTPS listener (a loopback address) and its certificate.
+    pub https: Option<(SocketAddr, TlsIdentity)>,
+    /// nginx's plain HTTP port (a loopback address).
+    pub http: Option<SocketAddr>,
+    /// With `http`: the HTTP→HTTPS redirect is on (`system.general` `ui_httpsredirect`),
+    /// so every request there is answered 307 to the HTTPS port.
+    pub https_redirect: bool,
 }
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("nothing to listen on: give a unix socket path and/or a loopback TCP address")]
+    #[error(
+        "nothing to listen on: give a unix socket path, a loopback TCP address, or an HTTP(S) address"
+    )]
     NoListener,
     #[error("refusing to listen on {0}: the simulator only listens on loopback addresses")]
     NotLoopback(SocketAddr),
+    /// 26.0.0-BETA.3+ opens `127.0.0.1:6000` only on vendor builds.
+    #[error(
+        "TrueNAS {version} does not open middlewared's TCP listener (since 26.0.0-BETA.3 only vendor builds do): use the unix socket or the HTTPS listener, or make the box vendored (scenario `system.vendored`, `--vendored`)"
+    )]
+    NoTcpListener { version: String },
     #[error("cannot listen on unix socket {path}")]
     BindUnix {
         path: PathBuf,
@@ -75,7 +96,9 @@ impl ServerError {
     /// Who has to act.
     pub fn fault(&self) -> crate::fault::Fault {
         match self {
-            ServerError::NoListener | ServerError::NotLoopback(_) => crate::fault::Fault::Operator,
+            ServerError::NoListener
+            | ServerError::NotLoopback(_)
+            | ServerError::NoTcpListener { .. } => crate::fault::Fault::Operator,
             ServerError::BindUnix { .. } | ServerError::BindTcp { .. } => {
                 crate::fault::Fault::Transient
             }
@@ -88,6 +111,8 @@ pub struct Server {
     sim: Simulator,
     socket: Option<PathBuf>,
     tcp: Option<SocketAddr>,
+    https: Option<(SocketAddr, TlsIdentity)>,
+    http: Option<SocketAddr>,
     shutdown: CancellationToken,
     connections: Arc<Mutex<Vec<CancellationToken>>>,
     tasks: TaskTracker,
@@ -98,6 +123,8 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("socket", &self.socket)
             .field("tcp", &self.tcp)
+            .field("https", &self.https)
+            .field("http", &self.http)
             .finish_non_exhaustive()
     }
 }
@@ -115,21 +142,49 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 impl Simulator {
     /// Starts listening. Returns once the listeners are bound (addresses are known).
     pub async fn serve(&self, opts: ServeOptions) -> Result<Server, ServerError> {
-        if opts.socket.is_none() && opts.listen.is_none() {
+        if opts.socket.is_none()
+            && opts.listen.is_none()
+            && opts.https.is_none()
+            && opts.http.is_none()
+        {
             return Err(ServerError::NoListener);
         }
-        let server = Server {
+        let (flavor, vendored) = {
+            let state = self.state();
+            (state.flavor, state.system.vendored)
+        };
+        if opts.listen.is_some() && flavor >= ApiFlavor::V26_0 && !vendored {
+            return Err(ServerError::NoTcpListener {
+                version: self.version(),
+            });
+        }
+        let mut server = Server {
             sim: self.clone(),
             socket: None,
             tcp: None,
+            https: None,
+            http: None,
             shutdown: CancellationToken::new(),
             connections: Arc::new(Mutex::new(Vec::new())),
             tasks: TaskTracker::new(),
         };
-        let server = match opts.listen {
-            Some(addr) => server.bind_tcp(addr).await?,
-            None => server,
-        };
+        if let Some(addr) = opts.listen {
+            server.tcp = Some(server.bind_tcp(addr, Listener::Middleware).await?);
+        }
+        if let Some((addr, identity)) = opts.https {
+            let acceptor = tokio_rustls::TlsAcceptor::from(identity.config.clone());
+            let bound = server.bind_tcp(addr, Listener::Https(acceptor)).await?;
+            server.https = Some((bound, identity));
+        }
+        if let Some(addr) = opts.http {
+            let https_port = server.https.as_ref().map_or(443, |(a, _)| a.port());
+            let front = if opts.https_redirect {
+                Front::NginxRedirect { https_port }
+            } else {
+                Front::Nginx { tls: false }
+            };
+            server.http = Some(server.bind_tcp(addr, Listener::Http(front)).await?);
+        }
         match opts.socket {
             Some(path) => server.bind_unix(&path),
             None => Ok(server),
@@ -137,8 +192,22 @@ impl Simulator {
     }
 }
 
+/// What a TCP listener is.
+#[derive(Clone)]
+enum Listener {
+    /// middlewared's own TCP listener.
+    Middleware,
+    /// nginx over TLS.
+    Https(tokio_rustls::TlsAcceptor),
+    /// nginx on plain HTTP.
+    Http(Front),
+}
+
+/// How long a client may take for the TLS handshake and its request head.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(15);
+
 impl Server {
-    async fn bind_tcp(mut self, addr: SocketAddr) -> Result<Self, ServerError> {
+    async fn bind_tcp(&self, addr: SocketAddr, kind: Listener) -> Result<SocketAddr, ServerError> {
         if !addr.ip().is_loopback() {
             return Err(ServerError::NotLoopback(addr));
         }
@@ -148,7 +217,6 @@ impl Server {
         let bound = listener
             .local_addr()
             .map_err(|source| ServerError::BindTcp { addr, source })?;
-        self.tcp = Some(bound);
         let ctx = self.acceptor();
         self.tasks.spawn(async move {
             loop {
@@ -156,12 +224,48 @@ impl Server {
                     () = ctx.shutdown.cancelled() => break,
                     a = listener.accept() => a,
                 };
-                if let Ok((stream, _peer)) = accepted {
-                    ctx.start(stream, Peer::Tcp);
+                let Ok((stream, _peer)) = accepted else {
+                    continue;
+                };
+                // Nagle would delay small request/reply frames.
+                let _ = stream.set_nodelay(true);
+                let insecure = ctx.sim.update_faults(|f| f.insecure_tcp);
+                match &kind {
+                    Listener::Middleware => ctx.start(
+                        stream,
+                        Peer::Tcp {
+                            front: Front::Middleware,
+                            secure: !insecure,
+                        },
+                    ),
+                    Listener::Http(front) => ctx.start(
+                        stream,
+                        Peer::Tcp {
+                            front: *front,
+                            secure: !insecure,
+                        },
+                    ),
+                    Listener::Https(acceptor) => {
+                        let (acceptor, ctx2) = (acceptor.clone(), ctx.clone());
+                        ctx.tasks.spawn(async move {
+                            let handshake =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                            if let Ok(Ok(tls)) = handshake.await {
+                                // nginx sets `X-Https: on`: TLS is a secure transport.
+                                ctx2.start(
+                                    tls,
+                                    Peer::Tcp {
+                                        front: Front::Nginx { tls: true },
+                                        secure: true,
+                                    },
+                                );
+                            }
+                        });
+                    }
                 }
             }
         });
-        Ok(self)
+        Ok(bound)
     }
 
     fn bind_unix(mut self, path: &Path) -> Result<Self, ServerError> {
@@ -215,9 +319,34 @@ impl Server {
             .map(|p| format!("unix://{}", p.display()))
     }
 
-    /// `ws://127.0.0.1:port` for the agent's `--middleware`.
+    /// `ws://127.0.0.1:port` (middlewared's TCP listener) for the agent's `--middleware`.
     pub fn ws_url(&self) -> Option<String> {
         self.tcp.map(|a| format!("ws://{a}"))
+    }
+
+    /// The HTTPS listener's address, if any.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.https.as_ref().map(|(a, _)| *a)
+    }
+
+    /// `wss://127.0.0.1:port` (nginx over TLS) for the agent's `--middleware`.
+    pub fn wss_url(&self) -> Option<String> {
+        self.https_addr().map(|a| format!("wss://{a}"))
+    }
+
+    /// The SHA-256 of the HTTPS listener's certificate (for the agent's `--tls-pin`).
+    pub fn tls_fingerprint(&self) -> Option<crate::middleware::tls::CertFingerprint> {
+        self.https.as_ref().map(|(_, id)| id.fingerprint())
+    }
+
+    /// nginx's plain HTTP port, if any.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http
+    }
+
+    /// `ws://127.0.0.1:port` of nginx's plain HTTP port.
+    pub fn http_ws_url(&self) -> Option<String> {
+        self.http.map(|a| format!("ws://{a}"))
     }
 
     /// The simulator served.
@@ -269,7 +398,47 @@ struct Acceptor {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Peer {
     Unix,
-    Tcp,
+    /// `secure`: TLS, or a loopback peer (unless the `insecure_tcp` fault is set).
+    Tcp {
+        front: Front,
+        secure: bool,
+    },
+}
+
+impl Peer {
+    fn front(self) -> Front {
+        match self {
+            Peer::Unix => Front::Middleware,
+            Peer::Tcp { front, .. } => front,
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Peer::Unix => "unix",
+            Peer::Tcp { front, .. } => match front {
+                Front::Middleware => "tcp",
+                Front::Nginx { tls: true } => "nginx",
+                Front::Nginx { tls: false } | Front::NginxRedirect { .. } => "nginx-http",
+            },
+        }
+    }
+}
+
+/// One HTTP request a listener received.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpRecord {
+    /// `unix`, `tcp` (middlewared's TCP listener), `nginx` (HTTPS), `nginx-http`.
+    pub listener: &'static str,
+    pub method: String,
+    /// The request target (path and query).
+    pub path: String,
+    /// The answer's status: 101 for a WebSocket upgrade.
+    pub status: u16,
+    /// For an upgrade: the connection id its calls are recorded with.
+    pub conn: Option<u64>,
+    /// For a JSON-RPC upgrade: the API version served (e.g. `v26.0.0`).
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -308,58 +477,68 @@ impl Acceptor {
     }
 }
 
-/// The route a request path maps to on this flavour (`MW/main.py` routes).
-fn route(flavor: ApiFlavor, version: &str, path: &str) -> Option<Proto> {
-    let current = format!("/api/v{}", api_version_name(flavor, version));
-    match (flavor, path) {
-        (_, "/websocket") => Some(Proto::Legacy),
-        (ApiFlavor::V24_10, _) => None,
-        (_, "/api/current") => Some(Proto::JsonRpc),
-        (_, p) if p == current => Some(Proto::JsonRpc),
-        _ => None,
-    }
-}
-
-/// The current API version name of a release (`MW/api/current.py`), e.g. `25.04.2`.
-fn api_version_name(flavor: ApiFlavor, version: &str) -> String {
-    match flavor {
-        ApiFlavor::V24_10 => String::new(),
-        ApiFlavor::V25_04 => version.split('.').take(3).collect::<Vec<_>>().join("."),
-        ApiFlavor::V25_10 => "25.10.5".to_owned(),
-    }
-}
-
-/// The WebSocket upgrade: routes the request path per version, or answers 404.
-async fn upgrade<S>(stream: S, sim: &Simulator) -> Option<(WebSocketStream<S>, Proto)>
+/// The HTTP edge: reads the request head and routes it (`routes.rs`). Plain answers
+/// are written here; a WebSocket upgrade is completed and returned.
+async fn accept_http<S>(
+    mut stream: S,
+    peer: Peer,
+    sim: &Simulator,
+) -> Option<(WebSocketStream<Prefixed<S>>, Proto, HttpRecord)>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let read = tokio::time::timeout(HANDSHAKE_TIMEOUT, http::read_request_head(&mut stream));
+    let (head, raw) = read.await.ok()??;
     let (flavor, version) = (sim.flavor(), sim.version());
-    let chosen: Arc<Mutex<Option<Proto>>> = Arc::new(Mutex::new(None));
-    let slot = chosen.clone();
-    #[expect(
-        clippy::result_large_err,
-        reason = "the signature tungstenite's callback requires"
-    )]
-    let callback = move |req: &Request, resp: Response| -> Result<Response, ErrorResponse> {
-        let Some(p) = route(flavor, &version, req.uri().path()) else {
-            let mut not_found = ErrorResponse::new(Some("404: Not Found".to_owned()));
-            *not_found.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-            return Err(not_found);
-        };
-        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(p);
-        Ok(resp)
+    let answer = routes::route(
+        flavor,
+        &version,
+        peer.front(),
+        &head.host,
+        &head.path,
+        head.upgrade,
+    );
+    let mut record = HttpRecord {
+        listener: peer.label(),
+        method: head.method.clone(),
+        path: head.path.clone(),
+        status: 101,
+        conn: None,
+        api: None,
+    };
+    let (proto, api) = match answer {
+        Answer::Legacy => (Proto::Legacy, None),
+        Answer::JsonRpc { api } => (Proto::JsonRpc, Some(api)),
+        Answer::Versions(list) => {
+            record.status = 200;
+            sim.record_http(record);
+            let body = serde_json::to_vec(&list).unwrap_or_default();
+            let headers = [("Content-Type", "application/json")];
+            let _ = http::write_response(&mut stream, 200, &headers, &body).await;
+            return None;
+        }
+        Answer::Status { code, location } => {
+            record.status = code;
+            sim.record_http(record);
+            let headers: Vec<(&str, &str)> = location
+                .as_deref()
+                .map(|l| vec![("Location", l), ("Content-Type", "text/html")])
+                .unwrap_or_default();
+            let body = format!("<html><head><title>{code}</title></head></html>\n");
+            let _ = http::write_response(&mut stream, code, &headers, body.as_bytes()).await;
+            return None;
+        }
     };
     let config = WebSocketConfig::default()
         .max_message_size(Some(4 << 20))
         .max_frame_size(Some(4 << 20));
     let handshake = tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)),
+        HANDSHAKE_TIMEOUT,
+        tokio_tungstenite::accept_async_with_config(Prefixed::new(raw, stream), Some(config)),
     );
     let ws = handshake.await.ok()?.ok()?;
-    let proto = (*chosen.lock().unwrap_or_else(PoisonError::into_inner))?;
-    Some((ws, proto))
+    record.api = api;
+    Some((ws, proto, record))
 }
 
 /// What ties a connection to its server.
@@ -375,13 +554,15 @@ async fn connection<S>(stream: S, peer: Peer, sim: Simulator, links: Links)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let Some((ws, proto)) = upgrade(stream, &sim).await else {
+    let Some((ws, proto, mut record)) = accept_http(stream, peer, &sim).await else {
         return;
     };
     let conn_id = sim.next_conn();
+    record.conn = Some(conn_id);
+    sim.record_http(record);
     let mut session = match peer {
         Peer::Unix => Session::unix(conn_id),
-        Peer::Tcp => Session::tcp(conn_id, !sim.state().faults.insecure_tcp),
+        Peer::Tcp { secure, .. } => Session::tcp(conn_id, secure),
     };
     session.legacy_protocol = proto == Proto::Legacy;
     let (mut sink, mut source) = ws.split();
@@ -767,37 +948,5 @@ async fn forward_events(conn: Conn) {
             };
             conn.send(&frame);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn routes_per_version() {
-        assert_eq!(
-            route(ApiFlavor::V24_10, "24.10.2.4", "/websocket"),
-            Some(Proto::Legacy)
-        );
-        assert_eq!(route(ApiFlavor::V24_10, "24.10.2.4", "/api/current"), None);
-        assert_eq!(
-            route(ApiFlavor::V25_04, "25.04.2.6", "/api/current"),
-            Some(Proto::JsonRpc)
-        );
-        assert_eq!(
-            route(ApiFlavor::V25_04, "25.04.2.6", "/api/v25.04.2"),
-            Some(Proto::JsonRpc)
-        );
-        assert_eq!(route(ApiFlavor::V25_04, "25.04.2.6", "/api/v25.04.0"), None);
-        assert_eq!(
-            route(ApiFlavor::V25_10, "25.10.6", "/websocket"),
-            Some(Proto::Legacy)
-        );
-        assert_eq!(
-            route(ApiFlavor::V25_10, "25.10.6", "/api/v25.10.5"),
-            Some(Proto::JsonRpc)
-        );
-        assert_eq!(route(ApiFlavor::V25_10, "25.10.6", "/"), None);
     }
 }

@@ -90,6 +90,7 @@ pub(crate) struct Shared {
     core: Mutex<Core>,
     events: broadcast::Sender<Event>,
     record: Mutex<Vec<CallRecord>>,
+    http: Mutex<Vec<super::server::HttpRecord>>,
     timing: Mutex<JobTiming>,
     next_conn: AtomicU64,
     /// The session of calls made on the `Simulator` itself as a `Middleware` (conn 0).
@@ -131,6 +132,7 @@ impl Simulator {
                 core: Mutex::new(Core::new(scenario)),
                 events,
                 record: Mutex::new(Vec::new()),
+                http: Mutex::new(Vec::new()),
                 timing: Mutex::new(JobTiming::default()),
                 next_conn: AtomicU64::new(1),
                 default_session: Mutex::new(Session::unix(0)),
@@ -155,6 +157,21 @@ impl Simulator {
     pub fn version(&self) -> String {
         let core = lock(&self.shared.core);
         core.state.system.version_short(core.flavor())
+    }
+
+    /// The API versions the box serves (`GET /api/versions`; empty on 24.10).
+    pub fn api_versions(&self) -> Vec<String> {
+        super::routes::api_versions(self.flavor(), &self.version())
+    }
+
+    /// Every HTTP request the listeners received (WebSocket upgrades included), oldest
+    /// first.
+    pub fn http_requests(&self) -> Vec<super::server::HttpRecord> {
+        lock(&self.shared.http).clone()
+    }
+
+    pub(crate) fn record_http(&self, record: super::server::HttpRecord) {
+        lock(&self.shared.http).push(record);
     }
 
     /// A copy of the box as it is now (faults included).
@@ -290,19 +307,10 @@ impl Simulator {
         }
     }
 
-    /// Runs periodic snapshot task `task` as zettarepl's schedule would.
+    /// Runs periodic snapshot task `task` as zettarepl's schedule would (no API call:
+    /// the same on every version, also where `pool.snapshottask.run` is a job).
     pub fn run_snapshot_task(&self, task: i64) -> Result<(), RpcError> {
-        let mut session = Session::unix(0);
-        self.with_core(|c| {
-            c.dispatch(
-                &mut session,
-                "pool.snapshottask.run",
-                &[Value::from(task)],
-                None,
-                now_ms(),
-            )
-        })
-        .map(|_| ())
+        self.with_core(|c| super::methods::snapshot::run_now(c, task, now_ms()))
     }
 
     /// Subscribes to every event the box produces.

@@ -103,7 +103,7 @@ pub fn check_params(spec: &MethodParams, params: &[Value]) -> Result<(), ParamsE
     reason = "arms are grouped by plugin, as in the middleware, not by shape"
 )]
 pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
-    use ApiFlavor::{V24_10, V25_04, V25_10};
+    use ApiFlavor::{V24_10, V25_04, V25_10, V26_0, V27_0};
     let legacy = |params| {
         Some(MethodParams {
             style: Style::Legacy,
@@ -119,31 +119,36 @@ pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
     // 25.04 still serves these methods through the legacy schema (index.json `schema_source`).
     let mixed = |params| match flavor {
         V24_10 | V25_04 => legacy(params),
-        V25_10 => pydantic(params),
+        V25_10 | V26_0 | V27_0 => pydantic(params),
     };
     // 24.10 is legacy everywhere except cloud credentials (pydantic models since 24.10).
     let modern = |params| match flavor {
         V24_10 => legacy(params),
-        V25_04 | V25_10 => pydantic(params),
+        V25_04 | V25_10 | V26_0 | V27_0 => pydantic(params),
     };
     let id = |name| p_req(name, int());
     match (method, flavor) {
         // ---- auth ----
-        ("auth.login_with_api_key", _) => modern(vec![p_req("api_key", s())]),
-        ("auth.login_ex", V25_04 | V25_10) => pydantic(vec![p_req("login_data", login_data())]),
+        // `removed_in='v27'`: private on the v27 API (`MW/plugins/auth.py`, master).
+        ("auth.login_with_api_key", V24_10 | V25_04 | V25_10 | V26_0) => {
+            modern(vec![p_req("api_key", s())])
+        }
+        ("auth.login_ex", V25_04 | V25_10 | V26_0 | V27_0) => {
+            pydantic(vec![p_req("login_data", login_data(flavor))])
+        }
         ("auth.me", _) => modern(vec![]),
         // ---- core ----
         ("core.ping", _) => modern(vec![]),
         ("core.get_jobs", V24_10 | V25_04) => legacy(query_params(flavor, true)),
-        ("core.get_jobs", V25_10) => pydantic(query_params(flavor, false)),
+        ("core.get_jobs", V25_10 | V26_0 | V27_0) => pydantic(query_params(flavor, false)),
         ("core.job_wait" | "core.job_abort", _) => mixed(vec![id("id")]),
-        ("core.subscribe", V25_04 | V25_10) => pydantic(vec![p_req("event", s())]),
-        ("core.unsubscribe", V25_04 | V25_10) => pydantic(vec![p_req("id_", s())]),
+        ("core.subscribe", V25_04 | V25_10 | V26_0 | V27_0) => pydantic(vec![p_req("event", s())]),
+        ("core.unsubscribe", V25_04 | V25_10 | V26_0 | V27_0) => pydantic(vec![p_req("id_", s())]),
         ("core.set_options", V25_04) => pydantic(vec![p_req(
             "options",
             obj(vec![opt("py_exceptions", b())]).allow_extra().ty(),
         )]),
-        ("core.set_options", V25_10) => pydantic(vec![p_req(
+        ("core.set_options", V25_10 | V26_0 | V27_0) => pydantic(vec![p_req(
             "options",
             obj(vec![
                 opt("legacy_jobs", b()),
@@ -161,7 +166,7 @@ pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
             id("id"),
             p_opt("cloud_sync_update", cloud_sync(flavor).partial().ty()),
         ]),
-        ("cloudsync.update", V25_10) => pydantic(vec![
+        ("cloudsync.update", V25_10 | V26_0 | V27_0) => pydantic(vec![
             id("id"),
             p_req("cloud_sync_update", cloud_sync(flavor).partial().ty()),
         ]),
@@ -229,14 +234,19 @@ pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
         // ---- SNMP and services ----
         ("snmp.config", _) => modern(vec![]),
         ("snmp.update", V24_10) => legacy(vec![p_opt("snmp_update", snmp_update(flavor))]),
-        ("snmp.update", _) => pydantic(vec![p_req("snmp_update", snmp_update(flavor))]),
+        // 26.0: every field optional, so `single_argument_args` makes the param optional;
+        // 27.0 requires it again (`MW/api/v27_0_0/snmp.py` `SNMPUpdateArgs`).
+        ("snmp.update", V26_0) => pydantic(vec![p_opt("snmp_update", snmp_update(flavor))]),
+        ("snmp.update", V25_04 | V25_10 | V27_0) => {
+            pydantic(vec![p_req("snmp_update", snmp_update(flavor))])
+        }
         ("service.query", V24_10) => legacy(query_params(flavor, true)),
         ("service.query", _) => pydantic(query_params(flavor, false)),
         ("service.update", V24_10 | V25_04) => legacy(vec![
             p_req("id_or_name", s()),
             p_opt("service-update", obj(vec![opt("enable", b())]).ty()),
         ]),
-        ("service.update", V25_10) => pydantic(vec![
+        ("service.update", V25_10 | V26_0 | V27_0) => pydantic(vec![
             p_req("id_or_name", Ty::AnyOf(vec![int(), s()])),
             p_req("service_update", obj(vec![req("enable", b())]).ty()),
         ]),
@@ -248,7 +258,8 @@ pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
             p_req("service", s()),
             p_opt("options", service_options(true)),
         ]),
-        ("service.control", V25_10) => pydantic(vec![
+        // `service.start` is `@private` without a model from 26.0 on (`MW/plugins/service.py`).
+        ("service.control", V25_10 | V26_0 | V27_0) => pydantic(vec![
             p_req("verb", one_of(&["START", "STOP", "RESTART", "RELOAD"])),
             p_req("service", s()),
             p_opt("options", service_options(true)),
@@ -260,7 +271,7 @@ pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
             p_req("id", s()),
             p_opt("pool_dataset_update", dataset_update(flavor)),
         ]),
-        ("pool.dataset.update", V25_10) => pydantic(vec![
+        ("pool.dataset.update", V25_10 | V26_0 | V27_0) => pydantic(vec![
             p_req("id", s()),
             p_req("data", dataset_update(flavor)),
         ]),
@@ -269,18 +280,40 @@ pub fn method_params(method: &str, flavor: ApiFlavor) -> Option<MethodParams> {
         ("pool.dataset.snapshot_count", _) => modern(vec![p_req("dataset", s())]),
         ("zfs.snapshot.query", V24_10) => legacy(query_params(flavor, true)),
         ("zfs.snapshot.query", V25_04) => pydantic(query_params(flavor, false)),
-        ("pool.snapshot.query", V25_10) => pydantic(query_params(flavor, false)),
-        ("zfs.resource.query", V25_10) => pydantic(vec![p_opt(
-            "data",
-            obj(vec![
+        ("pool.snapshot.query", V25_10 | V26_0 | V27_0) => pydantic(query_params(flavor, false)),
+        ("zfs.resource.query", V25_10 | V26_0 | V27_0) => {
+            let mut fields = vec![
                 opt("paths", list(s())),
                 opt("properties", nullable(list(s()))),
                 opt("get_user_properties", b()),
                 opt("get_source", b()),
                 opt("nest_results", b()),
                 opt("get_children", b()),
+            ];
+            if flavor >= V26_0 {
+                // `MW/api/v26_0_0/zfs_resource_crud.py`
+                fields.extend([opt("max_depth", int()), opt("get_tier", b())]);
+            }
+            pydantic(vec![p_opt("data", obj(fields).ty())])
+        }
+        // New in 26.0 (`MW/plugins/zfs/snapshot_crud.py`).
+        ("zfs.resource.snapshot.query", V26_0 | V27_0) => pydantic(vec![p_opt(
+            "data",
+            obj(vec![
+                opt("paths", list(s())),
+                opt("recursive", b()),
+                opt("properties", nullable(list(s()))),
+                opt("get_user_properties", b()),
+                opt("get_source", b()),
+                opt("get_holds", b()),
+                opt("min_txg", int()),
+                opt("max_txg", int()),
             ])
             .ty(),
+        )]),
+        ("zfs.resource.snapshot.count", V26_0 | V27_0) => pydantic(vec![p_opt(
+            "data",
+            obj(vec![opt("paths", list(s())), opt("recursive", b())]).ty(),
         )]),
         // ---- system, alerts ----
         ("system.info" | "system.host_id" | "system.version" | "system.version_short", _) => {
@@ -343,7 +376,7 @@ fn query_params(flavor: ApiFlavor, legacy_filters: bool) -> Vec<Param> {
         (list(s()), list(Ty::AnyOf(vec![s(), list(Ty::Any)])))
     };
     let mut fields = Vec::new();
-    if flavor != ApiFlavor::V25_10 {
+    if flavor < ApiFlavor::V25_10 {
         fields.extend([
             opt("relationships", b()),
             opt("extend", nullable(s())),
@@ -357,10 +390,14 @@ fn query_params(flavor: ApiFlavor, legacy_filters: bool) -> Vec<Param> {
         opt("select", select),
         opt("count", b()),
         opt("get", b()),
-        opt("offset", int()),
-        opt("limit", int()),
-        opt("force_sql_filters", b()),
     ]);
+    if flavor >= ApiFlavor::V27_0 {
+        // `MW/api/v27_0_0/common.py` `QueryOptions`: offset ≥ 0, limit 0…10000.
+        fields.extend([opt("offset", int_ge(0)), opt("limit", int_range(0, 10_000))]);
+    } else {
+        fields.extend([opt("offset", int()), opt("limit", int())]);
+    }
+    fields.push(opt("force_sql_filters", b()));
     let (f, o) = if legacy_filters {
         ("query-filters", "query-options")
     } else {
@@ -369,39 +406,61 @@ fn query_params(flavor: ApiFlavor, legacy_filters: bool) -> Vec<Param> {
     vec![p_opt(f, filters), p_opt(o, obj(fields).ty())]
 }
 
-fn login_data() -> Ty {
-    let options = || opt("login_options", obj(vec![opt("user_info", b())]).ty());
+fn login_data(flavor: ApiFlavor) -> Ty {
+    let options = || {
+        let mut fields = vec![opt("user_info", b())];
+        if flavor >= ApiFlavor::V26_0 {
+            // `MW/api/v26_0_0/auth.py` `AuthCommonOptions`.
+            fields.push(opt("reconnect_token", b()));
+        }
+        opt("login_options", obj(fields).ty())
+    };
     let mech = |m: &'static str| req("mechanism", one_of(&[m]));
+    let mut variants = vec![
+        (
+            "API_KEY_PLAIN",
+            obj(vec![
+                mech("API_KEY_PLAIN"),
+                req("username", s()),
+                req("api_key", s()),
+                options(),
+            ]),
+        ),
+        (
+            "PASSWORD_PLAIN",
+            obj(vec![
+                mech("PASSWORD_PLAIN"),
+                req("username", s()),
+                req("password", s()),
+                options(),
+            ]),
+        ),
+        (
+            "TOKEN_PLAIN",
+            obj(vec![mech("TOKEN_PLAIN"), req("token", s()), options()]),
+        ),
+        (
+            "OTP_TOKEN",
+            obj(vec![mech("OTP_TOKEN"), req("otp_token", s()), options()]),
+        ),
+    ];
+    if flavor >= ApiFlavor::V26_0 {
+        // `MW/api/v26_0_0/auth.py` `AuthSCRAM` (API keys only, so far).
+        variants.push((
+            "SCRAM",
+            obj(vec![
+                mech("SCRAM"),
+                req(
+                    "scram_type",
+                    one_of(&["CLIENT_FIRST_MESSAGE", "CLIENT_FINAL_MESSAGE"]),
+                ),
+                req("rfc_str", s()),
+            ]),
+        ));
+    }
     Ty::Tagged {
         tag: "mechanism",
-        variants: vec![
-            (
-                "API_KEY_PLAIN",
-                obj(vec![
-                    mech("API_KEY_PLAIN"),
-                    req("username", s()),
-                    req("api_key", s()),
-                    options(),
-                ]),
-            ),
-            (
-                "PASSWORD_PLAIN",
-                obj(vec![
-                    mech("PASSWORD_PLAIN"),
-                    req("username", s()),
-                    req("password", s()),
-                    options(),
-                ]),
-            ),
-            (
-                "TOKEN_PLAIN",
-                obj(vec![mech("TOKEN_PLAIN"), req("token", s()), options()]),
-            ),
-            (
-                "OTP_TOKEN",
-                obj(vec![mech("OTP_TOKEN"), req("otp_token", s()), options()]),
-            ),
-        ],
+        variants,
     }
 }
 
@@ -422,7 +481,7 @@ fn credential(flavor: ApiFlavor) -> ObjTy {
             req("provider", s()),
             req("attributes", Ty::Obj(ObjTy::default().allow_extra())),
         ]),
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             obj(vec![req("name", s1()), req("provider", providers(flavor))])
         }
     }
@@ -502,11 +561,29 @@ fn providers(flavor: ApiFlavor) -> Ty {
         ),
         ("HUBIC", obj(vec![t("HUBIC"), req("token", s1())])),
     ];
-    if flavor == ApiFlavor::V25_10 {
+    if flavor >= ApiFlavor::V25_10 {
         variants.push((
             "MEGA",
             obj(vec![t("MEGA"), req("user", s1()), req("pass", s1())]),
         ));
+    }
+    let mut s3 = vec![
+        t("S3"),
+        req("access_key_id", s1()),
+        req("secret_access_key", s1()),
+        opt("endpoint", s()),
+        opt("region", s()),
+        opt("skip_region", b()),
+        opt("signatures_v2", b()),
+        opt("max_upload_parts", int()),
+    ];
+    if flavor >= ApiFlavor::V26_0 {
+        // `MW/api/v26_0_0/cloud_sync_providers.py` `S3CredentialsModel`.
+        s3.extend([
+            opt("provider", s()),
+            opt("force_path_style", b()),
+            opt("sign_accept_encoding", b()),
+        ]);
     }
     variants.extend([
         oauth(
@@ -520,19 +597,7 @@ fn providers(flavor: ApiFlavor) -> Ty {
             ],
         ),
         oauth("PCLOUD", vec![opt("hostname", s())]),
-        (
-            "S3",
-            obj(vec![
-                t("S3"),
-                req("access_key_id", s1()),
-                req("secret_access_key", s1()),
-                opt("endpoint", s()),
-                opt("region", s()),
-                opt("skip_region", b()),
-                opt("signatures_v2", b()),
-                opt("max_upload_parts", int()),
-            ]),
-        ),
+        ("S3", obj(s3)),
         (
             "SFTP",
             obj(vec![
@@ -617,7 +682,7 @@ fn swift() -> ObjTy {
 
 /// The cloud sync create payload (all fields; `partial()` for updates).
 fn cloud_sync(flavor: ApiFlavor) -> ObjTy {
-    let v25_10 = flavor == ApiFlavor::V25_10;
+    let v25_10 = flavor >= ApiFlavor::V25_10;
     // The legacy models take `Int(validators=[Range(min_=1)], null=True)`; 25.10 `PositiveInt | None`.
     let positive = || nullable(int_gt(0));
     let attributes = if v25_10 {
@@ -705,7 +770,7 @@ fn task_attributes_25_10() -> Ty {
 }
 
 fn list_directory(flavor: ApiFlavor) -> Ty {
-    let attributes = if flavor == ApiFlavor::V25_10 {
+    let attributes = if flavor >= ApiFlavor::V25_10 {
         task_attributes_25_10()
     } else {
         Ty::Obj(ObjTy::default().allow_extra())
@@ -789,11 +854,13 @@ fn snmp_update(flavor: ApiFlavor) -> Ty {
     let community = match flavor {
         ApiFlavor::V24_10 => s_pattern(r"^[-_.a-zA-Z0-9\s]*$", community_24_10),
         ApiFlavor::V25_04 => s_pattern(r"^[-_a-zA-Z0-9\s]*$", community_25_04),
-        ApiFlavor::V25_10 => s_pattern(
+        ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => s_pattern(
             r"^[!\$%&()\+\-_={}\[\]<>,\.\?a-zA-Z0-9\s]*$",
             community_25_10,
         ),
     };
+    // 27.0 removed `loglevel` (`18b1a2115c`); sending it is refused (extra fields forbidden).
+    let loglevel = (flavor < ApiFlavor::V27_0).then(|| opt("loglevel", int_range(0, 7)));
     obj(vec![
         opt("location", s()),
         opt("contact", checked(s(), contact_check)),
@@ -808,10 +875,11 @@ fn snmp_update(flavor: ApiFlavor) -> Ty {
             Ty::Enum(vec![Value::Null, "AES".into(), "DES".into()]),
         ),
         opt("v3_privpassphrase", nullable(s())),
-        opt("loglevel", int_range(0, 7)),
-        opt("options", long_s()),
-        opt("zilstat", b()),
-    ])
+    ]
+    .into_iter()
+    .chain(loglevel)
+    .chain([opt("options", long_s()), opt("zilstat", b())])
+    .collect())
     .ty()
 }
 
@@ -826,7 +894,7 @@ fn dataset_update(flavor: ApiFlavor) -> Ty {
     let pct_or_inherit = || Ty::AnyOf(vec![int_range(0, 100), one_of(&["INHERIT"])]);
     let int_or_inherit = || Ty::AnyOf(vec![int(), one_of(&["INHERIT"])]);
     let key = || s_pattern(".*:.*", has_colon);
-    let v25_10 = flavor == ApiFlavor::V25_10;
+    let v25_10 = flavor >= ApiFlavor::V25_10;
     let quota = || {
         if v25_10 {
             Ty::AnyOf(vec![

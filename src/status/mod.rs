@@ -105,11 +105,19 @@ pub struct MiddlewareSection {
     pub transport: Option<String>,
     /// `system.version_short`, e.g. `25.04.2.6`.
     pub truenas_version: Option<String>,
-    /// API family: `24.10`, `25.04`, `25.10`.
+    /// API family whose shapes are used: `24.10`, `25.04`, `25.10`, `26.0`, `27.0`.
     pub api: Option<String>,
     /// `json-rpc` or `legacy`.
     pub protocol: Option<String>,
     pub error: Option<String>,
+    /// The API version in use: the versioned endpoint (`v26.0.0`), or
+    /// `legacy /websocket` (24.10). Added after v1's first fields.
+    #[serde(default)]
+    pub api_version: Option<String>,
+    /// The release is newer than every release this agent knows; it is driven through
+    /// `api_version`, the newest API it serves that the agent knows.
+    #[serde(default)]
+    pub newer_than_supported: Option<bool>,
 }
 
 /// `device`.
@@ -441,15 +449,22 @@ fn install_problems(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) {
 
 fn middleware_section(probe: &MiddlewareProbe, problems: &mut Vec<Problem>) -> MiddlewareSection {
     match probe {
-        MiddlewareProbe::Reachable { url, api } => MiddlewareSection {
-            url: url.clone(),
-            reachable: true,
-            transport: Some(serde_text(&api.transport)),
-            truenas_version: Some(api.version.clone()),
-            api: Some(api.flavor.as_str().to_owned()),
-            protocol: Some(serde_text(&api.protocol)),
-            error: None,
-        },
+        MiddlewareProbe::Reachable { url, api } => {
+            if api.newer_than_known {
+                problems.push(newer_release(api));
+            }
+            MiddlewareSection {
+                url: url.clone(),
+                reachable: true,
+                transport: Some(serde_text(&api.transport)),
+                truenas_version: Some(api.version.clone()),
+                api: Some(api.flavor.as_str().to_owned()),
+                protocol: Some(serde_text(&api.protocol)),
+                error: None,
+                api_version: Some(api.api_label()),
+                newer_than_supported: Some(api.newer_than_known),
+            }
+        }
         MiddlewareProbe::Unreachable { url, error } => {
             problems.push(Problem {
                 level: Level::Unknown,
@@ -470,8 +485,32 @@ fn middleware_section(probe: &MiddlewareProbe, problems: &mut Vec<Problem>) -> M
                 api: None,
                 protocol: None,
                 error: Some(error.clone()),
+                api_version: None,
+                newer_than_supported: None,
             }
         }
+    }
+}
+
+/// A box newer than every release this agent knows (it still works, on an older API).
+fn newer_release(api: &ApiInfo) -> Problem {
+    let known: Vec<&str> = crate::middleware::ApiFlavor::ALL
+        .iter()
+        .map(|f| f.as_str())
+        .collect();
+    Problem {
+        level: Level::Warning,
+        area: Area::Middleware,
+        subject: None,
+        message: format!(
+            "TrueNAS {} is newer than the releases this agent supports ({}): it is driven through API {}, the newest one it serves that the agent knows",
+            api.version,
+            known.join(", "),
+            api.api_label(),
+        ),
+        next_step: "Update the agent to a release that supports this TrueNAS version; until \
+                    then, check the results of each apply and verify on this box."
+            .to_owned(),
     }
 }
 

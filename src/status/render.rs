@@ -39,12 +39,17 @@ fn header(r: &StatusReport, out: &mut String) {
     let m = &r.middleware;
     let mw = if m.reachable {
         format!(
-            "reachable ({} {}): TrueNAS {}, API {}, {}",
+            "reachable ({} {}): TrueNAS {}, API {} ({}){}",
             m.transport.as_deref().unwrap_or("?"),
             m.url,
             m.truenas_version.as_deref().unwrap_or("?"),
-            m.api.as_deref().unwrap_or("?"),
-            m.protocol.as_deref().unwrap_or("?")
+            m.api_version.as_deref().or(m.api.as_deref()).unwrap_or("?"),
+            m.protocol.as_deref().unwrap_or("?"),
+            if m.newer_than_supported == Some(true) {
+                ", NEWER than this agent supports"
+            } else {
+                ""
+            }
         )
     } else {
         format!("NOT REACHABLE at {}", m.url)

@@ -16,6 +16,8 @@ fn api() -> ApiInfo {
         version: "25.04.2.6".into(),
         protocol: Protocol::JsonRpc,
         transport: TransportKind::UnixSocket,
+        api_version: Some("v25.04.2".into()),
+        newer_than_known: false,
     }
 }
 
@@ -436,4 +438,41 @@ fn a_broken_installation_is_a_warning_with_its_fix() {
     assert!(problem.message.contains("disabled"));
     assert_eq!(problem.next_step, "Run `truenas-agent install` again.");
     assert_eq!(r.install.as_ref().map(|i| i.items.len()), Some(2));
+}
+
+#[test]
+fn the_release_and_the_api_in_use_are_shown_and_a_newer_box_is_flagged() {
+    let b = healthy_box();
+    let r = report_for(&b, &with_b2(&b));
+    assert_eq!(r.middleware.api_version.as_deref(), Some("v25.04.2"));
+    let text = render_text(&r);
+    assert!(text.contains("TrueNAS 25.04.2.6, API v25.04.2"), "{text}");
+
+    // A 28.0 box driven through the newest API it serves that the agent knows.
+    let newer = ApiInfo {
+        flavor: ApiFlavor::V27_0,
+        version: "28.0.0".into(),
+        api_version: Some("v27.0.0".into()),
+        newer_than_known: true,
+        ..api()
+    };
+    let mut problems = Vec::new();
+    let section = middleware_section(
+        &MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: newer,
+        },
+        &mut problems,
+    );
+    assert_eq!(section.newer_than_supported, Some(true));
+    assert_eq!(section.api_version.as_deref(), Some("v27.0.0"));
+    let [problem] = problems.as_slice() else {
+        panic!("{problems:?}")
+    };
+    assert_eq!(problem.level, Level::Warning);
+    assert!(
+        problem.message.contains("28.0.0") && problem.message.contains("v27.0.0"),
+        "{}",
+        problem.message
+    );
 }

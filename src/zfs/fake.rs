@@ -268,7 +268,7 @@ impl FakeMiddleware {
             let Some((value, source, info)) = found else {
                 continue;
             };
-            let source = if self.flavor == crate::middleware::ApiFlavor::V25_10 {
+            let source = if self.flavor >= crate::middleware::ApiFlavor::V25_10 {
                 "LOCAL"
             } else {
                 source
@@ -289,6 +289,8 @@ impl crate::middleware::Middleware for FakeMiddleware {
             version: self.flavor.as_str().to_owned(),
             protocol: crate::middleware::Protocol::JsonRpc,
             transport: crate::middleware::TransportKind::UnixSocket,
+            api_version: None,
+            newer_than_known: false,
         }
     }
 

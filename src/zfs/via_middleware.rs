@@ -151,9 +151,12 @@ pub fn decode_reading(
         .iter()
         .find_map(|field| prop.get(field).and_then(Value::as_str))
         .ok_or("a user property without a string `value`")?;
-    let source = match flavor {
-        ApiFlavor::V25_10 => PropSource::Unknown,
-        ApiFlavor::V24_10 | ApiFlavor::V25_04 => decode_source(prop)?,
+    // 25.10+ hard-codes `source: LOCAL` (`MW/plugins/pool_/dataset_query_utils.py`,
+    // still so in 26.0 and master).
+    let source = if flavor >= ApiFlavor::V25_10 {
+        PropSource::Unknown
+    } else {
+        decode_source(prop)?
     };
     if source == PropSource::None {
         return Ok(Some(unset(dataset, key)));

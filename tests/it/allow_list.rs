@@ -107,12 +107,11 @@ fn the_clients_own_calls_match_every_schema() {
             eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
             return;
         };
-        let mut calls = vec![
-            client_calls::version_short(),
-            client_calls::job_by_id(42),
-            client_calls::login_with_api_key(&key),
-        ];
-        if flavor != ApiFlavor::V24_10 {
+        let mut calls = vec![client_calls::version_short(), client_calls::job_by_id(42)];
+        if flavor == ApiFlavor::V24_10 {
+            // The legacy protocol's login (JSON-RPC logs in with `auth.login_ex`).
+            calls.push(client_calls::login_with_api_key(&key));
+        } else {
             // JSON-RPC only: 24.10 logs in with the key alone and subscribes with `sub`.
             calls.push(client_calls::login_ex_api_key("agent", &key));
             calls.push(client_calls::subscribe("core.get_jobs"));

@@ -4,7 +4,6 @@
 //! state is reported without waiting for the report interval.
 
 use serde_json::json;
-use tokio::task::LocalSet;
 use truenas_agent::central::CentralState;
 use truenas_agent::central::report::{ConfigSource, GuidSource, Mode};
 use truenas_agent::daemon::DaemonRecord;
@@ -15,7 +14,7 @@ use crate::e2e_fixture::{
     BUCKET, DEVICE, GUID, System, applied, document, reports, wait_for_report,
 };
 
-async fn first_boot(flavor: ApiFlavor) {
+async fn first_boot_converges_and_reports(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
     sys.central.publish(DEVICE, &document(1));
     let agent = sys.agent().await;
@@ -124,219 +123,179 @@ async fn first_boot(flavor: ApiFlavor) {
     }
 }
 
-#[tokio::test]
-async fn first_boot_converges_and_reports_25_10() {
-    LocalSet::new()
-        .run_until(first_boot(ApiFlavor::V25_10))
-        .await;
-}
+per_flavour!(local first_boot_converges_and_reports);
 
-#[tokio::test]
-async fn first_boot_converges_and_reports_25_04() {
-    LocalSet::new()
-        .run_until(first_boot(ApiFlavor::V25_04))
-        .await;
+async fn a_new_revision_is_applied_within_one_long_poll(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    sys.central.publish(DEVICE, &document(1));
+    let agent = sys.agent().await;
+    wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+    // The agent now holds a 300 s long-poll and would otherwise ask again only
+    // after a day: revision 2 arriving within the test's minute can only have
+    // come through the held request.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let mut doc = document(2);
+    doc["cloud_sync"]["schedule"] = json!("30 1 * * *");
+    sys.central.publish(DEVICE, &doc);
+    let report = wait_for_report(&sys.central, "with revision 2 applied", applied(2)).await;
+    let changed: Vec<_> = report
+        .config
+        .changes
+        .iter()
+        .map(|c| (c.target.as_str(), c.action.as_str(), c.fields.clone()))
+        .collect();
+    assert_eq!(
+        changed,
+        [
+            ("cloud_sync:pool0", "update", vec!["schedule".to_owned()]),
+            ("cloud_sync:pool1", "update", vec!["schedule".to_owned()]),
+        ]
+    );
+    for task in sys.nas.sim.state().cloud_sync_tasks {
+        assert_eq!(
+            (task.schedule.minute.as_str(), task.schedule.hour.as_str()),
+            ("30", "1")
+        );
+    }
+    agent.stop().await;
 }
+per_flavour!(local a_new_revision_is_applied_within_one_long_poll);
 
-#[tokio::test]
-async fn first_boot_converges_and_reports_24_10() {
-    LocalSet::new()
-        .run_until(first_boot(ApiFlavor::V24_10))
-        .await;
+async fn drift_is_put_back_and_reported_as_drift(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    sys.central.publish(DEVICE, &document(1));
+    let mut options = crate::e2e_fixture::test_options(&sys.files.config);
+    options.drift_interval = std::time::Duration::from_secs(2);
+    let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
+    wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+    // Someone changes the schedule in the UI.
+    sys.nas.sim.update_state(|s| {
+        s.cloud_sync_tasks[0].schedule.hour = "5".into();
+    });
+    let report = wait_for_report(&sys.central, "with drift", |r| !r.config.drift.is_empty()).await;
+    assert_eq!(report.config.revision, Some(1));
+    assert!(
+        report.config.changes.is_empty(),
+        "a re-check reports drift, not changes"
+    );
+    let drift = &report.config.drift[0];
+    assert!(drift.target.starts_with("cloud_sync:"), "{drift:?}");
+    assert_eq!(drift.fields, ["schedule"]);
+    assert!(drift.corrected);
+    assert_eq!(sys.nas.sim.state().cloud_sync_tasks[0].schedule.hour, "0");
+    agent.stop().await;
 }
+per_flavour!(local drift_is_put_back_and_reported_as_drift);
 
-#[tokio::test]
-async fn a_new_revision_is_applied_within_one_long_poll() {
-    LocalSet::new()
-        .run_until(async {
-            let sys = System::start().await;
-            sys.central.publish(DEVICE, &document(1));
-            let agent = sys.agent().await;
-            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-            // The agent now holds a 300 s long-poll and would otherwise ask again only
-            // after a day: revision 2 arriving within the test's minute can only have
-            // come through the held request.
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            let mut doc = document(2);
-            doc["cloud_sync"]["schedule"] = json!("30 1 * * *");
-            sys.central.publish(DEVICE, &doc);
-            let report = wait_for_report(&sys.central, "with revision 2 applied", applied(2)).await;
-            let changed: Vec<_> = report
-                .config
-                .changes
-                .iter()
-                .map(|c| (c.target.as_str(), c.action.as_str(), c.fields.clone()))
-                .collect();
-            assert_eq!(
-                changed,
-                [
-                    ("cloud_sync:pool0", "update", vec!["schedule".to_owned()]),
-                    ("cloud_sync:pool1", "update", vec!["schedule".to_owned()]),
-                ]
-            );
-            for task in sys.nas.sim.state().cloud_sync_tasks {
-                assert_eq!(
-                    (task.schedule.minute.as_str(), task.schedule.hour.as_str()),
-                    ("30", "1")
-                );
-            }
-            agent.stop().await;
-        })
-        .await;
+async fn a_periodic_pass_reads_the_nas_once_for_converge_and_health(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    sys.central.publish(DEVICE, &document(1));
+    let mut options = crate::e2e_fixture::test_options(&sys.files.config);
+    options.drift_interval = std::time::Duration::from_secs(1);
+    let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
+    wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+    sys.nas.sim.clear_calls();
+    let count = |method: &str| {
+        sys.nas
+            .sim
+            .calls()
+            .iter()
+            .filter(|c| c.method == method)
+            .count()
+    };
+    // `alert.list` is read once per health assessment; `snmp.config` only by the
+    // NAS observation (converge's and, when it has none to reuse, health's).
+    for _ in 0..600 {
+        if count("alert.list") >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    agent.stop().await;
+    let (assessments, snmp_reads) = (count("alert.list"), count("snmp.config"));
+    assert!(
+        assessments >= 3,
+        "only {assessments} periodic passes in a minute"
+    );
+    // Each periodic pass converges, then assesses from the observation the
+    // converge pass ended with: one observation per pass (plus one for a pass the
+    // stop may have cut short after converging). Reading twice would be 2 per pass.
+    assert!(
+        snmp_reads <= assessments + 1,
+        "{snmp_reads} snmp.config reads for {assessments} assessments"
+    );
+    assert!(
+        sys.nas.writes().is_empty(),
+        "a converged box is not written"
+    );
 }
+per_flavour!(local a_periodic_pass_reads_the_nas_once_for_converge_and_health);
 
-#[tokio::test]
-async fn drift_is_put_back_and_reported_as_drift() {
-    LocalSet::new()
-        .run_until(async {
-            let sys = System::start().await;
-            sys.central.publish(DEVICE, &document(1));
-            let mut options = crate::e2e_fixture::test_options(&sys.files.config);
-            options.drift_interval = std::time::Duration::from_secs(2);
-            let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
-            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-            // Someone changes the schedule in the UI.
-            sys.nas.sim.update_state(|s| {
-                s.cloud_sync_tasks[0].schedule.hour = "5".into();
-            });
-            let report =
-                wait_for_report(&sys.central, "with drift", |r| !r.config.drift.is_empty()).await;
-            assert_eq!(report.config.revision, Some(1));
-            assert!(
-                report.config.changes.is_empty(),
-                "a re-check reports drift, not changes"
-            );
-            let drift = &report.config.drift[0];
-            assert!(drift.target.starts_with("cloud_sync:"), "{drift:?}");
-            assert_eq!(drift.fields, ["schedule"]);
-            assert!(drift.corrected);
-            assert_eq!(sys.nas.sim.state().cloud_sync_tasks[0].schedule.hour, "0");
-            agent.stop().await;
-        })
-        .await;
+async fn scheduled_reports_ride_on_the_periodic_passes(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    sys.central.publish(DEVICE, &document(1));
+    let mut options = crate::e2e_fixture::test_options(&sys.files.config);
+    options.drift_interval = std::time::Duration::from_secs(2);
+    options.report_interval = std::time::Duration::from_secs(2);
+    let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
+    wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+    sys.nas.sim.clear_calls();
+    let before = reports(&sys.central).len();
+    tokio::time::sleep(std::time::Duration::from_secs(9)).await;
+    agent.stop().await;
+    let count = |method: &str| {
+        sys.nas
+            .sim
+            .calls()
+            .iter()
+            .filter(|c| c.method == method)
+            .count()
+    };
+    // `alert.list`: one per health assessment; `system.host_id`: one per
+    // identity read, i.e. per periodic pass.
+    let (assessments, passes) = (count("alert.list"), count("system.host_id"));
+    let sent = reports(&sys.central).len() - before;
+    assert!(passes >= 3, "only {passes} passes in 9 s");
+    assert!(
+        sent >= 3,
+        "only {sent} reports in 9 s at a 2 s report interval"
+    );
+    // Reports are as frequent as configured, and each one comes from a pass's
+    // own assessment: no separate health read for the schedule (that would be
+    // about one more assessment per pass).
+    assert!(
+        assessments <= passes + 1,
+        "{assessments} assessments for {passes} passes and {sent} reports"
+    );
 }
+per_flavour!(local scheduled_reports_ride_on_the_periodic_passes);
 
-#[tokio::test]
-async fn a_periodic_pass_reads_the_nas_once_for_converge_and_health() {
-    LocalSet::new()
-        .run_until(async {
-            let sys = System::start().await;
-            sys.central.publish(DEVICE, &document(1));
-            let mut options = crate::e2e_fixture::test_options(&sys.files.config);
-            options.drift_interval = std::time::Duration::from_secs(1);
-            let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
-            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-            sys.nas.sim.clear_calls();
-            let count = |method: &str| {
-                sys.nas
-                    .sim
-                    .calls()
-                    .iter()
-                    .filter(|c| c.method == method)
-                    .count()
-            };
-            // `alert.list` is read once per health assessment; `snmp.config` only by the
-            // NAS observation (converge's and, when it has none to reuse, health's).
-            for _ in 0..600 {
-                if count("alert.list") >= 3 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-            agent.stop().await;
-            let (assessments, snmp_reads) = (count("alert.list"), count("snmp.config"));
-            assert!(
-                assessments >= 3,
-                "only {assessments} periodic passes in a minute"
-            );
-            // Each periodic pass converges, then assesses from the observation the
-            // converge pass ended with: one observation per pass (plus one for a pass the
-            // stop may have cut short after converging). Reading twice would be 2 per pass.
-            assert!(
-                snmp_reads <= assessments + 1,
-                "{snmp_reads} snmp.config reads for {assessments} assessments"
-            );
-            assert!(
-                sys.nas.writes().is_empty(),
-                "a converged box is not written"
-            );
-        })
-        .await;
+async fn a_cloud_sync_run_is_reported_when_its_job_changes_state(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    let mut doc = document(1);
+    doc["actions"] = json!([]);
+    sys.central.publish(DEVICE, &doc);
+    let agent = sys.agent().await;
+    wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+    let before = reports(&sys.central).len();
+    // The nightly run starts by cron (report interval: an hour).
+    let task = sys.nas.sim.state().cloud_sync_tasks[0].id;
+    sys.nas
+        .sim
+        .run_cloud_sync(i64::try_from(task).unwrap())
+        .unwrap();
+    let report = wait_for_report(&sys.central, "after the run", |r| {
+        r.health
+            .cloud_sync
+            .iter()
+            .any(|c| c.task_id == Some(task) && c.state == "SUCCESS")
+    })
+    .await;
+    assert!(reports(&sys.central).len() > before);
+    assert_eq!(
+        report.config.state,
+        truenas_agent::central::report::ConfigState::Applied
+    );
+    agent.stop().await;
 }
-
-#[tokio::test]
-async fn scheduled_reports_ride_on_the_periodic_passes() {
-    LocalSet::new()
-        .run_until(async {
-            let sys = System::start().await;
-            sys.central.publish(DEVICE, &document(1));
-            let mut options = crate::e2e_fixture::test_options(&sys.files.config);
-            options.drift_interval = std::time::Duration::from_secs(2);
-            options.report_interval = std::time::Duration::from_secs(2);
-            let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
-            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-            sys.nas.sim.clear_calls();
-            let before = reports(&sys.central).len();
-            tokio::time::sleep(std::time::Duration::from_secs(9)).await;
-            agent.stop().await;
-            let count = |method: &str| {
-                sys.nas
-                    .sim
-                    .calls()
-                    .iter()
-                    .filter(|c| c.method == method)
-                    .count()
-            };
-            // `alert.list`: one per health assessment; `system.host_id`: one per
-            // identity read, i.e. per periodic pass.
-            let (assessments, passes) = (count("alert.list"), count("system.host_id"));
-            let sent = reports(&sys.central).len() - before;
-            assert!(passes >= 3, "only {passes} passes in 9 s");
-            assert!(
-                sent >= 3,
-                "only {sent} reports in 9 s at a 2 s report interval"
-            );
-            // Reports are as frequent as configured, and each one comes from a pass's
-            // own assessment: no separate health read for the schedule (that would be
-            // about one more assessment per pass).
-            assert!(
-                assessments <= passes + 1,
-                "{assessments} assessments for {passes} passes and {sent} reports"
-            );
-        })
-        .await;
-}
-
-#[tokio::test]
-async fn a_cloud_sync_run_is_reported_when_its_job_changes_state() {
-    LocalSet::new()
-        .run_until(async {
-            let sys = System::start().await;
-            let mut doc = document(1);
-            doc["actions"] = json!([]);
-            sys.central.publish(DEVICE, &doc);
-            let agent = sys.agent().await;
-            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-            let before = reports(&sys.central).len();
-            // The nightly run starts by cron (report interval: an hour).
-            let task = sys.nas.sim.state().cloud_sync_tasks[0].id;
-            sys.nas
-                .sim
-                .run_cloud_sync(i64::try_from(task).unwrap())
-                .unwrap();
-            let report = wait_for_report(&sys.central, "after the run", |r| {
-                r.health
-                    .cloud_sync
-                    .iter()
-                    .any(|c| c.task_id == Some(task) && c.state == "SUCCESS")
-            })
-            .await;
-            assert!(reports(&sys.central).len() > before);
-            assert_eq!(
-                report.config.state,
-                truenas_agent::central::report::ConfigState::Applied
-            );
-            agent.stop().await;
-        })
-        .await;
-}
+per_flavour!(local a_cloud_sync_run_is_reported_when_its_job_changes_state);

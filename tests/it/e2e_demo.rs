@@ -57,9 +57,8 @@ fn assert_tells_the_story(text: &str) {
     }
 }
 
-#[tokio::test]
-async fn the_demo_converges_reports_and_cleans_up() {
-    for flavor in [ApiFlavor::V24_10, ApiFlavor::V25_10] {
+async fn the_demo_converges_reports_and_cleans_up(flavor: ApiFlavor) {
+    {
         let mut out = Vec::new();
         let options = DemoOptions {
             flavor,
@@ -75,6 +74,7 @@ async fn the_demo_converges_reports_and_cleans_up() {
         assert!(!demo_dir(&text).exists(), "the temp dir is removed");
     }
 }
+per_flavour!(the_demo_converges_reports_and_cleans_up);
 
 #[test]
 fn the_readme_first_command_works() {

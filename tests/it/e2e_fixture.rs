@@ -64,7 +64,7 @@ impl Nas {
         let server = sim
             .serve(ServeOptions {
                 socket: Some(dir.path().join("middlewared.sock")),
-                listen: None,
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -74,50 +74,47 @@ fn the_binary_refuses_a_token_file_others_can_read() {
     assert_no_canary("stdout", &String::from_utf8_lossy(&out.stdout));
 }
 
-#[tokio::test]
-async fn no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_file() {
+async fn no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_file(
+    flavor: ApiFlavor,
+) {
     let logs = LogCapture::start();
-    LocalSet::new()
-        .run_until(async {
-            let sys = System::start().await;
-            sys.central.publish(DEVICE, &document(1));
-            let agent = sys.agent().await;
-            wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
+    let sys = System::start_with(flavor, None).await;
+    sys.central.publish(DEVICE, &document(1));
+    let agent = sys.agent().await;
+    wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
 
-            // A failed run whose rclone output echoes the application key.
-            sys.nas.sim.fail_next_sync(
-                "Failed to authorize with key CANARY-B2-APPKEY-7f3a9c: 401 unauthorized",
-            );
-            let task = sys.nas.sim.state().cloud_sync_tasks[0].id;
-            sys.nas
-                .sim
-                .run_cloud_sync(i64::try_from(task).unwrap())
-                .unwrap();
-            wait_for_report(&sys.central, "after the failed run", |r| {
-                r.health
-                    .cloud_sync
-                    .iter()
-                    .any(|c| c.task_id == Some(task) && c.state == "FAILED")
-            })
-            .await;
+    // A failed run whose rclone output echoes the application key.
+    sys.nas
+        .sim
+        .fail_next_sync("Failed to authorize with key CANARY-B2-APPKEY-7f3a9c: 401 unauthorized");
+    let task = sys.nas.sim.state().cloud_sync_tasks[0].id;
+    sys.nas
+        .sim
+        .run_cloud_sync(i64::try_from(task).unwrap())
+        .unwrap();
+    wait_for_report(&sys.central, "after the failed run", |r| {
+        r.health
+            .cloud_sync
+            .iter()
+            .any(|c| c.task_id == Some(task) && c.state == "FAILED")
+    })
+    .await;
 
-            // An invalid revision 2, with every secret in it.
-            let mut bad = document(2);
-            bad["cloud_sync"]["typo"] = json!("CANARY-ENC-PASSWORD-2b8e41");
-            sys.central.publish(DEVICE, &bad);
-            wait_for_report(&sys.central, "refusing revision 2", refused).await;
-            agent.stop().await;
+    // An invalid revision 2, with every secret in it.
+    let mut bad = document(2);
+    bad["cloud_sync"]["typo"] = json!("CANARY-ENC-PASSWORD-2b8e41");
+    sys.central.publish(DEVICE, &bad);
+    wait_for_report(&sys.central, "refusing revision 2", refused).await;
+    agent.stop().await;
 
-            for report in reports(&sys.central) {
-                assert_no_canary("a stored report", &serde_json::to_string(&report).unwrap());
-            }
-            assert_no_canary_outside_documents(sys.central.dir.path());
-            assert_no_canary_in_dir(&sys.files.state_path());
-            // The middleware did get them (the box is configured), nothing else did.
-            let scenario = serde_json::to_string(&sys.nas.sim.state()).unwrap();
-            assert!(scenario.contains("CANARY-B2-APPKEY-7f3a9c"));
-        })
-        .await;
+    for report in reports(&sys.central) {
+        assert_no_canary("a stored report", &serde_json::to_string(&report).unwrap());
+    }
+    assert_no_canary_outside_documents(sys.central.dir.path());
+    assert_no_canary_in_dir(&sys.files.state_path());
+    // The middleware did get them (the box is configured), nothing else did.
+    let scenario = serde_json::to_string(&sys.nas.sim.state()).unwrap();
+    assert!(scenario.contains("CANARY-B2-APPKEY-7f3a9c"));
     let text = logs.text();
     assert!(
         text.contains("reconcile pass finished"),
@@ -125,3 +122,4 @@ async fn no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_fi
     );
     assert_no_canary("the agent's logs", &text);
 }
+per_flavour!(local no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_file);

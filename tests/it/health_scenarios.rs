@@ -347,9 +347,8 @@ async fn healthy_box_on_every_version() {
     }
 }
 
-#[tokio::test]
-async fn sync_failed_with_an_auth_error() {
-    let rig = Rig::new(ApiFlavor::V25_04, |_| {}).await;
+async fn sync_failed_with_an_auth_error(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     rig.run_sync("pool1", None).await;
     rig.run_sync("pool0", Some(AUTH_FAILURE)).await;
     let (verify, code) = rig.verify().await;
@@ -406,10 +405,10 @@ async fn sync_failed_with_an_auth_error() {
     assert_eq!(first["subject"], "pool0");
     rig.finish();
 }
+per_flavour!(sync_failed_with_an_auth_error);
 
-#[tokio::test]
-async fn retention_locked_deletes_are_expected_not_failures() {
-    let rig = Rig::new(ApiFlavor::V25_10, |_| {}).await;
+async fn retention_locked_deletes_are_expected_not_failures(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     rig.run_sync("pool1", None).await;
     rig.run_sync("pool0", Some(&retention_failure())).await;
     let (verify, code) = rig.verify().await;
@@ -445,6 +444,7 @@ async fn retention_locked_deletes_are_expected_not_failures() {
     );
     rig.finish();
 }
+per_flavour!(retention_locked_deletes_are_expected_not_failures);
 
 impl Rig {
     /// A UI "Dry Run" of the pool's task (`cloudsync.sync [id, {"dry_run": true}]`), run to
@@ -513,9 +513,8 @@ async fn a_dry_run_is_not_a_backup() {
     }
 }
 
-#[tokio::test]
-async fn task_that_never_ran() {
-    let rig = Rig::new(ApiFlavor::V24_10, |_| {}).await;
+async fn task_that_never_ran(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     let (verify, code) = rig.verify().await;
     assert_eq!(code, 1, "the first sync has not completed (SOP 7.1)");
     for pool in POOLS {
@@ -536,10 +535,10 @@ async fn task_that_never_ran() {
     assert!(b["next_step"].as_str().unwrap().contains("Run Now"));
     rig.finish();
 }
+per_flavour!(task_that_never_ran);
 
-#[tokio::test]
-async fn overdue_snapshots() {
-    let rig = Rig::new(ApiFlavor::V25_04, |_| {}).await;
+async fn overdue_snapshots(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     rig.run_all_syncs().await;
     let stale = floor_hour(Utc::now()) - Span::hours(5);
     rig.sim.update_state(|s| {
@@ -571,10 +570,10 @@ async fn overdue_snapshots() {
     assert_eq!(json["problems"][0]["area"], "snapshots");
     rig.finish();
 }
+per_flavour!(overdue_snapshots);
 
-#[tokio::test]
-async fn snmp_v2c_community_set() {
-    let rig = Rig::new(ApiFlavor::V25_04, |_| {}).await;
+async fn snmp_v2c_community_set(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     rig.run_all_syncs().await;
     rig.sim.update_state(|s| {
         s.snmp.v3 = false;
@@ -602,10 +601,10 @@ async fn snmp_v2c_community_set() {
     );
     rig.finish();
 }
+per_flavour!(snmp_v2c_community_set);
 
-#[tokio::test]
-async fn bucket_without_object_lock() {
-    let rig = Rig::new(ApiFlavor::V25_10, |c| {
+async fn bucket_without_object_lock(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |c| {
         c.buckets[0].file_lock_enabled = false;
         c.buckets[0].retention = None;
     })
@@ -636,10 +635,10 @@ async fn bucket_without_object_lock() {
     );
     rig.finish();
 }
+per_flavour!(bucket_without_object_lock);
 
-#[tokio::test]
-async fn plaintext_object_in_the_bucket() {
-    let rig = Rig::new(ApiFlavor::V25_04, |c| {
+async fn plaintext_object_in_the_bucket(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |c| {
         let plain = fake_b2::data("plain-invoice.txt");
         let files = &mut c.buckets[0].files;
         files.retain(|f| !f.name.contains("/pool1/"));
@@ -665,10 +664,10 @@ async fn plaintext_object_in_the_bucket() {
     assert!(text.contains("b2.encryption_verified/pool1"), "{text}");
     rig.finish();
 }
+per_flavour!(plaintext_object_in_the_bucket);
 
-#[tokio::test]
-async fn middleware_down_status_says_so() {
-    let rig = Rig::new(ApiFlavor::V25_04, |_| {}).await;
+async fn middleware_down_status_says_so(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     rig.run_all_syncs().await;
     let _ = rig.verify().await;
     let ctx = Context {
@@ -688,6 +687,7 @@ async fn middleware_down_status_says_so() {
     assert!(render_text(&report).contains("NOT REACHABLE"));
     rig.finish();
 }
+per_flavour!(middleware_down_status_says_so);
 
 /// Runs the real binary (TZ=UTC, like the snapshot names the rig makes).
 async fn agent(args: &[&str]) -> (std::process::Output, String) {
@@ -706,9 +706,8 @@ async fn agent(args: &[&str]) -> (std::process::Output, String) {
     (out, stdout)
 }
 
-#[tokio::test]
-async fn cli_verify_and_status_over_the_unix_socket() {
-    let rig = Rig::new(ApiFlavor::V25_04, |_| {}).await;
+async fn cli_verify_and_status_over_the_unix_socket(flavor: ApiFlavor) {
+    let rig = Rig::new(flavor, |_| {}).await;
     rig.run_sync("pool1", None).await;
     rig.run_sync("pool0", Some(AUTH_FAILURE)).await;
     let sock_dir = tempfile::tempdir().unwrap();
@@ -717,7 +716,7 @@ async fn cli_verify_and_status_over_the_unix_socket() {
         .sim
         .serve(truenas_agent::sim::ServeOptions {
             socket: Some(socket.clone()),
-            listen: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -787,3 +786,4 @@ async fn cli_verify_and_status_over_the_unix_socket() {
     assert_eq!(down["checklist"]["source"], "last_verify");
     rig.finish();
 }
+per_flavour!(cli_verify_and_status_over_the_unix_socket);

@@ -601,7 +601,7 @@ mod against_the_simulator {
                 .await
                 .unwrap();
             assert_eq!(child.value.as_deref(), Some(guid.as_str()));
-            let expected = if flavor == ApiFlavor::V25_10 {
+            let expected = if flavor >= ApiFlavor::V25_10 {
                 PropSource::Unknown
             } else {
                 PropSource::Inherited {
@@ -665,7 +665,7 @@ async fn the_cli_falls_back_to_the_middleware_socket() {
         let server = sim
             .serve(ServeOptions {
                 socket: Some(b.path("middlewared.sock")),
-                listen: None,
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -229,6 +229,8 @@ impl Middleware for ScriptedNas {
             version: "test".into(),
             protocol: Protocol::JsonRpc,
             transport: TransportKind::UnixSocket,
+            api_version: None,
+            newer_than_known: false,
         }
     }
 
@@ -500,9 +502,8 @@ async fn install_creates_everything_then_is_idempotent() {
     }
 }
 
-#[tokio::test]
-async fn reboot_brings_it_back_and_check_names_each_missing_piece() {
-    let env = Env::new(ApiFlavor::V25_10, &["pool0"]);
+async fn reboot_brings_it_back_and_check_names_each_missing_piece(flavor: ApiFlavor) {
+    let env = Env::new(flavor, &["pool0"]);
     install::install(&env.nas, &env.host, &env.request(None))
         .await
         .unwrap();
@@ -589,10 +590,10 @@ async fn reboot_brings_it_back_and_check_names_each_missing_piece() {
     let ids: Vec<_> = failing(&report).into_iter().map(|f| f.0).collect();
     assert!(ids.contains(&"unit_loaded".to_owned()), "{ids:?}");
 }
+per_flavour!(reboot_brings_it_back_and_check_names_each_missing_piece);
 
-#[tokio::test]
-async fn uninstall_removes_entry_and_unit_and_keeps_or_purges_files() {
-    let env = Env::new(ApiFlavor::V25_04, &["pool0"]);
+async fn uninstall_removes_entry_and_unit_and_keeps_or_purges_files(flavor: ApiFlavor) {
+    let env = Env::new(flavor, &["pool0"]);
     env.nas.add_script(json!({
         "type": "COMMAND", "command": "echo admin", "when": "PREINIT", "enabled": true,
         "timeout": 10, "comment": "keep me"
@@ -646,10 +647,10 @@ async fn uninstall_removes_entry_and_unit_and_keeps_or_purges_files() {
         .unwrap();
     assert!(again.removed_init_scripts.is_empty());
 }
+per_flavour!(uninstall_removes_entry_and_unit_and_keeps_or_purges_files);
 
-#[tokio::test]
-async fn refuses_datasets_locked_at_boot_before_writing_anything() {
-    let env = Env::new(ApiFlavor::V25_10, &["pool0", "secure"]);
+async fn refuses_datasets_locked_at_boot_before_writing_anything(flavor: ApiFlavor) {
+    let env = Env::new(flavor, &["pool0", "secure"]);
     let mnt = env.tmp.path().join("mnt");
     env.nas
         .set_dataset(dataset_entry(&mnt, "secure", true, Some("PASSPHRASE")));
@@ -689,10 +690,10 @@ async fn refuses_datasets_locked_at_boot_before_writing_anything() {
     .unwrap();
     assert!(ok.check.ok());
 }
+per_flavour!(refuses_datasets_locked_at_boot_before_writing_anything);
 
-#[tokio::test]
-async fn bad_input_is_refused_with_the_field_and_nothing_written() {
-    let env = Env::new(ApiFlavor::V24_10, &["pool0", "pool1"]);
+async fn bad_input_is_refused_with_the_field_and_nothing_written(flavor: ApiFlavor) {
+    let env = Env::new(flavor, &["pool0", "pool1"]);
     // Two pools, neither carries the device GUID: the installer will not guess.
     let err = install::install(&env.nas, &env.host, &env.request(None))
         .await
@@ -740,6 +741,7 @@ async fn bad_input_is_refused_with_the_field_and_nothing_written() {
 
     assert!(DatasetName::parse("pool0/bad name").is_err());
 }
+per_flavour!(bad_input_is_refused_with_the_field_and_nothing_written);
 
 #[test]
 fn cli_refuses_a_bad_dataset_before_connecting() {
@@ -773,9 +775,8 @@ fn cli_refuses_a_bad_dataset_before_connecting() {
     assert!(!help.contains("--systemctl"), "test-only flags stay hidden");
 }
 
-#[tokio::test]
-async fn sysext_route_installs_boots_checks_and_uninstalls() {
-    let env = Env::new(ApiFlavor::V25_10, &["pool0"]);
+async fn sysext_route_installs_boots_checks_and_uninstalls(flavor: ApiFlavor) {
+    let env = Env::new(flavor, &["pool0"]);
     std::fs::write(env.tmp.path().join("truenas-agent.raw"), b"hsqs fake image").unwrap();
     let mut req = env.request(None);
     req.sysext_image = Some(env.tmp.path().join("truenas-agent.raw"));
@@ -824,10 +825,10 @@ async fn sysext_route_installs_boots_checks_and_uninstalls() {
     assert!(!sys.runtime_dropin_dir().exists());
     assert!(!root.join("truenas-agent.raw").exists());
 }
+per_flavour!(sysext_route_installs_boots_checks_and_uninstalls);
 
-#[tokio::test]
-async fn a_config_without_central_needs_no_token() {
-    let env = Env::new(ApiFlavor::V25_04, &["pool0"]);
+async fn a_config_without_central_needs_no_token(flavor: ApiFlavor) {
+    let env = Env::new(flavor, &["pool0"]);
     std::fs::write(
         env.tmp.path().join("local.toml"),
         "guid_property = \"com.dtctoday:device-guid\"\n",
@@ -842,3 +843,4 @@ async fn a_config_without_central_needs_no_token() {
     assert!(token.detail.contains("not needed"), "{token:?}");
     assert!(!env.root().join("token").exists());
 }
+per_flavour!(a_config_without_central_needs_no_token);

@@ -9,6 +9,52 @@
     clippy::missing_panics_doc
 )]
 
+/// One test per supported TrueNAS version for `async fn $name(flavor: ApiFlavor)` of the
+/// calling module: a module `$name` holding the tests `v24_10` … `v27_0` (`nextest run
+/// first_boot` runs them all, `first_boot::v26_0` one). Adding an `ApiFlavor` fails to
+/// compile here until it is added. `local`: inside a `LocalSet` (the daemon spawns local
+/// tasks); `paused`: on tokio's paused clock.
+macro_rules! per_flavour {
+    ($name:ident) => {
+        per_flavour!(@module $name, [tokio::test], plain);
+    };
+    (local $name:ident) => {
+        per_flavour!(@module $name, [tokio::test], local);
+    };
+    (local paused $name:ident) => {
+        per_flavour!(@module $name, [tokio::test(start_paused = true)], local);
+    };
+    (@module $name:ident, [$($attr:tt)*], $how:ident) => {
+        mod $name {
+            use truenas_agent::middleware::ApiFlavor;
+
+            const _: () = assert!(
+                ApiFlavor::ALL.len() == 5,
+                "add the new flavour to per_flavour! in tests/it/main.rs"
+            );
+            per_flavour!(@test $name, [$($attr)*], $how, v24_10, V24_10);
+            per_flavour!(@test $name, [$($attr)*], $how, v25_04, V25_04);
+            per_flavour!(@test $name, [$($attr)*], $how, v25_10, V25_10);
+            per_flavour!(@test $name, [$($attr)*], $how, v26_0, V26_0);
+            per_flavour!(@test $name, [$($attr)*], $how, v27_0, V27_0);
+        }
+    };
+    (@test $name:ident, [$($attr:tt)*], plain, $test:ident, $flavor:ident) => {
+        #[$($attr)*]
+        async fn $test() {
+            Box::pin(super::$name(ApiFlavor::$flavor)).await;
+        }
+    };
+    (@test $name:ident, [$($attr:tt)*], local, $test:ident, $flavor:ident) => {
+        #[$($attr)*]
+        async fn $test() {
+            tokio::task::LocalSet::new()
+                .run_until(Box::pin(super::$name(ApiFlavor::$flavor)))
+                .await;
+        }
+    };
+}
+
 mod allow_list;
 mod b2_verify;
 mod b2_verify_model;

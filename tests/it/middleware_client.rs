@@ -126,6 +126,13 @@ async fn detects_protocol_and_version_and_calls_over_the_unix_socket() {
         assert_eq!(info.version, api.version());
         assert_eq!(info.protocol, protocol(api));
         assert_eq!(info.transport, TransportKind::UnixSocket);
+        // `GET /api/versions` first; then the highest known version, or `/websocket`.
+        let (pinned, route) = match api {
+            Api::Legacy => (None, "/websocket"),
+            Api::JsonRpc => (Some("v25.04.2"), "/api/v25.04.2"),
+        };
+        assert_eq!(info.api_version.as_deref(), pinned);
+        assert_eq!(server.routes(), ["/api/versions", route], "{api:?}");
 
         assert_eq!(
             client.call(Call::bare(Method::CorePing)).await.unwrap(),
@@ -712,6 +719,31 @@ async fn an_unsupported_version_is_refused() {
         "{err}"
     );
     assert!(format!("{:#}", anyhow::Error::from(err)).contains("23.10.2"));
+}
+
+#[tokio::test]
+async fn a_newer_release_offering_only_the_legacy_route_is_refused() {
+    // A 25.10 box whose /api is not reachable on this URL (no /api/versions, only
+    // /websocket): driving it with 24.10's shapes would be wrong.
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::unix(Api::Legacy, dir.path()).await;
+    server.script("system.version_short", [Action::Reply(json!("25.10.6"))]);
+    let err = Client::connect(options(&server.unix_url()))
+        .await
+        .unwrap_err();
+    let ConnectError::NoVersionedApi {
+        version, status, ..
+    } = &err
+    else {
+        panic!("{err}")
+    };
+    assert_eq!((version.as_str(), *status), ("25.10.6", 404));
+    assert!(err.to_string().contains("unix socket"), "{err}");
+    assert!(
+        !server.methods().iter().any(|m| m != "system.version_short"),
+        "nothing but the version was asked: {:?}",
+        server.methods()
+    );
 }
 
 // ---- API keys and TCP ----------------------------------------------------------------

@@ -36,6 +36,8 @@ enum Proto {
 
 fn scenario(flavor: ApiFlavor) -> Scenario {
     let mut s = Scenario::two_pools(flavor);
+    // These tests use middlewared's TCP listener: on 26.0+ only vendor builds open it.
+    s.system.vendored = flavor >= ApiFlavor::V26_0;
     s.api_keys
         .push(ApiKeyEntry::new(7, "agent", "truenas_admin", API_KEY));
     s.b2_accounts.push(B2Account {
@@ -60,6 +62,7 @@ async fn start_with(sim: Simulator) -> (Server, tempfile::TempDir) {
     let opts = ServeOptions {
         socket: Some(dir.path().join("middlewared.sock")),
         listen: Some("127.0.0.1:0".parse().unwrap()),
+        ..Default::default()
     };
     (sim.serve(opts).await.unwrap(), dir)
 }
@@ -443,10 +446,19 @@ async fn tcp_peers_must_log_in() {
                 assert_eq!(r["error"]["reason"], "Not authenticated");
             }
         }
-        assert_eq!(
-            c.ok("auth.login_with_api_key", json!(["7-wrong"])).await,
-            false
-        );
+        if flavor >= ApiFlavor::V27_0 {
+            // `removed_in='v27'`: private on the v27 API (`MW/plugins/auth.py`, master).
+            let r = c
+                .call("auth.login_with_api_key", json!(["7-wrong"]))
+                .await
+                .unwrap();
+            assert_eq!(r["error"]["code"], -32601, "{r}");
+        } else {
+            assert_eq!(
+                c.ok("auth.login_with_api_key", json!(["7-wrong"])).await,
+                false
+            );
+        }
         if flavor == ApiFlavor::V24_10 {
             assert_eq!(c.login(flavor).await, true);
         } else {
@@ -878,6 +890,8 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
             "25.10",
             "--listen",
             "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
             "--job-duration",
             "50ms",
         ])
@@ -906,6 +920,25 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
             .unwrap()
             .starts_with("ws://127.0.0.1:")
     );
+    assert_eq!(ready["api_versions"].as_array().unwrap().len(), 9);
+    // The HTTPS listener: the agent's client connects with the printed pin.
+    let wss = ready["wss_url"].as_str().unwrap();
+    assert!(wss.starts_with("wss://127.0.0.1:"), "{ready}");
+    let pin = ready["tls_sha256"].as_str().unwrap();
+    assert_eq!(pin.len(), 32 * 3 - 1, "{ready}");
+    let agent =
+        truenas_agent::middleware::Client::connect(truenas_agent::middleware::ConnectOptions {
+            url: wss.to_owned(),
+            api_key: Some(truenas_agent::middleware::ApiKey {
+                username: Some("truenas_admin".to_owned()),
+                key: secrecy::SecretString::from(API_KEY.to_owned()),
+            }),
+            tls_pin_sha256: Some(pin.to_owned()),
+            ..truenas_agent::middleware::ConnectOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(agent.api().api_version.as_deref(), Some("v25.10.5"));
 
     let io = tokio::net::UnixStream::connect(&socket).await.unwrap();
     let (ws, _) =
@@ -1097,4 +1130,64 @@ async fn shutdown_ends_calls_still_in_flight() {
         .await
         .expect("shutdown does not wait for held calls");
     assert!(!dir.path().join("middlewared.sock").exists());
+}
+
+#[test]
+fn sim_help_lists_only_the_flags_that_apply_to_it() {
+    let run = |args: &[&str]| {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+            .args(args)
+            .env_remove("TRUENAS_AGENT_MIDDLEWARE")
+            .env_remove("TRUENAS_AGENT_CONFIG")
+            .env_remove("TRUENAS_AGENT_STATE_DIR")
+            .output()
+            .unwrap()
+    };
+    let agent_only = [
+        "--middleware",
+        "--api-key-file",
+        "--api-user",
+        "--tls-ca-file",
+        "--tls-pin",
+        "--state-dir",
+        "--config",
+    ];
+    let help = String::from_utf8(run(&["sim", "--help"]).stdout).unwrap();
+    for flag in agent_only {
+        assert!(!help.contains(flag), "{flag} in `sim --help`:\n{help}");
+    }
+    for flag in [
+        "--version",
+        "--socket",
+        "--listen",
+        "--https",
+        "--scenario",
+        "--log",
+    ] {
+        assert!(
+            help.contains(flag),
+            "{flag} missing from `sim --help`:\n{help}"
+        );
+    }
+    // Given anyway, an agent-only flag is refused, named, before anything starts.
+    let out = run(&[
+        "sim",
+        "--version",
+        "25.10",
+        "--socket",
+        "/nonexistent-dir/mw.sock",
+        "--api-user",
+        "agent",
+    ]);
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("--api-user does not apply to `sim`"),
+        "{stderr}"
+    );
+    // The agent's own commands still take them.
+    let status = String::from_utf8(run(&["status", "--help"]).stdout).unwrap();
+    for flag in agent_only {
+        assert!(status.contains(flag), "{flag} missing from `status --help`");
+    }
 }

@@ -1165,7 +1165,7 @@ async fn cli_plan_and_apply_over_the_middleware_socket() {
         let server = sim
             .serve(truenas_agent::sim::ServeOptions {
                 socket: Some(tmp.path().join("mw.sock")),
-                listen: None,
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -1258,7 +1258,7 @@ async fn cli_apply_survives_a_dropped_socket_mid_pass() {
         let server = sim
             .serve(truenas_agent::sim::ServeOptions {
                 socket: Some(tmp.path().join("mw.sock")),
-                listen: None,
+                ..Default::default()
             })
             .await
             .unwrap();

@@ -48,7 +48,41 @@ fn render(core: &Core, t: &CloudSyncTask) -> Value {
         "locked".into(),
         Value::Bool(rules::path_is_locked(&core.state, &t.path)),
     );
+    if core.flavor() >= crate::middleware::ApiFlavor::V26_0 {
+        // 26.0: `dataset`/`relative_path`, resolved from `path` (`MW/utils/mount.py`
+        // `resolve_dataset_path`: null/null while the dataset cannot be resolved, e.g.
+        // locked).
+        let (dataset, relative) = resolve_dataset_path(&core.state, &t.path);
+        v.insert("dataset".into(), dataset.map_or(Value::Null, Value::from));
+        v.insert(
+            "relative_path".into(),
+            relative.map_or(Value::Null, Value::from),
+        );
+    }
     Value::Object(v)
+}
+
+/// The deepest unlocked dataset whose mountpoint holds `path`, and the rest of the path
+/// (`""` at the dataset's root).
+fn resolve_dataset_path(
+    state: &super::super::scenario::Scenario,
+    path: &str,
+) -> (Option<String>, Option<String>) {
+    let Some(rest) = path.trim_end_matches('/').strip_prefix("/mnt/") else {
+        return (None, None);
+    };
+    let best = state
+        .datasets
+        .iter()
+        .filter(|d| rest == d.name || rest.starts_with(&format!("{}/", d.name)))
+        .max_by_key(|d| d.name.len());
+    match best {
+        Some(d) if !d.locked => {
+            let relative = rest[d.name.len()..].trim_start_matches('/').to_owned();
+            (Some(d.name.clone()), Some(relative))
+        }
+        _ => (None, None),
+    }
 }
 
 /// The task's `job` field (`utils/service/task_state.py`): the newest live run, except that

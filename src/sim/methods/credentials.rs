@@ -27,7 +27,7 @@ pub(crate) fn render(c: &Credential, flavor: ApiFlavor) -> Value {
         ApiFlavor::V24_10 => json!({
             "id": c.id, "name": c.name, "provider": c.provider, "attributes": c.attributes,
         }),
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             let mut provider = Map::new();
             provider.insert("type".into(), Value::from(c.provider.clone()));
             provider.extend(c.attributes.clone());
@@ -89,7 +89,7 @@ fn split(flavor: ApiFlavor, data: &Map<String, Value>) -> (String, Map<String, V
                 .cloned()
                 .unwrap_or_default(),
         ),
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             let mut attrs = data
                 .get("provider")
                 .and_then(Value::as_object)
@@ -281,7 +281,7 @@ pub(crate) fn verify(core: &Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Val
             ))?;
             (p, a)
         }
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => {
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             let mut a = data;
             let p = a
                 .remove("type")

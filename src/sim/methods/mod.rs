@@ -59,11 +59,13 @@ pub(crate) fn call(
         "pool.snapshottask.create" => snapshot::create(core, params).map(Reply::Value),
         "pool.snapshottask.update" => snapshot::update(core, params).map(Reply::Value),
         "pool.snapshottask.delete" => snapshot::delete(core, params).map(Reply::Value),
-        "pool.snapshottask.run" => snapshot::run(core, ctx, params).map(Reply::Value),
+        "pool.snapshottask.run" => snapshot::run(core, ctx, params),
         "zfs.snapshot.query" | "pool.snapshot.query" => {
             value(snapshot::query_snapshots(core, params)?)
         }
         "pool.dataset.snapshot_count" => value(snapshot::count(core, params)),
+        "zfs.resource.snapshot.query" => value(snapshot::resource_snapshot_query(core, params)),
+        "zfs.resource.snapshot.count" => value(snapshot::resource_snapshot_count(core, params)),
         "snmp.config" => value(services::snmp_config(core)),
         "snmp.update" => services::snmp_update(core, params).map(Reply::Value),
         "service.query" => value(answer(services::entries(core), params)?),

@@ -15,7 +15,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Map, Value, json};
 
-use super::super::core::{Core, EventKind, RpcError, errno};
+use super::super::core::{Core, EventKind, RpcError, date, errno};
 use super::super::rules;
 use super::super::scenario::Dataset;
 use super::super::schema::Issue;
@@ -47,6 +47,18 @@ pub(crate) fn pools(core: &Core) -> Vec<Value> {
             if core.flavor() != ApiFlavor::V24_10 {
                 v["dedup_table_size"] = Value::from(0);
                 v["dedup_table_quota"] = Value::from("auto");
+            }
+            if core.flavor() >= ApiFlavor::V26_0 {
+                // 26.0: `all_sed` and a typed `scan` (`MW/api/v26_0_0/pool.py`).
+                v["all_sed"] = Value::Null;
+                v["scan"] = json!({
+                    "function": "SCRUB", "state": "FINISHED",
+                    "start_time": date(core.state.system.boottime_ms),
+                    "end_time": date(core.state.system.boottime_ms + 3_600_000),
+                    "percentage": 100.0, "bytes_to_process": 1_073_741_824_i64,
+                    "bytes_processed": 1_073_741_824_i64, "bytes_issued": 1_073_741_824_i64,
+                    "pause": null, "errors": 0, "total_secs_left": null,
+                });
             }
             v
         })
@@ -180,7 +192,9 @@ fn user_properties(core: &Core, d: &Dataset) -> Value {
         let own = ancestor.name == d.name;
         for (k, val) in &ancestor.user_properties {
             let (source, info) = match (own, core.flavor()) {
-                (true, _) | (false, ApiFlavor::V25_10) => ("LOCAL", Value::Null),
+                // 25.10+ hard-codes LOCAL (`MW/plugins/pool_/dataset_query_utils.py`).
+                (true, _) => ("LOCAL", Value::Null),
+                (false, f) if f >= ApiFlavor::V25_10 => ("LOCAL", Value::Null),
                 (false, _) => ("INHERITED", Value::from(ancestor.name.clone())),
             };
             effective.insert(

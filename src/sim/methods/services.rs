@@ -26,6 +26,12 @@ use super::{merge_top_level, object_param, verdict};
 pub(crate) fn snmp_config(core: &Core) -> Value {
     let mut v = serde_json::to_value(&core.state.snmp).unwrap_or_default();
     v["id"] = Value::from(1);
+    if core.flavor() >= crate::middleware::ApiFlavor::V27_0 {
+        // 27.0 removed the SNMP log level (`18b1a2115c`, `MW/api/v27_0_0/snmp.py`).
+        if let Some(map) = v.as_object_mut() {
+            map.remove("loglevel");
+        }
+    }
     v
 }
 

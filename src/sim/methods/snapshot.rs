@@ -2,9 +2,11 @@
 //! `MW/plugins/zfs_/snapshot.py`, `MW/plugins/pool_/snapshot.py`).
 //!
 //! Owns: periodic snapshot task entries (with `vmware_sync` and the zettarepl `state`;
-//! `last_snapshot` on 25.10), create/update/delete, `run` (takes the snapshots now:
-//! the dataset, its descendants when recursive, minus excludes), `zfs.snapshot.query` /
-//! `pool.snapshot.query`, `pool.dataset.snapshot_count`.
+//! `last_snapshot` on 25.10+), create/update/delete, `run` (takes the snapshots now:
+//! the dataset, its descendants when recursive, minus excludes; a job on 27.0, whose
+//! lookup and checks fail the job instead of the call — `MW/plugins/snapshot/__init__.py`,
+//! master), `zfs.snapshot.query` / `pool.snapshot.query`, `pool.dataset.snapshot_count`,
+//! and 26.0's `zfs.resource.snapshot.query` / `.count` (`MW/plugins/zfs/snapshot_crud.py`).
 //! Does not: expire snapshots (no retention clock) or run tasks on their schedule.
 //! Invariants: `run` emits `pool.snapshottask.query` CHANGED with `{state}` for RUNNING
 //! then FINISHED/ERROR, as zettarepl's state hook does.
@@ -12,7 +14,7 @@
 
 use serde_json::{Map, Value, json};
 
-use super::super::core::{Core, Ctx, EventKind, RpcError, date};
+use super::super::core::{Core, Ctx, EventKind, JobFailure, JobKind, Reply, RpcError, date};
 use super::super::rules;
 use super::super::scenario::{Snapshot, SnapshotTask, TaskState};
 use super::{answer, id_param, merge_top_level, next_id, not_found, object_param, verdict};
@@ -53,7 +55,7 @@ fn render_state(state: Option<&TaskState>, flavor: ApiFlavor) -> Value {
     if let Some(r) = &s.reason {
         v["reason"] = Value::from(r.clone());
     }
-    if flavor == ApiFlavor::V25_10 {
+    if flavor >= ApiFlavor::V25_10 {
         v["last_snapshot"] = s.last_snapshot.clone().map_or(Value::Null, Value::from);
     }
     v
@@ -153,15 +155,42 @@ fn get(core: &Core, id: u64) -> Value {
 }
 
 /// `pool.snapshottask.run [id]`: not a job; takes the task's snapshots now.
-pub(crate) fn run(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
+pub(crate) fn run(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Result<Reply, RpcError> {
     let id = id_param(params, 0);
+    if core.flavor() >= ApiFlavor::V27_0 {
+        // 27.0: `@job()` (`4b7769149f`): the call returns the job id; the job's result is
+        // null and a missing or disabled task fails the job.
+        let job = core.create_job(
+            "pool.snapshottask.run",
+            params.to_vec(),
+            JobKind::SnapshotTaskRun { task: id },
+            ctx,
+        );
+        return Ok(Reply::Job(job));
+    }
+    run_now(core, id, ctx.now_ms).map(|()| Reply::Value(Value::Null))
+}
+
+/// The end of a 27.0 `pool.snapshottask.run` job.
+pub(crate) fn finish_run_job(core: &mut Core, task: i64, now_ms: i64) -> Result<Value, JobFailure> {
+    run_now(core, task, now_ms)
+        .map(|()| Value::Null)
+        .map_err(|e| match e {
+            RpcError::NotFound(text) => JobFailure::plain(format!("[ENOENT] {text}")),
+            RpcError::Call { message, .. } => JobFailure::call_error(&message),
+            other => JobFailure::plain(format!("{other:?}")),
+        })
+}
+
+/// Runs task `id` now, as zettarepl does: RUNNING, then the snapshots and FINISHED, or
+/// ERROR with a `SnapshotFailed` alert (which is not an error of the call).
+pub(crate) fn run_now(core: &mut Core, id: i64, now: i64) -> Result<(), RpcError> {
     let Some(task) = find(core, id).cloned() else {
         return Err(not_found(SERVICE, id));
     };
     if !task.enabled {
         return Err(RpcError::call("Task is not enabled"));
     }
-    let now = ctx.now_ms;
     set_state(
         core,
         task.id,
@@ -201,7 +230,7 @@ pub(crate) fn run(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Resul
             ),
             now,
         );
-        return Ok(Value::Null);
+        return Ok(());
     }
     let name = snapshot_name(&task.naming_schema, now);
     let last = take_snapshots(core, &task, &name, now);
@@ -217,7 +246,7 @@ pub(crate) fn run(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Resul
             last_snapshot: Some(last),
         },
     );
-    Ok(Value::Null)
+    Ok(())
 }
 
 fn set_state(core: &mut Core, id: u64, state: TaskState) {
@@ -323,6 +352,63 @@ pub(crate) fn query_snapshots(core: &Core, params: &[Value]) -> Result<Value, Rp
         .map(|s| render_snapshot(core, s, retention))
         .collect();
     answer(entries, params)
+}
+
+/// `paths` and `recursive` of a `zfs.resource.snapshot.*` query: whether `dataset`'s
+/// snapshots are selected (no paths = every dataset).
+fn resource_selected(q: &Map<String, Value>, dataset: &str) -> bool {
+    let recursive = q.get("recursive").and_then(Value::as_bool).unwrap_or(false);
+    let paths: Vec<&str> = q
+        .get("paths")
+        .and_then(Value::as_array)
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    paths.is_empty()
+        || paths
+            .iter()
+            .any(|p| dataset == *p || (recursive && dataset.starts_with(&format!("{p}/"))))
+}
+
+/// `zfs.resource.snapshot.query [data]` (26.0+).
+pub(crate) fn resource_snapshot_query(core: &Core, params: &[Value]) -> Value {
+    let q = object_param(params, 0);
+    let user = q
+        .get("get_user_properties")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let holds = q.get("get_holds").and_then(Value::as_bool).unwrap_or(false);
+    core.state
+        .snapshots
+        .iter()
+        .filter(|s| resource_selected(&q, &s.dataset))
+        .map(|s| {
+            let name = format!("{}@{}", s.dataset, s.name);
+            json!({
+                "name": name, "pool": s.dataset.split('/').next().unwrap_or_default(),
+                "dataset": s.dataset, "snapshot_name": s.name, "type": "SNAPSHOT",
+                "createtxg": s.createtxg, "guid": 5_000_000 + s.createtxg,
+                "holds": if holds { json!([]) } else { Value::Null },
+                "properties": {},
+                "user_properties": if user { json!({}) } else { Value::Null },
+            })
+        })
+        .collect()
+}
+
+/// `zfs.resource.snapshot.count [data]` (26.0+): `{dataset: count}`.
+pub(crate) fn resource_snapshot_count(core: &Core, params: &[Value]) -> Value {
+    let q = object_param(params, 0);
+    let mut counts = Map::new();
+    for s in core
+        .state
+        .snapshots
+        .iter()
+        .filter(|s| resource_selected(&q, &s.dataset))
+    {
+        let n = counts.get(&s.dataset).and_then(Value::as_u64).unwrap_or(0);
+        counts.insert(s.dataset.clone(), Value::from(n + 1));
+    }
+    Value::Object(counts)
 }
 
 /// `pool.dataset.snapshot_count [dataset]`: snapshots of that dataset only.

@@ -95,7 +95,23 @@ pub(crate) fn login_ex(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> 
             } else {
                 Value::Null
             };
-            json!({"response_type": "SUCCESS", "user_info": info, "authenticator": "LEVEL_1"})
+            let mut reply =
+                json!({"response_type": "SUCCESS", "user_info": info, "authenticator": "LEVEL_1"});
+            if core.flavor() >= ApiFlavor::V26_0 {
+                // 26.0: `reconnect_token` is always present, null unless asked for
+                // (`MW/api/v26_0_0/auth.py` `AuthRespSuccess`).
+                let asked = data
+                    .get("login_options")
+                    .and_then(|o| o.get("reconnect_token"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                reply["reconnect_token"] = if asked {
+                    Value::from(uuid::Uuid::new_v4().simple().to_string())
+                } else {
+                    Value::Null
+                };
+            }
+            reply
         }
         Login::AuthErr => json!({"response_type": "AUTH_ERR"}),
         Login::Expired => json!({"response_type": "EXPIRED"}),
@@ -122,7 +138,7 @@ pub(crate) fn me(_core: &Core, ctx: &Ctx<'_>) -> Value {
 /// `core.set_options [options]`: 25.04 → null; 25.10 → the option set (`legacy_jobs`).
 pub(crate) fn set_options(core: &mut Core, ctx: &mut Ctx<'_>, params: &[Value]) -> Value {
     let opts = object_param(params, 0);
-    if core.flavor() != ApiFlavor::V25_10 {
+    if core.flavor() < ApiFlavor::V25_10 {
         return Value::Null;
     }
     if let Some(legacy) = opts.get("legacy_jobs").and_then(Value::as_bool) {
@@ -188,7 +204,9 @@ pub(crate) fn info(core: &Core, ctx: &Ctx<'_>) -> Value {
     let s = &core.state.system;
     let version = match core.flavor() {
         ApiFlavor::V24_10 => s.version_full(core.flavor()),
-        ApiFlavor::V25_04 | ApiFlavor::V25_10 => s.version_short(core.flavor()),
+        ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
+            s.version_short(core.flavor())
+        }
     };
     let uptime_s = (ctx.now_ms - s.boottime_ms).max(0) / 1000;
     #[expect(

@@ -1,6 +1,7 @@
 //! A scripted TrueNAS middleware for the client tests: real sockets (unix, loopback TCP,
-//! TLS), both protocols (24.10: legacy `/websocket` only, `/api/current` answers 404;
-//! 25.x: JSON-RPC at `/api/current`), the real error shapes, API-key login, events,
+//! TLS), both protocols (24.10: legacy `/websocket` only, `/api/versions` and
+//! `/api/current` answer 404; 25.04: `GET /api/versions` and JSON-RPC at `/api/current`
+//! and `/api/v25.04.0…2`), the real error shapes, API-key login, events,
 //! jobs, and per-method scripted answers (reply, error, drop the connection, delay,
 //! silence). It records every frame and call it receives.
 
@@ -26,7 +27,6 @@ use tokio::net::{TcpListener, UnixListener};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_util::sync::CancellationToken;
 
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
@@ -123,6 +123,8 @@ struct State {
     jobs: BTreeMap<u64, Value>,
     conns: HashMap<u64, ConnHandle>,
     refuse_subscriptions: bool,
+    /// The path of every HTTP request, in order.
+    routes: Vec<String>,
 }
 
 pub struct Options {
@@ -289,6 +291,11 @@ impl Handle {
         self.inner.state.lock().unwrap().connections
     }
 
+    /// The path of every HTTP request received, in order.
+    pub fn routes(&self) -> Vec<String> {
+        self.inner.state.lock().unwrap().routes.clone()
+    }
+
     /// Open connections right now.
     pub fn open_connections(&self) -> usize {
         self.inner.state.lock().unwrap().conns.len()
@@ -381,32 +388,40 @@ fn tls_acceptor(
     tokio_rustls::TlsAcceptor::from(Arc::new(config))
 }
 
-/// One connection: HTTP upgrade with the route check, then messages.
-async fn serve(inner: Arc<Inner>, stream: Box<dyn Io>, unix: bool) {
-    let mut route = String::new();
-    let api = inner.api;
-    let callback = |request: &Request, response: Response| -> Result<Response, ErrorResponse> {
-        request.uri().path().clone_into(&mut route);
-        let served = match api {
-            Api::Legacy => route == "/websocket",
-            Api::JsonRpc => route == "/websocket" || route == "/api/current",
-        };
-        if served {
-            Ok(response)
-        } else {
-            let mut not_found = ErrorResponse::new(Some("404: Not Found".to_owned()));
-            *not_found.status_mut() = tokio_tungstenite::tungstenite::http::StatusCode::NOT_FOUND;
-            Err(not_found)
-        }
-    };
-    let Ok(ws) = tokio_tungstenite::accept_hdr_async(stream, callback).await else {
+/// The API versions a 25.04.2 box serves.
+const VERSIONS: [&str; 3] = ["v25.04.0", "v25.04.1", "v25.04.2"];
+
+/// One connection: the HTTP request (`GET /api/versions`, or an upgrade with the route
+/// check), then messages.
+async fn serve(inner: Arc<Inner>, mut stream: Box<dyn Io>, unix: bool) {
+    use truenas_agent::sim::http;
+    let Some((head, raw)) = http::read_request_head(&mut stream).await else {
         return;
     };
-    let protocol = if route == "/api/current" {
-        Api::JsonRpc
-    } else {
-        Api::Legacy
+    let api = inner.api;
+    let route = head.path.clone();
+    inner.state.lock().unwrap().routes.push(route.clone());
+    let json_rpc = api == Api::JsonRpc
+        && (route == "/api/current" || VERSIONS.iter().any(|v| route == format!("/api/{v}")));
+    if api == Api::JsonRpc && route == "/api/versions" {
+        let body = serde_json::to_vec(&VERSIONS).unwrap();
+        let _ = http::write_response(
+            &mut stream,
+            200,
+            &[("Content-Type", "application/json")],
+            &body,
+        )
+        .await;
+        return;
+    }
+    if !(json_rpc || route == "/websocket") {
+        let _ = http::write_response(&mut stream, 404, &[], b"404: Not Found").await;
+        return;
+    }
+    let Ok(ws) = tokio_tungstenite::accept_async(http::Prefixed::new(raw, stream)).await else {
+        return;
     };
+    let protocol = if json_rpc { Api::JsonRpc } else { Api::Legacy };
     let (mut sink, mut stream) = ws.split();
     let (tx, mut rx) = mpsc::unbounded_channel();
     let close = CancellationToken::new();
