@@ -27,6 +27,7 @@ pub mod memory;
 pub mod observe;
 pub mod report;
 pub mod schedule;
+mod shared;
 mod snapshots;
 mod sync;
 mod system;
@@ -41,6 +42,7 @@ pub use checklist::{Checklist, ChecklistItem, ItemScope, ItemStatus};
 pub use classify::{Classified, ErrorClass, Redactor};
 pub use memory::HealthMemory;
 pub use observe::{Alert, HealthObservations, SnapshotListing, SnapshotTaskState, TaskRuns};
+pub use shared::SharedFolder;
 
 use crate::desired::DesiredState;
 use crate::middleware::JobState;
@@ -281,6 +283,10 @@ pub struct Health {
     pub alerts: Vec<Alert>,
     /// Reads that failed while observing (redacted), so `Unknown` levels say why.
     pub read_errors: Vec<String>,
+    /// Other tasks pushing into a managed pool's bucket folder (two SYNC tasks on one
+    /// folder delete each other's files).
+    #[serde(default)]
+    pub shared_folders: Vec<SharedFolder>,
     /// SOP §6; empty when evaluated without a document ([`evaluate_nas`]).
     pub checklist: Checklist,
 }
@@ -291,13 +297,16 @@ impl Health {
         Level::worst(self.problems().iter().map(|p| p.level))
     }
 
-    /// Every problem with its next step, worst first.
+    /// Every problem with its next step, worst first. A failing checklist item is
+    /// always a `Failing` problem: an item whose facts a section already reports at its
+    /// level or worse (SNMP, the pool's backup) is not listed twice.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         system::pool_problems(&self.pools, &mut out);
         for sync in &self.cloud_sync {
             sync::problem(sync, &mut out);
         }
+        out.extend(self.shared_folders.iter().map(shared::problem));
         for snap in &self.snapshots {
             snapshots::problem(snap, &mut out);
         }
@@ -314,7 +323,12 @@ impl Health {
                     .to_owned(),
             });
         }
-        out.extend(self.checklist.problems());
+        let sections = out.clone();
+        out.extend(self.checklist.problems().into_iter().filter(|p| {
+            !p.subject
+                .as_deref()
+                .is_some_and(|id| checklist::restated_in(id, p.level, &sections))
+        }));
         out.sort_by_key(|p| std::cmp::Reverse(p.level));
         out
     }
@@ -448,6 +462,7 @@ fn evaluate_scope(
         snmp: system::snmp(&ctx),
         alerts: system::alerts(&ctx),
         read_errors: obs.read_errors.iter().map(|e| redactor.scrub(e)).collect(),
+        shared_folders: shared::find(&scope.pools, observed, &obs.ownership, ctx.bucket()),
         checklist: Checklist::default(),
     }
 }

@@ -85,6 +85,9 @@ impl Task for SnapshotTask {
 struct Overlap {
     /// True when creating ours next to it would duplicate or fight it.
     serious: bool,
+    /// True when it fights the pool's task even once the agent has its own (it pushes
+    /// into the same bucket folder): the NAS cannot match the document while it exists.
+    fights: bool,
     reason: String,
 }
 
@@ -185,7 +188,7 @@ fn conflicts<T: Task>(
         let Some(found) = foreign.then(|| overlap(task)).flatten() else {
             continue;
         };
-        let blocks = claimed.is_none() && found.serious;
+        let blocks = found.fights || (claimed.is_none() && found.serious);
         blocking |= blocks;
         p.conflicts.push(Conflict {
             kind: T::KIND,
@@ -333,7 +336,12 @@ fn cloud_sync_overlap(task: &CloudSyncTask, spec: &CloudSyncSpec) -> Option<Over
     let same_target = task.attributes.bucket == spec.bucket
         && trim_slashes(&task.attributes.folder) == trim_slashes(&spec.folder);
     let same_path = task.path.trim_end_matches('/') == spec.path;
-    let reason = if same_target {
+    // An enabled PUSH task into the agent's folder deletes what the agent's SYNC task
+    // uploads, and the other way round: a human must remove it, whatever else happens.
+    let fights = same_target && task.enabled && task.direction == spec::sop::DIRECTION;
+    let reason = if fights {
+        "pushes into the same bucket folder as the agent's task: two SYNC tasks delete each other's files; delete it or point it at another folder (the agent never edits it)"
+    } else if same_target {
         "writes to the same bucket folder as the agent's task (two SYNC tasks would delete each other's files)"
     } else if same_path && task.description == spec.description {
         "looks like a hand-made copy of the agent's task (same name and path); list it in adopt.cloud_sync to let the agent manage it"
@@ -344,6 +352,7 @@ fn cloud_sync_overlap(task: &CloudSyncTask, spec: &CloudSyncSpec) -> Option<Over
     };
     Some(Overlap {
         serious: same_target || task.description == spec.description,
+        fights,
         reason: reason.to_owned(),
     })
 }
@@ -497,6 +506,7 @@ pub(super) fn plan_snapshots(ctx: &Ctx<'_>, p: &mut Plan) {
         let overlap = |t: &SnapshotTask| {
             ours(t).then(|| Overlap {
                 serious: true,
+                fights: false,
                 reason: "snapshots the same dataset with the same naming schema; list it in adopt.snapshots to let the agent manage it".to_owned(),
             })
         };

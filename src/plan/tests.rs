@@ -45,6 +45,7 @@ pub(crate) fn inputs(d: &DesiredState) -> Inputs {
             snmp_auth: d.snmp.as_ref().map(|s| fp(&s.auth_password)),
             snmp_privacy: d.snmp.as_ref().map(|s| fp(&s.privacy_passphrase)),
         },
+        root_pool: d.device.root_pool.clone(),
     }
 }
 
@@ -683,6 +684,7 @@ fn listed_pool_missing_on_the_nas_is_a_blocker_not_a_removal() {
 fn implicit_pools_are_every_imported_pool_but_boot() {
     let d = doc_with(|v| {
         v.as_object_mut().unwrap().remove("pools");
+        v["device"].as_object_mut().unwrap().remove("root_pool");
     });
     let p = plan(
         &d,
