@@ -34,6 +34,8 @@ mod system;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod verdict_tests;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
