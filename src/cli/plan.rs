@@ -198,16 +198,13 @@ pub(crate) fn exit_for(result: &Reconciled) -> Exit {
         None => true,
         Some(_) => result.plan.mode == Mode::ReportOnly,
     };
-    if rollback {
-        Exit::Refused
-    } else if aborted {
-        Exit::Unavailable
-    } else if result.converged() {
-        Exit::Converged
-    } else if only_steps && nothing_failed && not_written {
-        Exit::Pending
-    } else {
-        Exit::NotConverged
+    let pending = only_steps && nothing_failed && not_written;
+    match (rollback, aborted, result.converged(), pending) {
+        (true, _, _, _) => Exit::Refused,
+        (false, true, _, _) => Exit::Unavailable,
+        (false, false, true, _) => Exit::Converged,
+        (false, false, false, true) => Exit::Pending,
+        (false, false, false, false) => Exit::NotConverged,
     }
 }
 

@@ -25,9 +25,16 @@ use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::against::DEVIATES;
+use super::against::{
+    Against, Judged, Lifetime, Setting, Window, combine_lines, deviation_text, on_off,
+    show_lifetime, show_window,
+};
 use super::{Area, CloudSyncHealth, Health, HealthObservations, Level, Problem, SyncState};
 use crate::b2::{self, CheckId, Finding};
-use crate::desired::{BwLimit, Cron, DesiredState, HhMm, SnapshotSettings, derive, sop};
+use crate::desired::{
+    BandwidthPlan, BwLimit, Cron, DesiredState, HhMm, SnapshotSettings, derive, sop,
+};
 use crate::observe::{CloudSyncTask, Observed, SecretView, SnapshotTask};
 use crate::plan::{self, spec::show_bwlimit};
 
@@ -177,14 +184,15 @@ impl Checklist {
                 .iter()
                 .any(|i: &ChecklistItem| i.status == s && i.scope != ItemScope::Central)
         };
-        if has(ItemStatus::Fail) {
-            Verdict::Fail
-        } else if has(ItemStatus::Unknown) {
-            Verdict::Undetermined
-        } else if has(ItemStatus::Deviates) {
-            Verdict::Deviates
-        } else {
-            Verdict::Pass
+        match (
+            has(ItemStatus::Fail),
+            has(ItemStatus::Unknown),
+            has(ItemStatus::Deviates),
+        ) {
+            (true, _, _) => Verdict::Fail,
+            (false, true, _) => Verdict::Undetermined,
+            (false, false, true) => Verdict::Deviates,
+            (false, false, false) => Verdict::Pass,
         }
     }
 
@@ -298,124 +306,6 @@ fn with_step(mut item: ChecklistItem, step: &str) -> ChecklistItem {
 
 /// One per-task field rule.
 type Rule = fn(&Ctx<'_>, &str, &CloudSyncTask) -> Judged;
-
-/// What a rule found for one item.
-struct Judged {
-    status: ItemStatus,
-    detail: String,
-    deviations: Vec<Deviation>,
-}
-
-impl Judged {
-    fn new(status: ItemStatus, detail: String) -> Self {
-        Self {
-            status,
-            detail,
-            deviations: Vec::new(),
-        }
-    }
-
-    fn pass_fail(ok: bool, pass: String, fail: String) -> Self {
-        if ok {
-            Self::new(ItemStatus::Pass, pass)
-        } else {
-            Self::new(ItemStatus::Fail, fail)
-        }
-    }
-}
-
-/// One setting compared with the SOP and the document.
-struct Setting<'a, T> {
-    /// The document's key (`cloud_sync.chunk_size_mib`).
-    key: &'a str,
-    have: &'a T,
-    sop: &'a T,
-    doc: &'a T,
-}
-
-/// How a setting relates to the SOP.
-enum Against {
-    /// The box holds the SOP's value (`Some(doc)`: the document asks for another one).
-    Meets(Option<String>),
-    /// The box holds the document's value, which departs from the SOP.
-    Deviates(Deviation),
-    /// The box holds neither; `Some(doc)`: the document's value where it departs.
-    Fails(Option<String>),
-}
-
-/// One setting's outcome with the box's and the SOP's values as shown.
-struct Line {
-    against: Against,
-    have: String,
-    sop: String,
-}
-
-impl<T: PartialEq> Setting<'_, T> {
-    /// [`Setting::judge`] with the values as shown.
-    fn line(&self, show: impl Fn(&T) -> String) -> Line {
-        Line {
-            against: self.judge(&show),
-            have: show(self.have),
-            sop: show(self.sop),
-        }
-    }
-
-    /// The box against the SOP; the document only tells a deliberate deviation apart.
-    fn judge(&self, show: impl Fn(&T) -> String) -> Against {
-        let doc_differs = self.doc != self.sop;
-        if self.have == self.sop {
-            Against::Meets(doc_differs.then(|| show(self.doc)))
-        } else if self.have == self.doc {
-            Against::Deviates(Deviation {
-                setting: self.key.to_owned(),
-                document: show(self.doc),
-                sop: show(self.sop),
-            })
-        } else {
-            Against::Fails(doc_differs.then(|| show(self.doc)))
-        }
-    }
-
-    /// One setting as a whole item: `what` names the value for the text.
-    fn item(&self, show: impl Fn(&T) -> String) -> Judged {
-        let have = show(self.have);
-        let sop = show(self.sop);
-        match self.judge(show) {
-            Against::Meets(None) => Judged::new(ItemStatus::Pass, have),
-            Against::Meets(Some(doc)) => Judged::new(
-                ItemStatus::Pass,
-                format!(
-                    "{have}, as the SOP says (the document asks for {doc} in {}: that is drift, \
-                     and `apply` would change it)",
-                    self.key
-                ),
-            ),
-            Against::Deviates(d) => Judged {
-                status: ItemStatus::Deviates,
-                detail: format!("{DEVIATES}{}", deviation_text(&d)),
-                deviations: vec![d],
-            },
-            Against::Fails(doc) => Judged::new(
-                ItemStatus::Fail,
-                format!(
-                    "{have} — the SOP says {sop}{}",
-                    doc.map_or_else(String::new, |d| format!(
-                        "; the document sets {d} ({})",
-                        self.key
-                    ))
-                ),
-            ),
-        }
-    }
-}
-
-/// How the detail of a deviating item starts (the report carries it as `fail`).
-pub const DEVIATES: &str = "DEVIATES from the SOP as the document asks: ";
-
-/// One deviating setting: both values, the document's first.
-fn deviation_text(d: &Deviation) -> String {
-    format!("{} = {} (the SOP says {})", d.setting, d.document, d.sop)
-}
 
 /// The next step of an item that deviates.
 fn deviation_step(deviations: &[Deviation]) -> String {
@@ -1136,36 +1026,44 @@ fn show_table(table: &[BwLimit]) -> String {
 }
 
 fn rule_bandwidth(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
-    if t.bwlimit_unreadable {
-        return Judged::new(
+    match (t.bwlimit_unreadable, &c.desired.cloud_sync.bandwidth) {
+        (true, _) => Judged::new(
             ItemStatus::Fail,
             format!(
                 "the task's bandwidth timetable could not be read as times and bytes per second \
                  ({})",
                 show_table(&t.bwlimit)
             ),
+        ),
+        (false, None) => bandwidth_without_plan(t),
+        (false, Some(plan)) => bandwidth_against(plan, t),
+    }
+}
+
+/// Without `cloud_sync.bandwidth` the uplink is unknown: no limit at all certainly is not
+/// the SOP's; some limit may or may not be 20 % / 80 % of it.
+fn bandwidth_without_plan(t: &CloudSyncTask) -> Judged {
+    if t.bwlimit.is_empty() {
+        return Judged::new(
+            ItemStatus::Fail,
+            "the task has no bandwidth limit; the SOP wants 20 % of the client's uplink in \
+             business hours and 80 % off-hours (the document has no cloud_sync.bandwidth, so \
+             `apply` sets none)"
+                .to_owned(),
         );
     }
-    let Some(plan) = &c.desired.cloud_sync.bandwidth else {
-        if t.bwlimit.is_empty() {
-            return Judged::new(
-                ItemStatus::Fail,
-                "the task has no bandwidth limit; the SOP wants 20 % of the client's uplink in \
-                 business hours and 80 % off-hours (the document has no cloud_sync.bandwidth, so \
-                 `apply` sets none)"
-                    .to_owned(),
-            );
-        }
-        return Judged::new(
-            ItemStatus::Unknown,
-            format!(
-                "the document carries no bandwidth plan (cloud_sync.bandwidth), so the client's \
-                 uplink is not known here and 20 % / 80 % of it cannot be computed; the task has \
-                 {}",
-                show_table(&t.bwlimit)
-            ),
-        );
-    };
+    Judged::new(
+        ItemStatus::Unknown,
+        format!(
+            "the document carries no bandwidth plan (cloud_sync.bandwidth), so the client's \
+             uplink is not known here and 20 % / 80 % of it cannot be computed; the task has {}",
+            show_table(&t.bwlimit)
+        ),
+    )
+}
+
+/// The task's timetable against the SOP's shares of the document's uplink and hours.
+fn bandwidth_against(plan: &BandwidthPlan, t: &CloudSyncTask) -> Judged {
     let sop = plan.sop_timetable();
     let doc = plan.timetable();
     let shares = |business: u8, off: u8, table: &[BwLimit]| {
@@ -1177,6 +1075,8 @@ fn rule_bandwidth(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
             show_table(table)
         )
     };
+    let sop_text = shares(sop::BUSINESS_PERCENT, sop::OFF_HOURS_PERCENT, &sop);
+    let doc_text = shares(plan.business_percent, plan.off_hours_percent, &doc);
     let setting = Setting {
         key: "cloud_sync.bandwidth",
         have: &t.bwlimit,
@@ -1184,15 +1084,12 @@ fn rule_bandwidth(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
         doc: &doc,
     };
     match setting.judge(|table| show_table(table)) {
-        Against::Meets(_) => Judged::new(
-            ItemStatus::Pass,
-            shares(sop::BUSINESS_PERCENT, sop::OFF_HOURS_PERCENT, &sop),
-        ),
+        Against::Meets(_) => Judged::new(ItemStatus::Pass, sop_text),
         Against::Deviates(_) => {
             let d = Deviation {
                 setting: "cloud_sync.bandwidth".to_owned(),
-                document: shares(plan.business_percent, plan.off_hours_percent, &doc),
-                sop: shares(sop::BUSINESS_PERCENT, sop::OFF_HOURS_PERCENT, &sop),
+                document: doc_text,
+                sop: sop_text,
             };
             Judged {
                 status: ItemStatus::Deviates,
@@ -1203,16 +1100,12 @@ fn rule_bandwidth(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
         Against::Fails(_) => Judged::new(
             ItemStatus::Fail,
             format!(
-                "the task has {} — the SOP says {}{}",
+                "the task has {} — the SOP says {sop_text}{}",
                 show_table(&t.bwlimit),
-                shares(sop::BUSINESS_PERCENT, sop::OFF_HOURS_PERCENT, &sop),
                 if plan.follows_sop() {
                     String::new()
                 } else {
-                    format!(
-                        "; the document sets {}",
-                        shares(plan.business_percent, plan.off_hours_percent, &doc)
-                    )
+                    format!("; the document sets {doc_text}")
                 }
             ),
         ),
@@ -1228,55 +1121,6 @@ fn mbps(kbps: u64) -> String {
             .trim_end_matches('0')
             .to_owned()
     }
-}
-
-fn on_off(b: bool) -> &'static str {
-    if b { "on" } else { "off" }
-}
-
-/// A snapshot lifetime; 2 WEEK, 14 DAY and 336 HOUR are the same retention.
-#[derive(Debug)]
-struct Lifetime {
-    value: u64,
-    unit: String,
-}
-
-impl Lifetime {
-    fn hours(&self) -> Option<u64> {
-        let per = match self.unit.as_str() {
-            "HOUR" => 1,
-            "DAY" => 24,
-            "WEEK" => 24 * 7,
-            _ => return None,
-        };
-        self.value.checked_mul(per)
-    }
-}
-
-impl PartialEq for Lifetime {
-    fn eq(&self, other: &Self) -> bool {
-        match (self.hours(), other.hours()) {
-            (Some(a), Some(b)) => a == b,
-            _ => self.value == other.value && self.unit == other.unit,
-        }
-    }
-}
-
-fn show_lifetime(l: &Lifetime) -> String {
-    match l.hours() {
-        Some(h) if h % 24 == 0 && l.unit != "DAY" => {
-            format!("{} {} ({} days)", l.value, l.unit, h / 24)
-        }
-        _ => format!("{} {}", l.value, l.unit),
-    }
-}
-
-/// The time window a snapshot schedule fires in.
-type Window = (Option<HhMm>, Option<HhMm>);
-
-fn show_window(w: Window) -> String {
-    let t = |t: Option<HhMm>| t.map_or_else(|| "?".to_owned(), |t| t.to_string());
-    format!("window {}–{}", t(w.0), t(w.1))
 }
 
 fn snapshot_task_item(c: &Ctx<'_>, pool: &str) -> ChecklistItem {
@@ -1372,50 +1216,6 @@ fn snapshot_settings(t: &SnapshotTask, want: &SnapshotSettings) -> Judged {
         .line(|n| format!("naming {n}")),
     ];
     combine_lines(&format!("task {}", t.id), lines)
-}
-
-/// Several settings of one object as one item (`what` names it: `task 7`): any
-/// failing setting fails it, else any deviating one makes it deviate, else it passes.
-fn combine_lines(what: &str, lines: Vec<Line>) -> Judged {
-    let mut wrong = Vec::new();
-    let mut deviations = Vec::new();
-    let mut seen = Vec::new();
-    for line in lines {
-        match line.against {
-            Against::Meets(_) => {}
-            Against::Deviates(d) => deviations.push(d),
-            Against::Fails(doc) => wrong.push(format!(
-                "{} (the SOP says {}{})",
-                line.have,
-                line.sop,
-                doc.map_or_else(String::new, |d| format!("; the document sets {d}"))
-            )),
-        }
-        seen.push(line.have);
-    }
-    let deviating = deviations
-        .iter()
-        .map(deviation_text)
-        .collect::<Vec<_>>()
-        .join("; ");
-    if !wrong.is_empty() {
-        let mut detail = format!("{what}: {}", wrong.join("; "));
-        if !deviations.is_empty() {
-            let _ = write!(
-                detail,
-                "; also deviates from the SOP as the document asks: {deviating}"
-            );
-        }
-        Judged::new(ItemStatus::Fail, detail)
-    } else if !deviations.is_empty() {
-        Judged {
-            status: ItemStatus::Deviates,
-            detail: format!("{DEVIATES}{deviating} ({what})"),
-            deviations,
-        }
-    } else {
-        Judged::new(ItemStatus::Pass, format!("{what}: {}", seen.join(", ")))
-    }
 }
 
 fn first_sync_item(c: &Ctx<'_>, pool: &str) -> ChecklistItem {

@@ -4,8 +4,10 @@
 //! now) -> Health` (and [`evaluate_nas`] when no document is at hand): per pool the Cloud
 //! Sync task (last run, last success, overdue, classified failure), the periodic snapshot
 //! task (state, newest `auto-` snapshot, age, count), pools, SNMP and relevant alerts,
-//! each with a level and the next step for a technician; the SOP §6 [`checklist`]; the
-//! contract §4 report parts ([`report`]). Submodules `schedule` and `classify` are pure
+//! each with a level and the next step for a technician; other tasks pushing into a
+//! managed pool's bucket folder ([`SharedFolder`]); the SOP §6 [`checklist`] (the box
+//! against the SOP, deviations the document asks for told apart); the contract §4
+//! report parts ([`report`]). Submodules `schedule` and `classify` are pure
 //! helpers. Three I/O submodules are the imperative shell around that core: `observe`
 //! (the extra middleware reads and the B2 run → [`HealthObservations`]), `memory`
 //! (`health.json` in the state dir: last successes, first-seen times, last B2 report and
@@ -20,6 +22,7 @@
 //! task by its naming-schema prefix, so two tasks sharing a schema on one pool are
 //! counted together.
 
+mod against;
 pub mod assess;
 pub mod checklist;
 pub mod classify;

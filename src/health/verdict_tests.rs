@@ -3,6 +3,11 @@
 //! get an answer (13.15), and the wording items of 13.17 (a failing item is a FAILING
 //! problem; no next step claims `apply` writes the GUID; no "bucket the NAS's bucket").
 
+#![allow(
+    clippy::too_many_lines,
+    reason = "one scenario per test, asserted item by item"
+)]
+
 use serde_json::json;
 
 use super::checklist::{DEVIATES, Verdict};
