@@ -109,16 +109,17 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         None => {
             let report = identity::observe(&inputs, &store, &choice).await;
-            print_report(&report, common.json)?;
-            Ok(ExitCode::from(report.exit_code()))
+            let exit = report.exit();
+            print_report(&report, exit, common.json)?;
+            Ok(exit.into())
         }
         Some(Action::Ensure(ensure)) => {
             inputs.central_guid = ensure.guid.as_deref().map(parse_guid).transpose()?;
             inputs.rebind = ensure.rebind;
             let report = identity::ensure(&inputs, &store, &choice).await;
-            print_report(&report, common.json)?;
-            let recorded = record(&report, &config.state_dir);
-            Ok(report.exit().worst(recorded).into())
+            let exit = report.exit().worst(record(&report, &config.state_dir));
+            print_report(&report, exit, common.json)?;
+            Ok(exit.into())
         }
         Some(Action::Get(get)) => {
             let dataset = DatasetName::parse(&get.dataset).context("DATASET")?;
@@ -210,11 +211,12 @@ fn record(report: &IdentityReport, dir: &Path) -> Exit {
     }
 }
 
-fn print_report(report: &IdentityReport, json: bool) -> anyhow::Result<()> {
+fn print_report(report: &IdentityReport, exit: Exit, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", render(report));
+        println!("{:<14}{} (exit {})", "Result", exit.label(), exit.code());
     }
     Ok(())
 }

@@ -736,7 +736,11 @@ fn exit_codes_follow_the_one_rule() {
     let b = Box::new(&["pool0"]);
     b.run(&["ensure"], 0);
     b.run(&[], 0);
+    let (text, _) = b.run(&[], 0);
+    assert!(text.ends_with("Result        OK (exit 0)\n"), "{text}");
     std::fs::remove_file(b.path("hostid")).unwrap();
+    let (text, _) = b.run(&[], 1);
+    assert!(text.ends_with("Result        ATTENTION (exit 1)\n"), "{text}");
     let report = b.json(&[], 1);
     assert_eq!(report["usable"], true, "{report}");
     assert!(
