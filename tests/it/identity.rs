@@ -740,7 +740,10 @@ fn exit_codes_follow_the_one_rule() {
     assert!(text.ends_with("Result        OK (exit 0)\n"), "{text}");
     std::fs::remove_file(b.path("hostid")).unwrap();
     let (text, _) = b.run(&[], 1);
-    assert!(text.ends_with("Result        ATTENTION (exit 1)\n"), "{text}");
+    assert!(
+        text.ends_with("Result        ATTENTION (exit 1)\n"),
+        "{text}"
+    );
     let report = b.json(&[], 1);
     assert_eq!(report["usable"], true, "{report}");
     assert!(
