@@ -287,6 +287,17 @@ fn guid_mismatch_is_a_failing_identity_problem() {
         .find(|p| p.area == Area::Identity)
         .unwrap();
     assert!(p.next_step.contains("NinjaOne wins"));
+    // `apply` never writes the GUID (issue 13.17): the step names what does.
+    assert!(
+        p.next_step.contains("identity ensure --guid"),
+        "{}",
+        p.next_step
+    );
+    assert!(
+        !p.next_step.contains("run `truenas-agent apply`"),
+        "{}",
+        p.next_step
+    );
 }
 
 #[test]
