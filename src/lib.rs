@@ -7,6 +7,7 @@
 //! ```text
 //! fs            the only file I/O: atomic writes, errors that name the path
 //! fault         who has to act when something fails (Operator / Nas / Central / Transient / Bug)
+//! exit          the one exit-code rule of every command (0 ok, 1 attention, 2 failing, 3 unknown)
 //! state_dir     the agent's state directory: JSON files per concern, secret fingerprints
 //! config        the agent's own TOML config → AgentConfig
 //! central       fetch + verify the signed document (DSSE/Ed25519), reports through a durable spool
@@ -41,6 +42,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desired;
+pub mod exit;
 pub mod fault;
 pub mod fs;
 pub mod health;

@@ -123,6 +123,11 @@ pub async fn reconcile(
         device_guid,
         guid_source,
         fingerprints: store.fingerprints(desired).map_err(ReconcileError::State)?,
+        root_pool: desired
+            .device
+            .root_pool
+            .clone()
+            .or_else(|| options.root_pool.clone()),
     };
     let first = plan::plan(desired, &observed, store.get(), &inputs);
     info!(

@@ -176,6 +176,7 @@ async fn run(
         device_guid: d.device.guid.unwrap(),
         guid_source: GuidSource::Document,
         fingerprints: store.fingerprints(d).unwrap(),
+        root_pool: d.device.root_pool.clone(),
     };
     let p = planner::plan(d, observed, store.get(), &inputs);
     let outcome = apply(&p, d, observed, mw, &mut store, &ApplyOptions::default()).await;

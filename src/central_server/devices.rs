@@ -50,8 +50,14 @@ pub struct HealthSummary {
     /// Pools whose Cloud Sync task failed, is overdue or reports an error class.
     pub cloud_sync_failing: Vec<String>,
     pub snapshot_tasks: usize,
-    /// Pools whose newest snapshot is missing or older than two hours.
+    /// Pools whose newest snapshot is older than two hours.
     pub snapshots_stale: Vec<String>,
+    /// Pools whose snapshot task has not taken a snapshot yet (a new task waits for its
+    /// first hourly fire: the agent's `status` shows it as PENDING, a warning — not
+    /// stale).
+    pub snapshots_none_yet: Vec<String>,
+    /// Pools the agent reports without a snapshot task.
+    pub snapshots_no_task: Vec<String>,
 }
 
 /// Summaries of every registered device, by name.
@@ -134,8 +140,22 @@ fn summary(
             .iter()
             .filter(|t| {
                 t.latest_age_s
-                    .is_none_or(|age| age > SNAPSHOT_STALE_AFTER_S)
+                    .is_some_and(|age| age > SNAPSHOT_STALE_AFTER_S)
             })
+            .map(|t| t.pool.clone())
+            .collect(),
+        snapshots_none_yet: r
+            .health
+            .snapshots
+            .iter()
+            .filter(|t| t.task_id.is_some() && t.latest_age_s.is_none())
+            .map(|t| t.pool.clone())
+            .collect(),
+        snapshots_no_task: r
+            .health
+            .snapshots
+            .iter()
+            .filter(|t| t.task_id.is_none() && t.latest_age_s.is_none())
             .map(|t| t.pool.clone())
             .collect(),
     };
@@ -195,13 +215,23 @@ fn render_one(d: &DeviceSummary, now: DateTime<Utc>) -> String {
     for e in &d.config_errors {
         let _ = writeln!(out, "    error: {e}");
     }
+    let mut snapshots = format!("stale: {}", list(&h.snapshots_stale));
+    if !h.snapshots_none_yet.is_empty() {
+        let _ = write!(
+            snapshots,
+            ", no snapshot yet (pending): {}",
+            h.snapshots_none_yet.join(", ")
+        );
+    }
+    if !h.snapshots_no_task.is_empty() {
+        let _ = write!(snapshots, ", no task: {}", h.snapshots_no_task.join(", "));
+    }
     let _ = writeln!(
         out,
-        "  health: cloud sync {} task(s), failing: {}; snapshots {} task(s), stale: {}",
+        "  health: cloud sync {} task(s), failing: {}; snapshots {} task(s), {snapshots}",
         h.cloud_sync_tasks,
         list(&h.cloud_sync_failing),
         h.snapshot_tasks,
-        list(&h.snapshots_stale)
     );
     let _ = writeln!(out, "  failing checklist: {}", list(&d.failing_checks));
     let lost = match (d.dropped_reports_total, d.last_drop_at) {
@@ -309,6 +339,29 @@ mod tests {
                 "reports lost before delivery: 7 (spool full or damaged on the NAS), last \
                  announced 2026-11-21T10:05:00Z (2d ago)"
             ),
+            "{text}"
+        );
+        // A new snapshot task that has not fired yet is pending, not stale (the agent's
+        // `status` says PENDING); a pool without a task says so.
+        let mut fresh = Report::new(now);
+        fresh.health.snapshots = vec![
+            SnapshotHealth {
+                pool: "pool0".into(),
+                task_id: Some(3),
+                ..SnapshotHealth::default()
+            },
+            SnapshotHealth {
+                pool: "pool1".into(),
+                ..SnapshotHealth::default()
+            },
+        ];
+        let s = summary("nas-03".into(), false, Some(1), Some((now, fresh)));
+        assert!(s.health.snapshots_stale.is_empty(), "{:?}", s.health);
+        assert_eq!(s.health.snapshots_none_yet, ["pool0"]);
+        assert_eq!(s.health.snapshots_no_task, ["pool1"]);
+        let text = render(&[s], now);
+        assert!(
+            text.contains("stale: none, no snapshot yet (pending): pool0, no task: pool1"),
             "{text}"
         );
         let never = summary("nas-02".into(), true, None, None);

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::plan::{Exit, connect_prepared, exit_for, report_error};
+use super::plan::{Exit, connect_prepared, exit_for, report_error, result_json};
 use crate::apply::{ReconcileOptions, reconcile};
 use crate::desired::DesiredState;
 use crate::middleware::Middleware;
@@ -44,17 +44,14 @@ pub async fn run_with(
         Ok(result) => result,
         Err(err) => return report_error(&err, as_json),
     };
+    let exit = exit_for(&result);
     if as_json {
-        println!(
-            "{}",
-            json!({
-                "converged": result.converged(),
-                "plan": result.plan.to_json(),
-                "outcome": result.outcome.as_ref().map(crate::apply::Outcome::to_json),
-                "after": result.after.as_ref().map(crate::plan::Plan::to_json),
-            })
-        );
-        return exit_for(&result);
+        let mut v = result_json(exit);
+        v["plan"] = result.plan.to_json();
+        v["outcome"] = json!(result.outcome.as_ref().map(crate::apply::Outcome::to_json));
+        v["after"] = json!(result.after.as_ref().map(crate::plan::Plan::to_json));
+        println!("{v}");
+        return exit;
     }
     println!("{}", result.plan);
     if let Some(outcome) = result.outcome.as_ref().filter(|o| !o.results.is_empty()) {
@@ -63,7 +60,8 @@ pub async fn run_with(
     if let Some(after) = &result.after {
         println!("After applying:\n{after}");
     }
-    exit_for(&result)
+    println!("\n{}", exit.result_line());
+    exit
 }
 
 /// Runs `apply`.

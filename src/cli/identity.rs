@@ -8,8 +8,10 @@
 //! only `ensure` writes (to ZFS and to `identity.json`).
 //! Limitations: the document's `device.root_pool`/`device.guid` reach identity through the
 //! daemon, not this command (`--pool`, `--guid` stand in for them).
-//! Exit status: 0 the GUID is usable and nothing needs attention, 1 problems (printed),
-//! 2 an operation failed (`zfs` missing, permission denied, timeout, …).
+//! Exit status (the one rule, [`crate::exit::Exit`]): 0 the GUID is usable and nothing
+//! needs attention, 1 problems that block nothing, 2 the GUID is not usable or a problem
+//! blocks it (printed), or a flag was refused; 3 an operation failed (`zfs` missing,
+//! permission denied, timeout, …) or `ensure` could not record its result.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -21,6 +23,7 @@ use clap::Subcommand;
 
 use super::GlobalArgs;
 use crate::config::AgentConfig;
+use crate::exit::Exit;
 use crate::identity::{
     self, BindingState, Change, IdentityInputs, IdentityReport, RootPoolHint, rules,
 };
@@ -106,16 +109,17 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     match args.action {
         None => {
             let report = identity::observe(&inputs, &store, &choice).await;
-            print_report(&report, common.json)?;
-            Ok(ExitCode::from(report.exit_code()))
+            let exit = report.exit();
+            print_report(&report, exit, common.json)?;
+            Ok(exit.into())
         }
         Some(Action::Ensure(ensure)) => {
             inputs.central_guid = ensure.guid.as_deref().map(parse_guid).transpose()?;
             inputs.rebind = ensure.rebind;
             let report = identity::ensure(&inputs, &store, &choice).await;
-            print_report(&report, common.json)?;
-            let recorded = record(&report, &config.state_dir);
-            Ok(ExitCode::from(report.exit_code().max(recorded)))
+            let exit = report.exit().worst(record(&report, &config.state_dir));
+            print_report(&report, exit, common.json)?;
+            Ok(exit.into())
         }
         Some(Action::Get(get)) => {
             let dataset = DatasetName::parse(&get.dataset).context("DATASET")?;
@@ -192,25 +196,27 @@ fn error_text(err: impl std::error::Error + Send + Sync + 'static) -> String {
     format!("{:#}", anyhow::Error::new(err))
 }
 
-/// Records the result for `status`; returns the exit code contribution (1 if it failed).
-fn record(report: &IdentityReport, dir: &Path) -> u8 {
+/// Records the result for `status`; an unusable state directory makes the answer
+/// unknown (`status` cannot show what `ensure` did).
+fn record(report: &IdentityReport, dir: &Path) -> Exit {
     let result = StateDir::open(dir)
         .map_err(identity::IdentityError::Record)
         .and_then(|state| identity::record(&state, report));
     match result {
-        Ok(()) => 0,
+        Ok(()) => Exit::Ok,
         Err(err) => {
             eprintln!("warning: {:#}", anyhow::Error::new(err));
-            1
+            Exit::Unknown
         }
     }
 }
 
-fn print_report(report: &IdentityReport, json: bool) -> anyhow::Result<()> {
+fn print_report(report: &IdentityReport, exit: Exit, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
     } else {
         print!("{}", render(report));
+        println!("{:<14}{} (exit {})", "Result", exit.label(), exit.code());
     }
     Ok(())
 }

@@ -2,14 +2,19 @@
 //!
 //! Prints what was done and the check, one line per piece with its fix; `--json` prints
 //! the serialisable outcome/report instead (for RMMs and the VM test).
-//! Exit codes: 0 everything in place, 1 a piece is missing or broken (install ran but the
-//! check fails, or `--check` found problems), 2 could not do/determine it (error).
+//! Exit codes (the one rule, [`crate::exit::Exit`]): 0 everything in place; 1 a piece is
+//! missing or broken (install ran but the check fails, or `--check` found problems —
+//! `status` shows the same as warnings); 2 refused (a bad flag, dataset, config or token
+//! file: nothing was done); 3 could not do or determine it (middleware unreachable, a
+//! middleware, systemd or file operation failed).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::exit::Exit;
+use crate::fault::Fault;
 use crate::install::{self, CheckReport, CheckStatus, DatasetName, Host, InstallRequest};
 
 /// Arguments of `install`.
@@ -90,9 +95,16 @@ pub async fn run_install(
 ) -> anyhow::Result<ExitCode> {
     let host = args.host.host();
     let dataset = dataset(args.dataset.as_ref())?;
-    let mw = connect(global).await?;
+    let options = super::common::connect_options(global)?;
+    let mw = match super::common::connect_with(options).await {
+        Ok(mw) => mw,
+        Err(err) => return Ok(cannot(&err, Exit::Unknown)),
+    };
     if args.check {
-        let report = install::check(&mw, &host, dataset).await?;
+        let report = match install::check(&mw, &host, dataset).await {
+            Ok(report) => report,
+            Err(err) => return Ok(install_error(err)),
+        };
         print_check(&report, args.json)?;
         return Ok(exit_for(&report));
     }
@@ -103,7 +115,10 @@ pub async fn run_install(
         agent_config: args.agent_config,
         token_file: args.token_file,
     };
-    let outcome = install::install(&mw, &host, &req).await?;
+    let outcome = match install::install(&mw, &host, &req).await {
+        Ok(outcome) => outcome,
+        Err(err) => return Ok(install_error(err)),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(exit_for(&outcome.check));
@@ -161,8 +176,15 @@ pub async fn run_uninstall(
 ) -> anyhow::Result<ExitCode> {
     let host = args.host.host();
     let dataset = dataset(args.dataset.as_ref())?;
-    let mw = connect(global).await?;
-    let outcome = install::uninstall(&mw, &host, dataset, args.purge).await?;
+    let options = super::common::connect_options(global)?;
+    let mw = match super::common::connect_with(options).await {
+        Ok(mw) => mw,
+        Err(err) => return Ok(cannot(&err, Exit::Unknown)),
+    };
+    let outcome = match install::uninstall(&mw, &host, dataset, args.purge).await {
+        Ok(outcome) => outcome,
+        Err(err) => return Ok(install_error(err)),
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
         return Ok(ExitCode::SUCCESS);
@@ -220,12 +242,28 @@ pub fn print_check(report: &CheckReport, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A failing piece of the installation needs attention (`status` shows it as a warning:
+/// the agent may not come back after a reboot or an update).
 fn exit_for(report: &CheckReport) -> ExitCode {
     if report.ok() {
-        ExitCode::SUCCESS
+        Exit::Ok.into()
     } else {
-        ExitCode::from(1)
+        Exit::Attention.into()
     }
 }
 
-use super::common::connect;
+/// Prints why the command could not go on and returns `exit`.
+fn cannot(err: &anyhow::Error, exit: Exit) -> ExitCode {
+    eprintln!("error: {err:#}");
+    exit.into()
+}
+
+/// An install error by who has to act: the operator's input was refused (2), or the NAS
+/// could not be used (3).
+fn install_error(err: install::InstallError) -> ExitCode {
+    let exit = match err.fault() {
+        Fault::Operator | Fault::Central | Fault::Bug => Exit::Failing,
+        Fault::Nas | Fault::Transient => Exit::Unknown,
+    };
+    cannot(&anyhow::Error::new(err), exit)
+}

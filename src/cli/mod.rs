@@ -1,7 +1,8 @@
 //! Command-line front end.
 //!
 //! Owns: the clap definitions, the tokio runtime, logging set-up, and the mapping of
-//! each subcommand's outcome to an exit code. One file per subcommand; each exposes
+//! each subcommand's outcome to an exit code by the one rule of [`crate::exit`] (0 ok,
+//! 1 attention, 2 failing or refused, 3 unknown). One file per subcommand; each exposes
 //! `Args` (clap) and `async fn run(args, &GlobalArgs) -> anyhow::Result<ExitCode>`.
 //! Does not: hold business logic — subcommands call into the library modules.
 //! Invariants: the only module (with `main.rs`) that prints to stdout/stderr; no secret
@@ -82,7 +83,7 @@ pub enum Command {
     Plan(plan::Args),
     /// Converge the NAS to a desired-state document once.
     Apply(apply::Args),
-    /// One-screen diagnosis for a technician (exit 0 healthy, 1 degraded, 2 failing or unknown).
+    /// One-screen diagnosis for a technician (exit 0 healthy, 1 degraded, 2 failing, 3 unknown).
     Status(status::Args),
     /// Evaluate the SOP verification checklist on this box (and in the B2 bucket).
     Verify(verify::Args),

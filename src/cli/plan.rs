@@ -1,7 +1,9 @@
 //! `truenas-agent plan -f DOC [--json] [--allow-unsigned]`: what `apply` would change.
 //!
 //! Owns: reading the document, running a plan-only reconcile pass, printing the plan
-//! (text or `--json`), and the exit codes shared with `apply` ([`Exit`]).
+//! (text or `--json`), and the outcomes shared with `apply` ([`Exit`]: converged 0,
+//! pending 1, not converged or refused 2, unavailable 3 — the one rule of
+//! [`crate::exit`]); every output ends with the result and its exit code.
 //! Does not: write to the NAS (the pass runs with `write: false`).
 //! Invariants: an invalid document is reported in full before any connection is made;
 //! nothing printed contains a secret (plans show `(changed)`).
@@ -16,7 +18,7 @@ use serde_json::json;
 
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
 use crate::config::AgentConfig;
-use crate::desired::{DesiredState, FieldError};
+use crate::desired::{DesiredState, FieldError, Mode};
 use crate::middleware::{Client, Middleware};
 use crate::plan::{Blocker, GuidError};
 use crate::state_dir::StateDir;
@@ -35,25 +37,72 @@ pub struct Args {
     pub allow_unsigned: bool,
 }
 
-/// Exit codes of `plan` and `apply`.
+/// How a `plan` or `apply` run ended; its exit code follows the one rule
+/// ([`crate::exit::Exit`], docs/operations.md "Exit codes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
-    /// 0: the NAS matches the document (plan: nothing to do; apply: converged).
-    Converged = 0,
-    /// 1: not converged: changes pending (plan), or steps failed, were refused or are
-    /// blocked by conflicts (apply); the output says which.
-    NotConverged = 1,
-    /// 2: the input was refused: invalid or unverified document, rollback, or no
-    /// device GUID. Nothing was written.
-    Refused = 2,
-    /// 3: the NAS could not be read or written: middleware unreachable, connection
-    /// lost mid-pass, state directory unusable.
-    Unavailable = 3,
+    /// The NAS matches the document (plan: nothing to do; apply: converged). Exit 0.
+    Converged,
+    /// Changes are pending that a pass would make, nothing blocks them and nothing
+    /// failed: `plan` with changes, or `apply` of a `report-only` document. Exit 1.
+    Pending,
+    /// Not converged and a pass alone cannot fix it: steps failed or were refused
+    /// (re-key), or conflicts, missing pools, a missing root pool or waiting actions
+    /// block it; the output lists each. Exit 2.
+    NotConverged,
+    /// The input was refused: invalid or unverified document or configuration,
+    /// rollback, or no device GUID. Nothing was written. Exit 2.
+    Refused,
+    /// The NAS could not be read or written: middleware unreachable, connection lost
+    /// mid-pass, state directory unusable. Exit 3.
+    Unavailable,
+}
+
+impl Exit {
+    /// Where the outcome falls in the one rule.
+    pub fn rule(self) -> crate::exit::Exit {
+        match self {
+            Exit::Converged => crate::exit::Exit::Ok,
+            Exit::Pending => crate::exit::Exit::Attention,
+            Exit::NotConverged | Exit::Refused => crate::exit::Exit::Failing,
+            Exit::Unavailable => crate::exit::Exit::Unknown,
+        }
+    }
+
+    /// The process exit code.
+    pub fn code(self) -> u8 {
+        self.rule().code()
+    }
+
+    /// The `--json` `result` value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Exit::Converged => "converged",
+            Exit::Pending => "pending",
+            Exit::NotConverged => "not_converged",
+            Exit::Refused => "refused",
+            Exit::Unavailable => "unavailable",
+        }
+    }
+
+    /// The last line of the text output.
+    pub fn result_line(self) -> String {
+        let what = match self {
+            Exit::Converged => "CONVERGED: the NAS matches the document",
+            Exit::Pending => {
+                "CHANGES PENDING: nothing blocks them; a pass in enforce mode makes them"
+            }
+            Exit::NotConverged => "NOT CONVERGED: a human must act on what is listed above",
+            Exit::Refused => "REFUSED: nothing was written",
+            Exit::Unavailable => "UNAVAILABLE: the NAS or the state directory could not be used",
+        };
+        format!("Result: {what} (exit {})", self.code())
+    }
 }
 
 impl From<Exit> for ExitCode {
     fn from(exit: Exit) -> Self {
-        ExitCode::from(exit as u8)
+        ExitCode::from(exit.code())
     }
 }
 
@@ -83,18 +132,21 @@ fn refuse(err: &dyn std::error::Error, errors: Vec<FieldError>, as_json: bool) -
     } else {
         errors
     };
+    let exit = Exit::Refused;
     if as_json {
         println!(
             "{}",
-            json!({"converged": false, "refused": "document", "message": message, "errors": errors})
+            json!({"converged": false, "refused": "document", "message": message, "errors": errors,
+                   "result": exit.as_str(), "exit_code": exit.code()})
         );
     } else {
         eprintln!("document refused: {} problem(s):", errors.len());
         for e in &errors {
             eprintln!("  {e}");
         }
+        eprintln!("{}", exit.result_line());
     }
-    Exit::Refused
+    exit
 }
 
 /// Prints a pass that could not run and returns its exit code.
@@ -115,15 +167,19 @@ pub(crate) fn report_error(err: &ReconcileError, as_json: bool) -> Exit {
         };
         println!(
             "{}",
-            json!({"converged": false, "refused": kind, "message": message})
+            json!({"converged": false, "refused": kind, "message": message,
+                   "result": exit.as_str(), "exit_code": exit.code()})
         );
     } else {
         eprintln!("error: {message}");
+        eprintln!("{}", exit.result_line());
     }
     exit
 }
 
-/// The exit code for a finished pass.
+/// How a finished pass ended: refused (rollback), unavailable (aborted), converged,
+/// pending (only steps a pass would make: `plan`, or `apply` of a `report-only`
+/// document), else not converged.
 pub(crate) fn exit_for(result: &Reconciled) -> Exit {
     let rollback = result
         .plan
@@ -131,15 +187,36 @@ pub(crate) fn exit_for(result: &Reconciled) -> Exit {
         .iter()
         .any(|b| matches!(b, Blocker::Rollback { .. }));
     let aborted = result.outcome.as_ref().is_some_and(|o| o.aborted.is_some());
-    if rollback {
-        Exit::Refused
-    } else if aborted {
-        Exit::Unavailable
-    } else if result.converged() {
-        Exit::Converged
-    } else {
-        Exit::NotConverged
+    let remaining = result.remaining();
+    let only_steps = remaining.blockers.is_empty() && !remaining.has_blocking_conflict();
+    let nothing_failed = result
+        .outcome
+        .as_ref()
+        .is_none_or(|o| o.failures().next().is_none());
+    let not_written = match &result.outcome {
+        // `plan`: nothing is written by design.
+        None => true,
+        Some(_) => result.plan.mode == Mode::ReportOnly,
+    };
+    let pending = only_steps && nothing_failed && not_written;
+    match (rollback, aborted, result.converged(), pending) {
+        (true, _, _, _) => Exit::Refused,
+        (false, true, _, _) => Exit::Unavailable,
+        (false, false, true, _) => Exit::Converged,
+        (false, false, false, true) => Exit::Pending,
+        (false, false, false, false) => Exit::NotConverged,
     }
+}
+
+/// The `--json` fields every `plan`/`apply` answer carries: `converged`, `result` and
+/// `exit_code` (they always agree: `converged` is true exactly when `result` is
+/// `converged`).
+pub(crate) fn result_json(exit: Exit) -> serde_json::Value {
+    json!({
+        "converged": exit == Exit::Converged,
+        "result": exit.as_str(),
+        "exit_code": exit.code(),
+    })
 }
 
 /// The agent configuration (`--config`, if any) with the command-line flags on top.
@@ -148,15 +225,17 @@ pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<
     let overrides = super::common::overrides(global);
     AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
         let message = crate::fault::error_chain(&err);
+        let exit = Exit::Refused;
         if as_json {
-            println!(
-                "{}",
-                json!({"converged": false, "refused": "configuration", "message": message})
-            );
+            let mut v = result_json(exit);
+            v["refused"] = json!("configuration");
+            v["message"] = json!(message);
+            println!("{v}");
         } else {
             eprintln!("error: {message}");
+            eprintln!("{}", exit.result_line());
         }
-        Exit::Refused
+        exit
     })
 }
 
@@ -184,15 +263,16 @@ pub async fn run_with(
     };
     match reconcile(mw, state, desired, &options).await {
         Ok(result) => {
+            let exit = exit_for(&result);
             if as_json {
-                println!(
-                    "{}",
-                    json!({"converged": result.converged(), "plan": result.plan.to_json()})
-                );
+                let mut v = result_json(exit);
+                v["plan"] = result.plan.to_json();
+                println!("{v}");
             } else {
                 println!("{}", result.plan);
+                println!("\n{}", exit.result_line());
             }
-            exit_for(&result)
+            exit
         }
         Err(err) => report_error(&err, as_json),
     }
@@ -221,8 +301,17 @@ pub(crate) async fn connect_prepared(
 ) -> Result<(ReconcileOptions, DesiredState, StateDir, Client), Exit> {
     let (config, desired, state) = prepare(file, allow_unsigned, global, as_json)?;
     let mw = super::common::connect(global).await.map_err(|err| {
-        eprintln!("error: {err:#}");
-        Exit::Unavailable
+        let exit = Exit::Unavailable;
+        if as_json {
+            let mut v = result_json(exit);
+            v["refused"] = json!("middleware");
+            v["message"] = json!(format!("{err:#}"));
+            println!("{v}");
+        } else {
+            eprintln!("error: {err:#}");
+            eprintln!("{}", exit.result_line());
+        }
+        exit
     })?;
     Ok((pass_options(&config, write), desired, state, mw))
 }

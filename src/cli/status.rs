@@ -3,7 +3,7 @@
 //!
 //! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only),
 //! the optional document, a short-timeout connection and health pass — and printing the
-//! report with the documented exit code (0 healthy, 1 degraded, 2 failing or unknown).
+//! report with the documented exit code (0 healthy, 1 degraded, 2 failing, 3 unknown).
 //! Does not: write anything (not even `health.json`: the daemon and `verify` own it), or
 //! decide what is a problem (`status` and `health` do).
 //! Invariants: works without a running daemon and with the middleware down (then it says

@@ -5,9 +5,12 @@
 //! remembering it in the state dir (`health.json`, which `status` shows later), printing
 //! the checklist (text or `--json`, schema `truenas-agent.verify/v1`) and the exit code.
 //! Does not: change anything on the NAS or in B2.
-//! Invariants: exit 0 = every item checkable here passes; 1 = something fails; 2 = could
-//! not determine (document refused, middleware unreachable, NAS unreadable, or an item
-//! checkable here is unknown and nothing fails); nothing printed contains a secret.
+//! Invariants: exit codes follow the one rule ([`crate::exit::Exit`]): 0 = every item
+//! checkable here passes; 1 = nothing fails or is unknown, but an item deviates from the
+//! SOP as the document asks; 2 = an item fails, or the document or configuration was
+//! refused; 3 = could not determine (an item checkable here is unknown and nothing fails,
+//! middleware unreachable, NAS or state directory unreadable); nothing printed contains a
+//! secret.
 //! Limitations: a document from a file needs `--allow-unsigned` (signed documents come
 //! through the daemon); items only central can check are listed as "checked by central".
 
@@ -20,6 +23,7 @@ use serde_json::{Value, json};
 use crate::b2::ClientOptions;
 use crate::config::AgentConfig;
 use crate::desired::DesiredState;
+use crate::exit::Exit;
 use crate::health::assess::{AssessOptions, Assessment, assess, record};
 use crate::health::checklist::Verdict;
 use crate::health::{Checklist, ItemScope, ItemStatus, report, rfc3339};
@@ -60,9 +64,55 @@ pub struct Output {
 /// Exit code for a checklist verdict.
 pub fn exit_code(verdict: Verdict) -> u8 {
     match verdict {
-        Verdict::Pass => 0,
-        Verdict::Fail => 1,
-        Verdict::Undetermined => 2,
+        Verdict::Pass => Exit::Ok,
+        Verdict::Deviates => Exit::Attention,
+        Verdict::Fail => Exit::Failing,
+        Verdict::Undetermined => Exit::Unknown,
+    }
+    .code()
+}
+
+/// Why `verify` could not evaluate the checklist at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotRun {
+    /// The agent configuration was refused (exit 2).
+    Configuration,
+    /// The document was refused (exit 2).
+    Document,
+    /// The state directory cannot be used (exit 3).
+    StateDir,
+    /// The middleware could not be reached (exit 3).
+    Middleware,
+    /// The NAS could not be read (exit 3).
+    Nas,
+}
+
+impl NotRun {
+    /// The JSON `error.kind`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            NotRun::Configuration => "configuration",
+            NotRun::Document => "document",
+            NotRun::StateDir => "state_dir",
+            NotRun::Middleware => "middleware",
+            NotRun::Nas => "nas",
+        }
+    }
+
+    /// A refused input is failing (a human must fix it); the rest could not be found out.
+    pub fn exit(self) -> Exit {
+        match self {
+            NotRun::Configuration | NotRun::Document => Exit::Failing,
+            NotRun::StateDir | NotRun::Middleware | NotRun::Nas => Exit::Unknown,
+        }
+    }
+
+    /// The JSON `verdict`: `refused` for a refused input, else `undetermined`.
+    fn verdict(self) -> &'static str {
+        match self.exit() {
+            Exit::Failing => "refused",
+            Exit::Ok | Exit::Attention | Exit::Unknown => "undetermined",
+        }
     }
 }
 
@@ -76,7 +126,7 @@ pub async fn verify_with(
 ) -> Output {
     let assessment = match assess(mw, Some(desired), state, options).await {
         Ok(a) => a,
-        Err(e) => return undetermined("nas", &crate::fault::error_chain(&e), as_json),
+        Err(e) => return undetermined(NotRun::Nas, &crate::fault::error_chain(&e), as_json),
     };
     let mut notes = Vec::new();
     if let Err(e) = record(state, &assessment) {
@@ -103,20 +153,27 @@ pub async fn verify_with(
     Output { stdout, exit }
 }
 
-/// The output when the checklist could not be evaluated at all (exit 2).
-pub fn undetermined(kind: &str, message: &str, as_json: bool) -> Output {
+/// The output when the checklist could not be evaluated at all: exit 2 when the input
+/// was refused, 3 when the NAS or the state directory could not be used.
+pub fn undetermined(why: NotRun, message: &str, as_json: bool) -> Output {
+    let exit = why.exit().code();
+    let kind = why.kind();
+    let verdict = why.verdict();
     let stdout = if as_json {
         json!({
             "schema": VERIFY_SCHEMA,
-            "verdict": "undetermined",
-            "exit_code": 2,
+            "verdict": verdict,
+            "exit_code": exit,
             "error": {"kind": kind, "message": message},
         })
         .to_string()
     } else {
-        format!("verify could not run ({kind}): {message}\nResult: UNDETERMINED (exit 2)\n")
+        format!(
+            "verify could not run ({kind}): {message}\nResult: {} (exit {exit})\n",
+            verdict.to_uppercase()
+        )
     };
-    Output { stdout, exit: 2 }
+    Output { stdout, exit }
 }
 
 fn scope_name(scope: ItemScope) -> &'static str {
@@ -127,31 +184,35 @@ fn scope_name(scope: ItemScope) -> &'static str {
     }
 }
 
-fn verdict_name(verdict: Verdict) -> &'static str {
-    match verdict {
-        Verdict::Pass => "pass",
-        Verdict::Fail => "fail",
-        Verdict::Undetermined => "undetermined",
+/// An item's status in `verify`'s own output (`deviates` is `fail` on the wire).
+fn item_status(status: ItemStatus) -> &'static str {
+    match status {
+        ItemStatus::Deviates => "deviates",
+        other => other.wire(),
     }
 }
 
 /// `verify --json`.
 fn json_output(desired: &DesiredState, a: &Assessment, options: &AssessOptions, exit: u8) -> Value {
     let checklist = &a.health.checklist;
-    let (pass, fail, unknown, not_checked) = checklist.counts();
+    let counts = checklist.counts();
     let items: Vec<Value> = checklist
         .items
         .iter()
         .map(|i| {
-            json!({
+            let mut item = json!({
                 "id": i.id,
                 "title": i.title,
-                "status": i.status.wire(),
+                "status": item_status(i.status),
                 "checked_by": scope_name(i.scope),
                 "pool": i.pool,
                 "detail": i.detail,
                 "next_step": i.next_step,
-            })
+            });
+            if !i.deviations.is_empty() {
+                item["deviations"] = json!(i.deviations);
+            }
+            item
         })
         .collect();
     json!({
@@ -159,10 +220,10 @@ fn json_output(desired: &DesiredState, a: &Assessment, options: &AssessOptions, 
         "checked_at": rfc3339(&options.now),
         "revision": desired.revision,
         "bucket": desired.bucket,
-        "verdict": verdict_name(checklist.verdict()),
+        "verdict": checklist.verdict().as_str(),
         "exit_code": exit,
         "b2_checked": options.b2.is_some(),
-        "counts": {"pass": pass, "fail": fail, "unknown": unknown, "not_checked": not_checked},
+        "counts": counts,
         "items": items,
         "health": report::health_section(&a.health),
         "checklist": report::checklist_items(checklist),
@@ -193,6 +254,7 @@ pub fn render_text(
         let tag = match item.status {
             ItemStatus::Pass => "PASS",
             ItemStatus::Fail => "FAIL",
+            ItemStatus::Deviates => "DEV.",
             ItemStatus::Unknown => "????",
             ItemStatus::NotChecked => "----",
         };
@@ -202,18 +264,26 @@ pub fn render_text(
             ""
         };
         let _ = writeln!(out, " {tag}  {:<34} {}{suffix}", item.id, item.title);
-        if matches!(item.status, ItemStatus::Fail | ItemStatus::Unknown) {
+        if matches!(
+            item.status,
+            ItemStatus::Fail | ItemStatus::Deviates | ItemStatus::Unknown
+        ) {
             let _ = writeln!(out, "       {}", item.detail);
             if let Some(step) = &item.next_step {
                 let _ = writeln!(out, "       Next: {step}");
             }
         }
     }
-    let (pass, fail, unknown, not_checked) = checklist.counts();
+    let c = checklist.counts();
     let _ = writeln!(
         out,
-        "\nResult: {} — {pass} pass, {fail} fail, {unknown} unknown, {not_checked} checked by central (exit {exit})",
-        verdict_name(checklist.verdict()).to_uppercase()
+        "\nResult: {} — {} pass, {} fail, {} deviate, {} unknown, {} checked by central (exit {exit})",
+        checklist.verdict().as_str().to_uppercase(),
+        c.pass,
+        c.fail,
+        c.deviates,
+        c.unknown,
+        c.not_checked
     );
     out
 }
@@ -235,19 +305,21 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
 async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
     let config = match super::status::resolve_config(global) {
         Ok(c) => c,
-        Err(e) => return undetermined("configuration", &e, args.json),
+        Err(e) => return undetermined(NotRun::Configuration, &e, args.json),
     };
     let desired = match load_document(&args.file, args.allow_unsigned, &config) {
         Ok(d) => d,
-        Err(e) => return undetermined("document", &e, args.json),
+        Err(e) => return undetermined(NotRun::Document, &e, args.json),
     };
     let state = match StateDir::open(&config.state_dir) {
         Ok(s) => s,
-        Err(e) => return undetermined("state_dir", &crate::fault::error_chain(&e), args.json),
+        Err(e) => {
+            return undetermined(NotRun::StateDir, &crate::fault::error_chain(&e), args.json);
+        }
     };
     let mw = match super::status::connect(&config, None).await {
         Ok(mw) => mw,
-        Err(e) => return undetermined("middleware", &e, args.json),
+        Err(e) => return undetermined(NotRun::Middleware, &e, args.json),
     };
     let mut options = AssessOptions::live();
     options.b2 = (!args.skip_b2).then(|| ClientOptions {

@@ -591,6 +591,7 @@ fn blocker_path(blocker: &Blocker) -> &'static str {
     match blocker {
         Blocker::Rollback { .. } => "revision",
         Blocker::PoolNotImported { .. } => "pools",
+        Blocker::RootPoolNotImported { .. } => "device.root_pool",
         Blocker::RekeyRefused { .. } | Blocker::RekeyUnverifiable { .. } => "encryption",
         Blocker::AdoptedMissing { .. }
         | Blocker::AdoptedNotManaged { .. }

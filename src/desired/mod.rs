@@ -18,6 +18,10 @@ mod json;
 mod validate;
 pub mod wire;
 
+/// The SOP's values (§5.2, §6.1) that a document may override: what `validate` fills in
+/// when a key is absent, and what the SOP checklist compares the box with.
+pub use validate::defaults as sop;
+
 use std::fmt;
 use std::path::Path;
 
@@ -251,6 +255,49 @@ pub struct CloudSyncSettings {
     pub take_snapshot: bool,
     /// The middleware's `bwlimit` timetable in bytes per second (empty: unlimited).
     pub bwlimit: Vec<BwLimit>,
+    /// The document's `cloud_sync.bandwidth` that `bwlimit` was computed from (`None`:
+    /// no bandwidth plan, so the client's uplink is not known).
+    pub bandwidth: Option<BandwidthPlan>,
+}
+
+/// `cloud_sync.bandwidth` as validated: the client's uplink, business hours and shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BandwidthPlan {
+    /// Upload speed in whole kilobits per second.
+    pub uplink_kbps: u64,
+    pub business_start: HhMm,
+    pub business_end: HhMm,
+    pub business_percent: u8,
+    pub off_hours_percent: u8,
+}
+
+impl BandwidthPlan {
+    /// The document's timetable (what `bwlimit` holds).
+    pub fn timetable(&self) -> Vec<BwLimit> {
+        self.with_shares(self.business_percent, self.off_hours_percent)
+    }
+
+    /// The SOP's timetable for the same uplink and hours: 20 % in business hours, 80 %
+    /// off-hours (Backup & Data Protection Standards, SOP 5.2 "Bandwidth Limit").
+    pub fn sop_timetable(&self) -> Vec<BwLimit> {
+        self.with_shares(sop::BUSINESS_PERCENT, sop::OFF_HOURS_PERCENT)
+    }
+
+    /// True when the document's shares are the SOP's.
+    pub fn follows_sop(&self) -> bool {
+        self.business_percent == sop::BUSINESS_PERCENT
+            && self.off_hours_percent == sop::OFF_HOURS_PERCENT
+    }
+
+    fn with_shares(&self, business: u8, off: u8) -> Vec<BwLimit> {
+        derive::bandwidth_timetable(
+            self.uplink_kbps,
+            self.business_start,
+            self.business_end,
+            business,
+            off,
+        )
+    }
 }
 
 /// Periodic snapshot task settings (SOP §6.1, with overrides applied).

@@ -18,20 +18,25 @@ use serde_json::Value;
 use super::derive::{self, CronField, HhMm};
 use super::wire::{self, IntRule};
 use super::{
-    Action, ActionKind, Adopt, B2Key, CloudSyncSettings, Cron, DesiredError, DesiredState, Device,
-    Encryption, FieldError, LifetimeUnit, Mode, RemovedPools, SCHEMA_V1, SnapshotSettings,
-    SnmpSettings,
+    Action, ActionKind, Adopt, B2Key, BandwidthPlan, CloudSyncSettings, Cron, DesiredError,
+    DesiredState, Device, Encryption, FieldError, LifetimeUnit, Mode, RemovedPools, SCHEMA_V1,
+    SnapshotSettings, SnmpSettings,
 };
 
 const REQUIRED: &str = "required";
 /// The middleware caps plain strings at 1024 characters (REFERENCE §5.1).
 const MAX_STRING: usize = 1024;
 
-/// SOP defaults (central-protocol.md §3 table).
-pub(super) mod defaults {
+/// SOP defaults (central-protocol.md §3 table); re-exported as `desired::sop`.
+pub mod defaults {
+    use super::LifetimeUnit;
+
     pub const CLOUD_SCHEDULE: &str = "0 0 * * *";
     pub const EXCLUDE: [&str; 2] = ["/Archive/**", "/archive/**"];
     pub const CHUNK_SIZE_MIB: u32 = 96;
+    pub const FAST_LIST: bool = true;
+    pub const FILENAME_ENCRYPTION: bool = false;
+    pub const TAKE_SNAPSHOT: bool = false;
     pub const BUSINESS_START: &str = "08:00";
     pub const BUSINESS_END: &str = "18:00";
     pub const BUSINESS_PERCENT: u8 = 20;
@@ -40,6 +45,8 @@ pub(super) mod defaults {
     pub const SNAPSHOT_BEGIN: &str = "00:00";
     pub const SNAPSHOT_END: &str = "23:59";
     pub const LIFETIME_VALUE: u32 = 2;
+    pub const LIFETIME_UNIT: LifetimeUnit = LifetimeUnit::Week;
+    pub const RECURSIVE: bool = true;
     pub const NAMING_SCHEMA: &str = "auto-%Y-%m-%d_%H-%M";
 }
 
@@ -456,7 +463,7 @@ fn percent(path: &str, value: Option<u64>, default: u8, p: &mut Problems) -> Opt
     }
 }
 
-fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<Vec<derive::BwLimit>> {
+fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<BandwidthPlan> {
     const PATH: &str = "cloud_sync.bandwidth";
     let uplink = p.required(&format!("{PATH}.uplink_mbps"), bw.uplink_mbps);
     // Whole kilobits per second keep the arithmetic exact (the document may say 2.5).
@@ -509,9 +516,13 @@ fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<Vec<derive::BwLimi
         defaults::OFF_HOURS_PERCENT,
         p,
     );
-    Some(derive::bandwidth_timetable(
-        kbps?, start?, end?, business?, off?,
-    ))
+    Some(BandwidthPlan {
+        uplink_kbps: kbps?,
+        business_start: start?,
+        business_end: end?,
+        business_percent: business?,
+        off_hours_percent: off?,
+    })
 }
 
 fn rclone_excludes(path: &str, items: &[String], p: &mut Problems) {
@@ -547,21 +558,26 @@ fn cloud_sync(cs: wire::CloudSync, p: &mut Problems) -> Option<CloudSyncSettings
         None => Some(None),
         Some(n) => in_range_u32("cloud_sync.transfers", n, &wire::TRANSFERS, p).map(Some),
     };
-    let bwlimit = match cs.bandwidth {
-        None => Some(Vec::new()),
-        Some(bw) => bandwidth(bw, p),
+    let bandwidth = match cs.bandwidth {
+        None => Some(None),
+        Some(bw) => bandwidth(bw, p).map(Some),
     };
     Some(CloudSyncSettings {
         schedule: schedule?,
         exclude,
         chunk_size_mib: chunk?,
-        fast_list: cs.fast_list.unwrap_or(true),
+        fast_list: cs.fast_list.unwrap_or(defaults::FAST_LIST),
         transfers: transfers?,
-        filename_encryption: cs.filename_encryption.unwrap_or(false),
+        filename_encryption: cs
+            .filename_encryption
+            .unwrap_or(defaults::FILENAME_ENCRYPTION),
         enabled: cs.enabled.unwrap_or(true),
         follow_symlinks: cs.follow_symlinks.unwrap_or(false),
-        take_snapshot: cs.take_snapshot.unwrap_or(false),
-        bwlimit: bwlimit?,
+        take_snapshot: cs.take_snapshot.unwrap_or(defaults::TAKE_SNAPSHOT),
+        bwlimit: bandwidth
+            .flatten()
+            .map_or_else(Vec::new, |plan| plan.timetable()),
+        bandwidth: bandwidth?,
     })
 }
 
@@ -594,7 +610,7 @@ fn snapshots(
         Some(n) => in_range_u32("snapshots.lifetime_value", n, &wire::LIFETIME_VALUE, p),
     };
     let lifetime_unit = match s.lifetime_unit.as_deref() {
-        None => Some(LifetimeUnit::Week),
+        None => Some(defaults::LIFETIME_UNIT),
         Some(text) => {
             let unit = LifetimeUnit::parse(text);
             if unit.is_none() {
@@ -612,7 +628,7 @@ fn snapshots(
     for rule in derive::naming_schema_problems(&naming_schema) {
         p.add("snapshots.naming_schema", &rule);
     }
-    let recursive = s.recursive.unwrap_or(true);
+    let recursive = s.recursive.unwrap_or(defaults::RECURSIVE);
     let exclude = s.exclude.unwrap_or_default();
     snapshot_excludes(&exclude, recursive, pools, p);
     Some(SnapshotSettings {

@@ -1,24 +1,41 @@
 //! PURE: the SOP §6 verification checklist, item by item, with stable ids.
 //!
-//! Owns: the item list (ids, SOP titles, scope), how each item is decided from the
-//! desired state, `Observed`, the health evaluation and the B2 report, and the mapping
-//! of B2 findings onto items.
-//! Does not: fetch anything, or decide exit codes beyond [`Checklist::verdict`].
+//! Owns: the item list (ids, SOP titles, scope), how each item is decided — the box
+//! against the **SOP's** value, with the document's value only to tell a deliberate
+//! deviation ([`ItemStatus::Deviates`]) from a failure — from `Observed`, the health
+//! evaluation and the B2 report, the mapping of B2 findings onto items, and each item's
+//! next step.
+//! Does not: fetch anything, or decide exit codes beyond [`Checklist::verdict`]; judge
+//! drift (box vs document: that is the plan's question).
 //! Invariants: every SOP §6 line yields at least one item (per-pool lines one per
 //! managed pool), always in SOP order, then the B2 checks the SOP implies but does not
-//! list (`b2.*` finding ids); items only central can check (NinjaOne, IT Glue, HaloPSA)
-//! are [`ItemStatus::NotChecked`] — `unknown` on the wire — never `pass`; a B2 `info`
-//! finding counts as `pass` (it never fails a box) and keeps its text in the detail.
+//! list (`b2.*` finding ids); an item passes only when the box holds the SOP's value — a
+//! document override never makes an item pass; items only central can check (NinjaOne,
+//! IT Glue, HaloPSA) are [`ItemStatus::NotChecked`] — `unknown` on the wire — never
+//! `pass`; a B2 `info` finding counts as `pass` (it never fails a box) and keeps its text
+//! in the detail; an unknown item's next step says how to get an answer, never how to
+//! fix a failure.
 //! Limitations: the bucket-name line of SOP §6 (`truenas-{org-flat}-{loc-short}`)
 //! contradicts SOP Phase 3; the Phase 3 formula (the central contract's) is checked and
-//! the item's detail says so.
+//! the item's detail says so. Without `cloud_sync.bandwidth` the client's uplink is not
+//! known, so a task that has some limit is `unknown` (one without any limit fails).
+
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::against::DEVIATES;
+use super::against::{
+    Against, Judged, Lifetime, Setting, Window, combine_lines, deviation_text, on_off,
+    show_lifetime, show_window,
+};
 use super::{Area, CloudSyncHealth, Health, HealthObservations, Level, Problem, SyncState};
 use crate::b2::{self, CheckId, Finding};
-use crate::desired::{DesiredState, derive};
-use crate::observe::{CloudSyncTask, Observed, SecretView};
+use crate::desired::{
+    BandwidthPlan, BwLimit, Cron, DesiredState, HhMm, SnapshotSettings, derive, sop,
+};
+use crate::observe::{CloudSyncTask, Observed, SecretView, SnapshotTask};
 use crate::plan::{self, spec::show_bwlimit};
 
 /// An item's outcome.
@@ -30,16 +47,33 @@ pub enum ItemStatus {
     NotChecked,
     /// The box or B2 could not tell; the detail says why.
     Unknown,
+    /// The box does not hold the SOP's value because the document deliberately sets
+    /// another one ([`ChecklistItem::deviations`] names both). Not SOP-compliant, not
+    /// broken: a warning, never a pass.
+    Deviates,
     Fail,
 }
 
 impl ItemStatus {
-    /// The contract's `pass | fail | unknown` (a not-checked item is `unknown`).
+    /// The contract's `pass | fail | unknown` (central-protocol.md §4 allows no other):
+    /// a not-checked item is `unknown`; a deviation is `fail` — the box does not meet the
+    /// SOP — and its detail starts with "DEVIATES" and names both values.
     pub fn wire(self) -> &'static str {
         match self {
             ItemStatus::Pass => "pass",
-            ItemStatus::Fail => "fail",
+            ItemStatus::Fail | ItemStatus::Deviates => "fail",
             ItemStatus::Unknown | ItemStatus::NotChecked => "unknown",
+        }
+    }
+
+    /// The agent's own name (`verify --json`, `status --json`, `health.json`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemStatus::Pass => "pass",
+            ItemStatus::NotChecked => "not_checked",
+            ItemStatus::Unknown => "unknown",
+            ItemStatus::Deviates => "deviates",
+            ItemStatus::Fail => "fail",
         }
     }
 
@@ -80,6 +114,31 @@ pub struct ChecklistItem {
     /// What to do, unless the item passes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub next_step: Option<String>,
+    /// The settings in which the document departs from the SOP and the box follows the
+    /// document (set when the item [`ItemStatus::Deviates`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deviations: Vec<Deviation>,
+}
+
+/// One setting in which the document deliberately departs from the SOP.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deviation {
+    /// The document's key, e.g. `cloud_sync.chunk_size_mib`.
+    pub setting: String,
+    /// The document's value (what the box has), as shown.
+    pub document: String,
+    /// The SOP's value, as shown.
+    pub sop: String,
+}
+
+/// How many items have each status.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub pass: usize,
+    pub fail: usize,
+    pub deviates: usize,
+    pub unknown: usize,
+    pub not_checked: usize,
 }
 
 /// The whole checklist.
@@ -98,67 +157,111 @@ pub enum Verdict {
     Fail,
     /// Nothing fails, but at least one box/B2 item could not be determined.
     Undetermined,
+    /// Nothing fails or is unknown, but the box follows the document where it departs
+    /// from the SOP.
+    Deviates,
+}
+
+impl Verdict {
+    /// The `verify --json` spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Undetermined => "undetermined",
+            Verdict::Deviates => "deviates",
+        }
+    }
 }
 
 impl Checklist {
-    /// Fail if anything fails; else undetermined if a box/B2 item is unknown; else pass.
-    /// Items only central can check do not count.
+    /// Fail if anything fails; else undetermined if a box/B2 item is unknown; else
+    /// deviates if an item follows a document override of the SOP; else pass. Items
+    /// only central can check do not count.
     pub fn verdict(&self) -> Verdict {
-        let worst = self
-            .items
-            .iter()
-            .filter(|i| i.status != ItemStatus::NotChecked)
-            .map(|i| i.status)
-            .max();
-        match worst {
-            Some(ItemStatus::Fail) => Verdict::Fail,
-            Some(ItemStatus::Unknown) => Verdict::Undetermined,
-            Some(ItemStatus::Pass | ItemStatus::NotChecked) | None => Verdict::Pass,
+        let has = |s| {
+            self.items
+                .iter()
+                .any(|i: &ChecklistItem| i.status == s && i.scope != ItemScope::Central)
+        };
+        match (
+            has(ItemStatus::Fail),
+            has(ItemStatus::Unknown),
+            has(ItemStatus::Deviates),
+        ) {
+            (true, _, _) => Verdict::Fail,
+            (false, true, _) => Verdict::Undetermined,
+            (false, false, true) => Verdict::Deviates,
+            (false, false, false) => Verdict::Pass,
         }
     }
 
-    /// Counts per status: (pass, fail, unknown, not checked).
-    pub fn counts(&self) -> (usize, usize, usize, usize) {
+    /// How many items have each status.
+    pub fn counts(&self) -> Counts {
         let n = |s| self.items.iter().filter(|i| i.status == s).count();
-        (
-            n(ItemStatus::Pass),
-            n(ItemStatus::Fail),
-            n(ItemStatus::Unknown),
-            n(ItemStatus::NotChecked),
-        )
+        Counts {
+            pass: n(ItemStatus::Pass),
+            fail: n(ItemStatus::Fail),
+            deviates: n(ItemStatus::Deviates),
+            unknown: n(ItemStatus::Unknown),
+            not_checked: n(ItemStatus::NotChecked),
+        }
     }
 
-    /// Failing items as problems (unknown ones as warnings: they need a look, not a fix).
-    /// Items that restate a health verdict (`snmp.v3_only`, `cloud_sync.first_sync/*`) are
-    /// left out: the SNMP and backup sections already report them with their next step.
+    /// Every item that does not pass, as a problem: a failing item is `Failing`, a
+    /// deviation and an unknown item a `Warning` (they need a look, not a fix). Items
+    /// that restate a health verdict are included too; [`Health::problems`] drops those
+    /// the SNMP or backup section already reports at the same level or worse.
     pub fn problems(&self) -> Vec<Problem> {
-        self.items
-            .iter()
-            .filter(|item| !is_restated_by_health(&item.id))
-            .filter_map(|item| {
-                let level = match item.status {
-                    ItemStatus::Fail => Level::Failing,
-                    ItemStatus::Unknown => Level::Warning,
-                    ItemStatus::Pass | ItemStatus::NotChecked => return None,
-                };
-                Some(Problem {
-                    level,
-                    area: Area::Checklist,
-                    subject: Some(item.id.clone()),
-                    message: format!("{}: {}", item.title, item.detail),
-                    next_step: item
-                        .next_step
-                        .clone()
-                        .unwrap_or_else(|| "See the item's detail.".to_owned()),
-                })
-            })
-            .collect()
+        self.items.iter().filter_map(item_problem).collect()
     }
 }
 
-/// Items whose failure is always also a health problem (same facts, same next step).
+/// The problem an item that does not pass stands for.
+pub fn item_problem(item: &ChecklistItem) -> Option<Problem> {
+    let level = item_level(item.status)?;
+    Some(Problem {
+        level,
+        area: Area::Checklist,
+        subject: Some(item.id.clone()),
+        message: format!("{}: {}", item.title, item.detail),
+        next_step: item
+            .next_step
+            .clone()
+            .unwrap_or_else(|| "See the item's detail.".to_owned()),
+    })
+}
+
+/// The problem level of an item status (`None`: no problem).
+pub fn item_level(status: ItemStatus) -> Option<Level> {
+    match status {
+        ItemStatus::Fail => Some(Level::Failing),
+        ItemStatus::Unknown | ItemStatus::Deviates => Some(Level::Warning),
+        ItemStatus::Pass | ItemStatus::NotChecked => None,
+    }
+}
+
+/// Items whose facts the health sections also judge (SNMP, the pool's backup task).
 pub fn is_restated_by_health(id: &str) -> bool {
     id == "snmp.v3_only" || id.starts_with("cloud_sync.first_sync/")
+}
+
+/// True when `problems` (the health sections' own) already report this item's facts at
+/// its level or worse, so the item need not be listed again. A failing item that the
+/// health only calls a warning (a task that never ran yet, an aborted first run) is
+/// listed: a failing checklist item is always a FAILING problem.
+pub fn restated_in(item_id: &str, level: Level, problems: &[Problem]) -> bool {
+    if !is_restated_by_health(item_id) {
+        return false;
+    }
+    let pool = item_id.strip_prefix("cloud_sync.first_sync/");
+    problems.iter().any(|p| {
+        p.level >= level
+            && match pool {
+                Some(pool) => p.area == Area::Backup && p.subject.as_deref() == Some(pool),
+                None => p.area == Area::Snmp,
+            }
+    })
 }
 
 /// Text for items only central can check.
@@ -180,6 +283,7 @@ fn item(
         pool: None,
         detail,
         next_step: None,
+        deviations: Vec::new(),
     }
 }
 
@@ -201,7 +305,26 @@ fn with_step(mut item: ChecklistItem, step: &str) -> ChecklistItem {
 }
 
 /// One per-task field rule.
-type Rule = fn(&Ctx<'_>, &str, &CloudSyncTask) -> (ItemStatus, String);
+type Rule = fn(&Ctx<'_>, &str, &CloudSyncTask) -> Judged;
+
+/// The next step of an item that deviates.
+fn deviation_step(deviations: &[Deviation]) -> String {
+    let keys = deviations
+        .iter()
+        .map(|d| d.setting.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "Nothing to fix on the box: it follows the document, which overrides the SOP here \
+         ({keys}). If that is not intended, remove the override from the document at central \
+         (the SOP value is the default); the next pass then sets the SOP value."
+    )
+}
+
+/// The fix of a Cloud Sync task field.
+const TASK_FIX: &str = "Run `truenas-agent apply` with the desired-state document (it sets \
+                        every SOP 5.2 field), or fix the field in Data Protection → Cloud Sync \
+                        Tasks.";
 
 /// Inputs shared by the item rules.
 struct Ctx<'a> {
@@ -331,18 +454,14 @@ pub fn evaluate(
             let task =
                 super::sync::find_task(pool, observed, &obs.ownership, Some(&desired.bucket))
                     .map(|(t, _)| t);
-            let (status, detail) = match task {
+            let judged = match task {
                 Some(task) => rule(&c, pool, task),
-                None => (
+                None => Judged::new(
                     ItemStatus::Fail,
                     format!("no Cloud Sync task backs up /mnt/{pool}"),
                 ),
             };
-            items.push(with_step(
-                per_pool(id, title, pool, ItemScope::Nas, status, detail),
-                "Run `truenas-agent apply` with the desired-state document (it sets every SOP \
-                 5.2 field), or fix the field in Data Protection → Cloud Sync Tasks.",
-            ));
+            items.push(judged_item(id, title, pool, judged, TASK_FIX));
         }
     }
     for pool in &pools {
@@ -393,15 +512,36 @@ fn per_pool(
         pool: Some(pool.to_owned()),
         detail,
         next_step: None,
+        deviations: Vec::new(),
     }
 }
 
-fn pass_fail(ok: bool, pass: String, fail: String) -> (ItemStatus, String) {
-    if ok {
-        (ItemStatus::Pass, pass)
-    } else {
-        (ItemStatus::Fail, fail)
-    }
+/// A per-pool item from a rule's finding, with the next step its status calls for.
+fn judged_item(id: &str, title: &str, pool: &str, judged: Judged, fix: &str) -> ChecklistItem {
+    let mut out = per_pool(
+        id,
+        title,
+        pool,
+        ItemScope::Nas,
+        judged.status,
+        judged.detail,
+    );
+    out.next_step = match judged.status {
+        ItemStatus::Pass | ItemStatus::NotChecked => None,
+        ItemStatus::Deviates => Some(deviation_step(&judged.deviations)),
+        ItemStatus::Unknown if id == "cloud_sync.bandwidth" => Some(
+            "Add `cloud_sync.bandwidth` with the client's measured or contracted upload speed \
+             (and business hours) to the document at central; `verify` can then compare the \
+             task's limits with 20 % / 80 % of that uplink."
+                .to_owned(),
+        ),
+        ItemStatus::Unknown => {
+            Some("Look at the detail, then run `truenas-agent verify` again.".to_owned())
+        }
+        ItemStatus::Fail => Some(fix.to_owned()),
+    };
+    out.deviations = judged.deviations;
+    out
 }
 
 fn snmp_item(c: &Ctx<'_>) -> ChecklistItem {
@@ -453,8 +593,10 @@ fn guid_item(c: &Ctx<'_>) -> ChecklistItem {
         None => None,
     };
     let fix = format!(
-        "Run `truenas-agent identity ensure` (or `apply`), which writes the GUID on the root \
-         pool; by hand: `zfs set {property}=<guid> <root pool>` (SOP 2.2)."
+        "Run `truenas-agent identity ensure` (add `--guid <NinjaOne value>` when NinjaOne has \
+         one): it writes the GUID on the root pool, as the daemon does when it receives a \
+         document (`apply` never writes the GUID); by hand: `zfs set {property}=<guid> <root \
+         pool>` (SOP 2.2)."
     );
     let (status, detail) = match (on_root, c.desired.device.guid) {
         (None, _) if root.is_none() && carriers.len() > 1 => (
@@ -556,10 +698,35 @@ fn b2_step(id: &str, bucket: &str) -> String {
 fn b2_item(c: &Ctx<'_>, id: &str, title: &str, checks: &[CheckId]) -> ChecklistItem {
     let found: Vec<&Finding> = checks.iter().filter_map(|k| finding(c, *k, None)).collect();
     let (status, detail) = combine(c, &found);
-    with_step(
-        item(id, title, ItemScope::B2, status, detail),
-        &b2_step(id, &c.desired.bucket),
-    )
+    with_b2_step(c, item(id, title, ItemScope::B2, status, detail), id)
+}
+
+/// The next step of a B2 item: the fix when it fails, how to get an answer when it is
+/// only unknown (never a fix: an unknown item may well be fine).
+fn with_b2_step(c: &Ctx<'_>, mut item: ChecklistItem, id: &str) -> ChecklistItem {
+    item.next_step = match item.status {
+        ItemStatus::Pass | ItemStatus::NotChecked => None,
+        ItemStatus::Unknown => Some(b2_unknown_step(c)),
+        ItemStatus::Fail | ItemStatus::Deviates => Some(b2_step(id, &c.desired.bucket)),
+    };
+    item
+}
+
+/// How to get an answer for a B2 item that is unknown.
+fn b2_unknown_step(c: &Ctx<'_>) -> String {
+    if c.obs.b2.is_none() {
+        return "B2 was not checked: run `truenas-agent verify -f <document>` (without \
+                --skip-b2), or `truenas-agent status -f <document> --check-b2`, to check the \
+                bucket now."
+            .to_owned();
+    }
+    "Nothing to change for this item yet: it is unknown, not failing — B2 gave no answer \
+     (the detail says why: B2 unreachable, a setting the key may not read, or nothing \
+     uploaded yet). To get one: check that the NAS reaches Backblaze (does \
+     `api.backblazeb2.com` resolve, is outbound HTTPS/443 open, status.backblaze.com) and \
+     that the first sync has uploaded files, then run `truenas-agent verify -f <document>` \
+     again."
+        .to_owned()
 }
 
 fn combine(c: &Ctx<'_>, found: &[&Finding]) -> (ItemStatus, String) {
@@ -586,9 +753,10 @@ fn b2_pool_item(c: &Ctx<'_>, id: &str, title: &str, check: CheckId, pool: &str) 
         Some(f) => (ItemStatus::from_b2(f.status), b2_detail(c, f)),
         None => (ItemStatus::Unknown, B2_NOT_RUN.to_owned()),
     };
-    with_step(
+    with_b2_step(
+        c,
         per_pool(id, title, pool, ItemScope::B2, status, detail),
-        &b2_step(id, &c.desired.bucket),
+        id,
     )
 }
 
@@ -622,33 +790,40 @@ fn bucket_name_item(c: &Ctx<'_>) -> ChecklistItem {
     } else {
         (ItemStatus::Fail, format!("{}.", wrong.join("; ")))
     };
-    with_step(
-        item(
-            "b2.bucket_name",
-            title,
-            ItemScope::B2,
-            status,
-            format!("{seen} {note}"),
+    let mut out = item(
+        "b2.bucket_name",
+        title,
+        ItemScope::B2,
+        status,
+        format!("{seen} {note}"),
+    );
+    out.next_step = match status {
+        ItemStatus::Pass | ItemStatus::NotChecked => None,
+        ItemStatus::Unknown => Some(b2_unknown_step(c)),
+        ItemStatus::Fail | ItemStatus::Deviates => Some(
+            "Point the tasks at the Phase 3 bucket (run `truenas-agent apply`); if the bucket \
+             is missing, create it as in SOP 4.1."
+                .to_owned(),
         ),
-        "Point the tasks at the Phase 3 bucket (run `truenas-agent apply`); if the bucket is \
-         missing, create it as in SOP 4.1.",
-    )
+    };
+    out
 }
 
-fn rule_mode(_: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    pass_fail(
-        t.direction == "PUSH" && t.transfer_mode == "SYNC",
+fn rule_mode(_: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    Judged::pass_fail(
+        t.direction == plan::spec::sop::DIRECTION
+            && t.transfer_mode == plan::spec::sop::TRANSFER_MODE,
         "PUSH + SYNC".to_owned(),
         format!(
-            "direction {} + transfer mode {}",
+            "direction {} + transfer mode {} (the SOP says PUSH + SYNC)",
             t.direction, t.transfer_mode
         ),
     )
 }
 
-fn rule_source(_: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
+fn rule_source(_: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> Judged {
     let want = derive::pool_path(pool);
-    pass_fail(
+    Judged::pass_fail(
         t.path.trim_end_matches('/') == want,
         format!("source {want}"),
         format!(
@@ -658,14 +833,33 @@ fn rule_source(_: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> (ItemStatus, Strin
     )
 }
 
-fn rule_folder(c: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
+fn rule_folder(c: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> Judged {
+    let shared: Vec<String> = c
+        .health
+        .shared_folders
+        .iter()
+        .filter(|s| s.pool == pool && s.task_id == t.id && s.other_enabled)
+        .map(|s| format!("task #{} \"{}\"", s.other_id, s.other_description))
+        .collect();
+    if !shared.is_empty() {
+        return Judged::new(
+            ItemStatus::Fail,
+            format!(
+                "{} also writes to this task's folder `{}` in {}: two SYNC tasks delete each \
+                 other's files (SOP 5.3: one task per pool, each with its own folder)",
+                shared.join(" and "),
+                t.attributes.folder,
+                t.attributes.bucket
+            ),
+        );
+    }
     let Ok((guid, _)) = plan::resolve_device_guid(
         c.desired,
         c.observed,
         &c.obs.guid_property,
         c.obs.configured_root.as_deref(),
     ) else {
-        return (
+        return Judged::new(
             ItemStatus::Unknown,
             format!(
                 "folder is `{}`; the device GUID is not known, so it cannot be checked",
@@ -676,96 +870,131 @@ fn rule_folder(c: &Ctx<'_>, pool: &str, t: &CloudSyncTask) -> (ItemStatus, Strin
     let want = derive::folder(&guid, pool);
     // The middleware strips leading/trailing slashes when it builds the remote path.
     let same = t.attributes.folder.trim_matches('/') == want.trim_matches('/');
-    pass_fail(
+    Judged::pass_fail(
         same,
         format!("folder {want}"),
         format!("folder is `{}` (want {want})", t.attributes.folder),
     )
 }
 
-fn rule_schedule(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = &c.desired.cloud_sync.schedule;
-    let note = if want.to_string() == "0 0 * * *" {
-        String::new()
+/// A crontab line of the SOP as a schedule.
+fn sop_cron(line: &str) -> Cron {
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: the SOP constants are five-field crontab lines (tested)"
+    )]
+    let [m, h, dom, mon, dow] = derive::split_cron_line(line).expect("SOP schedule");
+    Cron::from_fields(m, h, dom, mon, dow)
+}
+
+fn rule_schedule(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    if !t.enabled {
+        return Judged::new(
+            ItemStatus::Fail,
+            format!(
+                "the task is DISABLED, so it never runs (schedule {}; the SOP wants it enabled, \
+                 daily at 00:00){}",
+                t.schedule,
+                if c.desired.cloud_sync.enabled {
+                    String::new()
+                } else {
+                    "; the document sets cloud_sync.enabled: false".to_owned()
+                }
+            ),
+        );
+    }
+    let sop = sop_cron(sop::CLOUD_SCHEDULE);
+    Setting {
+        key: "cloud_sync.schedule",
+        have: &t.schedule,
+        sop: &sop,
+        doc: &c.desired.cloud_sync.schedule,
+    }
+    .item(|cron| format!("schedule {cron}"))
+}
+
+fn rule_take_snapshot(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    Setting {
+        key: "cloud_sync.take_snapshot",
+        have: &t.snapshot,
+        sop: &sop::TAKE_SNAPSHOT,
+        doc: &c.desired.cloud_sync.take_snapshot,
+    }
+    .item(|b| format!("Take Snapshot {}", on_off(*b)))
+}
+
+fn show_set(set: &BTreeSet<&str>) -> String {
+    if set.is_empty() {
+        "nothing excluded".to_owned()
     } else {
-        " — the desired state overrides the SOP's 0 0 * * *".to_owned()
-    };
-    pass_fail(
-        t.schedule == *want,
-        format!("schedule {want}{note}"),
-        format!("schedule is {} (want {want}{note})", t.schedule),
-    )
-}
-
-fn rule_take_snapshot(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = c.desired.cloud_sync.take_snapshot;
-    pass_fail(
-        t.snapshot == want,
-        format!("Take Snapshot {}", on_off(want)),
         format!(
-            "Take Snapshot is {} (want {})",
-            on_off(t.snapshot),
-            on_off(want)
-        ),
-    )
+            "excludes {}",
+            set.iter().copied().collect::<Vec<_>>().join(", ")
+        )
+    }
 }
 
-fn rule_exclude(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = &c.desired.cloud_sync.exclude;
-    let missing: Vec<&String> = want.iter().filter(|w| !t.exclude.contains(w)).collect();
-    let extra: Vec<&String> = t.exclude.iter().filter(|e| !want.contains(e)).collect();
-    let show = |v: &[&String]| v.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ");
-    let detail = match (missing.is_empty(), extra.is_empty()) {
-        (true, true) => format!("excludes {}", show(&want.iter().collect::<Vec<_>>())),
-        (false, _) => format!(
-            "missing {} (TrueNAS sometimes reformats the list on save, SOP 5.2){}",
-            show(&missing),
-            if extra.is_empty() {
-                String::new()
-            } else {
-                format!("; also excludes {}", show(&extra))
-            }
-        ),
-        (true, false) => format!(
-            "also excludes {}: data there is not backed up",
-            show(&extra)
-        ),
-    };
-    (
-        if missing.is_empty() && extra.is_empty() {
-            ItemStatus::Pass
-        } else {
-            ItemStatus::Fail
-        },
-        detail,
-    )
+fn rule_exclude(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    let have: BTreeSet<&str> = t.exclude.iter().map(String::as_str).collect();
+    let sop: BTreeSet<&str> = sop::EXCLUDE.into_iter().collect();
+    let doc: BTreeSet<&str> = c
+        .desired
+        .cloud_sync
+        .exclude
+        .iter()
+        .map(String::as_str)
+        .collect();
+    let mut judged = Setting {
+        key: "cloud_sync.exclude",
+        have: &have,
+        sop: &sop,
+        doc: &doc,
+    }
+    .item(show_set);
+    // What the difference from the SOP means for the data.
+    let missing: Vec<&str> = sop.difference(&have).copied().collect();
+    let extra: Vec<&str> = have.difference(&sop).copied().collect();
+    if !missing.is_empty() {
+        let _ = write!(
+            judged.detail,
+            "; without {} the Archive folders are uploaded",
+            missing.join(" and ")
+        );
+        if judged.status == ItemStatus::Fail {
+            judged
+                .detail
+                .push_str(" (TrueNAS sometimes reformats the list on save, SOP 5.2)");
+        }
+    }
+    if !extra.is_empty() && judged.status != ItemStatus::Pass {
+        let _ = write!(judged.detail, "; {} is not backed up", extra.join(" and "));
+    }
+    judged
 }
 
-fn rule_chunk(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = u64::from(c.desired.cloud_sync.chunk_size_mib);
-    pass_fail(
-        t.attributes.chunk_size == want,
-        format!("{want} MiB"),
-        format!("{} MiB (want {want})", t.attributes.chunk_size),
-    )
+fn rule_chunk(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    Setting {
+        key: "cloud_sync.chunk_size_mib",
+        have: &t.attributes.chunk_size,
+        sop: &u64::from(sop::CHUNK_SIZE_MIB),
+        doc: &u64::from(c.desired.cloud_sync.chunk_size_mib),
+    }
+    .item(|n| format!("{n} MiB"))
 }
 
-fn rule_fast_list(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = c.desired.cloud_sync.fast_list;
-    pass_fail(
-        t.attributes.fast_list == want,
-        format!("--fast-list {}", on_off(want)),
-        format!(
-            "--fast-list is {} (want {})",
-            on_off(t.attributes.fast_list),
-            on_off(want)
-        ),
-    )
+fn rule_fast_list(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    Setting {
+        key: "cloud_sync.fast_list",
+        have: &t.attributes.fast_list,
+        sop: &sop::FAST_LIST,
+        doc: &c.desired.cloud_sync.fast_list,
+    }
+    .item(|b| format!("--fast-list {}", on_off(*b)))
 }
 
-fn rule_encryption(_: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
+fn rule_encryption(_: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
     let has_password = !matches!(t.encryption_password, SecretView::Empty);
-    pass_fail(
+    Judged::pass_fail(
         t.encryption && has_password,
         "Remote Encryption on, with a password (its value is checked against IT Glue by \
          nobody here: keep the IT Glue entry safe)"
@@ -778,119 +1007,215 @@ fn rule_encryption(_: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, Stri
     )
 }
 
-fn rule_filename_encryption(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = c.desired.cloud_sync.filename_encryption;
-    pass_fail(
-        t.filename_encryption == want,
-        format!("Filename Encryption {}", on_off(want)),
-        format!(
-            "Filename Encryption is {} (want {})",
-            on_off(t.filename_encryption),
-            on_off(want)
-        ),
-    )
+fn rule_filename_encryption(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    Setting {
+        key: "cloud_sync.filename_encryption",
+        have: &t.filename_encryption,
+        sop: &sop::FILENAME_ENCRYPTION,
+        doc: &c.desired.cloud_sync.filename_encryption,
+    }
+    .item(|b| format!("Filename Encryption {}", on_off(*b)))
 }
 
-fn rule_bandwidth(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> (ItemStatus, String) {
-    let want = &c.desired.cloud_sync.bwlimit;
-    if want.is_empty() {
-        return (
-            ItemStatus::Unknown,
+fn show_table(table: &[BwLimit]) -> String {
+    if table.is_empty() {
+        "no limit".to_owned()
+    } else {
+        format!("timetable {}", show_bwlimit(table))
+    }
+}
+
+fn rule_bandwidth(c: &Ctx<'_>, _: &str, t: &CloudSyncTask) -> Judged {
+    match (t.bwlimit_unreadable, &c.desired.cloud_sync.bandwidth) {
+        (true, _) => Judged::new(
+            ItemStatus::Fail,
             format!(
-                "the desired state carries no bandwidth plan (cloud_sync.bandwidth), so the \
-                 client's uplink is not known here; the task has {}",
-                if t.bwlimit.is_empty() {
-                    "no limit".to_owned()
-                } else {
-                    show_bwlimit(&t.bwlimit)
-                }
+                "the task's bandwidth timetable could not be read as times and bytes per second \
+                 ({})",
+                show_table(&t.bwlimit)
             ),
+        ),
+        (false, None) => bandwidth_without_plan(t),
+        (false, Some(plan)) => bandwidth_against(plan, t),
+    }
+}
+
+/// Without `cloud_sync.bandwidth` the uplink is unknown: no limit at all certainly is not
+/// the SOP's; some limit may or may not be 20 % / 80 % of it.
+fn bandwidth_without_plan(t: &CloudSyncTask) -> Judged {
+    if t.bwlimit.is_empty() {
+        return Judged::new(
+            ItemStatus::Fail,
+            "the task has no bandwidth limit; the SOP wants 20 % of the client's uplink in \
+             business hours and 80 % off-hours (the document has no cloud_sync.bandwidth, so \
+             `apply` sets none)"
+                .to_owned(),
         );
     }
-    pass_fail(
-        t.bwlimit == *want && !t.bwlimit_unreadable,
-        format!("timetable {}", show_bwlimit(want)),
+    Judged::new(
+        ItemStatus::Unknown,
         format!(
-            "timetable is {} (want {})",
-            if t.bwlimit.is_empty() {
-                "unlimited".to_owned()
-            } else {
-                show_bwlimit(&t.bwlimit)
-            },
-            show_bwlimit(want)
+            "the document carries no bandwidth plan (cloud_sync.bandwidth), so the client's \
+             uplink is not known here and 20 % / 80 % of it cannot be computed; the task has {}",
+            show_table(&t.bwlimit)
         ),
     )
 }
 
-fn on_off(b: bool) -> &'static str {
-    if b { "on" } else { "off" }
+/// The task's timetable against the SOP's shares of the document's uplink and hours.
+fn bandwidth_against(plan: &BandwidthPlan, t: &CloudSyncTask) -> Judged {
+    let sop = plan.sop_timetable();
+    let doc = plan.timetable();
+    let shares = |business: u8, off: u8, table: &[BwLimit]| {
+        format!(
+            "{business} % in business hours ({}–{}) / {off} % off-hours of {} Mbit/s: {}",
+            plan.business_start,
+            plan.business_end,
+            mbps(plan.uplink_kbps),
+            show_table(table)
+        )
+    };
+    let sop_text = shares(sop::BUSINESS_PERCENT, sop::OFF_HOURS_PERCENT, &sop);
+    let doc_text = shares(plan.business_percent, plan.off_hours_percent, &doc);
+    let setting = Setting {
+        key: "cloud_sync.bandwidth",
+        have: &t.bwlimit,
+        sop: &sop,
+        doc: &doc,
+    };
+    match setting.judge(|table| show_table(table)) {
+        Against::Meets(_) => Judged::new(ItemStatus::Pass, sop_text),
+        Against::Deviates(_) => {
+            let d = Deviation {
+                setting: "cloud_sync.bandwidth".to_owned(),
+                document: doc_text,
+                sop: sop_text,
+            };
+            Judged {
+                status: ItemStatus::Deviates,
+                detail: format!("{DEVIATES}{}", deviation_text(&d)),
+                deviations: vec![d],
+            }
+        }
+        Against::Fails(_) => Judged::new(
+            ItemStatus::Fail,
+            format!(
+                "the task has {} — the SOP says {sop_text}{}",
+                show_table(&t.bwlimit),
+                if plan.follows_sop() {
+                    String::new()
+                } else {
+                    format!("; the document sets {doc_text}")
+                }
+            ),
+        ),
+    }
+}
+
+/// Kilobits per second as Mbit/s text (`100`, `2.5`).
+fn mbps(kbps: u64) -> String {
+    if kbps % 1000 == 0 {
+        (kbps / 1000).to_string()
+    } else {
+        format!("{}.{:03}", kbps / 1000, kbps % 1000)
+            .trim_end_matches('0')
+            .to_owned()
+    }
 }
 
 fn snapshot_task_item(c: &Ctx<'_>, pool: &str) -> ChecklistItem {
     let title = "Periodic Snapshot Task: hourly, 14-day retention, recursive, per pool";
     let want = &c.desired.snapshots;
     let task = super::snapshots::find_task(pool, c.observed, &c.obs.ownership).map(|(t, _)| t);
-    let (status, detail) = match task {
-        None => (
+    let judged = match task {
+        None => Judged::new(
             ItemStatus::Fail,
             format!("no periodic snapshot task on {pool}"),
         ),
-        Some(t) => {
-            let mut wrong = Vec::new();
-            if t.schedule != want.schedule {
-                wrong.push(format!("schedule {} (want {})", t.schedule, want.schedule));
-            }
-            if t.lifetime_value != u64::from(want.lifetime_value)
-                || t.lifetime_unit != want.lifetime_unit.as_str()
-            {
-                wrong.push(format!(
-                    "lifetime {} {} (want {} {})",
-                    t.lifetime_value,
-                    t.lifetime_unit,
-                    want.lifetime_value,
-                    want.lifetime_unit.as_str()
-                ));
-            }
-            if t.recursive != want.recursive {
-                wrong.push(format!("recursive {}", on_off(t.recursive)));
-            }
-            if t.naming_schema != want.naming_schema {
-                wrong.push(format!(
-                    "naming schema {} (want {})",
-                    t.naming_schema, want.naming_schema
-                ));
-            }
-            if !t.enabled {
-                wrong.push("disabled".to_owned());
-            }
-            if wrong.is_empty() {
-                (
-                    ItemStatus::Pass,
-                    format!(
-                        "task {}: {}, {} {}, recursive, {}",
-                        t.id, t.schedule, t.lifetime_value, t.lifetime_unit, t.naming_schema
-                    ),
-                )
-            } else {
-                (
-                    ItemStatus::Fail,
-                    format!("task {}: {}", t.id, wrong.join("; ")),
-                )
-            }
-        }
-    };
-    with_step(
-        per_pool(
-            "snapshots.task",
-            title,
-            pool,
-            ItemScope::Nas,
-            status,
-            detail,
+        Some(t) if !t.enabled => Judged::new(
+            ItemStatus::Fail,
+            format!(
+                "task {}: DISABLED, so no snapshots are taken{}",
+                t.id,
+                if want.enabled {
+                    ""
+                } else {
+                    " (the document sets snapshots.enabled: false)"
+                }
+            ),
         ),
+        Some(t) => snapshot_settings(t, want),
+    };
+    judged_item(
+        "snapshots.task",
+        title,
+        pool,
+        judged,
         "Run `truenas-agent apply`, or fix it in Data Protection → Periodic Snapshot Tasks \
          (SOP 6.1).",
     )
+}
+
+/// An enabled snapshot task's settings against the SOP (§6.1) and the document.
+fn snapshot_settings(t: &SnapshotTask, want: &SnapshotSettings) -> Judged {
+    let sop_schedule = sop_cron(sop::SNAPSHOT_SCHEDULE);
+    let sop_window: Window = (
+        HhMm::parse(sop::SNAPSHOT_BEGIN),
+        HhMm::parse(sop::SNAPSHOT_END),
+    );
+    let doc_window: Window = (Some(want.begin), Some(want.end));
+    let have_window: Window = (t.begin, t.end);
+    let sop_life = Lifetime {
+        value: u64::from(sop::LIFETIME_VALUE),
+        unit: sop::LIFETIME_UNIT.as_str().to_owned(),
+    };
+    let doc_life = Lifetime {
+        value: u64::from(want.lifetime_value),
+        unit: want.lifetime_unit.as_str().to_owned(),
+    };
+    let have_life = Lifetime {
+        value: t.lifetime_value,
+        unit: t.lifetime_unit.clone(),
+    };
+    let sop_naming = sop::NAMING_SCHEMA.to_owned();
+    let lines = vec![
+        Setting {
+            key: "snapshots.schedule",
+            have: &t.schedule,
+            sop: &sop_schedule,
+            doc: &want.schedule,
+        }
+        .line(|cron| format!("schedule {cron}")),
+        Setting {
+            key: "snapshots.begin/end",
+            have: &have_window,
+            sop: &sop_window,
+            doc: &doc_window,
+        }
+        .line(|w| show_window(*w)),
+        Setting {
+            key: "snapshots.lifetime_value/lifetime_unit",
+            have: &have_life,
+            sop: &sop_life,
+            doc: &doc_life,
+        }
+        .line(show_lifetime),
+        Setting {
+            key: "snapshots.recursive",
+            have: &t.recursive,
+            sop: &sop::RECURSIVE,
+            doc: &want.recursive,
+        }
+        .line(|b| format!("recursive {}", on_off(*b))),
+        Setting {
+            key: "snapshots.naming_schema",
+            have: &t.naming_schema,
+            sop: &sop_naming,
+            doc: &want.naming_schema,
+        }
+        .line(|n| format!("naming {n}")),
+    ];
+    combine_lines(&format!("task {}", t.id), lines)
 }
 
 fn first_sync_item(c: &Ctx<'_>, pool: &str) -> ChecklistItem {
@@ -952,7 +1277,6 @@ fn supplementary_b2(c: &Ctx<'_>) -> Vec<ChecklistItem> {
     EXTRA
         .iter()
         .map(|id| {
-            let step = b2_step(id.as_str(), &c.desired.bucket);
             let entry = match finding(c, *id, None) {
                 Some(f) if f.status == b2::Status::Info => item(
                     id.as_str(),
@@ -976,7 +1300,7 @@ fn supplementary_b2(c: &Ctx<'_>) -> Vec<ChecklistItem> {
                     B2_NOT_RUN.to_owned(),
                 ),
             };
-            with_step(entry, &step)
+            with_b2_step(c, entry, id.as_str())
         })
         .collect()
 }

@@ -4,8 +4,10 @@
 //! now) -> Health` (and [`evaluate_nas`] when no document is at hand): per pool the Cloud
 //! Sync task (last run, last success, overdue, classified failure), the periodic snapshot
 //! task (state, newest `auto-` snapshot, age, count), pools, SNMP and relevant alerts,
-//! each with a level and the next step for a technician; the SOP §6 [`checklist`]; the
-//! contract §4 report parts ([`report`]). Submodules `schedule` and `classify` are pure
+//! each with a level and the next step for a technician; other tasks pushing into a
+//! managed pool's bucket folder ([`SharedFolder`]); the SOP §6 [`checklist`] (the box
+//! against the SOP, deviations the document asks for told apart); the contract §4
+//! report parts ([`report`]). Submodules `schedule` and `classify` are pure
 //! helpers. Three I/O submodules are the imperative shell around that core: `observe`
 //! (the extra middleware reads and the B2 run → [`HealthObservations`]), `memory`
 //! (`health.json` in the state dir: last successes, first-seen times, last B2 report and
@@ -20,6 +22,7 @@
 //! task by its naming-schema prefix, so two tasks sharing a schema on one pool are
 //! counted together.
 
+mod against;
 pub mod assess;
 pub mod checklist;
 pub mod classify;
@@ -27,12 +30,15 @@ pub mod memory;
 pub mod observe;
 pub mod report;
 pub mod schedule;
+mod shared;
 mod snapshots;
 mod sync;
 mod system;
 
 #[cfg(test)]
 pub(crate) mod tests;
+#[cfg(test)]
+mod verdict_tests;
 
 use chrono::{DateTime, Duration, FixedOffset, Utc};
 use serde::{Deserialize, Serialize};
@@ -41,6 +47,7 @@ pub use checklist::{Checklist, ChecklistItem, ItemScope, ItemStatus};
 pub use classify::{Classified, ErrorClass, Redactor};
 pub use memory::HealthMemory;
 pub use observe::{Alert, HealthObservations, SnapshotListing, SnapshotTaskState, TaskRuns};
+pub use shared::SharedFolder;
 
 use crate::desired::DesiredState;
 use crate::middleware::JobState;
@@ -281,6 +288,10 @@ pub struct Health {
     pub alerts: Vec<Alert>,
     /// Reads that failed while observing (redacted), so `Unknown` levels say why.
     pub read_errors: Vec<String>,
+    /// Other tasks pushing into a managed pool's bucket folder (two SYNC tasks on one
+    /// folder delete each other's files).
+    #[serde(default)]
+    pub shared_folders: Vec<SharedFolder>,
     /// SOP §6; empty when evaluated without a document ([`evaluate_nas`]).
     pub checklist: Checklist,
 }
@@ -291,13 +302,16 @@ impl Health {
         Level::worst(self.problems().iter().map(|p| p.level))
     }
 
-    /// Every problem with its next step, worst first.
+    /// Every problem with its next step, worst first. A failing checklist item is
+    /// always a `Failing` problem: an item whose facts a section already reports at its
+    /// level or worse (SNMP, the pool's backup) is not listed twice.
     pub fn problems(&self) -> Vec<Problem> {
         let mut out = Vec::new();
         system::pool_problems(&self.pools, &mut out);
         for sync in &self.cloud_sync {
             sync::problem(sync, &mut out);
         }
+        out.extend(self.shared_folders.iter().map(shared::problem));
         for snap in &self.snapshots {
             snapshots::problem(snap, &mut out);
         }
@@ -314,7 +328,12 @@ impl Health {
                     .to_owned(),
             });
         }
-        out.extend(self.checklist.problems());
+        let sections = out.clone();
+        out.extend(self.checklist.problems().into_iter().filter(|p| {
+            !p.subject
+                .as_deref()
+                .is_some_and(|id| checklist::restated_in(id, p.level, &sections))
+        }));
         out.sort_by_key(|p| std::cmp::Reverse(p.level));
         out
     }
@@ -448,6 +467,7 @@ fn evaluate_scope(
         snmp: system::snmp(&ctx),
         alerts: system::alerts(&ctx),
         read_errors: obs.read_errors.iter().map(|e| redactor.scrub(e)).collect(),
+        shared_folders: shared::find(&scope.pools, observed, &obs.ownership, ctx.bucket()),
         checklist: Checklist::default(),
     }
 }

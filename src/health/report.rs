@@ -49,11 +49,13 @@ pub fn health_section(health: &Health) -> HealthSection {
     }
 }
 
-/// The contract status of an item.
+/// The contract status of an item (`pass|fail|unknown` only): a deviation from the SOP
+/// that the document asks for is `fail` — the box does not meet the SOP — and its
+/// detail starts with "DEVIATES" and names the document's value and the SOP's.
 pub fn check_status(status: ItemStatus) -> CheckStatus {
     match status {
         ItemStatus::Pass => CheckStatus::Pass,
-        ItemStatus::Fail => CheckStatus::Fail,
+        ItemStatus::Fail | ItemStatus::Deviates => CheckStatus::Fail,
         ItemStatus::Unknown | ItemStatus::NotChecked => CheckStatus::Unknown,
     }
 }

@@ -420,14 +420,18 @@ fn failure_step(
     bucket: Option<&str>,
     run_now: &str,
 ) -> String {
-    let bucket = bucket.unwrap_or("the NAS's bucket");
+    // Without a document the bucket's name is not known here: name it by its rule.
+    let scope = bucket.map_or_else(
+        || "the NAS's bucket (truenas-<location UUID without dashes>, SOP 3.2)".to_owned(),
+        |b| format!("bucket {b}"),
+    );
     let desc = h.description.as_deref().unwrap_or("the task");
     match class {
         ErrorClass::Auth => format!(
             "B2 refused the task's key (SOP §7 \"B2 credential verification failed\"). In \
              Credentials → Backup Credentials → Cloud Credentials, open the credential and click \
              Verify Credential; if it fails, re-enter the Key ID and Application Key from the \
-             client's IT Glue record — the key must be scoped to bucket {bucket} \
+             client's IT Glue record — the key must be scoped to {scope} \
              (`truenas-agent verify` checks it). Then Run Now."
         ),
         ErrorClass::Network => format!(

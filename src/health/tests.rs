@@ -52,6 +52,7 @@ pub(crate) fn health_with(at: DateTime<Utc>, cloud_sync: Vec<CloudSyncHealth>) -
         },
         alerts: Vec::new(),
         read_errors: Vec::new(),
+        shared_folders: Vec::new(),
         checklist: Checklist::default(),
     }
 }
@@ -269,10 +270,10 @@ fn healthy_box_is_ok_and_passes_the_checklist() {
         "{:#?}",
         h.checklist
     );
-    let (pass, fail, unknown, central) = h.checklist.counts();
-    assert_eq!((fail, unknown, central), (0, 0, 4));
+    let c = h.checklist.counts();
+    assert_eq!((c.fail, c.deviates, c.unknown, c.not_checked), (0, 0, 0, 4));
     // 10 box-wide + 11 task rules × 2 + 4 per-pool × 2 + HaloPSA + 5 supplementary.
-    assert_eq!(pass + central, 10 + 22 + 8 + 1 + 5);
+    assert_eq!(c.pass + c.not_checked, 10 + 22 + 8 + 1 + 5);
     let ids: Vec<&str> = h.checklist.items.iter().map(|i| i.id.as_str()).collect();
     assert_eq!(
         &ids[..4],

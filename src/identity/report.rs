@@ -450,13 +450,32 @@ impl IdentityReport {
             .flatten()
     }
 
-    /// Exit status for the CLI: 0 usable and no problem, 1 problems, 2 an error.
-    pub fn exit_code(&self) -> u8 {
-        match (&self.error, self.problems.is_empty() && self.usable) {
-            (Some(_), _) => 2,
-            (None, true) => 0,
-            (None, false) => 1,
+    /// The CLI's answer by the one rule ([`crate::exit::Exit`]): ok when the GUID is
+    /// usable and nothing needs attention; attention for problems that block nothing;
+    /// failing when the GUID is not usable or a problem blocks it; unknown when an
+    /// operation failed (`zfs` missing, permission denied, timeout) — unless what was
+    /// seen already fails.
+    pub fn exit(&self) -> crate::exit::Exit {
+        use crate::exit::Exit;
+        let problems = if !self.usable || self.problems.iter().any(|p| p.blocking) {
+            Exit::Failing
+        } else if self.problems.is_empty() {
+            Exit::Ok
+        } else {
+            Exit::Attention
+        };
+        match &self.error {
+            // A partial report: what could not be done is unknown; a failure seen
+            // before the error still shows.
+            Some(_) if self.problems.iter().any(|p| p.blocking) => Exit::Failing,
+            Some(_) => Exit::Unknown,
+            None => problems,
         }
+    }
+
+    /// The process exit code of [`IdentityReport::exit`].
+    pub fn exit_code(&self) -> u8 {
+        self.exit().code()
     }
 }
 

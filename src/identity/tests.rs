@@ -123,7 +123,7 @@ async fn several_pools_without_a_root_pool_are_refused_and_nothing_is_written() 
     let report = ensure(&inputs(), &fake.backend(), &cli()).await;
     assert_eq!(kinds(&report), ["several_pools_set_root_pool"]);
     assert!(!report.usable);
-    assert_eq!(report.exit_code(), 1);
+    assert_eq!(report.exit_code(), 2, "not usable: failing");
     assert!(fake.writes().is_empty());
     let report = ensure(&with_pool("pool1"), &fake.backend(), &cli()).await;
     assert!(report.usable);
@@ -201,7 +201,7 @@ async fn a_pool_from_another_host_is_reported_until_confirmed() {
     assert_eq!(seen.host_binding.state, BindingState::OtherHost);
     assert_eq!(seen.host_binding.bound_host.as_deref(), Some(H1));
     assert_eq!(seen.usable_guid(), None);
-    assert_eq!(seen.exit_code(), 1);
+    assert_eq!(seen.exit_code(), 2, "not usable: failing");
     let refused = ensure(&inputs(), &zfs, &cli()).await;
     assert_eq!(kinds(&refused), ["pool_moved_or_cloned"]);
     assert_eq!(fake.writes().len(), 1, "no automatic rebind");
@@ -247,7 +247,7 @@ async fn failures_are_reported_with_their_fault_and_nothing_half_applied() {
     );
     assert!(report.changes.is_empty());
     assert!(!report.usable);
-    assert_eq!(report.exit_code(), 2);
+    assert_eq!(report.exit_code(), 3, "an operation failed: unknown");
     assert_eq!(fake.prop("pool0", KEY), None);
 
     fake.clear_failures();

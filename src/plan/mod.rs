@@ -140,6 +140,9 @@ pub struct Inputs {
     pub device_guid: Uuid,
     pub guid_source: GuidSource,
     pub fingerprints: SecretFingerprints,
+    /// The root pool named for the device GUID (the document's `device.root_pool`, else
+    /// the agent configuration's `root_pool`); `None` when neither names one.
+    pub root_pool: Option<String>,
 }
 
 /// Why the agent takes over an existing object.
@@ -280,7 +283,9 @@ pub struct Conflict {
     /// Description / name as shown in the UI.
     pub name: String,
     pub pool: Option<String>,
-    /// True when it stops the agent from creating its own object.
+    /// True when the NAS cannot match the document while it exists: it stops the agent
+    /// from creating its own object, or it fights the agent's task (an enabled PUSH task
+    /// into the same bucket folder). A human must act.
     pub blocking: bool,
     pub reason: String,
 }
@@ -300,6 +305,9 @@ pub enum Blocker {
         /// case-sensitive.
         suggestion: Option<String>,
     },
+    /// The root pool named for the device GUID (`device.root_pool`, or the agent
+    /// configuration's `root_pool`) is not imported: the GUID has no home (SOP 2.2).
+    RootPoolNotImported { pool: String },
     /// Changing the encryption password/salt of a task that already uploaded data.
     RekeyRefused { pool: String, id: u64 },
     /// The middleware redacts the task's encryption secrets and the agent has no
@@ -395,6 +403,13 @@ pub fn plan(
         return p;
     }
     p.pools = managed_pools(desired, observed, &mut p.blockers);
+    if let Some(root) = inputs.root_pool.as_deref() {
+        if observed.pool(root).is_none() {
+            p.blockers.push(Blocker::RootPoolNotImported {
+                pool: root.to_owned(),
+            });
+        }
+    }
     let ctx = tasks::Ctx {
         desired,
         observed,

@@ -222,6 +222,10 @@ impl fmt::Display for Blocker {
                      alone until every listed pool is imported"
                 )
             }
+            Blocker::RootPoolNotImported { pool } => write!(
+                f,
+                "root pool {pool} (where the device GUID lives, SOP 2.2) is not imported on this NAS: import it, or name the pool that carries the GUID in device.root_pool / the agent config's root_pool"
+            ),
             Blocker::RekeyRefused { pool, id } => write!(
                 f,
                 "cloud sync task #{id} ({pool}) has already uploaded data: changing its encryption password/salt would make that data unreadable; refused (set encryption.allow_rekey to force it)"
@@ -271,6 +275,7 @@ impl Blocker {
         match self {
             Blocker::Rollback { .. } => "rollback",
             Blocker::PoolNotImported { .. } => "pool_not_imported",
+            Blocker::RootPoolNotImported { .. } => "root_pool_not_imported",
             Blocker::RekeyRefused { .. } => "rekey_refused",
             Blocker::RekeyUnverifiable { .. } => "rekey_unverifiable",
             Blocker::AdoptedMissing { .. } => "adopted_missing",

@@ -85,6 +85,9 @@ impl Task for SnapshotTask {
 struct Overlap {
     /// True when creating ours next to it would duplicate or fight it.
     serious: bool,
+    /// True when it fights the pool's task even once the agent has its own (it pushes
+    /// into the same bucket folder): the NAS cannot match the document while it exists.
+    fights: bool,
     reason: String,
 }
 
@@ -185,7 +188,7 @@ fn conflicts<T: Task>(
         let Some(found) = foreign.then(|| overlap(task)).flatten() else {
             continue;
         };
-        let blocks = claimed.is_none() && found.serious;
+        let blocks = found.fights || (claimed.is_none() && found.serious);
         blocking |= blocks;
         p.conflicts.push(Conflict {
             kind: T::KIND,
@@ -333,12 +336,17 @@ fn cloud_sync_overlap(task: &CloudSyncTask, spec: &CloudSyncSpec) -> Option<Over
     let same_target = task.attributes.bucket == spec.bucket
         && trim_slashes(&task.attributes.folder) == trim_slashes(&spec.folder);
     let same_path = task.path.trim_end_matches('/') == spec.path;
-    let reason = if same_target && same_path && task.description == spec.description {
+    // An enabled PUSH task into the agent's folder deletes what the agent's SYNC task
+    // uploads, and the other way round: a human must remove it (or adopt it, when it is
+    // the agent's own task whose record was lost), whatever else happens.
+    let fights = same_target && task.enabled && task.direction == spec::sop::DIRECTION;
+    let identical = same_target && same_path && task.description == spec.description;
+    let reason = if identical {
         // What the agent's own task looks like once its record is gone (state directory
         // lost) — or a task made by hand to the SOP: either way adopting it is the fix.
-        "has the agent's name, path, bucket and folder (the agent's own task if its state directory was lost, or one made by hand to the SOP); list it in adopt.cloud_sync to let the agent manage it"
-    } else if same_target && same_path {
-        "writes to the same bucket folder as the agent's task (two SYNC tasks would delete each other's files); list it in adopt.cloud_sync to let the agent manage it"
+        "has the agent's name, path, bucket and folder (the agent's own task if its state directory was lost, or one made by hand to the SOP); list it in adopt.cloud_sync to let the agent manage it, or delete it: two SYNC tasks into one folder delete each other's files"
+    } else if fights {
+        "pushes into the same bucket folder as the agent's task: two SYNC tasks delete each other's files; delete it or point it at another folder (the agent never edits it)"
     } else if same_target {
         "writes to the same bucket folder as the agent's task (two SYNC tasks would delete each other's files)"
     } else if same_path && task.description == spec.description {
@@ -350,6 +358,7 @@ fn cloud_sync_overlap(task: &CloudSyncTask, spec: &CloudSyncSpec) -> Option<Over
     };
     Some(Overlap {
         serious: same_target || task.description == spec.description,
+        fights,
         reason: reason.to_owned(),
     })
 }
@@ -503,6 +512,7 @@ pub(super) fn plan_snapshots(ctx: &Ctx<'_>, p: &mut Plan) {
         let overlap = |t: &SnapshotTask| {
             ours(t).then(|| Overlap {
                 serious: true,
+                fights: false,
                 reason: "snapshots the same dataset with the same naming schema; list it in adopt.snapshots to let the agent manage it".to_owned(),
             })
         };

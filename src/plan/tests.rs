@@ -45,6 +45,7 @@ pub(crate) fn inputs(d: &DesiredState) -> Inputs {
             snmp_auth: d.snmp.as_ref().map(|s| fp(&s.auth_password)),
             snmp_privacy: d.snmp.as_ref().map(|s| fp(&s.privacy_passphrase)),
         },
+        root_pool: d.device.root_pool.clone(),
     }
 }
 
@@ -816,6 +817,7 @@ fn similar_pool_names() {
 fn implicit_pools_are_every_imported_pool_but_boot() {
     let d = doc_with(|v| {
         v.as_object_mut().unwrap().remove("pools");
+        v["device"].as_object_mut().unwrap().remove("root_pool");
     });
     let p = plan(
         &d,
@@ -1418,4 +1420,51 @@ fn regression_a_reused_id_does_not_redirect_a_stale_record() {
         "the admin's task is not disabled"
     );
     assert_eq!(p.forget.len(), 1);
+}
+
+/// Issue 13.12: an enabled PUSH task into the agent's own bucket folder fights the
+/// agent's task even when the agent has one: the NAS cannot converge until a human
+/// removes it (the agent never edits it).
+#[test]
+fn a_second_sync_task_on_the_agents_folder_blocks_convergence() {
+    let d = doc();
+    let (mut o, own) = converged(&d);
+    let mut other = o.cloud_sync[0].clone();
+    other.id = 77;
+    other.description = "Old manual backup".into();
+    other.path = "/mnt/pool0/shares".into();
+    o.cloud_sync.push(other);
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert!(p.steps.is_empty(), "{:?}", kinds(&p));
+    assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+    assert_eq!(p.conflicts[0].id, 77);
+    assert!(p.conflicts[0].blocking);
+    assert!(!p.is_converged());
+    let text = p.to_string();
+    assert!(text.contains("[blocks] cloud sync task #77"), "{text}");
+    assert!(text.contains("delete each other's files"), "{text}");
+    // Disabled, it deletes nothing: a note, and the NAS matches the document.
+    o.cloud_sync.last_mut().unwrap().enabled = false;
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert!(!p.conflicts[0].blocking);
+    assert!(p.is_converged());
+}
+
+/// Issue 13.3: a root pool that is not imported is not "converged", even when the
+/// document carries the GUID (the tasks are still planned for the pools that are there).
+#[test]
+fn a_missing_root_pool_blocks_convergence() {
+    let (o, own) = converged(&doc());
+    let d = doc_with(|v| v["device"]["root_pool"] = serde_json::json!("tank"));
+    let p = plan(&d, &o, &own, &inputs(&d));
+    assert!(p.steps.is_empty(), "{:?}", kinds(&p));
+    assert_eq!(
+        p.blockers,
+        [Blocker::RootPoolNotImported {
+            pool: "tank".into()
+        }]
+    );
+    assert!(!p.is_converged());
+    assert!(p.to_string().contains("root pool tank"), "{p}");
+    assert_eq!(p.to_json()["blockers"][0]["kind"], "root_pool_not_imported");
 }

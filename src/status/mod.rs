@@ -26,6 +26,8 @@ pub use render::render_text;
 
 use crate::b2::B2Report;
 use crate::central::CentralState;
+use crate::exit::Exit;
+use crate::health::checklist::{item_level, restated_in};
 use crate::health::memory::StoredChecklist;
 use crate::health::{
     Alert, Area, CloudSyncHealth, Health, HealthMemory, ItemStatus, Level, PoolHealth, Problem,
@@ -49,7 +51,7 @@ pub enum Overall {
     /// Backups, snapshots or monitoring are not working (exit 2).
     Failing,
     /// The agent could not determine the state (middleware unreachable, reads failed)
-    /// (exit 2).
+    /// and nothing known is failing (exit 3).
     Unknown,
 }
 
@@ -64,13 +66,16 @@ impl Overall {
         }
     }
 
-    /// The documented exit code: 0 healthy, 1 degraded, 2 failing or unknown.
+    /// The exit code by the one rule ([`crate::exit::Exit`]): 0 healthy, 1 degraded,
+    /// 2 failing, 3 unknown.
     pub fn exit_code(self) -> u8 {
         match self {
-            Overall::Healthy => 0,
-            Overall::Degraded => 1,
-            Overall::Failing | Overall::Unknown => 2,
+            Overall::Healthy => Exit::Ok,
+            Overall::Degraded => Exit::Attention,
+            Overall::Failing => Exit::Failing,
+            Overall::Unknown => Exit::Unknown,
         }
+        .code()
     }
 
     /// Upper-case label for the screen.
@@ -198,10 +203,13 @@ pub struct ChecklistSummary {
     pub revision: Option<u64>,
     pub pass: usize,
     pub fail: usize,
+    /// Items where the box follows a document override of the SOP.
+    #[serde(default)]
+    pub deviates: usize,
     pub unknown: usize,
     /// Items only central can check.
     pub not_checked: usize,
-    /// Failing and unknown items checkable here.
+    /// Failing, deviating and unknown items checkable here.
     pub attention: Vec<ChecklistLine>,
 }
 
@@ -210,7 +218,7 @@ pub struct ChecklistSummary {
 pub struct ChecklistLine {
     pub id: String,
     pub title: String,
-    /// `fail` or `unknown`.
+    /// `fail`, `deviates` or `unknown`.
     pub status: String,
     pub detail: String,
     pub next_step: Option<String>,
@@ -586,8 +594,9 @@ fn device_section(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> Dev
                 carrier.map_or("?", |(_, g)| g),
                 expected.as_deref().unwrap_or("?")
             ),
-            next_step: "NinjaOne wins (SOP §7): run `truenas-agent apply` (or `identity ensure \
-                        --guid <NinjaOne value>`) to rewrite the property."
+            next_step: "NinjaOne wins (SOP §7): run `truenas-agent identity ensure --guid \
+                        <NinjaOne value>` to rewrite the property (the daemon does it when the \
+                        document carries device.guid; `apply` never writes the GUID)."
                 .to_owned(),
         });
     }
@@ -675,6 +684,7 @@ fn checklist_summary(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> 
             revision: None,
             pass: 0,
             fail: 0,
+            deviates: 0,
             unknown: 0,
             not_checked: 0,
             attention: Vec::new(),
@@ -684,25 +694,34 @@ fn checklist_summary(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> 
     let attention: Vec<ChecklistLine> = stored
         .items
         .iter()
-        .filter(|i| matches!(i.status, ItemStatus::Fail | ItemStatus::Unknown))
+        .filter(|i| {
+            matches!(
+                i.status,
+                ItemStatus::Fail | ItemStatus::Deviates | ItemStatus::Unknown
+            )
+        })
         .map(|i| ChecklistLine {
             id: i.id.clone(),
             title: i.title.clone(),
-            status: i.status.wire().to_owned(),
+            status: i.status.as_str().to_owned(),
             detail: i.detail.clone(),
             next_step: i.next_step.clone(),
         })
         .collect();
-    // A live checklist's problems already came with the health; add the stored ones.
+    // A live checklist's problems already came with the health; add the stored ones
+    // (failing items as FAILING, deviations as warnings), unless the live health
+    // sections already report the same facts at that level.
     if source == "last_verify" {
         let when = rfc3339(&stored.checked_at);
-        let live_health = inputs.health.is_some();
-        for item in stored.items.iter().filter(|i| {
-            i.status == ItemStatus::Fail
-                && !(live_health && crate::health::checklist::is_restated_by_health(&i.id))
+        let sections = inputs.health.map(Health::problems).unwrap_or_default();
+        for (item, level) in stored.items.iter().filter_map(|i| {
+            item_level(i.status)
+                .filter(|_| i.status != ItemStatus::Unknown)
+                .filter(|level| !restated_in(&i.id, *level, &sections))
+                .map(|level| (i, level))
         }) {
             problems.push(Problem {
-                level: Level::Failing,
+                level,
                 area: Area::Checklist,
                 subject: Some(item.id.clone()),
                 message: format!(
@@ -722,6 +741,7 @@ fn checklist_summary(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) -> 
         revision: Some(stored.revision),
         pass: n(ItemStatus::Pass),
         fail: n(ItemStatus::Fail),
+        deviates: n(ItemStatus::Deviates),
         unknown: n(ItemStatus::Unknown),
         not_checked: n(ItemStatus::NotChecked),
         attention,

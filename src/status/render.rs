@@ -103,7 +103,7 @@ fn header(r: &StatusReport, out: &mut String) {
     let checklist = match c.source.as_str() {
         "none" => "never verified (run `truenas-agent verify`)".to_owned(),
         source => format!(
-            "{} {} (revision {}): {} pass, {} fail, {} unknown, {} checked by central",
+            "{} {} (revision {}): {} pass, {} fail, {}{} unknown, {} checked by central",
             if source == "live" {
                 "checked now"
             } else {
@@ -113,6 +113,11 @@ fn header(r: &StatusReport, out: &mut String) {
             c.revision.unwrap_or_default(),
             c.pass,
             c.fail,
+            if c.deviates > 0 {
+                format!("{} deviate, ", c.deviates)
+            } else {
+                String::new()
+            },
             c.unknown,
             c.not_checked
         ),

@@ -289,6 +289,17 @@ fn guid_mismatch_is_a_failing_identity_problem() {
         .find(|p| p.area == Area::Identity)
         .unwrap();
     assert!(p.next_step.contains("NinjaOne wins"));
+    // `apply` never writes the GUID (issue 13.17): the step names what does.
+    assert!(
+        p.next_step.contains("identity ensure --guid"),
+        "{}",
+        p.next_step
+    );
+    assert!(
+        !p.next_step.contains("run `truenas-agent apply`"),
+        "{}",
+        p.next_step
+    );
 }
 
 #[test]
@@ -475,4 +486,139 @@ fn the_release_and_the_api_in_use_are_shown_and_a_newer_box_is_flagged() {
         "{}",
         problem.message
     );
+}
+
+/// Issue 13.17: "1 fail" always comes with a FAILING problem (a task that never ran is
+/// only a warning for the backup section, but the SOP item "first sync completed" fails).
+#[test]
+fn a_failing_checklist_item_makes_status_failing() {
+    let mut b = healthy_box();
+    let id = b.task_id("pool0");
+    b.obs.runs.insert(id, crate::health::TaskRuns::default());
+    let r = report_for(&b, &with_b2(&b));
+    assert_eq!(r.checklist.fail, 1, "{:#?}", r.checklist.attention);
+    assert!(
+        r.problems.iter().any(|p| p.level == Level::Failing
+            && p.subject.as_deref() == Some("cloud_sync.first_sync/pool0")),
+        "{:#?}",
+        r.problems
+    );
+    assert_eq!(r.overall, Overall::Failing);
+    assert_eq!(r.exit_code, 2);
+    // The same from the last verify, when the middleware is down.
+    let health = b.eval();
+    let memory = HealthMemory {
+        last_checklist: Some(StoredChecklist {
+            checked_at: at(23, 9, 0),
+            revision: 7,
+            items: health.checklist.items.clone(),
+        }),
+        ..HealthMemory::default()
+    };
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: None,
+        document_error: None,
+        middleware: MiddlewareProbe::Unreachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            error: "connection refused".into(),
+        },
+        observed: None,
+        health: None,
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: CentralInputs::default(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+        install: None,
+        install_error: None,
+    });
+    assert_eq!(r.checklist.fail, 1);
+    assert_eq!(r.overall, Overall::Failing, "{:#?}", r.problems);
+}
+
+/// Issue 13.3: one exit-code rule — `unknown` (nothing known failing, the state could
+/// not be determined) exits 3, not 2 like `failing`.
+#[test]
+fn unknown_exits_3_failing_2_degraded_1() {
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: None,
+        document_error: None,
+        middleware: MiddlewareProbe::Unreachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            error: "connection refused".into(),
+        },
+        observed: None,
+        health: None,
+        health_error: None,
+        memory: None,
+        memory_error: None,
+        central: CentralInputs::default(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+        install: None,
+        install_error: None,
+    });
+    assert_eq!(r.overall, Overall::Unknown, "{:#?}", r.problems);
+    assert_eq!(r.exit_code, 3);
+    assert!(render_text(&r).contains("UNKNOWN (exit 3)"));
+    assert_eq!(Overall::Failing.exit_code(), 2);
+    assert_eq!(Overall::Degraded.exit_code(), 1);
+    assert_eq!(Overall::Healthy.exit_code(), 0);
+}
+
+/// Issue 13.1: a document override of the SOP shows as a deviation (counted, a
+/// warning), never as a pass.
+#[test]
+fn deviations_are_counted_and_are_warnings() {
+    let b = healthy_box();
+    let mut health = b.eval();
+    let item = health
+        .checklist
+        .items
+        .iter_mut()
+        .find(|i| i.id == "cloud_sync.chunk_size/pool0")
+        .unwrap();
+    item.status = ItemStatus::Deviates;
+    item.detail = "DEVIATES from the SOP as the document asks: cloud_sync.chunk_size_mib = 5 MiB (the SOP says 96 MiB)".into();
+    item.next_step = Some("remove the override".into());
+    let memory = with_b2(&b);
+    let r = assemble(&StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/var/lib/truenas-agent".into(),
+        document: Some(doc_info(&b)),
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&health),
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+        install: None,
+        install_error: None,
+    });
+    assert_eq!(r.checklist.deviates, 1);
+    assert_eq!(r.checklist.attention[0].status, "deviates");
+    assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
+    assert_eq!(r.exit_code, 1);
+    assert!(render_text(&r).contains("1 deviate"));
 }

@@ -352,7 +352,7 @@ async fn sync_failed_with_an_auth_error(flavor: ApiFlavor) {
     rig.run_sync("pool1", None).await;
     rig.run_sync("pool0", Some(AUTH_FAILURE)).await;
     let (verify, code) = rig.verify().await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a failing item: exit 2 (the one rule)");
     let sync = report_sync(&verify, "pool0");
     assert_eq!(sync["state"], "FAILED");
     assert_eq!(sync["error_class"], "auth");
@@ -483,7 +483,7 @@ async fn a_dry_run_is_not_a_backup() {
             "{flavor}: the task's job is the dry run"
         );
         let (verify, code) = rig.verify().await;
-        assert_eq!(code, 1, "{flavor}: {verify:#}");
+        assert_eq!(code, 2, "{flavor}: {verify:#}");
         let pool0 = report_sync(&verify, "pool0");
         assert_eq!(pool0["state"], "FAILED", "{flavor}: the last real run");
         assert_eq!(pool0["error_class"], "auth");
@@ -516,7 +516,7 @@ async fn a_dry_run_is_not_a_backup() {
 async fn task_that_never_ran(flavor: ApiFlavor) {
     let rig = Rig::new(flavor, |_| {}).await;
     let (verify, code) = rig.verify().await;
-    assert_eq!(code, 1, "the first sync has not completed (SOP 7.1)");
+    assert_eq!(code, 2, "the first sync has not completed (SOP 7.1)");
     for pool in POOLS {
         assert_eq!(report_sync(&verify, pool)["state"], "NEVER_RUN");
         assert_eq!(
@@ -525,9 +525,15 @@ async fn task_that_never_ran(flavor: ApiFlavor) {
         );
     }
     let (report, json) = rig.status(true).await;
-    assert_eq!(
-        report.exit_code, 1,
-        "a task first seen now is a warning, not yet overdue"
+    // The backup section calls a task first seen now a warning (not yet overdue), but
+    // the SOP item "first sync completed" fails: a failing item is a FAILING problem.
+    assert_eq!(report.exit_code, 2, "{:#?}", report.problems);
+    assert!(
+        report
+            .problems
+            .iter()
+            .any(|p| p.level == truenas_agent::health::Level::Failing
+                && p.subject.as_deref() == Some("cloud_sync.first_sync/pool0"))
     );
     let b = backup(&json, "pool0");
     assert_eq!(b["state"], "NEVER_RUN");
@@ -580,7 +586,7 @@ async fn snmp_v2c_community_set(flavor: ApiFlavor) {
         s.snmp.community = "public".into();
     });
     let (verify, code) = rig.verify().await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a failing item: exit 2 (the one rule)");
     let snmp = item(&verify, "snmp.v3_only");
     assert_eq!(snmp["status"], "fail");
     assert!(snmp["detail"].as_str().unwrap().contains("v1/v2c"));
@@ -611,7 +617,7 @@ async fn bucket_without_object_lock(flavor: ApiFlavor) {
     .await;
     rig.run_all_syncs().await;
     let (verify, code) = rig.verify().await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a failing item: exit 2 (the one rule)");
     let lock = item(&verify, "b2.object_lock");
     assert_eq!(lock["status"], "fail");
     assert_eq!(lock["checked_by"], "b2");
@@ -650,7 +656,7 @@ async fn plaintext_object_in_the_bucket(flavor: ApiFlavor) {
     .await;
     rig.run_all_syncs().await;
     let (verify, code) = rig.verify().await;
-    assert_eq!(code, 1);
+    assert_eq!(code, 2, "a failing item: exit 2 (the one rule)");
     let enc = item(&verify, "b2.encryption_verified/pool1");
     assert_eq!(enc["status"], "fail");
     assert!(enc["next_step"].as_str().unwrap().contains("SOP 7.3"));
@@ -681,7 +687,8 @@ async fn middleware_down_status_says_so(flavor: ApiFlavor) {
     let report =
         report_with::<SchemaChecked>(Err("connection refused".into()), &DocumentArg::None, &ctx)
             .await;
-    assert_eq!(report.exit_code, 2);
+    // The last verify passed and nothing can be read now: unknown, exit 3.
+    assert_eq!(report.exit_code, 3, "{:#?}", report.problems);
     assert!(!report.middleware.reachable);
     assert_eq!(report.checklist.source, "last_verify");
     assert!(render_text(&report).contains("NOT REACHABLE"));
@@ -741,8 +748,9 @@ async fn cli_verify_and_status_over_the_unix_socket(flavor: ApiFlavor) {
         &rig.fake.base,
     ]);
     let (out, stdout) = agent(&args).await;
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(out.status.code(), Some(2), "{stdout}");
     let verify: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verify["exit_code"], 2);
     assert_eq!(verify["schema"], "truenas-agent.verify/v1");
     assert_eq!(verify["verdict"], "fail");
     assert_eq!(report_sync(&verify, "pool0")["error_class"], "auth");
@@ -787,3 +795,108 @@ async fn cli_verify_and_status_over_the_unix_socket(flavor: ApiFlavor) {
     rig.finish();
 }
 per_flavour!(cli_verify_and_status_over_the_unix_socket);
+
+/// The one exit-code rule for `verify` (issue 13.3) and a document that deliberately
+/// departs from the SOP (13.1): 0 when every item passes; after applying a document with
+/// a 64 MiB chunk and `--fast-list` off the box follows it, and `verify` says DEVIATES
+/// (exit 1) — never PASS; `status` shows the deviations as warnings (exit 1).
+#[tokio::test]
+async fn cli_verify_passes_then_deviates_as_the_document_asks() {
+    let rig = Rig::new(ApiFlavor::V25_10, |_| {}).await;
+    rig.run_all_syncs().await;
+    let sock_dir = tempfile::tempdir().unwrap();
+    let socket = sock_dir.path().join("middlewared.sock");
+    let _server = rig
+        .sim
+        .serve(truenas_agent::sim::ServeOptions {
+            socket: Some(socket.clone()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let write_doc = |name: &str, edit: &dyn Fn(&mut Value)| {
+        let mut v: Value =
+            serde_json::from_slice(&std::fs::read(data("desired/example.json")).unwrap()).unwrap();
+        v["actions"] = json!([]);
+        edit(&mut v);
+        let path = sock_dir.path().join(name);
+        std::fs::write(&path, serde_json::to_vec(&v).unwrap()).unwrap();
+        path.display().to_string()
+    };
+    let sop = write_doc("sop.json", &|_| {});
+    let deviating = write_doc("deviating.json", &|v| {
+        v["cloud_sync"]["chunk_size_mib"] = json!(64);
+        v["cloud_sync"]["fast_list"] = json!(false);
+    });
+    let url = format!("unix://{}", socket.display());
+    let state = rig.state.path().display().to_string();
+    let run = |command: &'static str, doc: &str, extra: &[&str]| {
+        let mut args: Vec<String> = [
+            "--middleware",
+            url.as_str(),
+            "--state-dir",
+            state.as_str(),
+            command,
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        if !doc.is_empty() {
+            args.extend(["-f".into(), doc.to_owned(), "--allow-unsigned".into()]);
+        }
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        args
+    };
+    let b2 = ["--json", "--b2-api", rig.fake.base.as_str()];
+    let args = run("verify", &sop, &b2);
+    let (out, stdout) = agent(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&stdout).unwrap()["verdict"],
+        "pass"
+    );
+
+    let args = run("apply", &deviating, &[]);
+    let (out, stdout) = agent(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    let args = run("verify", &deviating, &b2);
+    let (out, stdout) = agent(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let verify: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(verify["verdict"], "deviates");
+    assert_eq!(verify["exit_code"], 1);
+    assert_eq!(verify["counts"]["deviates"], 4);
+    let chunk = item(&verify, "cloud_sync.chunk_size/pool0");
+    assert_eq!(chunk["status"], "deviates");
+    assert_eq!(chunk["deviations"][0]["document"], "64 MiB");
+    assert_eq!(chunk["deviations"][0]["sop"], "96 MiB");
+    // The report's checklist part stays within the contract: a deviation is `fail`.
+    let wire = verify["checklist"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["id"] == "cloud_sync.fast_list/pool1")
+        .unwrap();
+    assert_eq!(wire["status"], "fail");
+    assert!(
+        wire["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("DEVIATES from the SOP as the document asks: cloud_sync.fast_list")
+    );
+    let args = run("verify", &deviating, &["--b2-api", rig.fake.base.as_str()]);
+    let (out, text) = agent(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text.contains(" DEV.  cloud_sync.chunk_size/pool0"),
+        "{text}"
+    );
+    assert!(text.contains("Result: DEVIATES"), "{text}");
+    // `status` (the last verify): deviations are warnings.
+    let args = run("status", "", &["--json"]);
+    let (out, stdout) = agent(&args.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let status: Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(status["overall"], "degraded");
+    assert_eq!(status["checklist"]["deviates"], 4);
+    rig.finish();
+}

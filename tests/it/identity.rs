@@ -123,12 +123,12 @@ fn kinds(report: &Value) -> Vec<&str> {
 #[test]
 fn several_pools_without_root_pool_are_refused() {
     let b = Box::new(&["boot-pool", "pool0", "pool1"]);
-    let (text, _) = b.run(&[], 1);
+    let (text, _) = b.run(&[], 2);
     assert!(
         text.contains("PROBLEM       several pools, set root_pool"),
         "{text}"
     );
-    let report = b.json(&["ensure"], 1);
+    let report = b.json(&["ensure"], 2);
     assert_eq!(kinds(&report), ["several_pools_set_root_pool"]);
     assert_eq!(report["usable"], false);
     assert!(b.writes().is_empty());
@@ -213,7 +213,7 @@ fn a_central_guid_overrides_and_reports_the_old_value() {
 fn a_corrupt_guid_is_reported_and_only_central_replaces_it() {
     let b = Box::new(&["pool0"]);
     b.set_prop("pool0", KEY, "not a\tuuid");
-    let report = b.json(&["ensure"], 1);
+    let report = b.json(&["ensure"], 2);
     assert_eq!(kinds(&report), ["corrupt_guid"]);
     assert_eq!(b.prop("pool0", KEY).as_deref(), Some("not a\tuuid"));
     let report = b.json(&["ensure", "--guid", A], 0);
@@ -226,7 +226,7 @@ fn a_moved_pool_is_detected_and_rebound_only_on_request() {
     let b = Box::new(&["pool0"]);
     b.run(&["ensure"], 0);
     std::fs::write(b.path("hostid"), [0x78, 0x56, 0x34, 0x12]).unwrap();
-    let (text, _) = b.run(&[], 1);
+    let (text, _) = b.run(&[], 2);
     assert!(
         text.contains("PROBLEM       pool moved or box cloned"),
         "{text}"
@@ -235,7 +235,7 @@ fn a_moved_pool_is_detected_and_rebound_only_on_request() {
         text.contains("bound to ANOTHER host 8331920580b6"),
         "{text}"
     );
-    let report = b.json(&["ensure"], 1);
+    let report = b.json(&["ensure"], 2);
     assert_eq!(kinds(&report), ["pool_moved_or_cloned"]);
     assert_eq!(report["usable"], false);
     assert_eq!(b.writes().len(), 1, "no automatic rebind");
@@ -383,7 +383,7 @@ fn bad_input_names_the_flag_and_the_rule() {
 }
 
 #[test]
-fn zfs_failures_exit_2_with_a_clear_message() {
+fn zfs_failures_exit_3_with_a_clear_message() {
     let b = Box::new(&["pool0"]);
     // zfs missing
     let out = Command::cargo_bin("truenas-agent")
@@ -392,7 +392,7 @@ fn zfs_failures_exit_2_with_a_clear_message() {
         .arg(b.path("nope"))
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3), "could not find out: unknown");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["error"]["fault"], "nas");
     let message = report["error"]["message"].as_str().unwrap();
@@ -403,7 +403,7 @@ fn zfs_failures_exit_2_with_a_clear_message() {
     );
     // permission denied, as zfs prints it
     b.write("fail.zfs.set", "eperm");
-    let (text, _) = b.run(&["ensure"], 2);
+    let (text, _) = b.run(&["ensure"], 3);
     assert!(
         text.contains("ERROR         cannot write com.dtctoday:device-guid, com.dtctoday:device-host on pool0: `zfs set` on pool0 (com.dtctoday:device-guid, com.dtctoday:device-host): permission denied (cannot set property for 'pool0': permission denied)"),
         "{text}"
@@ -411,7 +411,7 @@ fn zfs_failures_exit_2_with_a_clear_message() {
     std::fs::remove_file(b.path("fail.zfs.set")).unwrap();
     // a hanging zfs is killed at the deadline
     b.write("fail.zfs.get", "sleep");
-    let report = b.json(&["--zfs-timeout", "1"], 2);
+    let report = b.json(&["--zfs-timeout", "1"], 3);
     assert_eq!(report["error"]["fault"], "transient");
     assert!(
         report["error"]["message"]
@@ -422,7 +422,7 @@ fn zfs_failures_exit_2_with_a_clear_message() {
     std::fs::remove_file(b.path("fail.zfs.get")).unwrap();
     // weird output
     b.write("fail.zfs.get", "wrongname");
-    let report = b.json(&[], 2);
+    let report = b.json(&[], 3);
     assert_eq!(report["error"]["fault"], "bug");
     assert!(
         report["error"]["message"]
@@ -708,7 +708,7 @@ async fn the_cli_falls_back_to_the_middleware_socket() {
     }
 }
 
-/// Neither `zfs` nor the middleware: both reasons are reported, exit 2.
+/// Neither `zfs` nor the middleware: both reasons are reported, exit 3 (unknown).
 #[test]
 fn without_zfs_and_without_middleware_both_reasons_are_reported() {
     let b = Box::new(&["pool0"]);
@@ -717,7 +717,7 @@ fn without_zfs_and_without_middleware_both_reasons_are_reported() {
     cmd.arg("--middleware")
         .arg(format!("unix://{}", b.path("no-such.sock").display()));
     let out = cmd.output().unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(out.status.code(), Some(3));
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["backend"]["backend"], "zfs-command");
     assert!(
@@ -725,6 +725,33 @@ fn without_zfs_and_without_middleware_both_reasons_are_reported() {
             .as_str()
             .unwrap()
             .contains("no-such.sock"),
+        "{report}"
+    );
+}
+
+/// The one exit-code rule (issue 13.3): usable and quiet 0; a problem that blocks nothing
+/// (no host id: clone detection off) 1; a blocking problem 2 (above); a failed operation 3.
+#[test]
+fn exit_codes_follow_the_one_rule() {
+    let b = Box::new(&["pool0"]);
+    b.run(&["ensure"], 0);
+    b.run(&[], 0);
+    let (text, _) = b.run(&[], 0);
+    assert!(text.ends_with("Result        OK (exit 0)\n"), "{text}");
+    std::fs::remove_file(b.path("hostid")).unwrap();
+    let (text, _) = b.run(&[], 1);
+    assert!(
+        text.ends_with("Result        ATTENTION (exit 1)\n"),
+        "{text}"
+    );
+    let report = b.json(&[], 1);
+    assert_eq!(report["usable"], true, "{report}");
+    assert!(
+        report["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["blocking"] == false),
         "{report}"
     );
 }

@@ -73,6 +73,7 @@ mod e2e_lifecycle;
 mod e2e_outage;
 mod e2e_refusal;
 mod e2e_state_damage;
+mod exit_codes;
 mod fake_b2;
 mod fuzz_corpus;
 mod health_scenarios;

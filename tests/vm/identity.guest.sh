@@ -44,13 +44,13 @@ this_host=$(host_hash)
 
 echo "--- 1. two fresh pools, no root_pool"
 ident --json
-check "identity exits 1 on two fresh pools" \
-  '[ "$rc" -eq 1 ]'
+check "identity exits 2 on two fresh pools (no usable GUID: failing)" \
+  '[ "$rc" -eq 2 ]'
 check "it reports 'several pools, set root_pool'" \
   'grep -q "several pools, set root_pool" <<<"$(json ".problems[0].message")"'
 ident ensure --json
-check "ensure without a root pool refuses (exit 1)" \
-  '[ "$rc" -eq 1 ]'
+check "ensure without a root pool refuses (exit 2)" \
+  '[ "$rc" -eq 2 ]'
 check "and writes nothing on either pool" \
   '[ "$(zget $P pool0)" = "-" ] && [ "$(zget $P pool1)" = "-" ]'
 
@@ -144,8 +144,8 @@ check "an unprivileged user can read the identity" \
   '[ "$rc" -eq 0 ] && [ "$(json .guid)" = "$central" ]'
 rc=0
 out=$(setpriv --reuid=65534 --regid=65534 --clear-groups "$AGENT" --log warn --state-dir /tmp/nobody-state identity ensure --guid "$(cat /proc/sys/kernel/random/uuid)" 2>&1) || rc=$?
-check "but ensure fails with exit 2: permission denied" \
-  '[ "$rc" -eq 2 ] && grep -q "permission denied (cannot set property for .pool0.: permission denied)" <<<"$out"'
+check "but ensure fails with exit 3 (could not act): permission denied" \
+  '[ "$rc" -eq 3 ] && grep -q "permission denied (cannot set property for .pool0.: permission denied)" <<<"$out"'
 check "and nothing changed" \
   '[ "$(zget $P pool0)" = "$central" ]'
 
@@ -158,15 +158,15 @@ check "hostid changed ($old_hostid -> $(hostid))" \
 zpool import -d "$ZFSVM_VDEV_DIR" pool0
 new_host=$(host_hash)
 ident --json
-check "identity on the other host exits 1" \
-  '[ "$rc" -eq 1 ]'
+check "identity on the other host exits 2 (not usable: failing)" \
+  '[ "$rc" -eq 2 ]'
 check "it reports 'pool moved or box cloned'" \
   'grep -q "pool moved or box cloned" <<<"$(json ".problems[].message")"'
 check "the GUID is not usable there" \
   '[ "$(json .usable)" = false ] && [ "$(json .host_binding.state)" = other_host ]'
 ident ensure --json
 check "ensure without confirmation refuses and keeps the old binding" \
-  '[ "$rc" -eq 1 ] && [ "$(zget $H pool0)" = "$this_host" ]'
+  '[ "$rc" -eq 2 ] && [ "$(zget $H pool0)" = "$this_host" ]'
 ident ensure --rebind --json
 check "ensure --rebind binds the pool to this host" \
   '[ "$rc" -eq 0 ] && [ "$(zget $H pool0)" = "$new_host" ] && [ "$(json ".changes[0].change")" = rebound ]'
