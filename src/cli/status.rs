@@ -22,6 +22,7 @@ use crate::desired::DesiredState;
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
 use crate::middleware::Middleware;
+use crate::scrub::Scrubber;
 use crate::state_dir::StateDir;
 use crate::status::{
     CentralInputs, DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble,
@@ -101,6 +102,15 @@ pub async fn report_with<M: Middleware>(
     ctx: &Context,
 ) -> StatusReport {
     let state = StateDir::at(&ctx.state_dir);
+    // Every secret this report could meet — the document's and the ones the NAS holds
+    // (read first, so that even a failed observation's error text is scrubbed).
+    let mut scrubber = Scrubber::default();
+    if let DocumentArg::Read(d) = document {
+        scrubber.add_desired(d);
+    }
+    if let Ok(mw) = &mw {
+        scrubber.merge(&crate::scrub::learn(*mw, ctx.assess.call_timeout).await);
+    }
     let identity = crate::identity::last(&state).map_err(|e| crate::fault::error_chain(&e));
     let (memory, memory_error) = match HealthMemory::load(&state) {
         Ok(m) => (Some(m), None),
@@ -134,9 +144,26 @@ pub async fn report_with<M: Middleware>(
             }
         }
     };
+    if let Some(a) = &assessment {
+        scrubber.add_observed(&a.observed);
+    }
+    crate::scrub::remember(&scrubber);
+    // Error texts may quote the middleware: scrubbed like any text from the NAS.
+    let free = |text: String| scrubber.scrub(&text);
+    let health_error = health_error.map(free);
+    let memory_error = memory_error.map(free);
+    let install_error = install_error.map(free);
+    let identity = identity.map_err(free);
+    let probe = match probe {
+        MiddlewareProbe::Unreachable { url, error } => MiddlewareProbe::Unreachable {
+            url,
+            error: free(error),
+        },
+        reachable @ MiddlewareProbe::Reachable { .. } => reachable,
+    };
     // The pass's memory carries a B2 report run just now (`--check-b2`); else the file's.
     let memory = assessment.as_ref().map(|a| a.memory.clone()).or(memory);
-    assemble(&StatusInputs {
+    let report = assemble(&StatusInputs {
         now: ctx.assess.now,
         version: ctx.version.clone(),
         state_dir: ctx.state_dir.display().to_string(),
@@ -163,7 +190,28 @@ pub async fn report_with<M: Middleware>(
         identity_error: identity.err(),
         install,
         install_error,
-    })
+    });
+    scrub_report(report, &scrubber)
+}
+
+/// The report with every known secret replaced in every text it holds.
+fn scrub_report(report: StatusReport, scrubber: &Scrubber) -> StatusReport {
+    if scrubber.is_empty() {
+        return report;
+    }
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: a StatusReport round-trips through serde_json (plain data, \
+                  string keys; `round_trips` in status::tests)"
+    )]
+    let mut value = serde_json::to_value(&report).expect("invariant: the report serialises");
+    scrubber.scrub_json(&mut value);
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: scrubbing only rewrites strings, so the value still fits"
+    )]
+    let scrubbed = serde_json::from_value(value).expect("invariant: the report deserialises");
+    scrubbed
 }
 
 /// `install --check` of the installed service, bounded in time (it runs `systemctl`).
@@ -189,7 +237,8 @@ pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, 
         .map_err(|e| crate::fault::error_chain(&e))
 }
 
-/// Connects as the configuration says, with `timeout` for connecting and each call.
+/// Connects as the configuration says, with `timeout` for connecting and each call, and
+/// learns the secrets the NAS holds ([`crate::scrub::learn`]).
 pub(crate) async fn connect(
     config: &AgentConfig,
     timeout: Option<Duration>,
@@ -202,9 +251,13 @@ pub(crate) async fn connect(
         options.connect_timeout = timeout;
         options.call_timeout = timeout;
     }
-    crate::middleware::Client::connect(options)
+    let call_timeout = options.call_timeout;
+    let client = crate::middleware::Client::connect(options)
         .await
-        .map_err(|e| crate::fault::error_chain(&e))
+        .map_err(|e| crate::fault::error_chain(&e))?;
+    // The NAS's own secrets: nothing the command prints afterwards can show them.
+    crate::scrub::remember(&crate::scrub::learn(&client, call_timeout).await);
+    Ok(client)
 }
 
 /// Runs `status`.
@@ -289,9 +342,8 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
     } else {
         render_text(&report)
     };
-    // A closed pipe (`status | head`) surfaces as an error main.rs maps to exit 0.
-    let mut out = std::io::stdout().lock();
-    std::io::Write::write_all(&mut out, text.as_bytes())?;
-    std::io::Write::flush(&mut out)?;
+    // Scrubbed once more with every secret this process met; a closed pipe
+    // (`status | head`) surfaces as an error main.rs maps to exit 0.
+    super::write_stdout(&text)?;
     Ok(ExitCode::from(report.exit_code))
 }

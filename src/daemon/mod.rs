@@ -526,6 +526,8 @@ where
             }
         };
         let mode = self.s.engine.mode(&desired);
+        // Nothing the process logs from now on may show the document's secrets.
+        crate::scrub::remember_all(self.s.engine.secrets(&desired));
         tracing::info!(revision, mode = ?mode, "accepted desired-state document");
         // Accepted for enforcement: later documents must have a higher revision, even
         // if this pass does not finish (the plan is state-based, so the next pass of
@@ -810,11 +812,15 @@ where
     /// Queues a report (durably) and delivers unless central asked us to wait.
     async fn report(&mut self, reason: ReportReason) {
         let report = report::build(&self.memory, Utc::now());
-        let secrets: Vec<&SecretString> = self
+        // The document's secrets and every other secret the process met (the NAS's own
+        // task passwords, credential keys and SNMP secrets, the token).
+        let known = crate::scrub::known();
+        let mut secrets: Vec<&SecretString> = self
             .current
             .as_ref()
             .map(|c| self.s.engine.secrets(&c.desired))
             .unwrap_or_default();
+        secrets.extend(known.secrets());
         match self.outbox.enqueue(&report, &secrets) {
             Ok(_) => {
                 tracing::info!(report_id = %report.report_id, reason = ?reason, config = ?report.config.state, "report queued");

@@ -5,7 +5,8 @@
 //! extra health reads and optionally B2, evaluates) and [`record`] (writes the updated
 //! `health.json`).
 //! Does not: print, decide exit codes, or write to the middleware or B2.
-//! Invariants: read-only towards the NAS; every read is bounded by a timeout; `now` and
+//! Invariants: read-only towards the NAS; every read is bounded by a timeout; the
+//! document's and the NAS's own secrets are scrubbed from every text it keeps; `now` and
 //! the NAS's UTC offset come from the caller (tests inject them); a missing or unreadable
 //! ownership record or memory degrades to "empty" with a read error, never aborts.
 //! Limitations: the UTC offset is the agent's local one (it runs on the NAS, whose
@@ -24,6 +25,7 @@ use crate::desired::DesiredState;
 use crate::fault::Fault;
 use crate::middleware::Middleware;
 use crate::observe::{self as nas, ObserveError, Observed, READS};
+use crate::scrub::Scrubber;
 use crate::state_dir::{StateDir, StateError};
 
 /// How a health pass runs.
@@ -133,6 +135,13 @@ pub async fn assess_with(
         Ok(memory) => base.memory = memory,
         Err(e) => base.read_errors.push(state_error("health memory", &e)),
     }
+    // The NAS's own secrets (task passwords, credential keys, SNMP) are scrubbed from
+    // every text of this pass like the document's, and from what the process prints.
+    let mut nas_secrets = Scrubber::default();
+    nas_secrets.add_observed(&observed);
+    crate::scrub::remember(&nas_secrets);
+    base.extra_secrets
+        .extend(nas_secrets.secrets().iter().cloned());
     let pools = managed_pools(desired, &observed, &base.ownership);
     let observe_options = ObserveOptions {
         call_timeout: options.call_timeout,
