@@ -1,7 +1,9 @@
 //! What the agent remembers about central between runs: `central.json`.
 //!
-//! Owns: the [`CentralState`] schema (last applied revision and ETag, last fetch and
-//! its outcome, last refusal, last report outcome, counters, last error) and
+//! Owns: the [`CentralState`] schema (last applied revision, ETag and content
+//! fingerprint, last fetch and its outcome, last refusal and whether it still stands,
+//! last report outcome, every contact with central and the last successful one,
+//! counters, last error) and
 //! [`CentralStore`], the one shared handle that updates it and writes it atomically.
 //! Does not: decide anything. `fetch` and `outbox` record into it; `status` reads it.
 //! Invariants: every update is written through `StateDir::write_json` (atomic, 0600)
@@ -17,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::fault::Fault;
-use crate::state_dir::{StateDir, StateError};
+use crate::state_dir::{Fingerprint, StateDir, StateError};
 
 /// File name inside the state directory.
 pub const STATE_FILE: &str = "central.json";
@@ -34,6 +36,42 @@ pub struct CentralState {
     pub last_report: Option<ReportRecord>,
     pub last_error: Option<ErrorRecord>,
     pub counters: Counters,
+    /// The last exchange with central of any kind — a fetch or a report delivery,
+    /// answered or not (absent in files written before it existed).
+    pub last_contact: Option<Contact>,
+    /// The last exchange central answered (a document, 304, 204, a report accepted or
+    /// rejected): stale problems (central unreachable) end here.
+    pub last_success: Option<Contact>,
+}
+
+/// One exchange with central.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub at: DateTime<Utc>,
+    pub via: Via,
+    pub outcome: ContactOutcome,
+}
+
+/// Which request it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `GET /v1/config`.
+    Fetch,
+    /// `POST /v1/reports`.
+    Report,
+}
+
+/// How central answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactOutcome {
+    /// Central answered (whatever it said about the document or the report).
+    Answered,
+    /// 401/403: the device token is not accepted.
+    TokenRejected,
+    /// Network, TLS, 408/429, 5xx or an unexpected answer.
+    Unreachable,
 }
 
 /// The last applied document.
@@ -44,6 +82,10 @@ pub struct AppliedDocument {
     /// `ed25519:<key id>` of the key that verified it, or `unsigned`.
     pub verified_by: String,
     pub at: DateTime<Utc>,
+    /// Keyed fingerprint of its content (without `issued_at`), to refuse the same
+    /// revision with other content; `None` in files written before it existed.
+    #[serde(default)]
+    pub digest: Option<Fingerprint>,
 }
 
 /// The last `GET /v1/config`.
@@ -75,6 +117,21 @@ pub enum FetchOutcome {
     Failed,
 }
 
+impl FetchOutcome {
+    /// What this outcome says about the contact with central.
+    pub fn contact(self) -> ContactOutcome {
+        match self {
+            FetchOutcome::NewDocument
+            | FetchOutcome::SameRevision
+            | FetchOutcome::Unchanged
+            | FetchOutcome::NoDocument
+            | FetchOutcome::Refused => ContactOutcome::Answered,
+            FetchOutcome::TokenRejected => ContactOutcome::TokenRejected,
+            FetchOutcome::Failed => ContactOutcome::Unreachable,
+        }
+    }
+}
+
 /// A refused document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
@@ -82,6 +139,10 @@ pub struct Refusal {
     pub revision: Option<u64>,
     pub reason: String,
     pub fault: Fault,
+    /// When a later fetch verified a document again (or central said there is none):
+    /// the refusal no longer stands. `None` while it does.
+    #[serde(default)]
+    pub cleared_at: Option<DateTime<Utc>>,
 }
 
 /// The last delivery attempt of a report.
@@ -107,6 +168,17 @@ pub enum ReportOutcome {
     /// Central rejected the device token (401/403): kept in the spool, retried with the
     /// token back-off (from the poll interval, doubling to 1 h).
     TokenRejected,
+}
+
+impl ReportOutcome {
+    /// What this outcome says about the contact with central.
+    pub fn contact(self) -> ContactOutcome {
+        match self {
+            ReportOutcome::Delivered | ReportOutcome::Rejected => ContactOutcome::Answered,
+            ReportOutcome::Retrying => ContactOutcome::Unreachable,
+            ReportOutcome::TokenRejected => ContactOutcome::TokenRejected,
+        }
+    }
 }
 
 /// The last error on the channel.
@@ -141,6 +213,57 @@ impl CentralState {
     /// Reads `central.json` without creating anything (for `status`).
     pub fn load(dir: &StateDir) -> Result<Option<Self>, StateError> {
         dir.read_json(STATE_FILE)
+    }
+
+    /// Records one exchange with central (every fetch and every delivery attempt).
+    pub fn contact(&mut self, at: DateTime<Utc>, via: Via, outcome: ContactOutcome) {
+        let contact = Contact { at, via, outcome };
+        self.last_contact = Some(contact);
+        if outcome == ContactOutcome::Answered {
+            self.last_success = Some(contact);
+        }
+    }
+
+    /// The last contact: recorded, or (in files written before contacts were) the newer
+    /// of the last fetch and the last report delivery.
+    pub fn latest_contact(&self) -> Option<Contact> {
+        if self.last_contact.is_some() {
+            return self.last_contact;
+        }
+        let fetch = self.last_fetch.as_ref().map(|f| Contact {
+            at: f.at,
+            via: Via::Fetch,
+            outcome: f.outcome.contact(),
+        });
+        let report = self.last_report.as_ref().map(|r| Contact {
+            at: r.at,
+            via: Via::Report,
+            outcome: r.outcome.contact(),
+        });
+        [fetch, report].into_iter().flatten().max_by_key(|c| c.at)
+    }
+
+    /// The last successful contact: recorded, or derived like [`Self::latest_contact`].
+    pub fn latest_success(&self) -> Option<Contact> {
+        if self.last_contact.is_some() {
+            return self.last_success;
+        }
+        self.latest_contact()
+            .filter(|c| c.outcome == ContactOutcome::Answered)
+    }
+
+    /// The refusal that still stands: the last one, unless a later fetch cleared it.
+    pub fn standing_refusal(&self) -> Option<&Refusal> {
+        self.last_refusal
+            .as_ref()
+            .filter(|r| r.cleared_at.is_none())
+    }
+
+    /// A verified document (or "no document") arrived at `at`: the last refusal ends.
+    pub fn clear_refusal(&mut self, at: DateTime<Utc>) {
+        if let Some(refusal) = &mut self.last_refusal {
+            refusal.cleared_at.get_or_insert(at);
+        }
     }
 }
 

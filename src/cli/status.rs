@@ -18,6 +18,7 @@ use crate::b2::{ClientOptions, DEFAULT_API_BASE};
 use crate::central::CentralState;
 use crate::central::spool::SPOOL_FILE;
 use crate::config::{AgentConfig, Overrides};
+use crate::daemon::DaemonRecord;
 use crate::desired::DesiredState;
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
@@ -25,8 +26,8 @@ use crate::middleware::Middleware;
 use crate::scrub::Scrubber;
 use crate::state_dir::StateDir;
 use crate::status::{
-    CentralInputs, DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble,
-    render_text, spool_depth,
+    CentralInputs, DaemonInputs, DocumentInfo, MiddlewareProbe, ServiceState, StatusInputs,
+    StatusReport, assemble, render_text, spool_depth,
 };
 
 /// Arguments of `status`.
@@ -60,10 +61,31 @@ pub struct Context {
     pub version: String,
     pub assess: AssessOptions,
     /// The agent config file's central settings: `None` = no config file given;
-    /// `Some(None)` = a config without `[central]`; `Some(Some((url, poll)))`.
-    pub central_config: Option<Option<(String, Duration)>>,
+    /// `Some(None)` = a config without `[central]`.
+    pub central_config: Option<Option<CentralSettings>>,
     /// Where systemd and its tools are, for the install check (`None`: skip the check).
     pub host: Option<crate::install::Host>,
+}
+
+/// What `status` needs of the config's `[central]` section.
+#[derive(Debug, Clone)]
+pub struct CentralSettings {
+    pub url: String,
+    pub poll_interval: Duration,
+    pub report_interval: Duration,
+    /// The device token file (its mode is checked, it is never read).
+    pub token_file: PathBuf,
+}
+
+impl From<&crate::config::CentralConfig> for CentralSettings {
+    fn from(c: &crate::config::CentralConfig) -> Self {
+        Self {
+            url: c.url.to_string(),
+            poll_interval: c.poll_interval,
+            report_interval: c.report_interval,
+            token_file: c.token_file.clone(),
+        }
+    }
 }
 
 /// What the state dir says about central: `central.json` and the spool depth.
@@ -79,8 +101,19 @@ fn central_inputs(state: &StateDir, ctx: &Context) -> CentralInputs {
         configured: ctx
             .central_config
             .as_ref()
-            .map(|c| c.as_ref().map(|(url, _)| url.clone())),
-        poll_interval: ctx.central_config.clone().flatten().map(|(_, poll)| poll),
+            .map(|c| c.as_ref().map(|c| c.url.clone())),
+        poll_interval: ctx
+            .central_config
+            .iter()
+            .flatten()
+            .map(|c| c.poll_interval)
+            .next(),
+        report_interval: ctx
+            .central_config
+            .iter()
+            .flatten()
+            .map(|c| c.report_interval)
+            .next(),
         state: central_state,
         state_error,
         spool_depth: spool,
@@ -147,13 +180,15 @@ pub async fn report_with<M: Middleware>(
     if let Some(a) = &assessment {
         scrubber.add_observed(&a.observed);
     }
+    let mut daemon = daemon_inputs(&state, ctx).await;
+    daemon.record_error = daemon.record_error.map(free_text(&scrubber));
     crate::scrub::remember(&scrubber);
     // Error texts may quote the middleware: scrubbed like any text from the NAS.
-    let free = |text: String| scrubber.scrub(&text);
-    let health_error = health_error.map(free);
-    let memory_error = memory_error.map(free);
-    let install_error = install_error.map(free);
-    let identity = identity.map_err(free);
+    let free = free_text(&scrubber);
+    let health_error = health_error.map(&free);
+    let memory_error = memory_error.map(&free);
+    let install_error = install_error.map(&free);
+    let identity = identity.map_err(&free);
     let probe = match probe {
         MiddlewareProbe::Unreachable { url, error } => MiddlewareProbe::Unreachable {
             url,
@@ -190,6 +225,7 @@ pub async fn report_with<M: Middleware>(
         identity_error: identity.err(),
         install,
         install_error,
+        daemon,
     });
     scrub_report(report, &scrubber)
 }
@@ -212,6 +248,76 @@ fn scrub_report(report: StatusReport, scrubber: &Scrubber) -> StatusReport {
     )]
     let scrubbed = serde_json::from_value(value).expect("invariant: the report deserialises");
     scrubbed
+}
+
+/// Scrubs a free text (an error message) with every known and apparent secret.
+fn free_text(scrubber: &Scrubber) -> impl Fn(String) -> String + Copy + '_ {
+    move |text: String| scrubber.scrub(&text)
+}
+
+/// What `status` knows about the daemon: `daemon.json`, whether it runs (systemd, else
+/// the recorded pid), and whether the token file would stop its next start.
+async fn daemon_inputs(state: &StateDir, ctx: &Context) -> DaemonInputs {
+    let (record, record_error) = match DaemonRecord::load(state) {
+        Ok(record) => (record, None),
+        Err(e) => (None, Some(crate::fault::error_chain(&e))),
+    };
+    let central = ctx.central_config.as_ref().and_then(Option::as_ref);
+    let service = service_state(ctx.host.as_ref(), record.as_ref(), ctx.assess.call_timeout).await;
+    DaemonInputs {
+        record,
+        record_error,
+        service,
+        // The rule the daemon starts with (the token itself is never read here).
+        token_problem: central.and_then(|c| {
+            crate::config::check_private_file("central.token_file", &c.token_file)
+                .err()
+                .map(|e| crate::fault::error_chain(&e))
+        }),
+        expected: central.is_some(),
+    }
+}
+
+/// Whether the daemon runs: `systemctl show truenas-agent.service` (exec'd without a
+/// shell, bounded by `timeout`) when the unit is loaded; else the pid `daemon.json`
+/// recorded, looked up in `/proc`.
+async fn service_state(
+    host: Option<&crate::install::Host>,
+    record: Option<&DaemonRecord>,
+    timeout: Duration,
+) -> ServiceState {
+    let mut systemd_error = None;
+    if let Some(host) = host {
+        let systemd = crate::install::Systemd::new(&host.sys.systemctl, &host.sys.sh);
+        match tokio::time::timeout(timeout, systemd.show()).await {
+            Ok(Ok(unit)) if unit.load_state == "loaded" => {
+                return ServiceState::Systemd {
+                    active_state: unit.active_state,
+                    sub_state: unit.sub_state,
+                    result: unit.result,
+                    main_pid: unit.main_pid,
+                };
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => systemd_error = Some(e.to_string()),
+            Err(_) => systemd_error = Some(format!("systemctl gave no answer within {timeout:?}")),
+        }
+    }
+    match record {
+        Some(r) => ServiceState::Pid {
+            pid: r.pid,
+            alive: r.stopped.is_none()
+                && r.pid > 0
+                && std::path::Path::new(&format!("/proc/{}", r.pid)).exists(),
+        },
+        None => ServiceState::Unknown {
+            why: systemd_error.unwrap_or_else(|| {
+                "no truenas-agent unit is loaded and the daemon never ran on this state \
+                 directory"
+                    .to_owned()
+            }),
+        },
+    }
 }
 
 /// `install --check` of the installed service, bounded in time (it runs `systemctl`).
@@ -294,12 +400,10 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             }
         },
     };
-    let central_config = global.config.as_ref().map(|_| {
-        config
-            .central
-            .as_ref()
-            .map(|central| (central.url.to_string(), central.poll_interval))
-    });
+    let central_config = global
+        .config
+        .as_ref()
+        .map(|_| config.central.as_ref().map(CentralSettings::from));
     let now = chrono::Utc::now();
     let timeout = Duration::from_secs(args.timeout.max(1));
     let ctx = Context {

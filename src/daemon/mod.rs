@@ -474,6 +474,17 @@ where
                     .is_none_or(|c| c.revision != doc.revision)
                 {
                     self.on_document(doc, true, channel).await;
+                } else if self.memory.refusal.is_some() {
+                    // Central serves the enforced document again, correctly verified:
+                    // the refusal of what it served in between is over.
+                    tracing::info!(
+                        revision = doc.revision,
+                        "the enforced document verifies again; the earlier refusal is cleared"
+                    );
+                    self.memory.refusal = None;
+                    self.publish_status();
+                    self.assess_and_report(ReportReason::RefusalCleared, true)
+                        .await;
                 }
             }
             Ok(Fetched::Unchanged) => self.link(CentralLink::Ok),
@@ -483,18 +494,13 @@ where
             }
             Err(e) if e.is_refusal() => {
                 self.link(CentralLink::Ok);
-                let revision = match &e {
-                    FetchError::Rollback { revision, .. } => Some(*revision),
-                    FetchError::Request(_)
-                    | FetchError::Envelope(_)
-                    | FetchError::BadRevision { .. }
-                    | FetchError::State(_) => None,
-                };
+                let revision = e.refused_revision();
                 let path = match &e {
                     FetchError::Envelope(_) => "(envelope)",
                     FetchError::Request(_)
                     | FetchError::BadRevision { .. }
                     | FetchError::Rollback { .. }
+                    | FetchError::SameRevisionChanged { .. }
                     | FetchError::State(_) => "revision",
                 };
                 let issue = ConfigIssue {
@@ -582,6 +588,7 @@ where
                     revision,
                     reason: reason.clone(),
                     fault,
+                    cleared_at: None,
                 });
                 s.last_error = Some(CentralErrorRecord {
                     at,
@@ -799,6 +806,7 @@ where
         let always = match reason {
             ReportReason::Start
             | ReportReason::Refusal
+            | ReportReason::RefusalCleared
             | ReportReason::Schedule
             | ReportReason::JobChanged => true,
             ReportReason::Pass => false,
@@ -911,6 +919,7 @@ where
         }
         self.memory.pending_reports = self.outbox.pending();
         self.memory.save(self.s.state);
+        memory::record_stop(self.s.state, None);
     }
 }
 

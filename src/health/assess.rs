@@ -18,7 +18,7 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use super::memory::{HealthMemory, StoredChecklist};
 use super::observe::{HealthObservations, ObserveOptions, observe, observe_b2};
-use super::{Health, evaluate, evaluate_nas, managed_pools};
+use super::{Health, StateFile, StateFileError, evaluate, evaluate_nas, managed_pools};
 use crate::apply::OwnershipStore;
 use crate::b2::ClientOptions;
 use crate::desired::DesiredState;
@@ -129,11 +129,15 @@ pub async fn assess_with(
     base.configured_root.clone_from(&options.root_pool);
     match OwnershipStore::load(state) {
         Ok(store) => base.ownership = store.get().clone(),
-        Err(e) => base.read_errors.push(state_error("ownership record", &e)),
+        Err(e) => base
+            .state_errors
+            .push(state_error(StateFile::Ownership, &e)),
     }
     match HealthMemory::load(state) {
         Ok(memory) => base.memory = memory,
-        Err(e) => base.read_errors.push(state_error("health memory", &e)),
+        Err(e) => base
+            .state_errors
+            .push(state_error(StateFile::HealthMemory, &e)),
     }
     // The NAS's own secrets (task passwords, credential keys, SNMP) are scrubbed from
     // every text of this pass like the document's, and from what the process prints.
@@ -193,8 +197,11 @@ pub async fn assess_with(
     })
 }
 
-fn state_error(what: &str, e: &StateError) -> String {
-    format!("{what}: {}", crate::fault::error_chain(e))
+fn state_error(file: StateFile, e: &StateError) -> StateFileError {
+    StateFileError {
+        file,
+        error: crate::fault::error_chain(e),
+    }
 }
 
 /// Writes the pass's `health.json` (atomic, mode 0600).
