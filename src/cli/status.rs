@@ -1,9 +1,13 @@
 //! `truenas-agent status [--json] [-f DOC --allow-unsigned] [--check-b2]`: the one-screen
 //! diagnosis for a field technician, or stable JSON for an RMM.
 //!
-//! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only),
-//! the optional document, a short-timeout connection and health pass — and printing the
-//! report with the documented exit code (0 healthy, 1 degraded, 2 failing or unknown).
+//! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only:
+//! `health.json`, `ownership.json`, `identity.json`, `central.json`, the spool,
+//! `daemon.json`), whether the daemon runs (`systemctl show`, else the recorded pid), the
+//! token file's mode, the optional document, a short-timeout connection and health pass —
+//! scrubbing the finished report of every secret it could meet (the document's and the
+//! NAS's own, read first: [`crate::scrub::learn`]), and printing it with the documented
+//! exit code (0 healthy, 1 degraded, 2 failing or unknown).
 //! Does not: write anything (not even `health.json`: the daemon and `verify` own it), or
 //! decide what is a problem (`status` and `health` do).
 //! Invariants: works without a running daemon and with the middleware down (then it says

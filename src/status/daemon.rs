@@ -76,8 +76,8 @@ impl ServiceState {
                 };
                 format!("systemd: {active_state} ({sub_state}){pid}{result}")
             }
-            ServiceState::Pid { pid, alive: true } => format!("pid {pid} alive"),
-            ServiceState::Pid { pid, alive: false } => format!("pid {pid} gone"),
+            ServiceState::Pid { pid, alive: true } => format!("pid {pid} running"),
+            ServiceState::Pid { pid, alive: false } => format!("pid {pid} not running"),
             ServiceState::Unknown { why } => format!("unknown: {why}"),
         }
     }

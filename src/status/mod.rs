@@ -3,9 +3,12 @@
 //!
 //! Owns: the `status --json` schema ([`STATUS_SCHEMA`], stable: fields are only ever
 //! added), the pure assembly [`assemble`] from [`StatusInputs`], the overall verdict and
-//! its exit code, and the one-screen text rendering ([`render_text`]).
-//! Does not: connect, read files or the clock (`cli::status` gathers the inputs), or
-//! decide task health (`health` does).
+//! its exit code, the one-screen text rendering ([`render_text`]), and the rules that
+//! name the real cause: the daemon's state and stop (`daemon`), the central channel
+//! judged on every contact (`central`), the document the daemon enforces.
+//! Does not: connect, read files, run `systemctl` or read the clock (`cli::status`
+//! gathers the inputs, and scrubs the finished report of every known secret), or decide
+//! task health (`health` does).
 //! Invariants: deterministic for given inputs; every section says when it could not be
 //! filled and why (`middleware.reachable: false`, `checklist.source: "none"`, a section
 //! listed in `unwired`), never silently empty; no secret (inputs are redacted types).

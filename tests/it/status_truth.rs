@@ -363,6 +363,68 @@ async fn no_command_prints_a_secret() {
             }
         }
     }
+    // The daemon (`run`), central down, at debug level, until SIGTERM.
+    let token = nas.dir.path().join("token");
+    truenas_agent::fs::write_atomic(&token, b"CANARY-DEVICE-TOKEN-5e19b3\n", 0o600).unwrap();
+    let config = nas.dir.path().join("agent.toml");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{state}\"\n[central]\nurl = \"http://{closed}/\"\ntoken_file = \"{token}\"\n\
+             allow_unsigned = true\n[middleware]\nurl = \"{url}\"\n",
+            token = token.display()
+        ),
+    )
+    .unwrap();
+    let child = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+        .args([
+            "--config",
+            config.to_str().unwrap(),
+            "--log",
+            "debug",
+            "run",
+        ])
+        .env_remove("RUST_LOG")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    // Until it has started, assessed the box and tried to report (daemon.json written).
+    let record = nas.state.path().join("daemon.json");
+    for _ in 0..200 {
+        if record.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the daemon stops on SIGTERM")
+        .unwrap();
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("truenas-agent started"), "{text}");
+    let found: Vec<&str> = NAS_SECRETS
+        .iter()
+        .chain(crate::support::CANARIES)
+        .copied()
+        .filter(|secret| text.contains(secret))
+        .collect();
+    if !found.is_empty() {
+        leaks.push(format!("`run` --log debug shows {found:?}:\n{text}"));
+    }
     assert!(leaks.is_empty(), "{}", leaks.join("\n\n"));
 }
 
