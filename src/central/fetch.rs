@@ -1,11 +1,14 @@
 //! Pulling the desired state: one `GET /v1/config` per [`ConfigChannel::poll`], verified,
 //! revision-checked, and scheduled.
 //!
-//! Owns: the fetch session — the ETag last seen, the revision last applied, what was
-//! learnt about long-polling, the back-off states — and the decision of what a response
-//! means: [`Fetched::New`] (apply it), [`Fetched::Same`] (same revision: no-op apart from
-//! drift), [`Fetched::Unchanged`] (304), [`Fetched::NoDocument`] (204/404), or a
-//! [`FetchError`] (refused document, rejected token, transport trouble).
+//! Owns: the fetch session — the ETag last seen, the revision last applied and its
+//! content fingerprint, what was learnt about long-polling, the back-off states — and the
+//! decision of what a response means: [`Fetched::New`] (apply it), [`Fetched::Same`]
+//! (same revision and content: no-op apart from drift), [`Fetched::Unchanged`] (304),
+//! [`Fetched::NoDocument`] (204/404), or a [`FetchError`] (refused document — including
+//! the applied revision with other content, [`FetchError::SameRevisionChanged`] —
+//! rejected token, transport trouble); recording every poll in `central.json` as a
+//! contact, and clearing a standing refusal with the next verified document.
 //! Does not: validate the document beyond its envelope, signature and `revision` (that
 //! is `desired`'s job), apply anything, or sleep: [`Poll::next_in`] tells the daemon how
 //! long to wait, so the daemon can also wake up for shutdown or reports meanwhile.
@@ -148,7 +151,8 @@ impl std::fmt::Debug for VerifiedDocument {
 pub enum Fetched {
     /// A verified document with a higher revision than the last applied one.
     New(VerifiedDocument),
-    /// A verified document with the last applied revision: nothing new, handle drift.
+    /// A verified document with the last applied revision and the same content (as far
+    /// as its fingerprint is known): nothing new, handle drift.
     Same(VerifiedDocument),
     /// 304: the document last seen is current.
     Unchanged,
