@@ -448,7 +448,10 @@ pub fn read_secret_file(key: &'static str, path: &Path) -> Result<SecretString, 
             "must contain a single line of visible ASCII characters (no spaces inside)",
         ));
     }
-    Ok(SecretString::from(value.to_owned()))
+    let secret = SecretString::from(value.to_owned());
+    // Nothing the process prints or logs afterwards may show it.
+    crate::scrub::remember_all([&secret]);
+    Ok(secret)
 }
 
 /// Refuses a secret file that is not owned by the agent's user or that group/other can

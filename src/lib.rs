@@ -20,6 +20,7 @@
 //! apply         executes a Plan: the only writer to the middleware
 //! b2            read-only B2 bucket / rclone-crypt verification with the scoped key
 //! health        PURE: task health and the SOP checklist from observations (+ its read shell)
+//! scrub         the one secret scrubber: known secrets (document, NAS, token) → [REDACTED]
 //! status        the on-box diagnosis: StatusReport from every subsystem, with next steps
 //! daemon        the loop: fetch → validate → observe → plan → apply → re-observe → report
 //! install       install / uninstall / check the TrueNAS way (init script, unit, pool files)
@@ -51,6 +52,7 @@ pub mod install;
 pub mod middleware;
 pub mod observe;
 pub mod plan;
+pub mod scrub;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod state_dir;

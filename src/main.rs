@@ -13,7 +13,9 @@ fn main() -> ExitCode {
             }
             #[expect(clippy::print_stderr, reason = "the CLI edge reports the final error")]
             {
-                eprintln!("error: {err:#}");
+                // Every secret the command met is scrubbed from the error, too.
+                let text = truenas_agent::scrub::scrub_output(&format!("error: {err:#}"));
+                eprintln!("{text}");
             }
             ExitCode::from(2)
         }

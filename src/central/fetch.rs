@@ -1,11 +1,14 @@
 //! Pulling the desired state: one `GET /v1/config` per [`ConfigChannel::poll`], verified,
 //! revision-checked, and scheduled.
 //!
-//! Owns: the fetch session — the ETag last seen, the revision last applied, what was
-//! learnt about long-polling, the back-off states — and the decision of what a response
-//! means: [`Fetched::New`] (apply it), [`Fetched::Same`] (same revision: no-op apart from
-//! drift), [`Fetched::Unchanged`] (304), [`Fetched::NoDocument`] (204/404), or a
-//! [`FetchError`] (refused document, rejected token, transport trouble).
+//! Owns: the fetch session — the ETag last seen, the revision last applied and its
+//! content fingerprint, what was learnt about long-polling, the back-off states — and the
+//! decision of what a response means: [`Fetched::New`] (apply it), [`Fetched::Same`]
+//! (same revision and content: no-op apart from drift), [`Fetched::Unchanged`] (304),
+//! [`Fetched::NoDocument`] (204/404), or a [`FetchError`] (refused document — including
+//! the applied revision with other content, [`FetchError::SameRevisionChanged`] —
+//! rejected token, transport trouble); recording every poll in `central.json` as a
+//! contact, and clearing a standing refusal with the next verified document.
 //! Does not: validate the document beyond its envelope, signature and `revision` (that
 //! is `desired`'s job), apply anything, or sleep: [`Poll::next_in`] tells the daemon how
 //! long to wait, so the daemon can also wake up for shutdown or reports meanwhile.
@@ -27,7 +30,7 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret, SecretSlice};
+use secrecy::{ExposeSecret, SecretSlice, SecretString};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::time::Instant;
@@ -37,11 +40,12 @@ use super::dsse::{self, CONFIG_PAYLOAD_TYPE, DsseError, TrustPolicy, Verificatio
 use super::schedule::{Backoff, LongPoll, POLL_JITTER, jitter};
 use super::state::{
     AppliedDocument, CentralState, CentralStore, ErrorRecord, FetchOutcome, FetchRecord, Refusal,
+    Via,
 };
 use crate::config::CentralConfig;
 use crate::fault::Fault;
 use crate::fault::error_chain;
-use crate::state_dir::StateError;
+use crate::state_dir::{Fingerprint, StateDir, StateError};
 
 /// How often a run of unchanged long-poll answers is written to `central.json` (each
 /// one is recorded in memory; any other outcome is written at once).
@@ -60,6 +64,12 @@ pub enum FetchError {
         "refused document revision {revision}: it is lower than the applied revision {last_applied} (rollback)"
     )]
     Rollback { revision: u64, last_applied: u64 },
+    #[error(
+        "refused document revision {revision}: same revision, different content — revision \
+         {revision} is applied with other content; central must publish a change with a higher \
+         revision"
+    )]
+    SameRevisionChanged { revision: u64 },
     #[error("cannot record the applied revision")]
     State(#[source] StateError),
 }
@@ -72,7 +82,7 @@ impl FetchError {
             FetchError::Envelope(e) => e.fault(),
             // The document's content is wrong: whoever writes documents must fix it.
             FetchError::BadRevision { .. } => Fault::Operator,
-            FetchError::Rollback { .. } => Fault::Central,
+            FetchError::Rollback { .. } | FetchError::SameRevisionChanged { .. } => Fault::Central,
             FetchError::State(e) => e.fault(),
         }
     }
@@ -82,7 +92,8 @@ impl FetchError {
         match self {
             FetchError::Envelope(_)
             | FetchError::BadRevision { .. }
-            | FetchError::Rollback { .. } => true,
+            | FetchError::Rollback { .. }
+            | FetchError::SameRevisionChanged { .. } => true,
             FetchError::Request(_) | FetchError::State(_) => false,
         }
     }
@@ -91,6 +102,18 @@ impl FetchError {
     pub fn is_token_rejected(&self) -> bool {
         matches!(self, FetchError::Request(ClientError::TokenRejected { .. }))
     }
+
+    /// The revision of a refused document, when it could be read from a verified payload.
+    pub fn refused_revision(&self) -> Option<u64> {
+        match self {
+            FetchError::Rollback { revision, .. }
+            | FetchError::SameRevisionChanged { revision } => Some(*revision),
+            FetchError::Request(_)
+            | FetchError::Envelope(_)
+            | FetchError::BadRevision { .. }
+            | FetchError::State(_) => None,
+        }
+    }
 }
 
 /// A document whose envelope, signature and revision passed.
@@ -98,6 +121,9 @@ pub struct VerifiedDocument {
     pub revision: u64,
     pub etag: Option<String>,
     pub verification: Verification,
+    /// Keyed fingerprint of the content (see [`content_digest`]); `None` when the state
+    /// directory's fingerprint key could not be used.
+    pub digest: Option<Fingerprint>,
     payload: SecretSlice<u8>,
 }
 
@@ -114,6 +140,7 @@ impl std::fmt::Debug for VerifiedDocument {
             .field("revision", &self.revision)
             .field("etag", &self.etag)
             .field("verification", &self.verification)
+            .field("digest", &self.digest)
             .field("payload", &"[REDACTED]")
             .finish()
     }
@@ -124,7 +151,8 @@ impl std::fmt::Debug for VerifiedDocument {
 pub enum Fetched {
     /// A verified document with a higher revision than the last applied one.
     New(VerifiedDocument),
-    /// A verified document with the last applied revision: nothing new, handle drift.
+    /// A verified document with the last applied revision and the same content (as far
+    /// as its fingerprint is known): nothing new, handle drift.
     Same(VerifiedDocument),
     /// 304: the document last seen is current.
     Unchanged,
@@ -149,6 +177,9 @@ pub struct ConfigChannel {
     store: CentralStore,
     seen_etag: Option<String>,
     last_applied: Option<u64>,
+    /// The applied document's content fingerprint (`None`: unknown, e.g. recorded by an
+    /// older agent; learnt from the next fetch of the same revision).
+    applied_digest: Option<Fingerprint>,
     long_poll: LongPoll,
     errors: Backoff,
     auth: Backoff,
@@ -159,11 +190,12 @@ impl ConfigChannel {
     pub fn new(client: CentralClient, config: &CentralConfig, store: CentralStore) -> Self {
         // A revision above the bound can only come from an agent that accepted one before
         // the bound existed; keeping it would refuse every later document as a rollback.
-        let last_applied = store
+        let applied = store
             .snapshot()
             .applied
-            .map(|a| a.revision)
-            .filter(|r| crate::desired::wire::REVISION.allows(*r));
+            .filter(|a| crate::desired::wire::REVISION.allows(a.revision));
+        let last_applied = applied.as_ref().map(|a| a.revision);
+        let applied_digest = applied.and_then(|a| a.digest);
         Self {
             client,
             trust: config.trust.clone(),
@@ -172,6 +204,7 @@ impl ConfigChannel {
             store,
             seen_etag: None,
             last_applied,
+            applied_digest,
             long_poll: LongPoll::Unknown,
             errors: Backoff::transient(),
             auth: Backoff::token_rejected(config.poll_interval),
@@ -220,7 +253,11 @@ impl ConfigChannel {
                 } else {
                     plain
                 };
-                (self.accept(etag, &body), next)
+                let accepted = self.accept(etag, &body);
+                if let Ok(Fetched::Same(doc)) = &accepted {
+                    self.learn_digest(doc);
+                }
+                (accepted, next)
             }
             Ok(ConfigResponse::NotModified) => {
                 self.answered();
@@ -261,14 +298,33 @@ impl ConfigChannel {
         let verification = dsse::verify(&envelope, CONFIG_PAYLOAD_TYPE, &self.trust)
             .map_err(FetchError::Envelope)?;
         let revision = read_revision(&envelope.payload)?;
+        let digest = match content_digest(self.store.dir(), &envelope.payload) {
+            Ok(digest) => Some(digest),
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "cannot fingerprint the document; its content is not compared with the applied one");
+                None
+            }
+        };
         let document = VerifiedDocument {
             revision,
             etag,
             verification,
+            digest,
             payload: SecretSlice::from(envelope.payload),
         };
         match self.last_applied.map(|last| (revision.cmp(&last), last)) {
             None | Some((Ordering::Greater, _)) => Ok(Fetched::New(document)),
+            // The same revision must be the same document: "a no-op apart from drift"
+            // only holds when nothing else changed.
+            Some((Ordering::Equal, _))
+                if self
+                    .applied_digest
+                    .as_ref()
+                    .zip(document.digest.as_ref())
+                    .is_some_and(|(applied, got)| applied != got) =>
+            {
+                Err(FetchError::SameRevisionChanged { revision })
+            }
             Some((Ordering::Equal, _)) => Ok(Fetched::Same(document)),
             Some((Ordering::Less, last_applied)) => Err(FetchError::Rollback {
                 revision,
@@ -288,12 +344,37 @@ impl ConfigChannel {
             etag: document.etag.clone(),
             verified_by,
             at: chrono::Utc::now(),
+            digest: document.digest.clone(),
         };
         self.store
             .update(|s| s.applied = Some(applied))
             .map_err(FetchError::State)?;
         self.last_applied = Some(document.revision);
+        self.applied_digest.clone_from(&document.digest);
         Ok(())
+    }
+
+    /// The applied revision came again and its fingerprint was not known yet (recorded
+    /// by an older agent): from now on its content is compared.
+    fn learn_digest(&mut self, document: &VerifiedDocument) {
+        if self.applied_digest.is_some() || document.digest.is_none() {
+            return;
+        }
+        let written = self.store.update(|s| {
+            if let Some(applied) = s
+                .applied
+                .as_mut()
+                .filter(|a| a.revision == document.revision)
+            {
+                applied.digest.clone_from(&document.digest);
+            }
+        });
+        match written {
+            Ok(()) => self.applied_digest.clone_from(&document.digest),
+            Err(e) => {
+                tracing::warn!(error = %error_chain(&e), "cannot record the document's fingerprint");
+            }
+        }
     }
 
     /// Writes the poll's outcome into `central.json` and logs a failure.
@@ -316,6 +397,14 @@ impl ConfigChannel {
                 outcome,
                 revision,
             });
+            s.contact(now, Via::Fetch, outcome.contact());
+            // A verified document (or none assigned): an earlier refusal no longer stands.
+            if matches!(
+                outcome,
+                FetchOutcome::NewDocument | FetchOutcome::SameRevision | FetchOutcome::NoDocument
+            ) {
+                s.clear_refusal(now);
+            }
             let Err(e) = result else {
                 // Only `New`/`Same` carry a revision: a document was received.
                 if revision.is_some() {
@@ -332,6 +421,7 @@ impl ConfigChannel {
                         revision,
                         reason: error_chain(e),
                         fault: e.fault(),
+                        cleared_at: None,
                     });
                 }
                 FetchOutcome::TokenRejected => s.counters.token_rejections += 1,
@@ -364,19 +454,58 @@ fn classify(result: &Result<Fetched, FetchError>) -> (FetchOutcome, Option<u64>)
         Ok(Fetched::Same(d)) => (FetchOutcome::SameRevision, Some(d.revision)),
         Ok(Fetched::Unchanged) => (FetchOutcome::Unchanged, None),
         Ok(Fetched::NoDocument) => (FetchOutcome::NoDocument, None),
-        Err(e) if e.is_refusal() => (FetchOutcome::Refused, refused_revision(e)),
+        Err(e) if e.is_refusal() => (FetchOutcome::Refused, e.refused_revision()),
         Err(e) if e.is_token_rejected() => (FetchOutcome::TokenRejected, None),
         Err(_) => (FetchOutcome::Failed, None),
     }
 }
 
-fn refused_revision(error: &FetchError) -> Option<u64> {
-    match error {
-        FetchError::Rollback { revision, .. } => Some(*revision),
-        FetchError::Request(_)
-        | FetchError::Envelope(_)
-        | FetchError::BadRevision { .. }
-        | FetchError::State(_) => None,
+/// Keyed fingerprint of a document's content: the payload as canonical JSON (object keys
+/// sorted, no whitespace) without the top-level `issued_at` — re-serialising or
+/// re-signing the same document, or stamping a new issue time, is not a change.
+/// Falls back to the raw bytes when the payload is not JSON (it was refused before).
+pub fn content_digest(dir: &StateDir, payload: &[u8]) -> Result<Fingerprint, StateError> {
+    let text = match serde_json::from_slice::<Value>(payload) {
+        Ok(mut value) => {
+            if let Some(map) = value.as_object_mut() {
+                map.remove("issued_at");
+            }
+            let mut out = String::new();
+            canonical(&value, &mut out);
+            out
+        }
+        Err(_) => String::from_utf8_lossy(payload).into_owned(),
+    };
+    dir.fingerprint(&SecretString::from(text))
+}
+
+fn canonical(value: &Value, out: &mut String) {
+    match value {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push('{');
+            for (n, key) in keys.into_iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                out.push_str(&Value::String(key.clone()).to_string());
+                out.push(':');
+                canonical(&map[key.as_str()], out);
+            }
+            out.push('}');
+        }
+        Value::Array(items) => {
+            out.push('[');
+            for (n, item) in items.iter().enumerate() {
+                if n > 0 {
+                    out.push(',');
+                }
+                canonical(item, out);
+            }
+            out.push(']');
+        }
+        scalar => out.push_str(&scalar.to_string()),
     }
 }
 
@@ -525,6 +654,116 @@ mod tests {
         // The applied revision survives a restart.
         let ch2 = channel(tmp.path(), None);
         assert_eq!(ch2.last_applied(), Some(5));
+    }
+
+    fn signed(payload: &str, etag: &str) -> ConfigResponse {
+        let env = dsse::sign(
+            CONFIG_PAYLOAD_TYPE,
+            payload.as_bytes(),
+            &SigningKey::from_bytes(&[1; 32]),
+            None,
+        );
+        ConfigResponse::Document {
+            etag: Some(etag.to_owned()),
+            body: env.to_json(),
+        }
+    }
+
+    /// 13.9: the applied revision republished with other content is refused, by name;
+    /// the same content re-serialised, re-signed or stamped with a new `issued_at` is not
+    /// a change; the applied content survives a restart.
+    #[test]
+    fn the_same_revision_with_other_content_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut ch = channel(tmp.path(), Some(50));
+        let original = r#"{"revision":5,"issued_at":"2026-11-23T10:00:00Z","mode":"enforce","pools":["pool0"],"b2":{"application_key":"CANARY-B2-APPKEY-7f3a9c"}}"#;
+        let Ok(Fetched::New(d)) = ch.judge(Ok(signed(original, "\"a\"")), S(0), 0.5).0 else {
+            panic!("a first document is new")
+        };
+        ch.mark_applied(&d).unwrap();
+        let reordered = r#"{ "pools": ["pool0"], "mode": "enforce", "revision": 5,
+            "b2": {"application_key": "CANARY-B2-APPKEY-7f3a9c"}, "issued_at": "2026-11-24T08:00:00Z" }"#;
+        assert!(matches!(
+            ch.judge(Ok(signed(reordered, "\"b\"")), S(0), 0.5).0,
+            Ok(Fetched::Same(_))
+        ));
+        let changed = r#"{"revision":5,"issued_at":"2026-11-23T10:00:00Z","mode":"enforce","pools":["pool0","pool1"],"b2":{"application_key":"CANARY-B2-APPKEY-7f3a9c"}}"#;
+        let result = ch.judge(Ok(signed(changed, "\"c\"")), S(0), 0.5).0;
+        ch.record(&result);
+        let err = result.unwrap_err();
+        assert!(
+            matches!(err, FetchError::SameRevisionChanged { revision: 5 }),
+            "{err:?}"
+        );
+        assert!(err.is_refusal());
+        assert_eq!(err.fault(), Fault::Central);
+        assert_eq!(err.refused_revision(), Some(5));
+        assert!(
+            err.to_string().contains("same revision, different content"),
+            "{err}"
+        );
+        assert!(!err.to_string().contains("CANARY"));
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let state = CentralState::load(&dir).unwrap().unwrap();
+        let refusal = state.standing_refusal().expect("the refusal is recorded");
+        assert_eq!(refusal.revision, Some(5));
+        // After a restart the applied content is still known.
+        let mut again = channel(tmp.path(), Some(50));
+        assert!(matches!(
+            again.judge(Ok(signed(changed, "\"c\"")), S(0), 0.5).0,
+            Err(FetchError::SameRevisionChanged { revision: 5 })
+        ));
+        // Central serves the applied document again: verified, and the refusal is over.
+        let result = again.judge(Ok(signed(original, "\"a\"")), S(0), 0.5).0;
+        assert!(matches!(result, Ok(Fetched::Same(_))));
+        again.record(&result);
+        let state = CentralState::load(&dir).unwrap().unwrap();
+        assert!(state.standing_refusal().is_none());
+        assert!(state.last_refusal.unwrap().cleared_at.is_some());
+    }
+
+    /// A document applied by an agent that did not record fingerprints yet: the next
+    /// fetch of the same revision teaches it.
+    #[test]
+    fn an_unknown_fingerprint_is_learnt_from_the_same_revision() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::open(tmp.path()).unwrap();
+        let store = CentralStore::open(dir.clone()).unwrap();
+        store
+            .update(|s| {
+                s.applied = Some(AppliedDocument {
+                    revision: 5,
+                    etag: None,
+                    verified_by: "unsigned".into(),
+                    at: chrono::Utc::now(),
+                    digest: None,
+                });
+            })
+            .unwrap();
+        let mut ch = channel(tmp.path(), Some(50));
+        let original = r#"{"revision":5,"pools":["pool0"]}"#;
+        assert!(matches!(
+            ch.judge(Ok(signed(original, "\"a\"")), S(0), 0.5).0,
+            Ok(Fetched::Same(_))
+        ));
+        assert!(
+            CentralState::load(&dir)
+                .unwrap()
+                .unwrap()
+                .applied
+                .unwrap()
+                .digest
+                .is_some()
+        );
+        assert!(matches!(
+            ch.judge(
+                Ok(signed(r#"{"revision":5,"pools":["pool1"]}"#, "\"b\"")),
+                S(0),
+                0.5
+            )
+            .0,
+            Err(FetchError::SameRevisionChanged { .. })
+        ));
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! the spool only after central answered 2xx or a permanent 4xx (never for 401/403: a
 //! rejected token says nothing about the report), so a crash or a
 //! cancelled [`Outbox::deliver`] re-sends at most the one in flight (central
-//! de-duplicates on `report_id`); counters and the last outcome go to `central.json`.
+//! de-duplicates on `report_id`); counters, the last outcome and every contact (answered
+//! or not) go to `central.json`.
 //! Limitations: one report per request (no batching).
 
 use std::time::Duration;
@@ -24,7 +25,7 @@ use super::client::{CentralClient, ClientError, ReportResponse};
 use super::report::{self, Report};
 use super::schedule::Backoff;
 use super::spool::{Pushed, Spool, SpoolError};
-use super::state::{CentralStore, ErrorRecord, ReportOutcome, ReportRecord};
+use super::state::{CentralStore, ContactOutcome, ErrorRecord, ReportOutcome, ReportRecord, Via};
 use crate::fault::Fault;
 use crate::fault::error_chain;
 
@@ -227,12 +228,14 @@ impl Outbox {
                 ReportOutcome::Rejected => s.counters.reports_rejected += 1,
                 ReportOutcome::Retrying | ReportOutcome::TokenRejected => {}
             }
+            let now = Utc::now();
             s.last_report = Some(ReportRecord {
-                at: Utc::now(),
+                at: now,
                 outcome,
                 status: Some(status),
                 pending,
             });
+            s.contact(now, Via::Report, ContactOutcome::Answered);
         });
         Ok(())
     }
@@ -250,12 +253,22 @@ impl Outbox {
             if outcome == ReportOutcome::TokenRejected {
                 s.counters.token_rejections += 1;
             }
+            let now = Utc::now();
             s.last_report = Some(ReportRecord {
-                at: Utc::now(),
+                at: now,
                 outcome,
                 status,
                 pending,
             });
+            s.contact(
+                now,
+                Via::Report,
+                if outcome == ReportOutcome::TokenRejected {
+                    ContactOutcome::TokenRejected
+                } else {
+                    ContactOutcome::Unreachable
+                },
+            );
             s.last_error = Some(ErrorRecord {
                 at: Utc::now(),
                 fault: error.fault(),

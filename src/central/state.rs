@@ -1,9 +1,10 @@
 //! What the agent remembers about central between runs: `central.json`.
 //!
-//! Owns: the [`CentralState`] schema (last applied revision and ETag, last fetch and
-//! its outcome, last refusal, last report outcome, counters, last error) and
-//! [`CentralStore`], the one shared handle that updates it and writes it atomically;
-//! rebuilding a damaged file when the store opens ([`Rebuilt`]).
+//! Owns: the [`CentralState`] schema (last applied revision, ETag and content
+//! fingerprint, last fetch and its outcome, last refusal and whether it still stands,
+//! last report outcome, every contact with central and the last successful one,
+//! counters, last error) and [`CentralStore`], the one shared handle that updates it and
+//! writes it atomically; rebuilding a damaged file when the store opens ([`Rebuilt`]).
 //! Does not: decide anything. `fetch` and `outbox` record into it; `status` reads it.
 //! Invariants: every update is written through `StateDir::write_json` (atomic, 0600)
 //! while the in-memory copy is locked, so two updates never interleave; nothing in it is
@@ -25,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 
 use crate::fault::Fault;
-use crate::state_dir::{StateDir, StateError};
+use crate::state_dir::{Fingerprint, StateDir, StateError};
 
 /// File name inside the state directory.
 pub const STATE_FILE: &str = "central.json";
@@ -45,6 +46,12 @@ pub struct CentralState {
     /// Set when the file was damaged and rebuilt by [`CentralStore::open`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rebuilt: Option<Rebuilt>,
+    /// The last exchange with central of any kind — a fetch or a report delivery,
+    /// answered or not (absent in files written before it existed).
+    pub last_contact: Option<Contact>,
+    /// The last exchange central answered (a document, 304, 204, a report accepted or
+    /// rejected): stale problems (central unreachable) end here.
+    pub last_success: Option<Contact>,
 }
 
 /// What [`CentralStore::open`] did with a damaged `central.json`.
@@ -60,6 +67,36 @@ pub struct Rebuilt {
     pub damaged_copy: Option<String>,
 }
 
+/// One exchange with central.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Contact {
+    pub at: DateTime<Utc>,
+    pub via: Via,
+    pub outcome: ContactOutcome,
+}
+
+/// Which request it was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Via {
+    /// `GET /v1/config`.
+    Fetch,
+    /// `POST /v1/reports`.
+    Report,
+}
+
+/// How central answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContactOutcome {
+    /// Central answered (whatever it said about the document or the report).
+    Answered,
+    /// 401/403: the device token is not accepted.
+    TokenRejected,
+    /// Network, TLS, 408/429, 5xx or an unexpected answer.
+    Unreachable,
+}
+
 /// The last applied document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AppliedDocument {
@@ -68,6 +105,10 @@ pub struct AppliedDocument {
     /// `ed25519:<key id>` of the key that verified it, or `unsigned`.
     pub verified_by: String,
     pub at: DateTime<Utc>,
+    /// Keyed fingerprint of its content (without `issued_at`), to refuse the same
+    /// revision with other content; `None` in files written before it existed.
+    #[serde(default)]
+    pub digest: Option<Fingerprint>,
 }
 
 /// The last `GET /v1/config`.
@@ -99,6 +140,21 @@ pub enum FetchOutcome {
     Failed,
 }
 
+impl FetchOutcome {
+    /// What this outcome says about the contact with central.
+    pub fn contact(self) -> ContactOutcome {
+        match self {
+            FetchOutcome::NewDocument
+            | FetchOutcome::SameRevision
+            | FetchOutcome::Unchanged
+            | FetchOutcome::NoDocument
+            | FetchOutcome::Refused => ContactOutcome::Answered,
+            FetchOutcome::TokenRejected => ContactOutcome::TokenRejected,
+            FetchOutcome::Failed => ContactOutcome::Unreachable,
+        }
+    }
+}
+
 /// A refused document.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
@@ -106,6 +162,10 @@ pub struct Refusal {
     pub revision: Option<u64>,
     pub reason: String,
     pub fault: Fault,
+    /// When a later fetch verified a document again (or central said there is none):
+    /// the refusal no longer stands. `None` while it does.
+    #[serde(default)]
+    pub cleared_at: Option<DateTime<Utc>>,
 }
 
 /// The last delivery attempt of a report.
@@ -131,6 +191,17 @@ pub enum ReportOutcome {
     /// Central rejected the device token (401/403): kept in the spool, retried with the
     /// token back-off (from the poll interval, doubling to 1 h).
     TokenRejected,
+}
+
+impl ReportOutcome {
+    /// What this outcome says about the contact with central.
+    pub fn contact(self) -> ContactOutcome {
+        match self {
+            ReportOutcome::Delivered | ReportOutcome::Rejected => ContactOutcome::Answered,
+            ReportOutcome::Retrying => ContactOutcome::Unreachable,
+            ReportOutcome::TokenRejected => ContactOutcome::TokenRejected,
+        }
+    }
 }
 
 /// The last error on the channel.
@@ -165,6 +236,57 @@ impl CentralState {
     /// Reads `central.json` without creating anything (for `status`).
     pub fn load(dir: &StateDir) -> Result<Option<Self>, StateError> {
         dir.read_json(STATE_FILE)
+    }
+
+    /// Records one exchange with central (every fetch and every delivery attempt).
+    pub fn contact(&mut self, at: DateTime<Utc>, via: Via, outcome: ContactOutcome) {
+        let contact = Contact { at, via, outcome };
+        self.last_contact = Some(contact);
+        if outcome == ContactOutcome::Answered {
+            self.last_success = Some(contact);
+        }
+    }
+
+    /// The last contact: recorded, or (in files written before contacts were) the newer
+    /// of the last fetch and the last report delivery.
+    pub fn latest_contact(&self) -> Option<Contact> {
+        if self.last_contact.is_some() {
+            return self.last_contact;
+        }
+        let fetch = self.last_fetch.as_ref().map(|f| Contact {
+            at: f.at,
+            via: Via::Fetch,
+            outcome: f.outcome.contact(),
+        });
+        let report = self.last_report.as_ref().map(|r| Contact {
+            at: r.at,
+            via: Via::Report,
+            outcome: r.outcome.contact(),
+        });
+        [fetch, report].into_iter().flatten().max_by_key(|c| c.at)
+    }
+
+    /// The last successful contact: recorded, or derived like [`Self::latest_contact`].
+    pub fn latest_success(&self) -> Option<Contact> {
+        if self.last_contact.is_some() {
+            return self.last_success;
+        }
+        self.latest_contact()
+            .filter(|c| c.outcome == ContactOutcome::Answered)
+    }
+
+    /// The refusal that still stands: the last one, unless a later fetch cleared it.
+    pub fn standing_refusal(&self) -> Option<&Refusal> {
+        self.last_refusal
+            .as_ref()
+            .filter(|r| r.cleared_at.is_none())
+    }
+
+    /// A verified document (or "no document") arrived at `at`: the last refusal ends.
+    pub fn clear_refusal(&mut self, at: DateTime<Utc>) {
+        if let Some(refusal) = &mut self.last_refusal {
+            refusal.cleared_at.get_or_insert(at);
+        }
     }
 }
 
@@ -396,6 +518,7 @@ mod tests {
                 etag: Some("\"e7\"".into()),
                 verified_by: "unsigned".into(),
                 at: DateTime::UNIX_EPOCH,
+                digest: None,
             }),
             last_fetch: Some(FetchRecord {
                 at: DateTime::UNIX_EPOCH,

@@ -63,8 +63,11 @@ pub enum StoreError {
             .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Refused(Vec<crate::desired::FieldError>),
     #[error(
-        "document revision {revision} is not higher than the published revision {published}; \
-         agents refuse rollbacks (use --force to publish anyway)"
+        "document revision {revision} is not higher than the published revision {published}: \
+         agents refuse a lower revision (rollback) and the same revision with other content \
+         (\"same revision, different content\") — publish the change as revision {next} or \
+         higher (--force publishes it anyway, only to test that refusal)",
+        next = .published.saturating_add(1)
     )]
     NotNewer { revision: u64, published: u64 },
     #[error("stored file {path} is not valid JSON")]
@@ -441,6 +444,15 @@ mod tests {
             store.publish("nas-01", doc(2).as_bytes(), false),
             Err(StoreError::NotNewer { .. })
         ));
+        // The same revision: agents refuse it unless the content is identical, so the
+        // hint is a higher revision, not --force.
+        let same = store
+            .publish("nas-01", doc(2).as_bytes(), false)
+            .unwrap_err();
+        let text = same.to_string();
+        assert!(text.contains("same revision, different content"), "{text}");
+        assert!(text.contains("as revision 3 or higher"), "{text}");
+        assert!(text.contains("only to test that refusal"), "{text}");
         assert_eq!(store.publish("nas-01", doc(1).as_bytes(), true).unwrap(), 1);
         assert!(matches!(
             store.publish("nas-01", b"{\"revision\":3}", false),

@@ -81,8 +81,9 @@ pub enum CentralCommand {
         /// The document (JSON, schema truenas-agent.config/v1).
         #[arg(long)]
         document: PathBuf,
-        /// Publish even if the revision is not higher (agents will refuse a rollback). Does
-        /// not skip the validation.
+        /// Publish even if the revision is not higher: agents refuse a rollback and the same
+        /// revision with other content, so this only tests those refusals. Does not skip the
+        /// validation.
         #[arg(long)]
         force: bool,
     },

@@ -79,11 +79,16 @@ pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
     connect_with(connect_options(global)?).await
 }
 
-/// Connects with options already resolved (one attempt).
+/// Connects with options already resolved (one attempt), then learns the secrets the
+/// NAS holds ([`crate::scrub::learn`]): nothing the command prints or logs afterwards
+/// can show them, even in a middleware error text that echoes one.
 pub async fn connect_with(options: ConnectOptions) -> anyhow::Result<Client> {
-    Client::connect(options)
+    let timeout = options.call_timeout;
+    let client = Client::connect(options)
         .await
-        .context("cannot connect to the TrueNAS middleware")
+        .context("cannot connect to the TrueNAS middleware")?;
+    crate::scrub::remember(&crate::scrub::learn(&client, timeout).await);
+    Ok(client)
 }
 
 /// The state directory from the config file and `--state-dir`.

@@ -328,7 +328,7 @@ async fn status_screen(config: &AgentConfig) -> String {
             guid_property: config.guid_property.clone(),
             root_pool: config.root_pool.clone(),
         },
-        central_config: Some(central.map(|c| (c.url.to_string(), c.poll_interval))),
+        central_config: Some(central.map(super::status::CentralSettings::from)),
         // The demo agent runs in-process, not as an installed service: no install check.
         host: None,
     };

@@ -8,7 +8,8 @@
 //!   `--allow-unsigned` flag or `allow_unsigned = true` in the config — in which case it is
 //!   read without verification (a plain document or an envelope's payload). The explicit
 //!   flag wins over configured keys: the technician running the command is root on the box
-//!   and asked for it; the daemon never has such a flag. Errors never echo document values.
+//!   and asked for it; the daemon never has such a flag. Errors never echo document values;
+//!   an accepted document's secrets are registered with [`crate::scrub`].
 
 use std::path::Path;
 
@@ -59,7 +60,9 @@ pub fn load(
     if let Some(policy) = trust.filter(|t| !t.keys.is_empty()) {
         let bytes = crate::fs::read(path).map_err(DesiredError::Read)?;
         match dsse::open(&bytes, dsse::CONFIG_PAYLOAD_TYPE, policy) {
-            Ok((payload, _)) => return Ok((desired::parse(&payload)?, Trust::Verified)),
+            Ok((payload, _)) => {
+                return Ok((remembered(desired::parse(&payload)?), Trust::Verified));
+            }
             Err(err) if !allow_unsigned => return Err(LoadError::Signature(err)),
             Err(err) => tracing::warn!(
                 reason = %err,
@@ -68,7 +71,14 @@ pub fn load(
         }
     }
     let state = desired::load_file(path, allow_unsigned)?;
-    Ok((state, Trust::Unverified))
+    Ok((remembered(state), Trust::Unverified))
+}
+
+/// Registers the document's secrets with the process-wide scrubber: nothing this
+/// command prints (or logs) afterwards can show them.
+fn remembered(state: DesiredState) -> DesiredState {
+    crate::scrub::remember_all(state.secrets());
+    state
 }
 
 #[cfg(test)]

@@ -8,6 +8,9 @@
 //! Limitations: `--log` takes levels and `TARGET=LEVEL` directives only; `RUST_LOG` (which
 //! wins when it is valid) takes tracing's full syntax, and an invalid `RUST_LOG` is
 //! ignored with a warning.
+//! Every log line written to stderr goes through the process-wide scrubber
+//! ([`crate::scrub::scrub_output`]) first; journald records are built by
+//! `tracing-journald` (see `crate::scrub`'s limitations).
 
 use std::ffi::OsStr;
 use std::io::IsTerminal as _;
@@ -94,7 +97,7 @@ pub fn init(filter: &str) -> anyhow::Result<()> {
     );
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| ScrubbedLine(Vec::new()))
         .with_ansi(colour)
         .try_init()
         .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
@@ -105,6 +108,31 @@ pub fn init(filter: &str) -> anyhow::Result<()> {
 fn warn_ignored(ignored: bool) {
     if ignored {
         tracing::warn!("RUST_LOG is not a valid log filter and was ignored; using --log");
+    }
+}
+
+/// One formatted log event, written to stderr scrubbed when the formatter is done with it.
+struct ScrubbedLine(Vec<u8>);
+
+impl std::io::Write for ScrubbedLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let text = crate::scrub::scrub_output(&String::from_utf8_lossy(&self.0));
+        self.0.clear();
+        std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes())
+    }
+}
+
+impl Drop for ScrubbedLine {
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            // Nowhere to report a failed log write.
+            let _ = std::io::Write::flush(self);
+        }
     }
 }
 

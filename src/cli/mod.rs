@@ -6,9 +6,58 @@
 //! `Args` (clap) and `async fn run(args, &GlobalArgs) -> anyhow::Result<ExitCode>`.
 //! Does not: hold business logic — subcommands call into the library modules.
 //! Invariants: the only module (with `main.rs`) that prints to stdout/stderr; no secret
-//! is ever printed (library types redact them).
+//! is ever printed: library types redact them, and every line printed here goes through
+//! the process-wide scrubber ([`crate::scrub::scrub_output`]) — `println!`, `print!`,
+//! `eprintln!` and `eprint!` are shadowed in this module tree by versions that scrub
+//! (below), so no command can print around it; logs to stderr are scrubbed the same way
+//! (`logging`).
 
 #![allow(clippy::print_stdout, clippy::print_stderr)]
+
+/// `println!` that scrubs every known secret from the line before writing it (panics on
+/// a write error, as `std::println!` does; `status` and `verify` write through
+/// [`write_stdout`] to see a closed pipe).
+macro_rules! println {
+    () => { ::std::print!("\n") };
+    ($($arg:tt)*) => {
+        ::std::print!("{}\n", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// `print!` that scrubs every known secret first.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        ::std::print!("{}", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` that scrubs every known secret first.
+macro_rules! eprintln {
+    () => { ::std::eprint!("\n") };
+    ($($arg:tt)*) => {
+        ::std::eprint!("{}\n", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// `eprint!` that scrubs every known secret first.
+#[allow(
+    unused_macros,
+    reason = "kept so that no command can print around the scrub"
+)]
+macro_rules! eprint {
+    ($($arg:tt)*) => {
+        ::std::eprint!("{}", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// Writes `text` to stdout, scrubbed, and flushes: a closed pipe (`status | head`)
+/// surfaces as an error `main.rs` maps to exit 0.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let text = crate::scrub::scrub_output(text);
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)
+}
 
 pub mod apply;
 #[cfg(feature = "central-server")]

@@ -1,9 +1,13 @@
 //! `truenas-agent status [--json] [-f DOC --allow-unsigned] [--check-b2]`: the one-screen
 //! diagnosis for a field technician, or stable JSON for an RMM.
 //!
-//! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only),
-//! the optional document, a short-timeout connection and health pass — and printing the
-//! report with the documented exit code (0 healthy, 1 degraded, 2 failing, 3 unknown).
+//! Owns: gathering the inputs of [`crate::status::assemble`] — the state dir (read only:
+//! `health.json`, `ownership.json`, `identity.json`, `central.json`, the spool,
+//! `daemon.json`), whether the daemon runs (`systemctl show`, else the recorded pid), the
+//! token file's mode, the optional document, a short-timeout connection and health pass —
+//! scrubbing the finished report of every secret it could meet (the document's and the
+//! NAS's own, read first: [`crate::scrub::learn`]), and printing it with the documented
+//! exit code (0 healthy, 1 degraded, 2 failing, 3 unknown).
 //! Does not: write anything (not even `health.json`: the daemon and `verify` own it), or
 //! decide what is a problem (`status` and `health` do).
 //! Invariants: works without a running daemon and with the middleware down (then it says
@@ -18,14 +22,16 @@ use crate::b2::ClientOptions;
 use crate::central::CentralState;
 use crate::central::spool::SPOOL_FILE;
 use crate::config::{AgentConfig, ConfigError};
+use crate::daemon::DaemonRecord;
 use crate::desired::DesiredState;
 use crate::health::HealthMemory;
 use crate::health::assess::{AssessOptions, assess, local_offset};
 use crate::middleware::Middleware;
+use crate::scrub::Scrubber;
 use crate::state_dir::StateDir;
 use crate::status::{
-    CentralInputs, DocumentInfo, MiddlewareProbe, StatusInputs, StatusReport, assemble,
-    render_text, spool_depth,
+    CentralInputs, DaemonInputs, DocumentInfo, MiddlewareProbe, ServiceState, StatusInputs,
+    StatusReport, assemble, render_text, spool_depth,
 };
 
 /// Arguments of `status`.
@@ -61,10 +67,31 @@ pub struct Context {
     pub version: String,
     pub assess: AssessOptions,
     /// The agent config file's central settings: `None` = no config file given;
-    /// `Some(None)` = a config without `[central]`; `Some(Some((url, poll)))`.
-    pub central_config: Option<Option<(String, Duration)>>,
+    /// `Some(None)` = a config without `[central]`.
+    pub central_config: Option<Option<CentralSettings>>,
     /// Where systemd and its tools are, for the install check (`None`: skip the check).
     pub host: Option<crate::install::Host>,
+}
+
+/// What `status` needs of the config's `[central]` section.
+#[derive(Debug, Clone)]
+pub struct CentralSettings {
+    pub url: String,
+    pub poll_interval: Duration,
+    pub report_interval: Duration,
+    /// The device token file (its mode is checked, it is never read).
+    pub token_file: PathBuf,
+}
+
+impl From<&crate::config::CentralConfig> for CentralSettings {
+    fn from(c: &crate::config::CentralConfig) -> Self {
+        Self {
+            url: c.url.to_string(),
+            poll_interval: c.poll_interval,
+            report_interval: c.report_interval,
+            token_file: c.token_file.clone(),
+        }
+    }
 }
 
 /// What the state dir says about central: `central.json` and the spool depth.
@@ -80,8 +107,19 @@ fn central_inputs(state: &StateDir, ctx: &Context) -> CentralInputs {
         configured: ctx
             .central_config
             .as_ref()
-            .map(|c| c.as_ref().map(|(url, _)| url.clone())),
-        poll_interval: ctx.central_config.clone().flatten().map(|(_, poll)| poll),
+            .map(|c| c.as_ref().map(|c| c.url.clone())),
+        poll_interval: ctx
+            .central_config
+            .iter()
+            .flatten()
+            .map(|c| c.poll_interval)
+            .next(),
+        report_interval: ctx
+            .central_config
+            .iter()
+            .flatten()
+            .map(|c| c.report_interval)
+            .next(),
         state: central_state,
         state_error,
         spool_depth: spool,
@@ -103,6 +141,15 @@ pub async fn report_with<M: Middleware>(
     ctx: &Context,
 ) -> StatusReport {
     let state = StateDir::at(&ctx.state_dir);
+    // Every secret this report could meet — the document's and the ones the NAS holds
+    // (read first, so that even a failed observation's error text is scrubbed).
+    let mut scrubber = Scrubber::default();
+    if let DocumentArg::Read(d) = document {
+        scrubber.add_desired(d);
+    }
+    if let Ok(mw) = &mw {
+        scrubber.merge(&crate::scrub::learn(*mw, ctx.assess.call_timeout).await);
+    }
     let identity = crate::identity::last(&state).map_err(|e| crate::fault::error_chain(&e));
     let (memory, memory_error) = match HealthMemory::load(&state) {
         Ok(m) => (Some(m), None),
@@ -136,6 +183,25 @@ pub async fn report_with<M: Middleware>(
             }
         }
     };
+    if let Some(a) = &assessment {
+        scrubber.add_observed(&a.observed);
+    }
+    let mut daemon = daemon_inputs(&state, ctx).await;
+    daemon.record_error = daemon.record_error.map(free_text(&scrubber));
+    crate::scrub::remember(&scrubber);
+    // Error texts may quote the middleware: scrubbed like any text from the NAS.
+    let free = free_text(&scrubber);
+    let health_error = health_error.map(&free);
+    let memory_error = memory_error.map(&free);
+    let install_error = install_error.map(&free);
+    let identity = identity.map_err(&free);
+    let probe = match probe {
+        MiddlewareProbe::Unreachable { url, error } => MiddlewareProbe::Unreachable {
+            url,
+            error: free(error),
+        },
+        reachable @ MiddlewareProbe::Reachable { .. } => reachable,
+    };
     // The pass's memory carries a B2 report run just now (`--check-b2`); else the file's.
     let memory = assessment.as_ref().map(|a| a.memory.clone()).or(memory);
     let mut report = assemble(&StatusInputs {
@@ -165,11 +231,12 @@ pub async fn report_with<M: Middleware>(
         identity_error: identity.err(),
         install,
         install_error,
+        daemon,
     });
     if let Some(problem) = snmp_retry_problem(&state) {
         crate::status::add_problem(&mut report, problem);
     }
-    report
+    scrub_report(report, &scrubber)
 }
 
 /// A failed SNMP apply the agent keeps retrying (`ownership.json` `snmp_retry`).
@@ -195,6 +262,96 @@ fn snmp_retry_problem(state: &StateDir) -> Option<crate::health::Problem> {
     })
 }
 
+/// The report with every known secret replaced in every text it holds.
+fn scrub_report(report: StatusReport, scrubber: &Scrubber) -> StatusReport {
+    if scrubber.is_empty() {
+        return report;
+    }
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: a StatusReport round-trips through serde_json (plain data, \
+                  string keys; `round_trips` in status::tests)"
+    )]
+    let mut value = serde_json::to_value(&report).expect("invariant: the report serialises");
+    scrubber.scrub_json(&mut value);
+    #[allow(
+        clippy::expect_used,
+        reason = "invariant: scrubbing only rewrites strings, so the value still fits"
+    )]
+    let scrubbed = serde_json::from_value(value).expect("invariant: the report deserialises");
+    scrubbed
+}
+
+/// Scrubs a free text (an error message) with every known and apparent secret.
+fn free_text(scrubber: &Scrubber) -> impl Fn(String) -> String + Copy + '_ {
+    move |text: String| scrubber.scrub(&text)
+}
+
+/// What `status` knows about the daemon: `daemon.json`, whether it runs (systemd, else
+/// the recorded pid), and whether the token file would stop its next start.
+async fn daemon_inputs(state: &StateDir, ctx: &Context) -> DaemonInputs {
+    let (record, record_error) = match DaemonRecord::load(state) {
+        Ok(record) => (record, None),
+        Err(e) => (None, Some(crate::fault::error_chain(&e))),
+    };
+    let central = ctx.central_config.as_ref().and_then(Option::as_ref);
+    let service = service_state(ctx.host.as_ref(), record.as_ref(), ctx.assess.call_timeout).await;
+    DaemonInputs {
+        record,
+        record_error,
+        service,
+        // The rule the daemon starts with (the token itself is never read here).
+        token_problem: central.and_then(|c| {
+            crate::config::check_private_file("central.token_file", &c.token_file)
+                .err()
+                .map(|e| crate::fault::error_chain(&e))
+        }),
+        expected: central.is_some(),
+    }
+}
+
+/// Whether the daemon runs: `systemctl show truenas-agent.service` (exec'd without a
+/// shell, bounded by `timeout`) when the unit is loaded; else the pid `daemon.json`
+/// recorded, looked up in `/proc`.
+async fn service_state(
+    host: Option<&crate::install::Host>,
+    record: Option<&DaemonRecord>,
+    timeout: Duration,
+) -> ServiceState {
+    let mut systemd_error = None;
+    if let Some(host) = host {
+        let systemd = crate::install::Systemd::new(&host.sys.systemctl, &host.sys.sh);
+        match tokio::time::timeout(timeout, systemd.show()).await {
+            Ok(Ok(unit)) if unit.load_state == "loaded" => {
+                return ServiceState::Systemd {
+                    active_state: unit.active_state,
+                    sub_state: unit.sub_state,
+                    result: unit.result,
+                    main_pid: unit.main_pid,
+                };
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => systemd_error = Some(e.to_string()),
+            Err(_) => systemd_error = Some(format!("systemctl gave no answer within {timeout:?}")),
+        }
+    }
+    match record {
+        Some(r) => ServiceState::Pid {
+            pid: r.pid,
+            alive: r.stopped.is_none()
+                && r.pid > 0
+                && std::path::Path::new(&format!("/proc/{}", r.pid)).exists(),
+        },
+        None => ServiceState::Unknown {
+            why: systemd_error.unwrap_or_else(|| {
+                "no truenas-agent unit is loaded and the daemon never ran on this state \
+                 directory"
+                    .to_owned()
+            }),
+        },
+    }
+}
+
 /// `install --check` of the installed service, bounded in time (it runs `systemctl`).
 async fn install_check<M: Middleware>(
     mw: &M,
@@ -218,7 +375,8 @@ pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, 
         .map_err(|e| crate::fault::error_chain(&e))
 }
 
-/// Connects as the configuration says, with `timeout` for connecting and each call.
+/// Connects as the configuration says, with `timeout` for connecting and each call, and
+/// learns the secrets the NAS holds ([`crate::scrub::learn`]).
 pub(crate) async fn connect(
     config: &AgentConfig,
     timeout: Option<Duration>,
@@ -231,9 +389,13 @@ pub(crate) async fn connect(
         options.connect_timeout = timeout;
         options.call_timeout = timeout;
     }
-    crate::middleware::Client::connect(options)
+    let call_timeout = options.call_timeout;
+    let client = crate::middleware::Client::connect(options)
         .await
-        .map_err(|e| crate::fault::error_chain(&e))
+        .map_err(|e| crate::fault::error_chain(&e))?;
+    // The NAS's own secrets: nothing the command prints afterwards can show them.
+    crate::scrub::remember(&crate::scrub::learn(&client, call_timeout).await);
+    Ok(client)
 }
 
 /// Runs `status`.
@@ -268,12 +430,10 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
             }
         },
     };
-    let central_config = global.config.as_ref().map(|_| {
-        config
-            .central
-            .as_ref()
-            .map(|central| (central.url.to_string(), central.poll_interval))
-    });
+    let central_config = global
+        .config
+        .as_ref()
+        .map(|_| config.central.as_ref().map(CentralSettings::from));
     let now = chrono::Utc::now();
     let timeout = Duration::from_secs(args.timeout);
     let ctx = Context {
@@ -319,9 +479,8 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
     } else {
         render_text(&report)
     };
-    // A closed pipe (`status | head`) surfaces as an error main.rs maps to exit 0.
-    let mut out = std::io::stdout().lock();
-    std::io::Write::write_all(&mut out, text.as_bytes())?;
-    std::io::Write::flush(&mut out)?;
+    // Scrubbed once more with every secret this process met; a closed pipe
+    // (`status | head`) surfaces as an error main.rs maps to exit 0.
+    super::write_stdout(&text)?;
     Ok(ExitCode::from(report.exit_code))
 }

@@ -2,8 +2,10 @@
 //!
 //! Owns: [`Memory`] — the report's `config` part as it stands, the last identity and
 //! assessment, the last pass and the last error, what central and the middleware last
-//! said — and its projection [`DaemonRecord`] (`daemon.json`, written atomically), plus
-//! the one-line [`status_line`] shown in `systemctl status` (`STATUS=`).
+//! said — and its projection [`DaemonRecord`] (`daemon.json`, written atomically: what
+//! `status` reads to say what the daemon enforces, why its last pass failed and how it
+//! stopped — [`record_stop`]), plus the one-line [`status_line`] shown in
+//! `systemctl status` (`STATUS=`).
 //! Does not: decide anything (the loop and `reconcile` do) or hold a document (the loop
 //! keeps the current one; documents hold secrets and are never written anywhere).
 //! Invariants: nothing here is secret (texts come from errors and engine outputs that are
@@ -16,7 +18,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::engine::{Assessed, IdentityPass};
-use crate::central::report::{ConfigSection, ConfigSource, ConfigState, Mode};
+use crate::central::report::{ConfigIssue, ConfigSection, ConfigSource, ConfigState, Mode};
 use crate::fault::Fault;
 use crate::state_dir::{StateDir, StateError};
 
@@ -33,6 +35,8 @@ pub enum ReportReason {
     Pass,
     /// A document was refused.
     Refusal,
+    /// Central served the enforced document again, verified: the refusal is over.
+    RefusalCleared,
     /// The report interval elapsed.
     Schedule,
     /// A watched Cloud Sync job changed state.
@@ -100,7 +104,7 @@ pub enum CentralLink {
 }
 
 /// The latest document central sent was refused (nothing of it was written).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {
     /// Its revision, when it could be read from a verified payload.
     pub revision: Option<u64>,
@@ -160,12 +164,52 @@ pub struct DaemonRecord {
     pub last_report: Option<ReportNote>,
     pub central: CentralLink,
     pub middleware_reachable: bool,
+    /// Why the last pass failed, each with its path (the step's target or the document
+    /// field: e.g. `encryption` for a refused re-key) — the report's `config.errors`
+    /// without a standing refusal's.
+    #[serde(default)]
+    pub pass_errors: Vec<ConfigIssue>,
+    /// The latest document central sent, refused (nothing of it written), while no
+    /// valid document replaced it.
+    #[serde(default)]
+    pub refusal: Option<Refusal>,
+    /// How the process ended: `None` while it runs (or if it was killed).
+    #[serde(default)]
+    pub stopped: Option<StopRecord>,
+}
+
+/// How the daemon process ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StopRecord {
+    pub at: DateTime<Utc>,
+    /// Why it stopped: `None` for a requested stop (SIGTERM/SIGINT), else the error that
+    /// stopped it (a token file others can read, the middleware not answering at start).
+    pub error: Option<ErrorRecord>,
 }
 
 impl DaemonRecord {
     /// Reads `daemon.json` (for `status`).
     pub fn load(dir: &StateDir) -> Result<Option<Self>, StateError> {
         dir.read_json(STATE_FILE)
+    }
+}
+
+/// Records in `daemon.json` that the daemon stopped — `error` when it could not start or
+/// run (written by `truenas-agent run` on its way out, so `status` can name the cause).
+/// Keeps what the last run recorded; a failure to write is logged, never fatal.
+pub fn record_stop(dir: &StateDir, error: Option<ErrorRecord>) {
+    let now = Utc::now();
+    let mut record = match DaemonRecord::load(dir) {
+        Ok(Some(record)) => record,
+        Ok(None) | Err(_) => Memory::default().record(now),
+    };
+    record.pid = std::process::id();
+    crate::VERSION.clone_into(&mut record.version);
+    record.updated_at = now;
+    // `status` keeps the last `STATUS=` line: what the daemon was doing when it stopped.
+    record.stopped = Some(StopRecord { at: now, error });
+    if let Err(e) = dir.write_json(STATE_FILE, &record) {
+        tracing::warn!(error = %crate::fault::error_chain(&e), "cannot write daemon.json");
     }
 }
 
@@ -200,6 +244,9 @@ impl Memory {
             last_report: self.last_report.clone(),
             central: self.central,
             middleware_reachable: self.middleware_down.is_none(),
+            pass_errors: self.config.errors.clone(),
+            refusal: self.refusal.clone(),
+            stopped: None,
         }
     }
 
@@ -231,6 +278,10 @@ pub fn status_line(m: &Memory) -> String {
                 .revision
                 .map_or_else(|| "a document".to_owned(), |r| format!("revision {r}"));
             match m.enforcing {
+                Some((r, _)) if refusal.revision == Some(r) => format!(
+                    "revision {r} with other content REFUSED (see status); enforcing revision {r} \
+                     as applied"
+                ),
                 Some((r, _)) => format!("{refused} REFUSED (see status); enforcing revision {r}"),
                 None => format!("{refused} REFUSED (see status); nothing enforced"),
             }

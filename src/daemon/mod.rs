@@ -474,6 +474,17 @@ where
                     .is_none_or(|c| c.revision != doc.revision)
                 {
                     self.on_document(doc, true, channel).await;
+                } else if self.memory.refusal.is_some() {
+                    // Central serves the enforced document again, correctly verified:
+                    // the refusal of what it served in between is over.
+                    tracing::info!(
+                        revision = doc.revision,
+                        "the enforced document verifies again; the earlier refusal is cleared"
+                    );
+                    self.memory.refusal = None;
+                    self.publish_status();
+                    self.assess_and_report(ReportReason::RefusalCleared, true)
+                        .await;
                 }
             }
             Ok(Fetched::Unchanged) => self.link(CentralLink::Ok),
@@ -483,18 +494,13 @@ where
             }
             Err(e) if e.is_refusal() => {
                 self.link(CentralLink::Ok);
-                let revision = match &e {
-                    FetchError::Rollback { revision, .. } => Some(*revision),
-                    FetchError::Request(_)
-                    | FetchError::Envelope(_)
-                    | FetchError::BadRevision { .. }
-                    | FetchError::State(_) => None,
-                };
+                let revision = e.refused_revision();
                 let path = match &e {
                     FetchError::Envelope(_) => "(envelope)",
                     FetchError::Request(_)
                     | FetchError::BadRevision { .. }
                     | FetchError::Rollback { .. }
+                    | FetchError::SameRevisionChanged { .. }
                     | FetchError::State(_) => "revision",
                 };
                 let issue = ConfigIssue {
@@ -526,6 +532,8 @@ where
             }
         };
         let mode = self.s.engine.mode(&desired);
+        // Nothing the process logs from now on may show the document's secrets.
+        crate::scrub::remember_all(self.s.engine.secrets(&desired));
         tracing::info!(revision, mode = ?mode, "accepted desired-state document");
         // Accepted for enforcement: later documents must have a higher revision, even
         // if this pass does not finish (the plan is state-based, so the next pass of
@@ -580,6 +588,7 @@ where
                     revision,
                     reason: reason.clone(),
                     fault,
+                    cleared_at: None,
                 });
                 s.last_error = Some(CentralErrorRecord {
                     at,
@@ -801,6 +810,7 @@ where
         let always = match reason {
             ReportReason::Start
             | ReportReason::Refusal
+            | ReportReason::RefusalCleared
             | ReportReason::Schedule
             | ReportReason::JobChanged => true,
             ReportReason::Pass => false,
@@ -814,11 +824,15 @@ where
     /// Queues a report (durably) and delivers unless central asked us to wait.
     async fn report(&mut self, reason: ReportReason) {
         let report = report::build(&self.memory, Utc::now());
-        let secrets: Vec<&SecretString> = self
+        // The document's secrets and every other secret the process met (the NAS's own
+        // task passwords, credential keys and SNMP secrets, the token).
+        let known = crate::scrub::known();
+        let mut secrets: Vec<&SecretString> = self
             .current
             .as_ref()
             .map(|c| self.s.engine.secrets(&c.desired))
             .unwrap_or_default();
+        secrets.extend(known.secrets());
         match self.outbox.enqueue(&report, &secrets) {
             Ok(_) => {
                 tracing::info!(report_id = %report.report_id, reason = ?reason, config = ?report.config.state, "report queued");
@@ -909,6 +923,7 @@ where
         }
         self.memory.pending_reports = self.outbox.pending();
         self.memory.save(self.s.state);
+        memory::record_stop(self.s.state, None);
     }
 }
 

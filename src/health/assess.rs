@@ -5,7 +5,8 @@
 //! extra health reads and optionally B2, evaluates) and [`record`] (writes the updated
 //! `health.json`).
 //! Does not: print, decide exit codes, or write to the middleware or B2.
-//! Invariants: read-only towards the NAS; every read is bounded by a timeout; `now` and
+//! Invariants: read-only towards the NAS; every read is bounded by a timeout; the
+//! document's and the NAS's own secrets are scrubbed from every text it keeps; `now` and
 //! the NAS's UTC offset come from the caller (tests inject them); a missing or unreadable
 //! ownership record or memory degrades to "empty" with a read error, never aborts.
 //! Limitations: the UTC offset is the agent's local one (it runs on the NAS, whose
@@ -17,13 +18,14 @@ use chrono::{DateTime, FixedOffset, Utc};
 
 use super::memory::{HealthMemory, StoredChecklist};
 use super::observe::{HealthObservations, ObserveOptions, observe, observe_b2};
-use super::{Health, evaluate, evaluate_nas, managed_pools};
+use super::{Health, StateFile, StateFileError, evaluate, evaluate_nas, managed_pools};
 use crate::apply::OwnershipStore;
 use crate::b2::ClientOptions;
 use crate::desired::DesiredState;
 use crate::fault::Fault;
 use crate::middleware::Middleware;
 use crate::observe::{self as nas, ObserveError, Observed, READS};
+use crate::scrub::Scrubber;
 use crate::state_dir::{StateDir, StateError};
 
 /// How a health pass runs.
@@ -127,12 +129,23 @@ pub async fn assess_with(
     base.configured_root.clone_from(&options.root_pool);
     match OwnershipStore::load(state) {
         Ok(store) => base.ownership = store.get().clone(),
-        Err(e) => base.read_errors.push(state_error("ownership record", &e)),
+        Err(e) => base
+            .state_errors
+            .push(state_error(StateFile::Ownership, &e)),
     }
     match HealthMemory::load(state) {
         Ok(memory) => base.memory = memory,
-        Err(e) => base.read_errors.push(state_error("health memory", &e)),
+        Err(e) => base
+            .state_errors
+            .push(state_error(StateFile::HealthMemory, &e)),
     }
+    // The NAS's own secrets (task passwords, credential keys, SNMP) are scrubbed from
+    // every text of this pass like the document's, and from what the process prints.
+    let mut nas_secrets = Scrubber::default();
+    nas_secrets.add_observed(&observed);
+    crate::scrub::remember(&nas_secrets);
+    base.extra_secrets
+        .extend(nas_secrets.secrets().iter().cloned());
     let pools = managed_pools(desired, &observed, &base.ownership);
     let observe_options = ObserveOptions {
         call_timeout: options.call_timeout,
@@ -184,8 +197,11 @@ pub async fn assess_with(
     })
 }
 
-fn state_error(what: &str, e: &StateError) -> String {
-    format!("{what}: {}", crate::fault::error_chain(e))
+fn state_error(file: StateFile, e: &StateError) -> StateFileError {
+    StateFileError {
+        file,
+        error: crate::fault::error_chain(e),
+    }
 }
 
 /// Writes the pass's `health.json` (atomic, mode 0600).

@@ -22,7 +22,6 @@
 //! "Failed to sync: …"), `fs/fs.go` ("not deleting files as there were IO errors"); the
 //! Go standard library's network errors; B2's error codes (`b2/REFERENCE.md` §1.6).
 
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 /// Why a run failed.
@@ -330,154 +329,9 @@ fn is_summary(l: &str) -> bool {
         || (l.contains("attempt ") && l.contains(" failed with ") && l.ends_with(" errors"))
 }
 
-/// Removes secrets from text taken from the NAS before it is shown, reported or stored.
-///
-/// Two passes: every known secret (the document's secrets, the B2 key read from the
-/// credential) is replaced by `[REDACTED]`; then anything that *looks* like a secret
-/// value: the value after `key=`, `password:`, `token=`, `secret`, `salt`, `passphrase`,
-/// `authorization` …, and any token of 20+ characters mixing upper case, lower case and
-/// digits (keys and auth tokens do; bucket names, UUIDs, B2 file ids and paths do not).
-#[derive(Default)]
-pub struct Redactor {
-    secrets: Vec<SecretString>,
-}
-
-impl std::fmt::Debug for Redactor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Redactor({} secrets)", self.secrets.len())
-    }
-}
-
-/// What replaces a secret.
-pub const REDACTED: &str = "[REDACTED]";
-/// Shorter known secrets are not searched for (they would hit ordinary words).
-const MIN_SECRET_LEN: usize = 6;
-
-impl Redactor {
-    /// A redactor for these known secrets.
-    pub fn new<'a>(secrets: impl IntoIterator<Item = &'a SecretString>) -> Self {
-        Self {
-            secrets: secrets
-                .into_iter()
-                .filter(|s| s.expose_secret().len() >= MIN_SECRET_LEN)
-                .cloned()
-                .collect(),
-        }
-    }
-
-    /// Adds one more known secret.
-    pub fn add(&mut self, secret: &SecretString) {
-        if secret.expose_secret().len() >= MIN_SECRET_LEN {
-            self.secrets.push(secret.clone());
-        }
-    }
-
-    /// The text with every known and apparent secret replaced.
-    pub fn scrub(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for secret in &self.secrets {
-            let value = secret.expose_secret();
-            if out.contains(value) {
-                out = out.replace(value, REDACTED);
-            }
-        }
-        scrub_assignments(&scrub_tokens(&out))
-    }
-}
-
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "+_-".contains(c)
-}
-
-/// Replaces tokens that look like keys: ≥ 20 chars mixing upper, lower and digits.
-fn scrub_tokens(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut token = String::new();
-    let flush = |token: &mut String, out: &mut String| {
-        let looks_secret = token.len() >= 20
-            && token.chars().any(|c| c.is_ascii_uppercase())
-            && token.chars().any(|c| c.is_ascii_lowercase())
-            && token.chars().any(|c| c.is_ascii_digit());
-        out.push_str(if looks_secret { REDACTED } else { token });
-        token.clear();
-    };
-    for c in text.chars() {
-        if is_token_char(c) {
-            token.push(c);
-        } else {
-            flush(&mut token, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut token, &mut out);
-    out
-}
-
-/// Replaces the value after `<secret word>[=: ]` up to the next blank, quote or comma.
-fn scrub_assignments(text: &str) -> String {
-    const WORDS: &[&str] = &[
-        "password",
-        "passphrase",
-        "passwd",
-        "secret",
-        "token",
-        "salt",
-        "authorization",
-        "application_key",
-        "applicationkey",
-        "app_key",
-        "api_key",
-        "apikey",
-        "key",
-        "pass",
-    ];
-    let lower = text.to_ascii_lowercase();
-    let mut out = String::with_capacity(text.len());
-    let mut i = 0;
-    let bytes = text.as_bytes();
-    while i < text.len() {
-        let hit = WORDS.iter().find(|w| {
-            lower[i..].starts_with(**w) && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
-        });
-        let Some(word) = hit else {
-            let c = text[i..].chars().next().map_or(1, char::len_utf8);
-            out.push_str(&text[i..i + c]);
-            i += c;
-            continue;
-        };
-        let after = i + word.len();
-        // Optional separator run: `=`, `:`, spaces, quotes, `Bearer`/`Basic`.
-        let rest = &text[after..];
-        let sep_len = rest
-            .char_indices()
-            .find(|(_, c)| !matches!(c, '=' | ':' | ' ' | '"' | '\''))
-            .map_or(rest.len(), |(n, _)| n);
-        let sep = &rest[..sep_len];
-        if !sep.contains('=') && !sep.contains(':') {
-            out.push_str(&text[i..after]);
-            i = after;
-            continue;
-        }
-        let mut value_start = after + sep_len;
-        for scheme in ["bearer ", "basic "] {
-            if lower[value_start..].starts_with(scheme) {
-                value_start += scheme.len();
-            }
-        }
-        let value_len = text[value_start..]
-            .char_indices()
-            .find(|(_, c)| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';' | '}' | ')'))
-            .map_or(text.len() - value_start, |(n, _)| n);
-        out.push_str(&text[i..value_start]);
-        if value_len > 0 && &text[value_start..value_start + value_len] != REDACTED {
-            out.push_str(REDACTED);
-        } else {
-            out.push_str(&text[value_start..value_start + value_len]);
-        }
-        i = value_start + value_len;
-    }
-    out
-}
+/// Removes secrets from text taken from the NAS before it is shown, reported or stored:
+/// the one scrubber of the agent ([`crate::scrub::Scrubber`]).
+pub use crate::scrub::{REDACTED, Scrubber as Redactor};
 
 #[cfg(test)]
 mod tests;

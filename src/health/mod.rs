@@ -292,8 +292,65 @@ pub struct Health {
     /// folder delete each other's files).
     #[serde(default)]
     pub shared_folders: Vec<SharedFolder>,
+    /// The agent's own state files that could not be read (`ownership.json`,
+    /// `health.json`): the agent's problem, not the middleware's.
+    #[serde(default)]
+    pub state_errors: Vec<StateFileError>,
     /// SOP §6; empty when evaluated without a document ([`evaluate_nas`]).
     pub checklist: Checklist,
+}
+
+/// One of the agent's state files could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateFileError {
+    pub file: StateFile,
+    /// Why (names the path; redacted).
+    pub error: String,
+}
+
+/// The state files a health pass reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StateFile {
+    /// `apply`'s record of the objects the agent manages.
+    Ownership,
+    /// The health memory (last successes, last checklist, last B2 report).
+    HealthMemory,
+}
+
+impl StateFileError {
+    /// The problem: a corrupt ownership record stops every `apply` and daemon pass (the
+    /// agent cannot tell its objects from hand-made ones); a corrupt health memory only
+    /// forgets last successes.
+    pub fn problem(&self) -> Problem {
+        match self.file {
+            StateFile::Ownership => Problem {
+                level: Level::Failing,
+                area: Area::Agent,
+                subject: Some("ownership.json".to_owned()),
+                message: format!(
+                    "the agent's ownership record cannot be read: {} — `apply` and every daemon \
+                     pass refuse to run without it (the agent cannot tell its tasks from \
+                     hand-made ones); task health below falls back to matching tasks by path",
+                    self.error
+                ),
+                next_step: "Restore ownership.json from a snapshot of the state directory's \
+                            dataset (`zfs list -t snapshot`); otherwise move it aside and hand \
+                            the agent's objects back with the document's `adopt` (their ids: \
+                            `truenas-agent plan`; docs/configuration.md, adopt)."
+                    .to_owned(),
+            },
+            StateFile::HealthMemory => Problem {
+                level: Level::Warning,
+                area: Area::Agent,
+                subject: Some("health.json".to_owned()),
+                message: format!("the agent's health memory cannot be read: {}", self.error),
+                next_step: "Delete health.json (it only remembers last successes and the last \
+                            checklist; the next pass starts a new one)."
+                    .to_owned(),
+            },
+        }
+    }
 }
 
 impl Health {
@@ -317,6 +374,7 @@ impl Health {
         }
         system::snmp_problem(&self.snmp, &mut out);
         system::alert_problems(&self.alerts, &mut out);
+        out.extend(self.state_errors.iter().map(StateFileError::problem));
         for error in &self.read_errors {
             out.push(Problem {
                 level: Level::Unknown,
@@ -468,6 +526,14 @@ fn evaluate_scope(
         alerts: system::alerts(&ctx),
         read_errors: obs.read_errors.iter().map(|e| redactor.scrub(e)).collect(),
         shared_folders: shared::find(&scope.pools, observed, &obs.ownership, ctx.bucket()),
+        state_errors: obs
+            .state_errors
+            .iter()
+            .map(|e| StateFileError {
+                file: e.file,
+                error: redactor.scrub(&e.error),
+            })
+            .collect(),
         checklist: Checklist::default(),
     }
 }

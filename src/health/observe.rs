@@ -128,6 +128,8 @@ pub struct HealthObservations {
     /// Reads that failed (texts from this agent and the middleware; redacted when
     /// evaluated).
     pub read_errors: Vec<String>,
+    /// The agent's own state files that could not be read (not the middleware's fault).
+    pub state_errors: Vec<super::StateFileError>,
     /// Secrets met while observing (the B2 key), for redaction only.
     pub extra_secrets: Vec<SecretString>,
 }
@@ -148,6 +150,7 @@ impl HealthObservations {
             b2: None,
             b2_reused: false,
             read_errors: Vec::new(),
+            state_errors: Vec::new(),
             extra_secrets: Vec::new(),
         }
     }

@@ -53,6 +53,7 @@ pub(crate) fn health_with(at: DateTime<Utc>, cloud_sync: Vec<CloudSyncHealth>) -
         alerts: Vec::new(),
         read_errors: Vec::new(),
         shared_folders: Vec::new(),
+        state_errors: Vec::new(),
         checklist: Checklist::default(),
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! Owns: the `status --json` schema ([`STATUS_SCHEMA`], stable: fields are only ever
 //! added), the pure assembly [`assemble`] from [`StatusInputs`], the overall verdict and
-//! its exit code, and the one-screen text rendering ([`render_text`]).
-//! Does not: connect, read files or the clock (`cli::status` gathers the inputs), or
-//! decide task health (`health` does).
+//! its exit code, the one-screen text rendering ([`render_text`]), and the rules that
+//! name the real cause: the daemon's state and stop (`daemon`), the central channel
+//! judged on every contact (`central`), the document the daemon enforces.
+//! Does not: connect, read files, run `systemctl` or read the clock (`cli::status`
+//! gathers the inputs, and scrubs the finished report of every known secret), or decide
+//! task health (`health` does).
 //! Invariants: deterministic for given inputs; every section says when it could not be
 //! filled and why (`middleware.reachable: false`, `checklist.source: "none"`, a section
 //! listed in `unwired`), never silently empty; no secret (inputs are redacted types).
@@ -15,6 +18,7 @@
 //! not by calling central.
 
 mod central;
+mod daemon;
 mod identity;
 mod render;
 
@@ -22,6 +26,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use central::spool_depth;
+pub use daemon::{DaemonInputs, DaemonSection, ServiceState};
 pub use render::render_text;
 
 use crate::b2::B2Report;
@@ -94,11 +99,32 @@ impl Overall {
 pub struct AgentSection {
     pub version: String,
     pub state_dir: String,
-    /// Where the desired state came from: `file` (`-f`), `central`, or `none`.
+    /// Where the desired state shown came from: `file` (`-f`), `central` (the document
+    /// the daemon enforces), or `none`.
     pub config_source: String,
-    /// The document's revision and mode, when one was read.
+    /// That document's revision and mode.
     pub revision: Option<u64>,
     pub mode: Option<String>,
+    /// The document the daemon enforces (`daemon.json`, `central.json`), if any — also
+    /// when `-f` gave another one.
+    #[serde(default)]
+    pub enforced: Option<EnforcedDocument>,
+}
+
+/// The document the daemon enforces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnforcedDocument {
+    pub revision: u64,
+    /// `enforce` or `report-only`.
+    pub mode: String,
+    /// `central`: the daemon only takes documents from central.
+    pub source: String,
+    /// The key that verified it (`ed25519:<key id>` or `unsigned`), when recorded.
+    pub verified_by: Option<String>,
+    /// When the daemon accepted it for enforcement (`central.json`).
+    pub accepted_at: Option<String>,
+    /// Whether the daemon enforcing it runs now (`null`: unknown).
+    pub daemon_running: Option<bool>,
 }
 
 /// `middleware`.
@@ -245,6 +271,10 @@ pub struct StatusReport {
     pub device: DeviceSection,
     /// Central channel state (`null`: no config and no `central.json`).
     pub central: Option<CentralSection>,
+    /// The agent daemon: running or not (and why), its last pass (`null`: it never ran
+    /// on this state directory and no config asks for it).
+    #[serde(default)]
+    pub daemon: Option<DaemonSection>,
     /// Install check: `null` when the agent is not installed as a service (no init-script
     /// entry of ours) or the check could not run (then a problem says why).
     pub install: Option<crate::install::CheckReport>,
@@ -309,6 +339,8 @@ pub struct StatusInputs<'a> {
     pub install: Option<crate::install::CheckReport>,
     /// Why the install check could not run.
     pub install_error: Option<String>,
+    /// The daemon: `daemon.json`, the service state, the token file.
+    pub daemon: DaemonInputs,
 }
 
 /// What the agent knows about central, from its config file and state dir.
@@ -317,8 +349,10 @@ pub struct CentralInputs {
     /// `Some(url)` / `Some(None)` when a config file was read (with / without `[central]`);
     /// `None` when no config file was given.
     pub configured: Option<Option<String>>,
-    /// The plain polling interval (to judge "no fetch for too long").
+    /// The plain polling interval (to judge "no contact for too long").
     pub poll_interval: Option<std::time::Duration>,
+    /// The report interval (the agent reports at least this often).
+    pub report_interval: Option<std::time::Duration>,
     pub state: Option<CentralState>,
     pub state_error: Option<String>,
     pub spool_depth: Option<usize>,
@@ -366,7 +400,12 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
                 .to_owned(),
         });
     }
-    if let Some(error) = &inputs.memory_error {
+    // With a health pass, its own state-file problem says this (once).
+    if let Some(error) = inputs
+        .memory_error
+        .as_ref()
+        .filter(|_| inputs.health.is_none())
+    {
         problems.push(Problem {
             level: Level::Warning,
             area: Area::Agent,
@@ -382,7 +421,8 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
     if let Some(health) = inputs.health {
         problems.extend(health.problems());
     }
-    install_problems(inputs, &mut problems);
+    let daemon = daemon::section(&inputs.daemon, inputs.now, &mut problems);
+    install_problems(inputs, daemon.as_ref(), &mut problems);
     let checklist = checklist_summary(inputs, &mut problems);
     let central = central::section(&inputs.central, inputs.now, &mut problems);
     problems.sort_by_key(|p| std::cmp::Reverse(p.level));
@@ -392,21 +432,11 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
         generated_at: rfc3339(&inputs.now),
         overall,
         exit_code: overall.exit_code(),
-        agent: AgentSection {
-            version: inputs.version.clone(),
-            state_dir: inputs.state_dir.clone(),
-            config_source: if inputs.document.is_some() {
-                "file"
-            } else {
-                "none"
-            }
-            .to_owned(),
-            revision: inputs.document.as_ref().map(|d| d.revision),
-            mode: inputs.document.as_ref().map(|d| d.mode.clone()),
-        },
+        agent: agent_section(inputs, daemon.as_ref()),
         middleware,
         device,
         central,
+        daemon,
         install: inputs.install.clone(),
         pools: inputs.health.map(|h| h.pools.clone()).unwrap_or_default(),
         backups: inputs
@@ -426,9 +456,53 @@ pub fn assemble(inputs: &StatusInputs<'_>) -> StatusReport {
     }
 }
 
+/// The document shown: `-f`'s, else the one the daemon enforces.
+fn agent_section(inputs: &StatusInputs<'_>, daemon: Option<&DaemonSection>) -> AgentSection {
+    let enforced = inputs
+        .daemon
+        .record
+        .as_ref()
+        .filter(|r| r.config_source == crate::central::report::ConfigSource::Central)
+        .and_then(|r| Some((r.revision?, r.mode?)))
+        .map(|(revision, mode)| {
+            let applied = inputs
+                .central
+                .state
+                .as_ref()
+                .and_then(|s| s.applied.as_ref())
+                .filter(|a| a.revision == revision);
+            EnforcedDocument {
+                revision,
+                mode: serde_text(&mode),
+                source: "central".to_owned(),
+                verified_by: applied.map(|a| a.verified_by.clone()),
+                accepted_at: applied.map(|a| rfc3339(&a.at)),
+                daemon_running: daemon.and_then(|d| d.running),
+            }
+        });
+    let (config_source, revision, mode) = match (&inputs.document, &enforced) {
+        (Some(d), _) => ("file", Some(d.revision), Some(d.mode.clone())),
+        (None, Some(e)) => ("central", Some(e.revision), Some(e.mode.clone())),
+        (None, None) => ("none", None, None),
+    };
+    AgentSection {
+        version: inputs.version.clone(),
+        state_dir: inputs.state_dir.clone(),
+        config_source: config_source.to_owned(),
+        revision,
+        mode,
+        enforced,
+    }
+}
+
 /// Each failing piece of the installed service is a warning: the agent may not come back
-/// after a reboot or a TrueNAS update.
-fn install_problems(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) {
+/// after a reboot or a TrueNAS update. A service that is not running is the daemon
+/// section's problem (with its cause), not repeated here.
+fn install_problems(
+    inputs: &StatusInputs<'_>,
+    daemon: Option<&DaemonSection>,
+    problems: &mut Vec<Problem>,
+) {
     if let Some(error) = &inputs.install_error {
         problems.push(Problem {
             level: Level::Unknown,
@@ -441,7 +515,11 @@ fn install_problems(inputs: &StatusInputs<'_>, problems: &mut Vec<Problem>) {
     let Some(report) = &inputs.install else {
         return;
     };
-    for item in report.failures() {
+    let explained = daemon.is_some_and(|d| d.running == Some(false));
+    for item in report
+        .failures()
+        .filter(|i| !(explained && i.id == "service_active"))
+    {
         problems.push(Problem {
             level: Level::Warning,
             area: Area::Agent,

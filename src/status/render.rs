@@ -72,12 +72,11 @@ fn header(r: &StatusReport, out: &mut String) {
         (None, _) => "unknown (middleware not reachable)".to_owned(),
     };
     line(out, "Device", &device);
-    let doc = match (r.agent.revision, &r.agent.mode) {
-        (Some(rev), Some(mode)) => format!("revision {rev} ({mode}), read from a file"),
-        _ => "none given (task health only; pass -f DOC for the checklist)".to_owned(),
-    };
-    line(out, "Document", &doc);
+    line(out, "Document", &document_line(r));
     line(out, "Central", &central_line(r));
+    if let Some(daemon) = daemon_line(r) {
+        line(out, "Daemon", &daemon);
+    }
     if !r.pools.is_empty() {
         let pools: Vec<String> = r
             .pools
@@ -134,6 +133,69 @@ fn header(r: &StatusReport, out: &mut String) {
         );
     }
     out.push('\n');
+}
+
+/// The document shown: `-f`'s, else the one the daemon enforces, and where it came from.
+fn document_line(r: &StatusReport) -> String {
+    let a = &r.agent;
+    let enforced = a.enforced.as_ref().map(|e| {
+        let mut text = format!("revision {} ({}) from central", e.revision, e.mode);
+        if let Some(key) = &e.verified_by {
+            let _ = write!(text, ", verified by {key}");
+        }
+        if let Some(at) = &e.accepted_at {
+            let _ = write!(text, ", accepted {at}");
+        }
+        text.push_str(match e.daemon_running {
+            Some(true) => ", enforced by the daemon",
+            Some(false) => ", last enforced by the daemon (NOT RUNNING)",
+            None => ", enforced by the daemon (whether it runs is unknown)",
+        });
+        text
+    });
+    match (a.config_source.as_str(), a.revision, &a.mode, enforced) {
+        ("file", Some(rev), Some(mode), None) => {
+            format!("revision {rev} ({mode}), read from a file")
+        }
+        ("file", Some(rev), Some(mode), Some(daemon)) => {
+            format!("revision {rev} ({mode}), read from a file; the daemon has {daemon}")
+        }
+        (_, _, _, Some(daemon)) => daemon,
+        _ => match r.daemon.as_ref().and_then(|d| d.record.as_ref()) {
+            Some(_) => "none: the daemon has no document from central (pass -f DOC for the \
+                        checklist)"
+                .to_owned(),
+            None => "none given (task health only; pass -f DOC for the checklist)".to_owned(),
+        },
+    }
+}
+
+/// The daemon: running or not, and its own one-line state (`STATUS=`).
+fn daemon_line(r: &StatusReport) -> Option<String> {
+    let d = r.daemon.as_ref()?;
+    let service = d.service.describe();
+    let state = d.record.as_ref().map_or_else(
+        || "no daemon.json (never ran on this state directory)".to_owned(),
+        |rec| match &rec.stopped {
+            Some(stop) => format!(
+                "stopped {}{}",
+                stop.at.format("%Y-%m-%dT%H:%M:%SZ"),
+                stop.error
+                    .as_ref()
+                    .map_or_else(String::new, |e| format!(": {}", e.message))
+            ),
+            None => format!(
+                "\"{}\" (as of {})",
+                rec.status,
+                rec.updated_at.format("%Y-%m-%dT%H:%M:%SZ")
+            ),
+        },
+    );
+    Some(match d.running {
+        Some(true) => format!("running ({service}): {state}"),
+        Some(false) => format!("NOT RUNNING ({service}): {state}"),
+        None => format!("unknown ({service}): {state}"),
+    })
 }
 
 fn central_line(r: &StatusReport) -> String {

@@ -40,12 +40,14 @@ fn talking_to_central() -> CentralInputs {
     CentralInputs {
         configured: Some(Some("https://central.example.net/".into())),
         poll_interval: Some(std::time::Duration::from_secs(300)),
+        report_interval: None,
         state: Some(crate::central::CentralState {
             applied: Some(AppliedDocument {
                 revision: 7,
                 etag: Some("\"r7\"".into()),
                 verified_by: "ed25519:central-2026".into(),
                 at: at(22, 9, 0),
+                digest: None,
             }),
             last_fetch: Some(FetchRecord {
                 at: recent,
@@ -89,6 +91,7 @@ fn report_for(b: &BoxState, memory: &HealthMemory) -> StatusReport {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     })
 }
 
@@ -205,6 +208,7 @@ fn middleware_down_is_unknown_and_still_shows_the_state_dir() {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert!(!r.middleware.reachable);
     assert_eq!(r.exit_code, 2);
@@ -253,6 +257,7 @@ fn no_document_and_no_verify_yet_is_degraded() {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
     assert_eq!(r.exit_code, 1);
@@ -376,6 +381,7 @@ fn identity_record_problems_come_with_next_steps() {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert_eq!(r.exit_code, 2);
     let p = r
@@ -438,6 +444,7 @@ fn a_broken_installation_is_a_warning_with_its_fix() {
         identity_error: None,
         install: Some(install),
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert_eq!(r.exit_code, 1, "{:#?}", r.problems);
     let problem = r
@@ -537,6 +544,7 @@ fn a_failing_checklist_item_makes_status_failing() {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert_eq!(r.checklist.fail, 1);
     assert_eq!(r.overall, Overall::Failing, "{:#?}", r.problems);
@@ -568,6 +576,7 @@ fn unknown_exits_3_failing_2_degraded_1() {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert_eq!(r.overall, Overall::Unknown, "{:#?}", r.problems);
     assert_eq!(r.exit_code, 3);
@@ -615,10 +624,118 @@ fn deviations_are_counted_and_are_warnings() {
         identity_error: None,
         install: None,
         install_error: None,
+        daemon: DaemonInputs::default(),
     });
     assert_eq!(r.checklist.deviates, 1);
     assert_eq!(r.checklist.attention[0].status, "deviates");
     assert_eq!(r.overall, Overall::Degraded, "{:#?}", r.problems);
     assert_eq!(r.exit_code, 1);
     assert!(render_text(&r).contains("1 deviate"));
+}
+
+/// `cli::status` scrubs the report through JSON and back: it must round-trip.
+#[test]
+fn the_report_round_trips_through_json() {
+    for b in [healthy_box(), failing_box()] {
+        let r = report_for(&b, &with_b2(&b));
+        let back: StatusReport = serde_json::from_value(serde_json::to_value(&r).unwrap()).unwrap();
+        assert_eq!(back, r);
+    }
+}
+
+/// 13.17: without `-f`, the screen shows the revision the daemon enforces and where it
+/// came from — not "Document none given"; with `-f`, both.
+#[test]
+fn the_document_the_daemon_enforces_is_shown() {
+    use crate::central::report::{ConfigSource, ConfigState, Mode};
+    use crate::daemon::memory::{CentralLink, DaemonRecord};
+    let b = healthy_box();
+    let health = b.eval();
+    let memory = with_b2(&b);
+    let record = DaemonRecord {
+        version: "0.1.0".into(),
+        pid: std::process::id(),
+        started_at: Some(at(23, 8, 0)),
+        updated_at: at(23, 10, 29),
+        status: "revision 7 converged".into(),
+        config_source: ConfigSource::Central,
+        revision: Some(7),
+        mode: Some(Mode::Enforce),
+        config_state: ConfigState::Applied,
+        last_plan: Vec::new(),
+        last_pass: None,
+        last_error: None,
+        last_report: None,
+        central: CentralLink::Ok,
+        middleware_reachable: true,
+        pass_errors: Vec::new(),
+        refusal: None,
+        stopped: None,
+    };
+    let inputs = |document: Option<DocumentInfo>| StatusInputs {
+        now: now(),
+        version: "0.1.0 (test)".into(),
+        state_dir: "/mnt/pool0/.truenas-agent/state".into(),
+        document,
+        document_error: None,
+        middleware: MiddlewareProbe::Reachable {
+            url: "unix:///var/run/middleware/middlewared.sock".into(),
+            api: api(),
+        },
+        observed: Some(&b.observed),
+        health: Some(&health),
+        health_error: None,
+        memory: Some(&memory),
+        memory_error: None,
+        central: talking_to_central(),
+        guid_property: crate::observe::DEVICE_GUID_PROPERTY.into(),
+        configured_root: None,
+        identity: None,
+        identity_error: None,
+        install: None,
+        install_error: None,
+        daemon: DaemonInputs {
+            record: Some(record.clone()),
+            record_error: None,
+            service: ServiceState::Pid {
+                pid: record.pid,
+                alive: true,
+            },
+            token_problem: None,
+            expected: true,
+        },
+    };
+    let r = assemble(&inputs(None));
+    assert_eq!(r.agent.config_source, "central");
+    assert_eq!(r.agent.revision, Some(7));
+    assert_eq!(r.agent.mode.as_deref(), Some("enforce"));
+    let enforced = r.agent.enforced.as_ref().unwrap();
+    assert_eq!(
+        enforced.verified_by.as_deref(),
+        Some("ed25519:central-2026")
+    );
+    assert_eq!(
+        enforced.accepted_at.as_deref(),
+        Some("2026-11-22T09:00:00Z")
+    );
+    let text = render_text(&r);
+    assert!(!text.contains("none given"), "{text}");
+    assert!(
+        text.contains(
+            "Document    revision 7 (enforce) from central, verified by ed25519:central-2026, \
+             accepted 2026-11-22T09:00:00Z, enforced by the daemon"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("Daemon      running (pid "), "{text}");
+    assert!(text.contains("\"revision 7 converged\""), "{text}");
+    assert!(r.problems.is_empty(), "{:#?}", r.problems);
+    // With -f: the file's document is evaluated, and the daemon's named too.
+    let r = assemble(&inputs(Some(doc_info(&b))));
+    assert_eq!(r.agent.config_source, "file");
+    let text = render_text(&r);
+    assert!(
+        text.contains("read from a file; the daemon has revision 7 (enforce) from central"),
+        "{text}"
+    );
 }

@@ -29,6 +29,7 @@ async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
                     etag: None,
                     verified_by: "unsigned".into(),
                     at: chrono::Utc::now(),
+                    digest: None,
                 }),
                 counters: Counters {
                     fetches: 99,
@@ -39,7 +40,11 @@ async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
             dir.write_json(STATE_FILE, &before).unwrap();
             let path = dir.file(STATE_FILE);
             let whole = std::fs::read(&path).unwrap();
-            let cut = whole.len() - 30; // inside `counters`
+            // Cut inside `counters` (the parts after it are lost with it).
+            let counters = String::from_utf8_lossy(&whole)
+                .find("\"counters\"")
+                .unwrap();
+            let cut = counters + 20;
             truenas_agent::fs::write_atomic(&path, &whole[..cut], 0o600).unwrap();
 
             sys.central.publish(DEVICE, &document(2));

@@ -84,4 +84,5 @@ mod middleware_sim;
 mod sim_protocol;
 mod sim_schema;
 mod sop;
+mod status_truth;
 mod support;

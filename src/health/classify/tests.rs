@@ -4,6 +4,7 @@
 //! last five output lines; "Dataset is locked"); see the module doc for the sources.
 
 use super::*;
+use secrecy::SecretString;
 
 const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
 
