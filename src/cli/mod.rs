@@ -12,6 +12,8 @@
 pub mod apply;
 #[cfg(feature = "central-server")]
 pub mod central;
+#[cfg(feature = "central-server")]
+pub mod central_provision;
 pub mod common;
 #[cfg(all(feature = "sim", feature = "central-server"))]
 pub mod demo;
