@@ -168,6 +168,15 @@ impl Store {
         })
     }
 
+    /// A handle that creates nothing until something is written (for read-only runs such
+    /// as `provision --dry-run`: a missing directory reads as empty).
+    pub fn peek(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            key: Arc::new(OnceLock::new()),
+        }
+    }
+
     /// The binding, if the directory has one.
     pub fn binding(&self) -> Result<Option<Binding>, StoreError> {
         let path = self.root.join(BINDING_FILE);

@@ -366,7 +366,8 @@ struct Found {
 impl Run<'_> {
     async fn go(&mut self, options: AdminOptions) -> Result<Outcome, Stop> {
         let inputs = self.inputs;
-        let store = Store::open(&self.req.dir)?;
+        // Nothing is created in DIR before the plan is known to go ahead.
+        let store = Store::peek(&self.req.dir);
         let client = admin_client(
             &inputs.admin.key_id,
             &inputs.admin.key,
@@ -400,7 +401,7 @@ impl Run<'_> {
         if nothing {
             return Ok(Outcome::NothingToDo);
         }
-        self.execute(&store, &mut client, found).await?;
+        self.execute(&mut client, found).await?;
         Ok(Outcome::Done)
     }
 
@@ -731,12 +732,7 @@ impl Run<'_> {
     }
 
     #[allow(clippy::too_many_lines, reason = "the SOP's writes, in order")]
-    async fn execute(
-        &mut self,
-        store: &Store,
-        client: &mut AdminClient,
-        found: Found,
-    ) -> Result<(), Stop> {
+    async fn execute(&mut self, client: &mut AdminClient, found: Found) -> Result<(), Stop> {
         let inputs = self.inputs;
         let Some(plan) = self.report.plan.clone() else {
             return Err(Stop::Central("no plan was made".to_owned()));
@@ -805,6 +801,8 @@ impl Run<'_> {
             bucket = read;
         }
         projected.current.bucket_id.clone_from(&bucket.id);
+        // DIR is written from here on (a refused bucket creation left it untouched).
+        let store = &Store::open(&self.req.dir)?;
 
         // 2. The record (with what it keeps of the old one).
         let mut next = projected;
