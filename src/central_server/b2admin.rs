@@ -518,7 +518,11 @@ impl AdminClient {
                 // v3 refuses multi-bucket keys, and unknown keys; v4 tells them apart.
                 match self.api(op, "v4", "b2_delete_key", &body, true).await {
                     Ok(_) => Ok(true),
-                    Err(e4) if e4.status() == Some(400) => Ok(false),
+                    Err(e4) if e4.status() == Some(400) => {
+                        // Both refused: gone already — unless v3 still lists it.
+                        let listed = self.list_keys().await?.iter().any(|k| k.key_id == key_id);
+                        if listed { Err(e) } else { Ok(false) }
+                    }
                     Err(e4) => Err(e4),
                 }
             }

@@ -518,14 +518,18 @@ async fn moved_and_rotated() {
     }
 
     // Key rotation: new key published; the old one deleted only after the device's
-    // report says the new revision applied. The NAS is offline while the key is made (so
-    // the sim's B2 can be told about it before the agent tries it).
+    // report says the new revision applied. The NAS is offline at first: the wait times
+    // out (exit 6) and both keys stay valid.
     agent.stop().await;
-    let rotate = {
+    let moved_secret = moved["backup"]["b2_application_key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let rotate = |wait: &'static str| {
         let data = data.clone();
         let key = key.clone();
         let base = model.base.clone();
-        tokio::task::spawn_local(async move {
+        async move {
             central(&[
                 "rotate-key",
                 "--dir",
@@ -537,65 +541,64 @@ async fn moved_and_rotated() {
                 "--b2-api",
                 &base,
                 "--wait-secs",
-                "120",
+                wait,
                 "--json",
             ])
             .await
-        })
-    };
-    // Wait for the new key to appear in B2, then let the sim's B2 know it.
-    let admin = model.admin().await;
-    let rotated_key = loop {
-        let keys = model
-            .call(
-                3,
-                "b2_list_keys",
-                &admin,
-                json!({"accountId": admin.account_id}),
-            )
-            .await
-            .ok();
-        let fresh = keys["keys"].as_array().unwrap().iter().find_map(|k| {
-            let id = k["applicationKeyId"].as_str().unwrap();
-            (k["keyName"] == NEW_BUCKET && id != new_key).then(|| id.to_owned())
-        });
-        if let Some(id) = fresh {
-            break id;
         }
-        assert!(
-            !rotate.is_finished(),
-            "rotate-key ended before making a key"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    // Until the device applied the new revision, the old key stays.
-    assert!(
-        model
-            .authorize_raw(
-                1,
-                &new_key,
-                moved["backup"]["b2_application_key"].as_str().unwrap()
-            )
-            .await
-            .status
-            == 200
+    let run = rotate("1").await;
+    assert_eq!(run.code, 6, "{}{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["outcome"], "pending");
+    let admin = model.admin().await;
+    let keys_of_bucket = || {
+        let admin = admin.clone();
+        let model = &model;
+        async move {
+            let keys = model
+                .call(
+                    3,
+                    "b2_list_keys",
+                    &admin,
+                    json!({"accountId": admin.account_id}),
+                )
+                .await
+                .ok();
+            let mut ids: Vec<String> = keys["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|k| k["keyName"] == NEW_BUCKET)
+                .map(|k| k["applicationKeyId"].as_str().unwrap().to_owned())
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let both = keys_of_bucket().await;
+    assert_eq!(both.len(), 2, "old and new key: {both:?}");
+    let rotated_key = both.iter().find(|k| **k != new_key).unwrap().clone();
+    assert_eq!(
+        model.authorize_raw(1, &new_key, &moved_secret).await.status,
+        200,
+        "the old key stays valid until the device applied the new one"
     );
+    // The NAS comes back; its B2 knows the new key. A second run resumes the rotation.
     nas_knows_key(&nas, &rotated_key, NEW_BUCKET);
     let agent = Running::start(&files.config, test_options(&files.config)).await;
-    let run = rotate.await.unwrap();
+    let run = rotate("120").await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
     let out = run.json();
     assert_eq!(out["outcome"], "done", "{out}");
+    assert!(
+        out["notes"][0].as_str().unwrap().contains("resuming"),
+        "{out}"
+    );
     let report = wait_for_report(&central_srv, "revision 3 applied", applied(3)).await;
     assert_eq!(report.config.revision, Some(3));
-    // The old key is gone from B2; the new one is in the credential.
-    let gone = model
-        .authorize_raw(
-            1,
-            &new_key,
-            moved["backup"]["b2_application_key"].as_str().unwrap(),
-        )
-        .await;
+    // The old key is gone from B2 (no third key was made); the new one is in the credential.
+    assert_eq!(keys_of_bucket().await, [rotated_key.clone()]);
+    let gone = model.authorize_raw(1, &new_key, &moved_secret).await;
     assert_eq!(
         gone.status, 401,
         "the replaced key was deleted: {}",
