@@ -880,3 +880,101 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
         0o600
     );
 }
+
+#[tokio::test]
+async fn a_hand_provisioned_device_is_imported_not_rekeyed() {
+    // SOP phase 4 done by hand: the bucket, a v3 key, a document typed in and published.
+    let model = B2Model::start().await;
+    let admin = model.admin().await;
+    let bucket_id = model.sop_bucket(&admin, BUCKET).await;
+    let hand_key = model
+        .key(
+            3,
+            &admin,
+            BUCKET,
+            crate::b2model::SOP_CAPABILITIES,
+            Some(&[&bucket_id]),
+        )
+        .await;
+    let work = tempfile::tempdir().unwrap();
+    let key = admin_key_file(work.path(), &model);
+    let data = work.path().join("central");
+    let store = Store::open(&data).unwrap();
+    store.bind(&work.path().join("secrets.key")).unwrap();
+    store
+        .register(
+            "nas-01",
+            &truenas_agent::central_server::store::token_hash("hand-token"),
+        )
+        .unwrap();
+    let doc = json!({
+        "schema": "truenas-agent.config/v1",
+        "revision": 5,
+        "device": {"org_uuid": ORG, "location_uuid": LOCATION, "root_pool": "pool0"},
+        "b2": {"key_id": hand_key.id, "application_key": hand_key.secret},
+        "encryption": {"password": "HAND-PASSWORD-1", "salt": "HAND-SALT-2"},
+        "snmp": {"username": "handuser", "auth_password": "HAND-AUTH-345",
+                 "privacy_passphrase": "HAND-PRIV-678"},
+        "snapshots": {"lifetime_value": 3}
+    });
+    store
+        .publish("nas-01", &serde_json::to_vec(&doc).unwrap(), false)
+        .unwrap();
+
+    let from = model.requests().await.len();
+    let run = provision(
+        &data,
+        &key,
+        &model,
+        LOCATION,
+        &["--confirm-compliance-lock"],
+    )
+    .await;
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    let out = run.json();
+    let plan = &out["plan"];
+    assert_eq!(plan["bucket"]["action"], "reuse");
+    assert_eq!(plan["key"]["action"], "keep", "{out}");
+    assert_eq!(plan["key"]["key_id"], hand_key.id.as_str());
+    assert_eq!(plan["secrets"]["encryption"], "import");
+    assert_eq!(plan["secrets"]["snmp"], "import");
+    assert_eq!(plan["document"]["revision"], 6);
+    let changes: Vec<&str> = plan["document"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert!(
+        !changes.contains(&"encryption") && !changes.contains(&"b2"),
+        "{changes:?}"
+    );
+    assert!(
+        b2_writes_since(&model, from).await.is_empty(),
+        "nothing made in B2"
+    );
+    let record = escrow(&data, true).await;
+    assert_eq!(record["backup"]["encryption_password"], "HAND-PASSWORD-1");
+    assert_eq!(record["backup"]["b2_key_id"], hand_key.id.as_str());
+    assert_eq!(record["nms"]["snmp_username"], "handuser");
+    // The operator's other settings survive.
+    let published: Value = serde_json::from_slice(
+        &Store::open(&data)
+            .unwrap()
+            .document("nas-01")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(published["snapshots"]["lifetime_value"], 3);
+    // And now it is central's: a re-run is a no-op.
+    let run = provision(
+        &data,
+        &key,
+        &model,
+        LOCATION,
+        &["--confirm-compliance-lock"],
+    )
+    .await;
+    assert_eq!(run.json()["outcome"], "nothing_to_do", "{}", run.stdout);
+}

@@ -469,6 +469,28 @@ impl Run<'_> {
             (_, false) => "needs_confirmation",
         };
 
+        // A device provisioned by hand (a published document, no record): its secrets are
+        // imported, not replaced — new ones would be a re-key the agent must refuse, and
+        // IT Glue already holds these.
+        let mut snmp_imported = false;
+        let imported = record.is_none();
+        let record = match record {
+            Some(r) => Some(r),
+            None => published.as_ref().and_then(|doc| {
+                let (r, snmp) = import(doc, inputs, bucket.as_ref(), self.now)?;
+                snmp_imported = snmp;
+                Some(r)
+            }),
+        };
+        let imported = imported && record.is_some();
+        if imported {
+            self.report.notes.push(
+                "central holds no record for this device but its published document has \
+                 secrets: they are imported (kept), not replaced"
+                    .to_owned(),
+            );
+        }
+
         // Which destination of the record (if any) this bucket is.
         let same_bucket = record
             .as_ref()
@@ -489,13 +511,16 @@ impl Run<'_> {
         let rotate = |r: Rotate| self.req.rotate.contains(&r);
         let encryption_action = match (&record, same_bucket, previous.is_some()) {
             (Some(_), true, _) if rotate(Rotate::Encryption) => "rotate",
+            (Some(_), true, _) if imported => "import",
             (Some(_), true, _) => "keep",
             (Some(_), false, true) => "restore",
             (None, _, _) | (Some(_), false, false) => "generate",
         };
         let snmp_action = match &record {
             None => "generate",
+            Some(_) if imported && !snmp_imported => "generate",
             Some(_) if rotate(Rotate::Snmp) => "rotate",
+            Some(_) if imported => "import",
             Some(_) => "keep",
         };
         let projected = self.project(
@@ -630,7 +655,7 @@ impl Run<'_> {
             Ok(proof) => {
                 plan.action = "keep";
                 plan.key_id = Some(key.key_id.clone());
-                plan.capabilities.clone_from(&key.capabilities);
+                plan.capabilities.clone_from(&proof.capabilities);
                 plan.reason = Some(
                     "signs in on /b2api/v1/ and lists the bucket and its files (checked now)"
                         .to_owned(),
@@ -692,7 +717,7 @@ impl Run<'_> {
         let inputs = self.inputs;
         let now = self.now;
         let encryption = match (encryption_action, known) {
-            ("keep" | "restore", Some(d)) => clone_encryption(&d.encryption),
+            ("keep" | "restore" | "import", Some(d)) => clone_encryption(&d.encryption),
             _ => secrets::new_encryption(now),
         };
         let key = match (key_plan.action, known.and_then(|d| d.key.as_ref())) {
@@ -700,7 +725,7 @@ impl Run<'_> {
             _ => None,
         };
         let snmp = match (snmp_action, record) {
-            ("keep", Some(r)) => secrets::SnmpSecrets {
+            ("keep" | "import", Some(r)) => secrets::SnmpSecrets {
                 username: r.snmp.username.clone(),
                 auth_password: r.snmp.auth_password.clone(),
                 privacy_passphrase: r.snmp.privacy_passphrase.clone(),
@@ -950,6 +975,82 @@ impl Run<'_> {
             Err(e) => Err(b2("creating the bucket", &e)),
         }
     }
+}
+
+/// A record made from a hand-published document (its `b2`, `encryption` and, when
+/// complete, `snmp`); `None` without an encryption password and salt. The bool says
+/// whether the SNMP credentials came from the document (else they are new).
+fn import(
+    doc: &Value,
+    inputs: &Inputs,
+    bucket: Option<&BucketState>,
+    now: DateTime<Utc>,
+) -> Option<(DeviceSecrets, bool)> {
+    let text = |path: &str| doc.pointer(path).and_then(Value::as_str).map(str::to_owned);
+    let secret = |path: &str| text(path).filter(|s| !s.is_empty()).map(SecretString::from);
+    let location_text = text("/device/location_uuid")?;
+    let location_uuid = crate::desired::derive::parse_uuid(&location_text)?;
+    let bucket_name = crate::desired::derive::bucket_name(&location_text);
+    let org_uuid = text("/device/org_uuid")
+        .and_then(|o| crate::desired::derive::parse_uuid(&o))
+        .unwrap_or(inputs.org_uuid);
+    let encryption = secrets::EncryptionSecrets {
+        password: secret("/encryption/password")?,
+        salt: secret("/encryption/salt")?,
+        created_at: now,
+    };
+    let key = match (text("/b2/key_id"), secret("/b2/application_key")) {
+        (Some(key_id), Some(application_key)) => Some(ScopedKey {
+            key_id,
+            application_key,
+            name: bucket_name.clone(),
+            capabilities: Vec::new(),
+            created_via: "imported".to_owned(),
+            created_at: now,
+        }),
+        _ => None,
+    };
+    let snmp = match (
+        text("/snmp/username"),
+        secret("/snmp/auth_password"),
+        secret("/snmp/privacy_passphrase"),
+    ) {
+        (Some(username), Some(auth_password), Some(privacy_passphrase)) => {
+            Some(secrets::SnmpSecrets {
+                username,
+                auth_password,
+                privacy_passphrase,
+                created_at: now,
+            })
+        }
+        _ => None,
+    };
+    let imported_snmp = snmp.is_some();
+    let bucket_id = bucket
+        .filter(|b| b.name == bucket_name)
+        .map(|b| b.id.clone())
+        .unwrap_or_default();
+    let record = DeviceSecrets {
+        schema: secrets::SECRETS_SCHEMA.to_owned(),
+        device: inputs.device.clone(),
+        provisioned_at: now,
+        updated_at: now,
+        current: Destination {
+            org_uuid,
+            location_uuid,
+            location_name: text("/device/location_name"),
+            bucket: bucket_name,
+            bucket_id,
+            key,
+            encryption,
+            since: now,
+            retired_at: None,
+        },
+        snmp: snmp.unwrap_or_else(|| secrets::new_snmp(now)),
+        previous: Vec::new(),
+        replaced_keys: Vec::new(),
+    };
+    Some((record, imported_snmp))
 }
 
 /// Carries the old record's history into the new one: the old current destination
