@@ -597,7 +597,7 @@ async fn moved_and_rotated() {
     let report = wait_for_report(&central_srv, "revision 3 applied", applied(3)).await;
     assert_eq!(report.config.revision, Some(3));
     // The old key is gone from B2 (no third key was made); the new one is in the credential.
-    assert_eq!(keys_of_bucket().await, [rotated_key.clone()]);
+    assert_eq!(keys_of_bucket().await, std::slice::from_ref(&rotated_key));
     let gone = model.authorize_raw(1, &new_key, &moved_secret).await;
     assert_eq!(
         gone.status, 401,
