@@ -143,3 +143,97 @@ pub fn changed_keys(old: Option<&Value>, new: &Value) -> Vec<String> {
     keys.dedup();
     keys
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::central_server::provision::inputs::{AdminKey, Bandwidth};
+    use crate::central_server::secrets::{Destination, new_encryption, new_snmp};
+
+    fn inputs(bandwidth: Option<Bandwidth>, pools: Option<Vec<String>>) -> Inputs {
+        Inputs {
+            device: "nas-01".into(),
+            org_uuid: uuid::Uuid::new_v4(),
+            location_uuid: uuid::Uuid::new_v4(),
+            location_name: None,
+            root_pool: Some("pool0".into()),
+            pools,
+            bandwidth,
+            bucket: "truenas-x".into(),
+            admin: AdminKey {
+                key_id: "id".into(),
+                key: "k".to_owned().into(),
+            },
+            api: "https://api.backblazeb2.com".into(),
+        }
+    }
+
+    fn record() -> DeviceSecrets {
+        let now = Utc::now();
+        DeviceSecrets {
+            schema: String::new(),
+            device: "nas-01".into(),
+            provisioned_at: now,
+            updated_at: now,
+            current: Destination {
+                org_uuid: uuid::Uuid::new_v4(),
+                location_uuid: uuid::Uuid::new_v4(),
+                location_name: None,
+                bucket: "truenas-x".into(),
+                bucket_id: "b".into(),
+                key: None,
+                encryption: new_encryption(now),
+                since: now,
+                retired_at: None,
+            },
+            snmp: new_snmp(now),
+            previous: Vec::new(),
+            replaced_keys: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn carries_operator_keys_and_owns_its_own() {
+        let base = json!({
+            "schema": SCHEMA_V1, "revision": 4, "mode": "report-only",
+            "pools": ["old"], "snapshots": {"lifetime_value": 3},
+            "cloud_sync": {"bandwidth": {"uplink_mbps": 5}, "transfers": 8},
+            "encryption": {"password": "p", "salt": "s", "allow_rekey": true},
+            "actions": [{"id": "a", "type": "run_cloud_sync", "pool": "pool0"}]
+        });
+        let bw = Bandwidth {
+            uplink_mbps: 100.into(),
+            business_hours: None,
+        };
+        let doc = compose(
+            Some(&base),
+            &inputs(Some(bw), None),
+            &record(),
+            5,
+            Utc::now(),
+        );
+        assert_eq!(doc["mode"], "report-only");
+        assert_eq!(doc["snapshots"]["lifetime_value"], 3);
+        assert_eq!(doc["actions"][0]["id"], "a");
+        assert_eq!(doc["cloud_sync"]["transfers"], 8);
+        assert_eq!(doc["cloud_sync"]["bandwidth"], json!({"uplink_mbps": 100}));
+        assert!(doc.get("pools").is_none(), "no --pools: every pool");
+        assert!(doc["encryption"].get("allow_rekey").is_none());
+        assert_eq!(doc["revision"], 5);
+        assert!(
+            crate::desired::parse(doc.to_string().as_bytes()).is_err(),
+            "no b2 key yet"
+        );
+        // Without --uplink-mbps the bandwidth goes; an emptied cloud_sync disappears.
+        let base = json!({"cloud_sync": {"bandwidth": {"uplink_mbps": 5}}});
+        let doc = compose(Some(&base), &inputs(None, None), &record(), 1, Utc::now());
+        assert!(doc.get("cloud_sync").is_none());
+        assert_eq!(doc["mode"], "enforce");
+        let again = compose(Some(&doc), &inputs(None, None), &record(), 2, Utc::now());
+        assert!(
+            !same_content(&doc, &again),
+            "new secrets each record() call"
+        );
+        assert!(changed_keys(Some(&doc), &again).contains(&"encryption".to_owned()));
+    }
+}

@@ -1109,7 +1109,7 @@ fn clone_key(k: &ScopedKey) -> ScopedKey {
 }
 
 /// Notes when B2 granted other capabilities than the SOP 4.3 list.
-fn note_capabilities(notes: &mut Vec<String>, granted: &[String], which: &str) {
+pub(crate) fn note_capabilities(notes: &mut Vec<String>, granted: &[String], which: &str) {
     let missing: Vec<&str> = SOP_CAPABILITIES
         .iter()
         .filter(|c| !granted.iter().any(|g| g == *c))
@@ -1339,4 +1339,45 @@ pub fn render(report: &Report) -> String {
         report.exit_code
     );
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn capability_notes_name_the_difference() {
+        let mut notes = Vec::new();
+        let all: Vec<String> = SOP_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect();
+        note_capabilities(&mut notes, &all, "the key");
+        assert!(notes.is_empty());
+        let fewer: Vec<String> = all
+            .iter()
+            .filter(|c| !matches!(c.as_str(), "writeBuckets" | "deleteBuckets"))
+            .cloned()
+            .chain(["shareFiles".to_owned()])
+            .collect();
+        note_capabilities(&mut notes, &fewer, "the key");
+        assert_eq!(notes.len(), 1);
+        assert!(
+            notes[0].contains("left out [writeBuckets, deleteBuckets], added [shareFiles]"),
+            "{}",
+            notes[0]
+        );
+    }
+
+    #[test]
+    fn exit_codes_are_distinct() {
+        let all = [
+            Outcome::Done,
+            Outcome::BadInput,
+            Outcome::Refused,
+            Outcome::B2Error,
+            Outcome::CentralError,
+            Outcome::Pending,
+        ];
+        let codes: std::collections::BTreeSet<u8> = all.iter().map(|o| o.exit_code()).collect();
+        assert_eq!(codes.len(), all.len());
+        assert_eq!(Outcome::NothingToDo.exit_code(), 0);
+    }
 }
