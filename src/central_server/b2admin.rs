@@ -355,6 +355,11 @@ impl AdminClient {
         Ok(info)
     }
 
+    /// The admin key's account, once signed in.
+    pub fn account_id(&self) -> Option<&str> {
+        self.session.as_ref().map(|s| s.info.account_id.as_str())
+    }
+
     fn session(&self, op: Op) -> Result<&Session, B2AdminError> {
         self.session.as_ref().ok_or(B2AdminError::Protocol {
             op,

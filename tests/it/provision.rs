@@ -639,6 +639,7 @@ async fn conflicts_and_bad_input_stop_with_nothing_changed() {
         BUCKET,
         "--confirm-compliance-lock",
         "nothing was changed",
+        model.account_id.as_str(),
     ] {
         assert!(reason.contains(word), "{word} missing: {reason}");
     }

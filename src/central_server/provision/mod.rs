@@ -381,7 +381,8 @@ impl Run<'_> {
         let Some(plan) = plan else {
             return Err(Stop::Central("no plan was made".to_owned()));
         };
-        let refusal = refusal(&plan, inputs, self.req.confirm_compliance_lock);
+        let account = client.account_id().unwrap_or("?").to_owned();
+        let refusal = refusal(&plan, inputs, &account, self.req.confirm_compliance_lock);
         let nothing = plan.device.action == "registered"
             && plan.bucket.action == "reuse"
             && plan.key.action == "keep"
@@ -1132,7 +1133,7 @@ pub(crate) fn note_capabilities(notes: &mut Vec<String>, granted: &[String], whi
 }
 
 /// Why the plan must not run, if it must not.
-fn refusal(plan: &Plan, inputs: &Inputs, confirmed: bool) -> Option<String> {
+fn refusal(plan: &Plan, inputs: &Inputs, account: &str, confirmed: bool) -> Option<String> {
     let b = &plan.bucket;
     if b.action == "conflict" {
         let differs: Vec<String> = b
@@ -1161,13 +1162,13 @@ fn refusal(plan: &Plan, inputs: &Inputs, confirmed: bool) -> Option<String> {
     if b.compliance_lock == "needs_confirmation" && !confirmed {
         let what = if b.action == "create" {
             format!(
-                "create bucket {} in B2 account {} with Object Lock enabled (Object Lock can never \
-                 be turned off) and then",
-                b.name, "of the admin key"
+                "create bucket {} in B2 account {account} with Object Lock enabled (Object Lock \
+                 can never be turned off) and then",
+                b.name
             )
         } else {
             format!(
-                "on the existing bucket {} (id {}),",
+                "on the existing bucket {} (id {}, B2 account {account}),",
                 b.name,
                 b.id.clone().unwrap_or_default()
             )
