@@ -146,7 +146,9 @@ pub struct Binding {
 /// never in it (`/srv/central/data` → `/srv/central/data.secrets.key`), so a copy of the
 /// directory does not carry the key.
 pub fn default_key_file(root: &Path) -> PathBuf {
-    let absolute = fs::canonical(root).unwrap_or_else(|| root.to_owned());
+    let absolute = fs::canonical(root)
+        .or_else(|| std::path::absolute(root).ok())
+        .unwrap_or_else(|| root.to_owned());
     let name = absolute
         .file_name()
         .map_or_else(|| "central".into(), |n| n.to_string_lossy().into_owned());

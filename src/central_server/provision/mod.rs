@@ -337,7 +337,9 @@ pub(crate) async fn admin_client(
 
 /// Where a new device's token goes by default: beside the data directory (never in it).
 pub fn default_token_file(dir: &Path, device: &str) -> PathBuf {
-    let absolute = fs::canonical(dir).unwrap_or_else(|| dir.to_owned());
+    let absolute = fs::canonical(dir)
+        .or_else(|| std::path::absolute(dir).ok())
+        .unwrap_or_else(|| dir.to_owned());
     absolute.with_file_name(format!("{device}.token"))
 }
 
