@@ -242,11 +242,6 @@ async fn end_to_end() {
     let work = tempfile::tempdir().unwrap();
     let key = admin_key_file(work.path(), &model);
     let data = central_srv.dir.path().to_owned();
-    // The at-rest key beside the test's files (the default would be beside DIR in /tmp).
-    Store::open(&data)
-        .unwrap()
-        .bind(&work.path().join("secrets.key"))
-        .unwrap();
     let token = work.path().join("nas-01.token");
     let token_arg = ["--token-out", token.to_str().unwrap()];
 
@@ -420,13 +415,6 @@ async fn end_to_end() {
     assert_absent("provision outputs", &outputs, &secrets);
     assert_absent("logs", &logs.text(), &secrets);
     assert_no_secret_in_files(&data, &secrets);
-    let at_rest = Store::open(&data).unwrap().binding().unwrap().unwrap();
-    assert!(
-        !at_rest
-            .key_file
-            .starts_with(std::fs::canonicalize(&data).unwrap()),
-        "the at-rest key lives outside DIR"
-    );
 }
 
 #[tokio::test]
@@ -441,11 +429,6 @@ async fn moved_and_rotated() {
     let work = tempfile::tempdir().unwrap();
     let key = admin_key_file(work.path(), &model);
     let data = central_srv.dir.path().to_owned();
-    // The at-rest key beside the test's files (the default would be beside DIR in /tmp).
-    Store::open(&data)
-        .unwrap()
-        .bind(&work.path().join("secrets.key"))
-        .unwrap();
     let token = work.path().join("nas-01.token");
     let first = [
         "--token-out",
@@ -852,8 +835,19 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     let store = Store::open(data.path()).unwrap();
     assert_eq!(store.document("nas-01").unwrap().unwrap(), plain);
     assert_eq!(store.published_revision("nas-01").unwrap(), Some(4));
-    // A copy of DIR without the key: nothing readable.
+    // The key was made beside DIR, not in it.
     let binding = store.binding().unwrap().unwrap();
+    assert!(
+        !binding
+            .key_file
+            .starts_with(std::fs::canonicalize(data.path()).unwrap()),
+        "the at-rest key lives outside DIR"
+    );
+    assert_eq!(
+        binding.key_file.parent(),
+        Some(std::fs::canonicalize(work.path()).unwrap().as_path())
+    );
+    // A copy of DIR without the key: nothing readable.
     let aside = work.path().join("key-aside");
     std::fs::rename(&binding.key_file, &aside).unwrap();
     let copy = Store::open(data.path()).unwrap();
