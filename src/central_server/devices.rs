@@ -10,7 +10,6 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::store::{Store, StoreError};
-use crate::central::fetch::read_revision;
 use crate::central::report::{ConfigState, Report, format_time};
 
 /// A snapshot is stale when the newest one is older than this (the SOP schedule is hourly).
@@ -66,7 +65,7 @@ pub fn summarize(store: &Store) -> Result<Vec<DeviceSummary>, StoreError> {
         .devices()?
         .into_iter()
         .map(|name| {
-            let published_revision = store.document(&name)?.and_then(|d| read_revision(&d).ok());
+            let published_revision = store.published_revision(&name)?;
             let latest = store.latest(&name)?;
             let drops = store.drop_tally(&name)?;
             let mut s = summary(

@@ -15,8 +15,13 @@
 //! Limitations: one process, one data directory; file I/O on the async runtime's thread
 //! (fine for a few hundred devices); long-polls notice changes by polling file metadata.
 
+pub mod b2admin;
+pub mod crypto;
 pub mod devices;
+pub mod escrow;
 pub mod keys;
+pub mod provision;
+pub mod secrets;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
@@ -90,6 +95,9 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let store = Store::open(&options.dir).map_err(ServerError::Store)?;
+    // Documents published before at-rest sealing existed are sealed now (their secrets
+    // must not stay in clear); this also binds an unbound directory to its key.
+    store.seal_plain_documents().map_err(ServerError::Store)?;
     let server = Arc::new(Server {
         store,
         key: options.key,

@@ -3,7 +3,10 @@
 //! Owns the layout (all files 0600, directories 0700):
 //! ```text
 //! DIR/devices/<name>/token.sha256   SHA-256 (hex) of the device's bearer token
-//! DIR/devices/<name>/config.json    the device's desired-state document (the DSSE payload)
+//! DIR/devices/<name>/config.json    the device's desired-state document (the DSSE payload),
+//!                                   sealed with the at-rest key (see `crypto`)
+//! DIR/devices/<name>/secrets.json   provisioning secrets (`secrets`), sealed
+//! DIR/at-rest.json                  which at-rest key file seals this directory (path + key id)
 //! DIR/devices/<name>/disabled       present → the device's token is refused with 403
 //! DIR/devices/<name>/reports.jsonl  every accepted report: {"received_at", "report", "dropped"} per line
 //! DIR/devices/<name>/latest.json    the newest report, same shape
@@ -18,16 +21,24 @@
 //! (tests use it to serve documents an agent must refuse).
 //! Invariants: tokens are never stored, only their hashes; documents and `latest.json`
 //! are replaced atomically; report lines are appended with fsync before the server says
-//! 2xx; a device name is a safe single path component.
+//! 2xx; a device name is a safe single path component; every file holding a secret is
+//! written sealed (a plain `config.json` from before sealing existed is read as is and
+//! sealed by [`Store::seal_plain_documents`], which `serve` runs at start); the at-rest
+//! key never lives inside the directory. The key is found through `at-rest.json`; an
+//! unbound directory that holds nothing sealed yet is bound on first need to
+//! [`default_key_file`] (created if missing), one that holds sealed files but no binding
+//! is refused (a new key would not open them).
 //! Limitations: `reports.jsonl` grows without rotation (rotate it with the usual tools
 //! while the server is stopped); lookups scan `devices/` (fine for hundreds of devices).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+use super::crypto::{self, AtRestKey, CryptoError};
 use crate::central::fetch::read_revision;
 use crate::central::report::Report;
 use crate::fault::Fault;
@@ -39,9 +50,14 @@ pub const MAX_DOCUMENT: usize = 700 * 1024;
 
 const TOKEN_FILE: &str = "token.sha256";
 const DOCUMENT_FILE: &str = "config.json";
+/// The sealed provisioning secrets of a device (see `secrets`).
+pub const SECRETS_FILE: &str = "secrets.json";
 const DISABLED_FILE: &str = "disabled";
 const REPORTS_FILE: &str = "reports.jsonl";
 const LATEST_FILE: &str = "latest.json";
+/// The binding of the directory to its at-rest key file.
+pub const BINDING_FILE: &str = "at-rest.json";
+const BINDING_SCHEMA: &str = "truenas-central.at-rest/v1";
 
 /// A data-directory operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +92,23 @@ pub enum StoreError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("at-rest encryption of the central data directory")]
+    Crypto(#[from] CryptoError),
+    #[error(
+        "{dir} holds sealed files but no {BINDING_FILE}: restore it, or bind the directory to \
+         the key file that sealed them (`central keygen --out KEYS --dir DIR` with that key as \
+         KEYS/secrets.key); a new key would not open them"
+    )]
+    Unbound { dir: PathBuf },
+    #[error(
+        "{dir} is bound to at-rest key {bound} ({path}), not to {given}; one directory has one key"
+    )]
+    BoundElsewhere {
+        dir: PathBuf,
+        path: PathBuf,
+        bound: String,
+        given: String,
+    },
 }
 
 impl StoreError {
@@ -83,7 +116,10 @@ impl StoreError {
     pub fn fault(&self) -> Fault {
         match self {
             StoreError::Io(_) | StoreError::Corrupt { .. } => Fault::Central,
-            StoreError::BadName { .. }
+            StoreError::Crypto(e) => e.fault(),
+            StoreError::Unbound { .. }
+            | StoreError::BoundElsewhere { .. }
+            | StoreError::BadName { .. }
             | StoreError::UnknownDevice { .. }
             | StoreError::AlreadyRegistered { .. }
             | StoreError::TokenInUse { .. }
@@ -133,6 +169,32 @@ impl DropTally {
 #[derive(Debug, Clone)]
 pub struct Store {
     root: PathBuf,
+    /// The at-rest key, loaded (or bound) on first need.
+    key: Arc<OnceLock<Arc<AtRestKey>>>,
+}
+
+/// `DIR/at-rest.json`: which key file seals this directory (no secret in it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Binding {
+    pub schema: String,
+    /// Absolute path of the key file.
+    pub key_file: PathBuf,
+    /// The key's id ([`AtRestKey::id`]), to notice a replaced key file.
+    pub key_id: String,
+}
+
+/// Where an unbound directory's at-rest key goes by default: beside the directory,
+/// never in it (`/srv/central/data` → `/srv/central/data.secrets.key`), so a copy of the
+/// directory does not carry the key.
+pub fn default_key_file(root: &Path) -> PathBuf {
+    let absolute = fs::canonical(root)
+        .or_else(|| std::path::absolute(root).ok())
+        .unwrap_or_else(|| root.to_owned());
+    let name = absolute
+        .file_name()
+        .map_or_else(|| "central".into(), |n| n.to_string_lossy().into_owned());
+    absolute.with_file_name(format!("{name}.secrets.key"))
 }
 
 /// SHA-256 (hex) of a bearer token.
@@ -146,7 +208,191 @@ impl Store {
         fs::create_dir_all(&root.join("devices"), 0o700)?;
         Ok(Self {
             root: root.to_owned(),
+            key: Arc::new(OnceLock::new()),
         })
+    }
+
+    /// A handle that creates nothing until something is written (for read-only runs such
+    /// as `provision --dry-run`: a missing directory reads as empty).
+    pub fn peek(root: &Path) -> Self {
+        Self {
+            root: root.to_owned(),
+            key: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The binding, if the directory has one.
+    pub fn binding(&self) -> Result<Option<Binding>, StoreError> {
+        let path = self.root.join(BINDING_FILE);
+        let Some(bytes) = fs::read_optional(&path)? else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| StoreError::Corrupt { path, source })
+    }
+
+    /// The at-rest key: the bound one, or (unbound, nothing sealed yet) the key at
+    /// [`default_key_file`], created if missing, and the directory bound to it.
+    pub fn at_rest_key(&self) -> Result<Arc<AtRestKey>, StoreError> {
+        if let Some(key) = self.key.get() {
+            return Ok(Arc::clone(key));
+        }
+        let key = match self.binding()? {
+            Some(binding) => {
+                let key = AtRestKey::read(&binding.key_file)?;
+                if key.id() != binding.key_id {
+                    return Err(StoreError::BoundElsewhere {
+                        dir: self.root.clone(),
+                        path: binding.key_file,
+                        bound: binding.key_id,
+                        given: key.id().to_owned(),
+                    });
+                }
+                key
+            }
+            None => self.bind_new(&default_key_file(&self.root))?,
+        };
+        Ok(Arc::clone(self.key.get_or_init(|| Arc::new(key))))
+    }
+
+    /// Binds the directory to the key in `key_file` (created if missing). Already bound
+    /// to that key: nothing to do; bound to another: refused.
+    pub fn bind(&self, key_file: &Path) -> Result<String, StoreError> {
+        if let Some(binding) = self.binding()? {
+            let given = match AtRestKey::read(key_file) {
+                Ok(key) => key.id().to_owned(),
+                Err(_) if fs::stamp(key_file)?.is_none() => "(a new key)".to_owned(),
+                Err(e) => return Err(e.into()),
+            };
+            if given != binding.key_id {
+                return Err(StoreError::BoundElsewhere {
+                    dir: self.root.clone(),
+                    path: binding.key_file,
+                    bound: binding.key_id,
+                    given,
+                });
+            }
+            return Ok(binding.key_id);
+        }
+        let key = self.bind_new(key_file)?;
+        let id = key.id().to_owned();
+        let _ = self.key.set(Arc::new(key));
+        Ok(id)
+    }
+
+    fn bind_new(&self, key_file: &Path) -> Result<AtRestKey, StoreError> {
+        if self.holds_sealed_files()? {
+            return Err(StoreError::Unbound {
+                dir: self.root.clone(),
+            });
+        }
+        let key = if fs::stamp(key_file)?.is_some() {
+            AtRestKey::read(key_file)?
+        } else {
+            AtRestKey::create(key_file)?
+        };
+        let absolute = fs::canonical(key_file).unwrap_or_else(|| key_file.to_owned());
+        let binding = Binding {
+            schema: BINDING_SCHEMA.to_owned(),
+            key_file: absolute,
+            key_id: key.id().to_owned(),
+        };
+        #[allow(
+            clippy::expect_used,
+            reason = "invariant: plain data always serialises"
+        )]
+        let bytes = serde_json::to_vec_pretty(&binding).expect("invariant: serialises");
+        fs::write_atomic(&self.root.join(BINDING_FILE), &bytes, 0o600)?;
+        tracing::info!(key_id = %key.id(), key_file = %binding.key_file.display(), "bound the central data directory to its at-rest key");
+        Ok(key)
+    }
+
+    fn holds_sealed_files(&self) -> Result<bool, StoreError> {
+        for dir in fs::list_dir(&self.root.join("devices"))? {
+            for file in [DOCUMENT_FILE, SECRETS_FILE] {
+                if fs::read_optional(&dir.join(file))?.is_some_and(|b| crypto::is_sealed(&b)) {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    fn purpose(name: &str, file: &str) -> String {
+        format!("devices/{name}/{file}")
+    }
+
+    /// Writes `plaintext` sealed to `devices/<name>/<file>` with non-secret `meta`.
+    pub fn write_sealed(
+        &self,
+        name: &str,
+        file: &str,
+        meta: &serde_json::Value,
+        plaintext: &[u8],
+    ) -> Result<(), StoreError> {
+        check_name(name)?;
+        let key = self.at_rest_key()?;
+        let sealed = key.seal(&Self::purpose(name, file), meta, plaintext);
+        let dir = self.device_dir(name);
+        fs::create_dir_all(&dir, 0o700)?;
+        fs::write_atomic(&dir.join(file), &sealed, 0o600)?;
+        Ok(())
+    }
+
+    /// Opens `devices/<name>/<file>` (sealed), `None` when absent.
+    pub fn read_sealed(
+        &self,
+        name: &str,
+        file: &str,
+    ) -> Result<Option<secrecy::SecretBox<Vec<u8>>>, StoreError> {
+        check_name(name)?;
+        let Some(bytes) = fs::read_optional(&self.device_dir(name).join(file))? else {
+            return Ok(None);
+        };
+        let key = self.at_rest_key()?;
+        let (plain, _) = key.open(&Self::purpose(name, file), &bytes)?;
+        Ok(Some(plain))
+    }
+
+    /// Seals every plain `config.json` (written before sealing existed); returns how
+    /// many. A no-op once everything is sealed.
+    pub fn seal_plain_documents(&self) -> Result<usize, StoreError> {
+        let mut sealed = 0;
+        for name in self.devices()? {
+            let path = self.device_dir(&name).join(DOCUMENT_FILE);
+            let Some(bytes) = fs::read_optional(&path)? else {
+                continue;
+            };
+            if crypto::is_sealed(&bytes) {
+                continue;
+            }
+            let revision = read_revision(&bytes).ok();
+            self.write_sealed(
+                &name,
+                DOCUMENT_FILE,
+                &serde_json::json!({ "revision": revision }),
+                &bytes,
+            )?;
+            sealed += 1;
+        }
+        if sealed > 0 {
+            tracing::info!(documents = sealed, "sealed plain documents at rest");
+        }
+        Ok(sealed)
+    }
+
+    /// The revision of the device's published document, read without the key.
+    pub fn published_revision(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let path = self.device_dir(name).join(DOCUMENT_FILE);
+        let Some(bytes) = fs::read_optional(&path)? else {
+            return Ok(None);
+        };
+        if crypto::is_sealed(&bytes) {
+            let meta = crypto::peek_meta(&Self::purpose(name, DOCUMENT_FILE), &bytes)?;
+            return Ok(meta.get("revision").and_then(serde_json::Value::as_u64));
+        }
+        Ok(read_revision(&bytes).ok())
     }
 
     /// The data directory.
@@ -222,7 +468,7 @@ impl Store {
     /// revision must be higher than the published one unless `force` (to test agents'
     /// rollback refusal, or to start over).
     pub fn publish(&self, name: &str, document: &[u8], force: bool) -> Result<u64, StoreError> {
-        let dir = self.registered(name)?;
+        self.registered(name)?;
         if document.len() > MAX_DOCUMENT {
             return Err(StoreError::BadDocument {
                 rule: format!("larger than {MAX_DOCUMENT} bytes"),
@@ -232,7 +478,7 @@ impl Store {
             rule: e.to_string(),
         })?;
         check_schema(document)?;
-        if let Some(published) = self.document(name)?.and_then(|d| read_revision(&d).ok()) {
+        if let Some(published) = self.published_revision(name)? {
             if revision <= published && !force {
                 return Err(StoreError::NotNewer {
                     revision,
@@ -240,20 +486,37 @@ impl Store {
                 });
             }
         }
-        fs::write_atomic(&dir.join(DOCUMENT_FILE), document, 0o600)?;
+        self.write_sealed(
+            name,
+            DOCUMENT_FILE,
+            &serde_json::json!({ "revision": revision }),
+            document,
+        )?;
         Ok(revision)
     }
 
-    /// The device's document, if one is published.
+    /// The device's document (opened when sealed), if one is published.
     pub fn document(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(fs::read_optional(
-            &self.device_dir(name).join(DOCUMENT_FILE),
-        )?)
+        let Some(bytes) = fs::read_optional(&self.device_dir(name).join(DOCUMENT_FILE))? else {
+            return Ok(None);
+        };
+        if !crypto::is_sealed(&bytes) {
+            return Ok(Some(bytes));
+        }
+        let key = self.at_rest_key()?;
+        let (plain, _) = key.open(&Self::purpose(name, DOCUMENT_FILE), &bytes)?;
+        Ok(Some(secrecy::ExposeSecret::expose_secret(&plain).clone()))
     }
 
     /// Cheap change detector for the device's document.
     pub fn document_stamp(&self, name: &str) -> Result<Option<FileStamp>, StoreError> {
         Ok(fs::stamp(&self.device_dir(name).join(DOCUMENT_FILE))?)
+    }
+
+    /// True when a device of this name is registered (has a token hash).
+    pub fn is_registered(&self, name: &str) -> Result<bool, StoreError> {
+        check_name(name)?;
+        Ok(fs::stamp(&self.device_dir(name).join(TOKEN_FILE))?.is_some())
     }
 
     /// True when the device is disabled (its token gets 403).
@@ -372,7 +635,7 @@ impl Store {
     }
 }
 
-fn check_name(name: &str) -> Result<(), StoreError> {
+pub(crate) fn check_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= 64
         && !name.starts_with('.')
@@ -409,7 +672,7 @@ mod tests {
     #[test]
     fn register_publish_and_report() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::open(tmp.path()).unwrap();
+        let store = Store::open(&tmp.path().join("data")).unwrap();
         let hash = token_hash("tok");
         store.register("nas-01", &hash).unwrap();
         assert!(matches!(
@@ -478,7 +741,7 @@ mod tests {
             report.report.report_id
         );
         let (_, mode) =
-            fs::owner_and_mode(&tmp.path().join("devices/nas-01/reports.jsonl")).unwrap();
+            fs::owner_and_mode(&tmp.path().join("data/devices/nas-01/reports.jsonl")).unwrap();
         assert_eq!(mode, 0o600);
     }
 

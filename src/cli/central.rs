@@ -37,6 +37,10 @@ pub enum CentralCommand {
         /// Replace an existing key (agents trusting the old key will refuse documents).
         #[arg(long)]
         force: bool,
+        /// Also create OUT/secrets.key (the at-rest key; never replaced) and bind this
+        /// data directory to it, sealing any plain documents in it.
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Serve signed documents and collect reports (plain HTTP: put a TLS proxy in front).
     Serve {
@@ -109,12 +113,26 @@ pub enum CentralCommand {
         #[arg(long)]
         device: String,
     },
+    /// Provision a device: B2 bucket and scoped key (SOP phase 4), every secret, its
+    /// document (docs/provisioning.md).
+    Provision(Box<super::central_provision::ProvisionArgs>),
+    /// Print the device's IT Glue records (SOP 4.5, 1.1); secrets only with --show-secrets.
+    Escrow(super::central_provision::EscrowArgs),
+    /// Replace the device's scoped B2 key without downtime; the old key is deleted once
+    /// the device reports the new one applied.
+    RotateKey(super::central_provision::RotateKeyArgs),
 }
 
 /// Runs a central subcommand.
 pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
     match args.command {
-        CentralCommand::Keygen { out, force } => keygen(&out, force),
+        CentralCommand::Keygen { out, force, dir } => {
+            let code = keygen(&out, force)?;
+            match dir {
+                Some(dir) => super::central_provision::bind(&out, &dir),
+                None => Ok(code),
+            }
+        }
         CentralCommand::Serve { dir, listen, key } => run_server(dir, listen, &key).await,
         CentralCommand::Register {
             dir,
@@ -131,6 +149,9 @@ pub async fn run(args: Args, _global: &super::GlobalArgs) -> anyhow::Result<Exit
         CentralCommand::Devices { dir, json } => list_devices(&dir, json),
         CentralCommand::Disable { dir, device } => set_disabled(&dir, &device, true),
         CentralCommand::Enable { dir, device } => set_disabled(&dir, &device, false),
+        CentralCommand::Provision(args) => super::central_provision::provision(*args).await,
+        CentralCommand::Escrow(args) => super::central_provision::escrow(&args),
+        CentralCommand::RotateKey(args) => super::central_provision::rotate(args).await,
     }
 }
 

@@ -62,6 +62,8 @@ pub fn write_stdout(text: &str) -> std::io::Result<()> {
 pub mod apply;
 #[cfg(feature = "central-server")]
 pub mod central;
+#[cfg(feature = "central-server")]
+pub mod central_provision;
 pub mod common;
 #[cfg(all(feature = "sim", feature = "central-server"))]
 pub mod demo;

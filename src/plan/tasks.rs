@@ -2,7 +2,8 @@
 //! what to create, update, adopt, disable or delete.
 //!
 //! Owns: the claim order (recorded id → document `adopt` → exact identity after an
-//! interrupted create), conflict detection, the rekey refusal, removed pools, SNMP.
+//! interrupted create), conflict detection, the rekey refusal (not for a task whose
+//! bucket or folder changes with the secrets: a new destination), removed pools, SNMP.
 //! Does not: order steps (see `plan`), or touch I/O.
 //! Invariants: an object is claimed only through one of the three rules above; every
 //! other overlapping object becomes a `Conflict` and is never the subject of a step.
@@ -448,8 +449,13 @@ fn update_cloud_sync(
     };
     let secrets = spec::encryption_secrets(task, &spec, recorded);
     let mut changes = spec::diff_cloud_sync(task, &spec);
+    // A new destination (bucket or folder: a moved device) is a new target, not a re-key:
+    // the task's uploaded data stays where it is, readable with the old secrets (central
+    // keeps them), and the new place holds nothing written with them.
+    let new_destination = task.attributes.bucket != spec.bucket
+        || trim_slashes(&task.attributes.folder) != trim_slashes(&spec.folder);
     if secrets.rekeys() {
-        if task.has_run() && !ctx.desired.encryption.allow_rekey {
+        if task.has_run() && !ctx.desired.encryption.allow_rekey && !new_destination {
             // The remote data was written with the old password/salt: changing them
             // would make it unreadable (SOP §7 "Encryption password lost").
             p.blockers.push(if secrets.known_to_differ() {

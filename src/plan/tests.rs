@@ -612,6 +612,41 @@ fn rekey_of_a_task_that_ran_is_refused_unless_allowed() {
 }
 
 #[test]
+fn a_new_destination_is_not_a_rekey() {
+    // A device moved to another location (central provisioning, issue 15): new bucket,
+    // new key, new encryption password/salt. The task's uploaded data stays in the old
+    // bucket with the old secrets; the new bucket starts empty, so this is a new target,
+    // not a re-key of data the task wrote.
+    let d = doc();
+    let (mut o, own) = converged(&d);
+    o.cloud_sync[0].last_run = Some(JobState::Success);
+    let moved = doc_with(|v| {
+        v["device"]["location_uuid"] = serde_json::json!("0f0e0d0c-0b0a-4908-8706-050403020100");
+        v["encryption"]["password"] = serde_json::json!("new-destination-password");
+        v["encryption"]["salt"] = serde_json::json!("new-destination-salt");
+    });
+    let p = plan(&moved, &o, &own, &inputs(&moved));
+    assert!(p.blockers.is_empty(), "{:?}", p.blockers);
+    let task_step = p
+        .steps
+        .iter()
+        .find(|s| s.changes().iter().any(|c| c.field == "attributes.bucket"))
+        .expect("the task moves to the new bucket");
+    assert!(changed(task_step.changes(), "encryption_password"));
+    assert!(changed(task_step.changes(), "encryption_salt"));
+    // Same destination, new password: still refused (the data would become unreadable).
+    let rekey = doc_with(|v| {
+        v["encryption"]["password"] = serde_json::json!("new-destination-password");
+    });
+    let p = plan(&rekey, &o, &own, &inputs(&rekey));
+    assert!(
+        matches!(p.blockers.as_slice(), [Blocker::RekeyRefused { .. }]),
+        "{:?}",
+        p.blockers
+    );
+}
+
+#[test]
 fn redacted_secrets_compare_by_recorded_fingerprint() {
     let d = doc();
     let (mut o, own) = converged(&d);

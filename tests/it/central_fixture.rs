@@ -61,6 +61,12 @@ impl Central {
     pub async fn start(key: SigningKey) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let dir = tempfile::tempdir().unwrap();
+        // The at-rest key inside the temp dir, so a test leaves nothing behind (the
+        // product's default puts it beside the data directory, never in it).
+        Store::open(dir.path())
+            .unwrap()
+            .bind(&dir.path().join(".test-at-rest.key"))
+            .unwrap();
         Self::start_on(listener, dir, key)
     }
 

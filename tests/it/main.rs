@@ -81,6 +81,7 @@ mod identity;
 mod install;
 mod middleware_client;
 mod middleware_sim;
+mod provision;
 mod sim_protocol;
 mod sim_schema;
 mod sop;
