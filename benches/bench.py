@@ -604,25 +604,25 @@ class Bench:
     # -- (1) idle footprint of the daemon -----------------------------------------------
 
     def start_central(self, data_name, devices, doc_for):
-        """keygen + register + publish + serve with the release tool binary."""
+        """keygen + register + publish + serve with the release truenas-central binary."""
         cdir = Path(tempfile.mkdtemp(prefix=f"{data_name}-", dir=self.work))
-        tool = self.a.tool
+        tool = self.a.central
         keys = cdir / "keys"
-        pub = subprocess.run([tool, "central", "keygen", "--out", str(keys)],
+        pub = subprocess.run([tool, "keygen", "--out", str(keys)],
                              check=True, capture_output=True, text=True).stdout.strip()
         data = cdir / "data"
         tokens = []
         for i in range(devices):
             name = f"nas-{i:03d}"
             tok = cdir / f"{name}.token"
-            subprocess.run([tool, "central", "register", "--dir", str(data), "--name", name,
+            subprocess.run([tool, "register", "--dir", str(data), "--name", name,
                             "--token-out", str(tok)], check=True, capture_output=True)
             d = write_json(cdir / f"{name}.json", doc_for(i))
-            subprocess.run([tool, "central", "publish", "--dir", str(data), "--device", name,
+            subprocess.run([tool, "publish", "--dir", str(data), "--device", name,
                             "--document", str(d)], check=True, capture_output=True)
             tokens.append(tok)
         proc = subprocess.Popen(
-            [tool, "--log", "warn", "central", "serve", "--dir", str(data), "--listen",
+            [tool, "--log", "warn", "serve", "--dir", str(data), "--listen",
              "127.0.0.1:0", "--key", str(keys / "signing.key")],
             stdout=subprocess.PIPE, stderr=open(cdir / "serve.err", "wb"), text=True)
         line = proc.stdout.readline()
@@ -916,7 +916,7 @@ def synthetic_report():
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", required=True, help="the static release binary (no simulator)")
-    p.add_argument("--tool", required=True, help="a binary with the central server (default features)")
+    p.add_argument("--central", required=True, help="the truenas-central binary (crates/central)")
     p.add_argument("--benchtool", required=True)
     p.add_argument("--python", required=True, help="the venv's python with pytruenas")
     p.add_argument("--py-client", default=str(Path(__file__).parent / "py" / "sop_client.py"))

@@ -9,11 +9,11 @@
 #   NO_BUILD=1 benches/run.sh ...           # reuse the binaries already built
 #
 # What it builds (release profile: opt-level z, fat LTO; 5-15 min on 2 busy cores):
-#   - the appliance binary: packaging/build-release.sh (static, --no-default-features,
-#     no simulator); when that script is missing, the same cargo command;
-#   - the tool binary (simulator + reference central server): cargo build --release;
-#   - benchtool (benches/benchtool.rs: simulator with a call record, central load
-#     generator): cargo bench --no-run --bench benchtool.
+#   - the appliance binary: packaging/build-release.sh (static, `-p truenas-agent`: the
+#     agent crate alone); when that script is missing, the same cargo command;
+#   - the reference central server: cargo build --release -p truenas-central;
+#   - benchtool (crates/dev/src/bin/benchtool.rs: simulator with a call record, central
+#     load generator): cargo build --release -p truenas-dev --bin benchtool.
 # Then a venv with benches/py/requirements.txt (pytruenas, pinned) in target/bench/venv,
 # and benches/bench.py with the arguments given here. Results: target/bench/results.json.
 set -euo pipefail
@@ -23,7 +23,8 @@ BENCH_DIR=$ROOT/target/bench
 mkdir -p "$BENCH_DIR"
 TARGET=x86_64-unknown-linux-gnu
 AGENT=$ROOT/target/$TARGET/release/truenas-agent
-TOOL=$ROOT/target/release/truenas-agent
+CENTRAL=$ROOT/target/release/truenas-central
+BENCHTOOL=$ROOT/target/release/benchtool
 
 say() { printf '[run.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -33,28 +34,15 @@ if [ -z "${NO_BUILD:-}" ]; then
     OUT_DIR=$BENCH_DIR/dist packaging/build-release.sh >&2
   else
     RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-      cargo build --release --locked --target "$TARGET" --no-default-features --bin truenas-agent
+      cargo build --release --locked --target "$TARGET" -p truenas-agent --bin truenas-agent
   fi
-  say "building the tool binary (simulator + central server)"
-  cargo build --release --locked --bin truenas-agent
-  say "building benchtool"
-  cargo bench --locked --no-run --bench benchtool
+  say "building the reference central server and benchtool"
+  cargo build --release --locked -p truenas-central --bin truenas-central \
+    -p truenas-dev --bin benchtool
 fi
 # With NO_BUILD, no cargo call at all: build.rs stamps the git revision (and "-dirty"), so
-# any edit since the last build would recompile the crate (minutes on this machine).
-if [ -n "${NO_BUILD:-}" ]; then
-  BENCHTOOL=$(find target/release/deps -maxdepth 1 -type f -name 'benchtool-*' -perm -u+x \
-    -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-)
-  BENCHTOOL=${BENCHTOOL:+$ROOT/$BENCHTOOL}
-else
-BENCHTOOL=$(cargo bench --locked --no-run --bench benchtool --message-format=json 2>/dev/null |
-  python3 -c 'import json,sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "benchtool" and m.get("executable"):
-        print(m["executable"])')
-fi
-for f in "$AGENT" "$TOOL" "$BENCHTOOL"; do
+# any edit since the last build would recompile the crates (minutes on this machine).
+for f in "$AGENT" "$CENTRAL" "$BENCHTOOL"; do
   [ -x "$f" ] || { say "missing $f (run without NO_BUILD)"; exit 1; }
 done
 
@@ -67,5 +55,5 @@ if [ ! -x "$VENV/bin/python" ] || ! cmp -s benches/py/requirements.txt "$VENV/re
   cp benches/py/requirements.txt "$VENV/requirements.txt"
 fi
 
-exec python3 benches/bench.py --agent "$AGENT" --tool "$TOOL" --benchtool "$BENCHTOOL" \
+exec python3 benches/bench.py --agent "$AGENT" --central "$CENTRAL" --benchtool "$BENCHTOOL" \
   --python "$VENV/bin/python" --out "$BENCH_DIR/results.json" "$@"

@@ -33,11 +33,11 @@ use truenas_agent::desired::{self, DesiredError, envelope};
 use truenas_agent::middleware::rpc::{self, Incoming, RemoteError};
 use truenas_agent::middleware::{self, ApiFlavor, Job, Method, Protocol, ejson, jobs};
 use truenas_agent::observe;
-use truenas_agent::sim::core::{Core, Session};
-use truenas_agent::sim::{Scenario, query, wire};
 use truenas_agent::zfs::parse as zfs_parse;
 use truenas_agent::zfs::via_middleware as zfs_mw;
 use truenas_agent::zfs::{DatasetName, PoolName, PropValue, UserPropKey, excerpt};
+use truenas_sim::core::{Core, Session};
+use truenas_sim::{Scenario, query, wire};
 
 /// A target body: one input, no result; it panics on a finding.
 pub type Target = fn(&[u8]);

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the appliance release of truenas-agent: one static binary (glibc crt-static,
-# rustls + ring, no OpenSSL), the size-optimised release profile of Cargo.toml
-# (opt-level z, fat LTO, 1 CGU, panic=abort, strip), without the simulator and the
-# reference central server (`--no-default-features`). Checks that the result is static,
-# prints its size, writes SHA256SUMS, and signs it when a key is given.
+# rustls + ring, no OpenSSL), the size-optimised release profile of the workspace's
+# Cargo.toml (opt-level z, fat LTO, 1 CGU, panic=abort, strip), of the agent crate alone
+# (`-p truenas-agent`: crates/agent, which has no features and never depends on the
+# simulator or the central server). Checks that the result is static, prints its size,
+# writes SHA256SUMS, and signs it when a key is given.
 #
-# Run by hand or in a release job (NOT in .ci/run: 3-6 min on 2 cores):
+# Run by hand, in a release job, and by .ci/run (3-6 min on 2 cores):
 #   packaging/build-release.sh                    # → dist/
 #   SIGNING_KEY=/secure/release-ed25519.pem packaging/build-release.sh
 #   packaging/build-release.sh --keygen DIR       # one-time: Ed25519 key pair (OpenSSL)
@@ -16,8 +17,8 @@
 #       -in SHA256SUMS -sigfile SHA256SUMS.sig && sha256sum -c SHA256SUMS
 # The private key never enters the repository or CI logs; keep it offline/in a vault.
 #
-# The reference central server is a separate build of the same crate:
-#   cargo build --release --no-default-features --features central-server
+# The reference central server is another crate of the workspace (it runs off the NAS):
+#   cargo build --release -p truenas-central --bin truenas-central
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -44,7 +45,7 @@ export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
 
 start=$(date +%s)
-cargo build --release --locked --target "$TARGET" --no-default-features --bin truenas-agent
+cargo build --release --locked --target "$TARGET" -p truenas-agent --bin truenas-agent
 elapsed=$(( $(date +%s) - start ))
 BIN="$CARGO_TARGET_DIR/$TARGET/release/truenas-agent"
 

@@ -57,7 +57,7 @@ pub fn sop_lifecycle() -> Value {
 
 /// The venv's Python, or a panic that says how to make it.
 fn python() -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let manifest = crate::support::repo_root();
     let python = std::env::var_os("B2MODEL_PYTHON").map_or_else(
         || manifest.join("tests/b2model/.venv/bin/python"),
         PathBuf::from,
@@ -154,7 +154,7 @@ pub struct Key {
 
 /// Runs the server and waits (bounded) for its ready line.
 fn spawn_and_wait_ready(python: &std::path::Path) -> (Child, Value) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/b2model/b2model.py");
+    let script = crate::support::repo_root().join("tests/b2model/b2model.py");
     let mut child = Command::new(python)
         .arg(&script)
         .stdin(Stdio::piped())

@@ -1,4 +1,4 @@
-//! `truenas-agent central …` as an operator runs it, and TLS to central.
+//! `truenas-central …` as an operator runs it, and TLS to central.
 
 use std::io::BufRead as _;
 use std::os::unix::fs::PermissionsExt as _;
@@ -13,10 +13,12 @@ use truenas_agent::central::{FetchError, Fetched};
 
 use crate::central_fixture::{Agent, document, signing_key};
 
-const BIN: &str = env!("CARGO_BIN_EXE_truenas-agent");
+fn central_bin() -> std::path::PathBuf {
+    crate::support::bin(crate::support::CENTRAL)
+}
 
-fn agent_cmd(args: &[&str]) -> Output {
-    Command::new(BIN)
+fn central_cmd(args: &[&str]) -> Output {
+    Command::new(central_bin())
         .args(args)
         .env_remove("TRUENAS_AGENT_CONFIG")
         .output()
@@ -38,20 +40,18 @@ fn s(p: &Path) -> &str {
 #[test]
 fn keygen_writes_a_private_key_and_prints_the_public_one() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = agent_cmd(&["central", "keygen", "--out", s(tmp.path())]);
+    let out = central_cmd(&["keygen", "--out", s(tmp.path())]);
     assert!(out.status.success(), "{}", text(&out));
     let line = String::from_utf8(out.stdout).unwrap();
     let public = TrustedKey::parse(line.trim()).unwrap();
-    let key =
-        truenas_agent::central_server::keys::read_signing_key(&tmp.path().join("signing.key"))
-            .unwrap();
+    let key = truenas_central::keys::read_signing_key(&tmp.path().join("signing.key")).unwrap();
     assert_eq!(TrustedKey::from_signing_key(&key), public);
     let mode = std::fs::metadata(tmp.path().join("signing.key"))
         .unwrap()
         .permissions()
         .mode();
     assert_eq!(mode & 0o777, 0o600);
-    let again = agent_cmd(&["central", "keygen", "--out", s(tmp.path())]);
+    let again = central_cmd(&["keygen", "--out", s(tmp.path())]);
     assert!(!again.status.success());
     assert!(
         text(&again).contains("refusing to overwrite"),
@@ -65,8 +65,7 @@ fn register_publish_and_devices() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let token = tmp.path().join("nas-01.token");
-    let out = agent_cmd(&[
-        "central",
+    let out = central_cmd(&[
         "register",
         "--dir",
         s(&data),
@@ -93,8 +92,7 @@ fn register_publish_and_devices() {
 
     let doc = tmp.path().join("doc.json");
     std::fs::write(&doc, serde_json::to_vec(&document(3)).unwrap()).unwrap();
-    let out = agent_cmd(&[
-        "central",
+    let out = central_cmd(&[
         "publish",
         "--dir",
         s(&data),
@@ -106,8 +104,7 @@ fn register_publish_and_devices() {
     assert!(out.status.success(), "{}", text(&out));
     assert!(text(&out).contains("published revision 3 for device nas-01"));
     std::fs::write(&doc, serde_json::to_vec(&document(2)).unwrap()).unwrap();
-    let out = agent_cmd(&[
-        "central",
+    let out = central_cmd(&[
         "publish",
         "--dir",
         s(&data),
@@ -124,26 +121,19 @@ fn register_publish_and_devices() {
     );
     crate::support::assert_no_canary("publish output", &text(&out));
 
-    let out = agent_cmd(&["central", "devices", "--dir", s(&data), "--json"]);
+    let out = central_cmd(&["devices", "--dir", s(&data), "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(devices[0]["name"], "nas-01");
     assert_eq!(devices[0]["published_revision"], 3);
     assert_eq!(devices[0]["last_report_at"], serde_json::Value::Null);
-    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    let out = central_cmd(&["devices", "--dir", s(&data)]);
     assert!(text(&out).contains("last report: never"), "{}", text(&out));
     crate::support::assert_no_canary("devices output", &text(&out));
 
-    let out = agent_cmd(&[
-        "central",
-        "disable",
-        "--dir",
-        s(&data),
-        "--device",
-        "nas-01",
-    ]);
+    let out = central_cmd(&["disable", "--dir", s(&data), "--device", "nas-01"]);
     assert!(out.status.success());
-    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    let out = central_cmd(&["devices", "--dir", s(&data)]);
     assert!(text(&out).contains("nas-01 [disabled]"), "{}", text(&out));
 }
 
@@ -153,8 +143,7 @@ fn register_publish_and_devices() {
 fn publish_refuses_what_the_agent_would_refuse() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let out = agent_cmd(&[
-        "central",
+    let out = central_cmd(&[
         "register",
         "--dir",
         s(&data),
@@ -168,7 +157,6 @@ fn publish_refuses_what_the_agent_would_refuse() {
         let path = tmp.path().join("doc.json");
         std::fs::write(&path, serde_json::to_vec(doc).unwrap()).unwrap();
         let mut args = vec![
-            "central",
             "publish",
             "--dir",
             s(&data),
@@ -180,7 +168,7 @@ fn publish_refuses_what_the_agent_would_refuse() {
         if force {
             args.push("--force");
         }
-        agent_cmd(&args)
+        central_cmd(&args)
     };
     let mut snmp = document(1);
     snmp["snmp"]["auth_password"] = serde_json::json!("CANARY-SNMP\"AUTH-61aa07");
@@ -240,11 +228,10 @@ async fn serve_end_to_end_with_the_cli_tools() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let keys = tmp.path().join("keys");
-    let out = agent_cmd(&["central", "keygen", "--out", s(&keys)]);
+    let out = central_cmd(&["keygen", "--out", s(&keys)]);
     let public = String::from_utf8(out.stdout).unwrap();
     let agent = Agent::new("http://127.0.0.1:9/", &[], 0, false);
-    let out = agent_cmd(&[
-        "central",
+    let out = central_cmd(&[
         "register",
         "--dir",
         s(&data),
@@ -257,8 +244,7 @@ async fn serve_end_to_end_with_the_cli_tools() {
     let doc = tmp.path().join("doc.json");
     std::fs::write(&doc, serde_json::to_vec(&document(1)).unwrap()).unwrap();
     assert!(
-        agent_cmd(&[
-            "central",
+        central_cmd(&[
             "publish",
             "--dir",
             s(&data),
@@ -272,9 +258,8 @@ async fn serve_end_to_end_with_the_cli_tools() {
     );
 
     let mut child = Child(
-        Command::new(BIN)
+        Command::new(central_bin())
             .args([
-                "central",
                 "serve",
                 "--dir",
                 s(&data),
@@ -326,7 +311,7 @@ async fn serve_end_to_end_with_the_cli_tools() {
     session.outbox.enqueue(&report, &[]).unwrap();
     assert_eq!(session.outbox.deliver().await.delivered, 1);
 
-    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    let out = central_cmd(&["devices", "--dir", s(&data)]);
     let shown = text(&out);
     assert!(
         shown.contains("guid: 9babab19-acc0-4587-aa05-ccd8103a1148"),
@@ -349,12 +334,11 @@ async fn serve_end_to_end_with_the_cli_tools() {
 #[test]
 fn serve_refuses_a_key_file_others_can_read() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = agent_cmd(&["central", "keygen", "--out", s(tmp.path())]);
+    let out = central_cmd(&["keygen", "--out", s(tmp.path())]);
     assert!(out.status.success());
     let key = tmp.path().join("signing.key");
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).unwrap();
-    let out = agent_cmd(&[
-        "central",
+    let out = central_cmd(&[
         "serve",
         "--dir",
         s(tmp.path()),
@@ -512,7 +496,7 @@ async fn devices_show_every_report_lost_before_delivery() {
     }
     let data = central.dir.path().to_owned();
 
-    let out = agent_cmd(&["central", "devices", "--dir", s(&data), "--json"]);
+    let out = central_cmd(&["devices", "--dir", s(&data), "--json"]);
     assert!(out.status.success(), "{}", text(&out));
     let devices: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -521,7 +505,7 @@ async fn devices_show_every_report_lost_before_delivery() {
     );
     assert_eq!(devices[0]["dropped_reports_total"], 5, "{devices:#}");
     assert!(devices[0]["last_drop_at"].is_string(), "{devices:#}");
-    let out = agent_cmd(&["central", "devices", "--dir", s(&data)]);
+    let out = central_cmd(&["devices", "--dir", s(&data)]);
     let shown = text(&out);
     assert!(
         shown.contains("reports lost before delivery: 5 (spool full or damaged on the NAS)"),

@@ -20,9 +20,9 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio_util::sync::CancellationToken;
 use truenas_agent::central::dsse::{self, CONFIG_PAYLOAD_TYPE, TrustedKey};
-use truenas_agent::central_server::store::{Store, token_hash};
-use truenas_agent::central_server::{ServerOptions, serve};
 use truenas_agent::config::{AgentConfig, CentralConfig};
+use truenas_central::store::{Store, token_hash};
+use truenas_central::{ServerOptions, serve};
 
 /// The device token every test uses (a canary: it must never appear anywhere we write).
 pub const TOKEN: &str = "CANARY-DEVICE-TOKEN-5e19b3";

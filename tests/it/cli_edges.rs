@@ -6,11 +6,18 @@ use std::io::BufRead as _;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-const BIN: &str = env!("CARGO_BIN_EXE_truenas-agent");
-
 /// The agent with no config, state dir or log settings inherited from the environment.
 fn agent(args: &[&str]) -> Output {
-    Command::new(BIN)
+    run(crate::support::AGENT, args)
+}
+
+/// `truenas-central`, with the same environment as [`agent`].
+fn central(args: &[&str]) -> Output {
+    run(crate::support::CENTRAL, args)
+}
+
+fn run(bin: &str, args: &[&str]) -> Output {
+    Command::new(crate::support::bin(bin))
         .args(args)
         .env_remove("TRUENAS_AGENT_CONFIG")
         .env_remove("TRUENAS_AGENT_STATE_DIR")
@@ -72,7 +79,7 @@ fn a_bad_middleware_or_pin_flag_is_refused_naming_the_flag() {
 #[test]
 fn a_relative_state_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
+    let out = Command::new(crate::support::bin(crate::support::AGENT))
         .current_dir(tmp.path())
         .args(["--state-dir", "relative-state", "status", "--timeout", "1"])
         .env_remove("TRUENAS_AGENT_CONFIG")
@@ -93,14 +100,7 @@ fn a_relative_state_dir_is_refused() {
 fn log_filter_and_timeout_are_checked() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let out = agent(&[
-        "--log",
-        "notalevel",
-        "central",
-        "devices",
-        "--dir",
-        s(&data),
-    ]);
+    let out = central(&["--log", "notalevel", "devices", "--dir", s(&data)]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("'--log <LOG>'"), "{err}");
@@ -109,10 +109,9 @@ fn log_filter_and_timeout_are_checked() {
         err.contains("trace, debug, info, warn, error, off"),
         "{err}"
     );
-    let ok = agent(&[
+    let ok = central(&[
         "--log",
         "warn,truenas_agent=debug",
-        "central",
         "devices",
         "--dir",
         s(&data),
@@ -168,14 +167,10 @@ impl Drop for Child {
 fn serve_and_stop(listen: &str) -> String {
     let tmp = tempfile::tempdir().unwrap();
     let keys = tmp.path().join("keys");
-    assert!(
-        agent(&["central", "keygen", "--out", s(&keys)])
-            .status
-            .success()
-    );
+    assert!(central(&["keygen", "--out", s(&keys)]).status.success());
     let mut child = Child(
-        Command::new(BIN)
-            .args(["central", "serve", "--dir"])
+        Command::new(crate::support::bin(crate::support::CENTRAL))
+            .args(["serve", "--dir"])
             .arg(tmp.path().join("data"))
             .args(["--listen", listen, "--key"])
             .arg(keys.join("signing.key"))

@@ -1,4 +1,4 @@
-//! The README's first command: `truenas-agent demo` converges a simulated box through a
+//! The README's first command: `cargo run -p truenas-dev -- demo` converges a simulated box through a
 //! local central server and prints what happened, without a secret, and leaves nothing
 //! behind — through the library entry point (with canary secrets) and the real binary.
 
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 use truenas_agent::central::report::ConfigState;
-use truenas_agent::cli::demo::{DemoOptions, DemoSecrets, demo};
 use truenas_agent::middleware::ApiFlavor;
+use truenas_dev::demo::{DemoOptions, DemoSecrets, demo};
 
 use crate::support::assert_no_canary;
 
@@ -76,10 +76,20 @@ async fn the_demo_converges_reports_and_cleans_up(flavor: ApiFlavor) {
 }
 per_flavour!(the_demo_converges_reports_and_cleans_up);
 
+/// The README's first command, as written there (one line, nothing to set up first).
+const README_FIRST_COMMAND: &str = "cargo run -p truenas-dev -- demo";
+
 #[test]
 fn the_readme_first_command_works() {
-    let out = assert_cmd::Command::cargo_bin("truenas-agent")
-        .unwrap()
+    let readme = std::fs::read_to_string(crate::support::repo_root().join("README.md")).unwrap();
+    let first_block = readme
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .unwrap();
+    assert_eq!(first_block.trim(), README_FIRST_COMMAND, "README.md");
+    // `cargo run -p truenas-dev -- demo` runs this binary with these arguments.
+    let out = assert_cmd::Command::new(crate::support::bin("truenas-dev"))
         .args(["--log", "warn", "demo"])
         .timeout(Duration::from_secs(120))
         .output()

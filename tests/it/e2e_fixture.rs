@@ -8,7 +8,7 @@
 
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
@@ -23,9 +23,9 @@ use truenas_agent::daemon::agent::{self, AgentError, Runtime};
 use truenas_agent::daemon::sop::SopSettings;
 use truenas_agent::daemon::{DaemonOptions, NoNotifier};
 use truenas_agent::middleware::{ApiFlavor, Client, ConnectOptions};
-use truenas_agent::sim::scenario::B2Account;
-use truenas_agent::sim::{JobTiming, Scenario, ServeOptions, Server, Simulator};
 use truenas_agent::zfs::{Backend, BackendChoice, MiddlewareProps};
+use truenas_sim::scenario::B2Account;
+use truenas_sim::{JobTiming, Scenario, ServeOptions, Server, Simulator};
 
 pub use crate::central_fixture::{Central, DEVICE, TOKEN, signing_key};
 
@@ -35,7 +35,7 @@ pub const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
 
 /// The contract's example document (every secret a canary) at `revision`.
 pub fn document(revision: u64) -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/desired/example.json");
+    let path = crate::support::repo_root().join("tests/data/desired/example.json");
     let mut doc: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     doc["revision"] = json!(revision);
     doc

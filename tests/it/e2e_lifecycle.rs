@@ -57,8 +57,7 @@ fn the_binary_refuses_a_token_file_others_can_read() {
         0,
     );
     open_token(&files);
-    let out = assert_cmd::Command::cargo_bin("truenas-agent")
-        .unwrap()
+    let out = crate::support::agent_command()
         .arg("--config")
         .arg(files.config_path())
         .arg("run")

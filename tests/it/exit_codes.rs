@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 use truenas_agent::middleware::ApiFlavor;
-use truenas_agent::sim::scenario::B2Account;
-use truenas_agent::sim::{Scenario, ServeOptions, Simulator};
+use truenas_sim::scenario::B2Account;
+use truenas_sim::{Scenario, ServeOptions, Simulator};
 
 use crate::support::assert_no_canary;
 
@@ -17,7 +17,7 @@ const KEY_ID: &str = "0051a2b3c4d5e6f0000000001";
 const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
 
 fn example() -> Value {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/desired/example.json");
+    let path = crate::support::repo_root().join("tests/data/desired/example.json");
     serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
 }
 
@@ -26,7 +26,7 @@ struct Box_ {
     sim: Simulator,
     tmp: tempfile::TempDir,
     url: String,
-    _server: truenas_agent::sim::Server,
+    _server: truenas_sim::Server,
 }
 
 impl Box_ {
@@ -81,7 +81,16 @@ impl Box_ {
 }
 
 async fn run(args: Vec<String>) -> (i32, String, String) {
-    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+    run_bin(crate::support::AGENT, args).await
+}
+
+/// `truenas-central` with `args`.
+async fn run_central(args: Vec<String>) -> (i32, String, String) {
+    run_bin(crate::support::CENTRAL, args).await
+}
+
+async fn run_bin(bin: &str, args: Vec<String>) -> (i32, String, String) {
+    let out = tokio::process::Command::new(crate::support::bin(bin))
         .args(&args)
         .env("TZ", "UTC")
         .env_remove("TRUENAS_AGENT_STATE_DIR")
@@ -355,8 +364,7 @@ async fn central_commands() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("central");
     let keys = tmp.path().join("keys");
-    let (code, _, err) = run(vec![
-        "central".into(),
+    let (code, _, err) = run_central(vec![
         "keygen".into(),
         "--out".into(),
         keys.display().to_string(),
@@ -364,8 +372,7 @@ async fn central_commands() {
     .await;
     assert_eq!(code, 0, "{err}");
     // Refused: overwriting a key.
-    let (code, _, err) = run(vec![
-        "central".into(),
+    let (code, _, err) = run_central(vec![
         "keygen".into(),
         "--out".into(),
         keys.display().to_string(),
@@ -373,8 +380,7 @@ async fn central_commands() {
     .await;
     assert_eq!(code, 2, "{err}");
     let token = tmp.path().join("token");
-    let (code, _, err) = run(vec![
-        "central".into(),
+    let (code, _, err) = run_central(vec![
         "register".into(),
         "--dir".into(),
         dir.display().to_string(),
@@ -390,8 +396,7 @@ async fn central_commands() {
         let mut v = example();
         v["revision"] = json!(revision);
         std::fs::write(&doc, serde_json::to_vec(&v).unwrap()).unwrap();
-        run(vec![
-            "central".into(),
+        run_central(vec![
             "publish".into(),
             "--dir".into(),
             dir.display().to_string(),
@@ -406,8 +411,7 @@ async fn central_commands() {
     // Refused: not a higher revision.
     let (code, _, err) = publish(4).await;
     assert_eq!(code, 2, "{err}");
-    let (code, out, err) = run(vec![
-        "central".into(),
+    let (code, out, err) = run_central(vec![
         "devices".into(),
         "--dir".into(),
         dir.display().to_string(),

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 mod targets;
 
 fn fuzz_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+    crate::support::repo_root().join("fuzz")
 }
 
 /// The files of `dir` (none when it does not exist), sorted for a stable order.

@@ -6,7 +6,7 @@
 //! "now" (with a UTC offset of 0); every assertion tolerates where "now" falls (hourly
 //! snapshots are named from now, the daily schedule's grace is 12 h).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -20,10 +20,10 @@ use truenas_agent::desired::{self, DesiredState};
 use truenas_agent::health::assess::AssessOptions;
 use truenas_agent::middleware::{ApiFlavor, Middleware};
 use truenas_agent::observe::DEVICE_GUID_PROPERTY;
-use truenas_agent::sim::scenario::{B2Account, Snapshot, TaskState};
-use truenas_agent::sim::{JobTiming, Scenario, Simulator};
 use truenas_agent::state_dir::StateDir;
 use truenas_agent::status::{StatusReport, render_text};
+use truenas_sim::scenario::{B2Account, Snapshot, TaskState};
+use truenas_sim::{JobTiming, Scenario, Simulator};
 
 use crate::fake_b2::{self, Config, FakeB2, FakeFile};
 use crate::support::{SchemaChecked, assert_no_canary, assert_no_canary_in_dir};
@@ -47,9 +47,7 @@ fn retention_failure() -> String {
 }
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
+    crate::support::repo_root().join("tests/data").join(rel)
 }
 
 fn document() -> DesiredState {
@@ -698,7 +696,7 @@ per_flavour!(middleware_down_status_says_so);
 
 /// Runs the real binary (TZ=UTC, like the snapshot names the rig makes).
 async fn agent(args: &[&str]) -> (std::process::Output, String) {
-    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+    let out = tokio::process::Command::new(crate::support::bin(crate::support::AGENT))
         .args(args)
         .env("TZ", "UTC")
         .env_remove("TRUENAS_AGENT_STATE_DIR")
@@ -721,7 +719,7 @@ async fn cli_verify_and_status_over_the_unix_socket(flavor: ApiFlavor) {
     let socket = sock_dir.path().join("middlewared.sock");
     let _server = rig
         .sim
-        .serve(truenas_agent::sim::ServeOptions {
+        .serve(truenas_sim::ServeOptions {
             socket: Some(socket.clone()),
             ..Default::default()
         })
@@ -808,7 +806,7 @@ async fn cli_verify_passes_then_deviates_as_the_document_asks() {
     let socket = sock_dir.path().join("middlewared.sock");
     let _server = rig
         .sim
-        .serve(truenas_agent::sim::ServeOptions {
+        .serve(truenas_sim::ServeOptions {
             socket: Some(socket.clone()),
             ..Default::default()
         })

@@ -26,8 +26,7 @@ impl Box {
     fn new(pools: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let script =
-            std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/fake-zfs.sh"))
-                .unwrap();
+            std::fs::read(crate::support::repo_root().join("tests/data/fake-zfs.sh")).unwrap();
         for name in ["zfs", "zpool"] {
             let path = dir.path().join(name);
             std::fs::write(&path, &script).unwrap();
@@ -67,7 +66,7 @@ impl Box {
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::cargo_bin("truenas-agent").unwrap();
+        let mut cmd = crate::support::agent_command();
         cmd.env_remove("RUST_LOG")
             .args(["--log", "warn", "--state-dir"])
             .arg(self.path("state"))
@@ -293,8 +292,7 @@ fn the_config_file_supplies_property_root_pool_and_state_dir() {
     )
     .unwrap();
     let run = |extra: &[&str]| {
-        let out = Command::cargo_bin("truenas-agent")
-            .unwrap()
+        let out = crate::support::agent_command()
             .args(["--log", "warn", "--config"])
             .arg(&config)
             .args(["identity", "ensure", "--json", "--zfs-bin"])
@@ -368,8 +366,7 @@ fn bad_input_names_the_flag_and_the_rule() {
         let (_, err) = b.run(&args, 2);
         assert!(err.contains(expected), "{args:?}: {err}");
     }
-    let out = Command::cargo_bin("truenas-agent")
-        .unwrap()
+    let out = crate::support::agent_command()
         .args(["identity", "--zfs-bin", "bin/zfs"])
         .output()
         .unwrap();
@@ -386,8 +383,7 @@ fn bad_input_names_the_flag_and_the_rule() {
 fn zfs_failures_exit_3_with_a_clear_message() {
     let b = Box::new(&["pool0"]);
     // zfs missing
-    let out = Command::cargo_bin("truenas-agent")
-        .unwrap()
+    let out = crate::support::agent_command()
         .args(["--log", "warn", "identity", "--json", "--zpool-bin"])
         .arg(b.path("nope"))
         .output()
@@ -493,11 +489,11 @@ mod against_the_simulator {
 
     use truenas_agent::identity::{self, IdentityInputs, RootPoolHint};
     use truenas_agent::middleware::{ApiFlavor, Method};
-    use truenas_agent::sim::{InProcess, Scenario};
     use truenas_agent::zfs::{
         Backend, CommandConfig, DatasetName, PoolName, Program, PropSource, UserPropKey, UserProps,
         ZfsCommand, choose_backend,
     };
+    use truenas_sim::{InProcess, Scenario};
 
     use super::{Box, C, KEY};
 
@@ -546,9 +542,7 @@ mod against_the_simulator {
             let mut scenario = Scenario::two_pools(flavor);
             scenario
                 .datasets
-                .push(truenas_agent::sim::scenario::Dataset::filesystem(
-                    "pool0/child",
-                ));
+                .push(truenas_sim::scenario::Dataset::filesystem("pool0/child"));
             scenario.normalize();
             let host = scenario.system.host_id.clone();
             let mw = InProcess::new(scenario);
@@ -657,7 +651,7 @@ mod against_the_simulator {
 #[tokio::test]
 async fn the_cli_falls_back_to_the_middleware_socket() {
     use truenas_agent::middleware::ApiFlavor;
-    use truenas_agent::sim::{Scenario, ServeOptions, Simulator};
+    use truenas_sim::{Scenario, ServeOptions, Simulator};
     for flavor in ApiFlavor::ALL {
         let b = Box::new(&["pool0"]);
         b.write("fail", "notusable");

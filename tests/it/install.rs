@@ -745,8 +745,7 @@ per_flavour!(bad_input_is_refused_with_the_field_and_nothing_written);
 
 #[test]
 fn cli_refuses_a_bad_dataset_before_connecting() {
-    let out = assert_cmd::Command::cargo_bin("truenas-agent")
-        .unwrap()
+    let out = crate::support::agent_command()
         .args(["install", "--check", "--dataset", "pool0/my data"])
         .env("TRUENAS_AGENT_MIDDLEWARE", "unix:///nonexistent.sock")
         .output()
@@ -757,8 +756,7 @@ fn cli_refuses_a_bad_dataset_before_connecting() {
         stderr.contains("--dataset") && stderr.contains("may only contain"),
         "{stderr}"
     );
-    let help = assert_cmd::Command::cargo_bin("truenas-agent")
-        .unwrap()
+    let help = crate::support::agent_command()
         .args(["install", "--help"])
         .output()
         .unwrap();

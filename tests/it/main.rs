@@ -74,7 +74,6 @@ mod e2e_outage;
 mod e2e_refusal;
 mod e2e_state_damage;
 mod exit_codes;
-mod fake_b2;
 mod fuzz_corpus;
 mod health_scenarios;
 mod identity;
@@ -87,3 +86,6 @@ mod sim_schema;
 mod sop;
 mod status_truth;
 mod support;
+
+/// The tests' fake B2 lives in the simulator's crate (`benchtool b2` serves it too).
+use truenas_sim::fake_b2;

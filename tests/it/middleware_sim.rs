@@ -15,8 +15,8 @@ use truenas_agent::middleware::{
     ApiFlavor, ApiKey, Call, CallError, Client, ClientSettings, ConnectError, ConnectOptions,
     JobState, Method, Middleware, Protocol, TransportKind,
 };
-use truenas_agent::sim::scenario::{ApiKeyEntry, B2Account};
-use truenas_agent::sim::{
+use truenas_sim::scenario::{ApiKeyEntry, B2Account};
+use truenas_sim::{
     DropAt, DropWhen, JobTiming, Scenario, ServeOptions, Server, Simulator, TlsIdentity,
 };
 
@@ -577,7 +577,7 @@ async fn a_refused_loopback_port_names_the_unix_socket_on_26_and_later() {
         std::os::unix::fs::PermissionsExt::from_mode(0o600),
     )
     .unwrap();
-    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+    let out = std::process::Command::new(crate::support::bin(crate::support::AGENT))
         .args([
             "--log",
             "warn",
@@ -631,7 +631,7 @@ async fn a_box_newer_than_every_known_release_is_driven_through_the_newest_known
     }
     // `status` names the release and the API in use, and warns.
     let state = tempfile::tempdir().unwrap();
-    let mut status = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"));
+    let mut status = tokio::process::Command::new(crate::support::bin(crate::support::AGENT));
     status
         .args(["--log", "warn", "--middleware", &server.unix_url().unwrap()])
         .arg("--state-dir")

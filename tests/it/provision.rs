@@ -1,4 +1,4 @@
-//! `truenas-agent central provision | escrow | rotate-key` (issue 15) through the binary,
+//! `truenas-central provision | escrow | rotate-key` (issue 15) through the binary,
 //! against Backblaze's own model of B2 (`tests/b2model/`), the reference central server
 //! and — end to end — the simulated TrueNAS with the agent daemon converging to what
 //! provisioning published.
@@ -9,15 +9,14 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use tokio::task::LocalSet;
-use truenas_agent::central_server::store::Store;
 use truenas_agent::middleware::ApiFlavor;
-use truenas_agent::sim::scenario::B2Account;
+use truenas_central::store::Store;
+use truenas_sim::scenario::B2Account;
 
 use crate::b2model::B2Model;
 use crate::central_fixture::{Central, LogCapture, signing_key};
 use crate::e2e_fixture::{AgentFiles, Nas, Running, applied, test_options, wait_for_report};
 
-const BIN: &str = env!("CARGO_BIN_EXE_truenas-agent");
 const ORG: &str = "3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c";
 const LOCATION: &str = "a1b2c3d4-e5f6-4071-8293-a4b5c6d7e8f9";
 const BUCKET: &str = "truenas-a1b2c3d4e5f640718293a4b5c6d7e8f9";
@@ -45,10 +44,8 @@ impl Run {
 }
 
 async fn central(args: &[&str]) -> Run {
-    let mut all = vec!["central"];
-    all.extend_from_slice(args);
-    let out = tokio::process::Command::new(BIN)
-        .args(&all)
+    let out = tokio::process::Command::new(crate::support::bin(crate::support::CENTRAL))
+        .args(args)
         .env_remove("TRUENAS_AGENT_CONFIG")
         .output()
         .await
@@ -806,10 +803,7 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     let data = tempfile::tempdir_in(work.path()).unwrap();
     let store = Store::open(data.path()).unwrap();
     store
-        .register(
-            "nas-01",
-            &truenas_agent::central_server::store::token_hash("tok"),
-        )
+        .register("nas-01", &truenas_central::store::token_hash("tok"))
         .unwrap();
     // A document written before at-rest sealing existed (plain JSON with secrets).
     let doc = crate::central_fixture::document(4);
@@ -822,7 +816,7 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     let mut sealed = false;
     for _ in 0..100 {
         let bytes = std::fs::read(&path).unwrap();
-        if truenas_agent::central_server::crypto::is_sealed(&bytes) {
+        if truenas_central::crypto::is_sealed(&bytes) {
             sealed = true;
             break;
         }
@@ -897,10 +891,7 @@ async fn a_hand_provisioned_device_is_imported_not_rekeyed() {
     let store = Store::open(&data).unwrap();
     store.bind(&work.path().join("secrets.key")).unwrap();
     store
-        .register(
-            "nas-01",
-            &truenas_agent::central_server::store::token_hash("hand-token"),
-        )
+        .register("nas-01", &truenas_central::store::token_hash("hand-token"))
         .unwrap();
     let doc = json!({
         "schema": "truenas-agent.config/v1",

@@ -11,8 +11,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
 use truenas_agent::middleware::{ApiFlavor, Call, Method, Middleware};
-use truenas_agent::sim::scenario::{ApiKeyEntry, B2Account};
-use truenas_agent::sim::{
+use truenas_sim::scenario::{ApiKeyEntry, B2Account};
+use truenas_sim::{
     CallOutcome, DropAt, DropWhen, JobTiming, Scenario, ServeOptions, Server, Simulator,
 };
 
@@ -760,7 +760,7 @@ async fn injected_failures_and_holds() {
     let (server, _dir) = start(ApiFlavor::V25_10).await;
     let sim = server.simulator().clone();
     sim.update_faults(|f| {
-        f.failures.push(truenas_agent::sim::Failure {
+        f.failures.push(truenas_sim::Failure {
             method: "service.control".into(),
             errno: 202,
             reason: "snmpd failed to start".into(),
@@ -883,9 +883,8 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
     scenario(ApiFlavor::V25_04).save(&scenario_path).unwrap();
     let saved = dir.path().join("out.json");
     let socket = dir.path().join("mw.sock");
-    let mut child = std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+    let mut child = std::process::Command::new(crate::support::bin(crate::support::SIM))
         .args([
-            "sim",
             "--version",
             "25.10",
             "--listen",
@@ -977,7 +976,7 @@ async fn the_sim_command_prints_its_addresses_and_saves_on_sigterm() {
 
 #[tokio::test]
 async fn scenario_files_load_and_serve() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim");
+    let dir = crate::support::repo_root().join("tests/data/sim");
     let mut seen = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -1007,8 +1006,7 @@ async fn scenario_files_load_and_serve() {
 
 #[tokio::test]
 async fn degraded_scenario_runs_fail_the_way_the_box_says() {
-    let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/sim/degraded_25_10.json");
+    let path = crate::support::repo_root().join("tests/data/sim/degraded_25_10.json");
     let sim = Simulator::new(Scenario::load(&path).unwrap()).with_job_timing(JobTiming::Manual);
     let job = sim.run_cloud_sync(1).unwrap();
     assert!(sim.start_job(job));
@@ -1130,64 +1128,4 @@ async fn shutdown_ends_calls_still_in_flight() {
         .await
         .expect("shutdown does not wait for held calls");
     assert!(!dir.path().join("middlewared.sock").exists());
-}
-
-#[test]
-fn sim_help_lists_only_the_flags_that_apply_to_it() {
-    let run = |args: &[&str]| {
-        std::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
-            .args(args)
-            .env_remove("TRUENAS_AGENT_MIDDLEWARE")
-            .env_remove("TRUENAS_AGENT_CONFIG")
-            .env_remove("TRUENAS_AGENT_STATE_DIR")
-            .output()
-            .unwrap()
-    };
-    let agent_only = [
-        "--middleware",
-        "--api-key-file",
-        "--api-user",
-        "--tls-ca-file",
-        "--tls-pin",
-        "--state-dir",
-        "--config",
-    ];
-    let help = String::from_utf8(run(&["sim", "--help"]).stdout).unwrap();
-    for flag in agent_only {
-        assert!(!help.contains(flag), "{flag} in `sim --help`:\n{help}");
-    }
-    for flag in [
-        "--version",
-        "--socket",
-        "--listen",
-        "--https",
-        "--scenario",
-        "--log",
-    ] {
-        assert!(
-            help.contains(flag),
-            "{flag} missing from `sim --help`:\n{help}"
-        );
-    }
-    // Given anyway, an agent-only flag is refused, named, before anything starts.
-    let out = run(&[
-        "sim",
-        "--version",
-        "25.10",
-        "--socket",
-        "/nonexistent-dir/mw.sock",
-        "--api-user",
-        "agent",
-    ]);
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        stderr.contains("--api-user does not apply to `sim`"),
-        "{stderr}"
-    );
-    // The agent's own commands still take them.
-    let status = String::from_utf8(run(&["status", "--help"]).stdout).unwrap();
-    for flag in agent_only {
-        assert!(status.contains(flag), "{flag} missing from `status --help`");
-    }
 }

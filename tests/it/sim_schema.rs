@@ -13,9 +13,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 use truenas_agent::middleware::{ApiFlavor, Call, Method, Middleware};
-use truenas_agent::sim::scenario::{ApiKeyEntry, B2Account, FileEntry};
-use truenas_agent::sim::validate::{self, ParamsError};
-use truenas_agent::sim::{InProcess, JobTiming, Scenario, Simulator};
+use truenas_sim::scenario::{ApiKeyEntry, B2Account, FileEntry};
+use truenas_sim::validate::{self, ParamsError};
+use truenas_sim::{InProcess, JobTiming, Scenario, Simulator};
 
 use crate::support;
 
@@ -592,7 +592,7 @@ async fn invalid_payloads_are_rejected_end_to_end() {
             mw.simulator()
                 .write_calls()
                 .iter()
-                .all(|c| c.outcome != truenas_agent::sim::CallOutcome::Ok)
+                .all(|c| c.outcome != truenas_sim::CallOutcome::Ok)
         );
     }
 }
@@ -754,7 +754,7 @@ async fn results_match_the_result_schemas() {
         for (i, (method, params)) in calls.into_iter().enumerate() {
             if i == sop_payloads(flavor).len() {
                 mw.simulator()
-                    .fail_next_sync(truenas_agent::sim::faults::RCLONE_RETENTION_LOCKED);
+                    .fail_next_sync(truenas_sim::faults::RCLONE_RETENTION_LOCKED);
                 mw.call(Call::new(Method::CloudsyncSync, vec![json!(1)]))
                     .await
                     .unwrap();

@@ -12,7 +12,7 @@
     reason = "test code: skip notices, collected output, boxed fault closures"
 )]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,9 +21,9 @@ use truenas_agent::apply::{ReconcileOptions, Reconciled, reconcile};
 use truenas_agent::desired::{self, DesiredState};
 use truenas_agent::middleware::{ApiFlavor, Call, Middleware};
 use truenas_agent::observe::READS;
-use truenas_agent::sim::scenario::{B2Account, Pool};
-use truenas_agent::sim::{DropAt, DropWhen, JobTiming, Scenario, Simulator};
 use truenas_agent::state_dir::StateDir;
+use truenas_sim::scenario::{B2Account, Pool};
+use truenas_sim::{DropAt, DropWhen, JobTiming, Scenario, Simulator};
 
 use crate::support::{
     CANARIES, SchemaChecked, assert_no_canary, assert_no_canary_in_dir, schema_dir,
@@ -34,9 +34,7 @@ const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
 const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
+    crate::support::repo_root().join("tests/data").join(rel)
 }
 
 fn example_value() -> Value {
@@ -97,7 +95,7 @@ impl Agent {
     }
 }
 
-fn task<'a>(s: &'a Scenario, pool: &str) -> &'a truenas_agent::sim::scenario::CloudSyncTask {
+fn task<'a>(s: &'a Scenario, pool: &str) -> &'a truenas_sim::scenario::CloudSyncTask {
     let path = format!("/mnt/{pool}");
     let found: Vec<_> = s
         .cloud_sync_tasks
@@ -108,7 +106,7 @@ fn task<'a>(s: &'a Scenario, pool: &str) -> &'a truenas_agent::sim::scenario::Cl
     found[0]
 }
 
-fn snap_task<'a>(s: &'a Scenario, pool: &str) -> &'a truenas_agent::sim::scenario::SnapshotTask {
+fn snap_task<'a>(s: &'a Scenario, pool: &str) -> &'a truenas_sim::scenario::SnapshotTask {
     let found: Vec<_> = s
         .snapshot_tasks
         .iter()
@@ -431,16 +429,15 @@ async fn a_hand_made_task_on_the_same_path_is_untouched_and_reported() {
         // the SOP task for pool1 (same name and path) made before the agent.
         let admin_cred = sim.update_state(|s| {
             let id = s.credentials.iter().map(|c| c.id).max().unwrap_or(0) + 1;
-            s.credentials
-                .push(truenas_agent::sim::scenario::Credential {
-                    id,
-                    name: "admin-wasabi".into(),
-                    provider: "S3".into(),
-                    attributes: serde_json::from_value(
-                        json!({"access_key_id": "a", "secret_access_key": "b"}),
-                    )
-                    .unwrap(),
-                });
+            s.credentials.push(truenas_sim::scenario::Credential {
+                id,
+                name: "admin-wasabi".into(),
+                provider: "S3".into(),
+                attributes: serde_json::from_value(
+                    json!({"access_key_id": "a", "secret_access_key": "b"}),
+                )
+                .unwrap(),
+            });
             id
         });
         let before = sim.state();
@@ -554,7 +551,7 @@ async fn secrets_never_reach_outputs_logs_or_state_files() {
         let agent = Agent::new();
         // Make one call fail with a middleware text that quotes a secret.
         sim.update_faults(|f| {
-            f.failures.push(truenas_agent::sim::Failure {
+            f.failures.push(truenas_sim::Failure {
                 method: "pool.snapshottask.create".into(),
                 errno: 22,
                 reason: "rejected CANARY-ENC-PASSWORD-2b8e41".into(),
@@ -617,7 +614,7 @@ async fn invalid_documents_are_refused_with_every_path_and_zero_calls() {
     let tmp = tempfile::tempdir().unwrap();
     let sim = fresh_box(ApiFlavor::V25_04);
     let server = sim
-        .serve(truenas_agent::sim::ServeOptions {
+        .serve(truenas_sim::ServeOptions {
             socket: Some(tmp.path().join("mw.sock")),
             ..Default::default()
         })
@@ -638,8 +635,7 @@ async fn invalid_documents_are_refused_with_every_path_and_zero_calls() {
             let out = tokio::task::spawn_blocking({
                 let (file, url, state) = (file.clone(), url.clone(), tmp.path().join("state"));
                 move || {
-                    assert_cmd::Command::cargo_bin("truenas-agent")
-                        .unwrap()
+                    crate::support::agent_command()
                         .args([command, "--allow-unsigned", "-f"])
                         .arg(&file)
                         .args(["--middleware", &url, "--state-dir"])
@@ -1110,7 +1106,7 @@ fn local_signed_envelopes_are_verified_with_the_configured_keys() {
         let env = dsse::sign(dsse::CONFIG_PAYLOAD_TYPE, &payload, key, None);
         let file = tmp.path().join("signed.json");
         std::fs::write(&file, env.to_json()).unwrap();
-        let mut cmd = assert_cmd::Command::cargo_bin("truenas-agent").unwrap();
+        let mut cmd = crate::support::agent_command();
         cmd.args(["plan", "-f"]).arg(&file);
         if with_config {
             cmd.arg("--config").arg(&config);
@@ -1144,8 +1140,7 @@ fn local_signed_envelopes_are_verified_with_the_configured_keys() {
 /// Runs the agent binary (blocking, off the async thread).
 async fn agent_cli(args: Vec<std::ffi::OsString>) -> std::process::Output {
     tokio::task::spawn_blocking(move || {
-        assert_cmd::Command::cargo_bin("truenas-agent")
-            .unwrap()
+        crate::support::agent_command()
             .args(&args)
             .output()
             .unwrap()
@@ -1163,7 +1158,7 @@ async fn cli_plan_and_apply_over_the_middleware_socket() {
         let tmp = tempfile::tempdir().unwrap();
         let sim = fresh_box(flavor);
         let server = sim
-            .serve(truenas_agent::sim::ServeOptions {
+            .serve(truenas_sim::ServeOptions {
                 socket: Some(tmp.path().join("mw.sock")),
                 ..Default::default()
             })
@@ -1256,7 +1251,7 @@ async fn cli_apply_survives_a_dropped_socket_mid_pass() {
             });
         });
         let server = sim
-            .serve(truenas_agent::sim::ServeOptions {
+            .serve(truenas_sim::ServeOptions {
                 socket: Some(tmp.path().join("mw.sock")),
                 ..Default::default()
             })

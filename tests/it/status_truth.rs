@@ -22,10 +22,10 @@ use truenas_agent::health::assess::AssessOptions;
 use truenas_agent::health::{Area, Level};
 use truenas_agent::middleware::{ApiFlavor, Middleware};
 use truenas_agent::observe::DEVICE_GUID_PROPERTY;
-use truenas_agent::sim::scenario::{Alert, B2Account};
-use truenas_agent::sim::{Failure, JobTiming, Scenario, ServeOptions, Server, Simulator};
 use truenas_agent::state_dir::StateDir;
 use truenas_agent::status::{StatusReport, render_text};
+use truenas_sim::scenario::{Alert, B2Account};
+use truenas_sim::{Failure, JobTiming, Scenario, ServeOptions, Server, Simulator};
 
 use crate::e2e_fixture::{
     Central, DEVICE, Running, System, applied, document as e2e_document, reports, signing_key,
@@ -57,9 +57,7 @@ fn assert_no_secret(label: &str, text: &str) {
 }
 
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data")
-        .join(rel)
+    crate::support::repo_root().join("tests/data").join(rel)
 }
 
 fn document_value() -> Value {
@@ -272,7 +270,7 @@ async fn status_scrubs_the_nas_secrets_from_job_errors_alerts_and_middleware_err
 
 /// Runs the real binary with `args`; returns (exit code, stdout + stderr).
 async fn run_agent(args: &[&str]) -> (Option<i32>, String) {
-    let out = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+    let out = tokio::process::Command::new(crate::support::bin(crate::support::AGENT))
         .args(args)
         .env("TZ", "UTC")
         .env_remove("TRUENAS_AGENT_STATE_DIR")
@@ -381,7 +379,7 @@ async fn no_command_prints_a_secret() {
         ),
     )
     .unwrap();
-    let child = tokio::process::Command::new(assert_cmd::cargo::cargo_bin("truenas-agent"))
+    let child = tokio::process::Command::new(crate::support::bin(crate::support::AGENT))
         .args([
             "--config",
             config.to_str().unwrap(),

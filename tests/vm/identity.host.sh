@@ -2,13 +2,13 @@
 # Device identity against real OpenZFS: boots the ../shared/vm guest ONCE (pools pool0 and
 # pool1, fresh) and runs tests/vm/identity.guest.sh there with the agent binary shared
 # read-only. Builds nothing: tests/vm/run-all.sh builds target/debug/truenas-agent first.
-# By hand (as root):  cargo build --bin truenas-agent && SHARED_DIR=/path/to/shared tests/vm/identity.host.sh
+# By hand (as root):  cargo build -p truenas-agent --bin truenas-agent && SHARED_DIR=/path/to/shared tests/vm/identity.host.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED_DIR=${SHARED_DIR:-$(cd .. && pwd)/shared}
 bin=$PWD/target/debug/truenas-agent
 if [ ! -x "$bin" ]; then
-  echo "FAIL: $bin is missing (run: cargo build --bin truenas-agent)"
+  echo "FAIL: $bin is missing (run: cargo build -p truenas-agent --bin truenas-agent)"
   exit 1
 fi
 if [ ! -x "$SHARED_DIR/vm/run.sh" ]; then

@@ -10,7 +10,7 @@ if [ ${#scripts[@]} -eq 0 ]; then
   echo "no VM tests yet"
   exit 0
 fi
-cargo build --bin truenas-agent
+cargo build -p truenas-agent --bin truenas-agent
 fail=0
 for s in "${scripts[@]}"; do
   echo "--- $s"

@@ -394,7 +394,7 @@ const VERSIONS: [&str; 3] = ["v25.04.0", "v25.04.1", "v25.04.2"];
 /// One connection: the HTTP request (`GET /api/versions`, or an upgrade with the route
 /// check), then messages.
 async fn serve(inner: Arc<Inner>, mut stream: Box<dyn Io>, unix: bool) {
-    use truenas_agent::sim::http;
+    use truenas_sim::http;
     let Some((head, raw)) = http::read_request_head(&mut stream).await else {
         return;
     };

@@ -1,0 +1,194 @@
+//! Command-line front end.
+//!
+//! Owns: the clap definitions, the tokio runtime, logging set-up, and the mapping of
+//! each subcommand's outcome to an exit code by the one rule of [`crate::exit`] (0 ok,
+//! 1 attention, 2 failing or refused, 3 unknown). One file per subcommand; each exposes
+//! `Args` (clap) and `async fn run(args, &GlobalArgs) -> anyhow::Result<ExitCode>`.
+//! Does not: hold business logic — subcommands call into the library modules.
+//! Invariants: the only module (with `main.rs`) that prints to stdout/stderr; no secret
+//! is ever printed: library types redact them, and every line printed here goes through
+//! the process-wide scrubber ([`crate::scrub::scrub_output`]) — `println!`, `print!`,
+//! `eprintln!` and `eprint!` are shadowed in this module tree by versions that scrub
+//! (below), so no command can print around it; logs to stderr are scrubbed the same way
+//! (`logging`).
+
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+/// `println!` that scrubs every known secret from the line before writing it (panics on
+/// a write error, as `std::println!` does; `status` and `verify` write through
+/// [`write_stdout`] to see a closed pipe).
+macro_rules! println {
+    () => { ::std::print!("\n") };
+    ($($arg:tt)*) => {
+        ::std::print!("{}\n", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// `print!` that scrubs every known secret first.
+macro_rules! print {
+    ($($arg:tt)*) => {
+        ::std::print!("{}", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// `eprintln!` that scrubs every known secret first.
+macro_rules! eprintln {
+    () => { ::std::eprint!("\n") };
+    ($($arg:tt)*) => {
+        ::std::eprint!("{}\n", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// `eprint!` that scrubs every known secret first.
+#[allow(
+    unused_macros,
+    reason = "kept so that no command can print around the scrub"
+)]
+macro_rules! eprint {
+    ($($arg:tt)*) => {
+        ::std::eprint!("{}", $crate::scrub::scrub_output(&::std::format!($($arg)*)))
+    };
+}
+
+/// Writes `text` to stdout, scrubbed, and flushes: a closed pipe (`status | head`)
+/// surfaces as an error `main.rs` maps to exit 0.
+pub fn write_stdout(text: &str) -> std::io::Result<()> {
+    let text = crate::scrub::scrub_output(text);
+    let mut out = std::io::stdout().lock();
+    std::io::Write::write_all(&mut out, text.as_bytes())?;
+    std::io::Write::flush(&mut out)
+}
+
+pub mod apply;
+pub mod common;
+pub mod document;
+pub mod identity;
+pub mod install;
+pub mod logging;
+pub mod plan;
+pub mod run;
+pub mod status;
+pub mod verify;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Provisions and watches a TrueNAS appliance's offsite backup from a signed desired state.
+#[derive(Debug, Parser)]
+#[command(name = "truenas-agent", version = crate::VERSION, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand understands.
+#[derive(Debug, Clone, clap::Args)]
+pub struct GlobalArgs {
+    /// Agent configuration file (TOML). Values given on the command line win over it.
+    #[arg(long, global = true, env = "TRUENAS_AGENT_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Middleware URL: unix:///var/run/middleware/middlewared.sock (default),
+    /// ws://127.0.0.1:6000 (up to 25.10; 26.0+ only on vendor builds), or wss://host.
+    #[arg(long, global = true, env = "TRUENAS_AGENT_MIDDLEWARE")]
+    pub middleware: Option<String>,
+    /// File holding a middleware API key (only for ws:// loopback or wss://).
+    #[arg(long, global = true)]
+    pub api_key_file: Option<PathBuf>,
+    /// Owner of the API key (required with an API key on TrueNAS 25.04+).
+    #[arg(long, global = true)]
+    pub api_user: Option<String>,
+    /// Extra CA certificate (PEM) trusted for wss://.
+    #[arg(long, global = true)]
+    pub tls_ca_file: Option<PathBuf>,
+    /// Pinned SHA-256 fingerprint of the middleware's TLS certificate (hex).
+    #[arg(long, global = true)]
+    pub tls_pin: Option<String>,
+    /// State directory (owned ids, fingerprints, spool, last results); an absolute path.
+    #[arg(long, global = true, env = "TRUENAS_AGENT_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Log filter: a level (trace, debug, info, warn, error, off) or TARGET=LEVEL, e.g.
+    /// `info` or `warn,truenas_agent=debug`. A valid RUST_LOG wins.
+    #[arg(long, global = true, default_value = "info", env = "TRUENAS_AGENT_LOG",
+          value_parser = logging::parse_filter)]
+    pub log: String,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the agent daemon: pull the desired state, converge, report (systemd service).
+    Run(run::Args),
+    /// Show what `apply` would change for a desired-state document (writes nothing).
+    Plan(plan::Args),
+    /// Converge the NAS to a desired-state document once.
+    Apply(apply::Args),
+    /// One-screen diagnosis for a technician (exit 0 healthy, 1 degraded, 2 failing, 3 unknown).
+    Status(status::Args),
+    /// Evaluate the SOP verification checklist on this box (and in the B2 bucket).
+    Verify(verify::Args),
+    /// Show or ensure the device GUID stored on the root pool.
+    Identity(identity::Args),
+    /// Install the agent the TrueNAS way (files on a pool, init script, systemd unit).
+    Install(install::InstallArgs),
+    /// Remove the agent's init script and unit (keeps state unless --purge).
+    Uninstall(install::UninstallArgs),
+}
+
+/// Parses the command line (exits with clap's message on a usage error).
+pub fn parse() -> Cli {
+    <Cli as Parser>::parse()
+}
+
+/// The process exit code for a command's outcome — the one edge of every binary of the
+/// workspace (`truenas-agent`, `truenas-sim`, `truenas-central`, `truenas-dev`): an
+/// error is printed to stderr, scrubbed of every secret the command met, and exits 2; a
+/// broken pipe (`truenas-agent status | head`) is not an error and exits 0.
+pub fn finish(outcome: anyhow::Result<ExitCode>) -> ExitCode {
+    match outcome {
+        Ok(code) => code,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parses the command line and runs the chosen subcommand.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = parse();
+    logging::init(&cli.global.log)?;
+    // The unit sets TasksMax=64; tokio's default blocking pool may grow to 512 threads
+    // (zfs/systemctl execs and file I/O run there). A handful is plenty.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()?;
+    runtime.block_on(dispatch(cli))
+}
+
+async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
+    let global = &cli.global;
+    match cli.command {
+        Command::Run(args) => run::run(args, global).await,
+        Command::Plan(args) => plan::run(args, global).await,
+        Command::Apply(args) => apply::run(args, global).await,
+        Command::Status(args) => status::run(args, global).await,
+        Command::Verify(args) => verify::run(args, global).await,
+        Command::Identity(args) => identity::run(args, global).await,
+        Command::Install(args) => install::run_install(args, global).await,
+        Command::Uninstall(args) => install::run_uninstall(args, global).await,
+    }
+}
