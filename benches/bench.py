@@ -43,7 +43,7 @@ import tempfile
 import time
 from pathlib import Path
 
-# The identifiers of the tests' fake B2 (tests/it/fake_b2.rs), so `verify` can check the
+# The identifiers of the tests' fake B2 (crates/sim/src/fake_b2.rs), so `verify` can check the
 # bucket against `benchtool b2`.
 KEY_ID = "0051a2b3c4d5e6f0000000007"
 LOCATION = "a1b2c3d4-e5f6-7071-8293-a4b5c6d7e8f9"

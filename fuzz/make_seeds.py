@@ -5,7 +5,7 @@ Seeds are real shapes: frames of both middleware protocols and query answers as
 shared/truenas-api/REFERENCE.md documents them, the desired-state documents of
 tests/data/desired/, DSSE envelopes signed with the fixed fuzz key (seed bytes all 7,
 `FUZZ_SIGNING_SEED` in fuzz/targets.rs), report-spool logs in the on-disk format of
-src/central/spool.rs, `zfs`/`zpool` output and stderr of OpenZFS 2.3, B2 v4 replies from
+crates/agent/src/central/spool.rs, `zfs`/`zpool` output and stderr of OpenZFS 2.3, B2 v4 replies from
 shared/b2/REFERENCE.md, simulator frames, and agent configs from docs/configuration.md.
 Secret values are the canaries of tests/it/support.rs, so the redaction oracles watch them.
 

@@ -137,7 +137,7 @@ fn register_publish_and_devices() {
     assert!(text(&out).contains("nas-01 [disabled]"), "{}", text(&out));
 }
 
-/// Issue 13.6 / 13.5: `central publish` runs the agent's own validation and refuses what
+/// Issue 13.6 / 13.5: `truenas-central publish` runs the agent's own validation and refuses what
 /// the agent would refuse, with the agent's messages, and publishes nothing.
 #[test]
 fn publish_refuses_what_the_agent_would_refuse() {
@@ -466,7 +466,7 @@ async fn post_report(addr: std::net::SocketAddr, body: &[u8]) -> u16 {
         .unwrap_or_else(|| panic!("not an HTTP answer: {answer:?}"))
 }
 
-/// `central devices` showed only the newest report's `agent.dropped_reports`, so losses
+/// `truenas-central devices` showed only the newest report's `agent.dropped_reports`, so losses
 /// announced by any earlier report were hidden. It now shows the total over every stored
 /// report (counted once per report id, and across a server restart) in text and JSON.
 #[tokio::test]

@@ -197,7 +197,7 @@ fn serve_and_stop(listen: &str) -> String {
     err
 }
 
-/// `central serve --listen 0.0.0.0` served plain HTTP to the network without a word; it
+/// `truenas-central serve --listen 0.0.0.0` served plain HTTP to the network without a word; it
 /// now warns and says what to do. Loopback (the documented set-up) stays quiet.
 #[test]
 fn serving_beyond_loopback_warns_loudly() {

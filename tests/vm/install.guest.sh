@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Guest side of tests/vm/install.host.sh: runs inside the QEMU guest (real systemd 252,
 # real OpenZFS, pools pool0+pool1) with the debug build shared at $AGENT_DIR and this
-# folder at $TEST_DIR. The simulator stands in for the middleware socket.
+# folder at $TEST_DIR. The simulator (truenas-sim, from the same build) stands in for the
+# middleware socket.
 set -euo pipefail
 A=$AGENT_DIR/truenas-agent
 MW="python3 $TEST_DIR/mw_call.py"
@@ -45,7 +46,7 @@ zfs set mountpoint=/mnt/pool1 pool1
 zfs create pool0/.truenas-agent
 mkdir -p /run/middleware
 systemd-run --unit=tn-sim --collect -p Restart=no \
-  $A sim --version 25.10 --socket $SOCK
+  $AGENT_DIR/truenas-sim --version 25.10 --socket $SOCK
 for _ in $(seq 1 60); do [ -S $SOCK ] && break; sleep 0.5; done
 [ -S $SOCK ] || { journalctl -u tn-sim --no-pager | tail -20; fail "simulator socket missing"; }
 $MW system.version_short

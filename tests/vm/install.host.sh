@@ -4,14 +4,15 @@
 # journal → status → systemd-analyze security → hardened sandbox can still zfs get/set →
 # reboot-equivalent (clear /run, run the registered init command) → --check passes, then
 # fails naming each removed piece → uninstall leaves no unit and no init entry.
-# The simulator stands in for the middleware socket. Run as root (tests/vm/run-all.sh,
-# which .ci/run calls); expects `cargo build -p truenas-agent --bin truenas-agent` done.
+# The simulator (truenas-sim) stands in for the middleware socket. Run as root
+# (tests/vm/run-all.sh, which .ci/run calls, builds both binaries first).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SHARED_DIR=${SHARED_DIR:-$(cd .. && pwd)/shared}
 VM=$SHARED_DIR/vm
 BIN_DIR=$PWD/target/debug
 [ -x "$BIN_DIR/truenas-agent" ] || cargo build -p truenas-agent --bin truenas-agent
+[ -x "$BIN_DIR/truenas-sim" ] || cargo build -p truenas-sim --bin truenas-sim
 
 # Host tools this test uses beyond the VM harness: mksquashfs (sysext image) and
 # PyYAML (Custom App syntax check). Installed from Debian when missing, as run.sh does

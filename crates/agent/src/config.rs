@@ -690,7 +690,7 @@ fn trusted_keys(errors: &mut Vec<FieldError>, texts: &[String]) -> Vec<TrustedKe
                 &key,
                 format!(
                     "{e}; expected `ed25519:<standard base64 of the 32-byte public key>` \
-                     (as printed by `truenas-agent central keygen`)"
+                     (as printed by `truenas-central keygen`)"
                 ),
             ),
         }

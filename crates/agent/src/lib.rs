@@ -2,6 +2,11 @@
 //! (Backblaze B2 Cloud Sync, periodic snapshots, SNMPv3, the device GUID) from a signed
 //! desired-state document, following the MSP's provisioning SOP.
 //!
+//! This crate is exactly what goes onto the NAS (`packaging/build-release.sh` builds its
+//! binary). The simulator (`truenas-sim`), the reference central server
+//! (`truenas-central`) and the demo (`truenas-dev`) are other crates of the workspace that
+//! depend on this one, never the other way round (docs/architecture.md, "Layout").
+//!
 //! # Layout (modules in data-flow order)
 //!
 //! ```text

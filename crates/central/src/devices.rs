@@ -1,4 +1,4 @@
-//! `central devices`: what every device last said, in one view.
+//! `truenas-central devices`: what every device last said, in one view.
 //!
 //! Owns: [`DeviceSummary`] (from a device's `latest.json`, its drop tally and its
 //! published document) and the text rendering.

@@ -7,7 +7,7 @@
 //! on the fly as a DSSE envelope, strong ETag, `If-None-Match` → 304, long-poll `wait`
 //! that wakes within [`ServerOptions::change_check`] of a publish) and `POST /v1/reports`
 //! (1 MiB cap, v1 schema check, de-duplication on `report_id`, durable append), plus the
-//! data directory (`store`), key files (`keys`) and the `central devices` view (`devices`).
+//! data directory (`store`), key files (`keys`) and the `truenas-central devices` view (`devices`).
 //! Does not: compute documents (central ops' own service does, from NinjaOne/IT Glue;
 //! here an operator publishes them), terminate TLS (run it behind a TLS proxy), or rate
 //! limit.

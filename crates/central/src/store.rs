@@ -12,11 +12,11 @@
 //! DIR/devices/<name>/latest.json    the newest report, same shape
 //! ```
 //! `dropped` is the running [`DropTally`] up to and including that report (the sum of the
-//! agents' `agent.dropped_reports`), so `central devices` reads it from `latest.json`
+//! agents' `agent.dropped_reports`), so `truenas-central devices` reads it from `latest.json`
 //! instead of every line. Lines written before it existed have none; the server
 //! recomputes the tally from all lines on a device's first report after a start.
 //! Does not: sign (the server signs on the fly) or speak HTTP. Content rules are the
-//! agent's own: [`Store::publish_validated`] (what `central publish` uses) runs the
+//! agent's own: [`Store::publish_validated`] (what `truenas-central publish` uses) runs the
 //! agent's `desired` validation; [`Store::publish`] checks only `schema` and `revision`
 //! (tests use it to serve documents an agent must refuse).
 //! Invariants: tokens are never stored, only their hashes; documents and `latest.json`
@@ -96,7 +96,7 @@ pub enum StoreError {
     Crypto(#[from] CryptoError),
     #[error(
         "{dir} holds sealed files but no {BINDING_FILE}: restore it, or bind the directory to \
-         the key file that sealed them (`central keygen --out KEYS --dir DIR` with that key as \
+         the key file that sealed them (`truenas-central keygen --out KEYS --dir DIR` with that key as \
          KEYS/secrets.key); a new key would not open them"
     )]
     Unbound { dir: PathBuf },
@@ -556,7 +556,7 @@ impl Store {
         Ok(())
     }
 
-    /// Replaces `latest.json` (a cache of the newest line, for `central devices`).
+    /// Replaces `latest.json` (a cache of the newest line, for `truenas-central devices`).
     pub fn write_latest(&self, name: &str, stored: &StoredReport) -> Result<(), StoreError> {
         #[allow(
             clippy::expect_used,

@@ -1386,7 +1386,7 @@ fn removed_delete_policy_is_exercised() {
     );
 }
 
-/// Golden files of the text and JSON forms (src/plan/snapshots/).
+/// Golden files of the text and JSON forms (crates/agent/src/plan/snapshots/).
 #[test]
 fn plans_render_as_golden_files() {
     let d = doc();

@@ -90,7 +90,7 @@ pub enum CentralCommand {
         /// a loopback address is warned about: the server speaks plain HTTP.
         #[arg(long)]
         listen: SocketAddr,
-        /// Private signing key file written by `central keygen`.
+        /// Private signing key file written by `truenas-central keygen`.
         #[arg(long)]
         key: PathBuf,
     },

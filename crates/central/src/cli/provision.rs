@@ -19,7 +19,7 @@ use crate::provision::rotate::{RotateRequest, rotate_key};
 use crate::provision::{self, Report};
 use crate::store::Store;
 
-/// `central provision`.
+/// `truenas-central provision`.
 #[derive(Debug, clap::Args)]
 pub struct ProvisionArgs {
     /// Central data directory.
@@ -72,7 +72,7 @@ pub struct ProvisionArgs {
     pub token_out: Option<PathBuf>,
 }
 
-/// `central escrow`.
+/// `truenas-central escrow`.
 #[derive(Debug, clap::Args)]
 pub struct EscrowArgs {
     /// Central data directory.
@@ -89,7 +89,7 @@ pub struct EscrowArgs {
     pub json: bool,
 }
 
-/// `central rotate-key`.
+/// `truenas-central rotate-key`.
 #[derive(Debug, clap::Args)]
 pub struct RotateKeyArgs {
     /// Central data directory.
@@ -124,7 +124,7 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(report.exit_code))
 }
 
-/// Runs `central provision`.
+/// Runs `truenas-central provision`.
 pub async fn provision(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     let req = Request {
         dir: args.dir,
@@ -151,7 +151,7 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
     print_report(&report, args.json)
 }
 
-/// Runs `central rotate-key`.
+/// Runs `truenas-central rotate-key`.
 pub async fn rotate(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
     let req = RotateRequest {
         dir: args.dir,
@@ -169,12 +169,12 @@ pub async fn rotate(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
     print_report(&report, args.json)
 }
 
-/// Runs `central escrow`.
+/// Runs `truenas-central escrow`.
 pub fn escrow(args: &EscrowArgs) -> anyhow::Result<ExitCode> {
     let store = Store::open(&args.dir)?;
     let Some(record) = escrow::escrow(&store, &args.device, args.show_secrets)? else {
         anyhow::bail!(
-            "central holds no provisioning secrets for device {}: run `central provision` first",
+            "central holds no provisioning secrets for device {}: run `truenas-central provision` first",
             args.device
         );
     };
@@ -188,7 +188,7 @@ pub fn escrow(args: &EscrowArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `central keygen --out OUT --dir DIR`: binds DIR to OUT/secrets.key (created if
+/// `truenas-central keygen --out OUT --dir DIR`: binds DIR to OUT/secrets.key (created if
 /// missing, never replaced) and seals DIR's plain documents.
 pub fn bind(out: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
     let store = Store::open(dir)?;

@@ -1195,7 +1195,7 @@ fn refusal(plan: &Plan, inputs: &Inputs, account: &str, confirmed: bool) -> Opti
 }
 
 /// Registers a new device with a fresh token written to `path` (mode 0600), as
-/// `central register --token-out` does.
+/// `truenas-central register --token-out` does.
 fn register(store: &Store, device: &str, path: &Path) -> Result<(), Stop> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
