@@ -15,6 +15,7 @@
 //! Limitations: one process, one data directory; file I/O on the async runtime's thread
 //! (fine for a few hundred devices); long-polls notice changes by polling file metadata.
 
+pub mod db;
 pub mod devices;
 pub mod keys;
 pub mod store;
