@@ -587,7 +587,7 @@ impl Db {
                     org_uuid: r.try_get(1).map_err(&q)?,
                     location_uuid: r.try_get(2).map_err(&q)?,
                     location_name: r.try_get(3).map_err(&q)?,
-                    disabled: r.try_get(4).map_err(&q)?,
+                    disabled: r.try_get::<i64, _>(4).map_err(&q)? != 0,
                     created_at: from_ms(r.try_get(5).map_err(&q)?),
                     published_revision: r
                         .try_get::<Option<i64>, _>(6)
@@ -617,7 +617,7 @@ impl Db {
         }
         let now = ms(Utc::now());
         let inserted = sqlx::query(
-            "INSERT INTO devices (name, disabled, created_at) VALUES ($1, FALSE, $2) \
+            "INSERT INTO devices (name, disabled, created_at) VALUES ($1, 0, $2) \
              ON CONFLICT (name) DO NOTHING RETURNING id",
         )
         .bind(name)
@@ -668,7 +668,7 @@ impl Db {
         row.map(|r| {
             Ok(TokenOwner {
                 device: r.try_get(0).map_err(self.query_error())?,
-                disabled: r.try_get(1).map_err(self.query_error())?,
+                disabled: r.try_get::<i64, _>(1).map_err(self.query_error())? != 0,
             })
         })
         .transpose()
@@ -708,7 +708,7 @@ impl Db {
             .await
             .map_err(self.query_error())?;
         match row {
-            Some(r) => r.try_get(0).map_err(self.query_error()),
+            Some(r) => Ok(r.try_get::<i64, _>(0).map_err(self.query_error())? != 0),
             None => Ok(false),
         }
     }
@@ -717,7 +717,7 @@ impl Db {
     pub async fn set_disabled(&self, name: &str, disabled: bool) -> Result<(), DbError> {
         check_name(name)?;
         let done = sqlx::query("UPDATE devices SET disabled = $1 WHERE name = $2")
-            .bind(disabled)
+            .bind(i64::from(disabled))
             .bind(name)
             .execute(&self.inner.writer)
             .await
@@ -822,7 +822,7 @@ impl Db {
              ON CONFLICT (device_id) DO UPDATE SET revision = excluded.revision, \
              etag = excluded.etag, sealed = excluded.sealed, seal_key_id = excluded.seal_key_id, \
              published_at = excluded.published_at \
-             WHERE documents.revision < excluded.revision OR $7 \
+             WHERE documents.revision < excluded.revision OR $7 = 1 \
              RETURNING revision",
         )
         .bind(id)
@@ -831,7 +831,7 @@ impl Db {
         .bind(sealed)
         .bind(self.inner.sealer.key_id())
         .bind(ms(at))
-        .bind(force)
+        .bind(i64::from(force))
         .fetch_optional(&mut *tx)
         .await
         .map_err(self.query_error())?;

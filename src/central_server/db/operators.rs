@@ -44,7 +44,7 @@ impl Db {
         Ok(Operator {
             id: r.try_get(0).map_err(&q)?,
             name: r.try_get(1).map_err(&q)?,
-            disabled: r.try_get(2).map_err(&q)?,
+            disabled: r.try_get::<i64, _>(2).map_err(&q)? != 0,
             created_at: from_ms(r.try_get(3).map_err(&q)?),
         })
     }
@@ -56,7 +56,7 @@ impl Db {
         let now = ms(Utc::now());
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
-            "INSERT INTO operators (name, disabled, created_at) VALUES ($1, FALSE, $2) \
+            "INSERT INTO operators (name, disabled, created_at) VALUES ($1, 0, $2) \
              ON CONFLICT (name) DO NOTHING RETURNING id, name, disabled, created_at",
         )
         .bind(name)
@@ -140,7 +140,7 @@ impl Db {
     /// Disables or re-enables an operator (its tokens and sessions stop or resume working).
     pub async fn set_operator_disabled(&self, name: &str, disabled: bool) -> Result<(), DbError> {
         let done = sqlx::query("UPDATE operators SET disabled = $1 WHERE name = $2")
-            .bind(disabled)
+            .bind(i64::from(disabled))
             .bind(name)
             .execute(&self.inner.writer)
             .await
@@ -158,7 +158,7 @@ impl Db {
         let q = self.query_error();
         let row = sqlx::query(
             "SELECT o.id, o.name, o.disabled, o.created_at FROM operator_tokens t \
-             JOIN operators o ON o.id = t.operator_id WHERE t.hash = $1 AND NOT o.disabled",
+             JOIN operators o ON o.id = t.operator_id WHERE t.hash = $1 AND o.disabled = 0",
         )
         .bind(token_hash)
         .fetch_optional(&self.inner.pool)
@@ -206,7 +206,7 @@ impl Db {
         let row = sqlx::query(
             "SELECT o.id, o.name, o.disabled, o.created_at FROM sessions s \
              JOIN operators o ON o.id = s.operator_id \
-             WHERE s.hash = $1 AND s.expires_at > $2 AND NOT o.disabled",
+             WHERE s.hash = $1 AND s.expires_at > $2 AND o.disabled = 0",
         )
         .bind(session_hash)
         .bind(ms(now))

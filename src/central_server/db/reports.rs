@@ -345,7 +345,7 @@ impl Db {
         Ok(PoolBackup {
             pool: r.try_get(0).map_err(&q)?,
             state: r.try_get(1).map_err(&q)?,
-            overdue: r.try_get(2).map_err(&q)?,
+            overdue: r.try_get::<i64, _>(2).map_err(&q)? != 0,
             error_class: r.try_get(3).map_err(&q)?,
             last_success_at: r.try_get::<Option<i64>, _>(4).map_err(&q)?.map(from_ms),
             reported_at: from_ms(r.try_get(5).map_err(&q)?),
@@ -402,7 +402,7 @@ impl Db {
             .bind(id)
             .bind(p.pool.clone())
             .bind(p.state.clone())
-            .bind(p.overdue)
+            .bind(i64::from(p.overdue))
             .bind(p.error_class.clone())
             .bind(p.last_success_at.map(ms))
             .bind(ms(p.reported_at))

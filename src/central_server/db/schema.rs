@@ -2,7 +2,8 @@
 //!
 //! Owns: [`MIGRATIONS`] (one SQL text per version, written once for both engines: the only
 //! engine differences, auto-increment ids and byte columns, are `{id}` and `{blob}`
-//! placeholders) and [`migrate`], which applies the missing ones in one transaction and
+//! placeholders; flags are BIGINT 0/1, which both engines and sqlx's `Any` driver read
+//! alike) and [`migrate`], which applies the missing ones in one transaction and
 //! records each in `central_schema`.
 //! Does not: downgrade. A database newer than this binary is refused, never touched.
 //! Invariants: a version, once released, never changes (add a new one instead); running
@@ -40,7 +41,7 @@ CREATE TABLE devices (
     org_uuid TEXT,
     location_uuid TEXT,
     location_name TEXT,
-    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL
 );
 CREATE TABLE device_tokens (
@@ -100,7 +101,7 @@ CREATE TABLE pool_backups (
     device_id BIGINT NOT NULL REFERENCES devices (id) ON DELETE CASCADE,
     pool TEXT NOT NULL,
     state TEXT NOT NULL,
-    overdue BOOLEAN NOT NULL,
+    overdue BIGINT NOT NULL,
     error_class TEXT,
     last_success_at BIGINT,
     reported_at BIGINT NOT NULL,
@@ -109,7 +110,7 @@ CREATE TABLE pool_backups (
 CREATE TABLE operators (
     id {id},
     name TEXT NOT NULL UNIQUE,
-    disabled BOOLEAN NOT NULL DEFAULT FALSE,
+    disabled BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL
 );
 CREATE TABLE operator_tokens (
