@@ -14,6 +14,7 @@ mod b2_verify;
 mod b2_verify_model;
 mod b2model;
 mod b2model_shim;
+mod browser;
 mod central_cli;
 mod central_db;
 mod central_fetch;
