@@ -1017,3 +1017,18 @@ async fn a_sealed_value_does_not_open_for_another_device() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn sqlite_lives_in_a_data_directory_with_any_name() {
+    // Spaces, `?`, `#` and `%` in the path must reach SQLite as a file name, not as URL
+    // syntax (the driver takes a URL).
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("central data #1?x=%20");
+    let database = Database::from_flag(&data, None).unwrap();
+    let db = Db::open(&database, sealer()).await.unwrap();
+    db.register("nas-01", &token_hash("t")).await.unwrap();
+    drop(db);
+    assert!(data.join("central.db").is_file());
+    let again = Db::open(&database, sealer()).await.unwrap();
+    assert_eq!(again.devices().await.unwrap(), ["nas-01"]);
+}
