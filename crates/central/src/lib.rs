@@ -20,6 +20,7 @@
 pub mod b2admin;
 pub mod cli;
 pub mod crypto;
+pub mod db;
 pub mod devices;
 pub mod escrow;
 pub mod keys;
