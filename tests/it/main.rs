@@ -10,6 +10,7 @@
 )]
 
 mod allow_list;
+mod appliance_deps;
 mod b2_verify;
 mod b2_verify_model;
 mod b2model;
