@@ -17,6 +17,12 @@ const CUT: &[(&str, &str)] = &[
     ("matchers", "tracing-subscriber's env-filter"),
 ];
 
+/// Crates that must come in one version only (a second copy is dead weight).
+const ONE_VERSION: &[(&str, &str)] = &[(
+    "webpki-roots",
+    "tokio-tungstenite's rustls-tls-webpki-roots brought a second one; the agent does TLS itself",
+)];
+
 /// Crates the appliance needs: proves the tree was read, not an empty or changed output.
 const NEEDED: &[&str] = &[
     "rustls",
@@ -73,4 +79,10 @@ fn the_appliance_tree_has_none_of_the_crates_cut_for_size() {
         back.is_empty(),
         "crates cut from the appliance binary are back: {back:?}"
     );
+    let doubled: Vec<String> = ONE_VERSION
+        .iter()
+        .filter(|(name, _)| tree.get(*name).is_some_and(|v| v.len() > 1))
+        .map(|(name, why)| format!("{name} {:?} ({why})", tree[*name]))
+        .collect();
+    assert!(doubled.is_empty(), "more than one version: {doubled:?}");
 }
