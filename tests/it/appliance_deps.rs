@@ -1,9 +1,10 @@
-//! The appliance binary's dependency tree carries none of the crates cut from it for size
-//! (docs/benchmarks.md, "Binary size"). The appliance is the `--no-default-features`
-//! build (`packaging/build-release.sh`); this reads its tree with `cargo tree` (offline,
-//! from Cargo.lock: no build, about a second) instead of building the release.
+//! The appliance binary's dependency tree carries none of the crates and features cut
+//! from it for size (docs/benchmarks.md, "Binary size"). The appliance is the
+//! `--no-default-features` build (`packaging/build-release.sh`); this reads its tree with
+//! `cargo tree` (offline, from Cargo.lock: no build, about a second) instead of building
+//! the release, which takes minutes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
 /// Crates removed from the appliance build, and why each must stay out.
@@ -23,6 +24,28 @@ const ONE_VERSION: &[(&str, &str)] = &[(
     "tokio-tungstenite's rustls-tls-webpki-roots brought a second one; the agent does TLS itself",
 )];
 
+/// Features that must stay off (crate, feature, why).
+const FEATURES_OFF: &[(&str, &str, &str)] = &[
+    (
+        "tracing-subscriber",
+        "env-filter",
+        "regex engines; `Targets` does",
+    ),
+    (
+        "tokio-tungstenite",
+        "__rustls-tls",
+        "tungstenite's own TLS connector; the agent does TLS itself",
+    ),
+    ("rustls", "logging", "`log` calls that no logger receives"),
+];
+
+/// Features that must stay on (crate, feature, why).
+const FEATURES_ON: &[(&str, &str, &str)] = &[(
+    "log",
+    "release_max_level_off",
+    "compiles out `log` calls that no logger receives (no tracing-log bridge)",
+)];
+
 /// Crates the appliance needs: proves the tree was read, not an empty or changed output.
 const NEEDED: &[&str] = &[
     "rustls",
@@ -34,15 +57,21 @@ const NEEDED: &[&str] = &[
     "tracing-subscriber",
 ];
 
-/// Every crate (name → versions) of the appliance's normal (non-dev, non-build)
-/// dependency tree on this host.
-fn appliance_tree() -> BTreeMap<String, Vec<String>> {
+#[derive(Debug, Default)]
+struct Package {
+    versions: BTreeSet<String>,
+    features: BTreeSet<String>,
+}
+
+/// Every crate of the appliance's normal (non-dev, non-build) dependency tree on this
+/// host, with its versions and enabled features.
+fn appliance_tree() -> BTreeMap<String, Package> {
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let manifest = concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml");
     let out = Command::new(cargo)
         .args(["tree", "--manifest-path", manifest, "--offline", "--locked"])
         .args(["-e", "normal", "--no-default-features"])
-        .args(["--prefix", "none", "--format", "{p}"])
+        .args(["--prefix", "none", "--format", "{p} | {f}"])
         .output()
         .expect("cargo runs");
     assert!(
@@ -50,16 +79,22 @@ fn appliance_tree() -> BTreeMap<String, Vec<String>> {
         "cargo tree failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut crates: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut crates: BTreeMap<String, Package> = BTreeMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
-        let mut words = line.split_whitespace();
+        let (package, features) = line.split_once(" | ").unwrap_or((line, ""));
+        let mut words = package.split_whitespace();
         let (Some(name), Some(version)) = (words.next(), words.next()) else {
             continue;
         };
-        let versions = crates.entry(name.to_owned()).or_default();
-        if !versions.iter().any(|v| v == version) {
-            versions.push(version.to_owned());
-        }
+        let entry = crates.entry(name.to_owned()).or_default();
+        entry.versions.insert(version.to_owned());
+        let features = features.trim_end_matches(" (*)").trim();
+        entry.features.extend(
+            features
+                .split(',')
+                .filter(|f| !f.is_empty())
+                .map(str::to_owned),
+        );
     }
     crates
 }
@@ -81,8 +116,26 @@ fn the_appliance_tree_has_none_of_the_crates_cut_for_size() {
     );
     let doubled: Vec<String> = ONE_VERSION
         .iter()
-        .filter(|(name, _)| tree.get(*name).is_some_and(|v| v.len() > 1))
-        .map(|(name, why)| format!("{name} {:?} ({why})", tree[*name]))
+        .filter(|(name, _)| tree.get(*name).is_some_and(|p| p.versions.len() > 1))
+        .map(|(name, why)| format!("{name} {:?} ({why})", tree[*name].versions))
         .collect();
     assert!(doubled.is_empty(), "more than one version: {doubled:?}");
+    let mut wrong = Vec::new();
+    for (name, feature, why) in FEATURES_OFF {
+        if tree
+            .get(*name)
+            .is_some_and(|p| p.features.contains(*feature))
+        {
+            wrong.push(format!("{name}/{feature} is on ({why})"));
+        }
+    }
+    for (name, feature, why) in FEATURES_ON {
+        if !tree
+            .get(*name)
+            .is_some_and(|p| p.features.contains(*feature))
+        {
+            wrong.push(format!("{name}/{feature} is off ({why})"));
+        }
+    }
+    assert!(wrong.is_empty(), "appliance features: {wrong:?}");
 }
