@@ -36,15 +36,7 @@ const FEATURES_OFF: &[(&str, &str, &str)] = &[
         "__rustls-tls",
         "tungstenite's own TLS connector; the agent does TLS itself",
     ),
-    ("rustls", "logging", "`log` calls that no logger receives"),
 ];
-
-/// Features that must stay on (crate, feature, why).
-const FEATURES_ON: &[(&str, &str, &str)] = &[(
-    "log",
-    "release_max_level_off",
-    "compiles out `log` calls that no logger receives (no tracing-log bridge)",
-)];
 
 /// Crates the appliance needs: proves the tree was read, not an empty or changed output.
 const NEEDED: &[&str] = &[
@@ -127,14 +119,6 @@ fn the_appliance_tree_has_none_of_the_crates_cut_for_size() {
             .is_some_and(|p| p.features.contains(*feature))
         {
             wrong.push(format!("{name}/{feature} is on ({why})"));
-        }
-    }
-    for (name, feature, why) in FEATURES_ON {
-        if !tree
-            .get(*name)
-            .is_some_and(|p| p.features.contains(*feature))
-        {
-            wrong.push(format!("{name}/{feature} is off ({why})"));
         }
     }
     assert!(wrong.is_empty(), "appliance features: {wrong:?}");
