@@ -16,6 +16,16 @@ const CUT: &[(&str, &str)] = &[
     ("regex-automata", "tracing-subscriber's env-filter"),
     ("regex-syntax", "tracing-subscriber's env-filter"),
     ("matchers", "tracing-subscriber's env-filter"),
+    (
+        "icu_normalizer",
+        "idna's Unicode back end: idna_adapter is pinned to 1.0.0 in Cargo.lock (a plain \
+         `cargo update` brings ICU4X back; re-pin with \
+         `cargo update -p idna_adapter --precise 1.0.0`)",
+    ),
+    (
+        "icu_properties",
+        "idna's Unicode back end (idna_adapter 1.0.0)",
+    ),
 ];
 
 /// Crates that must come in one version only (a second copy is dead weight).
@@ -122,4 +132,18 @@ fn the_appliance_tree_has_none_of_the_crates_cut_for_size() {
         }
     }
     assert!(wrong.is_empty(), "appliance features: {wrong:?}");
+}
+
+/// What the idna pin means for URLs in the configuration (`[central] url`, `[b2]
+/// api_url`): a host in Unicode is refused, its ASCII (punycode) form works.
+#[test]
+fn hosts_must_be_ascii_without_the_unicode_back_end() {
+    use reqwest::Url;
+    let unicode = Url::parse("https://zentrale.müller.example/");
+    assert!(unicode.is_err(), "{unicode:?}");
+    let punycode = Url::parse("https://zentrale.xn--mller-kva.example/").unwrap();
+    assert_eq!(punycode.host_str(), Some("zentrale.xn--mller-kva.example"));
+    // ASCII hosts are lower-cased as before.
+    let mixed = Url::parse("https://Central.Example.COM/").unwrap();
+    assert_eq!(mixed.host_str(), Some("central.example.com"));
 }
