@@ -38,7 +38,12 @@ TARGET=x86_64-unknown-linux-gnu
 OUT=${OUT_DIR:-dist}
 # RUSTFLAGS reach only the target crates because --target is explicit (not build scripts
 # or proc-macros, which must stay dynamic to run on the build host).
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+# Size (docs/benchmarks.md, "Binary size"), with rustc's own linker (rust-lld):
+# - `-z pack-relative-relocs`: the static-pie's relative relocations as a compact RELR
+#   table instead of 24-byte RELA entries (glibc >= 2.36 applies them at start-up; the
+#   glibc is linked in, so the NAS's own glibc does not matter).
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static \
+  -C link-arg=-Wl,-z,pack-relative-relocs"
 # With an explicit --target the output goes to target/<triple>/release, apart from the
 # dev builds in target/debug.
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
