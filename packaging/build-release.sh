@@ -41,9 +41,12 @@ OUT=${OUT_DIR:-dist}
 # Size (docs/benchmarks.md, "Binary size"), with rustc's own linker (rust-lld):
 # - `-z pack-relative-relocs`: the static-pie's relative relocations as a compact RELR
 #   table instead of 24-byte RELA entries (glibc >= 2.36 applies them at start-up; the
-#   glibc is linked in, so the NAS's own glibc does not matter).
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static \
-  -C link-arg=-Wl,-z,pack-relative-relocs"
+#   glibc is linked in, so the NAS's own glibc does not matter);
+# - `--icf=safe` with LLVM's address-significance table (`-addrsig`): identical
+#   functions and constants folded, except those whose address is significant (Rust
+#   `static`s, and all C code, which has no such table).
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C llvm-args=-addrsig \
+  -C link-arg=-Wl,-z,pack-relative-relocs -C link-arg=-Wl,--icf=safe"
 # With an explicit --target the output goes to target/<triple>/release, apart from the
 # dev builds in target/debug.
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
