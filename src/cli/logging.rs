@@ -9,7 +9,7 @@
 //! Limitations: `--log` and `RUST_LOG` (which wins when it is valid) take levels and
 //! `TARGET=LEVEL` directives only; an invalid `RUST_LOG` — including tracing's span and
 //! field filters (`target[span{field}]=level`), which the filter does not implement — is
-//! ignored with a warning. The filter is a [`Targets`] rather than an `EnvFilter` to keep
+//! ignored with a warning; an empty `RUST_LOG` counts as unset. The filter is a [`Targets`] rather than an `EnvFilter` to keep
 //! the regex engines out of the appliance binary (docs/benchmarks.md, "Binary size").
 
 use std::ffi::OsStr;
@@ -98,9 +98,9 @@ fn targets(text: &str) -> Result<Targets, String> {
 }
 
 /// The filter to install: `RUST_LOG` when it is set and valid, else `--log`; and whether
-/// a `RUST_LOG` was set but ignored as invalid.
+/// a `RUST_LOG` was set but ignored as invalid. An empty `RUST_LOG` counts as unset.
 fn choose_filter(rust_log: Option<&str>, flag: &str) -> Result<(Targets, bool), String> {
-    let from_env = rust_log.map(targets);
+    let from_env = rust_log.filter(|t| !t.trim().is_empty()).map(targets);
     match from_env {
         Some(Ok(filter)) => Ok((filter, false)),
         Some(Err(_)) => Ok((targets(flag)?, true)),
@@ -241,15 +241,21 @@ mod tests {
         let (filter, ignored) = choose_filter(Some("debug"), "warn").unwrap();
         assert!(!ignored);
         assert!(enabled(&filter, "truenas_agent", Level::DEBUG));
-        for bad in ["verbose", "truenas_agent[span{id}]=debug", ""] {
+        for bad in ["verbose", "truenas_agent[span{id}]=debug", "info,"] {
             let (filter, ignored) = choose_filter(Some(bad), "warn").unwrap();
             assert!(ignored, "{bad:?}");
             assert!(!enabled(&filter, "truenas_agent", Level::INFO), "{bad:?}");
             assert!(enabled(&filter, "truenas_agent", Level::WARN), "{bad:?}");
         }
-        let (filter, ignored) = choose_filter(None, "info").unwrap();
-        assert!(!ignored);
-        assert!(enabled(&filter, "truenas_agent", Level::INFO));
+        for unset in [None, Some(""), Some("  ")] {
+            let (filter, ignored) = choose_filter(unset, "info").unwrap();
+            assert!(!ignored, "{unset:?}");
+            assert!(enabled(&filter, "truenas_agent", Level::INFO), "{unset:?}");
+            assert!(
+                !enabled(&filter, "truenas_agent", Level::DEBUG),
+                "{unset:?}"
+            );
+        }
         assert!(choose_filter(None, "loud").is_err());
     }
 
