@@ -39,7 +39,19 @@ TARGET=x86_64-unknown-linux-gnu
 OUT=${OUT_DIR:-dist}
 # RUSTFLAGS reach only the target crates because --target is explicit (not build scripts
 # or proc-macros, which must stay dynamic to run on the build host).
-export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static"
+# Size (docs/benchmarks.md, "Binary size"), with rustc's own linker (rust-lld):
+# - `-z pack-relative-relocs`: the static-pie's relative relocations as a compact RELR
+#   table instead of 24-byte RELA entries (glibc >= 2.36 applies them at start-up; the
+#   glibc is linked in, so the NAS's own glibc does not matter);
+# - `--icf=safe` with LLVM's address-significance table (`-addrsig`): identical
+#   functions and constants folded, except those whose address is significant (Rust
+#   `static`s, and all C code, which has no such table);
+# - `--no-eh-frame-hdr`: no index for the unwinder. With panic = "abort" nothing
+#   unwinds; it only served RUST_BACKTRACE backtraces, which in this stripped PIE were
+#   bare randomised addresses. A panic still prints its message and file:line.
+export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C llvm-args=-addrsig \
+  -C link-arg=-Wl,-z,pack-relative-relocs -C link-arg=-Wl,--icf=safe \
+  -C link-arg=-Wl,--no-eh-frame-hdr"
 # With an explicit --target the output goes to target/<triple>/release, apart from the
 # dev builds in target/debug.
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}

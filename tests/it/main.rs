@@ -56,6 +56,7 @@ macro_rules! per_flavour {
 }
 
 mod allow_list;
+mod appliance_deps;
 mod b2_verify;
 mod b2_verify_model;
 mod b2model;

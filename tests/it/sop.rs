@@ -543,7 +543,7 @@ async fn secrets_never_reach_outputs_logs_or_state_files() {
             .with_writer(move || LogWriter(sink.clone())),
     );
     let _guard = tracing::subscriber::set_default(
-        subscriber.with(tracing_subscriber::EnvFilter::new("trace")),
+        subscriber.with(tracing_subscriber::filter::LevelFilter::TRACE),
     );
     let mut shown = String::new();
     for flavor in ApiFlavor::ALL {
