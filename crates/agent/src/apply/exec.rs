@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::payload;
 use super::store::OwnershipStore;
-use super::{ApplyError, ApplyOptions, NotStarted, Outcome, StepResult, StepStatus};
+use super::{ApplyError, ApplyOptions, Extra, NotStarted, Origin, Outcome, StepResult, StepStatus};
 use crate::desired::DesiredState;
 use crate::middleware::calls::{self, B2Key};
 use crate::middleware::{
@@ -81,10 +81,12 @@ pub(super) async fn run(
         verified: None,
     };
     let mut outcome = Outcome::default();
-    for step in &plan.steps {
+    for (index, step) in plan.steps.iter().enumerate() {
+        let origin = Origin::Step(index);
         let summary = step.summary();
         if outcome.aborted.is_some() {
             outcome.results.push(StepResult {
+                origin,
                 summary,
                 status: StepStatus::NotAttempted,
             });
@@ -93,13 +95,14 @@ pub(super) async fn run(
         let verified = exec.ensure_verified(step, &mut outcome).await;
         if outcome.aborted.is_some() {
             outcome.results.push(StepResult {
+                origin,
                 summary,
                 status: StepStatus::NotAttempted,
             });
             continue;
         }
         if let Err(e) = verified {
-            record(&mut outcome, summary, Err(e));
+            record(&mut outcome, origin, summary, Err(e));
             continue;
         }
         info!(step = %summary, "applying");
@@ -112,7 +115,7 @@ pub(super) async fn run(
             )
         );
         let snmp_failure = snmp_failure(step, &summary, &result, desired);
-        record(&mut outcome, summary, result);
+        record(&mut outcome, origin, summary, result);
         if let Some(failure) = snmp_failure {
             exec.remember_snmp_failure(failure, &mut outcome);
         }
@@ -127,6 +130,7 @@ pub(super) async fn run(
     if let Err(e) = exec.forget(&plan.forget) {
         record(
             &mut outcome,
+            Origin::Extra(Extra::ForgetStale),
             "drop stale ownership records".to_owned(),
             Err(e),
         );
@@ -136,6 +140,7 @@ pub(super) async fn run(
         if let Err(e) = exec.state(|o| o.snmp_retry = None) {
             record(
                 &mut outcome,
+                Origin::Extra(Extra::ForgetSnmpRetry),
                 "forget the failed SNMP apply".to_owned(),
                 Err(e),
             );
@@ -197,7 +202,12 @@ fn step_credential_id(step: &Step) -> Option<u64> {
     }
 }
 
-fn record(outcome: &mut Outcome, summary: String, result: Result<Option<String>, ApplyError>) {
+fn record(
+    outcome: &mut Outcome,
+    origin: Origin,
+    summary: String,
+    result: Result<Option<String>, ApplyError>,
+) {
     let status = match result {
         Ok(detail) => StepStatus::Done { detail },
         Err(e) => {
@@ -208,7 +218,11 @@ fn record(outcome: &mut Outcome, summary: String, result: Result<Option<String>,
             StepStatus::Failed(e)
         }
     };
-    outcome.results.push(StepResult { summary, status });
+    outcome.results.push(StepResult {
+        origin,
+        summary,
+        status,
+    });
 }
 
 fn b2_key(spec: &CredentialSpec) -> B2Key<'_> {
@@ -554,7 +568,12 @@ impl<M: Middleware> Exec<'_, M> {
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         });
-        record(outcome, summary, result);
+        record(
+            outcome,
+            Origin::Extra(Extra::VerifyCredential),
+            summary,
+            result,
+        );
     }
 
     async fn verify_inner(
@@ -894,7 +913,12 @@ impl<M: Middleware> Exec<'_, M> {
     /// Remembers a failed SNMP step so later passes re-apply SNMP until it works.
     fn remember_snmp_failure(&mut self, failure: SnmpRetry, outcome: &mut Outcome) {
         if let Err(e) = self.state(|o| o.snmp_retry = Some(failure)) {
-            record(outcome, "remember the failed SNMP apply".to_owned(), Err(e));
+            record(
+                outcome,
+                Origin::Extra(Extra::RememberSnmpFailure),
+                "remember the failed SNMP apply".to_owned(),
+                Err(e),
+            );
         }
     }
 

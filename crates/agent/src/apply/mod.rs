@@ -183,10 +183,47 @@ pub enum StepStatus {
     NotAttempted,
 }
 
-/// One step (or the credential verification) and its result.
+/// Where a result of an [`Outcome`] comes from: results are matched to what they are
+/// about by this, never by their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The plan step at this index of `Plan::steps`.
+    Step(usize),
+    /// Work the pass does besides the plan's steps.
+    Extra(Extra),
+}
+
+/// What a pass does besides the plan's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    /// Checking the B2 credential the Cloud Sync tasks use: the bucket is listed with it.
+    VerifyCredential,
+    /// Dropping ownership records the plan found stale (`ownership.json`).
+    ForgetStale,
+    /// Recording a failed SNMP apply so later passes re-apply SNMP (`ownership.json`).
+    RememberSnmpFailure,
+    /// Dropping that record once the document no longer manages SNMP (`ownership.json`).
+    ForgetSnmpRetry,
+}
+
+impl Extra {
+    /// The `--json` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Extra::VerifyCredential => "verify_credential",
+            Extra::ForgetStale => "forget_stale_records",
+            Extra::RememberSnmpFailure => "remember_snmp_failure",
+            Extra::ForgetSnmpRetry => "forget_snmp_retry",
+        }
+    }
+}
+
+/// One step (or one of the pass's [`Extra`]s) and its result.
 #[derive(Debug)]
 pub struct StepResult {
-    /// The step's one-line summary (no secrets).
+    /// What the result is about.
+    pub origin: Origin,
+    /// A one-line summary for people (no secrets); never matched on.
     pub summary: String,
     pub status: StepStatus,
 }
@@ -200,7 +237,11 @@ impl StepResult {
             StepStatus::Failed(e) => ("failed", Some(error_chain(e)), Some(e.fault())),
             StepStatus::NotAttempted => ("not_attempted", None, None),
         };
-        json!({"summary": self.summary, "status": status, "detail": detail, "fault": fault})
+        let (step, extra) = match self.origin {
+            Origin::Step(i) => (Some(i), None),
+            Origin::Extra(e) => (None, Some(e.as_str())),
+        };
+        json!({"step": step, "extra": extra, "summary": self.summary, "status": status, "detail": detail, "fault": fault})
     }
 }
 
@@ -300,7 +341,9 @@ pub async fn apply(
             results: plan
                 .steps
                 .iter()
-                .map(|s| StepResult {
+                .enumerate()
+                .map(|(i, s)| StepResult {
+                    origin: Origin::Step(i),
                     summary: s.summary(),
                     status: StepStatus::Skipped {
                         reason: "mode is report-only".to_owned(),

@@ -203,7 +203,7 @@ async fn fresh_box_is_provisioned_in_order_and_recorded() {
         let mut o = fresh(&["pool0", "pool1"]);
         o.api.flavor = flavor;
         let mw = Scripted::new(flavor, fresh_script(flavor));
-        let (outcome, store, _) = run(&d, &o, &mw, &fx).await;
+        let (outcome, store, plan) = run(&d, &o, &mw, &fx).await;
         assert!(outcome.all_done(), "{flavor}: {outcome}");
         assert!(mw.leftover().is_empty(), "{flavor}: {:?}", mw.leftover());
         let own = store.get();
@@ -218,8 +218,20 @@ async fn fresh_box_is_provisioned_in_order_and_recorded() {
                 .contains_key("encryption_salt")
         );
         assert_eq!(own.snmp_fingerprints.len(), 2);
-        // The verification shows up as its own result, right after the credential.
-        assert!(outcome.results[1].summary.starts_with("verify the B2 key"));
+        // The verification shows up as its own result, right after the credential, and
+        // every other result names its step.
+        assert_eq!(
+            outcome.results[1].origin,
+            Origin::Extra(Extra::VerifyCredential)
+        );
+        let steps: Vec<Origin> = outcome
+            .results
+            .iter()
+            .map(|r| r.origin)
+            .filter(|o| matches!(o, Origin::Step(_)))
+            .collect();
+        let expected: Vec<Origin> = (0..plan.steps.len()).map(Origin::Step).collect();
+        assert_eq!(steps, expected);
     }
 }
 

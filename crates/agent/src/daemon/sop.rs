@@ -30,7 +30,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::engine::{Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState};
-use crate::apply::{self, OwnershipStore, ReconcileOptions, Reconciled, StepStatus};
+use crate::apply::{self, Extra, Origin, OwnershipStore, ReconcileOptions, Reconciled, StepStatus};
 use crate::b2::ClientOptions;
 use crate::central::report::{Change, ConfigIssue, DeviceSection, GuidSource, Mode, PoolState};
 use crate::config::AgentConfig;
@@ -455,16 +455,19 @@ fn pass_of(desired: &DesiredState, r: &Reconciled, mode: Mode) -> Pass {
     let mut aborted = None;
     match &r.outcome {
         Some(outcome) => {
-            let mut unmatched: Vec<&Step> = plan.steps.iter().collect();
             for result in &outcome.results {
-                let position = unmatched.iter().position(|s| s.summary() == result.summary);
-                let change = match position {
-                    Some(i) => change_of(unmatched.remove(i)),
-                    // Results that are not plan steps: the credential check, dropping
-                    // stale ownership records.
-                    None => Change {
-                        target: "credential".to_owned(),
-                        action: "verify".to_owned(),
+                let step = match result.origin {
+                    Origin::Step(i) => plan.steps.get(i),
+                    Origin::Extra(_) => None,
+                };
+                let change = match (step, result.origin) {
+                    (Some(step), _) => change_of(step),
+                    (None, Origin::Extra(extra)) => extra_change(extra),
+                    // An index outside the plan cannot come out of `apply`; shown as
+                    // what it is rather than dropped.
+                    (None, Origin::Step(i)) => Change {
+                        target: format!("(step {i})"),
+                        action: "apply".to_owned(),
                         fields: Vec::new(),
                     },
                 };
@@ -486,9 +489,10 @@ fn pass_of(desired: &DesiredState, r: &Reconciled, mode: Mode) -> Pass {
                     }
                     StepStatus::NotAttempted => StepState::NotAttempted,
                 };
-                // The credential check is not a change on its own: keep it only when it
-                // failed (then it explains why the tasks were not attempted).
-                let is_step = position.is_some();
+                // The pass's extras (the credential check, state-directory records) are
+                // not changes on their own: keep them only when they failed (then they
+                // explain why steps were not attempted, or what is not recorded).
+                let is_step = matches!(result.origin, Origin::Step(_));
                 if is_step || matches!(state, StepState::Failed { .. }) {
                     steps.push(StepOutcome { change, state });
                 }
@@ -536,6 +540,21 @@ fn executed_actions(state: &StateDir, desired: &DesiredState) -> Vec<String> {
         .filter(|a| store.get().executed_actions.contains(&a.id))
         .map(|a| a.id.clone())
         .collect()
+}
+
+/// What one of the pass's extras is about, as a report change.
+fn extra_change(extra: Extra) -> Change {
+    let (target, action) = match extra {
+        Extra::VerifyCredential => ("credential", "verify"),
+        Extra::ForgetStale => ("ownership.json", "forget stale records"),
+        Extra::RememberSnmpFailure => ("ownership.json", "record the failed SNMP apply"),
+        Extra::ForgetSnmpRetry => ("ownership.json", "forget the failed SNMP apply"),
+    };
+    Change {
+        target: target.to_owned(),
+        action: action.to_owned(),
+        fields: Vec::new(),
+    }
 }
 
 /// A plan step as a report change: `<object>:<pool or #id>`, the action, field names.
@@ -679,6 +698,62 @@ mod tests {
         );
         tokio::time::advance(HOUR).await;
         assert!(cadence.take_due(Instant::now()));
+    }
+
+    /// Results that are not plan steps keep their own identity: a failed record of the
+    /// state directory is not reported as a failed credential check, and each step's
+    /// result lands on its own step.
+    #[test]
+    fn results_are_matched_to_their_origin_not_their_text() {
+        use crate::apply::{ApplyError, Outcome, StepResult};
+        use crate::plan::tests::{doc, fresh, inputs};
+        let d = doc();
+        let observed = fresh(&["pool0", "pool1"]);
+        let plan = crate::plan::plan(
+            &d,
+            &observed,
+            &crate::plan::Ownership::default(),
+            &inputs(&d),
+        );
+        assert!(plan.steps.len() > 3);
+        let mut results: Vec<StepResult> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepResult {
+                origin: Origin::Step(i),
+                summary: s.summary(),
+                status: StepStatus::Done { detail: None },
+            })
+            .collect();
+        results.push(StepResult {
+            origin: Origin::Extra(Extra::ForgetStale),
+            summary: "drop stale ownership records".to_owned(),
+            status: StepStatus::Failed(ApplyError::State(crate::state_dir::StateError::BadKey {
+                path: "/state/key".into(),
+            })),
+        });
+        let reconciled = Reconciled {
+            plan,
+            outcome: Some(Outcome {
+                results,
+                aborted: None,
+            }),
+            after: None,
+            observed: None,
+        };
+        let pass = pass_of(&d, &reconciled, Mode::Enforce);
+        let failed: Vec<&StepOutcome> = pass.failures().map(|(s, _)| s).collect();
+        assert_eq!(failed.len(), 1);
+        assert_ne!(
+            (
+                failed[0].change.target.as_str(),
+                failed[0].change.action.as_str()
+            ),
+            ("credential", "verify"),
+            "a failed ownership record is not a failed credential check"
+        );
+        assert_eq!(failed[0].change.target, "ownership.json");
     }
 
     #[test]
