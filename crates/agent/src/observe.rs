@@ -329,7 +329,8 @@ fn strings(entry: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn decode_pool(entry: &Value) -> Result<Pool, String> {
+/// Decodes one `pool.query` entry (user properties come from the root dataset).
+pub fn decode_pool(entry: &Value) -> Result<Pool, String> {
     let name = entry
         .get("name")
         .and_then(Value::as_str)
@@ -588,7 +589,8 @@ pub fn decode_snmp(entry: &Value) -> Snmp {
     }
 }
 
-fn decode_service(value: &Value) -> Service {
+/// Decodes a `service.query` answer (a list or one entry).
+pub fn decode_service(value: &Value) -> Service {
     let entry = match value {
         Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
         other => other.clone(),

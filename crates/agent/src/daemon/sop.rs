@@ -244,7 +244,6 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                     apply::ReconcileError::Observe(_) => "observe the NAS",
                     apply::ReconcileError::Guid(_) => "determine the device GUID",
                     apply::ReconcileError::State(_) => "use the state directory",
-                    apply::ReconcileError::ReObserve(_) => "re-observe the NAS",
                 };
                 let fault = e.fault();
                 EngineError::new(operation, fault, e)
@@ -546,6 +545,7 @@ fn executed_actions(state: &StateDir, desired: &DesiredState) -> Vec<String> {
 fn extra_change(extra: Extra) -> Change {
     let (target, action) = match extra {
         Extra::VerifyCredential => ("credential", "verify"),
+        Extra::ReadBackServices => ("service:snmp", "read back"),
         Extra::ForgetStale => ("ownership.json", "forget stale records"),
         Extra::RememberSnmpFailure => ("ownership.json", "record the failed SNMP apply"),
         Extra::ForgetSnmpRetry => ("ownership.json", "forget the failed SNMP apply"),
@@ -738,6 +738,7 @@ mod tests {
             outcome: Some(Outcome {
                 results,
                 aborted: None,
+                observed: None,
             }),
             after: None,
             observed: None,

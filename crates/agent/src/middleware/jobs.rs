@@ -6,8 +6,11 @@
 //! `cloudsync.sync`, have been queued earlier — before we asked), then follow events,
 //! polling every `job_poll_interval` in case events are lost or refused.
 //! Does not: start jobs or judge their outcome (a FAILED job is returned, not an error).
-//! Invariants: the subscription exists before a job-starting call is sent (the client
-//! calls [`starts_job`]); the cache never holds more than its capacity; after a
+//! Invariants: the subscription exists before the catch-up query of a wait, and before a
+//! call that starts a job its caller always waits for (the client asks
+//! [`subscribe_before`]); a `cloudsync.sync` run, which callers mostly start and leave,
+//! costs no subscription until someone waits for it — the catch-up query then covers
+//! what happened before; the cache never holds more than its capacity; after a
 //! reconnect, a job is only followed further if it is provably the same job (same
 //! method and queue time) — job ids restart at 1 when middlewared restarts.
 //! Limitations: a job that fell out of the middleware's memory (it keeps ~1000) is
@@ -33,12 +36,12 @@ use super::{CallError, Job, JobId, Method};
 /// The event carrying every job change (fields = the whole job).
 pub const EVENT: &str = "core.get_jobs";
 
-/// Methods that start a job and answer with its id.
-pub fn starts_job(method: Method) -> bool {
-    matches!(
-        method,
-        Method::CloudsyncSync | Method::ServiceControl | Method::CoreJobWait
-    )
+/// Methods that start a short job their callers always wait for (a service start, a
+/// job wait): the client subscribes to job events before sending them, so the wait
+/// follows the job from its first event. `cloudsync.sync` is not one: a run is
+/// mostly started and left, and a wait for it subscribes then catches up with a query.
+pub fn subscribe_before(method: Method) -> bool {
+    matches!(method, Method::ServiceControl | Method::CoreJobWait)
 }
 
 /// The latest known state of recently seen jobs, bounded.
@@ -372,10 +375,11 @@ mod tests {
     }
 
     #[test]
-    fn job_starting_methods() {
-        assert!(starts_job(Method::CloudsyncSync));
-        assert!(starts_job(Method::ServiceControl));
-        assert!(!starts_job(Method::ServiceStart));
-        assert!(!starts_job(Method::SnapshotTaskRun));
+    fn awaited_job_methods_subscribe_first() {
+        assert!(subscribe_before(Method::ServiceControl));
+        assert!(subscribe_before(Method::CoreJobWait));
+        assert!(!subscribe_before(Method::CloudsyncSync));
+        assert!(!subscribe_before(Method::ServiceStart));
+        assert!(!subscribe_before(Method::SnapshotTaskRun));
     }
 }
