@@ -651,7 +651,10 @@ async fn the_proven_writes_are_the_observation_after_the_pass() {
         assert!(after.snmp_service.enable);
         assert_eq!(after.snmp_service.state, "RUNNING");
         assert!(
-            after.cloud_sync.iter().any(crate::observe::CloudSyncTask::has_run),
+            after
+                .cloud_sync
+                .iter()
+                .any(crate::observe::CloudSyncTask::has_run),
             "the first-run action's task counts as having run"
         );
         let again = plan_after(&d, &outcome, &store);
