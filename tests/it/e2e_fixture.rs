@@ -192,7 +192,7 @@ impl Running {
             let settings = SopSettings::from_config(&config);
             let runtime = Runtime {
                 middleware: &mw,
-                jobs: &mw,
+                events: &mw,
                 props: &props,
                 backend,
                 notifier: &NoNotifier,

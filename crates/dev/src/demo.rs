@@ -403,7 +403,7 @@ async fn run_agent(
     };
     let runtime = Runtime {
         middleware: &mw,
-        jobs: &mw,
+        events: &mw,
         props: &props,
         backend,
         notifier: &NoNotifier,

@@ -32,7 +32,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
+pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile, reconcile_observed};
 pub use store::{ACTIONS_FILE, OWNERSHIP_FILE, OwnershipStore};
 
 use crate::desired::{DesiredState, Mode};

@@ -114,6 +114,18 @@ pub async fn reconcile(
     let observed = observe::observe(mw)
         .await
         .map_err(ReconcileError::Observe)?;
+    reconcile_observed(mw, state, desired, options, observed).await
+}
+
+/// [`reconcile`] from an observation the caller keeps current (the daemon's view of the
+/// NAS, from events): no read before planning.
+pub async fn reconcile_observed(
+    mw: &impl Middleware,
+    state: &StateDir,
+    desired: &DesiredState,
+    options: &ReconcileOptions,
+    observed: Observed,
+) -> Result<Reconciled, ReconcileError> {
     let (device_guid, guid_source) = plan::resolve_device_guid(
         desired,
         &observed,
