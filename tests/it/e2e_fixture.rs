@@ -79,6 +79,11 @@ impl Nas {
         self.server.unix_url().unwrap()
     }
 
+    /// Closes every connection to the box (a middleware restart).
+    pub fn drop_connections(&self) {
+        self.server.drop_connections();
+    }
+
     /// Calls that changed the box so far.
     pub fn writes(&self) -> Vec<String> {
         self.sim
