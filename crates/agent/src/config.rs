@@ -1380,6 +1380,26 @@ mod tests {
         assert!(err.to_string().contains("unknown field `checks`"), "{err}");
     }
 
+    #[test]
+    fn resync_interval_defaults_to_six_hours_and_is_bounded() {
+        let c = parse("").unwrap();
+        assert_eq!(c.middleware.resync_interval, Duration::from_secs(6 * 3600));
+        let c = parse("[middleware]\nresync_interval_secs = 600\n").unwrap();
+        assert_eq!(c.middleware.resync_interval, Duration::from_secs(600));
+        for (secs, rule) in [
+            (599, "must be between 600 and 604800 (got 599)"),
+            (604_801, "must be between 600 and 604800 (got 604801)"),
+        ] {
+            let errors = errors_of(&format!("[middleware]\nresync_interval_secs = {secs}\n"));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.key == "middleware.resync_interval_secs" && e.rule == rule),
+                "{secs}: {errors:?}"
+            );
+        }
+    }
+
     fn write_mode(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {
         let path = dir.join(name);
         fs::write_atomic(&path, content.as_bytes(), mode).unwrap();
