@@ -322,3 +322,47 @@ async fn a_reconnect_reads_the_nas_in_full(flavor: ApiFlavor) {
     agent.stop().await;
 }
 per_flavour!(local paused a_reconnect_reads_the_nas_in_full);
+
+/// At most this many middleware reads an hour on a quiet, converged box between resyncs
+/// (keep-alives aside): the hourly SNMP poll (2 reads: it sends no event) and each
+/// pool's snapshot listing (2 reads per pool, read at most hourly).
+const QUIET_READS_PER_HOUR: usize = 2 + 2 * 2;
+
+async fn a_quiet_box_is_read_only_for_what_sends_no_event(flavor: ApiFlavor) {
+    let sys = System::start_with(flavor, None).await;
+    let agent = converged(&sys, options(&sys)).await;
+    let sim = &sys.nas.sim;
+    let reported = reports(&sys.central).len();
+    // Three hours, well inside the 6-hour resync.
+    tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
+    let reads = reads_and_writes(sim);
+    // The figure docs/benchmarks.md quotes (`--no-capture` shows it).
+    eprintln!(
+        "{flavor:?}: {} reads in 3 quiet hours: {reads:?}",
+        reads.len()
+    );
+    assert!(
+        reads.len() <= 3 * QUIET_READS_PER_HOUR,
+        "{} reads in 3 quiet hours: {reads:?}",
+        reads.len()
+    );
+    for method in &reads {
+        assert!(
+            [
+                "snmp.config",
+                "service.query",
+                "zfs.snapshot.query",
+                "pool.snapshot.query",
+            ]
+            .contains(&method.as_str()),
+            "only what sends no event is read: {reads:?}"
+        );
+    }
+    assert!(sys.nas.writes().is_empty());
+    assert!(
+        reports(&sys.central).len() >= reported + 30,
+        "a report every 5 minutes, from the view"
+    );
+    agent.stop().await;
+}
+per_flavour!(local paused a_quiet_box_is_read_only_for_what_sends_no_event);
