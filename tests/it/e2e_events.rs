@@ -336,11 +336,6 @@ async fn a_quiet_box_is_read_only_for_what_sends_no_event(flavor: ApiFlavor) {
     // Three hours, well inside the 6-hour resync.
     tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
     let reads = reads_and_writes(sim);
-    // The figure docs/benchmarks.md quotes (`--no-capture` shows it).
-    eprintln!(
-        "{flavor:?}: {} reads in 3 quiet hours: {reads:?}",
-        reads.len()
-    );
     assert!(
         reads.len() <= 3 * QUIET_READS_PER_HOUR,
         "{} reads in 3 quiet hours: {reads:?}",
