@@ -621,3 +621,136 @@ fn same_snmp(a: &Snmp, b: &Snmp) -> bool {
         && same(&a.v3_password, &b.v3_password)
         && same(&a.v3_privpassphrase, &b.v3_privpassphrase)
 }
+
+#[cfg(test)]
+mod tests {
+    //! [`NasView::apply`] per collection and per shape of event (the shapes each
+    //! version sends are in docs/simulator.md, "Events"); end to end in
+    //! `tests/it/e2e_events.rs`.
+
+    use super::*;
+    use crate::middleware::{ApiFlavor, ApiInfo, Protocol, TransportKind};
+
+    fn view() -> NasView {
+        NasView {
+            observed: Observed {
+                api: ApiInfo {
+                    flavor: ApiFlavor::V25_04,
+                    version: "25.04.2.6".into(),
+                    protocol: Protocol::JsonRpc,
+                    transport: TransportKind::UnixSocket,
+                    api_version: None,
+                    newer_than_known: false,
+                },
+                pools: Vec::new(),
+                credentials: Vec::new(),
+                cloud_sync: Vec::new(),
+                snapshot_tasks: vec![
+                    observe::decode_snapshot_task(&json!({"id": 1, "dataset": "pool0"})).unwrap(),
+                ],
+                snmp: observe::decode_snmp(&json!({})),
+                snmp_service: observe::decode_service(&json!([])),
+            },
+            runs: BTreeMap::new(),
+            snapshot_states: BTreeMap::new(),
+            listings: BTreeMap::new(),
+            alerts: Some(BTreeMap::new()),
+            read_errors: Vec::new(),
+            hostname: None,
+            stale: Stale::default(),
+        }
+    }
+
+    fn event(collection: &str, kind: EventKind, id: Value, fields: Option<Value>) -> Event {
+        Event {
+            collection: collection.into(),
+            kind,
+            id: (!id.is_null()).then_some(id),
+            fields,
+        }
+    }
+
+    const SNAP: &str = "pool.snapshottask.query";
+
+    #[test]
+    fn an_entry_is_taken_as_is_and_an_id_alone_is_read_again() {
+        let mut v = view();
+        // 25.10+: the stored entry.
+        let entry = json!({"id": 1, "dataset": "pool0", "enabled": false});
+        let t = v.apply(&event(SNAP, EventKind::Changed, json!(1), Some(entry)));
+        assert_eq!(t, Touched::ALL);
+        assert!(!v.observed.snapshot_tasks[0].enabled);
+        assert!(!v.is_stale());
+        // 24.10 / 25.04: the id only — not guessed at, read before the next use.
+        let t = v.apply(&event(SNAP, EventKind::Changed, json!(1), None));
+        assert_eq!(t, Touched::ALL);
+        assert!(v.is_stale());
+        assert!(v.stale.snapshot_tasks.contains(&1));
+        // A later entry for it settles it.
+        let entry = json!({"id": 1, "dataset": "pool0"});
+        v.apply(&event(SNAP, EventKind::Changed, json!(1), Some(entry)));
+        assert!(!v.is_stale());
+    }
+
+    #[test]
+    fn removed_drops_the_row_and_added_brings_one() {
+        let mut v = view();
+        v.apply(&event(SNAP, EventKind::Changed, json!(1), None));
+        let t = v.apply(&event(SNAP, EventKind::Removed, json!(1), None));
+        assert_eq!(t, Touched::ALL);
+        assert!(v.observed.snapshot_tasks.is_empty());
+        assert!(!v.is_stale(), "a removed row is not read again");
+        let entry = json!({"id": 7, "dataset": "pool1"});
+        v.apply(&event(SNAP, EventKind::Added, json!(7), Some(entry)));
+        assert_eq!(v.observed.snapshot_tasks[0].dataset, "pool1");
+    }
+
+    #[test]
+    fn a_zettarepl_state_change_touches_health_only() {
+        let mut v = view();
+        let before = v.observed.snapshot_tasks.clone();
+        let state = json!({"state": {"state": "ERROR", "error": "no space"}});
+        let t = v.apply(&event(SNAP, EventKind::Changed, json!(1), Some(state)));
+        assert_eq!(t, Touched::HEALTH);
+        assert_eq!(v.observed.snapshot_tasks, before);
+        assert!(!v.is_stale());
+        assert!(v.snapshot_states.contains_key(&1));
+    }
+
+    #[test]
+    fn services_other_than_snmp_and_unknown_collections_touch_nothing() {
+        let mut v = view();
+        let ssh = json!({"service": "ssh", "enable": true, "state": "RUNNING"});
+        let t = v.apply(&event(
+            "service.query",
+            EventKind::Changed,
+            Value::Null,
+            Some(ssh),
+        ));
+        assert_eq!(t, Touched::NONE);
+        let t = v.apply(&event("vm.query", EventKind::Changed, json!(3), None));
+        assert_eq!(t, Touched::NONE);
+        assert!(!v.is_stale());
+        let snmp = json!({"service": "snmp", "enable": true, "state": "RUNNING"});
+        let t = v.apply(&event(
+            "service.query",
+            EventKind::Changed,
+            Value::Null,
+            Some(snmp),
+        ));
+        assert_eq!(t, Touched::ALL);
+        assert_eq!(v.observed.snmp_service.state, "RUNNING");
+        assert!(
+            v.is_stale(),
+            "snmp.config sends no event: read it with the row"
+        );
+    }
+
+    #[test]
+    fn a_pool_event_reads_the_pools_again() {
+        let mut v = view();
+        let t = v.apply(&event("pool.query", EventKind::Changed, json!(1), None));
+        assert_eq!(t, Touched::ALL);
+        assert!(v.stale.pools);
+    }
+}
