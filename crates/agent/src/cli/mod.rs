@@ -51,7 +51,7 @@ macro_rules! eprint {
 }
 
 /// Writes `text` to stdout, scrubbed, and flushes: a closed pipe (`status | head`)
-/// surfaces as an error `main.rs` maps to exit 0.
+/// surfaces as an error [`finish`] maps to exit 0.
 pub fn write_stdout(text: &str) -> std::io::Result<()> {
     let text = crate::scrub::scrub_output(text);
     let mut out = std::io::stdout().lock();

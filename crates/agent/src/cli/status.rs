@@ -480,7 +480,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         render_text(&report)
     };
     // Scrubbed once more with every secret this process met; a closed pipe
-    // (`status | head`) surfaces as an error main.rs maps to exit 0.
+    // (`status | head`) surfaces as an error `cli::finish` maps to exit 0.
     super::write_stdout(&text)?;
     Ok(ExitCode::from(report.exit_code))
 }

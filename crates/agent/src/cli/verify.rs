@@ -295,7 +295,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
     if args.json {
         text.push('\n');
     }
-    // A closed pipe surfaces as an error main.rs maps to exit 0.
+    // A closed pipe surfaces as an error `cli::finish` maps to exit 0.
     let text = crate::scrub::scrub_output(&text);
     let mut out = std::io::stdout().lock();
     std::io::Write::write_all(&mut out, text.as_bytes())?;
