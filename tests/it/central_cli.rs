@@ -478,7 +478,7 @@ async fn devices_show_every_report_lost_before_delivery() {
         r
     };
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let first = serde_json::to_vec(&report(3)).unwrap();
     assert_eq!(post_report(central.addr, &first).await, 202);
     assert_eq!(post_report(central.addr, &first).await, 200, "a duplicate");
@@ -489,7 +489,7 @@ async fn devices_show_every_report_lost_before_delivery() {
     // A restart: the tally is rebuilt from the stored reports.
     let (dir, addr, key) = central.stop().await;
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let central = Central::start_on(listener, dir, key);
+    let central = Central::start_on(listener, dir, key).await;
     for dropped in [2, 0] {
         let body = serde_json::to_vec(&report(dropped)).unwrap();
         assert_eq!(post_report(central.addr, &body).await, 202);

@@ -1144,6 +1144,27 @@ impl Db {
             .map_err(self.query_error())
     }
 
+    /// For tests and diagnostics: runs a read-only query and renders every row as one
+    /// line, its columns as text joined by `|` (bytes as hex, so sealed values compare
+    /// without being opened).
+    pub async fn probe_rows(&self, sql: &'static str) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .inner
+            .pool
+            .fetch_all(sql)
+            .await
+            .map_err(self.query_error())?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (0..row.columns().len())
+                    .map(|i| column_text(row, i))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect())
+    }
+
     /// For tests and diagnostics: runs a read-only query returning one text or integer
     /// column (e.g. `PRAGMA journal_mode`).
     pub async fn probe(&self, sql: &'static str) -> Result<String, DbError> {
@@ -1160,6 +1181,20 @@ impl Db {
             .map(|v| v.to_string())
             .map_err(self.query_error())
     }
+}
+
+/// One column of a row as text (NULL, text, integer, or bytes as hex).
+fn column_text(row: &sqlx::any::AnyRow, i: usize) -> String {
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v.unwrap_or_else(|| "NULL".to_owned());
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
+        return v.map_or_else(|| "NULL".to_owned(), hex::encode);
+    }
+    "?".to_owned()
 }
 
 fn sqlite_pool(connections: u32) -> AnyPoolOptions {
