@@ -267,7 +267,7 @@ fn collect_files(dir: &Path, out: &mut Vec<u8>) {
         if path.is_dir() {
             collect_files(&path, out);
         } else {
-            out.extend(std::fs::read(&path).unwrap_or_default());
+            out.extend(crate::support::read_file(&path).unwrap_or_default());
         }
     }
 }
@@ -689,7 +689,7 @@ pub fn assert_no_canary_outside_documents(dir: &Path) {
         if path.is_dir() {
             assert_no_canary_outside_documents(&path);
         } else if path.file_name().is_some_and(|n| n != "config.json") {
-            let bytes = std::fs::read(&path).unwrap();
+            let bytes = crate::support::read_file(&path).unwrap();
             crate::support::assert_no_canary(
                 &path.display().to_string(),
                 &String::from_utf8_lossy(&bytes),

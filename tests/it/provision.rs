@@ -138,7 +138,7 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         } else {
             out.insert(
                 PathBuf::from(entry.file_name()),
-                std::fs::read(&path).unwrap(),
+                crate::support::read_file(&path).unwrap(),
             );
         }
     }
