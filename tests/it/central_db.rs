@@ -104,7 +104,9 @@ impl Env {
                 for suffix in ["", "-wal", "-shm"] {
                     let mut name = path.as_os_str().to_owned();
                     name.push(suffix);
-                    bytes.extend(crate::support::read_file(std::path::Path::new(&name)).unwrap_or_default());
+                    bytes.extend(
+                        crate::support::read_file(std::path::Path::new(&name)).unwrap_or_default(),
+                    );
                 }
                 bytes
             }

@@ -77,13 +77,13 @@ pub async fn with_engine<F: Future>(engine: Engine, body: F) -> F::Output {
 
 /// The engine fixtures started now use: the test's (`with_engine`), else `ENGINE_ENV`.
 pub fn engine() -> Engine {
-    ENGINE.try_with(|e| *e).unwrap_or_else(|_| {
-        match std::env::var(ENGINE_ENV).ok().as_deref() {
+    ENGINE
+        .try_with(|e| *e)
+        .unwrap_or_else(|_| match std::env::var(ENGINE_ENV).ok().as_deref() {
             Some("postgres" | "postgresql" | "pg") => Engine::Postgres,
             Some("" | "sqlite") | None => Engine::Sqlite,
             Some(other) => panic!("{ENGINE_ENV}={other}: expected sqlite or postgres"),
-        }
-    })
+        })
 }
 
 /// Awaits `call` while a blocking task holds tokio's paused test clock (it would otherwise
@@ -122,7 +122,10 @@ impl DataDir {
     }
 
     pub async fn adopt_on(engine: Engine, dir: TempDir) -> Self {
-        if truenas_central::at_rest::binding(dir.path()).unwrap().is_none() {
+        if truenas_central::at_rest::binding(dir.path())
+            .unwrap()
+            .is_none()
+        {
             let sealed = truenas_central::store::Store::new(dir.path())
                 .holds_sealed_files()
                 .unwrap();
@@ -357,13 +360,18 @@ impl Central {
     }
 
     pub async fn register(&self, name: &str, token: &str) {
-        held(self.db.register(name, &token_hash(token))).await.unwrap();
+        held(self.db.register(name, &token_hash(token)))
+            .await
+            .unwrap();
     }
 
     pub async fn publish(&self, name: &str, doc: &Value) {
-        held(self.db.publish(name, &serde_json::to_vec(doc).unwrap(), true))
-            .await
-            .unwrap();
+        held(
+            self.db
+                .publish(name, &serde_json::to_vec(doc).unwrap(), true),
+        )
+        .await
+        .unwrap();
     }
 
     pub async fn set_disabled(&self, name: &str, disabled: bool) {
@@ -403,10 +411,7 @@ impl Central {
         let sealed =
             truenas_central::db::Sealer::seal(&key, &format!("devices/{name}/config.json"), bytes)
                 .unwrap();
-        let etag = format!(
-            "\"r0-{}\"",
-            &hex::encode(sha2::Sha256::digest(bytes))[..32]
-        );
+        let etag = format!("\"r0-{}\"", &hex::encode(sha2::Sha256::digest(bytes))[..32]);
         let url = match &self.dir.database {
             Database::Sqlite(path) => format!("sqlite://{}", path.display()),
             Database::Postgres(url) => url.expose_secret().to_owned(),

@@ -76,7 +76,11 @@ async fn the_daemon_checks_the_b2_api_the_config_names() {
             // A restart within the interval does not check again (health.json remembers
             // the last check).
             let before = fake.requests().len();
-            let old: Vec<_> = reports(&sys.central).await.iter().map(|r| r.report_id).collect();
+            let old: Vec<_> = reports(&sys.central)
+                .await
+                .iter()
+                .map(|r| r.report_id)
+                .collect();
             let agent = Running::start(&sys.files.config, test_options(&sys.files.config)).await;
             // A report after the restart with the document enforced and the checklist
             // assessed (the point where a due check would have run).

@@ -50,11 +50,7 @@ fn central_state(state: &Path) -> CentralState {
 }
 
 async fn stored_ids(central: &Central) -> Vec<Uuid> {
-    reports(central)
-        .await
-        .iter()
-        .map(|r| r.report_id)
-        .collect()
+    reports(central).await.iter().map(|r| r.report_id).collect()
 }
 
 fn assert_unique(ids: &[Uuid]) {
@@ -161,7 +157,8 @@ async fn a_long_outage_is_spooled_within_the_cap_and_delivered_in_order_without_
     assert_eq!(delivered[..kept.len()], kept[..], "delivered oldest first");
     // Every dropped report is announced by exactly one stored report.
     let counters = central_state(&state).counters;
-    let announced: u64 = reports(&sys.central).await
+    let announced: u64 = reports(&sys.central)
+        .await
         .iter()
         .map(|r| r.agent.dropped_reports)
         .sum();

@@ -89,7 +89,8 @@ async fn garbage_in_the_spool_is_not_reported_as_lost_reports() {
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
 
-            let announced: u64 = reports(&sys.central).await
+            let announced: u64 = reports(&sys.central)
+                .await
                 .iter()
                 .map(|r| r.agent.dropped_reports)
                 .sum();

@@ -89,6 +89,7 @@ mod central_db;
 mod central_fetch;
 mod central_fixture;
 mod central_reports;
+mod central_service;
 mod cli_edges;
 mod e2e_b2_checks;
 mod e2e_converge;

@@ -419,8 +419,17 @@ async fn end_to_end() {
     outputs.push_str(&run.stderr);
     assert!(b2_writes_since(&model, from).await.is_empty());
     let db_after = central_srv.dir.logical_dump().await;
-    for table in ["devices", "device_tokens", "documents", "credentials", "meta"] {
-        assert!(!db_after[table].is_empty() || table == "meta", "{table} is empty");
+    for table in [
+        "devices",
+        "device_tokens",
+        "documents",
+        "credentials",
+        "meta",
+    ] {
+        assert!(
+            !db_after[table].is_empty() || table == "meta",
+            "{table} is empty"
+        );
         assert_eq!(
             db_before[table], db_after[table],
             "{table} changed on a no-op re-run"
@@ -882,9 +891,12 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     // A copy of DIR (and its database) without the key: nothing opens.
     let aside = work.path().join("key-aside");
     std::fs::rename(&binding.key_file, &aside).unwrap();
-    let err = held(truenas_central::datastore::open(data.path(), &data.database))
-        .await
-        .unwrap_err();
+    let err = held(truenas_central::datastore::open(
+        data.path(),
+        &data.database,
+    ))
+    .await
+    .unwrap_err();
     assert!(
         truenas_agent::fault::error_chain(&err).contains("at-rest key"),
         "{}",
@@ -912,9 +924,10 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
         bound.key_file,
         std::fs::canonicalize(keys.join("secrets.key")).unwrap()
     );
-    let recorded = truenas_central::datastore::recorded_key_id(&Database::from_flag(&fresh, None).unwrap())
-        .await
-        .unwrap();
+    let recorded =
+        truenas_central::datastore::recorded_key_id(&Database::from_flag(&fresh, None).unwrap())
+            .await
+            .unwrap();
     assert_eq!(recorded.as_deref(), Some(bound.key_id.as_str()));
     let mode = std::fs::metadata(keys.join("secrets.key")).unwrap();
     assert_eq!(
@@ -1019,14 +1032,8 @@ async fn a_hand_provisioned_device_is_imported_not_rekeyed() {
     assert_eq!(record["backup"]["b2_key_id"], hand_key.id.as_str());
     assert_eq!(record["nms"]["snmp_username"], "handuser");
     // The operator's other settings survive.
-    let published: Value = serde_json::from_slice(
-        &held(db.document("nas-01"))
-            .await
-            .unwrap()
-            .unwrap()
-            .bytes,
-    )
-    .unwrap();
+    let published: Value =
+        serde_json::from_slice(&held(db.document("nas-01")).await.unwrap().unwrap().bytes).unwrap();
     assert_eq!(published["snapshots"]["lifetime_value"], 3);
     // And now it is central's: a re-run is a no-op.
     let run = provision(

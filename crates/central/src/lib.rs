@@ -179,11 +179,7 @@ async fn retain(db: Db, retention: Retention, hold_clock: bool, shutdown: Cancel
         let clock = ClockHold::new(hold_clock);
         match db.apply_retention(retention.days, Utc::now()).await {
             Ok(deleted) => {
-                tracing::debug!(
-                    deleted,
-                    days = retention.days,
-                    "report retention ran"
-                );
+                tracing::debug!(deleted, days = retention.days, "report retention ran");
             }
             Err(e) => {
                 tracing::warn!(error = %truenas_agent::fault::error_chain(&e), "report retention failed; trying again later");
@@ -303,8 +299,7 @@ impl Server {
         let Some(document) = self.db(self.db.document(device)).await? else {
             return Ok(None);
         };
-        let envelope =
-            dsse::sign(CONFIG_PAYLOAD_TYPE, &document.bytes, &self.key, None).to_json();
+        let envelope = dsse::sign(CONFIG_PAYLOAD_TYPE, &document.bytes, &self.key, None).to_json();
         Ok(Some(Signed {
             etag: self.etag(&document.etag),
             body: envelope,
@@ -317,6 +312,7 @@ impl Server {
         let deadline = Instant::now() + wait;
         // Subscribe first, then read: a publish between the two is seen by the read.
         let mut watch = self.db.watch_documents();
+        tracing::debug!(device = %device, wait_s = wait.as_secs(), "holding the request until the document changes");
         loop {
             match self.current_etag(device).await {
                 Ok(Some(etag)) if etag != current => {

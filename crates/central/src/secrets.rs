@@ -153,8 +153,13 @@ impl DeviceSecrets {
             serde_json::to_vec(self).expect("invariant: serialises"),
         ));
         let (key_id, facts) = self.facts();
-        db.set_credentials(&self.device, plain.expose_secret(), key_id.as_deref(), &facts)
-            .await
+        db.set_credentials(
+            &self.device,
+            plain.expose_secret(),
+            key_id.as_deref(),
+            &facts,
+        )
+        .await
     }
 
     /// What the database keeps in clear beside the sealed record: the current B2 key id,

@@ -111,8 +111,7 @@ impl Store {
             let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if crate::db::is_valid_device_name(name)
-                && fs::stamp(&path.join(TOKEN_FILE))?.is_some()
+            if crate::db::is_valid_device_name(name) && fs::stamp(&path.join(TOKEN_FILE))?.is_some()
             {
                 names.push(name.to_owned());
             }

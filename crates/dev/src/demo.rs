@@ -377,11 +377,7 @@ fn agent_files(
 
 /// Runs the agent until central has a report saying the document is applied (or the
 /// budget is spent), then stops it the way SIGTERM does.
-async fn run_agent(
-    config: &AgentConfig,
-    db: &Db,
-    budget: Duration,
-) -> anyhow::Result<Report> {
+async fn run_agent(config: &AgentConfig, db: &Db, budget: Duration) -> anyhow::Result<Report> {
     let prepared = agent::prepare(config)?;
     let mw = Client::connect(ConnectOptions {
         url: config.middleware.url.clone(),

@@ -75,7 +75,9 @@ impl Db {
                 None => None,
             };
             let facts = match &secrets {
-                Some(bytes) => Some(DeviceSecrets::from_record(bytes.expose_secret(), &name)?.facts()),
+                Some(bytes) => {
+                    Some(DeviceSecrets::from_record(bytes.expose_secret(), &name)?.facts())
+                }
                 None => None,
             };
 

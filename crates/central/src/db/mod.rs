@@ -84,8 +84,7 @@ pub const MAX_DOCUMENT: usize = 700 * 1024;
 /// The schema a published document must name.
 pub const CONFIG_SCHEMA: &str = "truenas-agent.config/v1";
 /// The device-name rule, as error messages state it.
-pub const DEVICE_NAME_RULE: &str =
-    "use 1 to 64 letters, digits, `-`, `_` and `.` (not first)";
+pub const DEVICE_NAME_RULE: &str = "use 1 to 64 letters, digits, `-`, `_` and `.` (not first)";
 
 /// SHA-256 (hex) of a bearer token: what is stored and looked up, never the token.
 pub fn token_hash(token: &str) -> String {
@@ -525,6 +524,16 @@ impl Db {
             }
             Database::Postgres(url) => {
                 let options = AnyConnectOptions::from_str(url.expose_secret()).map_err(connect)?;
+                // One direct attempt first: the pool would retry a refused connection until
+                // its acquire timeout, so a wrong host or port would take that long to say so.
+                let first = tokio::time::timeout(
+                    ACQUIRE_TIMEOUT,
+                    <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options),
+                )
+                .await
+                .map_err(|_| connect(sqlx::Error::PoolTimedOut))?
+                .map_err(connect)?;
+                sqlx::Connection::close(first).await.map_err(connect)?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -977,6 +986,11 @@ impl Db {
     /// falls between the read and the wait.
     pub fn watch_documents(&self) -> DocumentWatch {
         DocumentWatch::new(self.inner.events.subscribe())
+    }
+
+    /// How many [`DocumentWatch`]es of this handle are alive (e.g. long-polls held now).
+    pub fn document_watchers(&self) -> usize {
+        self.inner.events.receiver_count()
     }
 
     // ---- credentials ----

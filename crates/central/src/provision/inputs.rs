@@ -114,10 +114,7 @@ pub struct Inputs {
 pub fn validate(req: &Request) -> Result<Inputs, Vec<Problem>> {
     let mut problems = Vec::new();
     if !is_valid_device_name(&req.device) {
-        problems.push(Problem::new(
-            "--device",
-            DEVICE_NAME_RULE,
-        ));
+        problems.push(Problem::new("--device", DEVICE_NAME_RULE));
     }
     let org = uuid_v4("--org-uuid", &req.org_uuid, &mut problems);
     let location = uuid_v4("--location-uuid", &req.location_uuid, &mut problems);

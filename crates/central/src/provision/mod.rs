@@ -43,9 +43,9 @@ use serde_json::Value;
 use self::bucket::{Setting, Verdict};
 use self::inputs::{Inputs, Problem, Request, Rotate};
 use super::b2admin::{AdminClient, AdminOptions, B2AdminError, BucketState};
-use super::secrets::{self, Destination, DeviceSecrets, ScopedKey};
 use super::datastore::{self, DataError};
 use super::db::{Db, DbError, token_hash};
+use super::secrets::{self, Destination, DeviceSecrets, ScopedKey};
 use truenas_agent::fault::error_chain;
 use truenas_agent::fs;
 
