@@ -450,6 +450,24 @@ class PgCluster:
             time.sleep(0.2)
         log(f"PostgreSQL {self.version()} on {self.sock} (fsync on, synchronous_commit on)")
 
+    def cpu_ns(self):
+        """On-CPU time of the server and its live backends (connections central pools keep
+        open for the whole run), in ns."""
+        pids = [self.proc.pid]
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/children", encoding="ascii") as f:
+                    pids += [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                continue
+        total = 0
+        for pid in pids:
+            try:
+                total += read_proc(pid)["oncpu_ns"]
+            except FileNotFoundError:
+                continue  # a backend that just ended
+        return total
+
     def psql(self, sql, db="postgres"):
         return subprocess.run([str(self.bindir / "psql"), "-h", str(self.sock), "-p", str(self.PORT),
                                "-U", "postgres", "-d", db, "-XAtc", sql],
@@ -988,9 +1006,11 @@ class Bench:
                         if mode == "report":
                             argv += ["--report-template", str(tpl)]
                         argvs.append(argv)
+                    pg_before = self.pg.cpu_ns() if self.pg is not None else None
                     before = [read_proc(p.pid) for p in central["procs"]]
                     rs = run_measured_all(argvs, self.work, f"load-{mode}-{i}")
                     after = [read_proc(p.pid) for p in central["procs"]]
+                    pg_after = self.pg.cpu_ns() if self.pg is not None else None
                     parts = []
                     for r in rs:
                         self.check_rc(r, f"load {mode}")
@@ -1006,6 +1026,9 @@ class Bench:
                         # Server CPU per request, counting the uncounted (warm-up) requests too.
                         "server_cpu_us_per_req": cpu_ns / 1000 / served,
                         "server_rss_kib": max(a["rss_kib"] for a in after),
+                        # PostgreSQL's own CPU per request (server + backends), when the harness runs it.
+                        "postgres_cpu_us_per_req": None if pg_before is None
+                        else (pg_after - pg_before) / 1000 / served,
                         "load": rs[0]["load"],
                         "per_instance": parts,
                     }
@@ -1017,6 +1040,8 @@ class Bench:
                     "p50_ms": median([x["p50_ms"] for x in runs]),
                     "p99_ms": median([x["p99_ms"] for x in runs]),
                     "server_cpu_us_per_req": median([x["server_cpu_us_per_req"] for x in runs]),
+                    "postgres_cpu_us_per_req": None if self.pg is None
+                    else median([x["postgres_cpu_us_per_req"] for x in runs]),
                     "server_rss_kib": max(x["server_rss_kib"] for x in runs),
                     "requests": median([x["requests"] for x in runs]),
                     "load": median([x["load"] for x in runs]),
@@ -1024,7 +1049,8 @@ class Bench:
                 }
                 log(f"central {mode} ({self.database_label}, {instances} instance(s)): "
                     f"{out[mode]['rps']:.0f} req/s ({out[mode]['rps_min']:.0f}–{out[mode]['rps_max']:.0f}), "
-                    f"p99 {out[mode]['p99_ms']:.1f} ms, server CPU {out[mode]['server_cpu_us_per_req']:.0f} µs/req")
+                    f"p99 {out[mode]['p99_ms']:.1f} ms, server CPU {out[mode]['server_cpu_us_per_req']:.0f} µs/req"
+                    + ("" if self.pg is None else f" + PostgreSQL {out[mode]['postgres_cpu_us_per_req']:.0f} µs/req"))
         finally:
             for proc in central["procs"]:
                 proc.send_signal(signal.SIGTERM)
