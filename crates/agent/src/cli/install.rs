@@ -95,13 +95,13 @@ pub async fn run_install(
 ) -> anyhow::Result<ExitCode> {
     let host = args.host.host();
     let dataset = dataset(args.dataset.as_ref())?;
-    let options = super::common::connect_options(global)?;
-    let mw = match super::common::connect_with(options).await {
+    let config = super::common::agent_config(global)?;
+    let mw = match super::common::connect_with(config.middleware.connect_options()?).await {
         Ok(mw) => mw,
         Err(err) => return Ok(cannot(&err, Exit::Unknown)),
     };
     if args.check {
-        let report = match install::check(&mw, &host, dataset).await {
+        let report = match install::check(&mw, &host, dataset, &config.guid_property).await {
             Ok(report) => report,
             Err(err) => return Ok(install_error(err)),
         };
@@ -114,6 +114,7 @@ pub async fn run_install(
         sysext_image: args.sysext,
         agent_config: args.agent_config,
         token_file: args.token_file,
+        guid_property: config.guid_property,
     };
     let outcome = match install::install(&mw, &host, &req).await {
         Ok(outcome) => outcome,

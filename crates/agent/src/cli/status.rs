@@ -160,7 +160,7 @@ pub async fn report_with<M: Middleware>(
         DocumentArg::None | DocumentArg::Refused(_) => None,
     };
     let (install, install_error) = match (&mw, &ctx.host) {
-        (Ok(mw), Some(host)) => install_check(*mw, host, ctx.assess.call_timeout).await,
+        (Ok(mw), Some(host)) => install_check(*mw, host, &ctx.assess).await,
         _ => (None, None),
     };
     let (probe, assessment, health_error) = match mw {
@@ -356,10 +356,11 @@ async fn service_state(
 async fn install_check<M: Middleware>(
     mw: &M,
     host: &crate::install::Host,
-    call_timeout: Duration,
+    assess: &AssessOptions,
 ) -> (Option<crate::install::CheckReport>, Option<String>) {
-    let budget = call_timeout.saturating_mul(4);
-    match tokio::time::timeout(budget, crate::install::check_if_installed(mw, host)).await {
+    let budget = assess.call_timeout.saturating_mul(4);
+    let check = crate::install::check_if_installed(mw, host, &assess.guid_property);
+    match tokio::time::timeout(budget, check).await {
         Ok(Ok(report)) => (report, None),
         Ok(Err(e)) => (None, Some(crate::fault::error_chain(&e))),
         Err(_) => (None, Some(format!("no answer within {budget:?}"))),

@@ -33,8 +33,9 @@ use crate::desired::DesiredState;
 use crate::middleware::{
     ApiFlavor, Call, CallError, Job, JobArgs, JobState, Method, Middleware, calls, ejson,
 };
-use crate::observe::{DEVICE_GUID_PROPERTY, Observed};
+use crate::observe::Observed;
 use crate::plan::{self, Ownership};
+use crate::zfs::DEFAULT_GUID_PROPERTY;
 
 /// Runs of one Cloud Sync task. Dry runs (UI "Dry Run", `arguments[1].dry_run`) upload
 /// nothing and are never taken for a run here.
@@ -140,7 +141,7 @@ impl HealthObservations {
         Self {
             offset,
             ownership: Ownership::default(),
-            guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            guid_property: DEFAULT_GUID_PROPERTY.to_owned(),
             configured_root: None,
             runs: BTreeMap::new(),
             snapshot_states: BTreeMap::new(),

@@ -20,9 +20,6 @@ use super::layout::DatasetName;
 use super::units::{InitScriptSpec, is_ours};
 use crate::middleware::{Call, Method, Middleware, type_name};
 
-/// ZFS user property holding the device GUID (SOP phase 2), used to find the root pool.
-pub const GUID_PROPERTY: &str = "com.dtctoday:device-guid";
-
 /// The facts about a dataset that decide whether the agent can live on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DatasetInfo {
@@ -119,10 +116,11 @@ pub async fn pools(mw: &impl Middleware) -> Result<Vec<String>, InstallError> {
         .collect()
 }
 
-/// Pools whose root dataset carries the device GUID property.
+/// Pools whose root dataset carries the device GUID property `guid_property`.
 pub async fn pools_with_guid(
     mw: &impl Middleware,
     pools: &[String],
+    guid_property: &str,
 ) -> Result<Vec<String>, InstallError> {
     let reply = call(
         mw,
@@ -137,7 +135,7 @@ pub async fn pools_with_guid(
         .iter()
         .filter(|ds| {
             ds.get("user_properties")
-                .and_then(|p| p.get(GUID_PROPERTY))
+                .and_then(|p| p.get(guid_property))
                 .is_some()
         })
         .filter_map(|ds| ds.get("id").and_then(Value::as_str).map(str::to_owned))
