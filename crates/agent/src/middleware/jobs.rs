@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tracing::debug;
 
+use super::calls;
 use super::client::{Client, Session, call_error};
-use super::client_calls;
 use super::conn::{Subscription, SubscriptionError};
 use super::rpc::Event;
 use super::{CallError, Job, JobId, Method};
@@ -278,7 +278,7 @@ fn check_identity(seen: &mut Option<Identity>, job: &Job, id: JobId) -> Result<(
 
 /// `core.get_jobs [[["id","=",ID]]]`: one job or not found.
 async fn query(client: &Client, session: &Session, id: JobId) -> Result<Job, CallError> {
-    let call = client_calls::job_by_id(id);
+    let call = calls::job(id);
     let method = call.method;
     let timeout = client.call_timeout();
     let reply = session
