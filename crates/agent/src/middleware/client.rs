@@ -6,9 +6,10 @@
 //! → the release), the per-version differences of the session itself (login method,
 //! error decoding by protocol, job ids on every version because `legacy_jobs` is left at
 //! its default), and reconnecting: bounded exponential back-off with jitter, one
-//! reconnect shared by all concurrent callers, and [`ConnectError`].
-//! Does not: build method params per version (`calls.rs`), decide what to call, or
-//! repeat a call whose request may have reached the middleware.
+//! reconnect shared by all concurrent callers, and waiting for a job across reconnects.
+//! Does not: build method params per version (`calls.rs`), define [`ConnectError`]
+//! (`connect_error.rs`) or the session (`session.rs`), decide what to call, or repeat a
+//! call whose request may have reached the middleware.
 //! Invariants: only a call that was certainly not written ([`CallFailure::NotSent`]) is
 //! sent again, on the next connection; middleware errors and calls lost in flight go
 //! back to the caller at once; an API key is only sent over a unix socket, TLS, or a
