@@ -103,6 +103,7 @@ mod exit_codes;
 mod fuzz_corpus;
 mod health_scenarios;
 mod identity;
+mod import_cycles;
 mod install;
 mod middleware_client;
 mod middleware_sim;

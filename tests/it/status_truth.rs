@@ -21,9 +21,9 @@ use truenas_agent::desired::{self, DesiredState};
 use truenas_agent::health::assess::AssessOptions;
 use truenas_agent::health::{Area, Level};
 use truenas_agent::middleware::{ApiFlavor, Middleware};
-use truenas_agent::observe::DEVICE_GUID_PROPERTY;
 use truenas_agent::state_dir::StateDir;
 use truenas_agent::status::{StatusReport, render_text};
+use truenas_agent::zfs::DEFAULT_GUID_PROPERTY;
 use truenas_sim::scenario::{Alert, B2Account};
 use truenas_sim::{Failure, JobTiming, Scenario, ServeOptions, Server, Simulator};
 
@@ -94,7 +94,7 @@ impl LeakyBox {
         sim.update_state(|s| {
             let root = s.datasets.iter_mut().find(|d| d.name == "pool0").unwrap();
             root.user_properties
-                .insert(DEVICE_GUID_PROPERTY.into(), GUID.into());
+                .insert(DEFAULT_GUID_PROPERTY.into(), GUID.into());
         });
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::open(dir.path().join("state")).unwrap();
@@ -184,7 +184,7 @@ impl LeakyBox {
                 offset: chrono::FixedOffset::east_opt(0).unwrap(),
                 call_timeout: Duration::from_secs(5),
                 b2: None,
-                guid_property: DEVICE_GUID_PROPERTY.into(),
+                guid_property: DEFAULT_GUID_PROPERTY.into(),
                 root_pool: None,
             },
             central_config: None,
@@ -444,7 +444,7 @@ async fn status_of(sys: &System, host: Option<truenas_agent::install::Host>) -> 
             offset: chrono::FixedOffset::east_opt(0).unwrap(),
             call_timeout: Duration::from_secs(5),
             b2: None,
-            guid_property: DEVICE_GUID_PROPERTY.into(),
+            guid_property: DEFAULT_GUID_PROPERTY.into(),
             root_pool: None,
         },
         central_config: Some(Some(CentralSettings::from(central))),

@@ -336,7 +336,9 @@ async fn status_screen(config: &AgentConfig) -> String {
         // The demo agent runs in-process, not as an installed service: no install check.
         host: None,
     };
-    let connected = truenas_agent::cli::status::connect(config, Some(Duration::from_secs(5))).await;
+    let connected = truenas_agent::cli::common::connect(config, Some(Duration::from_secs(5)))
+        .await
+        .map_err(|e| truenas_agent::fault::error_chain(&e));
     let report = truenas_agent::cli::status::report_with(
         connected.as_ref().map_err(Clone::clone),
         &truenas_agent::cli::status::DocumentArg::None,

@@ -38,7 +38,7 @@ use crate::desired::{self, DesiredState};
 use crate::fault::Fault;
 use crate::health::{self, assess};
 use crate::identity::{self, IdentityInputs, IdentityReport, ProblemKind};
-use crate::middleware::{Call, Method, Middleware};
+use crate::middleware::{Middleware, calls};
 use crate::observe::Observed;
 use crate::plan::{Blocker, Plan, Step};
 use crate::state_dir::StateDir;
@@ -144,7 +144,7 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
     }
 
     async fn hostname(&self) -> Option<String> {
-        let call = self.mw.call(Call::bare(Method::SystemInfo));
+        let call = self.mw.call(calls::system_info());
         let info = tokio::time::timeout(self.settings.call_timeout, call)
             .await
             .ok()?
