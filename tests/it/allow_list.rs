@@ -3,9 +3,9 @@
 //!
 //! - every `Method` exists exactly on the versions `Method::available_on` says;
 //! - the params of every call the client makes by itself (`middleware::client_calls`)
-//!   validate against the version's schema.
+//!   and of the agent's own requests (`middleware::calls`, per flavour) validate against
+//!   the version's schema.
 //!
-//! The agent's own per-version request builders (`calls.rs`) add their payloads here.
 //! Skips with a message when `shared/` is absent.
 
 use std::path::Path;
@@ -107,7 +107,7 @@ fn the_clients_own_calls_match_every_schema() {
             eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
             return;
         };
-        let mut calls = vec![client_calls::version_short(), client_calls::job_by_id(42)];
+        let mut calls = vec![client_calls::version_short(), calls::job(42)];
         if flavor == ApiFlavor::V24_10 {
             // The legacy protocol's login (JSON-RPC logs in with `auth.login_ex`).
             calls.push(client_calls::login_with_api_key(&key));
@@ -118,6 +118,58 @@ fn the_clients_own_calls_match_every_schema() {
             calls.push(client_calls::unsubscribe("5c0ad7a2-sub"));
         }
         for call in &calls {
+            assert!(
+                call.method.available_on(flavor),
+                "{} on {flavor}",
+                call.method
+            );
+            assert_valid(&dir, flavor, call);
+        }
+    }
+}
+
+/// The agent's own requests (`middleware::calls`) that carry no task payload, built for
+/// each flavour, against that flavour's schemas (the task payloads are checked by the
+/// simulator, `crates/sim/src/schema.rs`; the install calls by `install.rs`'s scripted NAS).
+#[test]
+fn the_agents_requests_match_every_schema() {
+    let key = SecretString::from("K005-abcdefghijklmnop".to_owned());
+    let b2 = calls::B2Key {
+        key_id: "0051abc",
+        application_key: &key,
+    };
+    for flavor in ApiFlavor::ALL {
+        let Some(dir) = schema_dir(flavor.as_str()) else {
+            eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
+            return;
+        };
+        let made = [
+            calls::pools_query(),
+            calls::root_datasets_query(&["pool0".into()]),
+            calls::credentials_query(),
+            calls::cloudsync_query(),
+            calls::snapshot_tasks_query(),
+            calls::snmp_config(),
+            calls::service_query(calls::SNMP_SERVICE),
+            calls::service_enable(calls::SNMP_SERVICE),
+            calls::service_start(flavor, calls::SNMP_SERVICE),
+            calls::credential_verify(flavor, b2),
+            calls::list_buckets(3),
+            calls::recent_cloudsync_successes(50),
+            calls::alert_list(),
+            calls::snapshot_names(flavor, "pool0", "auto-"),
+            calls::snapshot_count(flavor, "pool0", "auto-"),
+            calls::ping(),
+            calls::system_info(),
+            calls::host_id(),
+            calls::dataset_user_props("pool0"),
+            calls::dataset_query("pool0/.truenas-agent"),
+            calls::user_properties_set("pool0", &[("com.example:guid", "g")]),
+            calls::user_property_remove("pool0", "com.example:guid"),
+            calls::init_scripts_query(),
+            calls::init_script_delete(4),
+        ];
+        for call in &made {
             assert!(
                 call.method.available_on(flavor),
                 "{} on {flavor}",

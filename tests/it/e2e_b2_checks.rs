@@ -36,14 +36,14 @@ async fn system(b2: &str) -> System {
 #[tokio::test]
 async fn the_daemon_checks_the_b2_api_the_config_names() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let fake = fake_b2().await;
             let sys = system(&format!(
                 "check_interval_secs = 3600\napi_url = \"{}\"",
                 fake.base
             ))
             .await;
-            sys.central.publish(DEVICE, &document(1));
+            sys.central.publish(DEVICE, &document(1)).await;
             let agent = sys.agent().await;
             let report = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
@@ -76,7 +76,11 @@ async fn the_daemon_checks_the_b2_api_the_config_names() {
             // A restart within the interval does not check again (health.json remembers
             // the last check).
             let before = fake.requests().len();
-            let old: Vec<_> = reports(&sys.central).iter().map(|r| r.report_id).collect();
+            let old: Vec<_> = reports(&sys.central)
+                .await
+                .iter()
+                .map(|r| r.report_id)
+                .collect();
             let agent = Running::start(&sys.files.config, test_options(&sys.files.config)).await;
             // A report after the restart with the document enforced and the checklist
             // assessed (the point where a due check would have run).
@@ -86,21 +90,21 @@ async fn the_daemon_checks_the_b2_api_the_config_names() {
             .await;
             agent.stop().await;
             assert_eq!(fake.requests().len(), before, "{:?}", fake.requests());
-        })
+        }))
         .await;
 }
 
 #[tokio::test]
 async fn with_b2_checks_off_the_daemon_never_calls_b2() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let fake = fake_b2().await;
             let sys = system(&format!(
                 "check_interval_secs = 0\napi_url = \"{}\"",
                 fake.base
             ))
             .await;
-            sys.central.publish(DEVICE, &document(1));
+            sys.central.publish(DEVICE, &document(1)).await;
             let agent = sys.agent().await;
             let report = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
@@ -116,6 +120,6 @@ async fn with_b2_checks_off_the_daemon_never_calls_b2() {
                 truenas_agent::central::report::CheckStatus::Pass,
                 "{bucket:?}"
             );
-        })
+        }))
         .await;
 }

@@ -35,7 +35,7 @@ fn options(sys: &System) -> DaemonOptions {
 /// Starts the agent and waits until revision 1 is applied and the box is quiet (the
 /// first-run Cloud Sync job over, its report sent).
 async fn converged(sys: &System, options: DaemonOptions) -> Running {
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = Running::start(&sys.files.config, options).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     tokio::time::sleep(Duration::from_secs(30)).await;
@@ -262,7 +262,7 @@ async fn a_change_without_an_event_waits_for_the_resync_and_a_quiet_box_is_not_r
     let agent = converged(&sys, options).await;
     let sim = &sys.nas.sim;
     let converged_at = Instant::now();
-    let reported = reports(&sys.central).len();
+    let reported = reports(&sys.central).await.len();
     // Behind the middleware's back (a database restore, say): no event.
     sim.update_state(|s| s.cloud_sync_tasks[0].enabled = false);
     // 20 minutes: four scheduled reports, not one middleware read besides keep-alives.
@@ -274,7 +274,7 @@ async fn a_change_without_an_event_waits_for_the_resync_and_a_quiet_box_is_not_r
     );
     assert!(count(sim, "core.ping") > 0);
     assert!(
-        reports(&sys.central).len() >= reported + 3,
+        reports(&sys.central).await.len() >= reported + 3,
         "reports go on from the view"
     );
     assert!(
@@ -332,7 +332,7 @@ async fn a_quiet_box_is_read_only_for_what_sends_no_event(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
     let agent = converged(&sys, options(&sys)).await;
     let sim = &sys.nas.sim;
-    let reported = reports(&sys.central).len();
+    let reported = reports(&sys.central).await.len();
     // Three hours, well inside the 6-hour resync.
     tokio::time::sleep(Duration::from_secs(3 * 3600)).await;
     let reads = reads_and_writes(sim);
@@ -355,7 +355,7 @@ async fn a_quiet_box_is_read_only_for_what_sends_no_event(flavor: ApiFlavor) {
     }
     assert!(sys.nas.writes().is_empty());
     assert!(
-        reports(&sys.central).len() >= reported + 30,
+        reports(&sys.central).await.len() >= reported + 30,
         "a report every 5 minutes, from the view"
     );
     agent.stop().await;

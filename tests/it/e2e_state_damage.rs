@@ -20,7 +20,7 @@ fn state_dir(sys: &System) -> StateDir {
 #[tokio::test]
 async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let sys = System::start().await;
             let dir = state_dir(&sys);
             let before = CentralState {
@@ -47,7 +47,7 @@ async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
             let cut = counters + 20;
             truenas_agent::fs::write_atomic(&path, &whole[..cut], 0o600).unwrap();
 
-            sys.central.publish(DEVICE, &document(2));
+            sys.central.publish(DEVICE, &document(2)).await;
             let agent = Running::try_start(&sys.files.config, test_options(&sys.files.config))
                 .await
                 .unwrap_or_else(|e| {
@@ -68,14 +68,14 @@ async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
                 &whole[..cut],
                 "the damaged bytes are kept for inspection"
             );
-        })
+        }))
         .await;
 }
 
 #[tokio::test]
 async fn garbage_in_the_spool_is_not_reported_as_lost_reports() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let sys = System::start().await;
             let dir = state_dir(&sys);
             truenas_agent::fs::write_atomic(
@@ -84,18 +84,19 @@ async fn garbage_in_the_spool_is_not_reported_as_lost_reports() {
                 0o600,
             )
             .unwrap();
-            sys.central.publish(DEVICE, &document(1));
+            sys.central.publish(DEVICE, &document(1)).await;
             let agent = Running::start(&sys.files.config, test_options(&sys.files.config)).await;
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
 
             let announced: u64 = reports(&sys.central)
+                .await
                 .iter()
                 .map(|r| r.agent.dropped_reports)
                 .sum();
             assert_eq!(announced, 0, "nothing was lost, nothing is announced");
             let counters = CentralState::load(&dir).unwrap().unwrap().counters;
             assert_eq!(counters.reports_lost, 0);
-        })
+        }))
         .await;
 }

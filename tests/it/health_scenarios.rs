@@ -19,9 +19,9 @@ use truenas_agent::cli::verify::verify_with;
 use truenas_agent::desired::{self, DesiredState};
 use truenas_agent::health::assess::AssessOptions;
 use truenas_agent::middleware::{ApiFlavor, Middleware};
-use truenas_agent::observe::DEVICE_GUID_PROPERTY;
 use truenas_agent::state_dir::StateDir;
 use truenas_agent::status::{StatusReport, render_text};
+use truenas_agent::zfs::DEFAULT_GUID_PROPERTY;
 use truenas_sim::scenario::{B2Account, Snapshot, TaskState};
 use truenas_sim::{JobTiming, Scenario, Simulator};
 
@@ -95,7 +95,7 @@ impl Rig {
         sim.update_state(|s| {
             let root = s.datasets.iter_mut().find(|d| d.name == "pool0").unwrap();
             root.user_properties
-                .insert(DEVICE_GUID_PROPERTY.into(), GUID.into());
+                .insert(DEFAULT_GUID_PROPERTY.into(), GUID.into());
         });
         let tmp = tempfile::tempdir().unwrap();
         let state = StateDir::open(tmp.path().join("state")).unwrap();
@@ -208,7 +208,7 @@ impl Rig {
                 request_timeout: Duration::from_secs(5),
                 ..ClientOptions::default()
             }),
-            guid_property: DEVICE_GUID_PROPERTY.into(),
+            guid_property: DEFAULT_GUID_PROPERTY.into(),
             root_pool: None,
         }
     }

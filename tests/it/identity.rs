@@ -431,10 +431,8 @@ fn zfs_failures_exit_3_with_a_clear_message() {
 /// The middleware fallback sends exactly what the per-version schemas accept.
 #[test]
 fn fallback_requests_match_the_middleware_schemas() {
-    use truenas_agent::zfs::via_middleware::{
-        dataset_inherit_call, dataset_query_call, dataset_set_call, pool_query_call,
-    };
-    use truenas_agent::zfs::{DatasetName, PropValue, UserPropKey};
+    use truenas_agent::middleware::calls;
+    use truenas_agent::zfs::{DatasetName, UserPropKey};
     let Some(_) = support::shared_dir() else {
         eprintln!("skipped: shared/truenas-api not found (set SHARED_DIR)");
         return;
@@ -442,20 +440,11 @@ fn fallback_requests_match_the_middleware_schemas() {
     let ds = DatasetName::parse("pool0").unwrap();
     let key = UserPropKey::parse(KEY).unwrap();
     let calls = [
-        pool_query_call(),
-        dataset_query_call(&ds),
-        dataset_set_call(
-            &ds,
-            &[
-                (key.clone(), PropValue::parse(A).unwrap()),
-                (
-                    UserPropKey::parse(HOST_KEY).unwrap(),
-                    PropValue::parse(H1).unwrap(),
-                ),
-            ],
-        ),
-        dataset_inherit_call(&ds, &key),
-        truenas_agent::middleware::Call::bare(truenas_agent::middleware::Method::SystemHostId),
+        calls::pools_query(),
+        calls::dataset_user_props(ds.as_str()),
+        calls::user_properties_set(ds.as_str(), &[(key.as_str(), A), (HOST_KEY, H1)]),
+        calls::user_property_remove(ds.as_str(), key.as_str()),
+        calls::host_id(),
     ];
     for release in ["24.10", "25.04", "25.10"] {
         let dir = support::schema_dir(release).unwrap();

@@ -17,6 +17,8 @@ use truenas_agent::middleware::{
     ValidationItem,
 };
 
+use truenas_agent::zfs::DEFAULT_GUID_PROPERTY;
+
 use crate::support::{CANARIES, assert_no_canary, assert_no_canary_in_dir, schema_dir};
 
 /// A scripted NAS: pools, datasets (mounted under a temp dir), init-script entries.
@@ -357,6 +359,7 @@ impl Env {
             sysext_image: None,
             agent_config: Some(self.tmp.path().join("agent.toml")),
             token_file: Some(self.tmp.path().join("token")),
+            guid_property: DEFAULT_GUID_PROPERTY.to_owned(),
         }
     }
 
@@ -508,7 +511,9 @@ async fn reboot_brings_it_back_and_check_names_each_missing_piece(flavor: ApiFla
         .await
         .unwrap();
     env.reboot();
-    let report = install::check(&env.nas, &env.host, None).await.unwrap();
+    let report = install::check(&env.nas, &env.host, None, DEFAULT_GUID_PROPERTY)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:#?}");
     assert_eq!(report.summary(), "install: ok (8/8)");
 
@@ -573,7 +578,9 @@ async fn reboot_brings_it_back_and_check_names_each_missing_piece(flavor: ApiFla
     ];
     for (piece, breaker) in breaks {
         breaker();
-        let report = install::check(&env.nas, &env.host, None).await.unwrap();
+        let report = install::check(&env.nas, &env.host, None, DEFAULT_GUID_PROPERTY)
+            .await
+            .unwrap();
         let fails = failing(&report);
         assert_eq!(fails.len(), 1, "{piece}: {fails:#?}");
         assert_eq!(fails[0].0, piece);
@@ -581,12 +588,16 @@ async fn reboot_brings_it_back_and_check_names_each_missing_piece(flavor: ApiFla
         install::install(&env.nas, &env.host, &env.request(None))
             .await
             .unwrap();
-        let repaired = install::check(&env.nas, &env.host, None).await.unwrap();
+        let repaired = install::check(&env.nas, &env.host, None, DEFAULT_GUID_PROPERTY)
+            .await
+            .unwrap();
         assert!(repaired.ok(), "{piece} not repaired: {repaired:#?}");
     }
     // unit_loaded: systemd lost the unit (e.g. someone ran daemon-reload after deleting it).
     std::fs::write(env.tmp.path().join("sd/load"), "not-found").unwrap();
-    let report = install::check(&env.nas, &env.host, None).await.unwrap();
+    let report = install::check(&env.nas, &env.host, None, DEFAULT_GUID_PROPERTY)
+        .await
+        .unwrap();
     let ids: Vec<_> = failing(&report).into_iter().map(|f| f.0).collect();
     assert!(ids.contains(&"unit_loaded".to_owned()), "{ids:?}");
 }
@@ -626,6 +637,7 @@ async fn uninstall_removes_entry_and_unit_and_keeps_or_purges_files(flavor: ApiF
         &env.nas,
         &env.host,
         Some(DatasetName::parse("pool0/.truenas-agent").unwrap()),
+        DEFAULT_GUID_PROPERTY,
     )
     .await
     .unwrap();
@@ -809,10 +821,14 @@ async fn sysext_route_installs_boots_checks_and_uninstalls(flavor: ApiFlavor) {
     assert!(binary.detail.contains("(sysext)"), "{binary:?}");
 
     env.reboot();
-    let report = install::check(&env.nas, &env.host, None).await.unwrap();
+    let report = install::check(&env.nas, &env.host, None, DEFAULT_GUID_PROPERTY)
+        .await
+        .unwrap();
     assert!(report.ok(), "{report:#?}");
     std::fs::remove_file(sys.runtime_image()).unwrap();
-    let report = install::check(&env.nas, &env.host, None).await.unwrap();
+    let report = install::check(&env.nas, &env.host, None, DEFAULT_GUID_PROPERTY)
+        .await
+        .unwrap();
     let failing: Vec<_> = report.failures().map(|i| i.id.clone()).collect();
     assert_eq!(failing, vec!["unit_files"], "{report:#?}");
 
@@ -842,3 +858,46 @@ async fn a_config_without_central_needs_no_token(flavor: ApiFlavor) {
     assert!(!env.root().join("token").exists());
 }
 per_flavour!(a_config_without_central_needs_no_token);
+
+/// The root pool is the one whose root dataset carries the device GUID in the
+/// *configured* property (`guid_property`), not in the default one.
+/// See: issue 14 ("`install/nas.rs` ignores the configured property").
+async fn issue_14_install_honours_the_configured_guid_property(flavor: ApiFlavor) {
+    const CUSTOM: &str = "com.example:device-guid";
+    let env = Env::new(flavor, &["pool0", "pool1", "pool2"]);
+    let mnt = env.tmp.path().join("mnt");
+    // pool0 carries the default property (a box once provisioned the default way),
+    // pool1 the configured one: pool1 is the root pool.
+    let mut with_default = dataset_entry(&mnt, "pool0", false, None);
+    with_default["user_properties"] =
+        json!({DEFAULT_GUID_PROPERTY: {"value": "9babab19-acc0-4587-aa05-ccd8103a1148"}});
+    env.nas.set_dataset(with_default);
+    let mut with_custom = dataset_entry(&mnt, "pool1", false, None);
+    with_custom["user_properties"] =
+        json!({CUSTOM: {"value": "9babab19-acc0-4587-aa05-ccd8103a1148"}});
+    env.nas.set_dataset(with_custom);
+
+    // The property of the configuration in force (`--config`).
+    let root = |property: &'static str| install::default_dataset(&env.nas, property);
+    assert_eq!(root(CUSTOM).await.unwrap().as_str(), "pool1/.truenas-agent");
+    assert_eq!(
+        root(DEFAULT_GUID_PROPERTY).await.unwrap().as_str(),
+        "pool0/.truenas-agent"
+    );
+
+    // The property of the config being installed wins over the one in force.
+    std::fs::write(
+        env.tmp.path().join("custom.toml"),
+        format!("guid_property = \"{CUSTOM}\"\n{AGENT_TOML}"),
+    )
+    .unwrap();
+    let mut req = env.request(None);
+    req.agent_config = Some(env.tmp.path().join("custom.toml"));
+    let out = install::install(&env.nas, &env.host, &req).await.unwrap();
+    assert_eq!(out.layout.dataset.as_str(), "pool1/.truenas-agent");
+    let report = install::check(&env.nas, &env.host, None, CUSTOM)
+        .await
+        .unwrap();
+    assert!(report.ok(), "{report:#?}");
+}
+per_flavour!(issue_14_install_honours_the_configured_guid_property);

@@ -1106,7 +1106,7 @@ async fn status_of(
             offset: chrono::FixedOffset::east_opt(0).unwrap(),
             call_timeout: Duration::from_secs(5),
             b2: None,
-            guid_property: truenas_agent::observe::DEVICE_GUID_PROPERTY.into(),
+            guid_property: truenas_agent::zfs::DEFAULT_GUID_PROPERTY.into(),
             root_pool: None,
         },
         central_config: None,

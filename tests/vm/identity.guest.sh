@@ -119,16 +119,16 @@ check "identity after the re-import: same GUID, usable, no problem" \
 
 echo "--- 7. never on a second pool"
 ident ensure --pool pool1 --json
-check "ensure --pool pool1 refuses: the GUID is on pool0" \
-  '[ "$rc" -eq 1 ] && [ "$(json ".problems[0].kind")" = guid_on_other_pool ]'
+check "ensure --pool pool1 refuses (exit 2): the GUID is on pool0" \
+  '[ "$rc" -eq 2 ] && [ "$(json ".problems[0].kind")" = guid_on_other_pool ]'
 check "pool1 still has no GUID" \
   '[ "$(zget $P pool1)" = "-" ]'
 
 echo "--- 8. the boot pool"
 truncate -s 256M /var/tmp/boot-pool.img && zpool create boot-pool /var/tmp/boot-pool.img
 ident ensure --pool boot-pool --json
-check "--pool boot-pool is refused" \
-  '[ "$rc" -eq 1 ] && [ "$(json ".problems[0].kind")" = root_pool_is_boot_pool ]'
+check "--pool boot-pool is refused (exit 2)" \
+  '[ "$rc" -eq 2 ] && [ "$(json ".problems[0].kind")" = root_pool_is_boot_pool ]'
 zpool export pool1
 ident ensure --property com.example:device-guid --json
 check "boot-pool + pool0: a new property goes to pool0, the only data pool" \

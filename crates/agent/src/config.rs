@@ -30,8 +30,6 @@ use crate::fault::Fault;
 use crate::fs::{self, FsError};
 use crate::middleware::{ApiKey, ConnectOptions};
 
-/// Default ZFS user property holding the device GUID (SOP phase 2).
-pub const DEFAULT_GUID_PROPERTY: &str = "com.dtctoday:device-guid";
 /// Default poll interval when the server does not long-poll (contract §2).
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(300);
 /// Default long-poll `wait`: below the 60 s read timeout of common reverse proxies.
@@ -231,7 +229,7 @@ impl Default for AgentConfig {
         Self {
             source: None,
             state_dir: PathBuf::from(crate::state_dir::DEFAULT_STATE_DIR),
-            guid_property: DEFAULT_GUID_PROPERTY.to_owned(),
+            guid_property: crate::zfs::DEFAULT_GUID_PROPERTY.to_owned(),
             root_pool: None,
             central: None,
             middleware: MiddlewareConfig::default(),

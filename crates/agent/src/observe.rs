@@ -27,9 +27,6 @@ use crate::fault::Fault;
 use crate::middleware::calls;
 use crate::middleware::{ApiInfo, CallError, JobArgs, JobState, Method, Middleware, type_name};
 
-/// The ZFS user property that carries the device GUID on the root pool (SOP phase 2).
-pub const DEVICE_GUID_PROPERTY: &str = "com.dtctoday:device-guid";
-
 /// The reads one observation makes, in order (for docs and the read-count test).
 pub const READS: [Method; 7] = [
     Method::PoolQuery,
@@ -610,6 +607,7 @@ pub fn decode_service(value: &Value) -> Service {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::zfs::DEFAULT_GUID_PROPERTY;
     use secrecy::ExposeSecret;
     use serde_json::json;
 
@@ -690,12 +688,12 @@ mod tests {
         attach_user_properties(
             &mut pools,
             &json!([
-                {"id": "pool0", "user_properties": {DEVICE_GUID_PROPERTY: {"value": "g", "source": "LOCAL"}}},
+                {"id": "pool0", "user_properties": {DEFAULT_GUID_PROPERTY: {"value": "g", "source": "LOCAL"}}},
                 {"id": "pool1", "user_properties": {"x:y": "plain"}}
             ]),
         )
         .unwrap();
-        assert_eq!(pools[0].user_properties[DEVICE_GUID_PROPERTY], "g");
+        assert_eq!(pools[0].user_properties[DEFAULT_GUID_PROPERTY], "g");
         assert_eq!(pools[1].user_properties["x:y"], "plain");
         assert!(pools[0].healthy && !pools[1].healthy);
     }

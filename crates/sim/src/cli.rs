@@ -17,7 +17,6 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-
 use clap::Parser;
 use truenas_agent::cli::logging;
 use truenas_agent::middleware::ApiFlavor;

@@ -19,9 +19,10 @@ use super::{ApplyOptions, Outcome, OwnershipStore, apply};
 use crate::desired::{DesiredState, Mode};
 use crate::fault::Fault;
 use crate::middleware::Middleware;
-use crate::observe::{self, DEVICE_GUID_PROPERTY, ObserveError, Observed};
+use crate::observe::{self, ObserveError, Observed};
 use crate::plan::{self, GuidError, Inputs, Plan};
 use crate::state_dir::{StateDir, StateError};
+use crate::zfs::DEFAULT_GUID_PROPERTY;
 
 /// Why a pass could not run to the end.
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +62,7 @@ impl Default for ReconcileOptions {
     fn default() -> Self {
         Self {
             write: true,
-            guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            guid_property: DEFAULT_GUID_PROPERTY.to_owned(),
             root_pool: None,
             apply: ApplyOptions::default(),
         }

@@ -11,10 +11,10 @@
 //! [`CredentialError::Redacted`].
 
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::fault::Fault;
-use crate::middleware::{Call, CallError, Method, Middleware};
+use crate::middleware::{CallError, Middleware, calls};
 
 /// What the middleware shows in place of a secret the session may not see.
 const REDACTED: &str = "********";
@@ -131,12 +131,12 @@ pub async fn read_b2_key(
     mw: &impl Middleware,
     id: i64,
 ) -> Result<(String, SecretString), CredentialError> {
-    let call = Call::new(
-        Method::CredentialsQuery,
-        vec![json!([["id", "=", id]]), json!({})],
-    );
+    // Middleware ids are positive: a negative one names no credential.
+    let Ok(wire_id) = u64::try_from(id) else {
+        return Err(CredentialError::NotFound { id });
+    };
     let result = mw
-        .call(call)
+        .call(calls::credential_by_id(wire_id))
         .await
         .map_err(|source| CredentialError::Query { id, source })?;
     let entry = result
@@ -151,6 +151,8 @@ mod tests {
     use secrecy::ExposeSecret;
 
     use super::*;
+    use crate::middleware::{Call, Method};
+    use serde_json::json;
 
     const KEY: &str = "CANARY-B2-APPKEY-7f3a9c";
 
@@ -262,7 +264,7 @@ mod tests {
         assert_eq!((account.as_str(), key.expose_secret()), ("0051abc", KEY));
         let call = mw.1.lock().unwrap()[0].clone();
         assert_eq!(call.method, Method::CredentialsQuery);
-        assert_eq!(call.params, vec![json!([["id", "=", 3]]), json!({})]);
+        assert_eq!(call, calls::credential_by_id(3));
 
         let none = Canned(Ok(json!([])), std::sync::Mutex::default());
         assert_eq!(

@@ -13,7 +13,7 @@
 //! has a crypt-compatible size passes.
 
 use super::api::FileEntry;
-use super::verify::{CheckId, Expected, Fetch, Finding, PoolObservation, Sample, Status, why};
+use super::findings::{CheckId, Expected, Fetch, Finding, PoolObservation, Sample, Status, why};
 
 /// rclone crypt file magic (`backend/crypt/cipher.go` `fileMagic`).
 pub const MAGIC: &[u8; 8] = b"RCLONE\0\0";

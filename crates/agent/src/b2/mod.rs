@@ -16,6 +16,7 @@
 pub mod api;
 pub mod credential;
 pub mod crypt;
+pub mod findings;
 pub mod verify;
 
 use chrono::{DateTime, Utc};

@@ -21,11 +21,12 @@
 //! downloads the current document again (the agent never stores documents, which hold
 //! secrets), which is then `Same` when it was already applied.
 //!
-//! Session states, in what they wait on:
-//! `Polling` (next request after the poll interval ± 10 %) → on a held 304 becomes
-//! `LongPolling` (next request at once, the server holds it) → on an immediate 304 falls
-//! back to `Polling`; any failure enters `BackingOff { attempt }` (doubling, floor =
-//! `Retry-After`; for 401/403 starting at the poll interval), left on the next answer.
+//! Session states, in what they wait on, are [`Session`] (`schedule.rs`, pure): `Polling`
+//! (next request after the poll interval ± 10 %) → on a held 304 becomes `LongPolling`
+//! (next request at once, the server holds it) → on an immediate 304 falls back to
+//! `Polling`; any failure enters `BackingOff` (doubling, floor = `Retry-After`; for
+//! 401/403 starting at the poll interval), left on the next answer. Each poll turns its
+//! response into an [`Answer`] and takes the next state from [`Session::on_answer`].
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -37,7 +38,7 @@ use tokio::time::Instant;
 
 use super::client::{CentralClient, ClientError, ConfigResponse};
 use super::dsse::{self, CONFIG_PAYLOAD_TYPE, DsseError, TrustPolicy, Verification};
-use super::schedule::{Backoff, LongPoll, POLL_JITTER, jitter};
+use super::schedule::{Answer, Session, Timing};
 use super::state::{
     AppliedDocument, CentralState, CentralStore, ErrorRecord, FetchOutcome, FetchRecord, Refusal,
     Via,
@@ -172,17 +173,14 @@ pub struct Poll {
 pub struct ConfigChannel {
     client: CentralClient,
     trust: TrustPolicy,
-    poll_interval: Duration,
-    wait: Option<Duration>,
+    timing: Timing,
+    session: Session,
     store: CentralStore,
     seen_etag: Option<String>,
     last_applied: Option<u64>,
     /// The applied document's content fingerprint (`None`: unknown, e.g. recorded by an
     /// older agent; learnt from the next fetch of the same revision).
     applied_digest: Option<Fingerprint>,
-    long_poll: LongPoll,
-    errors: Backoff,
-    auth: Backoff,
 }
 
 impl ConfigChannel {
@@ -199,15 +197,12 @@ impl ConfigChannel {
         Self {
             client,
             trust: config.trust.clone(),
-            poll_interval: config.poll_interval,
-            wait: config.long_poll_wait,
+            timing: Timing::new(config.poll_interval, config.long_poll_wait),
+            session: Session::default(),
             store,
             seen_etag: None,
             last_applied,
             applied_digest,
-            long_poll: LongPoll::Unknown,
-            errors: Backoff::transient(),
-            auth: Backoff::token_rejected(config.poll_interval),
         }
     }
 
@@ -216,9 +211,9 @@ impl ConfigChannel {
         self.last_applied
     }
 
-    /// What was learnt about long-polling.
-    pub fn long_poll(&self) -> LongPoll {
-        self.long_poll
+    /// The session state: what the next request waits on.
+    pub fn session(&self) -> Session {
+        self.session
     }
 
     /// Sends one request and classifies the answer. Cancel-safe: dropping the future
@@ -227,7 +222,7 @@ impl ConfigChannel {
         let started = Instant::now();
         let response = self
             .client
-            .get_config(self.seen_etag.as_deref(), self.wait)
+            .get_config(self.seen_etag.as_deref(), self.timing.wait)
             .await;
         let elapsed = started.elapsed();
         let unit = rand::random::<f64>();
@@ -236,61 +231,44 @@ impl ConfigChannel {
         Poll { result, next_in }
     }
 
+    /// What a response means, and the session's next state and delay.
     fn judge(
         &mut self,
         response: Result<ConfigResponse, ClientError>,
         elapsed: Duration,
         unit: f64,
     ) -> (Result<Fetched, FetchError>, Duration) {
-        let plain = jitter(self.poll_interval, POLL_JITTER, unit);
-        match response {
+        let (answer, result) = match response {
             Ok(ConfigResponse::Document { etag, body }) => {
-                self.answered();
                 // Remember the ETag even when refusing, so the next request waits for a change.
                 self.seen_etag.clone_from(&etag);
-                let next = if self.wait.is_some() && etag.is_some() {
-                    Duration::ZERO
-                } else {
-                    plain
+                let answer = Answer::Document {
+                    etag: etag.is_some(),
                 };
                 let accepted = self.accept(etag, &body);
                 if let Ok(Fetched::Same(doc)) = &accepted {
                     self.learn_digest(doc);
                 }
-                (accepted, next)
+                (answer, accepted)
             }
             Ok(ConfigResponse::NotModified) => {
-                self.answered();
-                self.long_poll = LongPoll::observe(self.wait, elapsed);
-                (
-                    Ok(Fetched::Unchanged),
-                    self.long_poll.next_delay(self.poll_interval, unit),
-                )
+                (Answer::Unchanged { elapsed }, Ok(Fetched::Unchanged))
             }
             Ok(ConfigResponse::NoDocument { .. }) => {
-                self.answered();
                 self.seen_etag = None;
-                self.long_poll = LongPoll::observe(self.wait, elapsed);
-                (
-                    Ok(Fetched::NoDocument),
-                    self.long_poll.next_delay(self.poll_interval, unit),
-                )
+                (Answer::Unchanged { elapsed }, Ok(Fetched::NoDocument))
             }
             Err(e @ ClientError::TokenRejected { .. }) => {
-                self.errors.reset();
-                let next = self.auth.next(unit, None);
-                (Err(FetchError::Request(e)), next)
+                (Answer::TokenRejected, Err(FetchError::Request(e)))
             }
             Err(e) => {
-                let next = self.errors.next(unit, e.retry_after());
-                (Err(FetchError::Request(e)), next)
+                let retry_after = e.retry_after();
+                (Answer::Failed { retry_after }, Err(FetchError::Request(e)))
             }
-        }
-    }
-
-    fn answered(&mut self) {
-        self.errors.reset();
-        self.auth.reset();
+        };
+        let (session, next_in) = self.session.on_answer(answer, &self.timing, unit);
+        self.session = session;
+        (result, next_in)
     }
 
     fn accept(&self, etag: Option<String>, body: &[u8]) -> Result<Fetched, FetchError> {
@@ -794,12 +772,12 @@ mod tests {
             ch.judge(Ok(ConfigResponse::NotModified), S(50), 0.5).1,
             S(0)
         );
-        assert_eq!(ch.long_poll(), LongPoll::Held);
+        assert_eq!(ch.session(), Session::LongPolling);
         assert_eq!(
             ch.judge(Ok(ConfigResponse::NotModified), S(0), 0.5).1,
             S(300)
         );
-        assert_eq!(ch.long_poll(), LongPoll::Immediate);
+        assert_eq!(ch.session(), Session::Polling);
         assert_eq!(
             ch.judge(Ok(ConfigResponse::NotModified), S(0), 0.0).1,
             S(270)

@@ -7,39 +7,23 @@
 //! `mode: report-only` sends no writing call; nothing printed contains a secret.
 //! Limitations: one pass; a failed step is retried only by running `apply` again.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde_json::json;
 
-use super::plan::{Exit, connect_prepared, exit_for, report_error, result_json};
-use crate::apply::{ReconcileOptions, reconcile};
-use crate::desired::DesiredState;
+use super::document::DocumentArgs;
+use super::plan::{Exit, Ready, exit_for, report_error, result_json, run_pass};
+use crate::apply::reconcile;
 use crate::middleware::Middleware;
-use crate::state_dir::StateDir;
-
-/// Arguments of `apply`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The desired-state document (plain JSON or a DSSE envelope).
-    #[arg(short = 'f', long = "file", value_name = "DOC")]
-    pub file: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Accept a local document without a verified signature (tests, lab boxes).
-    #[arg(long)]
-    pub allow_unsigned: bool,
-}
 
 /// Applies against an already connected middleware and prints the result.
-pub async fn run_with(
-    mw: &impl Middleware,
-    state: &StateDir,
-    desired: &DesiredState,
-    options: &ReconcileOptions,
-    as_json: bool,
-) -> Exit {
+pub async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
+    let Ready {
+        mw,
+        state,
+        desired,
+        options,
+    } = ready;
     let result = match reconcile(mw, state, desired, options).await {
         Ok(result) => result,
         Err(err) => return report_error(&err, as_json),
@@ -65,13 +49,7 @@ pub async fn run_with(
 }
 
 /// Runs `apply`.
-pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let ready = connect_prepared(&args.file, args.allow_unsigned, global, args.json, true).await;
-    let (options, desired, state, mw) = match ready {
-        Ok(ready) => ready,
-        Err(exit) => return Ok(exit.into()),
-    };
-    Ok(run_with(&mw, &state, &desired, &options, args.json)
-        .await
-        .into())
+pub async fn run(args: DocumentArgs, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let pass = async |ready: &Ready| run_with(ready, args.json).await;
+    Ok(run_pass(&args, global, true, pass).await)
 }

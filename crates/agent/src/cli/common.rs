@@ -1,10 +1,12 @@
-//! Helpers shared by subcommands: the agent configuration as every subcommand sees it
-//! (`--config FILE`, then the command-line flags on top) and connecting to the middleware.
+//! What every subcommand shares: the agent configuration as every subcommand sees it
+//! (`--config FILE`, then the command-line flags on top) and the one way to connect to
+//! the middleware.
 //!
 //! Owns: turning [`GlobalArgs`] into [`Overrides`] (paths as given: like the file's, they
 //! must be absolute, and a relative one is refused naming the flag), resolving the
 //! [`AgentConfig`] (`AgentConfig::resolve`: the file, or the built-in defaults, then the
-//! flags), the daemon's default config path, and the one-attempt middleware connect.
+//! flags), the daemon's default config path, and [`connect`] — the one-attempt middleware
+//! connect every command uses, which also learns the NAS's secrets for the scrubber.
 //! Does not: validate anything itself (`config` does, with errors that name the key and
 //! the rule), read secret files itself (`MiddlewareConfig::connect_options` checks the
 //! API key file's owner and mode), or print.
@@ -14,12 +16,11 @@
 //! restart.
 
 use std::path::PathBuf;
-
-use anyhow::Context;
+use std::time::Duration;
 
 use super::GlobalArgs;
-use crate::config::{AgentConfig, Overrides};
-use crate::middleware::{Client, ConnectOptions};
+use crate::config::{AgentConfig, ConfigError, Overrides};
+use crate::middleware::{Client, ConnectError};
 
 /// Where `truenas-agent run` looks for its configuration when neither `--config` nor
 /// `TRUENAS_AGENT_CONFIG` is given. On TrueNAS `/etc` does not survive an update, which is
@@ -44,11 +45,8 @@ pub fn overrides(global: &GlobalArgs) -> Overrides {
 }
 
 /// The agent configuration: `--config FILE` (or the defaults without one), then the flags.
-pub fn agent_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
-    Ok(AgentConfig::resolve(
-        global.config.as_deref(),
-        overrides(global),
-    )?)
+pub fn agent_config(global: &GlobalArgs) -> Result<AgentConfig, ConfigError> {
+    AgentConfig::resolve(global.config.as_deref(), overrides(global))
 }
 
 /// The daemon's configuration: like [`agent_config`], but the file is required — given
@@ -68,32 +66,38 @@ pub fn daemon_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
     Ok(AgentConfig::resolve(Some(&path), overrides(global))?)
 }
 
-/// Connect options from the config file and the flags; defaults for everything not given.
-pub fn connect_options(global: &GlobalArgs) -> anyhow::Result<ConnectOptions> {
-    Ok(agent_config(global)?.middleware.connect_options()?)
+/// Why [`connect`] found no middleware.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectFailed {
+    /// The configuration's `[middleware]` settings (or their flags) were refused: the
+    /// operator's to fix.
+    #[error(transparent)]
+    Settings(#[from] ConfigError),
+    /// The middleware could not be reached, or refused the connection or the login.
+    #[error("cannot connect to the TrueNAS middleware")]
+    Connect(#[source] ConnectError),
 }
 
-/// Connects to the middleware as the config and flags say (one attempt; the client
-/// reconnects by itself afterwards).
-pub async fn connect(global: &GlobalArgs) -> anyhow::Result<Client> {
-    connect_with(connect_options(global)?).await
-}
-
-/// Connects with options already resolved (one attempt), then learns the secrets the
-/// NAS holds ([`crate::scrub::learn`]): nothing the command prints or logs afterwards
-/// can show them, even in a middleware error text that echoes one.
-pub async fn connect_with(options: ConnectOptions) -> anyhow::Result<Client> {
-    let timeout = options.call_timeout;
+/// Connects as the configuration says — with `timeout` for connecting and for each call
+/// when given, else the configured ones — in one attempt (the client reconnects by itself
+/// afterwards), then learns the secrets the NAS holds ([`crate::scrub::learn`]): nothing
+/// the command prints or logs afterwards can show them, even in a middleware error text
+/// that echoes one. The one way every command connects.
+pub async fn connect(
+    config: &AgentConfig,
+    timeout: Option<Duration>,
+) -> Result<Client, ConnectFailed> {
+    let mut options = config.middleware.connect_options()?;
+    if let Some(timeout) = timeout {
+        options.connect_timeout = timeout;
+        options.call_timeout = timeout;
+    }
+    let call_timeout = options.call_timeout;
     let client = Client::connect(options)
         .await
-        .context("cannot connect to the TrueNAS middleware")?;
-    crate::scrub::remember(&crate::scrub::learn(&client, timeout).await);
+        .map_err(ConnectFailed::Connect)?;
+    crate::scrub::remember(&crate::scrub::learn(&client, call_timeout).await);
     Ok(client)
-}
-
-/// The state directory from the config file and `--state-dir`.
-pub fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
-    Ok(agent_config(global)?.state_dir)
 }
 
 #[cfg(test)]
@@ -105,8 +109,18 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::middleware::ConnectOptions;
 
     const KEY: &str = "1-CANARY-API-KEY-0a7d62";
+
+    /// What [`connect`] connects with.
+    fn connect_options(global: &GlobalArgs) -> anyhow::Result<ConnectOptions> {
+        Ok(agent_config(global)?.middleware.connect_options()?)
+    }
+
+    fn state_dir(global: &GlobalArgs) -> anyhow::Result<PathBuf> {
+        Ok(agent_config(global)?.state_dir)
+    }
 
     fn global() -> GlobalArgs {
         GlobalArgs {
@@ -282,10 +296,10 @@ mod tests {
             "state_dir = \"relative\"\n",
             0o600,
         ));
-        let err = format!("{:#}", agent_config(&g).unwrap_err());
+        let err = crate::fault::error_chain(&agent_config(&g).unwrap_err());
         assert!(err.contains("state_dir"), "{err}");
         g.config = Some(dir.path().join("missing.toml"));
-        let err = format!("{:#}", agent_config(&g).unwrap_err());
+        let err = crate::fault::error_chain(&agent_config(&g).unwrap_err());
         assert!(err.contains("missing.toml"), "{err}");
     }
 

@@ -1,7 +1,8 @@
 //! Loading a desired-state document given on the command line (`-f DOC`), one rule for
 //! `plan`, `apply`, `verify` and `status`.
 //!
-//! Owns: the decision "is this local file acceptable?".
+//! Owns: the document options of `plan`, `apply` and `verify` ([`DocumentArgs`]) and the
+//! decision "is this local file acceptable?".
 //! Does not: fetch from central (the daemon does, through `central`), print anything.
 //! Invariants: a document is accepted when (a) it is a DSSE envelope that a key from
 //!   `[central] trusted_keys` verifies, or (b) unsigned input is allowed — by the
@@ -11,11 +12,25 @@
 //!   and asked for it; the daemon never has such a flag. Errors never echo document values;
 //!   an accepted document's secrets are registered with [`crate::scrub`].
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::central::dsse::{self, DsseError};
 use crate::config::AgentConfig;
 use crate::desired::{self, DesiredError, DesiredState, FieldError};
+
+/// The options of a command run on one document (`plan`, `apply`, `verify`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DocumentArgs {
+    /// The desired-state document (plain JSON or a DSSE envelope).
+    #[arg(short = 'f', long = "file", value_name = "DOC")]
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// Accept a local document without a verified signature (tests, lab boxes).
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
 
 /// Why a local document was not accepted.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +52,16 @@ impl LoadError {
             LoadError::Signature(_) => Vec::new(),
             LoadError::Document(err) => err.field_errors(),
         }
+    }
+
+    /// One line: every field problem (`; `-separated), else the cause.
+    pub fn summary(&self) -> String {
+        let fields = self.field_errors();
+        if fields.is_empty() {
+            return crate::fault::error_chain(self);
+        }
+        let lines: Vec<String> = fields.iter().map(ToString::to_string).collect();
+        lines.join("; ")
     }
 }
 

@@ -103,7 +103,7 @@ pub struct GetArgs {
 /// Runs `identity`.
 pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let common = &args.common;
-    let config = agent_config(global)?;
+    let config = super::common::agent_config(global)?;
     let mut inputs = inputs(common, &config)?;
     let (store, choice) = store(common, &config).await?;
     match args.action {
@@ -136,13 +136,6 @@ pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// The agent config (`--config`, else the defaults) with the global flags applied.
-fn agent_config(global: &GlobalArgs) -> anyhow::Result<AgentConfig> {
-    // Same flag semantics as every subcommand (relative paths from the cwd).
-    let overrides = super::common::overrides(global);
-    Ok(AgentConfig::resolve(global.config.as_deref(), overrides)?)
 }
 
 fn inputs(common: &Common, config: &AgentConfig) -> anyhow::Result<IdentityInputs> {
@@ -186,14 +179,11 @@ async fn store(
         timeout: Duration::from_secs(common.zfs_timeout.max(1)),
     });
     let connect = || async {
-        let options = config.middleware.connect_options().map_err(error_text)?;
-        Client::connect(options).await.map_err(error_text)
+        super::common::connect(config, None)
+            .await
+            .map_err(|e| crate::fault::error_chain(&e))
     };
     Ok(choose_backend_with(command, connect).await)
-}
-
-fn error_text(err: impl std::error::Error + Send + Sync + 'static) -> String {
-    format!("{:#}", anyhow::Error::new(err))
 }
 
 /// Records the result for `status`; an unusable state directory makes the answer

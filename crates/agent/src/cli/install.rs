@@ -13,9 +13,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use super::common::ConnectFailed;
+use crate::config::AgentConfig;
 use crate::exit::Exit;
 use crate::fault::Fault;
 use crate::install::{self, CheckReport, CheckStatus, DatasetName, Host, InstallRequest};
+use crate::middleware::Client;
 
 /// Arguments of `install`.
 #[derive(Debug, clap::Args)]
@@ -93,15 +96,17 @@ pub async fn run_install(
     args: InstallArgs,
     global: &super::GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    let host = args.host.host();
-    let dataset = dataset(args.dataset.as_ref())?;
-    let options = super::common::connect_options(global)?;
-    let mw = match super::common::connect_with(options).await {
-        Ok(mw) => mw,
-        Err(err) => return Ok(cannot(&err, Exit::Unknown)),
+    let Start {
+        host,
+        dataset,
+        config,
+        mw,
+    } = match start(&args.host, args.dataset.as_ref(), global).await? {
+        Ok(start) => start,
+        Err(code) => return Ok(code),
     };
     if args.check {
-        let report = match install::check(&mw, &host, dataset).await {
+        let report = match install::check(&mw, &host, dataset, &config.guid_property).await {
             Ok(report) => report,
             Err(err) => return Ok(install_error(err)),
         };
@@ -114,6 +119,7 @@ pub async fn run_install(
         sysext_image: args.sysext,
         agent_config: args.agent_config,
         token_file: args.token_file,
+        guid_property: config.guid_property,
     };
     let outcome = match install::install(&mw, &host, &req).await {
         Ok(outcome) => outcome,
@@ -174,12 +180,14 @@ pub async fn run_uninstall(
     args: UninstallArgs,
     global: &super::GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
-    let host = args.host.host();
-    let dataset = dataset(args.dataset.as_ref())?;
-    let options = super::common::connect_options(global)?;
-    let mw = match super::common::connect_with(options).await {
-        Ok(mw) => mw,
-        Err(err) => return Ok(cannot(&err, Exit::Unknown)),
+    let Start {
+        host,
+        dataset,
+        config: _,
+        mw,
+    } = match start(&args.host, args.dataset.as_ref(), global).await? {
+        Ok(start) => start,
+        Err(code) => return Ok(code),
     };
     let outcome = match install::uninstall(&mw, &host, dataset, args.purge).await {
         Ok(outcome) => outcome,
@@ -253,6 +261,37 @@ fn exit_for(report: &CheckReport) -> ExitCode {
 }
 
 /// Prints why the command could not go on and returns `exit`.
+/// What `install` and `uninstall` start from.
+struct Start {
+    host: Host,
+    dataset: Option<DatasetName>,
+    config: AgentConfig,
+    mw: Client,
+}
+
+/// The host paths, `--dataset`, the configuration, then the middleware. A bad flag, config
+/// or middleware setting is an error (exit 2); an unreachable middleware is `Err` with
+/// its exit code (3, printed).
+async fn start(
+    host: &HostArgs,
+    dataset_arg: Option<&String>,
+    global: &super::GlobalArgs,
+) -> anyhow::Result<Result<Start, ExitCode>> {
+    let host = host.host();
+    let dataset = dataset(dataset_arg)?;
+    let config = super::common::agent_config(global)?;
+    Ok(match super::common::connect(&config, None).await {
+        Ok(mw) => Ok(Start {
+            host,
+            dataset,
+            config,
+            mw,
+        }),
+        Err(ConnectFailed::Settings(e)) => return Err(e.into()),
+        Err(e @ ConnectFailed::Connect(_)) => Err(cannot(&e.into(), Exit::Unknown)),
+    })
+}
+
 fn cannot(err: &anyhow::Error, exit: Exit) -> ExitCode {
     eprintln!("error: {err:#}");
     exit.into()

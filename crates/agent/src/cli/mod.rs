@@ -3,7 +3,9 @@
 //! Owns: the clap definitions, the tokio runtime, logging set-up, and the mapping of
 //! each subcommand's outcome to an exit code by the one rule of [`crate::exit`] (0 ok,
 //! 1 attention, 2 failing or refused, 3 unknown). One file per subcommand; each exposes
-//! `Args` (clap) and `async fn run(args, &GlobalArgs) -> anyhow::Result<ExitCode>`.
+//! its arguments (clap; `plan` and `apply` take [`document::DocumentArgs`], which `verify`
+//! extends) and `async fn run(args, &GlobalArgs) -> anyhow::Result<ExitCode>`; what they
+//! share — the configuration and the one middleware connect — is in [`common`].
 //! Does not: hold business logic — subcommands call into the library modules.
 //! Invariants: the only module (with `main.rs`) that prints to stdout/stderr; no secret
 //! is ever printed: library types redact them, and every line printed here goes through
@@ -51,7 +53,7 @@ macro_rules! eprint {
 }
 
 /// Writes `text` to stdout, scrubbed, and flushes: a closed pipe (`status | head`)
-/// surfaces as an error `main.rs` maps to exit 0.
+/// surfaces as an error [`finish`] maps to exit 0.
 pub fn write_stdout(text: &str) -> std::io::Result<()> {
     let text = crate::scrub::scrub_output(text);
     let mut out = std::io::stdout().lock();
@@ -123,9 +125,9 @@ pub enum Command {
     /// Run the agent daemon: pull the desired state, converge, report (systemd service).
     Run(run::Args),
     /// Show what `apply` would change for a desired-state document (writes nothing).
-    Plan(plan::Args),
+    Plan(document::DocumentArgs),
     /// Converge the NAS to a desired-state document once.
-    Apply(apply::Args),
+    Apply(document::DocumentArgs),
     /// One-screen diagnosis for a technician (exit 0 healthy, 1 degraded, 2 failing, 3 unknown).
     Status(status::Args),
     /// Evaluate the SOP verification checklist on this box (and in the B2 bucket).

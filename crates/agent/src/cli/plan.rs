@@ -11,31 +11,18 @@
 //! DSSE envelope whose signature verifies under the configured `[central]
 //! trusted_keys` (`--config`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::json;
 
+use super::document::DocumentArgs;
 use crate::apply::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
 use crate::config::AgentConfig;
 use crate::desired::{DesiredState, FieldError, Mode};
 use crate::middleware::{Client, Middleware};
 use crate::plan::{Blocker, GuidError};
 use crate::state_dir::StateDir;
-
-/// Arguments of `plan`.
-#[derive(Debug, clap::Args)]
-pub struct Args {
-    /// The desired-state document (plain JSON or a DSSE envelope).
-    #[arg(short = 'f', long = "file", value_name = "DOC")]
-    pub file: PathBuf,
-    /// Print JSON instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Accept a local document without a verified signature (tests, lab boxes).
-    #[arg(long)]
-    pub allow_unsigned: bool,
-}
 
 /// How a `plan` or `apply` run ended; its exit code follows the one rule
 /// ([`crate::exit::Exit`], docs/operations.md "Exit codes").
@@ -219,9 +206,7 @@ pub(crate) fn result_json(exit: Exit) -> serde_json::Value {
 
 /// The agent configuration (`--config`, if any) with the command-line flags on top.
 pub(crate) fn agent_config(global: &super::GlobalArgs, as_json: bool) -> Result<AgentConfig, Exit> {
-    // Same flag semantics as every subcommand (relative paths from the cwd).
-    let overrides = super::common::overrides(global);
-    AgentConfig::resolve(global.config.as_deref(), overrides).map_err(|err| {
+    super::common::agent_config(global).map_err(|err| {
         let message = crate::fault::error_chain(&err);
         let exit = Exit::Refused;
         if as_json {
@@ -247,19 +232,21 @@ pub(crate) fn pass_options(config: &AgentConfig, write: bool) -> ReconcileOption
     }
 }
 
+/// What a `plan` or `apply` pass runs with: the inputs checked, the middleware connected.
+pub struct Ready<M = Client> {
+    pub mw: M,
+    pub state: StateDir,
+    pub desired: DesiredState,
+    pub options: ReconcileOptions,
+}
+
 /// Plans against an already connected middleware and prints the result.
-pub async fn run_with(
-    mw: &impl Middleware,
-    state: &StateDir,
-    desired: &DesiredState,
-    options: &ReconcileOptions,
-    as_json: bool,
-) -> Exit {
+pub async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
     let options = ReconcileOptions {
         write: false,
-        ..options.clone()
+        ..ready.options.clone()
     };
-    match reconcile(mw, state, desired, &options).await {
+    match reconcile(&ready.mw, &ready.state, &ready.desired, &options).await {
         Ok(result) => {
             let exit = exit_for(&result);
             if as_json {
@@ -277,53 +264,64 @@ pub async fn run_with(
 }
 
 /// Runs `plan`.
-pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
-    let ready = connect_prepared(&args.file, args.allow_unsigned, global, args.json, false).await;
-    let (options, desired, state, mw) = match ready {
-        Ok(ready) => ready,
-        Err(exit) => return Ok(exit.into()),
-    };
-    Ok(run_with(&mw, &state, &desired, &options, args.json)
-        .await
-        .into())
+pub async fn run(args: DocumentArgs, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+    let pass = async |ready: &Ready| run_with(ready, args.json).await;
+    Ok(run_pass(&args, global, false, pass).await)
+}
+
+/// Runs `plan` (`write: false`) or `apply`: [`connect_prepared`], then `pass` with what it
+/// prepared; the exit code is that of whichever ended the run.
+pub(crate) async fn run_pass(
+    doc: &DocumentArgs,
+    global: &super::GlobalArgs,
+    write: bool,
+    pass: impl AsyncFnOnce(&Ready) -> Exit,
+) -> ExitCode {
+    match connect_prepared(doc, global, write).await {
+        Ok(ready) => pass(&ready).await.into(),
+        Err(exit) => exit.into(),
+    }
 }
 
 /// `prepare`, then the middleware connection and the pass options: what `plan` and
 /// `apply` need before their pass (`write`: whether the pass may write).
 pub(crate) async fn connect_prepared(
-    file: &Path,
-    allow_unsigned: bool,
+    doc: &DocumentArgs,
     global: &super::GlobalArgs,
-    as_json: bool,
     write: bool,
-) -> Result<(ReconcileOptions, DesiredState, StateDir, Client), Exit> {
-    let (config, desired, state) = prepare(file, allow_unsigned, global, as_json)?;
-    let mw = super::common::connect(global).await.map_err(|err| {
+) -> Result<Ready, Exit> {
+    let as_json = doc.json;
+    let (config, desired, state) = prepare(doc, global)?;
+    let mw = super::common::connect(&config, None).await.map_err(|err| {
         let exit = Exit::Unavailable;
         if as_json {
             let mut v = result_json(exit);
             v["refused"] = json!("middleware");
-            v["message"] = json!(format!("{err:#}"));
+            v["message"] = json!(crate::fault::error_chain(&err));
             println!("{v}");
         } else {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", crate::fault::error_chain(&err));
             eprintln!("{}", exit.result_line());
         }
         exit
     })?;
-    Ok((pass_options(&config, write), desired, state, mw))
+    Ok(Ready {
+        mw,
+        state,
+        desired,
+        options: pass_options(&config, write),
+    })
 }
 
 /// Configuration, document and state directory — everything checked before the
 /// middleware is contacted.
 pub(crate) fn prepare(
-    file: &Path,
-    allow_unsigned: bool,
+    doc: &DocumentArgs,
     global: &super::GlobalArgs,
-    as_json: bool,
 ) -> Result<(AgentConfig, DesiredState, StateDir), Exit> {
+    let as_json = doc.json;
     let config = agent_config(global, as_json)?;
-    let desired = load_document(file, allow_unsigned, &config, as_json)?;
+    let desired = load_document(&doc.file, doc.allow_unsigned, &config, as_json)?;
     let state = StateDir::open(&config.state_dir)
         .map_err(|err| report_error(&ReconcileError::State(err), as_json))?;
     Ok((config, desired, state))

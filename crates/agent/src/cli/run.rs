@@ -68,7 +68,7 @@ async fn run_with(config: &AgentConfig) -> anyhow::Result<ExitCode> {
         }
         on_signal.cancel();
     });
-    let mw = super::common::connect_with(config.middleware.connect_options()?).await?;
+    let mw = super::common::connect(config, None).await?;
     // The `zfs` command on the host; the middleware only where it cannot be used (a
     // Custom App container without /dev/zfs).
     let (props, backend) =

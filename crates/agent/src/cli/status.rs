@@ -160,7 +160,7 @@ pub async fn report_with<M: Middleware>(
         DocumentArg::None | DocumentArg::Refused(_) => None,
     };
     let (install, install_error) = match (&mw, &ctx.host) {
-        (Ok(mw), Some(host)) => install_check(*mw, host, ctx.assess.call_timeout).await,
+        (Ok(mw), Some(host)) => install_check(*mw, host, &ctx.assess).await,
         _ => (None, None),
     };
     let (probe, assessment, health_error) = match mw {
@@ -356,78 +356,34 @@ async fn service_state(
 async fn install_check<M: Middleware>(
     mw: &M,
     host: &crate::install::Host,
-    call_timeout: Duration,
+    assess: &AssessOptions,
 ) -> (Option<crate::install::CheckReport>, Option<String>) {
-    let budget = call_timeout.saturating_mul(4);
-    match tokio::time::timeout(budget, crate::install::check_if_installed(mw, host)).await {
+    let budget = assess.call_timeout.saturating_mul(4);
+    let check = crate::install::check_if_installed(mw, host, &assess.guid_property);
+    match tokio::time::timeout(budget, check).await {
         Ok(Ok(report)) => (report, None),
         Ok(Err(e)) => (None, Some(crate::fault::error_chain(&e))),
         Err(_) => (None, Some(format!("no answer within {budget:?}"))),
     }
 }
 
-/// The agent configuration (`--config`, if any) with the command-line flags on top —
-/// the same resolution `plan` and `apply` use, without printing.
-pub(crate) fn resolve_config(global: &super::GlobalArgs) -> Result<AgentConfig, String> {
-    // Same flag semantics as every subcommand (relative paths from the cwd).
-    let overrides = super::common::overrides(global);
-    AgentConfig::resolve(global.config.as_deref(), overrides)
-        .map_err(|e| crate::fault::error_chain(&e))
-}
-
-/// Connects as the configuration says, with `timeout` for connecting and each call, and
-/// learns the secrets the NAS holds ([`crate::scrub::learn`]).
-pub async fn connect(
-    config: &AgentConfig,
-    timeout: Option<Duration>,
-) -> Result<crate::middleware::Client, String> {
-    let mut options = config
-        .middleware
-        .connect_options()
-        .map_err(|e| crate::fault::error_chain(&e))?;
-    if let Some(timeout) = timeout {
-        options.connect_timeout = timeout;
-        options.call_timeout = timeout;
-    }
-    let call_timeout = options.call_timeout;
-    let client = crate::middleware::Client::connect(options)
-        .await
-        .map_err(|e| crate::fault::error_chain(&e))?;
-    // The NAS's own secrets: nothing the command prints afterwards can show them.
-    crate::scrub::remember(&crate::scrub::learn(&client, call_timeout).await);
-    Ok(client)
-}
-
 /// Runs `status`.
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
     // A bad flag is refused at once, naming the flag (the technician typed it just now);
     // a bad config file is reported, not fatal: status then uses the defaults and flags.
-    let overrides = super::common::overrides(global);
-    let (config, config_error) =
-        match AgentConfig::resolve(global.config.as_deref(), overrides.clone()) {
-            Ok(c) => (c, None),
-            Err(e @ ConfigError::Flags { .. }) => return Err(e.into()),
-            Err(e) => (
-                AgentConfig::default().with_overrides(overrides)?,
-                Some(crate::fault::error_chain(&e)),
-            ),
-        };
+    let (config, config_error) = match super::common::agent_config(global) {
+        Ok(c) => (c, None),
+        Err(e @ ConfigError::Flags { .. }) => return Err(e.into()),
+        Err(e) => (
+            AgentConfig::default().with_overrides(super::common::overrides(global))?,
+            Some(crate::fault::error_chain(&e)),
+        ),
+    };
     let document = match &args.file {
         None => DocumentArg::None,
         Some(path) => match super::document::load(path, args.allow_unsigned, &config) {
             Ok((d, _)) => DocumentArg::Read(Box::new(d)),
-            Err(e) => {
-                let fields = e.field_errors();
-                DocumentArg::Refused(if fields.is_empty() {
-                    crate::fault::error_chain(&e)
-                } else {
-                    fields
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-            }
+            Err(e) => DocumentArg::Refused(e.summary()),
         },
     };
     let central_config = global
@@ -458,7 +414,9 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         central_config,
         host: Some(crate::install::Host::default()),
     };
-    let connected = connect(&config, Some(timeout)).await;
+    let connected = super::common::connect(&config, Some(timeout))
+        .await
+        .map_err(|e| crate::fault::error_chain(&e));
     let mut report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
     if let Some(error) = config_error {
         crate::status::add_problem(
@@ -480,7 +438,7 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         render_text(&report)
     };
     // Scrubbed once more with every secret this process met; a closed pipe
-    // (`status | head`) surfaces as an error main.rs maps to exit 0.
+    // (`status | head`) surfaces as an error `cli::finish` maps to exit 0.
     super::write_stdout(&text)?;
     Ok(ExitCode::from(report.exit_code))
 }

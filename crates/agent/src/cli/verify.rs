@@ -15,11 +15,12 @@
 //! through the daemon); items only central can check are listed as "checked by central".
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 
 use serde_json::{Value, json};
 
+use super::document::DocumentArgs;
 use crate::b2::ClientOptions;
 use crate::config::AgentConfig;
 use crate::desired::DesiredState;
@@ -35,16 +36,12 @@ pub const VERIFY_SCHEMA: &str = "truenas-agent.verify/v1";
 
 /// Arguments of `verify`.
 #[derive(Debug, clap::Args)]
+#[command(mut_arg("json", |json| {
+    json.help("Print JSON (schema truenas-agent.verify/v1) instead of text")
+}))]
 pub struct Args {
-    /// The desired-state document (plain JSON or a DSSE envelope).
-    #[arg(short = 'f', long = "file", value_name = "DOC")]
-    pub file: PathBuf,
-    /// Print JSON (schema truenas-agent.verify/v1) instead of text.
-    #[arg(long)]
-    pub json: bool,
-    /// Accept a local document without a verified signature (tests, lab boxes).
-    #[arg(long)]
-    pub allow_unsigned: bool,
+    #[command(flatten)]
+    pub document: DocumentArgs,
     /// Do not check the B2 bucket (its items are then `unknown`).
     #[arg(long)]
     pub skip_b2: bool,
@@ -292,10 +289,10 @@ pub fn render_text(
 pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
     let output = run_args(&args, global).await;
     let mut text = output.stdout;
-    if args.json {
+    if args.document.json {
         text.push('\n');
     }
-    // A closed pipe surfaces as an error main.rs maps to exit 0.
+    // A closed pipe surfaces as an error `cli::finish` maps to exit 0.
     let text = crate::scrub::scrub_output(&text);
     let mut out = std::io::stdout().lock();
     std::io::Write::write_all(&mut out, text.as_bytes())?;
@@ -304,23 +301,35 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
 }
 
 async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
-    let config = match super::status::resolve_config(global) {
+    let DocumentArgs {
+        file,
+        json,
+        allow_unsigned,
+    } = &args.document;
+    let json = *json;
+    let config = match super::common::agent_config(global) {
         Ok(c) => c,
-        Err(e) => return undetermined(NotRun::Configuration, &e, args.json),
+        Err(e) => {
+            let error = crate::fault::error_chain(&e);
+            return undetermined(NotRun::Configuration, &error, json);
+        }
     };
-    let desired = match load_document(&args.file, args.allow_unsigned, &config) {
+    let desired = match load_document(file, *allow_unsigned, &config) {
         Ok(d) => d,
-        Err(e) => return undetermined(NotRun::Document, &e, args.json),
+        Err(e) => return undetermined(NotRun::Document, &e, json),
     };
     let state = match StateDir::open(&config.state_dir) {
         Ok(s) => s,
         Err(e) => {
-            return undetermined(NotRun::StateDir, &crate::fault::error_chain(&e), args.json);
+            return undetermined(NotRun::StateDir, &crate::fault::error_chain(&e), json);
         }
     };
-    let mw = match super::status::connect(&config, None).await {
+    let mw = match super::common::connect(&config, None).await {
         Ok(mw) => mw,
-        Err(e) => return undetermined(NotRun::Middleware, &e, args.json),
+        Err(e) => {
+            let error = crate::fault::error_chain(&e);
+            return undetermined(NotRun::Middleware, &error, json);
+        }
     };
     let mut options = AssessOptions::live();
     options.b2 = (!args.skip_b2).then(|| ClientOptions {
@@ -332,7 +341,7 @@ async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
     });
     options.guid_property.clone_from(&config.guid_property);
     options.root_pool.clone_from(&config.root_pool);
-    verify_with(&mw, &state, &desired, &options, args.json).await
+    verify_with(&mw, &state, &desired, &options, json).await
 }
 
 /// Reads the document with the shared `-f` rule (see `cli::document`); every problem is
@@ -344,16 +353,5 @@ fn load_document(
 ) -> Result<DesiredState, String> {
     super::document::load(path, allow_unsigned, config)
         .map(|(state, _)| state)
-        .map_err(|e| {
-            let fields = e.field_errors();
-            if fields.is_empty() {
-                crate::fault::error_chain(&e)
-            } else {
-                fields
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            }
-        })
+        .map_err(|e| e.summary())
 }

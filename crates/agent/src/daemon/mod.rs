@@ -84,7 +84,7 @@ use crate::central::{
 use crate::config::CentralConfig;
 use crate::fault::Fault;
 use crate::fault::error_chain;
-use crate::middleware::{Call, CallError, Method, Middleware};
+use crate::middleware::{CallError, Method, Middleware, calls};
 use crate::state_dir::StateDir;
 use jobs::JobWatch;
 use memory::{CentralLink, PassRecord, ReportNote};
@@ -1132,7 +1132,7 @@ async fn next_item<F: EventFeed>(feed: &mut Option<F>) -> FeedItem {
 }
 
 async fn ping(mw: &impl Middleware, limit: Duration) -> Result<(), CallError> {
-    match tokio::time::timeout(limit, mw.call(Call::bare(Method::CorePing))).await {
+    match tokio::time::timeout(limit, mw.call(calls::ping())).await {
         Ok(result) => result.map(drop),
         Err(_) => Err(CallError::Timeout {
             method: Method::CorePing,

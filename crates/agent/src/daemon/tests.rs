@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::central::report::{CheckStatus, ChecklistItem};
-use crate::middleware::{ApiFlavor, ApiInfo, Job, JobId, Protocol, TransportKind};
+use crate::middleware::{ApiFlavor, ApiInfo, Call, Job, JobId, Protocol, TransportKind};
 
 #[derive(Default)]
 struct Recorder(Mutex<Vec<String>>);

@@ -111,14 +111,14 @@ impl NasView {
                 BTreeMap::new()
             }
         };
-        let alerts = match bounded(mw, Call::bare(Method::AlertList), timeout).await {
+        let alerts = match bounded(mw, calls::alert_list(), timeout).await {
             Ok(value) => Some(alerts_by_id(&value)),
             Err(e) => {
                 read_errors.push(format!("alerts: {e}"));
                 None
             }
         };
-        let hostname = bounded(mw, Call::bare(Method::SystemInfo), timeout)
+        let hostname = bounded(mw, calls::system_info(), timeout)
             .await
             .ok()
             .and_then(|info| {

@@ -53,7 +53,7 @@ impl AssessOptions {
             offset: local_offset(now),
             call_timeout: Duration::from_secs(15),
             b2: Some(ClientOptions::default()),
-            guid_property: crate::observe::DEVICE_GUID_PROPERTY.to_owned(),
+            guid_property: crate::zfs::DEFAULT_GUID_PROPERTY.to_owned(),
             root_pool: None,
         }
     }

@@ -8,7 +8,8 @@
 //! `pool.snapshottask.query` (zettarepl state), the version's snapshot listing
 //! (`zfs.snapshot.query` on 24.10/25.04, `pool.snapshot.query` on 25.10) through the
 //! middleware's cheap names-only/count fast path, and `alert.list`; plus running
-//! [`crate::b2::verify()`] with the key read from the task's cloud credential.
+//! [`crate::b2::verify()`] with the key read from the task's cloud credential. The
+//! requests are `middleware::calls`'s.
 //! Does not: judge anything (that is [`super::evaluate`]), write to the middleware, keep
 //! the B2 key beyond the run, or touch files (`memory` does).
 //! Invariants: read-only (no method here `is_write`); a read that fails or times out is
@@ -24,17 +25,18 @@ use std::time::Duration;
 use chrono::{DateTime, FixedOffset, Utc};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::memory::HealthMemory;
 use super::{Redactor, snapshots};
 use crate::b2::{self, B2Inputs, B2Report, ClientOptions, Expected};
 use crate::desired::DesiredState;
 use crate::middleware::{
-    ApiFlavor, Call, CallError, Job, JobArgs, JobState, Method, Middleware, calls, ejson,
+    ApiFlavor, Call, CallError, Job, JobArgs, JobState, Middleware, calls, ejson,
 };
-use crate::observe::{DEVICE_GUID_PROPERTY, Observed};
+use crate::observe::Observed;
 use crate::plan::{self, Ownership};
+use crate::zfs::DEFAULT_GUID_PROPERTY;
 
 /// Runs of one Cloud Sync task. Dry runs (UI "Dry Run", `arguments[1].dry_run`) upload
 /// nothing and are never taken for a run here.
@@ -140,7 +142,7 @@ impl HealthObservations {
         Self {
             offset,
             ownership: Ownership::default(),
-            guid_property: DEVICE_GUID_PROPERTY.to_owned(),
+            guid_property: DEFAULT_GUID_PROPERTY.to_owned(),
             configured_root: None,
             runs: BTreeMap::new(),
             snapshot_states: BTreeMap::new(),
@@ -200,7 +202,7 @@ pub async fn observe(
         let listing = list_snapshots(mw, observed.api.flavor, pool, &prefix, timeout).await;
         obs.snapshots.insert(pool.clone(), listing);
     }
-    match read(mw, Call::bare(Method::AlertList), timeout).await {
+    match read(mw, calls::alert_list(), timeout).await {
         Ok(value) => obs.alerts = Some(decode_alerts(&value)),
         Err(e) => obs.read_errors.push(format!("alerts: {e}")),
     }
@@ -216,11 +218,11 @@ pub async fn read_runs(
     errors: &mut Vec<String>,
 ) -> BTreeMap<u64, TaskRuns> {
     let mut runs = BTreeMap::new();
-    match read(mw, cloudsync_jobs(), timeout).await {
+    match read(mw, calls::cloudsync_query(), timeout).await {
         Ok(value) => runs = decode_last_runs(&value),
         Err(e) => errors.push(format!("Cloud Sync last runs: {e}")),
     }
-    match read(mw, recent_successes(), timeout).await {
+    match read(mw, calls::recent_cloudsync_successes(50), timeout).await {
         Ok(value) => attach_successes(&mut runs, &value),
         Err(e) => errors.push(format!("Cloud Sync job history: {e}")),
     }
@@ -245,7 +247,7 @@ pub async fn read_snapshot_states(
     mw: &impl Middleware,
     timeout: Duration,
 ) -> Result<BTreeMap<u64, SnapshotTaskState>, String> {
-    read(mw, Call::bare(Method::SnapshotTaskQuery), timeout)
+    read(mw, calls::snapshot_tasks_query(), timeout)
         .await
         .map(|value| decode_snapshot_states(&value))
         .map_err(|e| format!("snapshot task states: {e}"))
@@ -298,24 +300,6 @@ async fn read(mw: &impl Middleware, call: Call, timeout: Duration) -> Result<Val
             after: timeout,
         }),
     }
-}
-
-/// `cloudsync.query []`: every task with its `job` (last run) field. A second read
-/// besides `Observed`'s, which keeps only the last run's state.
-fn cloudsync_jobs() -> Call {
-    Call::new(Method::CloudsyncQuery, vec![json!([]), json!({})])
-}
-
-/// The 50 newest successful `cloudsync.sync` jobs (all tasks): enough to find each
-/// task's last success since middlewared started.
-fn recent_successes() -> Call {
-    Call::new(
-        Method::CoreGetJobs,
-        vec![
-            json!([["method", "=", "cloudsync.sync"], ["state", "=", "SUCCESS"]]),
-            json!({"order_by": ["-id"], "limit": 50}),
-        ],
-    )
 }
 
 /// How many of a task's newest runs are searched for its last real run.
@@ -472,42 +456,6 @@ pub fn decode_alert(a: &Value) -> Option<Alert> {
     })
 }
 
-/// The snapshot listing method of a flavour (REFERENCE §4.8; `zfs.snapshot` is private
-/// in 25.10 and gone in 26.0, NEWER.md).
-pub fn snapshot_method(flavor: ApiFlavor) -> Method {
-    if flavor >= ApiFlavor::V25_10 {
-        Method::PoolSnapshotQuery
-    } else {
-        Method::ZfsSnapshotQuery
-    }
-}
-
-/// Names of the pool's root-dataset snapshots with `prefix` — the fast path: only
-/// `dataset`/`name` filters and `select: ["name"]`, so the middleware lists names only.
-pub fn root_names_call(flavor: ApiFlavor, pool: &str, prefix: &str) -> Call {
-    Call::new(
-        snapshot_method(flavor),
-        vec![
-            json!([
-                ["dataset", "=", pool],
-                ["name", "rin", format!("@{prefix}")]
-            ]),
-            json!({"select": ["name"]}),
-        ],
-    )
-}
-
-/// Count of the pool's snapshots (recursive) with `prefix` — the `count` fast path.
-pub fn count_call(flavor: ApiFlavor, pool: &str, prefix: &str) -> Call {
-    Call::new(
-        snapshot_method(flavor),
-        vec![
-            json!([["pool", "=", pool], ["name", "rin", format!("@{prefix}")]]),
-            json!({"count": true}),
-        ],
-    )
-}
-
 /// The names and count of `pool`'s snapshots with `prefix` (two reads).
 pub async fn list_snapshots(
     mw: &impl Middleware,
@@ -516,11 +464,11 @@ pub async fn list_snapshots(
     prefix: &str,
     timeout: Duration,
 ) -> SnapshotListing {
-    let root_names = read(mw, root_names_call(flavor, pool, prefix), timeout)
+    let root_names = read(mw, calls::snapshot_names(flavor, pool, prefix), timeout)
         .await
         .map_err(|e| e.to_string())
         .map(|v| decode_names(&v, prefix));
-    let count = read(mw, count_call(flavor, pool, prefix), timeout)
+    let count = read(mw, calls::snapshot_count(flavor, pool, prefix), timeout)
         .await
         .map_err(|e| e.to_string())
         .and_then(|v| {
@@ -641,6 +589,7 @@ fn credential_for(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn last_runs_and_successes() {
@@ -746,26 +695,5 @@ mod tests {
             ),
             vec!["auto-2026-11-23_10-00"]
         );
-    }
-
-    #[test]
-    fn snapshot_calls_per_version_use_the_fast_path() {
-        let v24 = root_names_call(ApiFlavor::V24_10, "pool0", "auto-");
-        assert_eq!(v24.method, Method::ZfsSnapshotQuery);
-        assert_eq!(
-            count_call(ApiFlavor::V25_10, "pool0", "auto-").method,
-            Method::PoolSnapshotQuery
-        );
-        for call in [
-            root_names_call(ApiFlavor::V25_04, "pool0", "auto-"),
-            count_call(ApiFlavor::V25_10, "pool0", "auto-"),
-        ] {
-            // Fast path: every filter is on name/pool/dataset only.
-            for filter in call.params[0].as_array().unwrap() {
-                let field = filter[0].as_str().unwrap();
-                assert!(["name", "pool", "dataset"].contains(&field), "{field}");
-            }
-        }
-        assert_eq!(v24.params[1], json!({"select": ["name"]}));
     }
 }

@@ -64,8 +64,9 @@ use serde_json::json;
 use crate::b2::{self, B2Report, CheckId, Finding};
 use crate::desired::DesiredState;
 use crate::middleware::Job;
-use crate::observe::{DEVICE_GUID_PROPERTY, Observed};
+use crate::observe::Observed;
 use crate::plan::{self, Ownership};
+use crate::zfs::DEFAULT_GUID_PROPERTY;
 
 const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
 const CANARIES: &[&str] = &[
@@ -129,7 +130,7 @@ pub(crate) fn healthy_box() -> BoxState {
     let mut fresh = plan::tests::fresh(&["pool0", "pool1"]);
     fresh.pools[0]
         .user_properties
-        .insert(DEVICE_GUID_PROPERTY.into(), GUID.into());
+        .insert(DEFAULT_GUID_PROPERTY.into(), GUID.into());
     let p = plan::plan(
         &desired,
         &fresh,

@@ -407,7 +407,7 @@ fn next_steps_do_not_claim_apply_writes_the_guid_and_name_the_bucket() {
     let mut b = healthy_box();
     b.observed.pools[0]
         .user_properties
-        .remove(crate::observe::DEVICE_GUID_PROPERTY);
+        .remove(crate::zfs::DEFAULT_GUID_PROPERTY);
     let h = b.eval();
     let step = BoxState::item(&h, "guid.zfs_property").next_step.unwrap();
     assert!(step.contains("identity ensure"), "{step}");

@@ -214,17 +214,21 @@ impl Layout {
 
     /// The unit file kept on the pool.
     pub fn unit_copy(&self) -> PathBuf {
-        self.systemd_dir().join(super::units::UNIT_NAME)
+        self.systemd_dir().join(UNIT_NAME)
     }
 
     /// The drop-in kept on the pool.
     pub fn dropin_copy(&self) -> PathBuf {
-        self.systemd_dir().join(super::units::DROPIN_NAME)
+        self.systemd_dir().join(DROPIN_NAME)
     }
 }
 
 /// File name of the sysext image (on the pool and in `/run/extensions`).
 pub const IMAGE_NAME: &str = "truenas-agent.raw";
+/// The unit's name.
+pub const UNIT_NAME: &str = "truenas-agent.service";
+/// The drop-in's file name (in `truenas-agent.service.d/`).
+pub const DROPIN_NAME: &str = "install.conf";
 
 /// Host paths outside the install dataset. Configurable so tests can run without root
 /// and without systemd.
@@ -261,12 +265,12 @@ impl Default for SystemPaths {
 impl SystemPaths {
     /// The runtime copy of the unit.
     pub fn runtime_unit(&self) -> PathBuf {
-        self.run_dir.join(super::units::UNIT_NAME)
+        self.run_dir.join(UNIT_NAME)
     }
 
     /// The runtime drop-in directory.
     pub fn runtime_dropin_dir(&self) -> PathBuf {
-        self.run_dir.join(format!("{}.d", super::units::UNIT_NAME))
+        self.run_dir.join(format!("{UNIT_NAME}.d"))
     }
 
     /// The runtime copy of the sysext image.
@@ -276,14 +280,12 @@ impl SystemPaths {
 
     /// Where the unit appears once the image is merged.
     pub fn image_unit(&self) -> PathBuf {
-        self.sysext_usr
-            .join("lib/systemd/system")
-            .join(super::units::UNIT_NAME)
+        self.sysext_usr.join("lib/systemd/system").join(UNIT_NAME)
     }
 
     /// The runtime copy of the drop-in.
     pub fn runtime_dropin(&self) -> PathBuf {
-        self.runtime_dropin_dir().join(super::units::DROPIN_NAME)
+        self.runtime_dropin_dir().join(DROPIN_NAME)
     }
 }
 

@@ -150,6 +150,10 @@ pub struct InstallRequest {
     pub agent_config: Option<PathBuf>,
     /// Device token file to install; required on the first install.
     pub token_file: Option<PathBuf>,
+    /// The user property that carries the device GUID in the configuration in force
+    /// (`guid_property`): it marks the root pool when `dataset` is not given. The
+    /// `guid_property` of `agent_config`, when that file is given, wins.
+    pub guid_property: String,
 }
 
 /// What `install` did.
@@ -184,6 +188,8 @@ struct Prepared {
     /// The binary or the image.
     payload: Vec<u8>,
     config: Option<(PathBuf, String)>,
+    /// The installed config's `guid_property`, when a config is installed.
+    guid_property: Option<String>,
     token: Option<SecretString>,
 }
 
@@ -192,6 +198,7 @@ fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
         Some(image) => (Route::Sysext, fs::read(image)?),
         None => (Route::Binary, fs::read(&req.binary)?),
     };
+    let mut guid_property = None;
     let config = match &req.agent_config {
         Some(path) => {
             let text = fs::read_to_string(path)?;
@@ -205,7 +212,7 @@ fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
                     .expect("invariant: a literal valid dataset name"),
                 "/mnt/pool/.truenas-agent",
             );
-            render_config(path, &text, &probe)?;
+            guid_property = Some(render(path, &text, &probe)?.1.guid_property);
             Some((path.clone(), text))
         }
         None => None,
@@ -224,6 +231,7 @@ fn prepare(req: &InstallRequest) -> Result<Prepared, InstallError> {
         route,
         payload,
         config,
+        guid_property,
         token,
     })
 }
@@ -239,6 +247,15 @@ fn parse_config(path: &Path, text: &str) -> Result<toml::Table, InstallError> {
 /// `[central]` section, `central.token_file` pointing into the install dataset —
 /// validated exactly as the agent will load it (`config::AgentConfig::parse`).
 pub fn render_config(source: &Path, text: &str, layout: &Layout) -> Result<String, InstallError> {
+    render(source, text, layout).map(|(rendered, _)| rendered)
+}
+
+/// [`render_config`] and the configuration the agent will load from it.
+fn render(
+    source: &Path,
+    text: &str,
+    layout: &Layout,
+) -> Result<(String, crate::config::AgentConfig), InstallError> {
     let mut table = parse_config(source, text)?;
     let path_value = |p: PathBuf| toml::Value::String(p.display().to_string());
     table.insert(CONFIG_STATE_KEY.to_owned(), path_value(layout.state_dir()));
@@ -246,13 +263,12 @@ pub fn render_config(source: &Path, text: &str, layout: &Layout) -> Result<Strin
         central.insert(CONFIG_TOKEN_KEY.to_owned(), path_value(layout.token()));
     }
     let rendered = toml::to_string(&table).map_err(InstallError::EncodeConfig)?;
-    crate::config::AgentConfig::parse(&rendered, &source.display().to_string()).map_err(
-        |source_err| InstallError::InvalidConfig {
+    let config = crate::config::AgentConfig::parse(&rendered, &source.display().to_string())
+        .map_err(|source_err| InstallError::InvalidConfig {
             path: source.to_owned(),
             source: source_err,
-        },
-    )?;
-    Ok(rendered)
+        })?;
+    Ok((rendered, config))
 }
 
 /// Whether a config needs a device token (it talks to central).
@@ -276,9 +292,14 @@ pub async fn install(
     req: &InstallRequest,
 ) -> Result<InstallOutcome, InstallError> {
     let prepared = prepare(req)?;
-    let dataset = match &req.dataset {
-        Some(d) => d.clone(),
-        None => default_dataset(mw).await?,
+    let dataset = if let Some(d) = &req.dataset {
+        d.clone()
+    } else {
+        let property = prepared
+            .guid_property
+            .as_ref()
+            .unwrap_or(&req.guid_property);
+        default_dataset(mw, property).await?
     };
     // A missing dataset means a first install: refuse before creating anything.
     if nas::dataset(mw, dataset.as_str()).await?.is_none() {
@@ -365,13 +386,20 @@ async fn activate(
     Ok(restart)
 }
 
-/// `<root pool>/.truenas-agent`: the only pool, or the one carrying the device GUID.
-pub async fn default_dataset(mw: &impl Middleware) -> Result<DatasetName, InstallError> {
+/// `<root pool>/.truenas-agent`: the only pool, or the one carrying the device GUID in
+/// the user property `guid_property`.
+pub async fn default_dataset(
+    mw: &impl Middleware,
+    guid_property: &str,
+) -> Result<DatasetName, InstallError> {
     let pools = nas::pools(mw).await?;
     let pool = match pools.as_slice() {
         [] => return Err(InstallError::NoPools),
         [only] => only.clone(),
-        _ => match nas::pools_with_guid(mw, &pools).await?.as_slice() {
+        _ => match nas::pools_with_guid(mw, &pools, guid_property)
+            .await?
+            .as_slice()
+        {
             [root] => root.clone(),
             _ => return Err(InstallError::AmbiguousPool { pools }),
         },
@@ -510,15 +538,17 @@ fn write_if_changed(path: &Path, bytes: &[u8], mode: u32) -> Result<bool, FsErro
     Ok(true)
 }
 
-/// `install --check`: every piece, with what to do about failures.
+/// `install --check`: every piece, with what to do about failures. Without `dataset`,
+/// the installed one ([`installed_dataset`]; `guid_property` as there).
 pub async fn check(
     mw: &impl Middleware,
     host: &Host,
     dataset: Option<DatasetName>,
+    guid_property: &str,
 ) -> Result<CheckReport, InstallError> {
     let dataset = match dataset {
         Some(d) => d,
-        None => installed_dataset(mw).await?,
+        None => installed_dataset(mw, guid_property).await?,
     };
     check_layout(mw, host, &dataset).await
 }
@@ -529,22 +559,27 @@ pub async fn check(
 pub async fn check_if_installed(
     mw: &impl Middleware,
     host: &Host,
+    guid_property: &str,
 ) -> Result<Option<CheckReport>, InstallError> {
     if nas::our_init_entries(mw).await?.is_empty() {
         return Ok(None);
     }
-    check(mw, host, None).await.map(Some)
+    check(mw, host, None, guid_property).await.map(Some)
 }
 
-/// The dataset of the current installation: from our init-script entry, else the default.
-pub async fn installed_dataset(mw: &impl Middleware) -> Result<DatasetName, InstallError> {
+/// The dataset of the current installation: from our init-script entry, else the default
+/// ([`default_dataset`]: the root pool carries the device GUID in `guid_property`).
+pub async fn installed_dataset(
+    mw: &impl Middleware,
+    guid_property: &str,
+) -> Result<DatasetName, InstallError> {
     let entries = nas::our_init_entries(mw).await?;
     match entries
         .iter()
         .find_map(|e| units::dataset_from_comment(e.comment()))
     {
         Some(d) => Ok(d),
-        None => default_dataset(mw).await,
+        None => default_dataset(mw, guid_property).await,
     }
 }
 

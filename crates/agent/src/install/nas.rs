@@ -1,11 +1,11 @@
 //! The middleware calls `install` makes: pools, the install dataset, init-script entries.
 //!
-//! Owns: building those calls, decoding their replies into [`DatasetInfo`] / [`InitEntry`],
+//! Owns: sending those calls (built by `middleware::calls`), decoding their replies into [`DatasetInfo`] / [`InitEntry`],
 //! and the rule "will this dataset be unlocked when the box boots" ([`boot_lock`]).
 //! Does not: write files or run systemd; never touches an init-script entry without our
 //!   marker, nor a dataset other than the one it was asked to create.
-//! Invariants: params are positional arrays built only from validated names and our own
-//!   spec; every field decoded from a reply is checked for its type.
+//! Invariants: params are built only from validated names and our own spec; every field
+//!   decoded from a reply is checked for its type.
 //! Limitations: key-encrypted datasets are accepted on the strength of TrueNAS storing
 //!   the key in its config database and unlocking them at import (REFERENCE §4.7 and the
 //!   `pool.dataset.create` doc); a key kept only in a KMIP server is not distinguished.
@@ -13,15 +13,12 @@
 use std::path::PathBuf;
 
 use serde::Serialize;
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use super::InstallError;
 use super::layout::DatasetName;
 use super::units::{InitScriptSpec, is_ours};
-use crate::middleware::{Call, Method, Middleware, type_name};
-
-/// ZFS user property holding the device GUID (SOP phase 2), used to find the root pool.
-pub const GUID_PROPERTY: &str = "com.dtctoday:device-guid";
+use crate::middleware::{Call, Method, Middleware, calls, type_name};
 
 /// The facts about a dataset that decide whether the agent can live on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -107,7 +104,7 @@ pub fn boot_lock(info: &DatasetInfo) -> Option<String> {
 
 /// Names of the imported pools (`pool.query`).
 pub async fn pools(mw: &impl Middleware) -> Result<Vec<String>, InstallError> {
-    let reply = call(mw, Method::PoolQuery, vec![json!([]), json!({})]).await?;
+    let reply = call(mw, calls::pools_query()).await?;
     list(&reply, Method::PoolQuery)?
         .iter()
         .map(|p| {
@@ -119,25 +116,18 @@ pub async fn pools(mw: &impl Middleware) -> Result<Vec<String>, InstallError> {
         .collect()
 }
 
-/// Pools whose root dataset carries the device GUID property.
+/// Pools whose root dataset carries the device GUID property `guid_property`.
 pub async fn pools_with_guid(
     mw: &impl Middleware,
     pools: &[String],
+    guid_property: &str,
 ) -> Result<Vec<String>, InstallError> {
-    let reply = call(
-        mw,
-        Method::DatasetQuery,
-        vec![
-            json!([["id", "in", pools]]),
-            json!({"extra": {"retrieve_children": false, "properties": [], "retrieve_user_props": true}}),
-        ],
-    )
-    .await?;
+    let reply = call(mw, calls::root_datasets_query(pools)).await?;
     Ok(list(&reply, Method::DatasetQuery)?
         .iter()
         .filter(|ds| {
             ds.get("user_properties")
-                .and_then(|p| p.get(GUID_PROPERTY))
+                .and_then(|p| p.get(guid_property))
                 .is_some()
         })
         .filter_map(|ds| ds.get("id").and_then(Value::as_str).map(str::to_owned))
@@ -149,15 +139,7 @@ pub async fn dataset(
     mw: &impl Middleware,
     name: &str,
 ) -> Result<Option<DatasetInfo>, InstallError> {
-    let reply = call(
-        mw,
-        Method::DatasetQuery,
-        vec![
-            json!([["id", "=", name]]),
-            json!({"extra": {"retrieve_children": false}}),
-        ],
-    )
-    .await?;
+    let reply = call(mw, calls::dataset_query(name)).await?;
     let entries = list(&reply, Method::DatasetQuery)?;
     entries
         .first()
@@ -171,17 +153,29 @@ pub async fn dataset(
 /// share users access); everything else (compression, encryption) is inherited.
 /// POSIX needs `aclmode=DISCARD` (middleware `pool_/dataset.py` `__common_validation`).
 pub async fn create_dataset(mw: &impl Middleware, name: &DatasetName) -> Result<(), InstallError> {
-    let spec = json!({
-        "name": name.as_str(),
-        "type": "FILESYSTEM",
-        "comments": "truenas-agent: binary, config and state (managed by truenas-agent install)",
-        "exec": "ON",
-        "readonly": "OFF",
-        "share_type": "GENERIC",
-        "acltype": "POSIX",
-        "aclmode": "DISCARD",
-    });
-    call(mw, Method::DatasetCreate, vec![spec]).await.map(drop)
+    call(mw, calls::dataset_create(dataset_spec(name)))
+        .await
+        .map(drop)
+}
+
+/// The install dataset's `pool.dataset.create` spec (see [`create_dataset`]).
+fn dataset_spec(name: &DatasetName) -> Map<String, Value> {
+    let spec = [
+        ("name", name.as_str()),
+        ("type", "FILESYSTEM"),
+        (
+            "comments",
+            "truenas-agent: binary, config and state (managed by truenas-agent install)",
+        ),
+        ("exec", "ON"),
+        ("readonly", "OFF"),
+        ("share_type", "GENERIC"),
+        ("acltype", "POSIX"),
+        ("aclmode", "DISCARD"),
+    ];
+    spec.into_iter()
+        .map(|(key, value)| (key.to_owned(), json!(value)))
+        .collect()
 }
 
 /// An init-script entry carrying our marker.
@@ -212,12 +206,7 @@ impl InitEntry {
 /// Every init-script entry with our marker, oldest first. Other entries are not returned,
 /// so nothing downstream can touch them.
 pub async fn our_init_entries(mw: &impl Middleware) -> Result<Vec<InitEntry>, InstallError> {
-    let reply = call(
-        mw,
-        Method::InitScriptQuery,
-        vec![json!([]), json!({"order_by": ["id"]})],
-    )
-    .await?;
+    let reply = call(mw, calls::init_scripts_query()).await?;
     let mut ours = Vec::new();
     for entry in list(&reply, Method::InitScriptQuery)? {
         let comment = entry.get("comment").and_then(Value::as_str).unwrap_or("");
@@ -253,7 +242,7 @@ pub async fn ensure_init_entry(
 ) -> Result<InitChange, InstallError> {
     let ours = our_init_entries(mw).await?;
     let Some((first, duplicates)) = ours.split_first() else {
-        let reply = call(mw, Method::InitScriptCreate, vec![spec.to_json()]).await?;
+        let reply = call(mw, calls::init_script_create(spec.to_json())).await?;
         let id = reply
             .get("id")
             .and_then(Value::as_i64)
@@ -261,18 +250,13 @@ pub async fn ensure_init_entry(
         return Ok(InitChange::Created { id });
     };
     for dup in duplicates {
-        call(mw, Method::InitScriptDelete, vec![json!(dup.id)]).await?;
+        call(mw, calls::init_script_delete(dup.id)).await?;
     }
     let fields = spec.differences(&first.entry);
     if fields.is_empty() {
         return Ok(InitChange::Unchanged { id: first.id });
     }
-    call(
-        mw,
-        Method::InitScriptUpdate,
-        vec![json!(first.id), spec.to_json()],
-    )
-    .await?;
+    call(mw, calls::init_script_update(first.id, spec.to_json())).await?;
     Ok(InitChange::Updated {
         id: first.id,
         fields: fields.into_iter().map(str::to_owned).collect(),
@@ -283,17 +267,13 @@ pub async fn ensure_init_entry(
 pub async fn delete_init_entries(mw: &impl Middleware) -> Result<Vec<i64>, InstallError> {
     let ours = our_init_entries(mw).await?;
     for entry in &ours {
-        call(mw, Method::InitScriptDelete, vec![json!(entry.id)]).await?;
+        call(mw, calls::init_script_delete(entry.id)).await?;
     }
     Ok(ours.into_iter().map(|e| e.id).collect())
 }
 
-async fn call(
-    mw: &impl Middleware,
-    method: Method,
-    params: Vec<Value>,
-) -> Result<Value, InstallError> {
-    mw.call(Call::new(method, params))
+async fn call(mw: &impl Middleware, call: Call) -> Result<Value, InstallError> {
+    mw.call(call)
         .await
         .map_err(|source| InstallError::Middleware { source })
 }

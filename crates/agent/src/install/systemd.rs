@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use super::units::UNIT_NAME;
+use super::layout::UNIT_NAME;
 use crate::fault::Fault;
 
 /// Timeout of quick `systemctl` calls (`show`, `daemon-reload`, `stop`).

@@ -15,12 +15,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::layout::{DatasetName, IMAGE_NAME, Layout, Route, SystemPaths};
+use super::layout::{DROPIN_NAME, DatasetName, IMAGE_NAME, Layout, Route, SystemPaths, UNIT_NAME};
 
-/// The unit's name.
-pub const UNIT_NAME: &str = "truenas-agent.service";
-/// The drop-in's file name (in `truenas-agent.service.d/`).
-pub const DROPIN_NAME: &str = "install.conf";
 /// The hardened unit, as shipped in `systemd/truenas-agent.service`.
 pub const UNIT_TEMPLATE: &str = include_str!("../../../../systemd/truenas-agent.service");
 /// Marks the init-script entry `install` owns (in its `comment`). Never edit it by hand.

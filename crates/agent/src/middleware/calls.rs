@@ -1,15 +1,20 @@
 //! Typed request builders: the exact [`Call`] the agent sends for each operation, per
-//! API flavour (REFERENCE §6 is the checklist of differences).
+//! API flavour (REFERENCE §6 is the checklist of differences). One builder per request:
+//! `apply`, `observe`, `health`, `b2`, `zfs`, `install`, `scrub` and the client's job
+//! lookup all take their calls from here.
 //!
 //! Owns: method choice and positional param shapes — credential shape (24.10 `provider`
 //! string + `attributes` vs 25.04+ `provider` object), the verify param, service start
-//! (`service.start` vs the 25.10+ `service.control` job), `service.update`'s id, and the
-//! reads `observe` makes.
-//! Does not: decide what to send (task field values come from `apply`), send anything,
-//! or decode replies.
+//! (`service.start` vs the 25.10+ `service.control` job), `service.update`'s id, the
+//! snapshot listing method (`zfs.snapshot.query` vs the 25.10+ `pool.snapshot.query`),
+//! the reads `observe` and `health` make, the user-property reads and writes of the `zfs`
+//! middleware fallback, and the dataset and init-script calls of `install`.
+//! Does not: decide what to send (task field values come from `apply`, the install
+//! dataset's spec from `install`), send anything, or decode replies.
 //! Invariants: pure functions; params are always a positional array; every builder's
-//! output validates against `shared/truenas-api/<flavour>/<method>.json` (checked by the
-//! integration tests); secrets go into params only (a [`Call`]'s `Debug` hides them).
+//! output validates against `shared/truenas-api/<flavour>/<method>.json` (checked by
+//! `tests/it/allow_list.rs`, except `pool.dataset.create`, which the schemas lack);
+//! secrets go into params only (a [`Call`]'s `Debug` hides them).
 //! Limitations: B2 is the only cloud provider the agent builds credentials for.
 
 use secrecy::{ExposeSecret, SecretString};
@@ -273,6 +278,152 @@ pub fn service_query(service: &str) -> Call {
     )
 }
 
+/// `core.get_jobs` of the newest `limit` successful `cloudsync.sync` jobs (all tasks):
+/// health's last success of each task since middlewared started.
+pub fn recent_cloudsync_successes(limit: u64) -> Call {
+    Call::new(
+        Method::CoreGetJobs,
+        vec![
+            json!([["method", "=", "cloudsync.sync"], ["state", "=", "SUCCESS"]]),
+            json!({"order_by": ["-id"], "limit": limit}),
+        ],
+    )
+}
+
+/// `alert.list []`: the middleware's current alerts.
+pub fn alert_list() -> Call {
+    Call::bare(Method::AlertList)
+}
+
+/// `core.ping []`: the daemon's liveness probe.
+pub fn ping() -> Call {
+    Call::bare(Method::CorePing)
+}
+
+/// `system.info []`.
+pub fn system_info() -> Call {
+    Call::bare(Method::SystemInfo)
+}
+
+/// `system.host_id []`: SHA-256 of `/etc/hostid` (the host identity ZFS records).
+pub fn host_id() -> Call {
+    Call::bare(Method::SystemHostId)
+}
+
+/// The snapshot listing method of a flavour (REFERENCE §4.8; `zfs.snapshot` is private
+/// in 25.10 and gone in 26.0, NEWER.md).
+pub fn snapshot_method(flavor: ApiFlavor) -> Method {
+    match flavor {
+        ApiFlavor::V24_10 | ApiFlavor::V25_04 => Method::ZfsSnapshotQuery,
+        ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => Method::PoolSnapshotQuery,
+    }
+}
+
+/// Names of `pool`'s root-dataset snapshots with `prefix` — the fast path: only
+/// `dataset`/`name` filters and `select: ["name"]`, so the middleware lists names only.
+pub fn snapshot_names(flavor: ApiFlavor, pool: &str, prefix: &str) -> Call {
+    Call::new(
+        snapshot_method(flavor),
+        vec![
+            json!([
+                ["dataset", "=", pool],
+                ["name", "rin", format!("@{prefix}")]
+            ]),
+            json!({"select": ["name"]}),
+        ],
+    )
+}
+
+/// Count of `pool`'s snapshots (recursive) with `prefix` — the `count` fast path.
+pub fn snapshot_count(flavor: ApiFlavor, pool: &str, prefix: &str) -> Call {
+    Call::new(
+        snapshot_method(flavor),
+        vec![
+            json!([["pool", "=", pool], ["name", "rin", format!("@{prefix}")]]),
+            json!({"count": true}),
+        ],
+    )
+}
+
+/// `pool.dataset.query`'s options for user properties only: no children, no native
+/// properties (the cheap form of REFERENCE §4.7).
+fn user_props_only() -> Value {
+    json!({"extra": {"retrieve_children": false, "properties": [], "retrieve_user_props": true}})
+}
+
+/// `pool.dataset.query` of exactly one dataset, user properties only (the `zfs`
+/// middleware fallback).
+pub fn dataset_user_props(dataset: &str) -> Call {
+    Call::new(
+        Method::DatasetQuery,
+        vec![json!([["id", "=", dataset]]), user_props_only()],
+    )
+}
+
+/// `pool.dataset.query` of one dataset with its properties (encryption, key format,
+/// `exec`, `readonly`, mountpoint) and without its children: what `install` checks.
+pub fn dataset_query(dataset: &str) -> Call {
+    Call::new(
+        Method::DatasetQuery,
+        vec![
+            json!([["id", "=", dataset]]),
+            json!({"extra": {"retrieve_children": false}}),
+        ],
+    )
+}
+
+/// `pool.dataset.create [spec]`.
+pub fn dataset_create(spec: Map<String, Value>) -> Call {
+    Call::new(Method::DatasetCreate, vec![Value::Object(spec)])
+}
+
+/// `pool.dataset.update [dataset, {"user_properties_update": items}]`.
+fn user_properties_update(dataset: &str, items: Vec<Value>) -> Call {
+    let mut update = Map::new();
+    update.insert("user_properties_update".into(), Value::Array(items));
+    Call::new(
+        Method::DatasetUpdate,
+        vec![json!(dataset), Value::Object(update)],
+    )
+}
+
+/// `pool.dataset.update` setting user properties (`(key, value)` pairs) in one call.
+pub fn user_properties_set(dataset: &str, props: &[(&str, &str)]) -> Call {
+    let items = props
+        .iter()
+        .map(|(key, value)| json!({"key": key, "value": value}))
+        .collect();
+    user_properties_update(dataset, items)
+}
+
+/// `pool.dataset.update` removing a user property (`remove` = `zfs inherit`).
+pub fn user_property_remove(dataset: &str, key: &str) -> Call {
+    user_properties_update(dataset, vec![json!({"key": key, "remove": true})])
+}
+
+/// `initshutdownscript.query [[], {"order_by": ["id"]}]`: every entry, oldest first.
+pub fn init_scripts_query() -> Call {
+    Call::new(
+        Method::InitScriptQuery,
+        vec![json!([]), json!({"order_by": ["id"]})],
+    )
+}
+
+/// `initshutdownscript.create [entry]`.
+pub fn init_script_create(entry: Value) -> Call {
+    Call::new(Method::InitScriptCreate, vec![entry])
+}
+
+/// `initshutdownscript.update [id, entry]`.
+pub fn init_script_update(id: i64, entry: Value) -> Call {
+    Call::new(Method::InitScriptUpdate, vec![json!(id), entry])
+}
+
+/// `initshutdownscript.delete [id]`.
+pub fn init_script_delete(id: i64) -> Call {
+    Call::new(Method::InitScriptDelete, vec![json!(id)])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -362,6 +513,14 @@ mod tests {
             job(3),
             cloudsync_runs_of(1, 50),
             credential_by_id(1),
+            recent_cloudsync_successes(50),
+            alert_list(),
+            ping(),
+            system_info(),
+            host_id(),
+            dataset_user_props("pool0"),
+            dataset_query("pool0/.truenas-agent"),
+            init_scripts_query(),
         ];
         for call in reads {
             assert!(!call.method.is_write(), "{call:?}");
@@ -383,6 +542,12 @@ mod tests {
             snapshot_task_delete(1),
             snmp_update(Map::new()),
             service_enable("snmp"),
+            dataset_create(Map::new()),
+            user_properties_set("pool0", &[("a:b", "c")]),
+            user_property_remove("pool0", "a:b"),
+            init_script_create(json!({})),
+            init_script_update(1, json!({})),
+            init_script_delete(1),
         ];
         for call in writes {
             assert!(call.method.is_write(), "{call:?}");
@@ -396,5 +561,116 @@ mod tests {
         assert_eq!(call.params[0], json!([["id", "in", ["pool0", "pool1"]]]));
         assert_eq!(call.params[1]["extra"]["retrieve_children"], json!(false));
         assert_eq!(call.params[1]["extra"]["retrieve_user_props"], json!(true));
+    }
+
+    #[test]
+    fn snapshot_listing_per_flavour_uses_the_fast_path() {
+        for flavor in ApiFlavor::ALL {
+            let expected = if flavor >= ApiFlavor::V25_10 {
+                Method::PoolSnapshotQuery
+            } else {
+                Method::ZfsSnapshotQuery
+            };
+            assert_eq!(snapshot_method(flavor), expected, "{flavor}");
+            assert!(expected.available_on(flavor), "{flavor}");
+            for call in [
+                snapshot_names(flavor, "pool0", "auto-"),
+                snapshot_count(flavor, "pool0", "auto-"),
+            ] {
+                assert_eq!(call.method, expected);
+                // Fast path: every filter is on name/pool/dataset only.
+                for filter in call.params[0].as_array().unwrap() {
+                    let field = filter[0].as_str().unwrap();
+                    assert!(["name", "pool", "dataset"].contains(&field), "{field}");
+                }
+            }
+        }
+        let names = snapshot_names(ApiFlavor::V24_10, "pool0", "auto-");
+        assert_eq!(
+            names.params,
+            vec![
+                json!([["dataset", "=", "pool0"], ["name", "rin", "@auto-"]]),
+                json!({"select": ["name"]})
+            ]
+        );
+        assert_eq!(
+            snapshot_count(ApiFlavor::V26_0, "pool0", "auto-").params[1],
+            json!({"count": true})
+        );
+    }
+
+    #[test]
+    fn user_property_calls_touch_one_dataset_and_only_the_keys_given() {
+        let query = dataset_user_props("pool0");
+        assert_eq!(
+            query.params,
+            vec![
+                json!([["id", "=", "pool0"]]),
+                json!({"extra": {"retrieve_children": false, "properties": [], "retrieve_user_props": true}})
+            ]
+        );
+        let set = user_properties_set("pool0", &[("a:guid", "g"), ("a:host", "h")]);
+        assert_eq!(set.method, Method::DatasetUpdate);
+        assert_eq!(
+            set.params,
+            vec![
+                json!("pool0"),
+                json!({"user_properties_update": [{"key": "a:guid", "value": "g"}, {"key": "a:host", "value": "h"}]})
+            ]
+        );
+        assert_eq!(
+            user_property_remove("pool0", "a:guid").params,
+            vec![
+                json!("pool0"),
+                json!({"user_properties_update": [{"key": "a:guid", "remove": true}]})
+            ]
+        );
+    }
+
+    #[test]
+    fn install_calls() {
+        let info = dataset_query("pool0/.truenas-agent");
+        assert_eq!(
+            info.params,
+            vec![
+                json!([["id", "=", "pool0/.truenas-agent"]]),
+                json!({"extra": {"retrieve_children": false}})
+            ]
+        );
+        assert_eq!(
+            init_scripts_query().params,
+            vec![json!([]), json!({"order_by": ["id"]})]
+        );
+        let entry = json!({"type": "COMMAND", "command": "true"});
+        assert_eq!(
+            init_script_create(entry.clone()).params,
+            vec![entry.clone()]
+        );
+        assert_eq!(
+            init_script_update(4, entry.clone()).params,
+            vec![json!(4), entry]
+        );
+        assert_eq!(init_script_delete(4).params, vec![json!(4)]);
+        let mut spec = Map::new();
+        spec.insert("name".into(), json!("pool0/.truenas-agent"));
+        assert_eq!(
+            dataset_create(spec).params,
+            vec![json!({"name": "pool0/.truenas-agent"})]
+        );
+    }
+
+    #[test]
+    fn health_reads() {
+        assert_eq!(
+            recent_cloudsync_successes(50).params,
+            vec![
+                json!([["method", "=", "cloudsync.sync"], ["state", "=", "SUCCESS"]]),
+                json!({"order_by": ["-id"], "limit": 50})
+            ]
+        );
+        for call in [alert_list(), ping(), system_info(), host_id()] {
+            assert!(call.params.is_empty(), "{call:?}");
+        }
+        assert_eq!(job(7).params, vec![json!([["id", "=", 7]])]);
     }
 }

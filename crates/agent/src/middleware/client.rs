@@ -6,9 +6,10 @@
 //! → the release), the per-version differences of the session itself (login method,
 //! error decoding by protocol, job ids on every version because `legacy_jobs` is left at
 //! its default), and reconnecting: bounded exponential back-off with jitter, one
-//! reconnect shared by all concurrent callers, and [`ConnectError`].
-//! Does not: build method params per version (`calls.rs`), decide what to call, or
-//! repeat a call whose request may have reached the middleware.
+//! reconnect shared by all concurrent callers, and waiting for a job across reconnects.
+//! Does not: build method params per version (`calls.rs`), define [`ConnectError`]
+//! (`connect_error.rs`) or the session (`session.rs`), decide what to call, or repeat a
+//! call whose request may have reached the middleware.
 //! Invariants: only a call that was certainly not written ([`CallFailure::NotSent`]) is
 //! sent again, on the next connection; middleware errors and calls lost in flight go
 //! back to the caller at once; an API key is only sent over a unix socket, TLS, or a
@@ -19,216 +20,27 @@
 //! caller subscribes again); an `auth.login_ex` that asks for OTP is a login failure.
 
 use std::fmt;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use rand::Rng;
 use serde_json::Value;
-use tokio::sync::OnceCell;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use super::client_calls;
 use super::conn::{CallFailure, Conn, ConnSettings, Subscription, Ws};
-use super::jobs::{self, JobTracker};
-use super::tls::{CertFingerprint, TlsError};
+use super::connect_error::ConnectError;
+use super::jobs;
+use super::session::{Identity, JobWait, Session, call_error, wait_on};
 use super::transport::{self, Dial, ROUTE_CURRENT, ROUTE_LEGACY, VersionsProbe};
-use super::url::{MiddlewareUrl, UrlError};
+use super::url::MiddlewareUrl;
 use super::{
     ApiFlavor, ApiInfo, ApiKey, Call, CallError, ConnectOptions, Job, JobId, Method, Middleware,
-    Protocol, UnsupportedVersion,
+    Protocol,
 };
-use crate::fault::Fault;
 use crate::fault::error_chain;
-
-/// Setting up a middleware session failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    /// The URL is malformed.
-    #[error("invalid middleware URL")]
-    Url(#[from] UrlError),
-    /// Plain ws:// to something that is not loopback.
-    #[error(
-        "refusing plain ws:// to {url}{}: plain WebSocket is only allowed to a loopback address. TrueNAS 25.04+ revokes an API key used over a transport that is not a unix socket, TLS or loopback; use the unix socket ({}), or wss://",
-        peer.map(|p| format!(" (address {p})")).unwrap_or_default(),
-        super::DEFAULT_URL
-    )]
-    InsecureTransport { url: String, peer: Option<IpAddr> },
-    /// Nothing listens on the loopback port of a plain ws:// URL.
-    #[error(
-        "nothing listens at {url}: TrueNAS 26.0 and later open 127.0.0.1:6000 only on vendor builds; use the unix socket {} (the default; no API key needed) or wss://<the box>",
-        super::DEFAULT_URL
-    )]
-    LoopbackRefused {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// TCP without an API key cannot log in.
-    #[error(
-        "{url} needs an API key: only the unix socket logs root in implicitly (give --api-key-file)"
-    )]
-    ApiKeyRequired { url: String },
-    /// 25.04+ keys are user-linked; `auth.login_ex` needs the owner.
-    #[error(
-        "{url} runs TrueNAS 25.04 or newer, whose API keys belong to a user: give the key's owner (--api-user)"
-    )]
-    ApiUserRequired { url: String },
-    /// TLS options with a URL that is not wss://.
-    #[error("TLS options (extra CA file, pin) only apply to wss:// URLs, not to {url}")]
-    TlsOptionsWithoutTls { url: String },
-    /// The TLS configuration could not be built.
-    #[error("TLS set-up failed")]
-    Tls(#[from] TlsError),
-    /// The server certificate is not the pinned one.
-    #[error(
-        "the TLS certificate of {url} does not match the pin: the server presented SHA-256 {presented}, the pin is {expected}"
-    )]
-    PinMismatch {
-        url: String,
-        expected: CertFingerprint,
-        presented: CertFingerprint,
-    },
-    /// The TLS handshake failed on certificate verification.
-    #[error("the TLS certificate of {url} was not accepted")]
-    TlsRejected {
-        url: String,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A socket operation failed.
-    #[error("cannot {step} {url}")]
-    Transport {
-        url: String,
-        step: &'static str,
-        #[source]
-        source: std::io::Error,
-    },
-    /// The HTTP upgrade (or `GET /api/versions`) was answered with this status.
-    #[error("{url}{route} answered HTTP {status}{}", http_hint(*status))]
-    HttpStatus {
-        url: String,
-        route: String,
-        status: u16,
-    },
-    /// `GET /api/versions` answered 200 with something that is not a version list.
-    #[error("{url}/api/versions answered something that is not a list of API versions: {detail}")]
-    BadVersions { url: String, detail: String },
-    /// The box is 25.04 or newer but offered no versioned API on this URL, only the
-    /// legacy `/websocket` (a proxy that does not forward `/api`?).
-    #[error(
-        "{url} runs TrueNAS {version}, but offered no JSON-RPC API there (GET /api/versions answered HTTP {status}); the agent speaks the legacy protocol to 24.10 only: connect through the unix socket {}",
-        super::DEFAULT_URL
-    )]
-    NoVersionedApi {
-        url: String,
-        version: String,
-        status: u16,
-    },
-    /// The WebSocket handshake failed.
-    #[error("WebSocket handshake on {url}{route} failed")]
-    WebSocket {
-        url: String,
-        route: String,
-        #[source]
-        source: Box<tokio_tungstenite::tungstenite::Error>,
-    },
-    /// The legacy `connect` exchange failed.
-    #[error("the legacy /websocket handshake with {url} failed: {detail}")]
-    LegacyHandshake { url: String, detail: String },
-    /// Connecting and logging in took too long.
-    #[error("connecting to {url} timed out after {after:?}")]
-    Timeout { url: String, after: Duration },
-    /// `auth.login_ex` answered `EXPIRED`.
-    #[error(
-        "API key revoked or expired: {url} refused it (TrueNAS 25.04+ also revokes a key that was used over an insecure transport); create a new key"
-    )]
-    ApiKeyRevoked { url: String },
-    /// The login was refused for another reason.
-    #[error("logging in to {url} failed: {reason}")]
-    LoginFailed { url: String, reason: String },
-    /// A call made while setting up the session failed.
-    #[error("cannot {step} on {url}")]
-    Setup {
-        url: String,
-        step: &'static str,
-        #[source]
-        source: CallError,
-    },
-    /// The box runs a release this agent cannot talk to.
-    #[error("{url} runs a TrueNAS version this agent does not support")]
-    UnsupportedVersion {
-        url: String,
-        #[source]
-        source: UnsupportedVersion,
-    },
-}
-
-impl ConnectError {
-    /// Who has to act.
-    pub fn fault(&self) -> Fault {
-        match self {
-            ConnectError::Url(_)
-            | ConnectError::InsecureTransport { .. }
-            | ConnectError::NoVersionedApi { .. }
-            | ConnectError::ApiKeyRequired { .. }
-            | ConnectError::ApiUserRequired { .. }
-            | ConnectError::TlsOptionsWithoutTls { .. }
-            | ConnectError::PinMismatch { .. }
-            | ConnectError::TlsRejected { .. }
-            | ConnectError::ApiKeyRevoked { .. }
-            | ConnectError::LoginFailed { .. } => Fault::Operator,
-            ConnectError::Tls(e) => e.fault(),
-            ConnectError::Transport { .. }
-            | ConnectError::LoopbackRefused { .. }
-            | ConnectError::WebSocket { .. }
-            | ConnectError::LegacyHandshake { .. }
-            | ConnectError::Timeout { .. } => Fault::Transient,
-            ConnectError::HttpStatus { status, .. } if *status >= 500 => Fault::Transient,
-            ConnectError::HttpStatus { status, .. } if is_redirect(*status) => Fault::Operator,
-            ConnectError::HttpStatus { .. }
-            | ConnectError::BadVersions { .. }
-            | ConnectError::UnsupportedVersion { .. } => Fault::Nas,
-            ConnectError::Setup { source, .. } => source.fault(),
-        }
-    }
-
-    /// The error as seen by a call that could not get a connection.
-    fn for_call(&self, method: Method) -> CallError {
-        match self {
-            ConnectError::ApiKeyRevoked { .. } | ConnectError::LoginFailed { .. } => {
-                CallError::NotAuthorized {
-                    method,
-                    reason: error_chain(self),
-                }
-            }
-            _ => CallError::Unavailable {
-                method,
-                detail: error_chain(self),
-            },
-        }
-    }
-}
-
-fn is_redirect(status: u16) -> bool {
-    matches!(status, 301 | 302 | 303 | 307 | 308)
-}
-
-/// What an HTTP status instead of a WebSocket upgrade means, for the error text.
-fn http_hint(status: u16) -> &'static str {
-    match status {
-        s if is_redirect(s) => {
-            " (a redirect instead of a WebSocket upgrade): TrueNAS's web server redirects plain HTTP to HTTPS when that is on (307), and paths it does not serve to the web UI (302); use wss://<the box> or the unix socket"
-        }
-        401 | 403 => {
-            " (the request was refused: check the API key, its user, and the UI address allow-list)"
-        }
-        404 => " (no such route: this TrueNAS does not serve this API version)",
-        _ => " instead of a WebSocket upgrade",
-    }
-}
 
 /// Tunables beyond [`ConnectOptions`]; the defaults suit the agent.
 #[derive(Debug, Clone)]
@@ -287,43 +99,6 @@ enum Route {
     Current,
     /// `/websocket`; `GET /api/versions` answered `status`.
     Legacy { status: u16 },
-}
-
-/// One logged-in connection and what was detected on it.
-pub(crate) struct Session {
-    pub(crate) conn: Conn,
-    pub(crate) api: ApiInfo,
-    jobs: OnceCell<Option<JobTracker>>,
-}
-
-impl Session {
-    fn is_open(&self) -> bool {
-        self.conn.closed_reason().is_none()
-    }
-
-    /// The `core.get_jobs` tracker, subscribed on first use; `None` if the
-    /// subscription was refused (waiting then polls only).
-    pub(crate) async fn jobs(
-        &self,
-        settings: &ClientSettings,
-        timeout: Duration,
-    ) -> Option<&JobTracker> {
-        self.jobs
-            .get_or_init(|| async {
-                match self.conn.subscribe(jobs::EVENT, timeout).await {
-                    Ok(sub) => Some(JobTracker::start(sub, settings.job_cache_capacity)),
-                    Err(failure) => {
-                        warn!(
-                            ?failure,
-                            "cannot subscribe to job events; waiting for jobs by polling"
-                        );
-                        None
-                    }
-                }
-            })
-            .await
-            .as_ref()
-    }
 }
 
 /// The client's connection state.
@@ -449,7 +224,10 @@ impl Client {
                 // Subscribe before starting a job the caller waits for, so that the
                 // wait follows it from its first event.
                 session
-                    .jobs(&self.inner.settings, self.inner.call_timeout)
+                    .jobs(
+                        self.inner.settings.job_cache_capacity,
+                        self.inner.call_timeout,
+                    )
                     .await;
             }
             match session.conn.call(method, &call.params, timeout).await {
@@ -657,11 +435,7 @@ impl Inner {
             newer_than_known,
         };
         info!(url = %self.url, ?protocol, version = %api.version, api = %api.api_label(), "connected to the middleware");
-        Ok(Session {
-            conn,
-            api,
-            jobs: OnceCell::new(),
-        })
+        Ok(Session::new(conn, api))
     }
 
     /// Asks `GET /api/versions` and opens the highest API version this agent knows that
@@ -773,28 +547,37 @@ fn login_ex_outcome(url: &str, username: &str, reply: &Value) -> Result<(), Conn
     }
 }
 
-/// Maps a connection-level failure of a call to [`CallError`].
-pub(crate) fn call_error(
-    method: Method,
-    protocol: Protocol,
-    timeout: Duration,
-    failure: CallFailure,
-) -> CallError {
-    match failure {
-        CallFailure::NotSent(detail) => CallError::Unavailable { method, detail },
-        CallFailure::Lost(detail) => CallError::Disconnected { method, detail },
-        CallFailure::TimedOut => CallError::Timeout {
-            method,
-            after: timeout,
-        },
-        CallFailure::TooLarge { bytes, limit } => CallError::Protocol {
-            method,
-            detail: format!(
-                "the request is {bytes} bytes, over the middleware's {limit}-byte message limit; not sent"
-            ),
-        },
-        CallFailure::Remote(error) => error.to_call_error(method, protocol),
+/// Waits until job `id` is SUCCESS, FAILED or ABORTED, at most `timeout`.
+async fn wait_job(client: &Client, id: JobId, timeout: Duration) -> Result<Job, CallError> {
+    let how = JobWait {
+        poll_interval: client.settings().job_poll_interval,
+        cache_capacity: client.settings().job_cache_capacity,
+        call_timeout: client.call_timeout(),
+    };
+    let deadline = Instant::now() + timeout;
+    let timed_out = CallError::Timeout {
+        method: Method::CoreGetJobs,
+        after: timeout,
+    };
+    let mut identity: Option<Identity> = None;
+    // Reconnects while waiting are bounded: each needs a live session first.
+    for _ in 0..5 {
+        let session = tokio::time::timeout_at(deadline, client.session(Method::CoreGetJobs))
+            .await
+            .map_err(|_| timed_out.clone())??;
+        match wait_on(&session, how, id, deadline, timeout, &mut identity).await {
+            Err(error @ (CallError::Disconnected { .. } | CallError::Unavailable { .. }))
+                if identity.is_some() =>
+            {
+                debug!(id, %error, "connection lost while waiting for a job; reconnecting");
+            }
+            other => return other,
+        }
     }
+    Err(CallError::Unavailable {
+        method: Method::CoreGetJobs,
+        detail: format!("the connection kept dropping while waiting for job {id}"),
+    })
 }
 
 impl Middleware for Client {
@@ -807,7 +590,7 @@ impl Middleware for Client {
     }
 
     async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
-        jobs::wait(self, id, timeout).await
+        wait_job(self, id, timeout).await
     }
 }
 
@@ -816,6 +599,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::fault::Fault;
 
     #[test]
     fn backoff_grows_caps_and_jitters() {

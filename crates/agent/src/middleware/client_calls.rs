@@ -1,5 +1,5 @@
-//! The calls the client makes by itself, as values: version detection, API-key login,
-//! event subscriptions and the job lookup.
+//! The calls the client makes by itself, as values: version detection, API-key login and
+//! event subscriptions (its job lookup is `calls::job`, the one `apply` uses too).
 //!
 //! Owns: the params of those calls (checked against every version's schema by
 //! `tests/it/allow_list.rs`).
@@ -12,7 +12,7 @@
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
-use super::{Call, JobId, Method};
+use super::{Call, Method};
 
 /// `system.version_short []` → e.g. `"25.04.2.6"`.
 pub fn version_short() -> Call {
@@ -51,11 +51,6 @@ pub fn unsubscribe(subscription_id: &str) -> Call {
     Call::new(Method::CoreUnsubscribe, vec![Value::from(subscription_id)])
 }
 
-/// `core.get_jobs [[["id", "=", id]]]` → a list with that job, or empty.
-pub fn job_by_id(id: JobId) -> Call {
-    Call::new(Method::CoreGetJobs, vec![json!([["id", "=", id]])])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,7 +66,6 @@ mod tests {
 
     #[test]
     fn shapes() {
-        assert_eq!(job_by_id(7).params, vec![json!([["id", "=", 7]])]);
         assert_eq!(
             subscribe("core.get_jobs").params,
             vec![json!("core.get_jobs")]

@@ -1,37 +1,27 @@
-//! Waiting for middleware jobs (REFERENCE §3.3).
+//! Following middleware jobs (REFERENCE §3.3).
 //!
 //! Owns: the per-connection [`JobTracker`] (a `core.get_jobs` subscription feeding a
-//! bounded cache of the latest state of each job), and [`wait`]: catch up with one
-//! `core.get_jobs [[["id","=",ID]]]` query (the job may have finished — or, for
-//! `cloudsync.sync`, have been queued earlier — before we asked), then follow events,
-//! polling every `job_poll_interval` in case events are lost or refused.
-//! Does not: start jobs or judge their outcome (a FAILED job is returned, not an error).
-//! Invariants: the subscription exists before the catch-up query of a wait, and before a
-//! call that starts a job its caller always waits for (the client asks
-//! [`subscribe_before`]); a `cloudsync.sync` run, which callers mostly start and leave,
-//! costs no subscription until someone waits for it — the catch-up query then covers
-//! what happened before; the cache never holds more than its capacity; after a
-//! reconnect, a job is only followed further if it is provably the same job (same
-//! method and queue time) — job ids restart at 1 when middlewared restarts.
-//! Limitations: a job that fell out of the middleware's memory (it keeps ~1000) is
-//! reported as not found.
+//! bounded cache of the latest state of each job) and which job-starting methods are
+//! subscribed for before they are sent ([`subscribe_before`]).
+//! Does not: wait for one job (`session.rs` does, on one session; `client.rs` retries it
+//! across reconnects), start jobs or judge their outcome.
+//! Invariants: the subscription exists before a call that starts a job its caller always
+//! waits for (the client asks [`subscribe_before`]), and before the catch-up query of
+//! every wait (`session.rs`); a `cloudsync.sync` run, mostly started and left, costs no
+//! subscription until someone waits for it; the cache never holds more than its capacity.
+//! Limitations: a tracker ends with its connection.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio::time::Instant;
 use tracing::debug;
 
-use super::client::{Client, Session, call_error};
-use super::client_calls;
 use super::conn::{Subscription, SubscriptionError};
 use super::rpc::Event;
-use super::{CallError, Job, JobId, Method};
+use super::{Job, JobId, Method};
 
 /// The event carrying every job change (fields = the whole job).
 pub const EVENT: &str = "core.get_jobs";
@@ -173,138 +163,6 @@ async fn follow(mut sub: Subscription, cache: Arc<Mutex<JobCache>>, tx: watch::S
     }
 }
 
-/// What identifies a job across a reconnect (ids are reused after a middleware restart).
-#[derive(Debug, Clone, PartialEq)]
-struct Identity {
-    method: Option<String>,
-    queued: Option<DateTime<Utc>>,
-}
-
-impl Identity {
-    fn of(job: &Job) -> Self {
-        Self {
-            method: job.method.clone(),
-            queued: job.time_started,
-        }
-    }
-}
-
-/// Waits until job `id` is SUCCESS, FAILED or ABORTED, at most `timeout`.
-pub async fn wait(client: &Client, id: JobId, timeout: Duration) -> Result<Job, CallError> {
-    let deadline = Instant::now() + timeout;
-    let timed_out = CallError::Timeout {
-        method: Method::CoreGetJobs,
-        after: timeout,
-    };
-    let mut identity = None;
-    // Reconnects while waiting are bounded: each needs a live session first.
-    for _ in 0..5 {
-        let session = tokio::time::timeout_at(deadline, client.session(Method::CoreGetJobs))
-            .await
-            .map_err(|_| timed_out.clone())??;
-        match wait_on(client, &session, id, deadline, timeout, &mut identity).await {
-            Err(error @ (CallError::Disconnected { .. } | CallError::Unavailable { .. }))
-                if identity.is_some() =>
-            {
-                debug!(id, %error, "connection lost while waiting for a job; reconnecting");
-            }
-            other => return other,
-        }
-    }
-    Err(CallError::Unavailable {
-        method: Method::CoreGetJobs,
-        detail: format!("the connection kept dropping while waiting for job {id}"),
-    })
-}
-
-/// Waits on one session: query, then events until the next poll, until terminal.
-async fn wait_on(
-    client: &Client,
-    session: &Session,
-    id: JobId,
-    deadline: Instant,
-    timeout: Duration,
-    identity: &mut Option<Identity>,
-) -> Result<Job, CallError> {
-    let tracker = session.jobs(client.settings(), client.call_timeout()).await;
-    let mut changes = tracker.map(JobTracker::changes);
-    loop {
-        let job = query(client, session, id).await?;
-        check_identity(identity, &job, id)?;
-        if job.state.is_terminal() {
-            return Ok(job);
-        }
-        let poll_at = deadline.min(Instant::now() + client.settings().job_poll_interval);
-        loop {
-            if let Some(job) = tracker.and_then(|t| t.latest(id)) {
-                if job.state.is_terminal() {
-                    check_identity(identity, &job, id)?;
-                    return Ok(job);
-                }
-            }
-            let change = async {
-                match changes.as_mut() {
-                    Some(rx) => rx.changed().await.is_ok(),
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                live = change => if !live { changes = None },
-                () = tokio::time::sleep_until(poll_at) => break,
-            }
-        }
-        if Instant::now() >= deadline {
-            return Err(CallError::Timeout {
-                method: Method::CoreGetJobs,
-                after: timeout,
-            });
-        }
-    }
-}
-
-fn check_identity(seen: &mut Option<Identity>, job: &Job, id: JobId) -> Result<(), CallError> {
-    let now = Identity::of(job);
-    match seen {
-        Some(before) if *before != now => Err(CallError::NotFound {
-            method: Method::CoreGetJobs,
-            reason: format!(
-                "job {id} is gone: the middleware restarted and the id now names another job"
-            ),
-        }),
-        Some(_) => Ok(()),
-        None => {
-            *seen = Some(now);
-            Ok(())
-        }
-    }
-}
-
-/// `core.get_jobs [[["id","=",ID]]]`: one job or not found.
-async fn query(client: &Client, session: &Session, id: JobId) -> Result<Job, CallError> {
-    let call = client_calls::job_by_id(id);
-    let method = call.method;
-    let timeout = client.call_timeout();
-    let reply = session
-        .conn
-        .call(method, &call.params, timeout)
-        .await
-        .map_err(|f| call_error(method, session.api.protocol, timeout, f))?;
-    let first = reply.as_array().and_then(|jobs| jobs.first()).cloned();
-    let Some(first) = first else {
-        return Err(CallError::NotFound {
-            method,
-            reason: format!(
-                "job {id} is not known to the middleware (it keeps only recent jobs, and forgets them on restart)"
-            ),
-        });
-    };
-    // serde's message can quote the offending value, so it is not passed on.
-    serde_json::from_value(first).map_err(|_| CallError::Protocol {
-        method,
-        detail: format!("job {id} does not have the shape of a middleware job"),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use serde_json::json;
@@ -355,23 +213,6 @@ mod tests {
             ..event
         };
         assert!(job_from_event(&removed).is_none());
-    }
-
-    #[test]
-    fn identity_detects_a_reused_id() {
-        let mut seen = None;
-        let first: Job = serde_json::from_value(
-            json!({"id": 3, "method": "cloudsync.sync", "state": "RUNNING", "time_started": {"$date": 1_000}}),
-        )
-        .unwrap();
-        check_identity(&mut seen, &first, 3).unwrap();
-        check_identity(&mut seen, &first, 3).unwrap();
-        let other: Job = serde_json::from_value(
-            json!({"id": 3, "method": "service.control", "state": "RUNNING", "time_started": {"$date": 5_000}}),
-        )
-        .unwrap();
-        let err = check_identity(&mut seen, &other, 3).unwrap_err();
-        assert!(err.to_string().contains("restarted"), "{err}");
     }
 
     #[test]

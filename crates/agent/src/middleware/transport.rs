@@ -26,8 +26,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio_tungstenite::tungstenite::{self, Message, protocol::WebSocketConfig};
 
 use super::Protocol;
-use super::client::ConnectError;
 use super::conn::{Io, Ws};
+use super::connect_error::ConnectError;
 use super::rpc::{self, Incoming};
 use super::tls::{TlsSetup, Trust};
 use super::url::{Endpoint, Host, MiddlewareUrl, is_loopback};

@@ -12,10 +12,11 @@ use super::*;
 use crate::desired::{self, RemovedPools};
 use crate::middleware::{ApiFlavor, ApiInfo, JobState, Protocol, TransportKind};
 use crate::observe::{
-    B2Attributes, CloudSyncTask, Credential, DEVICE_GUID_PROPERTY, Observed, Pool, SecretView,
-    Service, SnapshotTask, Snmp,
+    B2Attributes, CloudSyncTask, Credential, Observed, Pool, SecretView, Service, SnapshotTask,
+    Snmp,
 };
 use crate::state_dir::fingerprint_with_key;
+use crate::zfs::DEFAULT_GUID_PROPERTY;
 
 const EXAMPLE: &str = include_str!("../../../../tests/data/desired/example.json");
 const GUID: &str = "9babab19-acc0-4587-aa05-ccd8103a1148";
@@ -1020,7 +1021,7 @@ fn device_guid_resolution_order() {
     let with_guid = doc();
     let mut o = fresh(&["pool0", "pool1"]);
     assert_eq!(
-        resolve_device_guid(&with_guid, &o, DEVICE_GUID_PROPERTY, None)
+        resolve_device_guid(&with_guid, &o, DEFAULT_GUID_PROPERTY, None)
             .unwrap()
             .1,
         GuidSource::Document
@@ -1029,14 +1030,14 @@ fn device_guid_resolution_order() {
         v["device"].as_object_mut().unwrap().remove("guid");
     });
     assert_eq!(
-        resolve_device_guid(&no_guid, &o, DEVICE_GUID_PROPERTY, None),
+        resolve_device_guid(&no_guid, &o, DEFAULT_GUID_PROPERTY, None),
         Err(GuidError::Missing)
     );
     o.pools[0].user_properties.insert(
-        DEVICE_GUID_PROPERTY.into(),
+        DEFAULT_GUID_PROPERTY.into(),
         "1d3d2c3b-6f7e-4b8a-9c0d-1e2f3a4b5c6d".into(),
     );
-    let (g, src) = resolve_device_guid(&no_guid, &o, DEVICE_GUID_PROPERTY, None).unwrap();
+    let (g, src) = resolve_device_guid(&no_guid, &o, DEFAULT_GUID_PROPERTY, None).unwrap();
     assert_eq!(g.to_string(), "1d3d2c3b-6f7e-4b8a-9c0d-1e2f3a4b5c6d");
     assert_eq!(src, GuidSource::RootPool("pool0".into()));
     let no_root = doc_with(|v| {
@@ -1044,14 +1045,14 @@ fn device_guid_resolution_order() {
         v["device"].as_object_mut().unwrap().remove("root_pool");
     });
     assert!(
-        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY, None).is_ok(),
+        resolve_device_guid(&no_root, &o, DEFAULT_GUID_PROPERTY, None).is_ok(),
         "the one carrier"
     );
     o.pools[1]
         .user_properties
-        .insert(DEVICE_GUID_PROPERTY.into(), "garbage".into());
+        .insert(DEFAULT_GUID_PROPERTY.into(), "garbage".into());
     assert!(matches!(
-        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY, None),
+        resolve_device_guid(&no_root, &o, DEFAULT_GUID_PROPERTY, None),
         Err(GuidError::Ambiguous { .. })
     ));
     let root1 = doc_with(|v| {
@@ -1059,21 +1060,21 @@ fn device_guid_resolution_order() {
         v["device"]["root_pool"] = serde_json::json!("pool1");
     });
     assert_eq!(
-        resolve_device_guid(&root1, &o, DEVICE_GUID_PROPERTY, None),
+        resolve_device_guid(&root1, &o, DEFAULT_GUID_PROPERTY, None),
         Err(GuidError::NotAUuid {
             pool: "pool1".into()
         })
     );
     // The agent configuration's root pool counts when the document names none.
     assert_eq!(
-        resolve_device_guid(&no_root, &o, DEVICE_GUID_PROPERTY, Some("pool0"))
+        resolve_device_guid(&no_root, &o, DEFAULT_GUID_PROPERTY, Some("pool0"))
             .unwrap()
             .1,
         GuidSource::RootPool("pool0".into())
     );
     o.pools.pop();
     assert_eq!(
-        resolve_device_guid(&root1, &o, DEVICE_GUID_PROPERTY, None),
+        resolve_device_guid(&root1, &o, DEFAULT_GUID_PROPERTY, None),
         Err(GuidError::RootPoolNotImported {
             pool: "pool1".into()
         })

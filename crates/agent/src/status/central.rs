@@ -17,12 +17,39 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 
-use super::{CentralInputs, CentralSection};
 use crate::central::CentralState;
 use crate::central::spool::{Record, decode_log};
 use crate::central::state::{ContactOutcome, ReportOutcome, Via};
 use crate::health::{Area, Level, Problem, age_seconds, human_age};
+
+/// `central`: the channel as the agent remembers it (`central.json` and the spool).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CentralSection {
+    /// Whether the agent's config file names a central endpoint (`None`: no config read).
+    pub configured: Option<bool>,
+    pub url: Option<String>,
+    /// What `central.json` says (`None`: the agent never talked to central).
+    pub state: Option<CentralState>,
+    /// Reports waiting in the spool (`None`: the spool could not be read).
+    pub spool_depth: Option<usize>,
+}
+
+/// What the agent knows about central, from its config file and state dir.
+#[derive(Debug, Clone, Default)]
+pub struct CentralInputs {
+    /// `Some(url)` / `Some(None)` when a config file was read (with / without `[central]`);
+    /// `None` when no config file was given.
+    pub configured: Option<Option<String>>,
+    /// The plain polling interval (to judge "no contact for too long").
+    pub poll_interval: Option<std::time::Duration>,
+    /// The report interval (the agent reports at least this often).
+    pub report_interval: Option<std::time::Duration>,
+    pub state: Option<CentralState>,
+    pub state_error: Option<String>,
+    pub spool_depth: Option<usize>,
+}
 
 /// Reports pending in a spool log (`reports.spool`): reports not marked removed. Pure.
 pub fn spool_depth(bytes: &[u8]) -> usize {

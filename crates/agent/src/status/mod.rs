@@ -25,12 +25,11 @@ mod render;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-pub use central::spool_depth;
+pub use central::{CentralInputs, CentralSection, spool_depth};
 pub use daemon::{DaemonInputs, DaemonSection, ServiceState};
 pub use render::render_text;
 
 use crate::b2::B2Report;
-use crate::central::CentralState;
 use crate::exit::Exit;
 use crate::health::checklist::{item_level, restated_in};
 use crate::health::memory::StoredChecklist;
@@ -167,18 +166,6 @@ pub struct DeviceSection {
     /// The last `identity` run (`identity.json`): GUID in effect, source, host binding,
     /// problems. `None` when identity never ran on this state dir.
     pub identity: Option<IdentityReport>,
-}
-
-/// `central`: the channel as the agent remembers it (`central.json` and the spool).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CentralSection {
-    /// Whether the agent's config file names a central endpoint (`None`: no config read).
-    pub configured: Option<bool>,
-    pub url: Option<String>,
-    /// What `central.json` says (`None`: the agent never talked to central).
-    pub state: Option<CentralState>,
-    /// Reports waiting in the spool (`None`: the spool could not be read).
-    pub spool_depth: Option<usize>,
 }
 
 /// `backups[]`: one pool's Cloud Sync task.
@@ -341,21 +328,6 @@ pub struct StatusInputs<'a> {
     pub install_error: Option<String>,
     /// The daemon: `daemon.json`, the service state, the token file.
     pub daemon: DaemonInputs,
-}
-
-/// What the agent knows about central, from its config file and state dir.
-#[derive(Debug, Clone, Default)]
-pub struct CentralInputs {
-    /// `Some(url)` / `Some(None)` when a config file was read (with / without `[central]`);
-    /// `None` when no config file was given.
-    pub configured: Option<Option<String>>,
-    /// The plain polling interval (to judge "no contact for too long").
-    pub poll_interval: Option<std::time::Duration>,
-    /// The report interval (the agent reports at least this often).
-    pub report_interval: Option<std::time::Duration>,
-    pub state: Option<CentralState>,
-    pub state_error: Option<String>,
-    pub spool_depth: Option<usize>,
 }
 
 /// Sections not available in this build.

@@ -1,10 +1,11 @@
 //! User properties through the TrueNAS middleware: the fallback where the `zfs` command
 //! cannot be used (e.g. the agent runs in a Custom App container without `/dev/zfs`).
 //!
-//! Owns: the request values for `pool.query`, `pool.dataset.query` (one dataset, no
-//! children, no native properties, user properties only), `pool.dataset.update`
-//! (`user_properties_update`) and `system.host_id`, and decoding their answers into the
-//! same [`PropertyReading`]s the command backend returns.
+//! Owns: reading and writing user properties with `pool.query`, `pool.dataset.query`
+//! (one dataset, no children, no native properties, user properties only),
+//! `pool.dataset.update` (`user_properties_update`) and `system.host_id` — requests built
+//! by `middleware::calls` — and decoding their answers into the same
+//! [`PropertyReading`]s the command backend returns.
 //! Does not: connect to the middleware (it is handed an `impl Middleware`).
 //! Invariants: only user properties named by a validated [`UserPropKey`] are ever written,
 //! one dataset per call; on TrueNAS 25.10 the source is reported as
@@ -13,12 +14,12 @@
 //! Limitations: `pool.query` does not list the boot pool (fine: it is never a data pool);
 //! pools the middleware reports as `OFFLINE` (not imported) are left out.
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::names::{DatasetName, PoolName, PropValue, UserPropKey, excerpt};
 use super::parse::{EXCERPT_LEN, PropSource, PropertyReading};
 use super::{Backend, HostId, UserProps, ZfsError, ZfsOp};
-use crate::middleware::{ApiFlavor, Call, CallError, Method, Middleware};
+use crate::middleware::{ApiFlavor, Call, CallError, Middleware, calls};
 
 /// User properties through an `impl Middleware`.
 #[derive(Debug)]
@@ -45,48 +46,6 @@ impl<M: Middleware> MiddlewareProps<M> {
             },
         })
     }
-}
-
-/// `pool.query` with no filter.
-pub fn pool_query_call() -> Call {
-    Call::new(Method::PoolQuery, vec![json!([]), json!({})])
-}
-
-/// `pool.dataset.query` for exactly one dataset, user properties only (REFERENCE §4.7).
-pub fn dataset_query_call(dataset: &DatasetName) -> Call {
-    Call::new(
-        Method::DatasetQuery,
-        vec![
-            json!([["id", "=", dataset.as_str()]]),
-            json!({"extra": {"retrieve_children": false, "properties": [], "retrieve_user_props": true}}),
-        ],
-    )
-}
-
-/// `pool.dataset.update` setting user properties.
-pub fn dataset_set_call(dataset: &DatasetName, props: &[(UserPropKey, PropValue)]) -> Call {
-    let items: Vec<Value> = props
-        .iter()
-        .map(|(k, v)| json!({"key": k.as_str(), "value": v.as_str()}))
-        .collect();
-    Call::new(
-        Method::DatasetUpdate,
-        vec![
-            json!(dataset.as_str()),
-            json!({"user_properties_update": items}),
-        ],
-    )
-}
-
-/// `pool.dataset.update` removing a user property (`remove` = `zfs inherit`).
-pub fn dataset_inherit_call(dataset: &DatasetName, key: &UserPropKey) -> Call {
-    Call::new(
-        Method::DatasetUpdate,
-        vec![
-            json!(dataset.as_str()),
-            json!({"user_properties_update": [{"key": key.as_str(), "remove": true}]}),
-        ],
-    )
 }
 
 /// Imported pool names from a `pool.query` answer.
@@ -205,7 +164,7 @@ impl<M: Middleware> UserProps for MiddlewareProps<M> {
     async fn list_pools(&self) -> Result<Vec<PoolName>, ZfsError> {
         const RESOURCE: &str = "the imported pools";
         let answer = self
-            .call(ZfsOp::ListPools, RESOURCE, pool_query_call())
+            .call(ZfsOp::ListPools, RESOURCE, calls::pools_query())
             .await?;
         decode_pools(&answer).map_err(|detail| ZfsError::MiddlewareAnswer {
             op: ZfsOp::ListPools,
@@ -221,7 +180,11 @@ impl<M: Middleware> UserProps for MiddlewareProps<M> {
     ) -> Result<PropertyReading, ZfsError> {
         let resource = format!("{dataset} ({key})");
         let answer = self
-            .call(ZfsOp::Get, &resource, dataset_query_call(dataset))
+            .call(
+                ZfsOp::Get,
+                &resource,
+                calls::dataset_user_props(dataset.as_str()),
+            )
             .await?;
         match decode_reading(self.mw.api().flavor, dataset, key, &answer) {
             Ok(Some(reading)) => Ok(reading),
@@ -247,9 +210,12 @@ impl<M: Middleware> UserProps for MiddlewareProps<M> {
         }
         let keys: Vec<&str> = props.iter().map(|(k, _)| k.as_str()).collect();
         let resource = format!("{dataset} ({})", keys.join(", "));
-        self.call(ZfsOp::Set, &resource, dataset_set_call(dataset, props))
-            .await
-            .map(drop)
+        let pairs: Vec<(&str, &str)> = props
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let call = calls::user_properties_set(dataset.as_str(), &pairs);
+        self.call(ZfsOp::Set, &resource, call).await.map(drop)
     }
 
     async fn inherit(&self, dataset: &DatasetName, key: &UserPropKey) -> Result<(), ZfsError> {
@@ -257,7 +223,7 @@ impl<M: Middleware> UserProps for MiddlewareProps<M> {
         self.call(
             ZfsOp::Inherit,
             &resource,
-            dataset_inherit_call(dataset, key),
+            calls::user_property_remove(dataset.as_str(), key.as_str()),
         )
         .await
         .map(drop)
@@ -265,9 +231,7 @@ impl<M: Middleware> UserProps for MiddlewareProps<M> {
 
     async fn host_id(&self) -> Result<Option<HostId>, ZfsError> {
         const RESOURCE: &str = "system.host_id";
-        let answer = self
-            .call(ZfsOp::HostId, RESOURCE, Call::bare(Method::SystemHostId))
-            .await?;
+        let answer = self.call(ZfsOp::HostId, RESOURCE, calls::host_id()).await?;
         match &answer {
             Value::Null => Ok(None),
             Value::String(s) => {

@@ -2,7 +2,7 @@ use serde_json::json;
 
 use super::*;
 use crate::fault::Fault;
-use crate::middleware::ApiFlavor;
+use crate::middleware::{ApiFlavor, Method, calls};
 use crate::zfs::fake::{FakeMiddleware, FakeZfs};
 use crate::zfs::{BackendChoice, Store, choose_backend};
 
@@ -16,30 +16,27 @@ fn key() -> UserPropKey {
     UserPropKey::parse(GUID_KEY).unwrap()
 }
 
-#[test]
-fn requests_are_the_documented_ones() {
-    let q = dataset_query_call(&ds("pool0"));
-    assert_eq!(q.method, Method::DatasetQuery);
+/// The backend sends the requests `middleware::calls` builds (their shapes are tested
+/// there): one dataset per call, only the keys given.
+#[tokio::test]
+async fn requests_are_the_documented_ones() {
+    let mw = FakeMiddleware::new(ApiFlavor::V25_04, &["pool0"]);
+    let props = MiddlewareProps::new(&mw);
+    props.list_pools().await.unwrap();
+    props.get(&ds("pool0"), &key()).await.unwrap();
+    let value = PropValue::parse(GUID).unwrap();
+    props.set(&ds("pool0"), &[(key(), value)]).await.unwrap();
+    props.inherit(&ds("pool0"), &key()).await.unwrap();
+    props.host_id().await.unwrap();
     assert_eq!(
-        q.params,
+        mw.calls(),
         [
-            json!([["id", "=", "pool0"]]),
-            json!({"extra": {"retrieve_children": false, "properties": [], "retrieve_user_props": true}})
+            calls::pools_query(),
+            calls::dataset_user_props("pool0"),
+            calls::user_properties_set("pool0", &[(GUID_KEY, GUID)]),
+            calls::user_property_remove("pool0", GUID_KEY),
+            calls::host_id(),
         ]
-    );
-    let u = dataset_set_call(&ds("pool0"), &[(key(), PropValue::parse(GUID).unwrap())]);
-    assert_eq!(u.method, Method::DatasetUpdate);
-    assert_eq!(
-        u.params,
-        [
-            json!("pool0"),
-            json!({"user_properties_update": [{"key": GUID_KEY, "value": GUID}]})
-        ]
-    );
-    let r = dataset_inherit_call(&ds("pool0"), &key());
-    assert_eq!(
-        r.params[1],
-        json!({"user_properties_update": [{"key": GUID_KEY, "remove": true}]})
     );
 }
 
