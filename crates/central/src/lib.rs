@@ -17,16 +17,24 @@
 //! Limitations: one process, one data directory; file I/O on the async runtime's thread
 //! (fine for a few hundred devices); long-polls notice changes by polling file metadata.
 
+pub mod alerts;
 pub mod b2admin;
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod crypto;
 pub mod db;
 pub mod devices;
 pub mod escrow;
+pub mod fleet;
 pub mod keys;
+pub mod metrics;
+pub mod monitor;
 pub mod provision;
 pub mod secrets;
 pub mod store;
+pub mod web;
+pub mod webhooks;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -9,9 +9,10 @@
 //! ETag), per-device B2 credentials (sealed bytes + key ids + fingerprints), reports
 //! (de-duplicated per device on `report_id`) with the derived per-device state the
 //! dashboard reads (`reports`), operators, operator tokens and sessions (hashes only,
-//! `operators`), the webhook outbox (`outbox`), report retention, the import of today's
-//! data directory (`import`) and document-publish wake-ups (`watch`: PostgreSQL
-//! `LISTEN/NOTIFY`, an in-process channel on SQLite).
+//! `operators`), the webhook outbox (`outbox`), the announced alert state per device
+//! (`alerts`), report retention, the import of today's data directory (`import`) and
+//! document-publish wake-ups (`watch`: PostgreSQL `LISTEN/NOTIFY`, an in-process channel
+//! on SQLite).
 //! Does not: encrypt. Documents and credentials hold secrets; the caller supplies the
 //! at-rest [`Sealer`] (the provisioning work's XChaCha20-Poly1305 key) and this module only
 //! ever stores what `seal` returned. Nor does it speak HTTP, sign documents, or decide what
@@ -28,6 +29,7 @@
 //! (one write connection per process, `busy_timeout` across processes); the timestamps
 //! are milliseconds since the epoch (UTC).
 
+mod alerts;
 mod import;
 mod operators;
 mod outbox;
