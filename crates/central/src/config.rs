@@ -280,62 +280,29 @@ fn validate(raw: RawConfig) -> Result<(CentralConfig, Vec<PathBuf>), Vec<FieldEr
     let f = &raw.fleet;
     let d = &raw.dashboard;
     let w = &raw.webhooks;
-    let report = range(
-        &mut e,
-        "fleet.report_interval_secs",
-        f.report_interval_secs,
-        300,
-        (10, 86_400),
-    );
-    let grace = range(
-        &mut e,
-        "fleet.silent_grace_secs",
-        f.silent_grace_secs,
-        600,
-        (0, 7 * 86_400),
-    );
-    let backup = range(
-        &mut e,
-        "fleet.backup_grace_hours",
-        f.backup_grace_hours,
-        12,
-        (0, 168),
-    );
-    let drops = range(
-        &mut e,
-        "fleet.drops_window_days",
-        f.drops_window_days,
-        7,
-        (0, 365),
-    );
-    let every = range(
-        &mut e,
-        "fleet.evaluate_interval_secs",
-        f.evaluate_interval_secs,
-        30,
-        (1, 3600),
-    );
-    let session = range(
-        &mut e,
-        "dashboard.session_hours",
-        d.session_hours,
-        12,
-        (1, 720),
-    );
-    let timeout = range(
-        &mut e,
-        "webhooks.timeout_secs",
-        w.timeout_secs,
-        10,
-        (1, 120),
-    );
-    let attempts = range(
-        &mut e,
-        "webhooks.max_attempts",
-        w.max_attempts,
-        30,
-        (1, 1000),
-    );
+    // (key, value, default, range) of every number, in the order of the file.
+    #[rustfmt::skip]
+    let numbers = [
+        ("fleet.report_interval_secs", f.report_interval_secs, 300, (10, 86_400)),
+        ("fleet.silent_grace_secs", f.silent_grace_secs, 600, (0, 7 * 86_400)),
+        ("fleet.backup_grace_hours", f.backup_grace_hours, 12, (0, 168)),
+        ("fleet.drops_window_days", f.drops_window_days, 7, (0, 365)),
+        ("fleet.evaluate_interval_secs", f.evaluate_interval_secs, 30, (1, 3600)),
+        ("dashboard.session_hours", d.session_hours, 12, (1, 720)),
+        ("webhooks.timeout_secs", w.timeout_secs, 10, (1, 120)),
+        ("webhooks.max_attempts", w.max_attempts, 30, (1, 1000)),
+    ]
+    .map(|(key, value, default, bounds)| range(&mut e, key, value, default, bounds));
+    let [
+        report,
+        grace,
+        backup,
+        drops,
+        every,
+        session,
+        timeout,
+        attempts,
+    ] = numbers;
     let nas_offset = f.nas_utc_offset.as_deref().and_then(|text| {
         let parsed = parse_offset(text);
         if parsed.is_none() {

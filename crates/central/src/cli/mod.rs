@@ -28,6 +28,7 @@ macro_rules! eprintln {
     };
 }
 
+pub mod operator;
 pub mod provision;
 
 use std::io::Write as _;
@@ -160,6 +161,9 @@ pub enum CentralCommand {
     /// Replace the device's scoped B2 key without downtime; the old key is deleted once
     /// the device reports the new one applied.
     RotateKey(provision::RotateKeyArgs),
+    /// Dashboard operators: `operator add --dir DIR --name NAME --token-out FILE`, `token`,
+    /// `list`, `disable`, `enable` (docs/central.md, "The dashboard").
+    Operator(operator::OperatorArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -202,6 +206,7 @@ pub async fn dispatch(command: CentralCommand) -> anyhow::Result<ExitCode> {
         CentralCommand::Provision(args) => provision::provision(*args).await,
         CentralCommand::Escrow(args) => provision::escrow(&args),
         CentralCommand::RotateKey(args) => provision::rotate(args).await,
+        CentralCommand::Operator(args) => operator::run(args).await,
     }
 }
 

@@ -61,7 +61,7 @@ fn mask(value: &mut Value, secrets: &[String], under_secret_key: bool) {
             }
         }
         Value::Number(_) | Value::Bool(_) if under_secret_key => {
-            *value = Value::String(MASK.to_owned())
+            *value = Value::String(MASK.to_owned());
         }
         Value::Array(items) => items
             .iter_mut()

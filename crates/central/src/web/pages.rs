@@ -579,6 +579,12 @@ fn status(out: &mut String, stored: &StoredReport, now: DateTime<Utc>) {
         }
         out.push_str("</ul>");
     }
+    backups(out, r, now);
+    snapshots(out, r);
+    checklist(out, r);
+}
+
+fn backups(out: &mut String, r: &Report, now: DateTime<Utc>) {
     out.push_str(
         "<h2>Backups (Cloud Sync)</h2><table id=\"backups\"><thead><tr><th>Pool</th><th>State</th>\
          <th>Last success</th><th>Last run</th><th>Overdue</th><th>Error</th></tr></thead><tbody>",
@@ -601,8 +607,12 @@ fn status(out: &mut String, stored: &StoredReport, now: DateTime<Utc>) {
             esc(&error)
         );
     }
+    out.push_str("</tbody></table>");
+}
+
+fn snapshots(out: &mut String, r: &Report) {
     out.push_str(
-        "</tbody></table><h2>Snapshots</h2><table id=\"snapshots\"><thead><tr><th>Pool</th>\
+        "<h2>Snapshots</h2><table id=\"snapshots\"><thead><tr><th>Pool</th>\
         <th>Newest</th><th>Age</th><th>Count</th></tr></thead><tbody>",
     );
     for s in &r.health.snapshots {
@@ -620,8 +630,12 @@ fn status(out: &mut String, stored: &StoredReport, now: DateTime<Utc>) {
             s.count
         );
     }
+    out.push_str("</tbody></table>");
+}
+
+fn checklist(out: &mut String, r: &Report) {
     out.push_str(
-        "</tbody></table><h2>SOP checklist</h2><table id=\"checklist\"><thead><tr>\
+        "<h2>SOP checklist</h2><table id=\"checklist\"><thead><tr>\
         <th>Item</th><th>Status</th><th>Detail</th></tr></thead><tbody>",
     );
     let mut items: Vec<_> = r.checklist.iter().collect();

@@ -1,0 +1,372 @@
+//! Fixtures for the dashboard, metrics and webhook tests: the dashboard's router over a
+//! database (SQLite or a real PostgreSQL, `central_db::Env`) with a scripted clock, an
+//! operator, devices and their reports, a fleet of devices in known states, and a webhook
+//! receiver that records what it gets.
+
+#![allow(dead_code, reason = "shared by several test modules")]
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use chrono::{DateTime, Duration, DurationRound as _, Utc};
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use truenas_agent::central::report::{
+    CheckStatus, ChecklistItem, CloudSyncHealth, ConfigIssue, ConfigState, Report,
+};
+use truenas_central::clock::ManualClock;
+use truenas_central::config::CentralConfig;
+use truenas_central::db::{Db, Placement};
+use truenas_central::monitor::{Counters, Monitor};
+use truenas_central::store::token_hash;
+
+use crate::central_db::Env;
+use crate::central_fixture::document;
+
+/// The operator token the fixture creates (a canary: it must appear nowhere we render).
+pub const OPERATOR_TOKEN: &str = "CANARY-OPERATOR-TOKEN-d41c07";
+pub const ORG_A: &str = "0b3c8a51-8d1f-4b7e-9c2a-1f2e3d4c5b6a";
+pub const ORG_B: &str = "7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
+pub const LOC_NORTH: &str = "a1b2c3d4-e5f6-7071-8293-a4b5c6d7e8f9";
+pub const LOC_SOUTH: &str = "b2c3d4e5-f6a7-4081-9293-b4c5d6e7f8a9";
+
+/// A dashboard served on 127.0.0.1:0 over a test database.
+pub struct Dash {
+    pub env: Env,
+    pub monitor: Arc<Monitor>,
+    pub clock: Arc<ManualClock>,
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+}
+
+/// Now, to the second (the fixture's clock starts here).
+pub fn start_time() -> DateTime<Utc> {
+    Utc::now().duration_trunc(Duration::seconds(1)).unwrap()
+}
+
+impl Dash {
+    /// Serves the dashboard over `env` with `config`; the clock stands at `now`.
+    pub async fn start(env: Env, config: CentralConfig, now: DateTime<Utc>) -> Self {
+        let clock = Arc::new(ManualClock::new(now));
+        let monitor = Arc::new(Monitor::new(
+            env.db.clone(),
+            Arc::new(config),
+            clock.clone(),
+            Arc::new(Counters::default()),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let app = truenas_central::web::router(monitor.clone());
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
+                    .unwrap();
+            }
+        });
+        env.db
+            .add_operator("ops@example.com", &token_hash(OPERATOR_TOKEN))
+            .await
+            .unwrap();
+        Self {
+            env,
+            monitor,
+            clock,
+            addr,
+            shutdown,
+        }
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.env.db
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        use truenas_central::clock::Clock as _;
+        self.clock.now()
+    }
+
+    /// GET with the operator's bearer token; (status, body).
+    pub async fn get(&self, path: &str) -> (StatusCode, String) {
+        let r = client()
+            .get(self.url(path))
+            .bearer_auth(OPERATOR_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        let status = StatusCode::from_u16(r.status().as_u16()).unwrap();
+        (status, r.text().await.unwrap())
+    }
+
+    /// The `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        let (status, body) = self.get("/metrics").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body
+    }
+}
+
+impl Drop for Dash {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// An HTTP client that follows no redirect and uses no proxy.
+pub fn client() -> reqwest::Client {
+    truenas_agent::middleware::tls::install_crypto_provider();
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Registers `name` (token `token-<name>`) at `location` of `org`, and publishes the
+/// canary document (revision 1) for it.
+pub async fn add_device(db: &Db, name: &str, org: &str, location: (&str, &str)) {
+    db.register(name, &token_hash(&format!("token-{name}")))
+        .await
+        .unwrap();
+    db.set_placement(
+        name,
+        &Placement {
+            org_uuid: Some(org.to_owned()),
+            location_uuid: Some(location.0.to_owned()),
+            location_name: Some(location.1.to_owned()),
+        },
+    )
+    .await
+    .unwrap();
+    db.publish_validated(name, &serde_json::to_vec(&document(1)).unwrap(), false)
+        .await
+        .unwrap();
+}
+
+/// A report created at `at`: document revision 1 applied, one pool `pool0` in `state`,
+/// last success `last_success`, every checklist item passing but `failing`.
+pub fn report(
+    at: DateTime<Utc>,
+    state: &str,
+    last_success: Option<DateTime<Utc>>,
+    failing: &[&str],
+) -> Report {
+    let mut r = Report::new(at);
+    r.device.hostname = Some("truenas".into());
+    r.device.guid = None;
+    r.config.revision = Some(1);
+    r.config.state = ConfigState::Applied;
+    r.health.cloud_sync = vec![CloudSyncHealth {
+        pool: "pool0".into(),
+        task_id: Some(1),
+        state: state.into(),
+        last_success,
+        last_finished: last_success,
+        error_class: (state == "FAILED").then(|| "auth".to_owned()),
+        message: (state == "FAILED").then(|| "rclone: 401 unauthorized".to_owned()),
+        ..CloudSyncHealth::default()
+    }];
+    r.checklist = ["cloud_sync.schedule", "snmp.v3_only", "guid.zfs_property"]
+        .iter()
+        .map(|id| ChecklistItem {
+            id: (*id).to_owned(),
+            title: format!("SOP item {id}"),
+            status: if failing.contains(id) {
+                CheckStatus::Fail
+            } else {
+                CheckStatus::Pass
+            },
+            detail: String::new(),
+        })
+        .collect();
+    r
+}
+
+/// Stores `report` for `device` as received at `at`.
+pub async fn deliver(db: &Db, device: &str, report: &Report, at: DateTime<Utc>) {
+    db.accept_report(device, report, at).await.unwrap();
+}
+
+/// The fleet the dashboard tests and screenshots use, in the order the fleet page must
+/// show it (worst first).
+pub const FLEET_ORDER: [&str; 7] = [
+    "nas-failing",
+    "nas-overdue",
+    "nas-silent",
+    "nas-refused",
+    "nas-checklist",
+    "nas-new",
+    "nas-healthy",
+];
+
+/// Registers and reports the fleet of [`FLEET_ORDER`] as of `now`: a failing backup, a
+/// backup four days old (overdue by central's clock: the agent does not say so), a device
+/// silent for three hours, one refusing its document, one with a failing checklist item,
+/// one that never reported, and a healthy one.
+pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
+    let north = (LOC_NORTH, "Clinic North");
+    let south = (LOC_SOUTH, "Clinic South");
+    for (name, org, loc) in [
+        ("nas-healthy", ORG_A, north),
+        ("nas-overdue", ORG_A, north),
+        ("nas-failing", ORG_A, south),
+        ("nas-silent", ORG_B, south),
+        ("nas-refused", ORG_B, north),
+        ("nas-checklist", ORG_B, south),
+    ] {
+        add_device(db, name, org, loc).await;
+    }
+    let fresh = now - Duration::minutes(2);
+    let good = Some(now - Duration::hours(3));
+    deliver(
+        db,
+        "nas-healthy",
+        &report(fresh, "SUCCESS", good, &[]),
+        fresh,
+    )
+    .await;
+    let old = Some(now - Duration::days(4));
+    deliver(
+        db,
+        "nas-overdue",
+        &report(fresh, "SUCCESS", old, &[]),
+        fresh,
+    )
+    .await;
+    deliver(
+        db,
+        "nas-failing",
+        &report(fresh, "FAILED", good, &[]),
+        fresh,
+    )
+    .await;
+    let long_ago = now - Duration::hours(3);
+    let silent = report(
+        long_ago,
+        "SUCCESS",
+        Some(long_ago - Duration::hours(1)),
+        &[],
+    );
+    deliver(db, "nas-silent", &silent, long_ago).await;
+    let mut refused = report(fresh, "SUCCESS", good, &[]);
+    refused.config.state = ConfigState::Refused;
+    refused.config.errors = vec![ConfigIssue {
+        path: "(signature)".into(),
+        message: "no signature verifies under a trusted key".into(),
+    }];
+    deliver(db, "nas-refused", &refused, fresh).await;
+    let checklist = report(fresh, "SUCCESS", good, &["snmp.v3_only"]);
+    deliver(db, "nas-checklist", &checklist, fresh).await;
+    add_device(db, "nas-new", ORG_A, north).await;
+}
+
+/// What a webhook receiver got: (headers, body bytes).
+pub type Received = Arc<Mutex<Vec<(HeaderMap, Bytes)>>>;
+
+/// A webhook receiver on 127.0.0.1:0 answering `status` (changeable through the returned
+/// handle) and recording every request.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    pub got: Received,
+    pub status: Arc<Mutex<StatusCode>>,
+    shutdown: CancellationToken,
+}
+
+impl Receiver {
+    pub async fn start() -> Self {
+        let got: Received = Arc::default();
+        let status = Arc::new(Mutex::new(StatusCode::OK));
+        let app = axum::Router::new()
+            .route(
+                "/hook",
+                axum::routing::post(
+                    |State((got, status)): State<(Received, Arc<Mutex<StatusCode>>)>,
+                     headers: HeaderMap,
+                     body: Bytes| async move {
+                        got.lock().unwrap().push((headers, body));
+                        *status.lock().unwrap()
+                    },
+                ),
+            )
+            .with_state((got.clone(), status.clone()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
+                    .await
+                    .unwrap();
+            }
+        });
+        Self {
+            addr,
+            got,
+            status,
+            shutdown,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    /// Takes what arrived so far, parsed.
+    pub fn take(&self) -> Vec<(HeaderMap, Bytes, Value)> {
+        self.got
+            .lock()
+            .unwrap()
+            .drain(..)
+            .map(|(h, b)| {
+                let v = serde_json::from_slice(&b).unwrap();
+                (h, b, v)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// `application/x-www-form-urlencoded` bodies (reqwest's `form` feature is not built).
+pub trait FormExt {
+    fn form(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormExt for reqwest::RequestBuilder {
+    fn form(self, pairs: &[(&str, &str)]) -> Self {
+        let encode = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                        char::from(b).to_string()
+                    }
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        let body = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+    }
+}
