@@ -180,7 +180,7 @@ async fn login_sets_a_session_cookie_and_csrf_guards_the_actions() {
     for (name, value) in [
         ("cache-control", "no-store"),
         ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
+        ("referrer-policy", "same-origin"),
     ] {
         assert_eq!(page.headers()[name], value);
     }
@@ -501,7 +501,10 @@ async fn device_page_shows_status_history_changes_and_document() {
     ] {
         assert!(html.contains(needle), "missing {needle}: {html}");
     }
-    assert!(html.matches("<tr><td>").count() >= 2, "two reports in the history");
+    assert!(
+        html.matches("<tr><td>").count() >= 2,
+        "two reports in the history"
+    );
     let (status, _) = d.get("/devices/ghost").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     let (status, _) = d.get("/devices/..%2Fetc").await;
@@ -626,4 +629,114 @@ async fn the_alert_rules_name_metrics_that_exist() {
             "alert {alert} uses {metric}, which /metrics does not expose"
         );
     }
+}
+
+fn central(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(crate::support::bin(crate::support::CENTRAL))
+        .args(args)
+        .env_remove("TRUENAS_CENTRAL_DATABASE")
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_add_writes_a_private_token_and_keeps_only_its_hash() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    let file = tmp.path().join("alice.token");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_owned();
+    let out = central(&[
+        "operator",
+        "add",
+        "--dir",
+        &s(&dir),
+        "--name",
+        "alice",
+        "--token-out",
+        &s(&file),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let token = std::fs::read_to_string(&file).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 43, "256 bits, URL-safe base64");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!printed.contains(&token), "{printed}");
+    // Never overwrites a token file; a second operator of the same name leaves no file.
+    let again = central(&[
+        "operator",
+        "add",
+        "--dir",
+        &s(&dir),
+        "--name",
+        "bob",
+        "--token-out",
+        &s(&file),
+    ]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("refusing to overwrite"));
+    let other = tmp.path().join("other.token");
+    let dup = central(&[
+        "operator",
+        "add",
+        "--dir",
+        &s(&dir),
+        "--name",
+        "alice",
+        "--token-out",
+        &s(&other),
+    ]);
+    assert!(!dup.status.success());
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("operator `alice` already exists"));
+    assert!(!other.exists(), "no file holds a token that does not work");
+    // The database has the hash, never the token; the token opens the dashboard.
+    let mut raw = Vec::new();
+    for suffix in ["central.db", "central.db-wal"] {
+        raw.extend(std::fs::read(dir.join(suffix)).unwrap_or_default());
+    }
+    assert!(!String::from_utf8_lossy(&raw).contains(&token));
+    let env = Env {
+        db: truenas_central::db::Db::open(
+            &truenas_central::db::Database::Sqlite(dir.join("central.db")),
+            std::sync::Arc::new(crate::central_db::TestSealer),
+        )
+        .await
+        .unwrap(),
+        database: truenas_central::db::Database::Sqlite(dir.join("central.db")),
+        pg: None,
+        _dir: tempfile::tempdir().unwrap(),
+    };
+    assert_eq!(
+        env.db
+            .operator_for_token(&token_hash(&token))
+            .await
+            .unwrap()
+            .map(|o| o.name),
+        Some("alice".to_owned())
+    );
+    let list = central(&["operator", "list", "--dir", &s(&dir)]);
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("alice  (since "));
+    assert!(
+        central(&["operator", "disable", "--dir", &s(&dir), "--name", "alice"])
+            .status
+            .success()
+    );
+    assert_eq!(
+        env.db
+            .operator_for_token(&token_hash(&token))
+            .await
+            .unwrap(),
+        None
+    );
+    let list = central(&["operator", "list", "--dir", &s(&dir)]);
+    assert!(String::from_utf8_lossy(&list.stdout).starts_with("alice [disabled]"));
 }

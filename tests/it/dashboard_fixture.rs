@@ -163,8 +163,23 @@ pub fn report(
     failing: &[&str],
 ) -> Report {
     let mut r = Report::new(at);
+    r.agent.config_source = truenas_agent::central::report::ConfigSource::Central;
     r.device.hostname = Some("truenas".into());
     r.device.guid = None;
+    r.device.truenas_version = Some("25.04.2.6".into());
+    r.device.api = Some("25.04".into());
+    r.device.root_pool = Some("pool0".into());
+    r.device.pools = vec![truenas_agent::central::report::PoolState {
+        name: "pool0".into(),
+        healthy: true,
+    }];
+    r.health.snapshots = vec![truenas_agent::central::report::SnapshotHealth {
+        pool: "pool0".into(),
+        task_id: Some(2),
+        latest: Some("pool0@auto-latest".into()),
+        latest_age_s: Some(1200),
+        count: 336,
+    }];
     r.config.revision = Some(1);
     r.config.state = ConfigState::Applied;
     r.health.cloud_sync = vec![CloudSyncHealth {
@@ -198,6 +213,17 @@ pub async fn deliver(db: &Db, device: &str, report: &Report, at: DateTime<Utc>) 
     db.accept_report(device, report, at).await.unwrap();
 }
 
+/// As [`deliver`], with the device's own GUID and host name in the report.
+pub async fn deliver_as(db: &Db, device: &str, report: &Report, at: DateTime<Utc>) {
+    let mut r = report.clone();
+    let n = device
+        .bytes()
+        .fold(0u64, |a, b| (a * 31 + u64::from(b)) % 1_000_000_000_000);
+    r.device.guid = Some(format!("9babab19-acc0-4587-aa05-{n:012}"));
+    r.device.hostname = Some(device.replace("nas-", "truenas-"));
+    deliver(db, device, &r, at).await;
+}
+
 /// The fleet the dashboard tests and screenshots use, in the order the fleet page must
 /// show it (worst first).
 pub const FLEET_ORDER: [&str; 7] = [
@@ -229,7 +255,7 @@ pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
     }
     let fresh = now - Duration::minutes(2);
     let good = Some(now - Duration::hours(3));
-    deliver(
+    deliver_as(
         db,
         "nas-healthy",
         &report(fresh, "SUCCESS", good, &[]),
@@ -237,14 +263,14 @@ pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
     )
     .await;
     let old = Some(now - Duration::days(4));
-    deliver(
+    deliver_as(
         db,
         "nas-overdue",
         &report(fresh, "SUCCESS", old, &[]),
         fresh,
     )
     .await;
-    deliver(
+    deliver_as(
         db,
         "nas-failing",
         &report(fresh, "FAILED", good, &[]),
@@ -258,16 +284,16 @@ pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
         Some(long_ago - Duration::hours(1)),
         &[],
     );
-    deliver(db, "nas-silent", &silent, long_ago).await;
+    deliver_as(db, "nas-silent", &silent, long_ago).await;
     let mut refused = report(fresh, "SUCCESS", good, &[]);
     refused.config.state = ConfigState::Refused;
     refused.config.errors = vec![ConfigIssue {
         path: "(signature)".into(),
         message: "no signature verifies under a trusted key".into(),
     }];
-    deliver(db, "nas-refused", &refused, fresh).await;
+    deliver_as(db, "nas-refused", &refused, fresh).await;
     let checklist = report(fresh, "SUCCESS", good, &["snmp.v3_only"]);
-    deliver(db, "nas-checklist", &checklist, fresh).await;
+    deliver_as(db, "nas-checklist", &checklist, fresh).await;
     add_device(db, "nas-new", ORG_A, north).await;
 }
 

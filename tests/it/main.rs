@@ -70,6 +70,7 @@ mod central_fixture;
 mod central_reports;
 mod cli_edges;
 mod dashboard;
+mod dashboard_browser;
 mod dashboard_fixture;
 mod e2e_b2_checks;
 mod e2e_converge;

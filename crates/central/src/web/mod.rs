@@ -5,7 +5,7 @@
 //! /devices/{name}`, the actions `POST /devices/{name}/first-backup`, `…/disable`,
 //! `…/enable`, `GET|POST /login`, `POST /logout`, `GET /metrics` (Prometheus text),
 //! `GET /static/dashboard.css` — and the response headers every page carries (no store,
-//! a CSP without scripts, no framing, no referrer).
+//! a CSP without scripts, no framing, no referrer to other sites).
 //! Does not: speak the agents' protocol (`/v1/…` stays the server's), judge devices
 //! (`monitor`, `fleet`) or build HTML (`pages`, `html`).
 //! Invariants: every route but the login form, the style sheet and the logout answers only
@@ -75,9 +75,11 @@ fn secure_headers(response: &mut Response) {
         ),
     );
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    // Not `no-referrer`: under it browsers send `Origin: null` with form POSTs, and the
+    // origin check needs the real one; `same-origin` still tells other sites nothing.
     h.insert(
         header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
+        HeaderValue::from_static("same-origin"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
