@@ -11,16 +11,19 @@ use truenas_agent::central::dsse::TrustedKey;
 use truenas_agent::central::report::{CheckStatus, ChecklistItem, Report};
 use truenas_agent::central::{FetchError, Fetched};
 
-use crate::central_fixture::{Agent, document, signing_key};
+use crate::central_fixture::{Agent, DataDir, database_args, document, signing_key};
 
 fn central_bin() -> std::path::PathBuf {
     crate::support::bin(crate::support::CENTRAL)
 }
 
+/// `truenas-central ARGS`, on the database of the data directory `--dir` names (see
+/// `database_args`).
 fn central_cmd(args: &[&str]) -> Output {
     Command::new(central_bin())
-        .args(args)
+        .args(database_args(args))
         .env_remove("TRUENAS_AGENT_CONFIG")
+        .env_remove(truenas_central::cli::DATABASE_ENV)
         .output()
         .unwrap()
 }
@@ -60,10 +63,10 @@ fn keygen_writes_a_private_key_and_prints_the_public_one() {
     );
 }
 
-#[test]
-fn register_publish_and_devices() {
+async fn register_publish_and_devices() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let data_dir = DataDir::new().await;
+    let data = data_dir.path().to_owned();
     let token = tmp.path().join("nas-01.token");
     let out = central_cmd(&[
         "register",
@@ -86,9 +89,16 @@ fn register_publish_and_devices() {
         0o600
     );
     // Only the hash is stored.
-    crate::support::assert_no_canary_in_dir(&data);
-    let stored = std::fs::read_to_string(data.join("devices/nas-01/token.sha256")).unwrap();
-    assert!(!stored.contains(secret.trim()));
+    let dump = data_dir.logical_dump().await;
+    assert_eq!(
+        dump["device_tokens"],
+        [format!(
+            "{}|nas-01",
+            truenas_central::db::token_hash(secret.trim())
+        )]
+    );
+    let raw = String::from_utf8_lossy(&data_dir.raw_dump()).into_owned();
+    assert!(!raw.contains(secret.trim()), "the token is not stored");
 
     let doc = tmp.path().join("doc.json");
     std::fs::write(&doc, serde_json::to_vec(&document(3)).unwrap()).unwrap();
@@ -139,10 +149,10 @@ fn register_publish_and_devices() {
 
 /// Issue 13.6 / 13.5: `truenas-central publish` runs the agent's own validation and refuses what
 /// the agent would refuse, with the agent's messages, and publishes nothing.
-#[test]
-fn publish_refuses_what_the_agent_would_refuse() {
+async fn publish_refuses_what_the_agent_would_refuse() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let data_dir = DataDir::new().await;
+    let data = data_dir.path().to_owned();
     let out = central_cmd(&[
         "register",
         "--dir",
@@ -205,7 +215,7 @@ fn publish_refuses_what_the_agent_would_refuse() {
         }
         crate::support::assert_no_canary("publish output", &shown);
         assert!(
-            !data.join("devices/nas-01/config.json").exists(),
+            data_dir.logical_dump().await["documents"].is_empty(),
             "nothing was published"
         );
     }
@@ -223,10 +233,10 @@ impl Drop for Child {
     }
 }
 
-#[tokio::test]
 async fn serve_end_to_end_with_the_cli_tools() {
     let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
+    let data_dir = DataDir::new().await;
+    let data = data_dir.path().to_owned();
     let keys = tmp.path().join("keys");
     let out = central_cmd(&["keygen", "--out", s(&keys)]);
     let public = String::from_utf8(out.stdout).unwrap();
@@ -259,15 +269,16 @@ async fn serve_end_to_end_with_the_cli_tools() {
 
     let mut child = Child(
         Command::new(central_bin())
-            .args([
+            .args(database_args(&[
                 "serve",
                 "--dir",
                 s(&data),
                 "--listen",
                 "127.0.0.1:0",
                 "--key",
-            ])
-            .arg(keys.join("signing.key"))
+                s(&keys.join("signing.key")),
+            ]))
+            .env_remove(truenas_central::cli::DATABASE_ENV)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -329,6 +340,10 @@ async fn serve_end_to_end_with_the_cli_tools() {
     let status = child.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
     crate::central_fixture::assert_no_canary_outside_documents(&data);
+    crate::support::assert_no_canary(
+        "central's data",
+        &String::from_utf8_lossy(&data_dir.raw_dump()),
+    );
 }
 
 #[test]
@@ -469,7 +484,6 @@ async fn post_report(addr: std::net::SocketAddr, body: &[u8]) -> u16 {
 /// `truenas-central devices` showed only the newest report's `agent.dropped_reports`, so losses
 /// announced by any earlier report were hidden. It now shows the total over every stored
 /// report (counted once per report id, and across a server restart) in text and JSON.
-#[tokio::test]
 async fn devices_show_every_report_lost_before_delivery() {
     use crate::central_fixture::{Central, DEVICE, TOKEN};
     let report = |dropped: u64| {
@@ -478,7 +492,7 @@ async fn devices_show_every_report_lost_before_delivery() {
         r
     };
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let first = serde_json::to_vec(&report(3)).unwrap();
     assert_eq!(post_report(central.addr, &first).await, 202);
     assert_eq!(post_report(central.addr, &first).await, 200, "a duplicate");
@@ -489,7 +503,7 @@ async fn devices_show_every_report_lost_before_delivery() {
     // A restart: the tally is rebuilt from the stored reports.
     let (dir, addr, key) = central.stop().await;
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let central = Central::start_on(listener, dir, key);
+    let central = Central::start_on(listener, dir, key).await;
     for dropped in [2, 0] {
         let body = serde_json::to_vec(&report(dropped)).unwrap();
         assert_eq!(post_report(central.addr, &body).await, 202);
@@ -513,3 +527,11 @@ async fn devices_show_every_report_lost_before_delivery() {
     );
     central.stop().await;
 }
+
+on_both_engines!(
+    #[tokio::test]
+    register_publish_and_devices,
+    publish_refuses_what_the_agent_would_refuse,
+    serve_end_to_end_with_the_cli_tools,
+    devices_show_every_report_lost_before_delivery,
+);

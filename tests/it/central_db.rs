@@ -15,9 +15,10 @@ use truenas_central::db::{
     Accepted, Backend, Database, Db, DbError, DocumentEvent, NewWebhook, SCHEMA_VERSION, SealError,
     Sealer,
 };
-use truenas_central::store::{Store, StoredReport, token_hash};
+use truenas_central::db::{StoredReport, token_hash};
+use truenas_central::store::Store;
 
-use crate::central_fixture::document;
+use crate::central_fixture::{OldLayout, document, secrets_record};
 use crate::pg_server::PgServer;
 use crate::support::{CANARIES, assert_no_canary};
 
@@ -103,7 +104,9 @@ impl Env {
                 for suffix in ["", "-wal", "-shm"] {
                     let mut name = path.as_os_str().to_owned();
                     name.push(suffix);
-                    bytes.extend(std::fs::read(name).unwrap_or_default());
+                    bytes.extend(
+                        crate::support::read_file(std::path::Path::new(&name)).unwrap_or_default(),
+                    );
                 }
                 bytes
             }
@@ -626,6 +629,14 @@ async fn document_publishes_wake_watchers(env: Env) {
             revision: 1
         }
     );
+    if db.backend() == Backend::Postgres {
+        // The publishing instance hears itself at once, and again through NOTIFY.
+        let again = tokio::time::timeout(Duration::from_secs(60), watch.wait_for("nas-01"))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(again, event);
+    }
     // A refused publish wakes nobody; the next real one does.
     assert!(
         db.publish_validated("nas-01", &doc_bytes(1), false)
@@ -895,13 +906,12 @@ async fn webhook_outbox(env: Env) {
 
 async fn import_of_the_file_data_directory(env: Env) {
     let data = tempfile::tempdir().unwrap();
-    let store = Store::open(data.path()).unwrap();
-    store.register("nas-01", &token_hash("tok-1")).unwrap();
-    store.register("nas-02", &token_hash("tok-2")).unwrap();
-    store
-        .publish_validated("nas-01", &doc_bytes(7), false)
-        .unwrap();
-    store.set_disabled("nas-02", true).unwrap();
+    let old = OldLayout::new(data.path(), &data.path().join("old.key"));
+    old.register("nas-01", "tok-1");
+    old.register("nas-02", "tok-2");
+    old.publish("nas-01", &document(7));
+    old.secrets("nas-01", &secrets_record("nas-01"));
+    old.disable("nas-02");
     let mut ids = Vec::new();
     for i in 0..3 {
         let mut r = report(at(i * 10));
@@ -912,13 +922,14 @@ async fn import_of_the_file_data_directory(env: Env) {
             report: r,
             dropped: None,
         };
-        store.append_report("nas-01", &stored).unwrap();
-        store.write_latest("nas-01", &stored).unwrap();
+        old.append_report("nas-01", &stored);
     }
+    let store = Store::new(data.path()).with_key(old.key());
     let db = &env.db;
     let summary = db.import_data_dir(&store).await.unwrap();
     assert_eq!(summary.devices_added, 2);
     assert_eq!(summary.documents_imported, 1);
+    assert_eq!(summary.credentials_imported, 1);
     assert_eq!(summary.reports_imported, 3);
     assert_eq!(summary.disabled, 1);
     assert_eq!(db.devices().await.unwrap(), ["nas-01", "nas-02"]);
@@ -934,35 +945,61 @@ async fn import_of_the_file_data_directory(env: Env) {
     let imported = db.document("nas-01").await.unwrap().unwrap();
     assert_eq!(imported.revision, 7);
     assert_eq!(imported.bytes, store.document("nas-01").unwrap().unwrap());
+    // The provisioning secrets: the same record, with its key id and non-secret facts.
+    let credentials = db.credentials("nas-01").await.unwrap().unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&credentials.bytes).unwrap();
+    assert_eq!(record, secrets_record("nas-01"));
+    assert_eq!(
+        credentials.b2_key_id.as_deref(),
+        Some("0024a1b2c3d4e5f0000000001")
+    );
+    assert_eq!(
+        credentials.fingerprints["bucket"],
+        "truenas-a1b2c3d4e5f640718293a4b5c6d7e8f9"
+    );
+    assert_no_canary(
+        "the credentials' clear facts",
+        &credentials.fingerprints.to_string(),
+    );
+    assert!(db.credentials("nas-02").await.unwrap().is_none());
     assert_eq!(db.report_ids("nas-01").await.unwrap(), ids);
     let s = db.device_state("nas-01").await.unwrap().unwrap();
     assert_eq!(s.dropped.total, 3);
     assert_eq!(s.last_report_at, Some(at(21)), "original received_at kept");
-    assert!(
-        db.meta(truenas_central::db::IMPORT_META_KEY)
-            .await
-            .unwrap()
-            .is_some()
-    );
-    // Idempotent: a re-run adds nothing.
+    let note = db
+        .meta(&truenas_central::db::import_meta_key(data.path()))
+        .await
+        .unwrap()
+        .expect("the import of this directory is recorded");
+    assert!(note.contains("\"credentials_imported\":1"), "{note}");
+    // Idempotent: a re-run adds nothing (and keeps newer credentials).
+    db.set_credentials("nas-01", b"{}", None, &json!({}))
+        .await
+        .unwrap();
     let again = db.import_data_dir(&store).await.unwrap();
     assert_eq!(again.devices_added, 0);
     assert_eq!(again.documents_imported, 0);
+    assert_eq!(again.credentials_imported, 0);
     assert_eq!(again.reports_imported, 0);
     assert_eq!(again.reports_already_present, 3);
     assert_eq!(db.report_count().await.unwrap(), 3);
-    // The imported document is sealed like a published one.
+    assert_eq!(
+        db.credentials("nas-01").await.unwrap().unwrap().bytes,
+        b"{}"
+    );
+    // The imported document and secrets are sealed like published ones.
     assert_no_canary(
         "the database after import",
         &String::from_utf8_lossy(&env.raw_dump()),
     );
     // A device registered with another token in the database stops the import.
     let other = tempfile::tempdir().unwrap();
-    let conflicting = Store::open(other.path()).unwrap();
-    conflicting
-        .register("nas-01", &token_hash("a-different-token"))
-        .unwrap();
-    let err = db.import_data_dir(&conflicting).await.unwrap_err();
+    let conflicting = OldLayout::new(other.path(), &other.path().join("old.key"));
+    conflicting.register("nas-01", "a-different-token");
+    let err = db
+        .import_data_dir(&Store::new(other.path()).with_key(conflicting.key()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, DbError::ImportConflict { ref device } if device == "nas-01"),
         "{err}"

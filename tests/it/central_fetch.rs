@@ -20,11 +20,10 @@ fn between(d: Duration, lo: Duration, hi: Duration) -> bool {
     lo <= d && d <= hi
 }
 
-#[tokio::test(start_paused = true)]
 async fn document_then_304_with_etag() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
-    central.publish(DEVICE, &document(3));
+    central.register(DEVICE, TOKEN).await;
+    central.publish(DEVICE, &document(3)).await;
     let agent = Agent::new(&central.url(), &[&central.key], 0, false);
     let mut session = agent.session();
 
@@ -90,11 +89,10 @@ async fn requests_carry_token_user_agent_etag_and_wait() {
     assert_eq!(seen[1].headers["if-none-match"], "\"e1\"");
 }
 
-#[tokio::test(start_paused = true)]
 async fn long_poll_is_held_and_wakes_on_publish() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
-    central.publish(DEVICE, &document(1));
+    central.register(DEVICE, TOKEN).await;
+    central.publish(DEVICE, &document(1)).await;
     let agent = Agent::new(&central.url(), &[&central.key], 50, false);
     let mut session = agent.session();
     let Ok(Fetched::New(doc)) = session.config.poll().await.result else {
@@ -114,7 +112,7 @@ async fn long_poll_is_held_and_wakes_on_publish() {
     let started = tokio::time::Instant::now();
     let (poll, ()) = tokio::join!(session.config.poll(), async {
         tokio::time::sleep(S(10)).await;
-        central.publish(DEVICE, &document(2));
+        central.publish(DEVICE, &document(2)).await;
     });
     let Ok(Fetched::New(doc)) = poll.result else {
         panic!("{:?}", poll.result)
@@ -147,10 +145,9 @@ async fn falls_back_to_plain_polling_when_the_server_answers_at_once() {
     assert!(between(poll.next_in, S(270), S(330)), "{:?}", poll.next_in);
 }
 
-#[tokio::test(start_paused = true)]
 async fn no_document_yet_is_204_or_404() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let agent = Agent::new(&central.url(), &[&central.key], 0, false);
     let mut session = agent.session();
     let poll = session.config.poll().await;
@@ -174,7 +171,6 @@ async fn no_document_yet_is_204_or_404() {
     );
 }
 
-#[tokio::test(start_paused = true)]
 async fn rejected_token_backs_off_and_is_recorded() {
     let central = Central::start(signing_key(1)).await;
     // Not registered: 401.
@@ -211,8 +207,8 @@ async fn rejected_token_backs_off_and_is_recorded() {
     assert!(state.applied.is_none(), "nothing applied");
 
     // Registered but disabled: 403, same handling.
-    central.register(DEVICE, TOKEN);
-    central.store().set_disabled(DEVICE, true).unwrap();
+    central.register(DEVICE, TOKEN).await;
+    central.set_disabled(DEVICE, true).await;
     tokio::time::sleep(S(2)).await; // let the server's token cache expire
     let poll = session.config.poll().await;
     assert!(matches!(
@@ -222,8 +218,8 @@ async fn rejected_token_backs_off_and_is_recorded() {
             ..
         }))
     ));
-    central.store().set_disabled(DEVICE, false).unwrap();
-    central.publish(DEVICE, &document(1));
+    central.set_disabled(DEVICE, false).await;
+    central.publish(DEVICE, &document(1)).await;
     let poll = session.config.poll().await;
     assert!(
         matches!(poll.result, Ok(Fetched::New(_))),
@@ -320,12 +316,11 @@ async fn bodies_over_1_mib_are_refused() {
     }
 }
 
-#[tokio::test(start_paused = true)]
 async fn bad_signature_unknown_key_and_lower_revision_are_refused() {
     // The server signs with key 2; the agent trusts only key 1.
     let central = Central::start(signing_key(2)).await;
-    central.register(DEVICE, TOKEN);
-    central.publish(DEVICE, &document(5));
+    central.register(DEVICE, TOKEN).await;
+    central.publish(DEVICE, &document(5)).await;
     let agent = Agent::new(&central.url(), &[&signing_key(1)], 50, false);
     let mut session = agent.session();
     let poll = session.config.poll().await;
@@ -379,7 +374,7 @@ async fn bad_signature_unknown_key_and_lower_revision_are_refused() {
         panic!()
     };
     session.config.mark_applied(&doc).unwrap();
-    central.publish(DEVICE, &document(4));
+    central.publish(DEVICE, &document(4)).await;
     let err = session.config.poll().await.result.unwrap_err();
     assert!(matches!(
         err,
@@ -396,13 +391,13 @@ async fn bad_signature_unknown_key_and_lower_revision_are_refused() {
     );
     assert_eq!(state.last_refusal.unwrap().revision, Some(4));
     // Same revision again: a no-op apart from drift.
-    central.publish(DEVICE, &document(5));
+    central.publish(DEVICE, &document(5)).await;
     assert!(matches!(
         session.config.poll().await.result,
         Ok(Fetched::Same(_))
     ));
     // The applied revision survives a restart: the rollback is still refused.
-    central.publish(DEVICE, &document(4));
+    central.publish(DEVICE, &document(4)).await;
     let mut restarted = agent.session();
     assert!(matches!(
         restarted.config.poll().await.result,
@@ -430,11 +425,10 @@ async fn wrong_payload_type_is_refused() {
     assert!(err.to_string().starts_with("refused the document"));
 }
 
-#[tokio::test(start_paused = true)]
 async fn no_trusted_key_needs_allow_unsigned() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
-    central.publish(DEVICE, &document(1));
+    central.register(DEVICE, TOKEN).await;
+    central.publish(DEVICE, &document(1)).await;
     let agent = Agent::new(&central.url(), &[], 0, false);
     let err = agent.session().config.poll().await.result.unwrap_err();
     assert!(matches!(
@@ -485,12 +479,11 @@ async fn token_file_readable_by_others_refuses_to_start() {
 
 /// The whole fetch path with canary secrets in the document and the token: nothing
 /// secret in logs (every level), state files, or central's stores (except the document).
-#[tokio::test(start_paused = true)]
 async fn canaries_never_leave_the_document() {
     let logs = LogCapture::start();
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
-    central.publish(DEVICE, &document(1));
+    central.register(DEVICE, TOKEN).await;
+    central.publish(DEVICE, &document(1)).await;
     let agent = Agent::new(&central.url(), &[&central.key], 5, false);
     let mut session = agent.session();
     let poll = session.config.poll().await;
@@ -504,13 +497,7 @@ async fn canaries_never_leave_the_document() {
     // A refusal path too.
     // (written directly: `publish` itself refuses revision 0)
     let bad = serde_json::to_vec(&document(0)).unwrap();
-    let path = central
-        .dir
-        .path()
-        .join("devices")
-        .join(DEVICE)
-        .join("config.json");
-    truenas_agent::fs::write_atomic(&path, &bad, 0o600).unwrap();
+    central.write_document_unchecked(DEVICE, &bad).await;
     let refused = session.config.poll().await;
     let shown = format!("{refused:?}");
     let err = refused.result.unwrap_err();
@@ -524,5 +511,16 @@ async fn canaries_never_leave_the_document() {
         "the capture works"
     );
     crate::support::assert_no_canary_in_dir(&agent.config.state_dir);
-    crate::central_fixture::assert_no_canary_outside_documents(central.dir.path());
+    central.assert_no_canary_in_data();
 }
+
+on_both_engines!(
+    #[tokio::test(start_paused = true)]
+    document_then_304_with_etag,
+    long_poll_is_held_and_wakes_on_publish,
+    no_document_yet_is_204_or_404,
+    rejected_token_backs_off_and_is_recorded,
+    bad_signature_unknown_key_and_lower_revision_are_refused,
+    no_trusted_key_needs_allow_unsigned,
+    canaries_never_leave_the_document,
+);

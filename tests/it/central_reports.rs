@@ -12,7 +12,7 @@ use truenas_agent::central::{CentralStore, Outbox, ReportError};
 use truenas_agent::fault::Fault;
 
 use crate::central_fixture::{
-    Agent, Central, DEVICE, LogCapture, Scripted, ScriptedServer, TOKEN, signing_key,
+    Agent, Central, DEVICE, DataDir, LogCapture, Scripted, ScriptedServer, TOKEN, signing_key,
 };
 
 /// A report of about 1 KiB carrying its number in `checklist[0].detail`.
@@ -40,7 +40,6 @@ async fn dead_address() -> std::net::SocketAddr {
     listener.local_addr().unwrap()
 }
 
-#[tokio::test(start_paused = true)]
 async fn outage_spools_within_the_cap_then_delivers_in_order_without_duplicates() {
     let addr = dead_address().await;
     let agent = Agent::new(&format!("http://{addr}/"), &[&signing_key(1)], 0, false);
@@ -73,17 +72,17 @@ async fn outage_spools_within_the_cap_then_delivers_in_order_without_duplicates(
 
     // Central comes back on the same address.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let central = Central::start_on(listener, tempfile::tempdir().unwrap(), signing_key(1));
-    central.register(DEVICE, TOKEN);
+    let central = Central::start_on(listener, DataDir::new().await, signing_key(1)).await;
+    central.register(DEVICE, TOKEN).await;
     let d = outbox.deliver().await;
     assert!(d.error.is_none(), "{:?}", d.error);
     assert_eq!((d.delivered, d.pending, d.retry_in), (kept, 0, None));
 
     // The newest `kept` reports, in order, each once; the drops are announced.
-    let got = central.report_numbers(DEVICE);
+    let got = central.report_numbers(DEVICE).await;
     let first = 30 - kept as u64 + 1;
     assert_eq!(got, (first..=30).collect::<Vec<_>>());
-    let stored = central.store().reports(DEVICE).unwrap();
+    let stored = central.reports(DEVICE).await;
     let announced: u64 = stored.iter().map(|r| r.report.agent.dropped_reports).sum();
     assert_eq!(announced, 30 - kept as u64);
     let state = CentralStore::open(agent.state_dir()).unwrap().snapshot();
@@ -92,10 +91,9 @@ async fn outage_spools_within_the_cap_then_delivers_in_order_without_duplicates(
     assert_eq!(state.counters.reports_queued, 30);
 }
 
-#[tokio::test(start_paused = true)]
 async fn restart_mid_spool_loses_nothing() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let agent = Agent::new(&central.url(), &[&central.key], 0, false);
     let mut session = agent.session();
     for n in 1..=3 {
@@ -112,19 +110,18 @@ async fn restart_mid_spool_loses_nothing() {
     drop(session);
 
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    let central = Central::start_on(listener, dir, key);
+    let central = Central::start_on(listener, dir, key).await;
     let mut session = agent.session();
     assert_eq!(session.outbox.pending(), 3);
     session.outbox.enqueue(&numbered(7), &[]).unwrap();
     let d = session.outbox.deliver().await;
     assert_eq!((d.delivered, d.pending), (4, 0));
-    assert_eq!(central.report_numbers(DEVICE), [1, 2, 3, 4, 5, 6, 7]);
+    assert_eq!(central.report_numbers(DEVICE).await, [1, 2, 3, 4, 5, 6, 7]);
 }
 
-#[tokio::test(start_paused = true)]
 async fn a_crash_between_delivery_and_removal_is_absorbed_by_deduplication() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let agent = Agent::new(&central.url(), &[&central.key], 0, false);
     {
         let mut outbox = outbox(&agent, 1 << 20);
@@ -144,12 +141,12 @@ async fn a_crash_between_delivery_and_removal_is_absorbed_by_deduplication() {
     let mut outbox = outbox(&agent, 1 << 20);
     let d = outbox.deliver().await;
     assert_eq!((d.delivered, d.pending), (2, 0));
-    assert_eq!(central.report_numbers(DEVICE), [1, 2]);
+    assert_eq!(central.report_numbers(DEVICE).await, [1, 2]);
     assert_eq!(
         client.post_report(body).await.unwrap(),
         ReportResponse::Accepted { status: 200 }
     );
-    assert_eq!(central.report_numbers(DEVICE), [1, 2]);
+    assert_eq!(central.report_numbers(DEVICE).await, [1, 2]);
 }
 
 #[tokio::test(start_paused = true)]
@@ -270,10 +267,9 @@ async fn token_rejected_keeps_every_report_and_backs_off() {
     assert_eq!(state.last_report.unwrap().outcome, ReportOutcome::Delivered);
 }
 
-#[tokio::test(start_paused = true)]
 async fn the_reference_server_checks_reports() {
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let agent = Agent::new(&central.url(), &[&central.key], 0, false);
     let client = CentralClient::new(agent.central(), &SecretString::from(TOKEN)).unwrap();
     let big = vec![b' '; 1024 * 1024 + 1];
@@ -297,7 +293,7 @@ async fn the_reference_server_checks_reports() {
             .unwrap(),
         ReportResponse::Rejected { status: 400 }
     );
-    assert!(central.store().reports(DEVICE).unwrap().is_empty());
+    assert!(central.reports(DEVICE).await.is_empty());
     let stranger =
         CentralClient::new(agent.central(), &SecretString::from("not-a-device")).unwrap();
     let err = stranger
@@ -313,11 +309,10 @@ async fn the_reference_server_checks_reports() {
     );
 }
 
-#[tokio::test(start_paused = true)]
 async fn reports_never_carry_secrets() {
     let logs = LogCapture::start();
     let central = Central::start(signing_key(1)).await;
-    central.register(DEVICE, TOKEN);
+    central.register(DEVICE, TOKEN).await;
     let agent = Agent::new(&central.url(), &[&central.key], 0, false);
     let mut session = agent.session();
     let secrets: Vec<SecretString> = crate::support::CANARIES
@@ -338,12 +333,21 @@ async fn reports_never_carry_secrets() {
     session.outbox.enqueue(&r, &secret_refs).unwrap();
     let d = session.outbox.deliver().await;
     assert_eq!(d.delivered, 1);
-    let stored = central.store().reports(DEVICE).unwrap();
+    let stored = central.reports(DEVICE).await;
     assert_eq!(
         stored[0].report.health.cloud_sync[0].message.as_deref(),
         Some("rclone: bad key [REDACTED] for salt [REDACTED]")
     );
     crate::support::assert_no_canary("logs", &logs.text());
     crate::support::assert_no_canary_in_dir(&agent.config.state_dir);
-    crate::central_fixture::assert_no_canary_outside_documents(central.dir.path());
+    central.assert_no_canary_in_data();
 }
+
+on_both_engines!(
+    #[tokio::test(start_paused = true)]
+    outage_spools_within_the_cap_then_delivers_in_order_without_duplicates,
+    restart_mid_spool_loses_nothing,
+    a_crash_between_delivery_and_removal_is_absorbed_by_deduplication,
+    the_reference_server_checks_reports,
+    reports_never_carry_secrets,
+);

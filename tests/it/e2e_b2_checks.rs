@@ -43,7 +43,7 @@ async fn the_daemon_checks_the_b2_api_the_config_names() {
                 fake.base
             ))
             .await;
-            sys.central.publish(DEVICE, &document(1));
+            sys.central.publish(DEVICE, &document(1)).await;
             let agent = sys.agent().await;
             let report = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
@@ -76,7 +76,11 @@ async fn the_daemon_checks_the_b2_api_the_config_names() {
             // A restart within the interval does not check again (health.json remembers
             // the last check).
             let before = fake.requests().len();
-            let old: Vec<_> = reports(&sys.central).iter().map(|r| r.report_id).collect();
+            let old: Vec<_> = reports(&sys.central)
+                .await
+                .iter()
+                .map(|r| r.report_id)
+                .collect();
             let agent = Running::start(&sys.files.config, test_options(&sys.files.config)).await;
             // A report after the restart with the document enforced and the checklist
             // assessed (the point where a due check would have run).
@@ -100,7 +104,7 @@ async fn with_b2_checks_off_the_daemon_never_calls_b2() {
                 fake.base
             ))
             .await;
-            sys.central.publish(DEVICE, &document(1));
+            sys.central.publish(DEVICE, &document(1)).await;
             let agent = sys.agent().await;
             let report = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;

@@ -16,7 +16,7 @@ use crate::e2e_fixture::{
 
 async fn first_boot_converges_and_reports(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = sys.agent().await;
     let report = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
 
@@ -93,7 +93,7 @@ async fn first_boot_converges_and_reports(flavor: ApiFlavor) {
     let ids: Vec<&str> = report.checklist.iter().map(|c| c.id.as_str()).collect();
     assert!(ids.iter().any(|i| i.starts_with("cloud_sync.")), "{ids:?}");
     // Reported before any document too (the start report), and never a duplicate id.
-    let all = reports(&sys.central);
+    let all = reports(&sys.central).await;
     assert!(all.len() >= 2, "{}", all.len());
     let mut ids: Vec<_> = all.iter().map(|r| r.report_id).collect();
     ids.sort();
@@ -127,7 +127,7 @@ per_flavour!(local first_boot_converges_and_reports);
 
 async fn a_new_revision_is_applied_within_one_long_poll(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = sys.agent().await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     // The agent now holds a 300 s long-poll and would otherwise ask again only
@@ -136,7 +136,7 @@ async fn a_new_revision_is_applied_within_one_long_poll(flavor: ApiFlavor) {
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let mut doc = document(2);
     doc["cloud_sync"]["schedule"] = json!("30 1 * * *");
-    sys.central.publish(DEVICE, &doc);
+    sys.central.publish(DEVICE, &doc).await;
     let report = wait_for_report(&sys.central, "with revision 2 applied", applied(2)).await;
     let changed: Vec<_> = report
         .config
@@ -163,7 +163,7 @@ per_flavour!(local a_new_revision_is_applied_within_one_long_poll);
 
 async fn drift_is_put_back_and_reported_as_drift(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let mut options = crate::e2e_fixture::test_options(&sys.files.config);
     options.drift_interval = std::time::Duration::from_secs(2);
     let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
@@ -189,7 +189,7 @@ per_flavour!(local drift_is_put_back_and_reported_as_drift);
 
 async fn a_periodic_pass_reads_the_nas_once_for_converge_and_health(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let mut options = crate::e2e_fixture::test_options(&sys.files.config);
     options.drift_interval = std::time::Duration::from_secs(1);
     let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
@@ -233,14 +233,14 @@ per_flavour!(local a_periodic_pass_reads_the_nas_once_for_converge_and_health);
 
 async fn scheduled_reports_ride_on_the_periodic_passes(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let mut options = crate::e2e_fixture::test_options(&sys.files.config);
     options.drift_interval = std::time::Duration::from_secs(2);
     options.report_interval = std::time::Duration::from_secs(2);
     let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     sys.nas.sim.clear_calls();
-    let before = reports(&sys.central).len();
+    let before = reports(&sys.central).await.len();
     tokio::time::sleep(std::time::Duration::from_secs(9)).await;
     agent.stop().await;
     let count = |method: &str| {
@@ -254,7 +254,7 @@ async fn scheduled_reports_ride_on_the_periodic_passes(flavor: ApiFlavor) {
     // `alert.list`: one per health assessment; `system.host_id`: one per
     // identity read, i.e. per periodic pass.
     let (assessments, passes) = (count("alert.list"), count("system.host_id"));
-    let sent = reports(&sys.central).len() - before;
+    let sent = reports(&sys.central).await.len() - before;
     assert!(passes >= 3, "only {passes} passes in 9 s");
     assert!(
         sent >= 3,
@@ -274,10 +274,10 @@ async fn a_cloud_sync_run_is_reported_when_its_job_changes_state(flavor: ApiFlav
     let sys = System::start_with(flavor, None).await;
     let mut doc = document(1);
     doc["actions"] = json!([]);
-    sys.central.publish(DEVICE, &doc);
+    sys.central.publish(DEVICE, &doc).await;
     let agent = sys.agent().await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-    let before = reports(&sys.central).len();
+    let before = reports(&sys.central).await.len();
     // The nightly run starts by cron (report interval: an hour).
     let task = sys.nas.sim.state().cloud_sync_tasks[0].id;
     sys.nas
@@ -291,7 +291,7 @@ async fn a_cloud_sync_run_is_reported_when_its_job_changes_state(flavor: ApiFlav
             .any(|c| c.task_id == Some(task) && c.state == "SUCCESS")
     })
     .await;
-    assert!(reports(&sys.central).len() > before);
+    assert!(reports(&sys.central).await.len() > before);
     assert_eq!(
         report.config.state,
         truenas_agent::central::report::ConfigState::Applied

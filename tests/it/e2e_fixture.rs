@@ -216,11 +216,10 @@ impl Running {
 }
 
 /// Reports central stored for the device, oldest first.
-pub fn reports(central: &Central) -> Vec<Report> {
+pub async fn reports(central: &Central) -> Vec<Report> {
     central
-        .store()
         .reports(DEVICE)
-        .unwrap_or_default()
+        .await
         .into_iter()
         .map(|r| r.report)
         .collect()
@@ -233,12 +232,13 @@ pub async fn wait_for_report(
     want: impl Fn(&Report) -> bool,
 ) -> Report {
     for _ in 0..600 {
-        if let Some(r) = reports(central).into_iter().find(|r| want(r)) {
+        if let Some(r) = reports(central).await.into_iter().find(|r| want(r)) {
             return r;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen: Vec<String> = reports(central)
+        .await
         .iter()
         .map(|r| format!("{:?}/{:?}", r.config.revision, r.config.state))
         .collect();
@@ -272,7 +272,7 @@ impl System {
     pub async fn start_with(flavor: ApiFlavor, trusted: Option<&SigningKey>) -> Self {
         let nas = Nas::start(flavor).await;
         let central = Central::start(signing_key(1)).await;
-        central.register(DEVICE, TOKEN);
+        central.register(DEVICE, TOKEN).await;
         let key = trusted.unwrap_or(&central.key);
         let files = AgentFiles::new(&central.url(), &[key], &nas.url(), 300);
         Self {

@@ -12,7 +12,7 @@ use serde_json::json;
 use tokio::task::LocalSet;
 use truenas_agent::middleware::ApiFlavor;
 
-use crate::central_fixture::{LogCapture, assert_no_canary_outside_documents};
+use crate::central_fixture::LogCapture;
 use crate::e2e_fixture::{
     AgentFiles, DEVICE, Nas, Running, System, applied, document, refused, reports, test_options,
     wait_for_report,
@@ -78,7 +78,7 @@ async fn no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_fi
 ) {
     let logs = LogCapture::start();
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = sys.agent().await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
 
@@ -102,14 +102,14 @@ async fn no_secret_from_the_document_reaches_a_report_log_line_spool_or_state_fi
     // An invalid revision 2, with every secret in it.
     let mut bad = document(2);
     bad["cloud_sync"]["typo"] = json!("CANARY-ENC-PASSWORD-2b8e41");
-    sys.central.publish(DEVICE, &bad);
+    sys.central.publish(DEVICE, &bad).await;
     wait_for_report(&sys.central, "refusing revision 2", refused).await;
     agent.stop().await;
 
-    for report in reports(&sys.central) {
+    for report in reports(&sys.central).await {
         assert_no_canary("a stored report", &serde_json::to_string(&report).unwrap());
     }
-    assert_no_canary_outside_documents(sys.central.dir.path());
+    sys.central.assert_no_canary_in_data();
     assert_no_canary_in_dir(&sys.files.state_path());
     // The middleware did get them (the box is configured), nothing else did.
     let scenario = serde_json::to_string(&sys.nas.sim.state()).unwrap();

@@ -49,8 +49,8 @@ fn central_state(state: &Path) -> CentralState {
         .unwrap()
 }
 
-fn stored_ids(central: &Central) -> Vec<Uuid> {
-    reports(central).iter().map(|r| r.report_id).collect()
+async fn stored_ids(central: &Central) -> Vec<Uuid> {
+    reports(central).await.iter().map(|r| r.report_id).collect()
 }
 
 fn assert_unique(ids: &[Uuid]) {
@@ -87,7 +87,7 @@ async fn a_long_outage_is_spooled_within_the_cap_and_delivered_in_order_without_
     flavor: ApiFlavor,
 ) {
     let mut sys = system(flavor).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let first = agent(&sys.files).await;
     let applied = wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     first.stop().await;
@@ -96,7 +96,7 @@ async fn a_long_outage_is_spooled_within_the_cap_and_delivered_in_order_without_
     sys.files.config.central.as_mut().unwrap().spool_max_bytes = cap;
     let agent = agent(&sys.files).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = stored_ids(&sys.central);
+    let before = stored_ids(&sys.central).await;
 
     // Central is down for three hours.
     let (dir, addr, key) = sys.central.stop().await;
@@ -129,10 +129,10 @@ async fn a_long_outage_is_spooled_within_the_cap_and_delivered_in_order_without_
     // Central is back (same address, same data): everything waiting arrives, in
     // order, once.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    sys.central = Central::start_on(listener, dir, key);
+    sys.central = Central::start_on(listener, dir, key).await;
     until_drained(&state, 60).await;
     assert_eq!(spooled(&state), Vec::<Uuid>::new(), "the spool drained");
-    let after = stored_ids(&sys.central);
+    let after = stored_ids(&sys.central).await;
     assert_unique(&after);
     assert_eq!(after[..before.len()], before[..]);
     // What was waiting arrives first, oldest first; only the oldest of it may have
@@ -158,6 +158,7 @@ async fn a_long_outage_is_spooled_within_the_cap_and_delivered_in_order_without_
     // Every dropped report is announced by exactly one stored report.
     let counters = central_state(&state).counters;
     let announced: u64 = reports(&sys.central)
+        .await
         .iter()
         .map(|r| r.agent.dropped_reports)
         .sum();
@@ -172,7 +173,7 @@ per_flavour!(local paused a_long_outage_is_spooled_within_the_cap_and_delivered_
 
 async fn an_agent_restarted_in_the_middle_of_an_outage_loses_nothing(flavor: ApiFlavor) {
     let mut sys = system(flavor).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let first = agent(&sys.files).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     let (dir, addr, key) = sys.central.stop().await;
@@ -185,7 +186,7 @@ async fn an_agent_restarted_in_the_middle_of_an_outage_loses_nothing(flavor: Api
     let second = agent(&sys.files).await;
     tokio::time::sleep(Duration::from_secs(60)).await;
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    sys.central = Central::start_on(listener, dir, key);
+    sys.central = Central::start_on(listener, dir, key).await;
     until_drained(&state, 60).await;
     assert_eq!(
         spooled(&state),
@@ -193,7 +194,7 @@ async fn an_agent_restarted_in_the_middle_of_an_outage_loses_nothing(flavor: Api
         "delivered before stopping"
     );
     second.stop().await;
-    let stored = stored_ids(&sys.central);
+    let stored = stored_ids(&sys.central).await;
     assert_unique(&stored);
     for id in &waiting {
         assert!(
@@ -210,11 +211,10 @@ per_flavour!(local paused an_agent_restarted_in_the_middle_of_an_outage_loses_no
 
 async fn a_rejected_token_keeps_every_report_until_it_works_again(flavor: ApiFlavor) {
     let sys = system(flavor).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = agent(&sys.files).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
-    let store = sys.central.store();
-    store.set_disabled(DEVICE, true).unwrap(); // 403 from now on
+    sys.central.set_disabled(DEVICE, true).await; // 403 from now on
     tokio::time::sleep(Duration::from_secs(30 * 60)).await;
     let state = sys.files.state_path();
     let waiting = spooled(&state);
@@ -233,7 +233,7 @@ async fn a_rejected_token_keeps_every_report_until_it_works_again(flavor: ApiFla
     assert!(central.counters.token_rejections > 0);
     assert_eq!(central.counters.reports_rejected, 0, "nothing dropped");
 
-    store.set_disabled(DEVICE, false).unwrap();
+    sys.central.set_disabled(DEVICE, false).await;
     // The token back-off starts at the poll interval (5 min) and doubles to 1 h.
     until_drained(&state, 120).await;
     assert_eq!(
@@ -242,7 +242,7 @@ async fn a_rejected_token_keeps_every_report_until_it_works_again(flavor: ApiFla
         "delivered once the token works"
     );
     agent.stop().await;
-    let stored = stored_ids(&sys.central);
+    let stored = stored_ids(&sys.central).await;
     assert_unique(&stored);
     for id in &waiting {
         assert!(stored.contains(id), "report {id} was lost to the 403s");
@@ -252,7 +252,7 @@ per_flavour!(local paused a_rejected_token_keeps_every_report_until_it_works_aga
 
 async fn shutdown_flushes_the_spool_once(flavor: ApiFlavor) {
     let mut sys = system(flavor).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = agent(&sys.files).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     let (dir, addr, key) = sys.central.stop().await;
@@ -262,14 +262,14 @@ async fn shutdown_flushes_the_spool_once(flavor: ApiFlavor) {
     assert!(!waiting.is_empty());
     // Central is back, but the agent is backing off; SIGTERM now.
     let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-    sys.central = Central::start_on(listener, dir, key);
+    sys.central = Central::start_on(listener, dir, key).await;
     agent.stop().await;
     assert_eq!(
         spooled(&state),
         Vec::<Uuid>::new(),
         "flushed on the way out"
     );
-    let stored = stored_ids(&sys.central);
+    let stored = stored_ids(&sys.central).await;
     for id in &waiting {
         assert!(stored.contains(id));
     }

@@ -26,7 +26,7 @@ fn daemon_record(sys: &System) -> DaemonRecord {
 async fn a_document_signed_by_an_unknown_key_is_refused_and_nothing_is_written(flavor: ApiFlavor) {
     // Central signs with key 1; the agent trusts only key 9.
     let sys = System::start_with(flavor, Some(&signing_key(9))).await;
-    sys.central.publish(DEVICE, &document(1));
+    sys.central.publish(DEVICE, &document(1)).await;
     let agent = sys.agent().await;
     let report = wait_for_report(&sys.central, "refusing the document", refused).await;
     assert_eq!(
@@ -94,11 +94,11 @@ per_flavour!(local a_tampered_signature_is_refused_and_nothing_is_written);
 
 async fn a_lower_revision_is_refused_as_a_rollback_and_the_applied_one_stays(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
-    sys.central.publish(DEVICE, &document(5));
+    sys.central.publish(DEVICE, &document(5)).await;
     let agent = sys.agent().await;
     wait_for_report(&sys.central, "with revision 5 applied", applied(5)).await;
     sys.nas.sim.clear_calls();
-    sys.central.publish(DEVICE, &document(4));
+    sys.central.publish(DEVICE, &document(4)).await;
     let report = wait_for_report(&sys.central, "refusing revision 4", refused).await;
     assert_eq!(report.config.revision, Some(4));
     assert_eq!(report.config.errors[0].path, "revision");
@@ -116,7 +116,7 @@ async fn a_lower_revision_is_refused_as_a_rollback_and_the_applied_one_stays(fla
         daemon_record(&sys).status
     );
     // A valid newer document clears the refusal.
-    sys.central.publish(DEVICE, &document(6));
+    sys.central.publish(DEVICE, &document(6)).await;
     wait_for_report(&sys.central, "with revision 6 applied", applied(6)).await;
     agent.stop().await;
     assert_eq!(daemon_record(&sys).config_state, ConfigState::Applied);
@@ -128,7 +128,7 @@ async fn an_invalid_document_is_refused_with_every_path_and_nothing_is_written(f
     let mut doc = document(3);
     doc["device"]["location_uuid"] = json!("not-a-uuid");
     doc["cloud_sync"]["chunk_size_mb"] = json!(96); // a typo: unknown key
-    sys.central.publish(DEVICE, &doc);
+    sys.central.publish(DEVICE, &doc).await;
     let agent = sys.agent().await;
     let report = wait_for_report(&sys.central, "refusing revision 3", refused).await;
     agent.stop().await;

@@ -47,7 +47,7 @@ async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
             let cut = counters + 20;
             truenas_agent::fs::write_atomic(&path, &whole[..cut], 0o600).unwrap();
 
-            sys.central.publish(DEVICE, &document(2));
+            sys.central.publish(DEVICE, &document(2)).await;
             let agent = Running::try_start(&sys.files.config, test_options(&sys.files.config))
                 .await
                 .unwrap_or_else(|e| {
@@ -84,12 +84,13 @@ async fn garbage_in_the_spool_is_not_reported_as_lost_reports() {
                 0o600,
             )
             .unwrap();
-            sys.central.publish(DEVICE, &document(1));
+            sys.central.publish(DEVICE, &document(1)).await;
             let agent = Running::start(&sys.files.config, test_options(&sys.files.config)).await;
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
 
             let announced: u64 = reports(&sys.central)
+                .await
                 .iter()
                 .map(|r| r.agent.dropped_reports)
                 .sum();

@@ -55,6 +55,28 @@ macro_rules! per_flavour {
     };
 }
 
+/// Runs each listed test body `async fn $name()` of the calling module twice, on SQLite
+/// and on a real PostgreSQL server: a module `$name` holding the tests `sqlite` and
+/// `postgres` (`nextest run central_fetch::` runs both, `…::postgres` one), each with the
+/// attribute given first, e.g. `#[tokio::test(start_paused = true)]`.
+macro_rules! on_both_engines {
+    (#[$attr:meta] $($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::central_fixture::{Engine, with_engine};
+
+            #[$attr]
+            async fn sqlite() {
+                with_engine(Engine::Sqlite, Box::pin(super::$name())).await;
+            }
+
+            #[$attr]
+            async fn postgres() {
+                with_engine(Engine::Postgres, Box::pin(super::$name())).await;
+            }
+        }
+    )*};
+}
+
 mod allow_list;
 mod appliance_deps;
 mod b2_verify;
@@ -68,6 +90,7 @@ mod central_db;
 mod central_fetch;
 mod central_fixture;
 mod central_reports;
+mod central_service;
 mod cli_edges;
 mod dashboard;
 mod dashboard_browser;

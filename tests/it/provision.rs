@@ -10,11 +10,13 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::task::LocalSet;
 use truenas_agent::middleware::ApiFlavor;
-use truenas_central::store::Store;
+use truenas_central::db::{Database, token_hash};
 use truenas_sim::scenario::B2Account;
 
 use crate::b2model::B2Model;
-use crate::central_fixture::{Central, LogCapture, signing_key};
+use crate::central_fixture::{
+    Central, DataDir, LogCapture, database_args, engine, held, signing_key,
+};
 use crate::e2e_fixture::{AgentFiles, Nas, Running, applied, test_options, wait_for_report};
 
 const ORG: &str = "3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c";
@@ -45,8 +47,9 @@ impl Run {
 
 async fn central(args: &[&str]) -> Run {
     let out = tokio::process::Command::new(crate::support::bin(crate::support::CENTRAL))
-        .args(args)
+        .args(database_args(args))
         .env_remove("TRUENAS_AGENT_CONFIG")
+        .env_remove(truenas_central::cli::DATABASE_ENV)
         .output()
         .await
         .unwrap();
@@ -135,11 +138,19 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
         } else {
             out.insert(
                 PathBuf::from(entry.file_name()),
-                std::fs::read(&path).unwrap(),
+                crate::support::read_file(&path).unwrap(),
             );
         }
     }
     out
+}
+
+/// [`snapshot`] without the SQLite files (a reader may touch `central.db-shm`; what the
+/// database holds is compared through `DataDir::logical_dump`).
+fn snapshot_outside_db(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = snapshot(dir);
+    files.retain(|p, _| !p.to_string_lossy().starts_with("central.db"));
+    files
 }
 
 /// Writing B2 calls the model saw since request number `from`.
@@ -242,8 +253,9 @@ async fn end_to_end() {
     let token = work.path().join("nas-01.token");
     let token_arg = ["--token-out", token.to_str().unwrap()];
 
-    // A dry run changes nothing, in B2 or in DIR.
-    let before_dir = snapshot(&data);
+    // A dry run changes nothing, in B2, in DIR or in the database.
+    let before_dir = snapshot_outside_db(&data);
+    let before_db = central_srv.dir.logical_dump().await;
     let from = model.requests().await.len();
     let mut dry = token_arg.to_vec();
     dry.extend(["--dry-run", "--confirm-compliance-lock"]);
@@ -256,7 +268,16 @@ async fn end_to_end() {
     assert_eq!(plan["plan"]["device"]["action"], "register");
     assert_eq!(plan["plan"]["document"]["revision"], 1);
     assert!(b2_writes_since(&model, from).await.is_empty());
-    assert_eq!(snapshot(&data), before_dir, "a dry run wrote into DIR");
+    assert_eq!(
+        snapshot_outside_db(&data),
+        before_dir,
+        "a dry run wrote into DIR"
+    );
+    assert_eq!(
+        central_srv.dir.logical_dump().await,
+        before_db,
+        "a dry run wrote into the database"
+    );
     assert!(!token.exists());
 
     // The real run.
@@ -389,7 +410,7 @@ async fn end_to_end() {
     );
 
     // Re-run with the same flags: nothing to do, nothing written anywhere.
-    let sealed_before = snapshot(&data.join("devices/nas-01"));
+    let db_before = central_srv.dir.logical_dump().await;
     let from = model.requests().await.len();
     let run = provision(&data, &key, &model, LOCATION, &real).await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
@@ -397,12 +418,21 @@ async fn end_to_end() {
     outputs.push_str(&run.stdout);
     outputs.push_str(&run.stderr);
     assert!(b2_writes_since(&model, from).await.is_empty());
-    let sealed_after = snapshot(&data.join("devices/nas-01"));
-    for file in ["config.json", "secrets.json", "token.sha256"] {
+    let db_after = central_srv.dir.logical_dump().await;
+    for table in [
+        "devices",
+        "device_tokens",
+        "documents",
+        "credentials",
+        "meta",
+    ] {
+        assert!(
+            !db_after[table].is_empty() || table == "meta",
+            "{table} is empty"
+        );
         assert_eq!(
-            sealed_before.get(Path::new(file)),
-            sealed_after.get(Path::new(file)),
-            "{file} changed on a no-op re-run"
+            db_before[table], db_after[table],
+            "{table} changed on a no-op re-run"
         );
     }
 
@@ -412,6 +442,11 @@ async fn end_to_end() {
     assert_absent("provision outputs", &outputs, &secrets);
     assert_absent("logs", &logs.text(), &secrets);
     assert_no_secret_in_files(&data, &secrets);
+    assert_absent(
+        "the database",
+        &String::from_utf8_lossy(&central_srv.dir.raw_dump()),
+        &secrets,
+    );
 }
 
 #[tokio::test]
@@ -797,40 +832,43 @@ async fn conflicts_and_bad_input_stop_with_nothing_changed() {
     assert!(!run.stdout.contains(&model.admin_key));
 }
 
+/// An old data directory (before the database) with a document from before at-rest
+/// sealing: the first start seals it in place, imports it, binds the key beside DIR; a
+/// copy of DIR without the key opens nothing.
 #[tokio::test]
 async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     let work = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir_in(work.path()).unwrap();
-    let store = Store::open(data.path()).unwrap();
-    store
-        .register("nas-01", &truenas_central::store::token_hash("tok"))
-        .unwrap();
+    let device = data.path().join("devices/nas-01");
+    truenas_agent::fs::create_dir_all(&device, 0o700).unwrap();
+    let hash = format!("{}\n", token_hash("tok"));
+    truenas_agent::fs::write_atomic(&device.join("token.sha256"), hash.as_bytes(), 0o600).unwrap();
     // A document written before at-rest sealing existed (plain JSON with secrets).
     let doc = crate::central_fixture::document(4);
     let plain = serde_json::to_vec(&doc).unwrap();
-    let path = data.path().join("devices/nas-01/config.json");
+    let path = device.join("config.json");
     truenas_agent::fs::write_atomic(&path, &plain, 0o600).unwrap();
-    // `serve` seals it at start.
+    // The first start seals it in place and imports it.
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let srv = Central::start_on(listener, data, signing_key(1));
-    let mut sealed = false;
-    for _ in 0..100 {
-        let bytes = std::fs::read(&path).unwrap();
-        if truenas_central::crypto::is_sealed(&bytes) {
-            sealed = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(sealed, "serve sealed the plain document");
+    let data = DataDir::adopt_as_is(engine(), data).await;
+    let srv = Central::start_on(listener, data, signing_key(1)).await;
+    assert!(
+        truenas_central::crypto::is_sealed(&std::fs::read(&path).unwrap()),
+        "the first start sealed the plain document in place"
+    );
+    let served = held(srv.db().document("nas-01")).await.unwrap().unwrap();
+    assert_eq!(served.bytes, plain, "the same document, from the database");
+    assert_eq!(served.revision, 4);
     let (data, _, _) = srv.stop().await;
     crate::support::assert_no_canary_in_dir(data.path());
-    // Still the same document for the server, and the revision without the key.
-    let store = Store::open(data.path()).unwrap();
-    assert_eq!(store.document("nas-01").unwrap().unwrap(), plain);
-    assert_eq!(store.published_revision("nas-01").unwrap(), Some(4));
+    crate::support::assert_no_canary(
+        "the data (files and database)",
+        &String::from_utf8_lossy(&data.raw_dump()),
+    );
     // The key was made beside DIR, not in it.
-    let binding = store.binding().unwrap().unwrap();
+    let binding = truenas_central::at_rest::binding(data.path())
+        .unwrap()
+        .unwrap();
     assert!(
         !binding
             .key_file
@@ -841,12 +879,35 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
         binding.key_file.parent(),
         Some(std::fs::canonicalize(work.path()).unwrap().as_path())
     );
-    // A copy of DIR without the key: nothing readable.
+    // The revision reads without the key, and the database records the key's id.
+    let dump = data.logical_dump().await;
+    assert!(dump["documents"][0].starts_with("nas-01|4|"), "{dump:?}");
+    assert!(
+        dump["meta"]
+            .iter()
+            .any(|m| *m == format!("at_rest.key_id|{}", binding.key_id)),
+        "{dump:?}"
+    );
+    // A copy of DIR (and its database) without the key: nothing opens.
     let aside = work.path().join("key-aside");
     std::fs::rename(&binding.key_file, &aside).unwrap();
-    let copy = Store::open(data.path()).unwrap();
-    assert!(copy.document("nas-01").is_err());
-    // `keygen --dir` binds a fresh directory to KEYS/secrets.key.
+    let err = held(truenas_central::datastore::open(
+        data.path(),
+        &data.database,
+    ))
+    .await
+    .unwrap_err();
+    assert!(
+        truenas_agent::fault::error_chain(&err).contains("at-rest key"),
+        "{}",
+        truenas_agent::fault::error_chain(&err)
+    );
+    assert!(
+        truenas_central::store::Store::new(data.path())
+            .document("nas-01")
+            .is_err()
+    );
+    // `keygen --dir` binds a fresh directory (and its new database) to KEYS/secrets.key.
     let fresh = work.path().join("fresh");
     let keys = work.path().join("keys");
     let run = central(&[
@@ -858,16 +919,40 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     ])
     .await;
     assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let bound = Store::open(&fresh).unwrap().binding().unwrap().unwrap();
+    let bound = truenas_central::at_rest::binding(&fresh).unwrap().unwrap();
     assert_eq!(
         bound.key_file,
         std::fs::canonicalize(keys.join("secrets.key")).unwrap()
     );
+    let recorded =
+        truenas_central::datastore::recorded_key_id(&Database::from_flag(&fresh, None).unwrap())
+            .await
+            .unwrap();
+    assert_eq!(recorded.as_deref(), Some(bound.key_id.as_str()));
     let mode = std::fs::metadata(keys.join("secrets.key")).unwrap();
     assert_eq!(
         std::os::unix::fs::PermissionsExt::mode(&mode.permissions()) & 0o777,
         0o600
     );
+    // Another key for that database is refused before anything is bound.
+    let other = work.path().join("other");
+    std::fs::create_dir(&other).unwrap();
+    std::fs::copy(fresh.join("central.db"), other.join("central.db")).unwrap();
+    let run = central(&[
+        "keygen",
+        "--out",
+        work.path().join("keys2").to_str().unwrap(),
+        "--dir",
+        other.to_str().unwrap(),
+    ])
+    .await;
+    assert_ne!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("sealed with at-rest key"),
+        "{}",
+        run.stderr
+    );
+    assert!(truenas_central::at_rest::binding(&other).unwrap().is_none());
 }
 
 #[tokio::test]
@@ -887,11 +972,14 @@ async fn a_hand_provisioned_device_is_imported_not_rekeyed() {
         .await;
     let work = tempfile::tempdir().unwrap();
     let key = admin_key_file(work.path(), &model);
-    let data = work.path().join("central");
-    let store = Store::open(&data).unwrap();
-    store.bind(&work.path().join("secrets.key")).unwrap();
-    store
-        .register("nas-01", &truenas_central::store::token_hash("hand-token"))
+    let data_dir = tempfile::tempdir_in(work.path()).unwrap();
+    truenas_central::at_rest::bind(data_dir.path(), &work.path().join("secrets.key"), false)
+        .unwrap();
+    let data_dir = DataDir::adopt_as_is(engine(), data_dir).await;
+    let data = data_dir.path().to_owned();
+    let db = data_dir.open().await;
+    held(db.register("nas-01", &token_hash("hand-token")))
+        .await
         .unwrap();
     let doc = json!({
         "schema": "truenas-agent.config/v1",
@@ -903,8 +991,8 @@ async fn a_hand_provisioned_device_is_imported_not_rekeyed() {
                  "privacy_passphrase": "HAND-PRIV-678"},
         "snapshots": {"lifetime_value": 3}
     });
-    store
-        .publish("nas-01", &serde_json::to_vec(&doc).unwrap(), false)
+    held(db.publish("nas-01", &serde_json::to_vec(&doc).unwrap(), false))
+        .await
         .unwrap();
 
     let from = model.requests().await.len();
@@ -944,14 +1032,8 @@ async fn a_hand_provisioned_device_is_imported_not_rekeyed() {
     assert_eq!(record["backup"]["b2_key_id"], hand_key.id.as_str());
     assert_eq!(record["nms"]["snmp_username"], "handuser");
     // The operator's other settings survive.
-    let published: Value = serde_json::from_slice(
-        &Store::open(&data)
-            .unwrap()
-            .document("nas-01")
-            .unwrap()
-            .unwrap(),
-    )
-    .unwrap();
+    let published: Value =
+        serde_json::from_slice(&held(db.document("nas-01")).await.unwrap().unwrap().bytes).unwrap();
     assert_eq!(published["snapshots"]["lifetime_value"], 3);
     // And now it is central's: a re-run is a no-op.
     let run = provision(

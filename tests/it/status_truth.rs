@@ -463,6 +463,7 @@ async fn wait_for_report_after(
 ) -> (usize, Report) {
     for _ in 0..600 {
         if let Some((n, r)) = reports(central)
+            .await
             .into_iter()
             .enumerate()
             .skip(skip)
@@ -473,6 +474,7 @@ async fn wait_for_report_after(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let seen: Vec<String> = reports(central)
+        .await
         .iter()
         .map(|r| format!("{:?}/{:?}", r.config.revision, r.config.state))
         .collect();
@@ -502,14 +504,14 @@ async fn a_refusal_clears_with_the_next_verified_fetch_and_a_changed_same_revisi
         .run_until(Box::pin(async {
             let mut sys = System::start().await;
             let original = e2e_document(1);
-            sys.central.publish(DEVICE, &original);
+            sys.central.publish(DEVICE, &original).await;
             let agent = sys.agent().await;
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
 
             // Central signs with a key the agent does not trust, for a while.
             let (dir, addr, _) = sys.central.stop().await;
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-            sys.central = Central::start_on(listener, dir, signing_key(9));
+            sys.central = Central::start_on(listener, dir, signing_key(9)).await;
             let (n, _) = wait_for_report_after(
                 &sys.central,
                 0,
@@ -520,7 +522,7 @@ async fn a_refusal_clears_with_the_next_verified_fetch_and_a_changed_same_revisi
             // Then the right key again: the same document, verified.
             let (dir, addr, _) = sys.central.stop().await;
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-            sys.central = Central::start_on(listener, dir, signing_key(1));
+            sys.central = Central::start_on(listener, dir, signing_key(1)).await;
             let (n, cleared) =
                 wait_for_report_after(&sys.central, n + 1, "clearing the refusal", |r| {
                     r.config.state != ConfigState::Refused
@@ -546,7 +548,7 @@ async fn a_refusal_clears_with_the_next_verified_fetch_and_a_changed_same_revisi
             // Revision 1 republished with other content: refused by name, reported.
             let mut changed = original.clone();
             changed["snapshots"]["lifetime_value"] = json!(3);
-            sys.central.publish(DEVICE, &changed);
+            sys.central.publish(DEVICE, &changed).await;
             let (n, refusal) = wait_for_report_after(
                 &sys.central,
                 n + 1,
@@ -573,7 +575,7 @@ async fn a_refusal_clears_with_the_next_verified_fetch_and_a_changed_same_revisi
                     .all(|t| t.lifetime_value == 2)
             );
             // The original again: the refusal clears.
-            sys.central.publish(DEVICE, &original);
+            sys.central.publish(DEVICE, &original).await;
             wait_for_report_after(&sys.central, n + 1, "clearing it", |r| {
                 r.config.state == ConfigState::Applied
             })
@@ -600,7 +602,7 @@ async fn status_names_why_the_daemons_pass_failed_and_what_it_enforces() {
     LocalSet::new()
         .run_until(Box::pin(async {
             let sys = System::start().await;
-            sys.central.publish(DEVICE, &e2e_document(1));
+            sys.central.publish(DEVICE, &e2e_document(1)).await;
             let agent = sys.agent().await;
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             // The first-run action uploaded data: pool0's task has a last run.
@@ -619,7 +621,7 @@ async fn status_names_why_the_daemons_pass_failed_and_what_it_enforces() {
             }
             let mut rekey = e2e_document(2);
             rekey["encryption"]["password"] = json!("CANARY-ENC-SALT-9d0c55");
-            sys.central.publish(DEVICE, &rekey);
+            sys.central.publish(DEVICE, &rekey).await;
             wait_for_report(&sys.central, "with revision 2 failed", |r| {
                 r.config.revision == Some(2) && r.config.state == ConfigState::Failed
             })
@@ -701,7 +703,7 @@ async fn status_says_the_daemon_stopped_and_names_the_token_file() {
     LocalSet::new()
         .run_until(Box::pin(async {
             let sys = System::start().await;
-            sys.central.publish(DEVICE, &e2e_document(1));
+            sys.central.publish(DEVICE, &e2e_document(1)).await;
             let agent = sys.agent().await;
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             agent.stop().await;
@@ -786,7 +788,7 @@ async fn every_report_is_a_recorded_contact_while_held_polls_never_complete() {
     LocalSet::new()
         .run_until(Box::pin(async {
             let sys = System::start().await;
-            sys.central.publish(DEVICE, &e2e_document(1));
+            sys.central.publish(DEVICE, &e2e_document(1)).await;
             let mut options = test_options(&sys.files.config);
             options.report_interval = Duration::from_secs(30);
             options.drift_interval = Duration::from_secs(30);

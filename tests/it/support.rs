@@ -175,6 +175,26 @@ pub fn assert_no_canary(label: &str, text: &str) {
     }
 }
 
+/// Reads a file. A SQLite file (`*.db`, `*.db-wal`, `*.db-shm`) is read by a child
+/// process (`cat`): closing any descriptor of a file drops every POSIX lock this process
+/// holds on it, so a test reading the database of a central server running in this very
+/// process would make other processes think the server is gone (and delete its WAL).
+pub fn read_file(path: &std::path::Path) -> std::io::Result<Vec<u8>> {
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    if name.ends_with(".db") || name.ends_with(".db-wal") || name.ends_with(".db-shm") {
+        let out = std::process::Command::new("cat").arg(path).output()?;
+        if !out.status.success() {
+            return Err(std::io::Error::other(format!(
+                "cat {}: {}",
+                path.display(),
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        }
+        return Ok(out.stdout);
+    }
+    std::fs::read(path)
+}
+
 /// Scans every regular file under `dir` (recursively) for canaries.
 pub fn assert_no_canary_in_dir(dir: &std::path::Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -184,7 +204,7 @@ pub fn assert_no_canary_in_dir(dir: &std::path::Path) {
         let path = entry.path();
         if path.is_dir() {
             assert_no_canary_in_dir(&path);
-        } else if let Ok(bytes) = std::fs::read(&path) {
+        } else if let Ok(bytes) = read_file(&path) {
             assert_no_canary(
                 &path.display().to_string(),
                 &String::from_utf8_lossy(&bytes),

@@ -1,15 +1,18 @@
 //! `truenas-central devices`: what every device last said, in one view.
 //!
-//! Owns: [`DeviceSummary`] (from a device's `latest.json`, its drop tally and its
-//! published document) and the text rendering.
-//! Does not: read anything but the data directory; no network.
-//! Invariants: pure given the store contents and `now`.
-//! Limitations: a device that never reported shows only its published revision.
+//! Owns: [`DeviceSummary`] (from the database: the device row, its derived state — last
+//! report time, drop tally, reports stored — and its newest report's details) and the text
+//! rendering.
+//! Does not: read anything but the database; no network.
+//! Invariants: pure given the database contents and `now`.
+//! Limitations: a device that never reported shows only its published revision; the
+//! details come from the newest report by the agent's clock (`created_at`), the last
+//! report time from central's (the most recent receipt of any report).
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::store::{Store, StoreError};
+use super::db::{Db, DbError};
 use truenas_agent::central::report::{ConfigState, Report, format_time};
 
 /// A snapshot is stale when the newest one is older than this (the SOP schedule is hourly).
@@ -40,6 +43,8 @@ pub struct DeviceSummary {
     pub dropped_reports_total: u64,
     /// When central received the newest report announcing a loss.
     pub last_drop_at: Option<DateTime<Utc>>,
+    /// Reports stored for it over time (retention deletes old ones but not this count).
+    pub reports_received: u64,
 }
 
 /// Task health in a few numbers.
@@ -60,25 +65,31 @@ pub struct HealthSummary {
 }
 
 /// Summaries of every registered device, by name.
-pub fn summarize(store: &Store) -> Result<Vec<DeviceSummary>, StoreError> {
-    store
-        .devices()?
-        .into_iter()
-        .map(|name| {
-            let published_revision = store.published_revision(&name)?;
-            let latest = store.latest(&name)?;
-            let drops = store.drop_tally(&name)?;
-            let mut s = summary(
-                name.clone(),
-                store.is_disabled(&name)?,
-                published_revision,
-                latest.map(|l| (l.received_at, l.report)),
-            );
-            s.dropped_reports_total = drops.total;
-            s.last_drop_at = drops.last_at;
-            Ok(s)
-        })
-        .collect()
+pub async fn summarize(db: &Db) -> Result<Vec<DeviceSummary>, DbError> {
+    let rows = db.device_rows().await?;
+    let states = db.device_states().await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let state = states.iter().find(|s| s.device == row.name);
+        let latest = match state {
+            Some(s) if s.report_count > 0 => db.latest_report(&row.name).await?,
+            _ => None,
+        };
+        let mut s = summary(
+            row.name.clone(),
+            row.disabled,
+            row.published_revision,
+            latest.map(|l| (l.received_at, l.report)),
+        );
+        if let Some(state) = state {
+            s.last_report_at = state.last_report_at.or(s.last_report_at);
+            s.dropped_reports_total = state.dropped.total;
+            s.last_drop_at = state.dropped.last_at;
+            s.reports_received = state.report_count;
+        }
+        out.push(s);
+    }
+    Ok(out)
 }
 
 fn summary(
@@ -103,6 +114,7 @@ fn summary(
         dropped_reports: 0,
         dropped_reports_total: 0,
         last_drop_at: None,
+        reports_received: 0,
     };
     let Some((received_at, r)) = latest else {
         return s;

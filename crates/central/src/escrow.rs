@@ -7,6 +7,7 @@
 //! "TrueNAS — NMS Credentials" (SNMPv3 username, auth password, privacy passphrase), and
 //! the password/salt of every destination the device used before (their data in B2 is
 //! readable only with them). Text and JSON views.
+//! Reads the sealed record and the newest report from the database.
 //! Does not: log anything, or show a secret unless the caller passes `show_secrets`
 //! (`--show-secrets`): otherwise every secret field says how to show it.
 //! Invariants: secret values reach only the returned view, never a log or an error.
@@ -16,8 +17,8 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use secrecy::{ExposeSecret as _, SecretString};
 use serde::Serialize;
 
+use super::db::{Db, DbError};
 use super::secrets::DeviceSecrets;
-use super::store::{Store, StoreError};
 
 /// Shown instead of a secret without `--show-secrets`.
 pub const HIDDEN: &str = "(hidden: add --show-secrets to show it)";
@@ -84,11 +85,11 @@ fn date(at: &DateTime<Utc>) -> String {
 }
 
 /// The device's escrow view, `None` when central never provisioned it.
-pub fn escrow(store: &Store, device: &str, show: bool) -> Result<Option<Escrow>, StoreError> {
-    let Some(record) = DeviceSecrets::load(store, device)? else {
+pub async fn escrow(db: &Db, device: &str, show: bool) -> Result<Option<Escrow>, DbError> {
+    let Some(record) = DeviceSecrets::load(db, device).await? else {
         return Ok(None);
     };
-    let latest = store.latest(device)?;
+    let latest = db.latest_report(device).await?;
     let guid = latest.as_ref().and_then(|l| l.report.device.guid.clone());
     let hostname = latest
         .as_ref()

@@ -5,24 +5,32 @@
 //!
 //! Owns: the HTTP endpoints `GET /v1/config` (bearer token → device, its document signed
 //! on the fly as a DSSE envelope, strong ETag, `If-None-Match` → 304, long-poll `wait`
-//! that wakes within [`ServerOptions::change_check`] of a publish) and `POST /v1/reports`
-//! (1 MiB cap, v1 schema check, de-duplication on `report_id`, durable append), plus the
-//! data directory (`store`), key files (`keys`) and the `truenas-central devices` view (`devices`).
+//! that wakes when a document is published through any process or instance) and
+//! `POST /v1/reports` (1 MiB cap, v1 schema check, de-duplication on `report_id`, durable
+//! store), the router they live in ([`router`], which the dashboard's routes join), report
+//! retention while serving, and the modules behind them: the database (`db`), opening it
+//! with its at-rest key and the old directory's import (`datastore`, `at_rest`, `store`),
+//! key files (`keys`) and the `truenas-central devices` view (`devices`).
 //! Does not: compute documents (central ops' own service does, from NinjaOne/IT Glue;
 //! here an operator publishes them), terminate TLS (run it behind a TLS proxy), or rate
 //! limit.
 //! Invariants: tokens are compared by SHA-256 and never stored or logged; a report is
-//! acknowledged only after it is on disk (fsync); the same `report_id` is stored once;
-//! a held long-poll ends on shutdown with 503 + `Retry-After`.
-//! Limitations: one process, one data directory; file I/O on the async runtime's thread
-//! (fine for a few hundred devices); long-polls notice changes by polling file metadata.
+//! acknowledged only after its transaction committed; the same `report_id` is stored once
+//! per device; a held long-poll subscribes to publish wake-ups before it reads the
+//! document's tag, so no publish falls between; a held long-poll ends on shutdown with
+//! 503 + `Retry-After`; the ETag names the document (revision and content hash) and the
+//! signing key, so a new key changes it.
+//! Limitations: every request reads the database (one token lookup, one tag read; a
+//! document is opened and signed only when sent); on SQLite one process writes at a time.
 
 pub mod alerts;
+pub mod at_rest;
 pub mod b2admin;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod crypto;
+pub mod datastore;
 pub mod db;
 pub mod devices;
 pub mod escrow;
@@ -36,9 +44,8 @@ pub mod store;
 pub mod web;
 pub mod webhooks;
 
-use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -49,43 +56,72 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::Utc;
 use ed25519_dalek::SigningKey;
-use sha2::{Digest as _, Sha256};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
 
-use store::{DropTally, Store, StoreError, StoredReport, token_hash};
+use db::{Accepted, Db, DbError, token_hash};
 use truenas_agent::central::client::MAX_BODY;
-use truenas_agent::central::dsse::{self, CONFIG_PAYLOAD_TYPE};
+use truenas_agent::central::dsse::{self, CONFIG_PAYLOAD_TYPE, TrustedKey};
 use truenas_agent::central::report::{self, REPORT_SCHEMA};
 use truenas_agent::fault::Fault;
 
+/// Report retention while serving.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Reports received more than this many days ago are deleted (each device's latest
+    /// is always kept).
+    pub days: u32,
+    /// How often retention runs (first right after start).
+    pub every: Duration,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            days: db::DEFAULT_RETENTION_DAYS,
+            every: Duration::from_secs(3600),
+        }
+    }
+}
+
 /// How the server runs.
 pub struct ServerOptions {
-    /// The data directory (see `store`).
-    pub dir: PathBuf,
     /// The key documents are signed with.
     pub key: SigningKey,
-    /// How often a held long-poll checks whether the document changed.
-    pub change_check: Duration,
+    /// Report retention.
+    pub retention: Retention,
+    /// For tests on tokio's paused clock (`start_paused`) only: every database call then
+    /// holds a blocking task, so the clock cannot jump ahead while the call waits for
+    /// SQLite's worker thread or for PostgreSQL. Off in production (where it would only
+    /// cost a thread hop per call).
+    pub hold_clock: bool,
+}
+
+impl ServerOptions {
+    /// Signing with `key`, default retention.
+    pub fn new(key: SigningKey) -> Self {
+        Self {
+            key,
+            retention: Retention::default(),
+            hold_clock: false,
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerOptions")
-            .field("dir", &self.dir)
             .field("key", &"[REDACTED]")
-            .field("change_check", &self.change_check)
+            .field("retention", &self.retention)
+            .field("hold_clock", &self.hold_clock)
             .finish()
     }
 }
 
-/// The server failed to start or stopped with an error.
+/// The server stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot open the central data directory")]
-    Store(#[source] StoreError),
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
 }
@@ -94,37 +130,50 @@ impl ServerError {
     /// The party that has to act.
     pub fn fault(&self) -> Fault {
         match self {
-            ServerError::Store(e) => e.fault(),
             ServerError::Serve(_) => Fault::Central,
         }
     }
 }
 
-/// Serves until `shutdown` is cancelled; held long-polls are ended first.
+/// Serves `db` until `shutdown` is cancelled (held long-polls are ended first), running
+/// report retention meanwhile.
 pub async fn serve(
     listener: TcpListener,
+    db: Db,
     options: ServerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let store = Store::open(&options.dir).map_err(ServerError::Store)?;
-    // Documents published before at-rest sealing existed are sealed now (their secrets
-    // must not stay in clear); this also binds an unbound directory to its key.
-    store.seal_plain_documents().map_err(ServerError::Store)?;
-    let server = Arc::new(Server {
-        store,
-        key: options.key,
-        change_check: options.change_check,
-        tokens: Mutex::new(TokenCache::default()),
-        seen_reports: tokio::sync::Mutex::new(HashMap::new()),
-        shutdown: shutdown.clone(),
-    });
-    axum::serve(listener, router(server))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+    let retention = tokio::spawn(retain(
+        db.clone(),
+        options.retention,
+        options.hold_clock,
+        shutdown.clone(),
+    ));
+    let app = router(db, options, shutdown.clone());
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown({
+            let shutdown = shutdown.clone();
+            async move { shutdown.cancelled().await }
+        })
         .await
-        .map_err(ServerError::Serve)
+        .map_err(ServerError::Serve);
+    shutdown.cancel();
+    let _ = retention.await;
+    served
 }
 
-fn router(server: Arc<Server>) -> Router {
+/// Every HTTP route central serves, on `db`: the agents' protocol (`/v1/config`,
+/// `/v1/reports`). Other route sets (the dashboard) are merged in here, so `serve` and the
+/// tests build the same application.
+pub fn router(db: Db, options: ServerOptions, shutdown: CancellationToken) -> Router {
+    let key_id = TrustedKey::from_signing_key(&options.key).key_id();
+    let server = Arc::new(Server {
+        db,
+        key: options.key,
+        key_id,
+        hold_clock: options.hold_clock,
+        shutdown,
+    });
     Router::new()
         .route("/v1/config", get(get_config))
         .route("/v1/reports", post(post_report))
@@ -132,13 +181,52 @@ fn router(server: Arc<Server>) -> Router {
         .with_state(server)
 }
 
+/// Deletes old reports now and every `retention.every` until shutdown.
+async fn retain(db: Db, retention: Retention, hold_clock: bool, shutdown: CancellationToken) {
+    loop {
+        let clock = ClockHold::new(hold_clock);
+        match db.apply_retention(retention.days, Utc::now()).await {
+            Ok(deleted) => {
+                tracing::debug!(deleted, days = retention.days, "report retention ran");
+            }
+            Err(e) => {
+                tracing::warn!(error = %truenas_agent::fault::error_chain(&e), "report retention failed; trying again later");
+            }
+        }
+        drop(clock);
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(retention.every) => {}
+        }
+    }
+}
+
+/// While alive (and asked for), a blocking task that keeps tokio's paused test clock from
+/// auto-advancing (see [`ServerOptions::hold_clock`]).
+struct ClockHold {
+    _release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl ClockHold {
+    fn new(enabled: bool) -> Self {
+        if !enabled {
+            return Self { _release: None };
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // Ends when the sender is dropped (`recv` fails).
+        drop(tokio::task::spawn_blocking(move || {
+            let _ = rx.recv();
+        }));
+        Self { _release: Some(tx) }
+    }
+}
+
 struct Server {
-    store: Store,
+    db: Db,
     key: SigningKey,
-    change_check: Duration,
-    tokens: Mutex<TokenCache>,
-    /// Report ids and the drop tally per device, loaded from `reports.jsonl` on first use.
-    seen_reports: tokio::sync::Mutex<HashMap<String, (HashSet<Uuid>, DropTally)>>,
+    /// The signing key's DSSE key id, part of every ETag.
+    key_id: String,
+    hold_clock: bool,
     shutdown: CancellationToken,
 }
 
@@ -147,7 +235,7 @@ enum Denied {
     NoToken,
     UnknownToken,
     Disabled,
-    Store(StoreError),
+    Db(DbError),
 }
 
 impl IntoResponse for Denied {
@@ -156,15 +244,9 @@ impl IntoResponse for Denied {
             Denied::NoToken => unauthorized("missing bearer token"),
             Denied::UnknownToken => unauthorized("unknown token"),
             Denied::Disabled => text(StatusCode::FORBIDDEN, "device disabled"),
-            Denied::Store(e) => internal(&e),
+            Denied::Db(e) => internal(&e),
         }
     }
-}
-
-#[derive(Default)]
-struct TokenCache {
-    by_hash: HashMap<String, String>,
-    scanned: Option<Instant>,
 }
 
 /// A signed document ready to send.
@@ -174,8 +256,20 @@ struct Signed {
 }
 
 impl Server {
-    /// Bearer token → device name, or why not.
-    fn authenticate(&self, headers: &HeaderMap) -> Result<String, Denied> {
+    /// Runs one database call (holding the test clock when asked).
+    async fn db<T>(&self, call: impl Future<Output = T>) -> T {
+        let _clock = ClockHold::new(self.hold_clock);
+        call.await
+    }
+
+    /// The ETag of the document with database tag `tag` (`"r<rev>-<hash>"`), signed with
+    /// this server's key: `"r<rev>-<hash>-k<key id>"`.
+    fn etag(&self, tag: &str) -> String {
+        format!("\"{}-k{}\"", tag.trim_matches('"'), self.key_id)
+    }
+
+    /// Bearer token → device name, or why not (one lookup).
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<String, Denied> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -187,78 +281,70 @@ impl Server {
             return Err(Denied::NoToken);
         };
         let hash = token_hash(token);
-        let Some(name) = self.lookup(&hash).map_err(Denied::Store)? else {
+        let owner = self
+            .db(self.db.token_owner(&hash))
+            .await
+            .map_err(Denied::Db)?;
+        let Some(owner) = owner else {
             return Err(Denied::UnknownToken);
         };
-        if self.store.is_disabled(&name).map_err(Denied::Store)? {
-            tracing::info!(device = %name, "refused a disabled device");
+        if owner.disabled {
+            tracing::info!(device = %owner.device, "refused a disabled device");
             return Err(Denied::Disabled);
         }
-        Ok(name)
+        Ok(owner.device)
     }
 
-    fn lookup(&self, hash: &str) -> Result<Option<String>, StoreError> {
-        let mut cache = self.tokens.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(name) = cache.by_hash.get(hash) {
-            return Ok(Some(name.clone()));
-        }
-        // Unknown: a device may have been registered since; rescan at most once a second
-        // so a flood of bad tokens cannot turn into a flood of directory scans.
-        let fresh = cache
-            .scanned
-            .is_some_and(|at| at.elapsed() < Duration::from_secs(1));
-        if fresh {
-            return Ok(None);
-        }
-        cache.by_hash = self.store.token_index()?.into_iter().collect();
-        cache.scanned = Some(Instant::now());
-        Ok(cache.by_hash.get(hash).cloned())
+    /// The current ETag of the device's document (`None`: nothing published).
+    async fn current_etag(&self, device: &str) -> Result<Option<String>, DbError> {
+        Ok(self
+            .db(self.db.document_tag(device))
+            .await?
+            .map(|(_, tag)| self.etag(&tag)))
     }
 
-    fn signed(&self, device: &str) -> Result<Option<Signed>, StoreError> {
-        let Some(document) = self.store.document(device)? else {
+    async fn signed(&self, device: &str) -> Result<Option<Signed>, DbError> {
+        let Some(document) = self.db(self.db.document(device)).await? else {
             return Ok(None);
         };
-        let envelope = dsse::sign(CONFIG_PAYLOAD_TYPE, &document, &self.key, None).to_json();
-        let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&envelope))[..32]);
+        let envelope = dsse::sign(CONFIG_PAYLOAD_TYPE, &document.bytes, &self.key, None).to_json();
         Ok(Some(Signed {
-            etag,
+            etag: self.etag(&document.etag),
             body: envelope,
         }))
     }
 
-    /// Holds a request whose document is unchanged until it changes, `wait` ends, or
-    /// the server shuts down.
+    /// Holds a request whose document is unchanged until it changes (a publish through
+    /// any process or instance), `wait` ends, or the server shuts down.
     async fn hold(&self, device: &str, current: &str, wait: Duration) -> Response {
         let deadline = Instant::now() + wait;
-        let mut stamp = match self.store.document_stamp(device) {
-            Ok(s) => s,
-            Err(e) => return internal(&e),
-        };
+        // Subscribe first, then read: a publish between the two is seen by the read.
+        let mut watch = self.db.watch_documents();
+        tracing::debug!(device = %device, wait_s = wait.as_secs(), "holding the request until the document changes");
         loop {
-            let step = self
-                .change_check
-                .min(deadline.saturating_duration_since(Instant::now()));
-            tokio::select! {
-                () = tokio::time::sleep(step) => {}
-                () = self.shutdown.cancelled() => return shutting_down(),
-            }
-            if Instant::now() >= deadline {
-                return not_modified(current);
-            }
-            let now = match self.store.document_stamp(device) {
-                Ok(s) => s,
-                Err(e) => return internal(&e),
-            };
-            if now == stamp {
-                continue;
-            }
-            stamp = now;
-            match self.signed(device) {
-                Ok(Some(s)) if s.etag != current => return document(s),
+            match self.current_etag(device).await {
+                Ok(Some(etag)) if etag != current => {
+                    return match self.signed(device).await {
+                        Ok(Some(s)) => {
+                            tracing::info!(device = %device, etag = %s.etag, "served the document to a held request");
+                            document(s)
+                        }
+                        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+                        Err(e) => internal(&e),
+                    };
+                }
                 Ok(Some(_)) => {}
                 Ok(None) => return StatusCode::NO_CONTENT.into_response(),
                 Err(e) => return internal(&e),
+            }
+            tokio::select! {
+                event = watch.wait_for(device) => {
+                    if event.is_none() {
+                        return shutting_down();
+                    }
+                }
+                () = tokio::time::sleep_until(deadline) => return not_modified(current),
+                () = self.shutdown.cancelled() => return shutting_down(),
             }
         }
     }
@@ -269,7 +355,7 @@ async fn get_config(
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let device = match server.authenticate(&headers) {
+    let device = match server.authenticate(&headers).await {
         Ok(d) => d,
         Err(denied) => return denied.into_response(),
     };
@@ -277,18 +363,24 @@ async fn get_config(
         Ok(w) => w,
         Err(message) => return text(StatusCode::BAD_REQUEST, message),
     };
-    let signed = match server.signed(&device) {
-        Ok(Some(s)) => s,
+    let etag = match server.current_etag(&device).await {
+        Ok(Some(etag)) => etag,
         Ok(None) => return StatusCode::NO_CONTENT.into_response(),
         Err(e) => return internal(&e),
     };
-    if !etag_matches(&headers, &signed.etag) {
-        tracing::info!(device = %device, etag = %signed.etag, "served the document");
-        return document(signed);
+    if !etag_matches(&headers, &etag) {
+        return match server.signed(&device).await {
+            Ok(Some(signed)) => {
+                tracing::info!(device = %device, etag = %signed.etag, "served the document");
+                document(signed)
+            }
+            Ok(None) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => internal(&e),
+        };
     }
     match wait {
-        Some(wait) => server.hold(&device, &signed.etag, wait).await,
-        None => not_modified(&signed.etag),
+        Some(wait) => server.hold(&device, &etag, wait).await,
+        None => not_modified(&etag),
     }
 }
 
@@ -297,7 +389,7 @@ async fn post_report(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let device = match server.authenticate(&headers) {
+    let device = match server.authenticate(&headers).await {
         Ok(d) => d,
         Err(denied) => return denied.into_response(),
     };
@@ -311,40 +403,18 @@ async fn post_report(
         }
         Err(e) => return text(StatusCode::BAD_REQUEST, &format!("not a v1 report: {e}")),
     };
-    let mut seen = server.seen_reports.lock().await;
-    if !seen.contains_key(&device) {
-        match server.store.report_log(&device) {
-            Ok((ids, tally)) => {
-                seen.insert(device.clone(), (ids.into_iter().collect(), tally));
-            }
-            Err(e) => return internal(&e),
-        }
-    }
-    let (ids, tally) = seen.entry(device.clone()).or_default();
-    if ids.contains(&report.report_id) {
-        return json_status(StatusCode::OK, "duplicate");
-    }
     let id = report.report_id;
-    let received_at = Utc::now();
-    let after = tally.after(&report, received_at);
-    let stored = StoredReport {
-        received_at,
-        report,
-        dropped: Some(after),
-    };
-    if let Err(e) = server.store.append_report(&device, &stored) {
-        return internal(&e);
+    match server
+        .db(server.db.accept_report(&device, &report, Utc::now()))
+        .await
+    {
+        Ok(Accepted::Stored { .. }) => {
+            tracing::info!(device = %device, report_id = %id, "stored a report");
+            json_status(StatusCode::ACCEPTED, "accepted")
+        }
+        Ok(Accepted::Duplicate) => json_status(StatusCode::OK, "duplicate"),
+        Err(e) => internal(&e),
     }
-    // Durable from here on: remember the id (and count its drops) even if the
-    // `latest.json` cache fails, so a retry is answered as a duplicate, never stored or
-    // counted twice.
-    ids.insert(id);
-    *tally = after;
-    if let Err(e) = server.store.write_latest(&device, &stored) {
-        tracing::warn!(device = %device, error = %truenas_agent::fault::error_chain(&e), "cannot update latest.json");
-    }
-    tracing::info!(device = %device, report_id = %id, "stored a report");
-    json_status(StatusCode::ACCEPTED, "accepted")
 }
 
 /// `wait=<1..300>` from the query string.
@@ -429,8 +499,8 @@ fn json_status(status: StatusCode, word: &str) -> Response {
     response
 }
 
-fn internal(error: &StoreError) -> Response {
-    tracing::error!(error = %truenas_agent::fault::error_chain(error), "central data directory error");
+fn internal(error: &DbError) -> Response {
+    tracing::error!(error = %truenas_agent::fault::error_chain(error), "central database error");
     text(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
 }
 

@@ -4,7 +4,8 @@
 //! Cloud Sync encryption password and salt), the SNMPv3 credentials, the destinations the
 //! device used before (a moved device: their data stays readable only with their own
 //! password and salt, so those are kept), keys replaced by `rotate-key` — its sealed
-//! storage in `DIR/devices/<name>/secrets.json`, and the generators (OS CSPRNG only):
+//! storage (the database's `credentials` row, with the B2 key id and non-secret facts
+//! beside it: [`DeviceSecrets::facts`]), and the generators (OS CSPRNG only):
 //! encryption password and salt = base64 of 32 random bytes (the SOP's
 //! `openssl rand -base64 32`), SNMPv3 username = 12 ASCII letters, auth password and
 //! privacy passphrase = 24 printable ASCII characters without `"`, `\`, space or control
@@ -24,7 +25,7 @@ use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, ExposeSecretMut as _, SecretBox, SecretString};
 use serde::{Deserialize, Serialize, Serializer};
 
-use super::store::{SECRETS_FILE, Store, StoreError};
+use super::db::{Db, DbError};
 
 /// Format tag of the sealed record.
 pub const SECRETS_SCHEMA: &str = "truenas-central.device-secrets/v1";
@@ -126,21 +127,24 @@ pub struct DeviceSecrets {
 
 impl DeviceSecrets {
     /// Reads the device's sealed record, `None` when it was never provisioned.
-    pub fn load(store: &Store, device: &str) -> Result<Option<Self>, StoreError> {
-        let Some(plain) = store.read_sealed(device, SECRETS_FILE)? else {
+    pub async fn load(db: &Db, device: &str) -> Result<Option<Self>, DbError> {
+        let Some(credentials) = db.credentials(device).await? else {
             return Ok(None);
         };
-        let record: Self = serde_json::from_slice(plain.expose_secret()).map_err(|source| {
-            StoreError::Corrupt {
-                path: store.root().join("devices").join(device).join(SECRETS_FILE),
-                source,
-            }
-        })?;
-        Ok(Some(record))
+        let plain = SecretBox::new(Box::new(credentials.bytes));
+        Self::from_record(plain.expose_secret(), device).map(Some)
     }
 
-    /// Seals and writes the record (atomic).
-    pub fn save(&self, store: &Store) -> Result<(), StoreError> {
+    /// Parses a record as [`DeviceSecrets::save`] stores it.
+    pub fn from_record(bytes: &[u8], device: &str) -> Result<Self, DbError> {
+        serde_json::from_slice(bytes).map_err(|source| DbError::Corrupt {
+            what: format!("the provisioning secrets of `{device}`"),
+            source,
+        })
+    }
+
+    /// Seals and stores the record (replacing the device's previous one).
+    pub async fn save(&self, db: &Db) -> Result<(), DbError> {
         #[allow(
             clippy::expect_used,
             reason = "invariant: plain data always serialises"
@@ -148,8 +152,38 @@ impl DeviceSecrets {
         let plain = SecretBox::new(Box::new(
             serde_json::to_vec(self).expect("invariant: serialises"),
         ));
-        let meta = serde_json::json!({ "schema": SECRETS_SCHEMA });
-        store.write_sealed(&self.device, SECRETS_FILE, &meta, plain.expose_secret())
+        let (key_id, facts) = self.facts();
+        db.set_credentials(
+            &self.device,
+            plain.expose_secret(),
+            key_id.as_deref(),
+            &facts,
+        )
+        .await
+    }
+
+    /// What the database keeps in clear beside the sealed record: the current B2 key id,
+    /// and non-secret facts (which bucket, which keys, when each secret was made) — never
+    /// a secret, nor a hash of one.
+    pub fn facts(&self) -> (Option<String>, serde_json::Value) {
+        let key_id = self.current.key.as_ref().map(|k| k.key_id.clone());
+        let facts = serde_json::json!({
+            "schema": SECRETS_SCHEMA,
+            "bucket": self.current.bucket,
+            "b2_key_id": key_id,
+            "b2_key_created_at": self.current.key.as_ref().map(|k| k.created_at),
+            "encryption_created_at": self.current.encryption.created_at,
+            "snmp_created_at": self.snmp.created_at,
+            "previous_buckets": self.previous.iter().map(|d| d.bucket.as_str()).collect::<Vec<_>>(),
+            "keys_awaiting_deletion": self
+                .replaced_keys
+                .iter()
+                .filter(|k| k.deleted_at.is_none())
+                .map(|k| k.key_id.as_str())
+                .collect::<Vec<_>>(),
+            "updated_at": self.updated_at,
+        });
+        (key_id, facts)
     }
 
     /// Every secret value in the record, for scrubbing texts and canary checks.

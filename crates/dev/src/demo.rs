@@ -41,8 +41,8 @@ use truenas_agent::daemon::{DaemonOptions, DaemonRecord, NoNotifier};
 use truenas_agent::middleware::{ApiFlavor, Client, ConnectOptions};
 use truenas_agent::state_dir::StateDir;
 use truenas_agent::zfs::{Backend, BackendChoice, MiddlewareProps};
-use truenas_central::store::{Store, token_hash};
-use truenas_central::{ServerOptions, keys};
+use truenas_central::db::{Database, Db, token_hash};
+use truenas_central::{ServerOptions, datastore, keys};
 use truenas_sim::scenario::B2Account;
 use truenas_sim::{JobTiming, Scenario, ServeOptions, Simulator};
 
@@ -266,21 +266,20 @@ async fn run_system(
     // 2. Central: a fresh key pair, the device registered, its document published.
     let key = keys::generate();
     let trusted = TrustedKey::from_signing_key(&key).to_config_string();
+    // Its database: SQLite in the demo's directory (the default), its at-rest key beside.
     let store_dir = dir.join("central");
-    truenas_agent::fs::create_dir_all(&store_dir, 0o700)?;
-    let store = Store::open(&store_dir)?;
-    store.register(DEVICE, &token_hash(secrets.device_token.expose_secret()))?;
-    store.publish_validated(DEVICE, &serde_json::to_vec(&document(secrets))?, false)?;
+    let db = datastore::open(&store_dir, &Database::from_flag(&store_dir, None)?).await?;
+    db.register(DEVICE, &token_hash(secrets.device_token.expose_secret()))
+        .await?;
+    db.publish_validated(DEVICE, &serde_json::to_vec(&document(secrets))?, false)
+        .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let central_url = format!("http://{}/", listener.local_addr()?);
     let stop_central = CancellationToken::new();
     let server = tokio::spawn(truenas_central::serve(
         listener,
-        ServerOptions {
-            dir: store_dir.clone(),
-            key,
-            change_check: Duration::from_millis(200),
-        },
+        db.clone(),
+        ServerOptions::new(key),
         stop_central.clone(),
     ));
 
@@ -297,7 +296,7 @@ async fn run_system(
         agent_dir.join("agent.toml").display(),
         dir.display()
     );
-    let report = Box::pin(run_agent(&config, &store, options.budget)).await;
+    let report = Box::pin(run_agent(&config, &db, options.budget)).await;
     // `truenas-agent status`, as a technician would run it on the box now.
     let screen = match &report {
         Ok(_) => Some(status_screen(&config).await),
@@ -305,6 +304,7 @@ async fn run_system(
     };
     stop_central.cancel();
     let _ = server.await;
+    db.close().await;
     nas.shutdown().await;
     let report = report?;
     describe(&mut text, &report, &config.state_dir)?;
@@ -377,11 +377,7 @@ fn agent_files(
 
 /// Runs the agent until central has a report saying the document is applied (or the
 /// budget is spent), then stops it the way SIGTERM does.
-async fn run_agent(
-    config: &AgentConfig,
-    store: &Store,
-    budget: Duration,
-) -> anyhow::Result<Report> {
+async fn run_agent(config: &AgentConfig, db: &Db, budget: Duration) -> anyhow::Result<Report> {
     let prepared = agent::prepare(config)?;
     let mw = Client::connect(ConnectOptions {
         url: config.middleware.url.clone(),
@@ -413,7 +409,7 @@ async fn run_agent(
     };
     let shutdown = CancellationToken::new();
     let watch = async {
-        let found = wait_for_applied(store, budget).await;
+        let found = wait_for_applied(db, budget).await;
         shutdown.cancel();
         found
     };
@@ -422,12 +418,15 @@ async fn run_agent(
     found
 }
 
-async fn wait_for_applied(store: &Store, budget: Duration) -> anyhow::Result<Report> {
+async fn wait_for_applied(db: &Db, budget: Duration) -> anyhow::Result<Report> {
     let deadline = tokio::time::Instant::now() + budget;
     while tokio::time::Instant::now() < deadline {
-        let applied = store
-            .reports(DEVICE)?
+        let applied = db
+            .reports(DEVICE, 1000)
+            .await?
             .into_iter()
+            // Newest first: the first report that said so.
+            .rev()
             .map(|r| r.report)
             .find(|r| r.config.state == ConfigState::Applied);
         if let Some(report) = applied {
@@ -435,7 +434,7 @@ async fn wait_for_applied(store: &Store, budget: Duration) -> anyhow::Result<Rep
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let last = store.latest(DEVICE)?.map(|r| r.report.config);
+    let last = db.latest_report(DEVICE).await?.map(|r| r.report.config);
     bail!(
         "the agent did not report the document as applied within {budget:?} (last report's config: {last:?})"
     )

@@ -35,7 +35,6 @@ use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use base64::Engine as _;
@@ -47,10 +46,86 @@ use tokio_util::sync::CancellationToken;
 use clap::Parser;
 use truenas_agent::cli::logging;
 
-use crate::store::{Store, token_hash};
-use crate::{ServerOptions, devices, keys, serve};
+use crate::db::{Database, Db, token_hash};
+use crate::{Retention, ServerOptions, datastore, devices, keys, serve};
 use truenas_agent::config::read_secret_file;
 use truenas_agent::fs;
+
+/// The environment variable `--database` is also read from.
+pub const DATABASE_ENV: &str = "TRUENAS_CENTRAL_DATABASE";
+
+/// Where central's data lives (every subcommand that reads or writes it).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DataArgs {
+    /// Data directory: the SQLite database `central.db` (unless --database is given), the
+    /// at-rest key binding `at-rest.json`, and an old file layout to import on first start.
+    #[arg(long)]
+    pub dir: PathBuf,
+    /// PostgreSQL instead of SQLite: `postgres://USER:PASSWORD@HOST/DB`. Prefer the
+    /// environment variable or --database-file: other users can see a command line (ps).
+    #[arg(long, env = DATABASE_ENV, hide_env_values = true, value_name = "URL",
+          value_parser = secret_arg)]
+    pub database: Option<SecretArg>,
+    /// A file (yours, mode 0600 or 0400) holding the PostgreSQL URL on one line.
+    #[arg(long, value_name = "FILE")]
+    pub database_file: Option<PathBuf>,
+}
+
+/// A command-line value that is secret (the database URL may hold a password): never
+/// shown by `Debug`.
+#[derive(Clone)]
+pub struct SecretArg(secrecy::SecretString);
+
+impl std::fmt::Debug for SecretArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[REDACTED]")
+    }
+}
+
+#[allow(
+    clippy::unnecessary_wraps,
+    reason = "clap's value parser signature; every text is accepted here and checked later without echoing it"
+)]
+fn secret_arg(text: &str) -> Result<SecretArg, std::convert::Infallible> {
+    Ok(SecretArg(secrecy::SecretString::from(text.to_owned())))
+}
+
+impl DataArgs {
+    /// The database these flags name (SQLite in DIR by default). The URL is registered
+    /// with the output scrubber first: nothing printed afterwards shows it or its password.
+    pub fn database(&self) -> anyhow::Result<Database> {
+        let url = match (&self.database, &self.database_file) {
+            (Some(_), Some(_)) => anyhow::bail!(
+                "give the PostgreSQL URL once: --database (or {DATABASE_ENV}) or --database-file"
+            ),
+            (Some(SecretArg(url)), None) => Some(url.clone()),
+            (None, Some(file)) => Some(read_secret_file("--database-file", file)?),
+            (None, None) => None,
+        };
+        if let Some(url) = &url {
+            remember_url(url);
+        }
+        Ok(Database::from_flag(&self.dir, url)?)
+    }
+
+    /// Opens the data (see `datastore::open`).
+    pub async fn open(&self) -> anyhow::Result<Db> {
+        let database = self.database()?;
+        Ok(datastore::open(&self.dir, &database).await?)
+    }
+}
+
+/// Registers a database URL and its password with the process-wide scrubber.
+fn remember_url(url: &secrecy::SecretString) {
+    let text = url.expose_secret();
+    let password = text
+        .split_once("://")
+        .and_then(|(_, rest)| rest.split(['/', '?']).next())
+        .and_then(|authority| authority.rsplit_once('@'))
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| secrecy::SecretString::from(password.to_owned()));
+    truenas_agent::scrub::remember_all(std::iter::once(url).chain(password.as_ref()));
+}
 
 /// The command line of `truenas-central`.
 #[derive(Debug, Parser)]
@@ -78,15 +153,21 @@ pub enum CentralCommand {
         #[arg(long)]
         force: bool,
         /// Also create OUT/secrets.key (the at-rest key; never replaced) and bind this
-        /// data directory to it, sealing any plain documents in it.
+        /// data directory (and its database) to it, importing an old file layout in it.
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// With --dir: the PostgreSQL database (as for the other subcommands).
+        #[arg(long, env = DATABASE_ENV, hide_env_values = true, value_name = "URL",
+              value_parser = secret_arg, requires = "dir")]
+        database: Option<SecretArg>,
+        /// With --dir: a file holding the PostgreSQL URL.
+        #[arg(long, value_name = "FILE", requires = "dir")]
+        database_file: Option<PathBuf>,
     },
     /// Serve signed documents and collect reports (plain HTTP: put a TLS proxy in front).
     Serve {
-        /// Data directory (devices, documents, reports).
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port). Anything but
         /// a loopback address is warned about: the server speaks plain HTTP.
         #[arg(long)]
@@ -94,11 +175,16 @@ pub enum CentralCommand {
         /// Private signing key file written by `truenas-central keygen`.
         #[arg(long)]
         key: PathBuf,
+        /// Keep reports this many days (each device's latest is always kept); deletion runs
+        /// while serving, hourly.
+        #[arg(long, default_value_t = crate::db::DEFAULT_RETENTION_DAYS,
+              value_parser = clap::value_parser!(u32).range(1..=36_500))]
+        retention_days: u32,
     },
-    /// Register a device. Only the SHA-256 of its token is kept in DIR.
+    /// Register a device. Only the SHA-256 of its token is kept.
     Register {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         /// Device name (letters, digits, `-_.`).
         #[arg(long)]
         name: String,
@@ -117,8 +203,8 @@ pub enum CentralCommand {
     /// first (a document the agent would refuse is not published), and its `revision`
     /// must be higher than the last one.
     Publish {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         /// Device name given at `register`.
         #[arg(long)]
         device: String,
@@ -133,23 +219,23 @@ pub enum CentralCommand {
     },
     /// Each device's GUID, last report, config state, health and failing checklist items.
     Devices {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         /// Machine-readable output.
         #[arg(long)]
         json: bool,
     },
     /// Refuse a device's token with 403 until `enable`.
     Disable {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         #[arg(long)]
         device: String,
     },
     /// Accept a disabled device's token again.
     Enable {
-        #[arg(long)]
-        dir: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
         #[arg(long)]
         device: String,
     },
@@ -180,31 +266,49 @@ pub fn run() -> anyhow::Result<ExitCode> {
 /// Runs one subcommand.
 pub async fn dispatch(command: CentralCommand) -> anyhow::Result<ExitCode> {
     match command {
-        CentralCommand::Keygen { out, force, dir } => {
+        CentralCommand::Keygen {
+            out,
+            force,
+            dir,
+            database,
+            database_file,
+        } => {
             let code = keygen(&out, force)?;
             match dir {
-                Some(dir) => provision::bind(&out, &dir),
+                Some(dir) => {
+                    let data = DataArgs {
+                        dir,
+                        database,
+                        database_file,
+                    };
+                    provision::bind(&out, &data).await
+                }
                 None => Ok(code),
             }
         }
-        CentralCommand::Serve { dir, listen, key } => run_server(dir, listen, &key).await,
+        CentralCommand::Serve {
+            data,
+            listen,
+            key,
+            retention_days,
+        } => run_server(&data, listen, &key, retention_days).await,
         CentralCommand::Register {
-            dir,
+            data,
             name,
             token_out,
             token_file,
-        } => register(&dir, &name, token_out, token_file),
+        } => register(&data, &name, token_out, token_file).await,
         CentralCommand::Publish {
-            dir,
+            data,
             device,
             document,
             force,
-        } => publish(&dir, &device, &document, force),
-        CentralCommand::Devices { dir, json } => list_devices(&dir, json),
-        CentralCommand::Disable { dir, device } => set_disabled(&dir, &device, true),
-        CentralCommand::Enable { dir, device } => set_disabled(&dir, &device, false),
+        } => publish(&data, &device, &document, force).await,
+        CentralCommand::Devices { data, json } => list_devices(&data, json).await,
+        CentralCommand::Disable { data, device } => set_disabled(&data, &device, true).await,
+        CentralCommand::Enable { data, device } => set_disabled(&data, &device, false).await,
         CentralCommand::Provision(args) => provision::provision(*args).await,
-        CentralCommand::Escrow(args) => provision::escrow(&args),
+        CentralCommand::Escrow(args) => provision::escrow(&args).await,
         CentralCommand::RotateKey(args) => provision::rotate(args).await,
         CentralCommand::Operator(args) => operator::run(args).await,
     }
@@ -223,11 +327,15 @@ fn keygen(out: &std::path::Path, force: bool) -> anyhow::Result<ExitCode> {
 }
 
 async fn run_server(
-    dir: PathBuf,
+    data: &DataArgs,
     listen: SocketAddr,
     key: &std::path::Path,
+    retention_days: u32,
 ) -> anyhow::Result<ExitCode> {
     let key = keys::read_signing_key(key)?;
+    let database = data.database()?;
+    let db = datastore::open(&data.dir, &database).await?;
+    tracing::info!(database = %database.backend(), schema = db.schema_version().await?, "central database open");
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -241,11 +349,14 @@ async fn run_server(
     println!("central server listening on http://{addr}");
     std::io::stdout().flush()?;
     let options = ServerOptions {
-        dir,
-        key,
-        change_check: Duration::from_secs(1),
+        retention: Retention {
+            days: retention_days,
+            ..Retention::default()
+        },
+        ..ServerOptions::new(key)
     };
-    serve(listener, options, shutdown).await?;
+    serve(listener, db.clone(), options, shutdown).await?;
+    db.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -282,33 +393,42 @@ fn spawn_signal_handler(shutdown: CancellationToken) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn register(
-    dir: &std::path::Path,
+async fn register(
+    data: &DataArgs,
     name: &str,
     token_out: Option<PathBuf>,
     token_file: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open(dir)?;
-    match (token_out, token_file) {
-        (_, Some(file)) => {
-            let token = read_secret_file("--token-file", &file)?;
-            store.register(name, &token_hash(token.expose_secret()))?;
-            println!(
-                "registered device {name} with the token in {}",
-                file.display()
-            );
-        }
+    // Everything about the token file is checked before the database is opened.
+    let token = match (&token_out, &token_file) {
+        (_, Some(file)) => Some(read_secret_file("--token-file", file)?),
         (Some(out), None) => {
-            if fs::stamp(&out)?.is_some() {
+            if fs::stamp(out)?.is_some() {
                 anyhow::bail!(
                     "{} exists; refusing to overwrite a token file",
                     out.display()
                 );
             }
+            None
+        }
+        (None, None) => anyhow::bail!("give --token-out or --token-file"),
+    };
+    let db = data.open().await?;
+    match (token_out, token_file, token) {
+        (_, Some(file), Some(token)) => {
+            db.register(name, &token_hash(token.expose_secret()))
+                .await?;
+            println!(
+                "registered device {name} with the token in {}",
+                file.display()
+            );
+        }
+        (Some(out), None, _) => {
             let mut bytes = [0u8; 32];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
             let token = secrecy::SecretString::from(URL_SAFE_NO_PAD.encode(bytes));
-            store.register(name, &token_hash(token.expose_secret()))?;
+            db.register(name, &token_hash(token.expose_secret()))
+                .await?;
             let line = format!("{}\n", token.expose_secret());
             fs::write_atomic(&out, line.as_bytes(), 0o600)?;
             println!(
@@ -317,27 +437,30 @@ fn register(
                 out.display()
             );
         }
-        (None, None) => anyhow::bail!("give --token-out or --token-file"),
+        _ => anyhow::bail!("give --token-out or --token-file"),
     }
+    db.close().await;
     Ok(ExitCode::SUCCESS)
 }
 
-fn publish(
-    dir: &std::path::Path,
+async fn publish(
+    data: &DataArgs,
     device: &str,
     document: &std::path::Path,
     force: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = Store::open(dir)?;
     let bytes = fs::read(document)?;
-    let revision = store.publish_validated(device, &bytes, force)?;
+    let db = data.open().await?;
+    let revision = db.publish_validated(device, &bytes, force).await?;
+    db.close().await;
     println!("published revision {revision} for device {device}");
     Ok(ExitCode::SUCCESS)
 }
 
-fn list_devices(dir: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
-    let store = Store::open(dir)?;
-    let summaries = devices::summarize(&store)?;
+async fn list_devices(data: &DataArgs, json: bool) -> anyhow::Result<ExitCode> {
+    let db = data.open().await?;
+    let summaries = devices::summarize(&db).await?;
+    db.close().await;
     let mut stdout = std::io::stdout().lock();
     if json {
         serde_json::to_writer_pretty(&mut stdout, &summaries)?;
@@ -352,9 +475,10 @@ fn list_devices(dir: &std::path::Path, json: bool) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn set_disabled(dir: &std::path::Path, device: &str, disabled: bool) -> anyhow::Result<ExitCode> {
-    let store = Store::open(dir)?;
-    store.set_disabled(device, disabled)?;
+async fn set_disabled(data: &DataArgs, device: &str, disabled: bool) -> anyhow::Result<ExitCode> {
+    let db = data.open().await?;
+    db.set_disabled(device, disabled).await?;
+    db.close().await;
     println!(
         "device {device} {}",
         if disabled {

@@ -17,14 +17,14 @@ use crate::escrow;
 use crate::provision::inputs::{Request, Rotate};
 use crate::provision::rotate::{RotateRequest, rotate_key};
 use crate::provision::{self, Report};
-use crate::store::Store;
+
+use super::DataArgs;
 
 /// `truenas-central provision`.
 #[derive(Debug, clap::Args)]
 pub struct ProvisionArgs {
-    /// Central data directory.
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Device name (registered if new).
     #[arg(long)]
     pub device: String,
@@ -75,9 +75,8 @@ pub struct ProvisionArgs {
 /// `truenas-central escrow`.
 #[derive(Debug, clap::Args)]
 pub struct EscrowArgs {
-    /// Central data directory.
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Device name.
     #[arg(long)]
     pub device: String,
@@ -92,9 +91,8 @@ pub struct EscrowArgs {
 /// `truenas-central rotate-key`.
 #[derive(Debug, clap::Args)]
 pub struct RotateKeyArgs {
-    /// Central data directory.
-    #[arg(long)]
-    pub dir: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Device name.
     #[arg(long)]
     pub device: String,
@@ -126,8 +124,10 @@ fn print_report(report: &Report, json: bool) -> anyhow::Result<ExitCode> {
 
 /// Runs `truenas-central provision`.
 pub async fn provision(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
+    let database = args.data.database()?;
     let req = Request {
-        dir: args.dir,
+        dir: args.data.dir,
+        database,
         device: args.device,
         org_uuid: args.org_uuid,
         location_uuid: args.location_uuid,
@@ -153,8 +153,10 @@ pub async fn provision(args: ProvisionArgs) -> anyhow::Result<ExitCode> {
 
 /// Runs `truenas-central rotate-key`.
 pub async fn rotate(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
+    let database = args.data.database()?;
     let req = RotateRequest {
-        dir: args.dir,
+        dir: args.data.dir,
+        database,
         device: args.device,
         admin_key_file: args.b2_admin_key_file,
         b2_api: args.b2_api.clone(),
@@ -170,9 +172,11 @@ pub async fn rotate(args: RotateKeyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Runs `truenas-central escrow`.
-pub fn escrow(args: &EscrowArgs) -> anyhow::Result<ExitCode> {
-    let store = Store::open(&args.dir)?;
-    let Some(record) = escrow::escrow(&store, &args.device, args.show_secrets)? else {
+pub async fn escrow(args: &EscrowArgs) -> anyhow::Result<ExitCode> {
+    let db = args.data.open().await?;
+    let record = escrow::escrow(&db, &args.device, args.show_secrets).await?;
+    db.close().await;
+    let Some(record) = record else {
         anyhow::bail!(
             "central holds no provisioning secrets for device {}: run `truenas-central provision` first",
             args.device
@@ -189,24 +193,38 @@ pub fn escrow(args: &EscrowArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// `truenas-central keygen --out OUT --dir DIR`: binds DIR to OUT/secrets.key (created if
-/// missing, never replaced) and seals DIR's plain documents.
-pub fn bind(out: &std::path::Path, dir: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let store = Store::open(dir)?;
+/// missing, never replaced), then opens its database with it (refused when the database
+/// holds values sealed with another key; an old file layout in DIR is imported, its plain
+/// documents sealed in place).
+pub async fn bind(out: &std::path::Path, data: &DataArgs) -> anyhow::Result<ExitCode> {
+    let database = data.database()?;
+    let dir = &data.dir;
     let key_file = out.join(AT_REST_KEY_FILE);
-    let id = store.bind(&key_file)?;
-    let sealed = store.seal_plain_documents()?;
+    // A database that already names another key is refused before anything is bound.
+    if let Some(recorded) = crate::datastore::recorded_key_id(&database).await? {
+        let given = crate::crypto::AtRestKey::read(&key_file)
+            .map_or_else(|_| "(a new key)".to_owned(), |k| k.id().to_owned());
+        if given != recorded {
+            return Err(crate::db::DbError::AtRestKeyMismatch {
+                database: recorded,
+                given,
+            }
+            .into());
+        }
+    }
+    let files_sealed = crate::store::Store::new(dir).holds_sealed_files()?;
+    let id = crate::at_rest::bind(dir, &key_file, files_sealed)?;
+    let db = crate::datastore::open(dir, &database).await?;
+    db.close().await;
     let mut stdout = std::io::stdout().lock();
     writeln!(
         stdout,
-        "data directory {} is sealed with at-rest key {id} ({}, mode 0600; keep a copy \
-         apart from the directory's backups: without it the secrets in it are lost){}",
+        "data directory {} and its {} database are sealed with at-rest key {id} ({}, mode \
+         0600; keep a copy apart from the database's backups: without it the secrets in it \
+         are lost)",
         dir.display(),
+        database.backend(),
         key_file.display(),
-        if sealed > 0 {
-            format!("; sealed {sealed} plain document(s)")
-        } else {
-            String::new()
-        }
     )?;
     Ok(ExitCode::SUCCESS)
 }

@@ -1,22 +1,29 @@
-//! Import of today's file data directory (`store`) into the database.
+//! Import of an old file data directory (`store`) into the database.
 //!
 //! Owns: [`Db::import_data_dir`]: every registered device (token hash, disabled flag),
-//! its published document (re-sealed with the database's [`super::Sealer`]) and every
-//! stored report (with its original `received_at`), then a `meta` row recording the import.
+//! its published document and its provisioning secrets (`secrets.json`, through
+//! [`Db::set_credentials`]), both re-sealed with the database's [`super::Sealer`], and
+//! every stored report (with its original `received_at`), then a `meta` row recording the
+//! import of that directory ([`import_meta_key`]).
 //! Does not: change or delete the data directory (keep it until the database is proven,
-//! then archive it), or import provisioning secrets (`secrets.json`: the provisioning
-//! work adds that line when it lands, through [`Db::set_credentials`]).
+//! then archive it), or decide when to import (`datastore` does it once per directory, at
+//! the first open).
 //! Invariants: idempotent — a re-run adds only what is missing (devices by name, the
-//! document only if the database has none or a lower revision, reports by `report_id`); a
-//! device registered in both with different token hashes stops the import with an error
-//! naming it, before anything of that device is written; documents are read through the
-//! store's own API (so a sealed `config.json` opens with the store's key).
+//! document only if the database has none or a lower revision, the secrets only if the
+//! database has none, reports by `report_id`); a device registered in both with different
+//! token hashes stops the import with an error naming it, before anything of that device
+//! is written; everything of a device is read (and opened) before anything of it is
+//! written.
 //! Limitations: each device is imported in its own transactions (a failure half-way
 //! leaves earlier devices imported; re-running finishes the job).
 
+use std::path::Path;
+
 use chrono::Utc;
+use secrecy::ExposeSecret as _;
 
 use super::{Db, DbError};
+use crate::secrets::DeviceSecrets;
 use crate::store::Store;
 use truenas_agent::central::fetch::read_revision;
 
@@ -25,13 +32,22 @@ use truenas_agent::central::fetch::read_revision;
 pub struct ImportSummary {
     pub devices_added: u64,
     pub documents_imported: u64,
+    pub credentials_imported: u64,
     pub reports_imported: u64,
     pub reports_already_present: u64,
     pub disabled: u64,
 }
 
-/// The `meta` key recording the last import.
+/// The prefix of the `meta` keys recording imports: `import.file_store:<directory>`.
 pub const IMPORT_META_KEY: &str = "import.file_store";
+
+/// The `meta` key recording the import of the data directory `dir` (its absolute path).
+pub fn import_meta_key(dir: &Path) -> String {
+    let absolute = truenas_agent::fs::canonical(dir)
+        .or_else(|| std::path::absolute(dir).ok())
+        .unwrap_or_else(|| dir.to_owned());
+    format!("{IMPORT_META_KEY}:{}", absolute.display())
+}
 
 impl Db {
     /// Imports the file data directory `store` (see the module doc).
@@ -50,11 +66,18 @@ impl Db {
             // part cannot be read.
             let disabled = store.is_disabled(&name).map_err(fail)?;
             let document = store.document(&name).map_err(fail)?;
+            let secrets = store.secrets(&name).map_err(fail)?;
             let reports = store.reports(&name).map_err(fail)?;
             let revision = match &document {
                 Some(bytes) => Some(read_revision(bytes).map_err(|e| DbError::BadDocument {
                     rule: format!("device `{name}`: {e}"),
                 })?),
+                None => None,
+            };
+            let facts = match &secrets {
+                Some(bytes) => {
+                    Some(DeviceSecrets::from_record(bytes.expose_secret(), &name)?.facts())
+                }
                 None => None,
             };
 
@@ -82,6 +105,18 @@ impl Db {
                     summary.documents_imported += 1;
                 }
             }
+            if let (Some(bytes), Some((key_id, fingerprints))) = (secrets, facts) {
+                if self.credentials(&name).await?.is_none() {
+                    self.set_credentials(
+                        &name,
+                        bytes.expose_secret(),
+                        key_id.as_deref(),
+                        &fingerprints,
+                    )
+                    .await?;
+                    summary.credentials_imported += 1;
+                }
+            }
             for stored in &reports {
                 match self
                     .accept_report(&name, &stored.report, stored.received_at)
@@ -96,17 +131,23 @@ impl Db {
             "from": store.root(),
             "at": Utc::now(),
             "devices_added": summary.devices_added,
+            "documents_imported": summary.documents_imported,
+            "credentials_imported": summary.credentials_imported,
             "reports_imported": summary.reports_imported,
         })
         .to_string();
         let mut tx = self.begin_write().await?;
-        self.set_meta_in(&mut *tx, IMPORT_META_KEY, &note).await?;
+        self.set_meta_in(&mut *tx, &import_meta_key(store.root()), &note)
+            .await?;
         tx.commit().await.map_err(self.query_error())?;
         tracing::info!(
+            from = %store.root().display(),
             devices = summary.devices_added,
             documents = summary.documents_imported,
+            credentials = summary.credentials_imported,
             reports = summary.reports_imported,
-            "imported the file data directory into the database"
+            "imported the file data directory into the database; its files are left as they \
+             are and no longer read (archive DIR/devices once the database is proven)"
         );
         Ok(summary)
     }

@@ -1,7 +1,7 @@
 //! Central's database: one schema and one code path for SQLite (the embedded default, one
 //! file in the data directory) and PostgreSQL (`--database postgres://…`, shared by several
-//! central instances). **Not wired into `serve` yet**: the file store (`store`) still serves;
-//! this module mirrors its API so the switch is mechanical (see `docs/central.md`).
+//! central instances). Every `truenas-central` command and the server work on it (opened
+//! through `datastore`, which also imports a data directory of the old file layout once).
 //!
 //! Owns: the connection pools ([`Db::open`]), the versioned migrations run at open
 //! (`schema`), and every table: devices (name, org/location, disabled), device tokens
@@ -11,8 +11,12 @@
 //! dashboard reads (`reports`), operators, operator tokens and sessions (hashes only,
 //! `operators`), the webhook outbox (`outbox`), the announced alert state per device
 //! (`alerts`), report retention, the import of today's data directory (`import`) and
-//! document-publish wake-ups (`watch`: PostgreSQL `LISTEN/NOTIFY`, an in-process channel
-//! on SQLite).
+//! document-publish wake-ups (`watch`: PostgreSQL `LISTEN/NOTIFY`; on SQLite an in-process
+//! channel plus a once-a-second look at the `documents` table while someone waits, for
+//! publishes made by other processes), the device-name and document-schema rules
+//! ([`is_valid_device_name`], [`check_document_schema`]), the stored report types
+//! ([`StoredReport`], [`DropTally`]) and which at-rest key the database's sealed values
+//! belong to ([`Db::bind_at_rest_key`]).
 //! Does not: encrypt. Documents and credentials hold secrets; the caller supplies the
 //! at-rest [`Sealer`] (the provisioning work's XChaCha20-Poly1305 key) and this module only
 //! ever stores what `seal` returned. Nor does it speak HTTP, sign documents, or decide what
@@ -23,7 +27,8 @@
 //! a report and the derived state it changes (and the webhooks it queues) commit in one
 //! transaction; the same `report_id` is stored once per device even under concurrent
 //! inserts (a unique index, not a check-then-insert); a publish commits the document and
-//! its notification together.
+//! its notification together; a database holds values sealed under one at-rest key only
+//! (its id is recorded at first open; another key is refused before anything is sealed).
 //! Limitations: a report deleted by retention can be stored again if an agent replays it
 //! (agents' spools hold reports for hours, retention keeps days); SQLite serialises writers
 //! (one write connection per process, `busy_timeout` across processes); the timestamps
@@ -51,14 +56,13 @@ use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor as _, Row as _};
 use tokio_util::sync::{CancellationToken, DropGuard};
 
-use super::store::MAX_DOCUMENT;
 use truenas_agent::central::fetch::read_revision;
 use truenas_agent::fault::Fault;
 
-pub use import::{IMPORT_META_KEY, ImportSummary};
+pub use import::{IMPORT_META_KEY, ImportSummary, import_meta_key};
 pub use operators::Operator;
 pub use outbox::{NewWebhook, OutboxItem, backoff};
-pub use reports::{Accepted, DeviceState, PoolBackup};
+pub use reports::{Accepted, DeviceState, DropTally, PoolBackup, StoredReport};
 pub use schema::SCHEMA_VERSION;
 pub use watch::{DocumentEvent, DocumentWatch};
 
@@ -70,6 +74,47 @@ pub const DEFAULT_RETENTION_DAYS: u32 = 90;
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long SQLite waits for another process's write lock.
 const SQLITE_BUSY_TIMEOUT_MS: u32 = 10_000;
+/// How often, on SQLite, the `documents` table is looked at for publishes made by other
+/// processes (`truenas-central publish`) while a long-poll waits.
+pub const SQLITE_WATCH_INTERVAL: Duration = Duration::from_secs(1);
+/// The `meta` key recording the id of the at-rest key the database's sealed values use.
+pub const AT_REST_KEY_META: &str = "at_rest.key_id";
+
+/// Largest document accepted by `publish`: its base64 in the envelope stays under the
+/// agent's 1 MiB body cap.
+pub const MAX_DOCUMENT: usize = 700 * 1024;
+/// The schema a published document must name.
+pub const CONFIG_SCHEMA: &str = "truenas-agent.config/v1";
+/// The device-name rule, as error messages state it.
+pub const DEVICE_NAME_RULE: &str = "use 1 to 64 letters, digits, `-`, `_` and `.` (not first)";
+
+/// SHA-256 (hex) of a bearer token: what is stored and looked up, never the token.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// The device-name rule: 1 to 64 ASCII letters, digits, `-`, `_` and `.`, not starting
+/// with `.` (a safe single path component in the old file layout, a plain label elsewhere).
+pub fn is_valid_device_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+}
+
+/// `Err(rule)` unless the document's `schema` is [`CONFIG_SCHEMA`].
+pub fn check_document_schema(document: &[u8]) -> Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct SchemaOnly {
+        schema: Option<String>,
+    }
+    match serde_json::from_slice::<SchemaOnly>(document) {
+        Ok(SchemaOnly { schema: Some(s) }) if s == CONFIG_SCHEMA => Ok(()),
+        Ok(_) | Err(_) => Err(format!("`schema` must be \"{CONFIG_SCHEMA}\"")),
+    }
+}
 
 /// Where the data lives.
 #[derive(Clone)]
@@ -175,7 +220,7 @@ pub enum DbError {
         #[source]
         source: truenas_agent::fs::FsError,
     },
-    #[error("device name `{name}` is invalid: use letters, digits, `-`, `_` and `.` (not first)")]
+    #[error("device name `{name}` is invalid: {DEVICE_NAME_RULE}")]
     BadName { name: String },
     #[error("device `{name}` is not registered")]
     UnknownDevice { name: String },
@@ -190,8 +235,11 @@ pub enum DbError {
             .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n  "))]
     Refused(Vec<truenas_agent::desired::FieldError>),
     #[error(
-        "document revision {revision} is not higher than the published revision {published}; \
-         agents refuse rollbacks (use --force to publish anyway)"
+        "document revision {revision} is not higher than the published revision {published}: \
+         agents refuse a lower revision (rollback) and the same revision with other content \
+         (\"same revision, different content\") — publish the change as revision {next} or \
+         higher (--force publishes it anyway, only to test that refusal)",
+        next = .published.saturating_add(1)
     )]
     NotNewer { revision: u64, published: u64 },
     #[error(
@@ -231,6 +279,13 @@ pub enum DbError {
         source: super::store::StoreError,
     },
     #[error(
+        "the database holds values sealed with at-rest key {database}, not with {given}: give \
+         this central the key file that sealed them (bind the data directory to it with \
+         `truenas-central keygen --out KEYS --dir DIR`, the key as KEYS/secrets.key); one \
+         database has one at-rest key"
+    )]
+    AtRestKeyMismatch { database: String, given: String },
+    #[error(
         "device `{device}` is registered with another token in the database than in the data \
          directory; resolve by hand (drop one of them) before importing"
     )]
@@ -255,6 +310,7 @@ impl DbError {
             | DbError::UnknownOperator { .. }
             | DbError::OperatorExists { .. }
             | DbError::OperatorTokenInUse
+            | DbError::AtRestKeyMismatch { .. }
             | DbError::ImportConflict { .. } => Fault::Operator,
             DbError::Dir { .. }
             | DbError::Seal { .. }
@@ -418,15 +474,9 @@ fn credentials_purpose(name: &str) -> String {
     format!("devices/{name}/secrets.json")
 }
 
-/// The file store's device-name rule (a safe single path component).
+/// [`is_valid_device_name`] as an error.
 fn check_name(name: &str) -> Result<(), DbError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && !name.starts_with('.')
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-    if ok {
+    if is_valid_device_name(name) {
         Ok(())
     } else {
         Err(DbError::BadName {
@@ -436,17 +486,7 @@ fn check_name(name: &str) -> Result<(), DbError> {
 }
 
 fn check_schema(document: &[u8]) -> Result<(), DbError> {
-    #[derive(serde::Deserialize)]
-    struct SchemaOnly {
-        schema: Option<String>,
-    }
-    let expected = "truenas-agent.config/v1";
-    match serde_json::from_slice::<SchemaOnly>(document) {
-        Ok(SchemaOnly { schema: Some(s) }) if s == expected => Ok(()),
-        Ok(_) | Err(_) => Err(DbError::BadDocument {
-            rule: format!("`schema` must be \"{expected}\""),
-        }),
-    }
+    check_document_schema(document).map_err(|rule| DbError::BadDocument { rule })
 }
 
 fn is_unique_violation(error: &sqlx::Error) -> bool {
@@ -486,6 +526,16 @@ impl Db {
             }
             Database::Postgres(url) => {
                 let options = AnyConnectOptions::from_str(url.expose_secret()).map_err(connect)?;
+                // One direct attempt first: the pool would retry a refused connection until
+                // its acquire timeout, so a wrong host or port would take that long to say so.
+                let first = tokio::time::timeout(
+                    ACQUIRE_TIMEOUT,
+                    <sqlx::AnyConnection as sqlx::Connection>::connect_with(&options),
+                )
+                .await
+                .map_err(|_| connect(sqlx::Error::PoolTimedOut))?
+                .map_err(connect)?;
+                sqlx::Connection::close(first).await.map_err(connect)?;
                 let pool = AnyPoolOptions::new()
                     .max_connections(10)
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -496,10 +546,21 @@ impl Db {
             }
         };
         schema::migrate(backend, &writer).await?;
-        if let Database::Postgres(url) = database {
-            watch::listen(url.clone(), events.clone(), stop.clone())
-                .await
-                .map_err(connect)?;
+        match database {
+            Database::Postgres(url) => {
+                watch::listen(url.clone(), events.clone(), stop.clone())
+                    .await
+                    .map_err(connect)?;
+            }
+            Database::Sqlite(_) => {
+                watch::poll_sqlite(
+                    pool.clone(),
+                    events.clone(),
+                    stop.clone(),
+                    SQLITE_WATCH_INTERVAL,
+                )
+                .await;
+            }
         }
         Ok(Self {
             inner: Arc::new(Inner {
@@ -612,7 +673,7 @@ impl Db {
         }
     }
 
-    /// Registers a device under `name` with the hash of its token ([`super::store::token_hash`]).
+    /// Registers a device under `name` with the hash of its token ([`token_hash`]).
     pub async fn register(&self, name: &str, hash: &str) -> Result<(), DbError> {
         check_name(name)?;
         let mut tx = self.begin_write().await?;
@@ -862,10 +923,10 @@ impl Db {
                 .map_err(self.query_error())?;
         }
         tx.commit().await.map_err(self.query_error())?;
-        if self.inner.backend == Backend::Sqlite {
-            // No receiver is fine: nobody is holding a long-poll.
-            let _ = self.inner.events.send(event);
-        }
+        // This process's holders hear it at once (on PostgreSQL the NOTIFY comes back a
+        // moment later as a second, harmless event). No receiver is fine: nobody is
+        // holding a long-poll.
+        let _ = self.inner.events.send(event);
         Ok(())
     }
 
@@ -927,6 +988,11 @@ impl Db {
     /// falls between the read and the wait.
     pub fn watch_documents(&self) -> DocumentWatch {
         DocumentWatch::new(self.inner.events.subscribe())
+    }
+
+    /// How many [`DocumentWatch`]es of this handle are alive (e.g. long-polls held now).
+    pub fn document_watchers(&self) -> usize {
+        self.inner.events.receiver_count()
     }
 
     // ---- credentials ----
@@ -1034,11 +1100,85 @@ impl Db {
         Ok(())
     }
 
+    /// The id of the at-rest key the database's sealed values belong to: the one recorded
+    /// at first open ([`Db::bind_at_rest_key`]), or (a database from before that record)
+    /// the key id of any sealed row; `None` when nothing names one yet.
+    pub async fn at_rest_key_id(&self) -> Result<Option<String>, DbError> {
+        if let Some(id) = self.meta(AT_REST_KEY_META).await? {
+            return Ok(Some(id));
+        }
+        let row = sqlx::query(
+            "SELECT seal_key_id FROM documents UNION SELECT seal_key_id FROM credentials LIMIT 1",
+        )
+        .fetch_optional(&self.inner.pool)
+        .await
+        .map_err(self.query_error())?;
+        row.map(|r| r.try_get(0).map_err(self.query_error()))
+            .transpose()
+    }
+
+    /// Records `key_id` as the database's at-rest key, or checks it is the recorded one
+    /// (two instances binding different keys at once: one wins, the other is refused).
+    pub async fn bind_at_rest_key(&self, key_id: &str) -> Result<(), DbError> {
+        if let Some(found) = self.at_rest_key_id().await? {
+            if found != key_id {
+                return Err(DbError::AtRestKeyMismatch {
+                    database: found,
+                    given: key_id.to_owned(),
+                });
+            }
+        }
+        let mut tx = self.begin_write().await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(AT_REST_KEY_META)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(self.query_error())?;
+        let found: String = sqlx::query("SELECT value FROM meta WHERE key = $1")
+            .bind(AT_REST_KEY_META)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(self.query_error())?
+            .try_get(0)
+            .map_err(self.query_error())?;
+        tx.commit().await.map_err(self.query_error())?;
+        if found == key_id {
+            Ok(())
+        } else {
+            Err(DbError::AtRestKeyMismatch {
+                database: found,
+                given: key_id.to_owned(),
+            })
+        }
+    }
+
     /// The schema version the database is at.
     pub async fn schema_version(&self) -> Result<i64, DbError> {
         schema::current_version(&self.inner.pool)
             .await
             .map_err(self.query_error())
+    }
+
+    /// For tests and diagnostics: runs a read-only query and renders every row as one
+    /// line, its columns as text joined by `|` (bytes as hex, so sealed values compare
+    /// without being opened).
+    pub async fn probe_rows(&self, sql: &'static str) -> Result<Vec<String>, DbError> {
+        let rows = self
+            .inner
+            .pool
+            .fetch_all(sql)
+            .await
+            .map_err(self.query_error())?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (0..row.columns().len())
+                    .map(|i| column_text(row, i))
+                    .collect::<Vec<_>>()
+                    .join("|")
+            })
+            .collect())
     }
 
     /// For tests and diagnostics: runs a read-only query returning one text or integer
@@ -1059,10 +1199,28 @@ impl Db {
     }
 }
 
+/// One column of a row as text (NULL, text, integer, or bytes as hex).
+fn column_text(row: &sqlx::any::AnyRow, i: usize) -> String {
+    if let Ok(v) = row.try_get::<Option<String>, _>(i) {
+        return v.unwrap_or_else(|| "NULL".to_owned());
+    }
+    if let Ok(v) = row.try_get::<Option<i64>, _>(i) {
+        return v.map_or_else(|| "NULL".to_owned(), |v| v.to_string());
+    }
+    if let Ok(v) = row.try_get::<Option<Vec<u8>>, _>(i) {
+        return v.map_or_else(|| "NULL".to_owned(), hex::encode);
+    }
+    "?".to_owned()
+}
+
 fn sqlite_pool(connections: u32) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .max_connections(connections)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+        // A local file's connections do not go stale: no reaper task closing and
+        // reopening them behind the server's back.
+        .idle_timeout(None)
+        .max_lifetime(None)
         .after_connect(|conn, _| {
             Box::pin(async move {
                 // WAL: readers never block the writer; FULL: a commit is on disk before it

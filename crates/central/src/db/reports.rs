@@ -16,13 +16,49 @@
 //! field; pools missing from a newer report are dropped from the state.
 
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use sqlx::Row as _;
 use uuid::Uuid;
 
 use super::outbox::{NewWebhook, insert_webhooks};
 use super::{Db, DbError, check_name, from_ms, ms, to_i64, to_u64};
-use crate::store::{DropTally, StoredReport};
 use truenas_agent::central::report::{CheckStatus, ConfigState, Report};
+
+/// A stored report as central received it (also one line of the old file layout's
+/// `reports.jsonl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredReport {
+    pub received_at: DateTime<Utc>,
+    pub report: Report,
+    /// Reports the agent lost before delivery, over every stored report up to this one
+    /// (`None` where not known: old `reports.jsonl` lines, [`Db::reports`] rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped: Option<DropTally>,
+}
+
+/// What a device's reports say about reports its agent lost before they reached central
+/// (its spool was full, or a record was damaged): each report announces the losses since
+/// the one before (`agent.dropped_reports`), so the sum over the stored reports is the
+/// number lost.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DropTally {
+    /// Sum of `agent.dropped_reports`.
+    pub total: u64,
+    /// When central received the newest report announcing a loss.
+    pub last_at: Option<DateTime<Utc>>,
+}
+
+impl DropTally {
+    /// The tally after `report`, received at `at`.
+    #[must_use]
+    pub fn after(self, report: &Report, at: DateTime<Utc>) -> Self {
+        let dropped = report.agent.dropped_reports;
+        Self {
+            total: self.total.saturating_add(dropped),
+            last_at: if dropped > 0 { Some(at) } else { self.last_at },
+        }
+    }
+}
 
 /// A device's state as its reports left it (what the dashboard reads).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,19 +1,30 @@
 //! Document-publish wake-ups for held long-polls, across instances.
 //!
-//! Owns: the event type ([`DocumentEvent`]), the subscriber ([`DocumentWatch`]), and on
+//! Owns: the event type ([`DocumentEvent`]), the subscriber ([`DocumentWatch`]), on
 //! PostgreSQL the `NOTIFY` sent inside a publish's transaction plus the listener task that
-//! turns notifications (from every instance, this one included) into events.
+//! turns notifications (from every instance, this one included) into events, and on
+//! SQLite the watcher that finds publishes made by other processes on the same file
+//! (`truenas-central publish` while `serve` runs): it compares every device's document
+//! ETag with what it saw before, every [`super::SQLITE_WATCH_INTERVAL`] while anyone
+//! subscribes. A publish through a handle also announces itself to that process at once.
 //! Does not: hold requests or compare ETags (the server does, after each event).
 //! Invariants: PostgreSQL delivers a `NOTIFY` only if its transaction commits, so no event
 //! announces a document that is not there; whenever events may have been missed (the
-//! listener lost its connection, or a subscriber fell behind) subscribers get
-//! [`DocumentEvent::Resync`] and must re-read what they hold.
+//! listener lost its connection, the SQLite watcher's read failed, or a subscriber fell
+//! behind) subscribers get [`DocumentEvent::Resync`] and must re-read what they hold; the
+//! SQLite watcher's baseline is taken before `Db::open` returns and kept while nobody
+//! subscribes, so no publish after the open goes unannounced. An event may come twice
+//! (harmless: the holder re-reads and finds nothing new).
 //! Limitations: every subscriber sees every device's events and filters (fine for
-//! thousands of held requests; a per-device map would be the next step).
+//! thousands of held requests; a per-device map would be the next step); on SQLite another
+//! process's publish is seen within about a second, and the watcher reads every device's
+//! ETag each time (fine for thousands of devices).
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::{AnyPool, Row as _};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -144,6 +155,85 @@ pub(super) async fn listen(
         }
     });
     Ok(())
+}
+
+/// Every device's document: name → (etag, revision).
+async fn document_tags(pool: &AnyPool) -> Result<HashMap<String, (String, u64)>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT d.name, doc.etag, doc.revision FROM documents doc \
+         JOIN devices d ON d.id = doc.device_id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut tags = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let revision: i64 = row.try_get(2)?;
+        tags.insert(
+            row.try_get(0)?,
+            (row.try_get(1)?, u64::try_from(revision).unwrap_or(0)),
+        );
+    }
+    Ok(tags)
+}
+
+/// [`document_tags`] on a blocking thread: while it waits for SQLite's worker, a runtime
+/// on tokio's paused test clock does not jump ahead (a blocking task holds it), so a
+/// read never looks slower than it is. Costs one thread hop a second, only while someone
+/// waits.
+async fn document_tags_held(pool: &AnyPool) -> Option<HashMap<String, (String, u64)>> {
+    let pool = pool.clone();
+    let handle = tokio::runtime::Handle::current();
+    let read = tokio::task::spawn_blocking(move || handle.block_on(document_tags(&pool))).await;
+    match read {
+        Ok(Ok(tags)) => Some(tags),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %truenas_agent::fault::error_chain(&e), "cannot read the documents table for publish wake-ups; retrying");
+            None
+        }
+        Err(_) => None,
+    }
+}
+
+/// Starts the SQLite watcher for publishes by other processes (see the module doc); its
+/// baseline is read before this returns.
+pub(super) async fn poll_sqlite(
+    pool: AnyPool,
+    events: broadcast::Sender<DocumentEvent>,
+    stop: CancellationToken,
+    interval: Duration,
+) {
+    let mut seen = document_tags_held(&pool).await;
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+            if events.receiver_count() == 0 {
+                continue;
+            }
+            let now = document_tags_held(&pool).await;
+            match (&seen, &now) {
+                (Some(before), Some(after)) => {
+                    for (device, (etag, revision)) in after {
+                        if before.get(device).is_none_or(|(e, _)| e != etag) {
+                            let _ = events.send(DocumentEvent::Published {
+                                device: device.clone(),
+                                revision: *revision,
+                            });
+                        }
+                    }
+                }
+                // No baseline (a failed read): anything may have changed.
+                (None, Some(_)) | (_, None) => {
+                    let _ = events.send(DocumentEvent::Resync);
+                }
+            }
+            if now.is_some() {
+                seen = now;
+            }
+        }
+    });
 }
 
 #[cfg(test)]

@@ -20,7 +20,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::super::b2admin::check_api_url;
-use super::super::store::check_name;
+use crate::db::{DEVICE_NAME_RULE, Database, is_valid_device_name};
 use truenas_agent::desired::{self, HhMm, derive};
 
 /// One input problem: the flag and the rule it breaks.
@@ -54,6 +54,8 @@ pub enum Rotate {
 #[derive(Debug, Clone)]
 pub struct Request {
     pub dir: PathBuf,
+    /// Where central's data lives (SQLite in `dir` by default).
+    pub database: Database,
     pub device: String,
     pub org_uuid: String,
     pub location_uuid: String,
@@ -111,11 +113,8 @@ pub struct Inputs {
 /// Checks every input; all problems at once.
 pub fn validate(req: &Request) -> Result<Inputs, Vec<Problem>> {
     let mut problems = Vec::new();
-    if check_name(&req.device).is_err() {
-        problems.push(Problem::new(
-            "--device",
-            "1 to 64 letters, digits, `-`, `_` and `.` (not first)",
-        ));
+    if !is_valid_device_name(&req.device) {
+        problems.push(Problem::new("--device", DEVICE_NAME_RULE));
     }
     let org = uuid_v4("--org-uuid", &req.org_uuid, &mut problems);
     let location = uuid_v4("--location-uuid", &req.location_uuid, &mut problems);
@@ -382,6 +381,7 @@ mod tests {
     fn request(key_file: &Path) -> Request {
         Request {
             dir: PathBuf::from("/nonexistent"),
+            database: Database::Sqlite(PathBuf::from("/nonexistent/central.db")),
             device: "nas-01".into(),
             org_uuid: "3f2b8c1e-9d4a-4e6b-8a7c-1d2e3f4a5b6c".into(),
             location_uuid: "a1b2c3d4-e5f6-4071-8293-a4b5c6d7e8f9".into(),

@@ -7,14 +7,18 @@
 //! made, (3) refusals decided **before the first write** (a bucket whose settings
 //! differ, a compliance lock not confirmed, a token file in the way), (4) the writes:
 //! bucket (`b2_create_bucket`), compliance 14 days (`b2_update_bucket`), read back and
-//! proven; key (v3 `b2_create_key` with `bucketId`, proven on `/b2api/v1/`); secrets
-//! sealed; the device registered (token file like `register`); the document composed,
-//! validated by the agent's own `desired::parse` and published (signed when served).
+//! proven; the device registered (token file like `register`: the database keeps secrets
+//! only for a registered device); key (v3 `b2_create_key` with `bucketId`, proven on
+//! `/b2api/v1/`); secrets sealed into the database; the document composed, validated by
+//! the agent's own `desired::parse` and published (signed when served).
 //! The outcome and its exit code ([`Outcome`]), the plan and report ([`Report`]).
 //! Does not: print (the CLI renders [`Report`]), or delete anything in B2 (`rotate`
 //! deletes the key it replaced, after the device proved the new one).
-//! Invariants: `--dry-run` sends no writing call to B2 and writes nothing in DIR; a run
-//! with the same inputs as the last successful one changes nothing; no secret is in a
+//! Invariants: `--dry-run` sends no writing call to B2 and writes nothing in DIR or the
+//! database (it creates no SQLite file, key file or binding); a refused run creates none
+//! either (only an old data directory not imported yet is imported first, as at any
+//! command's first start); a run with the same inputs as the last successful one changes
+//! nothing; no secret is in a
 //! [`Report`], a log line or an error; secrets come only from the OS CSPRNG and are
 //! kept across runs (new ones only for a new destination or when `--rotate` asks).
 //! Limitations: one B2 account per admin key; a key created but whose answer was lost
@@ -39,8 +43,9 @@ use serde_json::Value;
 use self::bucket::{Setting, Verdict};
 use self::inputs::{Inputs, Problem, Request, Rotate};
 use super::b2admin::{AdminClient, AdminOptions, B2AdminError, BucketState};
+use super::datastore::{self, DataError};
+use super::db::{Db, DbError, token_hash};
 use super::secrets::{self, Destination, DeviceSecrets, ScopedKey};
-use super::store::{Store, StoreError, token_hash};
 use truenas_agent::fault::error_chain;
 use truenas_agent::fs;
 
@@ -239,8 +244,14 @@ pub(crate) enum Stop {
     Pending,
 }
 
-impl From<StoreError> for Stop {
-    fn from(e: StoreError) -> Self {
+impl From<DbError> for Stop {
+    fn from(e: DbError) -> Self {
+        Stop::Central(error_chain(&e))
+    }
+}
+
+impl From<DataError> for Stop {
+    fn from(e: DataError) -> Self {
         Stop::Central(error_chain(&e))
     }
 }
@@ -368,8 +379,10 @@ struct Found {
 impl Run<'_> {
     async fn go(&mut self, options: AdminOptions) -> Result<Outcome, Stop> {
         let inputs = self.inputs;
-        // Nothing is created in DIR before the plan is known to go ahead.
-        let store = Store::peek(&self.req.dir);
+        // Nothing is created (no database, no key) before the plan is known to go ahead; an
+        // old data directory is imported first (as any command's first start does), except
+        // by a dry run, which refuses instead.
+        let view = datastore::peek(&self.req.dir, &self.req.database, !self.req.dry_run).await?;
         let client = admin_client(
             &inputs.admin.key_id,
             &inputs.admin.key,
@@ -378,7 +391,10 @@ impl Run<'_> {
         )
         .await?;
         let mut client = client;
-        let found = self.plan(&store, &mut client).await?;
+        let found = self.plan(view.as_ref(), &mut client).await?;
+        if let Some(view) = view {
+            view.close().await;
+        }
         let plan = self.report.plan.clone();
         let Some(plan) = plan else {
             return Err(Stop::Central("no plan was made".to_owned()));
@@ -410,20 +426,26 @@ impl Run<'_> {
 
     /// Reads everything and makes the plan; writes nothing.
     #[allow(clippy::too_many_lines, reason = "one read per SOP step, in order")]
-    async fn plan(&mut self, store: &Store, client: &mut AdminClient) -> Result<Found, Stop> {
+    async fn plan(&mut self, view: Option<&Db>, client: &mut AdminClient) -> Result<Found, Stop> {
         let inputs = self.inputs;
         let device = &inputs.device;
-        let record = DeviceSecrets::load(store, device)?;
-        let registered = store.is_registered(device)?;
-        let published = match store.document(device)? {
-            Some(bytes) => Some(serde_json::from_slice::<Value>(&bytes).map_err(|_| {
+        let (record, registered, document) = match view {
+            Some(db) => (
+                DeviceSecrets::load(db, device).await?,
+                db.is_registered(device).await?,
+                db.document(device).await?,
+            ),
+            None => (None, false, None),
+        };
+        let published_revision = document.as_ref().map(|d| d.revision);
+        let published = match document {
+            Some(d) => Some(serde_json::from_slice::<Value>(&d.bytes).map_err(|_| {
                 Stop::Central(format!(
                     "the published document of {device} is not JSON; publish a valid one first"
                 ))
             })?),
             None => None,
         };
-        let published_revision = store.published_revision(device)?;
         let token_file = if registered {
             None
         } else {
@@ -830,17 +852,30 @@ impl Run<'_> {
         }
         projected.current.bucket_id.clone_from(&bucket.id);
         // DIR is written from here on (a refused bucket creation left it untouched).
-        let store = &Store::open(&self.req.dir)?;
+        let db = &datastore::open(&self.req.dir, &self.req.database).await?;
 
-        // 2. The record (with what it keeps of the old one).
+        // 2. Register (the record and the document belong to a registered device).
+        if !registered {
+            if let Some(path) = &token_file {
+                register(db, &inputs.device, path).await?;
+                self.report.done.push(format!(
+                    "registered device {}; its token is in {} (mode 0600): install it on the NAS \
+                     as central.token_file and delete this copy",
+                    inputs.device,
+                    path.display()
+                ));
+            }
+        }
+
+        // 3. The record (with what it keeps of the old one).
         let mut next = projected;
         if let Some(old) = record {
             merge_history(&mut next, old, self.now);
         }
 
-        // 3. Key.
+        // 4. Key.
         if key_plan.action == "keep" {
-            next.save(store)?;
+            next.save(db).await?;
         } else {
             let new = client
                 .create_bucket_key(&bucket.name, &SOP_CAPABILITIES, &bucket.id)
@@ -878,7 +913,7 @@ impl Run<'_> {
                 created_at: self.now,
             });
             // Persist at once: the secret exists only here.
-            next.save(store)?;
+            next.save(db).await?;
             self.report.done.push(format!(
                 "created key {key_id} named {} restricted to bucket {} (b2_create_key v3, bucketId)",
                 bucket.name, bucket.id
@@ -910,19 +945,6 @@ impl Run<'_> {
             .done
             .push("sealed the device's secrets at rest".to_owned());
 
-        // 4. Register.
-        if !registered {
-            if let Some(path) = &token_file {
-                register(store, &inputs.device, path)?;
-                self.report.done.push(format!(
-                    "registered device {}; its token is in {} (mode 0600): install it on the NAS \
-                     as central.token_file and delete this copy",
-                    inputs.device,
-                    path.display()
-                ));
-            }
-        }
-
         // 5. Document.
         let revision = published_revision.unwrap_or(0) + 1;
         let doc = document::compose(published.as_ref(), inputs, &next, revision, self.now);
@@ -938,7 +960,8 @@ impl Run<'_> {
                     "the composed document fails the agent's validation (a bug): {e}"
                 )));
             }
-            store.publish(&inputs.device, bytes.expose_secret(), false)?;
+            db.publish(&inputs.device, bytes.expose_secret(), false)
+                .await?;
             self.report.done.push(format!(
                 "published revision {revision} for device {} (sealed at rest; signed when served)",
                 inputs.device
@@ -1196,11 +1219,12 @@ fn refusal(plan: &Plan, inputs: &Inputs, account: &str, confirmed: bool) -> Opti
 
 /// Registers a new device with a fresh token written to `path` (mode 0600), as
 /// `truenas-central register --token-out` does.
-fn register(store: &Store, device: &str, path: &Path) -> Result<(), Stop> {
+async fn register(db: &Db, device: &str, path: &Path) -> Result<(), Stop> {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = SecretString::from(URL_SAFE_NO_PAD.encode(bytes));
-    store.register(device, &token_hash(token.expose_secret()))?;
+    db.register(device, &token_hash(token.expose_secret()))
+        .await?;
     let line = SecretString::from(format!("{}\n", token.expose_secret()));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         fs::create_dir_all(parent, 0o700).map_err(|e| Stop::Central(error_chain(&e)))?;

@@ -16,7 +16,8 @@
 //! that reports the new revision `failed` or `refused` keeps both keys and the run says
 //! why.
 //! Limitations: a device in `report-only` mode never applies, so the wait times out
-//! (exit 6) and the old key stays; the wait polls the data directory once a second.
+//! (exit 6) and the old key stays; the wait reads the device's newest report from the
+//! database once a second.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,20 +29,23 @@ use serde_json::{Value, json};
 use super::inputs::{Problem, read_admin_key};
 use super::{ADMIN_CAPABILITIES, Outcome, Report, SOP_CAPABILITIES, Stop, admin_client, b2};
 use crate::b2admin::AdminOptions;
+use crate::datastore;
+use crate::db::{DEVICE_NAME_RULE, Database, Db, is_valid_device_name};
 use crate::secrets::{DeviceSecrets, ReplacedKey, ScopedKey};
-use crate::store::{Store, check_name};
 use truenas_agent::central::report::ConfigState;
 
 /// The command line of `rotate-key`.
 #[derive(Debug, Clone)]
 pub struct RotateRequest {
     pub dir: PathBuf,
+    /// Where central's data lives (SQLite in `dir` by default).
+    pub database: Database,
     pub device: String,
     pub admin_key_file: PathBuf,
     pub b2_api: String,
     /// How long to wait for the device's report.
     pub wait: Duration,
-    /// How often the data directory is checked while waiting.
+    /// How often the device's newest report is read while waiting.
     pub poll: Duration,
 }
 
@@ -80,11 +84,8 @@ impl Rotation<'_> {
     async fn go(&mut self, mut options: AdminOptions) -> Result<Outcome, Stop> {
         let req = self.req;
         let mut problems = Vec::new();
-        if check_name(&req.device).is_err() {
-            problems.push(Problem::new(
-                "--device",
-                "1 to 64 letters, digits, `-`, `_` and `.` (not first)",
-            ));
+        if !is_valid_device_name(&req.device) {
+            problems.push(Problem::new("--device", DEVICE_NAME_RULE));
         }
         let admin = match read_admin_key(&req.admin_key_file) {
             Ok(a) => Some(a),
@@ -99,8 +100,8 @@ impl Rotation<'_> {
         let Some(admin) = admin.filter(|_| problems.is_empty()) else {
             return Err(Stop::BadInput(problems));
         };
-        let store = Store::open(&req.dir)?;
-        let Some(mut record) = DeviceSecrets::load(&store, &req.device)? else {
+        let store = datastore::open(&req.dir, &req.database).await?;
+        let Some(mut record) = DeviceSecrets::load(&store, &req.device).await? else {
             return Err(Stop::BadInput(vec![Problem::new(
                 "--device",
                 "central holds no provisioning secrets for this device: run `provision` first",
@@ -141,7 +142,7 @@ impl Rotation<'_> {
             .map_err(|e| b2("deleting the old key", &e))?;
         record.replaced_keys[index].deleted_at = Some(Utc::now());
         record.updated_at = Utc::now();
-        record.save(&store)?;
+        record.save(&store).await?;
         self.report.done.push(if deleted {
             format!("deleted the old key {old_key} (b2_delete_key)")
         } else {
@@ -153,21 +154,21 @@ impl Rotation<'_> {
     /// New key, recorded, published. Returns the index of the replaced key's entry.
     async fn start(
         &mut self,
-        store: &Store,
+        store: &Db,
         client: &mut crate::b2admin::AdminClient,
         record: &mut DeviceSecrets,
         bucket: &str,
         bucket_id: &str,
     ) -> Result<usize, Stop> {
         let device = &self.req.device;
-        let Some(published) = store.document(device)? else {
+        let Some(published) = store.document(device).await? else {
             return Err(Stop::Refused(
                 "no document is published for this device; run `provision` first".into(),
             ));
         };
-        let mut doc: Value = serde_json::from_slice(&published)
+        let mut doc: Value = serde_json::from_slice(&published.bytes)
             .map_err(|_| Stop::Central("the published document is not JSON".into()))?;
-        let revision = store.published_revision(device)?.unwrap_or(0) + 1;
+        let revision = published.revision + 1;
         let Some(old) = record.current.key.take() else {
             return Err(Stop::Refused(
                 "no key is recorded for the device's bucket; run `provision` to make one".into(),
@@ -195,7 +196,7 @@ impl Rotation<'_> {
             deleted_at: None,
         });
         record.updated_at = now;
-        record.save(store)?;
+        record.save(store).await?;
         self.report.done.push(format!(
             "created key {new_id} named {bucket} restricted to bucket {bucket_id} (b2_create_key v3)"
         ));
@@ -223,7 +224,7 @@ impl Rotation<'_> {
                 "the device's document with the new key fails the agent's validation: {e}"
             ))
         })?;
-        store.publish(device, bytes.expose_secret(), false)?;
+        store.publish(device, bytes.expose_secret(), false).await?;
         self.report.done.push(format!(
             "published revision {revision} with the new key; the old key {} stays valid until \
              the device reports it applied",
@@ -235,13 +236,13 @@ impl Rotation<'_> {
     /// Waits for a report of `revision` (or later) received after `since`.
     async fn wait_for_device(
         &mut self,
-        store: &Store,
+        store: &Db,
         revision: u64,
         since: chrono::DateTime<Utc>,
     ) -> Result<(), Stop> {
         let deadline = tokio::time::Instant::now() + self.req.wait;
         loop {
-            if let Some(latest) = store.latest(&self.req.device)? {
+            if let Some(latest) = store.latest_report(&self.req.device).await? {
                 let r = &latest.report;
                 let fresh = latest.received_at >= since
                     && r.config.revision.is_some_and(|rev| rev >= revision);
