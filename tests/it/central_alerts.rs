@@ -1,10 +1,12 @@
-//! Transitions of a scripted scenario, seen by `/metrics` and by a real webhook receiver:
-//! a backup fails and recovers, a device goes silent and returns (an injected clock, no
-//! sleeps), a backup becomes overdue by the clock, a checklist item regresses and is
-//! fixed, a document is refused and accepted again. Webhooks come from the durable outbox,
-//! signed, retried with back-off, given up after `max_attempts`, never carrying a secret;
-//! two central instances on one database announce each transition once. Every case runs on
-//! SQLite and on a real PostgreSQL.
+//! Transitions of a scripted scenario, seen by `/metrics` and by a real webhook receiver,
+//! against central's running service (what `truenas-central serve` runs: reports arrive
+//! over the protocol, the evaluator and the webhook worker run on their own): a backup
+//! fails and recovers, a device goes silent and returns (an injected clock, no sleeps), a
+//! backup becomes overdue by the clock, a checklist item regresses and is fixed, a
+//! document is refused and accepted again. Webhooks come from the durable outbox, signed,
+//! retried with back-off, given up after `max_attempts`, never carrying a secret (the
+//! worker driven by hand); two central instances on one database announce each transition
+//! once. Every case runs on SQLite and on a real PostgreSQL.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -48,8 +50,11 @@ on_both!(
 fn config(receiver: &Receiver, max_attempts: u64) -> CentralConfig {
     let mut config = CentralConfig::default();
     config.dashboard.public_origin = Some("https://central.example.com".into());
+    // The running evaluator re-judges every second (time-driven transitions).
+    config.evaluate_every = std::time::Duration::from_secs(1);
     config.delivery = DeliveryConfig {
         max_attempts,
+        poll: std::time::Duration::from_millis(200),
         ..DeliveryConfig::default()
     };
     config.webhooks = vec![WebhookTarget {
@@ -64,15 +69,25 @@ fn config(receiver: &Receiver, max_attempts: u64) -> CentralConfig {
 struct Scenario {
     d: Dash,
     receiver: Receiver,
-    deliverer: Deliverer,
+    /// `None`: central's own evaluator and worker run (live); `Some`: driven by hand.
+    deliverer: Option<Deliverer>,
     seen_ids: BTreeSet<String>,
 }
 
 impl Scenario {
-    async fn start(env: Env, max_attempts: u64) -> Self {
+    /// Central's service running (`Service::serve`), reports sent over the protocol.
+    async fn live(env: Env) -> Self {
+        let receiver = Receiver::start().await;
+        let config = config(&receiver, 30);
+        let d = Dash::start(env, config, start_time()).await;
+        Self::with_device(d, receiver, None).await
+    }
+
+    /// The dashboard only; the test runs the evaluator and a worker itself.
+    async fn bare(env: Env, max_attempts: u64) -> Self {
         let receiver = Receiver::start().await;
         let config = config(&receiver, max_attempts);
-        let d = Dash::start(env, config.clone(), start_time()).await;
+        let d = Dash::start_bare(env, config.clone(), start_time()).await;
         let deliverer = Deliverer::new(
             d.db().clone(),
             config.webhooks.clone(),
@@ -81,6 +96,10 @@ impl Scenario {
             d.monitor.counters().clone(),
         )
         .unwrap();
+        Self::with_device(d, receiver, Some(deliverer)).await
+    }
+
+    async fn with_device(d: Dash, receiver: Receiver, deliverer: Option<Deliverer>) -> Self {
         add_device(
             d.db(),
             "nas-01",
@@ -96,11 +115,17 @@ impl Scenario {
         }
     }
 
-    /// Evaluates, delivers, and returns the events the receiver got (checking each one's
-    /// signature, headers and that it carries no secret).
+    /// Evaluates and delivers (live: waits until central's own evaluator ran after this
+    /// call and its worker emptied the outbox), and returns the events the receiver got
+    /// (checking each one's signature, headers and that it carries no secret).
     async fn events(&mut self) -> Vec<Value> {
-        self.d.monitor.evaluate().await.unwrap();
-        self.deliverer.deliver_due().await.unwrap();
+        match &self.deliverer {
+            Some(deliverer) => {
+                self.d.monitor.evaluate().await.unwrap();
+                deliverer.deliver_due().await.unwrap();
+            }
+            None => self.d.settle().await,
+        }
         let mut out = Vec::new();
         for (headers, bytes, body) in self.receiver.take() {
             let sig = headers["x-truenas-central-signature"].to_str().unwrap();
@@ -139,21 +164,23 @@ impl Scenario {
             .collect()
     }
 
+    /// The device reports now (live: over the protocol; else into the database).
     async fn report(&self, state: &str, last_success_ago: Duration, failing: &[&str]) {
         let now = self.d.now();
         let r = report(now, state, Some(now - last_success_ago), failing);
-        deliver(self.d.db(), "nas-01", &r, now).await;
+        self.send(&r).await;
+    }
+
+    async fn send(&self, r: &truenas_agent::central::report::Report) {
+        if self.deliverer.is_some() {
+            deliver(self.d.db(), "nas-01", r, self.d.now()).await;
+        } else {
+            self.d.post_report("nas-01", r).await;
+        }
     }
 
     async fn metric(&self, line_start: &str) -> String {
-        let m = self.d.metrics().await;
-        m.lines()
-            .find(|l| l.starts_with(line_start))
-            .unwrap_or_else(|| panic!("no `{line_start}` in\n{m}"))
-            .rsplit(' ')
-            .next()
-            .unwrap()
-            .to_owned()
+        self.d.metric(line_start).await
     }
 }
 
@@ -165,7 +192,7 @@ const CHECKS: &str = "truenas_central_device_checklist_failing{device=\"nas-01\"
 const REFUSED: &str = "truenas_central_device_config_state{device=\"nas-01\",state=\"refused\"}";
 
 async fn a_scripted_scenario_reaches_metrics_and_webhooks(env: Env) {
-    let mut s = Scenario::start(env, 30).await;
+    let mut s = Scenario::live(env).await;
     let hour = Duration::hours(1);
     // Healthy: nothing to announce.
     s.report("SUCCESS", hour, &[]).await;
@@ -228,39 +255,41 @@ async fn a_scripted_scenario_reaches_metrics_and_webhooks(env: Env) {
     let now = s.d.now();
     let mut refused = report(now, "SUCCESS", Some(now - Duration::minutes(16)), &[]);
     refused.config.state = ConfigState::Refused;
-    deliver(s.d.db(), "nas-01", &refused, now).await;
+    s.send(&refused).await;
     assert_eq!(s.names().await, ["document.refused"]);
     assert_eq!(s.metric(REFUSED).await, "1");
     s.report("SUCCESS", Duration::minutes(16), &[]).await;
     assert_eq!(s.names().await, ["document.accepted"]);
-    // Days pass; the device keeps reporting but no backup succeeds: overdue by the clock
-    // (the agent's own flag stays false in these reports).
-    for _ in 0..3 {
-        s.d.clock.advance(Duration::days(1));
-        let now = s.d.now();
-        // No new success: the state keeps the newest one any report announced.
-        let r = report(now, "SUCCESS", None, &[]);
-        deliver(s.d.db(), "nas-01", &r, now).await;
-    }
-    assert_eq!(s.names().await, ["backup.overdue"]);
+    // Three days pass without a word from the device: silent, and its backup overdue by
+    // central's clock alone (no report says so).
+    s.d.clock.advance(Duration::days(3));
+    let mut names = s.names().await;
+    names.sort();
+    assert_eq!(names, ["backup.overdue", "device.silent"]);
+    assert_eq!(s.metric(OVERDUE).await, "1");
+    // It returns, still without a new success (the state keeps the newest one any report
+    // announced, and the agent's own flag stays false in these reports): still overdue.
+    let now = s.d.now();
+    s.send(&report(now, "SUCCESS", None, &[])).await;
+    assert_eq!(s.names().await, ["device.returned"]);
     assert_eq!(s.metric(OVERDUE).await, "1");
     s.report("SUCCESS", Duration::minutes(5), &[]).await;
     assert_eq!(s.names().await, ["backup.recovered"]);
     assert_eq!(s.metric(OVERDUE).await, "0");
     assert_eq!(
         s.metric("truenas_central_webhooks_delivered").await,
-        "10",
+        "12",
         "every event delivered once"
     );
     assert_eq!(s.metric("truenas_central_webhooks_pending").await, "0");
 }
 
 async fn failed_deliveries_are_retried_with_back_off_then_given_up(env: Env) {
-    let s = Scenario::start(env, 3).await;
+    let s = Scenario::bare(env, 3).await;
     *s.receiver.status.lock().unwrap() = axum::http::StatusCode::INTERNAL_SERVER_ERROR;
     s.report("FAILED", Duration::hours(1), &[]).await;
     s.d.monitor.evaluate().await.unwrap();
-    let first = s.deliverer.deliver_due().await.unwrap();
+    let first = s.deliverer.as_ref().unwrap().deliver_due().await.unwrap();
     assert_eq!(
         first,
         Pass {
@@ -274,13 +303,16 @@ async fn failed_deliveries_are_retried_with_back_off_then_given_up(env: Env) {
     let id = got[0].2["id"].clone();
     // Not due again before the back-off (30 s after the first failure).
     s.d.clock.advance(Duration::seconds(29));
-    assert_eq!(s.deliverer.deliver_due().await.unwrap(), Pass::default());
+    assert_eq!(
+        s.deliverer.as_ref().unwrap().deliver_due().await.unwrap(),
+        Pass::default()
+    );
     assert!(s.receiver.take().is_empty());
     // Due: the receiver works now and gets the same event (same id: it can de-duplicate).
     s.d.clock.advance(Duration::seconds(1));
     *s.receiver.status.lock().unwrap() = axum::http::StatusCode::OK;
     assert_eq!(
-        s.deliverer.deliver_due().await.unwrap(),
+        s.deliverer.as_ref().unwrap().deliver_due().await.unwrap(),
         Pass {
             delivered: 1,
             failed: 0,
@@ -295,20 +327,47 @@ async fn failed_deliveries_are_retried_with_back_off_then_given_up(env: Env) {
     *s.receiver.status.lock().unwrap() = axum::http::StatusCode::SERVICE_UNAVAILABLE;
     s.report("SUCCESS", Duration::seconds(10), &[]).await;
     s.d.monitor.evaluate().await.unwrap();
-    assert_eq!(s.deliverer.deliver_due().await.unwrap().failed, 1);
+    assert_eq!(
+        s.deliverer
+            .as_ref()
+            .unwrap()
+            .deliver_due()
+            .await
+            .unwrap()
+            .failed,
+        1
+    );
     s.d.clock.advance(Duration::seconds(30));
-    assert_eq!(s.deliverer.deliver_due().await.unwrap().failed, 1);
+    assert_eq!(
+        s.deliverer
+            .as_ref()
+            .unwrap()
+            .deliver_due()
+            .await
+            .unwrap()
+            .failed,
+        1
+    );
     s.d.clock.advance(Duration::seconds(59));
     assert_eq!(
-        s.deliverer.deliver_due().await.unwrap(),
+        s.deliverer.as_ref().unwrap().deliver_due().await.unwrap(),
         Pass::default(),
         "60 s back-off"
     );
     s.d.clock.advance(Duration::seconds(1));
-    assert_eq!(s.deliverer.deliver_due().await.unwrap().given_up, 1);
+    assert_eq!(
+        s.deliverer
+            .as_ref()
+            .unwrap()
+            .deliver_due()
+            .await
+            .unwrap()
+            .given_up,
+        1
+    );
     s.d.clock.advance(Duration::hours(2));
     assert_eq!(
-        s.deliverer.deliver_due().await.unwrap(),
+        s.deliverer.as_ref().unwrap().deliver_due().await.unwrap(),
         Pass::default(),
         "never again"
     );
@@ -325,7 +384,7 @@ async fn two_instances_announce_each_transition_once(env: Env) {
     let receiver = Receiver::start().await;
     let config = Arc::new(config(&receiver, 30));
     let other_db = env.another_instance().await;
-    let d = Dash::start(env, (*config).clone(), start_time()).await;
+    let d = Dash::start_bare(env, (*config).clone(), start_time()).await;
     let other = Monitor::new(
         other_db,
         config.clone(),

@@ -14,7 +14,7 @@ use truenas_central::store::token_hash;
 use crate::central_db::Env;
 use crate::dashboard_fixture::{
     Dash, FLEET_ORDER, FormExt as _, LOC_NORTH, OPERATOR_TOKEN, ORG_B, add_device, client, deliver,
-    populate_fleet, report, start_time,
+    populate_fleet, populate_fleet_live, report, start_time,
 };
 use crate::support::assert_no_canary;
 
@@ -53,7 +53,7 @@ fn listed(html: &str) -> Vec<String> {
 
 async fn fleet_page_is_worst_first_and_filters(env: Env) {
     let d = dash(env).await;
-    populate_fleet(d.db(), d.now()).await;
+    populate_fleet_live(&d).await;
     let (status, html) = d.get("/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(listed(&html), FLEET_ORDER, "{html}");
@@ -134,6 +134,50 @@ async fn device_tokens_never_open_the_dashboard() {
         .await
         .unwrap();
     assert_eq!(r.status(), 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_tokens_never_fetch_documents_nor_post_reports() {
+    let d = dash(Env::sqlite().await).await;
+    add_device(d.db(), "nas-01", ORG_B, (LOC_NORTH, "North")).await;
+    let http = client();
+    // The same server, the same listener: the operator's token opens the dashboard …
+    let r = http
+        .get(d.url("/"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // … and the device's token fetches its document …
+    let r = http
+        .get(d.url("/v1/config"))
+        .bearer_auth("token-nas-01")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // … but the operator's token neither fetches a document nor posts a report.
+    let r = http
+        .get(d.url("/v1/config"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    let body = r.text().await.unwrap();
+    assert!(!body.contains("CANARY"), "{body}");
+    let now = d.now();
+    let r = http
+        .post(d.url("/v1/reports"))
+        .bearer_auth(OPERATOR_TOKEN)
+        .header("content-type", "application/json")
+        .body(serde_json::to_vec(&report(now, "SUCCESS", Some(now), &[])).unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    assert_eq!(d.db().report_count().await.unwrap(), 0);
 }
 
 /// The session cookie of a login (`name=value`), after checking its attributes.

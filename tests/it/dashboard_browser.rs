@@ -1,7 +1,11 @@
-//! The dashboard in a real headless Chromium (`browser`): log in through the form, see a
-//! fleet of seven simulated devices in different states in the right order, open a device,
-//! trigger "run a first backup now" and see the new revision. The screenshots go to a temp
-//! dir; with `UPDATE_SCREENSHOTS=1` they replace `docs/dashboard-*.png`.
+//! The dashboard in a real headless Chromium (`browser`), served by central's running
+//! service (what `truenas-central serve` runs) on SQLite and on a real PostgreSQL: seven
+//! simulated devices report over the protocol; log in through the form, see the fleet in
+//! different states (healthy, overdue, failing, silent, refused, …) in the right order,
+//! open a device, trigger "run a first backup now" and see the new revision (and the
+//! device fetch it), disable the device's token (and see the device refused). The
+//! screenshots go to a temp dir; with `UPDATE_SCREENSHOTS=1` they replace
+//! `docs/dashboard-*.png` (run it with the `sqlite` filter).
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,7 +14,9 @@ use truenas_central::config::CentralConfig;
 
 use crate::browser::{Browser, png_size};
 use crate::central_db::Env;
-use crate::dashboard_fixture::{Dash, FLEET_ORDER, OPERATOR_TOKEN, populate_fleet, start_time};
+use crate::dashboard_fixture::{
+    Dash, FLEET_ORDER, OPERATOR_TOKEN, client, populate_fleet_live, start_time,
+};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -46,12 +52,40 @@ fn order_in(text: &str) -> Vec<&'static str> {
     found.into_iter().map(|(_, n)| n).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_operator_logs_in_sees_the_fleet_opens_a_device_and_acts() {
+mod an_operator_logs_in_sees_the_fleet_opens_a_device_and_acts {
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite() {
+        super::an_operator_logs_in_sees_the_fleet_opens_a_device_and_acts(
+            crate::central_db::Env::sqlite().await,
+        )
+        .await;
+    }
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres() {
+        super::an_operator_logs_in_sees_the_fleet_opens_a_device_and_acts(
+            crate::central_db::Env::postgres().await,
+        )
+        .await;
+    }
+}
+
+/// `GET /v1/config` as the device `name` does (its token): the status.
+async fn device_fetch(d: &Dash, name: &str) -> u16 {
+    client()
+        .get(d.url("/v1/config"))
+        .bearer_auth(format!("token-{name}"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn an_operator_logs_in_sees_the_fleet_opens_a_device_and_acts(env: Env) {
     // The clock a little after the devices' registration (real time), as in production.
     let later = start_time() + chrono::Duration::minutes(10);
-    let d = Dash::start(Env::sqlite().await, CentralConfig::default(), later).await;
-    populate_fleet(d.db(), d.now()).await;
+    let d = Dash::start(env, CentralConfig::default(), later).await;
+    populate_fleet_live(&d).await;
     let (dir, _keep) = shots();
     let browser = Browser::start().await;
     // Not logged in: the fleet page sends the browser to the login form.
@@ -117,9 +151,34 @@ async fn an_operator_logs_in_sees_the_fleet_opens_a_device_and_acts() {
         2
     );
     shoot(&browser, &dir, "dashboard-action.png").await;
-    // Disable its token from the page; the fleet shows it.
+    // The device fetches the new revision from the same server.
+    let fetched = client()
+        .get(d.url("/v1/config"))
+        .bearer_auth("token-nas-failing")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    let envelope: serde_json::Value = fetched.json().await.unwrap();
+    let payload = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        envelope["payload"].as_str().unwrap(),
+    )
+    .unwrap();
+    let served: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+    assert_eq!(served["revision"], 2);
+    assert_eq!(served["actions"][0]["type"], "run_cloud_sync");
+    // Disable its token from the page: the device is refused (403), then accepted again.
     browser.click("#toggle-token").await;
     browser.wait_text("#done", "Token disabled", WAIT).await;
     assert!(d.db().is_disabled("nas-failing").await.unwrap());
+    assert_eq!(device_fetch(&d, "nas-failing").await, 403);
+    browser.click("#toggle-token").await;
+    browser.wait_text("#done", "Token enabled", WAIT).await;
+    assert_eq!(device_fetch(&d, "nas-failing").await, 200);
+    // Back on the fleet page the order still holds.
+    browser.goto(&d.url("/")).await;
+    let table = browser.text("#fleet tbody").await;
+    assert_eq!(order_in(&table), FLEET_ORDER, "{table}");
     browser.close().await;
 }

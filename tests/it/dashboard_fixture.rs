@@ -1,7 +1,11 @@
-//! Fixtures for the dashboard, metrics and webhook tests: the dashboard's router over a
-//! database (SQLite or a real PostgreSQL, `central_db::Env`) with a scripted clock, an
-//! operator, devices and their reports, a fleet of devices in known states, and a webhook
-//! receiver that records what it gets.
+//! Fixtures for the dashboard, metrics and webhook tests: central's real service — what
+//! `truenas-central serve` runs: the agents' protocol, the dashboard, `/metrics`, the
+//! fleet evaluator and the webhook worker on one listener — over a database (SQLite or a
+//! real PostgreSQL, `central_db::Env`) with a scripted clock ([`Dash::start`]), or the
+//! dashboard's router alone with nothing running beside it, for tests that drive the
+//! evaluator and the worker by hand ([`Dash::start_bare`]); an operator, devices and their
+//! reports (over the protocol, or written straight to the database), a fleet of devices
+//! in known states, and a webhook receiver that records what it gets.
 
 #![allow(dead_code, reason = "shared by several test modules")]
 
@@ -22,6 +26,7 @@ use truenas_central::config::CentralConfig;
 use truenas_central::db::{Db, Placement};
 use truenas_central::monitor::{Counters, Monitor};
 use truenas_central::store::token_hash;
+use truenas_central::{ServerOptions, Service};
 
 use crate::central_db::Env;
 use crate::central_fixture::document;
@@ -33,7 +38,7 @@ pub const ORG_B: &str = "7e1f2a3b-4c5d-4e6f-8a9b-0c1d2e3f4a5b";
 pub const LOC_NORTH: &str = "a1b2c3d4-e5f6-7071-8293-a4b5c6d7e8f9";
 pub const LOC_SOUTH: &str = "b2c3d4e5-f6a7-4081-9293-b4c5d6e7f8a9";
 
-/// A dashboard served on 127.0.0.1:0 over a test database.
+/// Central (or only its dashboard) served on 127.0.0.1:0 over a test database.
 pub struct Dash {
     pub env: Env,
     pub monitor: Arc<Monitor>,
@@ -48,8 +53,31 @@ pub fn start_time() -> DateTime<Utc> {
 }
 
 impl Dash {
-    /// Serves the dashboard over `env` with `config`; the clock stands at `now`.
+    /// Runs central's service as `truenas-central serve` does (`Service::serve`: the
+    /// agents' protocol, the dashboard, `/metrics`, retention, the evaluator and the
+    /// webhook worker) over `env` with `config`; the clock stands at `now`.
     pub async fn start(env: Env, config: CentralConfig, now: DateTime<Utc>) -> Self {
+        let clock = Arc::new(ManualClock::new(now));
+        let options = ServerOptions {
+            config: Arc::new(config),
+            clock: clock.clone(),
+            ..ServerOptions::new(crate::central_fixture::signing_key(7))
+        };
+        let service = Service::new(env.db.clone(), options).unwrap();
+        let monitor = service.monitor().clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move { service.serve(listener, shutdown).await.unwrap() }
+        });
+        Self::with_operator(env, monitor, clock, addr, shutdown).await
+    }
+
+    /// Serves only the dashboard's router over `env` with `config` (no evaluator, no
+    /// webhook worker running: the test drives them); the clock stands at `now`.
+    pub async fn start_bare(env: Env, config: CentralConfig, now: DateTime<Utc>) -> Self {
         let clock = Arc::new(ManualClock::new(now));
         let monitor = Arc::new(Monitor::new(
             env.db.clone(),
@@ -70,6 +98,16 @@ impl Dash {
                     .unwrap();
             }
         });
+        Self::with_operator(env, monitor, clock, addr, shutdown).await
+    }
+
+    async fn with_operator(
+        env: Env,
+        monitor: Arc<Monitor>,
+        clock: Arc<ManualClock>,
+        addr: SocketAddr,
+        shutdown: CancellationToken,
+    ) -> Self {
         env.db
             .add_operator("ops@example.com", &token_hash(OPERATOR_TOKEN))
             .await
@@ -113,6 +151,64 @@ impl Dash {
         let (status, body) = self.get("/metrics").await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body
+    }
+
+    /// The value of the first `/metrics` line starting with `line_start`.
+    pub async fn metric(&self, line_start: &str) -> String {
+        let m = self.metrics().await;
+        m.lines()
+            .find(|l| l.starts_with(line_start))
+            .unwrap_or_else(|| panic!("no `{line_start}` in\n{m}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Sends `report` for `device` as its agent does: `POST /v1/reports` with the device's
+    /// token (`token-<device>`, see [`add_device`]); central records it as received now by
+    /// its clock. Panics unless central accepted it (202).
+    pub async fn post_report(&self, device: &str, report: &Report) {
+        let r = client()
+            .post(self.url("/v1/reports"))
+            .bearer_auth(format!("token-{device}"))
+            .header("content-type", "application/json")
+            .body(serde_json::to_vec(report).unwrap())
+            .send()
+            .await
+            .unwrap();
+        let status = r.status();
+        assert_eq!(status, 202, "{device}: {}", r.text().await.unwrap());
+    }
+
+    /// As [`Dash::post_report`], with the device's own GUID and host name in the report.
+    pub async fn post_report_as(&self, device: &str, report: &Report) {
+        self.post_report(device, &as_device(device, report)).await;
+    }
+
+    /// Waits (bounded) until the running evaluator has completed an evaluation that began
+    /// after this call, and the webhook outbox is empty (everything queued was delivered).
+    pub async fn settle(&self) {
+        let count = "truenas_central_evaluations_total ";
+        let start: u64 = self.metric(count).await.parse().unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        // Evaluation start+1 began after this call; start+2 begins after it ended.
+        loop {
+            let now: u64 = self.metric(count).await.parse().unwrap();
+            let pending: u64 = self
+                .metric("truenas_central_webhooks_pending ")
+                .await
+                .parse()
+                .unwrap();
+            if now >= start + 2 && pending == 0 {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the evaluator did not run (evaluations {start} → {now}, {pending} webhooks pending)"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 }
 
@@ -213,15 +309,20 @@ pub async fn deliver(db: &Db, device: &str, report: &Report, at: DateTime<Utc>) 
     db.accept_report(device, report, at).await.unwrap();
 }
 
-/// As [`deliver`], with the device's own GUID and host name in the report.
-pub async fn deliver_as(db: &Db, device: &str, report: &Report, at: DateTime<Utc>) {
+/// `report` with `device`'s own GUID and host name in it.
+pub fn as_device(device: &str, report: &Report) -> Report {
     let mut r = report.clone();
     let n = device
         .bytes()
         .fold(0u64, |a, b| (a * 31 + u64::from(b)) % 1_000_000_000_000);
     r.device.guid = Some(format!("9babab19-acc0-4587-aa05-{n:012}"));
     r.device.hostname = Some(device.replace("nas-", "truenas-"));
-    deliver(db, device, &r, at).await;
+    r
+}
+
+/// As [`deliver`], with the device's own GUID and host name in the report.
+pub async fn deliver_as(db: &Db, device: &str, report: &Report, at: DateTime<Utc>) {
+    deliver(db, device, &as_device(device, report), at).await;
 }
 
 /// The fleet the dashboard tests and screenshots use, in the order the fleet page must
@@ -239,8 +340,30 @@ pub const FLEET_ORDER: [&str; 7] = [
 /// Registers and reports the fleet of [`FLEET_ORDER`] as of `now`: a failing backup, a
 /// backup four days old (overdue by central's clock: the agent does not say so), a device
 /// silent for three hours, one refusing its document, one with a failing checklist item,
-/// one that never reported, and a healthy one.
+/// one that never reported, and a healthy one. Reports are written to the database.
 pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
+    register_fleet(db).await;
+    for (device, report, at) in fleet_reports(now) {
+        deliver_as(db, device, &report, at).await;
+    }
+    add_device(db, "nas-new", ORG_A, (LOC_NORTH, "Clinic North")).await;
+}
+
+/// As [`populate_fleet`], with every report sent by its device over the protocol
+/// (`POST /v1/reports` with the device's token) to a running central, whose clock is set
+/// to each report's arrival time and back to where it stood.
+pub async fn populate_fleet_live(d: &Dash) {
+    let now = d.now();
+    register_fleet(d.db()).await;
+    for (device, report, at) in fleet_reports(now) {
+        d.clock.set(at);
+        d.post_report_as(device, &report).await;
+    }
+    d.clock.set(now);
+    add_device(d.db(), "nas-new", ORG_A, (LOC_NORTH, "Clinic North")).await;
+}
+
+async fn register_fleet(db: &Db) {
     let north = (LOC_NORTH, "Clinic North");
     let south = (LOC_SOUTH, "Clinic South");
     for (name, org, loc) in [
@@ -253,30 +376,13 @@ pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
     ] {
         add_device(db, name, org, loc).await;
     }
+}
+
+/// The fleet's reports as of `now`: (device, report, arrival time), oldest first.
+fn fleet_reports(now: DateTime<Utc>) -> Vec<(&'static str, Report, DateTime<Utc>)> {
     let fresh = now - Duration::minutes(2);
     let good = Some(now - Duration::hours(3));
-    deliver_as(
-        db,
-        "nas-healthy",
-        &report(fresh, "SUCCESS", good, &[]),
-        fresh,
-    )
-    .await;
     let old = Some(now - Duration::days(4));
-    deliver_as(
-        db,
-        "nas-overdue",
-        &report(fresh, "SUCCESS", old, &[]),
-        fresh,
-    )
-    .await;
-    deliver_as(
-        db,
-        "nas-failing",
-        &report(fresh, "FAILED", good, &[]),
-        fresh,
-    )
-    .await;
     let long_ago = now - Duration::hours(3);
     let silent = report(
         long_ago,
@@ -284,17 +390,24 @@ pub async fn populate_fleet(db: &Db, now: DateTime<Utc>) {
         Some(long_ago - Duration::hours(1)),
         &[],
     );
-    deliver_as(db, "nas-silent", &silent, long_ago).await;
     let mut refused = report(fresh, "SUCCESS", good, &[]);
     refused.config.state = ConfigState::Refused;
     refused.config.errors = vec![ConfigIssue {
         path: "(signature)".into(),
         message: "no signature verifies under a trusted key".into(),
     }];
-    deliver_as(db, "nas-refused", &refused, fresh).await;
-    let checklist = report(fresh, "SUCCESS", good, &["snmp.v3_only"]);
-    deliver_as(db, "nas-checklist", &checklist, fresh).await;
-    add_device(db, "nas-new", ORG_A, north).await;
+    vec![
+        ("nas-silent", silent, long_ago),
+        ("nas-healthy", report(fresh, "SUCCESS", good, &[]), fresh),
+        ("nas-overdue", report(fresh, "SUCCESS", old, &[]), fresh),
+        ("nas-failing", report(fresh, "FAILED", good, &[]), fresh),
+        ("nas-refused", refused, fresh),
+        (
+            "nas-checklist",
+            report(fresh, "SUCCESS", good, &["snmp.v3_only"]),
+            fresh,
+        ),
+    ]
 }
 
 /// What a webhook receiver got: (headers, body bytes).

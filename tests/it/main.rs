@@ -95,6 +95,7 @@ mod cli_edges;
 mod dashboard;
 mod dashboard_browser;
 mod dashboard_fixture;
+mod dashboard_serve;
 mod e2e_b2_checks;
 mod e2e_converge;
 mod e2e_demo;

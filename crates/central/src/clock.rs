@@ -1,7 +1,8 @@
 //! The time the dashboard, the fleet evaluator and the webhook worker judge by.
 //!
 //! Owns: the [`Clock`] seam — [`SystemClock`] in production, [`ManualClock`] for tests
-//! that script time (a device going silent, a backup becoming overdue) without sleeping.
+//! that script time (a device going silent, a backup becoming overdue) without sleeping —
+//! and [`TokioHold`], which keeps tokio's paused test clock still while a call waits.
 //! Does not: drive timers. Loops still wait on tokio's timers; only the verdicts ("how long
 //! since …", "due at …") read this clock.
 //! Invariants: `SystemClock` is `Utc::now()`; a `ManualClock` only moves when told.
@@ -56,5 +57,29 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> DateTime<Utc> {
         *self.now.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// While alive (and asked for), a blocking task that keeps tokio's paused test clock from
+/// auto-advancing: a database call waiting for SQLite's worker thread or for PostgreSQL
+/// would otherwise let the test clock jump ahead (`ServerOptions::hold_clock`). Off in
+/// production, where it would only cost a thread hop per call.
+#[derive(Debug)]
+pub struct TokioHold {
+    _release: Option<std::sync::mpsc::Sender<()>>,
+}
+
+impl TokioHold {
+    /// Holds the clock when `enabled` (must run inside a tokio runtime then).
+    pub fn new(enabled: bool) -> Self {
+        if !enabled {
+            return Self { _release: None };
+        }
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        // Ends when the sender is dropped (`recv` fails).
+        drop(tokio::task::spawn_blocking(move || {
+            let _ = rx.recv();
+        }));
+        Self { _release: Some(tx) }
     }
 }

@@ -148,6 +148,8 @@ pub struct Monitor {
     nudge: Notify,
     /// Woken when webhooks were queued.
     deliveries: Arc<Notify>,
+    /// Hold tokio's paused test clock during each evaluation (`ServerOptions::hold_clock`).
+    hold_clock: bool,
 }
 
 impl std::fmt::Debug for Monitor {
@@ -172,7 +174,16 @@ impl Monitor {
             cache: Mutex::new(Cache::default()),
             nudge: Notify::new(),
             deliveries: Arc::new(Notify::new()),
+            hold_clock: false,
         }
+    }
+
+    /// For tests on tokio's paused clock: [`Monitor::run`] holds the clock during each
+    /// evaluation (see `ServerOptions::hold_clock`).
+    #[must_use]
+    pub fn with_clock_hold(mut self, hold: bool) -> Self {
+        self.hold_clock = hold;
+        self
     }
 
     /// The database.
@@ -420,6 +431,7 @@ impl Monitor {
                 () = self.nudge.notified() => {}
                 () = shutdown.cancelled() => return,
             }
+            let _hold = crate::clock::TokioHold::new(self.hold_clock);
             match self.evaluate().await {
                 Ok(e) if e.announced > 0 => {
                     tracing::debug!(

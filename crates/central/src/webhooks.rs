@@ -102,6 +102,8 @@ pub struct Deliverer {
     http: reqwest::Client,
     clock: Arc<dyn Clock>,
     counters: Arc<Counters>,
+    /// Hold tokio's paused test clock during each pass (`ServerOptions::hold_clock`).
+    hold_clock: bool,
 }
 
 impl std::fmt::Debug for Deliverer {
@@ -139,7 +141,21 @@ impl Deliverer {
             http,
             clock,
             counters,
+            hold_clock: false,
         })
+    }
+
+    /// For tests on tokio's paused clock: [`Deliverer::run`] holds the clock during each
+    /// pass (see `ServerOptions::hold_clock`).
+    #[must_use]
+    pub fn with_clock_hold(mut self, hold: bool) -> Self {
+        self.hold_clock = hold;
+        self
+    }
+
+    /// Whether any receiver is configured (without one the worker has nothing to do).
+    pub fn has_targets(&self) -> bool {
+        !self.targets.is_empty()
     }
 
     /// The lease of a claimed entry: longer than a batch of POSTs can take.
@@ -260,7 +276,10 @@ impl Deliverer {
     /// at least every `poll` (retries come due).
     pub async fn run(self: Arc<Self>, wake: Arc<Notify>, shutdown: CancellationToken) {
         loop {
-            if let Err(e) = self.deliver_due().await {
+            let hold = crate::clock::TokioHold::new(self.hold_clock);
+            let pass = self.deliver_due().await;
+            drop(hold);
+            if let Err(e) = pass {
                 tracing::warn!(error = %truenas_agent::fault::error_chain(&e), "webhook delivery pass failed");
             }
             tokio::select! {

@@ -20,7 +20,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
 use secrecy::{ExposeSecret as _, SecretString};
 
-use crate::db::{Database, Db, SealError, Sealer};
+use super::DataArgs;
+use crate::db::{Db, SealError, Sealer};
 use crate::store::token_hash;
 use truenas_agent::fs;
 
@@ -31,25 +32,13 @@ pub struct OperatorArgs {
     pub command: OperatorCommand,
 }
 
-/// Where the database is (as `serve`).
-#[derive(Debug, clap::Args)]
-pub struct DatabaseArgs {
-    /// Data directory (its `central.db` is the database unless --database is given).
-    #[arg(long)]
-    pub dir: PathBuf,
-    /// PostgreSQL URL (`postgres://…`) instead of SQLite in DIR. Prefer the environment
-    /// variable: a URL with a password on the command line is visible to other users.
-    #[arg(long, env = "TRUENAS_CENTRAL_DATABASE", hide_env_values = true)]
-    pub database: Option<SecretString>,
-}
-
 /// The operator subcommands.
 #[derive(Debug, clap::Subcommand)]
 pub enum OperatorCommand {
     /// Create an operator with a new token (written to --token-out, mode 0600).
     Add {
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataArgs,
         /// Operator name (letters, digits, `-_.@`).
         #[arg(long)]
         name: String,
@@ -60,7 +49,7 @@ pub enum OperatorCommand {
     /// Give an existing operator another token (e.g. one for Prometheus).
     Token {
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataArgs,
         #[arg(long)]
         name: String,
         #[arg(long)]
@@ -69,19 +58,19 @@ pub enum OperatorCommand {
     /// List the operators.
     List {
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataArgs,
     },
     /// Stop an operator's tokens and sessions from working.
     Disable {
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataArgs,
         #[arg(long)]
         name: String,
     },
     /// Let a disabled operator in again.
     Enable {
         #[command(flatten)]
-        db: DatabaseArgs,
+        db: DataArgs,
         #[arg(long)]
         name: String,
     },
@@ -104,8 +93,10 @@ impl Sealer for NoSealing {
     }
 }
 
-async fn open(args: DatabaseArgs) -> anyhow::Result<Db> {
-    let database = Database::from_flag(&args.dir, args.database)?;
+async fn open(args: DataArgs) -> anyhow::Result<Db> {
+    // As every subcommand: --database, its environment variable or --database-file (the
+    // URL registered with the output scrubber).
+    let database = args.database()?;
     Ok(Db::open(&database, Arc::new(NoSealing)).await?)
 }
 
