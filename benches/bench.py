@@ -102,6 +102,34 @@ def run_measured(argv, out_dir, tag, env=None, stdin_path=None):
     }
 
 
+def run_measured_all(argvs, out_dir, tag):
+    """Runs several commands at once (as run_measured each); returns their results in order."""
+    if len(argvs) == 1:
+        return [run_measured(argvs[0], out_dir, tag)]
+    started = []
+    load = loadavg()
+    for k, argv in enumerate(argvs):
+        out_path = Path(out_dir) / f"{tag}-{k}.out"
+        err_path = Path(out_dir) / f"{tag}-{k}.err"
+        with open(out_path, "wb") as out, open(err_path, "wb") as err:
+            proc = subprocess.Popen(argv, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        started.append((proc, out_path, err_path, time.perf_counter()))
+    results = []
+    for proc, out_path, err_path, t0 in started:
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        results.append({
+            "wall_s": time.perf_counter() - t0,
+            "maxrss_kib": usage.ru_maxrss,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "rc": proc.returncode,
+            "load": load,
+            "stdout": out_path.read_text(errors="replace"),
+            "stderr_path": str(err_path),
+        })
+    return results
+
+
 def read_proc(pid):
     """CPU, wake-up and memory counters of a process (all threads)."""
     status = {}
@@ -371,12 +399,128 @@ def call_summary(c):
 # ---------------------------------------------------------------------------------------
 
 
+class PgCluster:
+    """A throwaway PostgreSQL server for central's benchmark (Debian's `postgresql`
+    package): `initdb` into DIR, listening on a unix socket in DIR only, with the
+    server's default durability (fsync on, synchronous_commit on: a report is
+    acknowledged once its commit is on disk, as on SQLite). Run as the `postgres` user
+    when the harness runs as root."""
+
+    PORT = 5432
+
+    def __init__(self, root):
+        self.root = Path(root)
+        self.data = self.root / "data"
+        self.sock = self.root / "sock"
+        self.sock.mkdir(parents=True)
+        log(f"PostgreSQL in {self.root}")
+        bindir = os.environ.get("PG_BINDIR")
+        if not bindir:
+            r = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True)
+            bindir = r.stdout.strip() if r.returncode == 0 else ""
+        if not bindir or not (Path(bindir) / "postgres").exists():
+            versions = sorted((int(v.name), v) for v in Path("/usr/lib/postgresql").glob("*") if v.name.isdigit())
+            if not versions:
+                raise SystemExit("PostgreSQL server binaries not found: apt-get install postgresql, or set PG_BINDIR")
+            bindir = str(versions[-1][1] / "bin")
+        self.bindir = Path(bindir)
+        self.prefix = []
+        if os.geteuid() == 0:
+            self.prefix = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+            shutil.chown(self.root, "postgres", "postgres")
+            shutil.chown(self.sock, "postgres", "postgres")
+        r = subprocess.run([*self.prefix, str(self.bindir / "initdb"), "-A", "trust", "-U", "postgres",
+                            "-E", "UTF8", "--locale=C", "--no-instructions", "-D", str(self.data)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise SystemExit(f"initdb failed:\n{r.stdout}\n{r.stderr}")
+        log_path = self.root / "postgres.log"
+        self.proc = subprocess.Popen(
+            [*self.prefix, str(self.bindir / "postgres"), "-D", str(self.data), "-k", str(self.sock),
+             "-p", str(self.PORT), "-c", "listen_addresses=", "-c", "max_connections=100"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=open(log_path, "wb"))
+        deadline = time.monotonic() + 60
+        while True:
+            r = subprocess.run([str(self.bindir / "pg_isready"), "-h", str(self.sock), "-p", str(self.PORT)],
+                               capture_output=True)
+            if r.returncode == 0:
+                break
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"PostgreSQL did not start: {log_path}")
+            time.sleep(0.2)
+        log(f"PostgreSQL {self.version()} on {self.sock} (fsync on, synchronous_commit on)")
+
+    def cpu_ns(self):
+        """On-CPU time of the server and its live backends (connections central pools keep
+        open for the whole run), in ns."""
+        pids = [self.proc.pid]
+        for tid in os.listdir(f"/proc/{self.proc.pid}/task"):
+            try:
+                with open(f"/proc/{self.proc.pid}/task/{tid}/children", encoding="ascii") as f:
+                    pids += [int(x) for x in f.read().split()]
+            except FileNotFoundError:
+                continue
+        total = 0
+        for pid in pids:
+            try:
+                total += read_proc(pid)["oncpu_ns"]
+            except FileNotFoundError:
+                continue  # a backend that just ended
+        return total
+
+    def psql(self, sql, db="postgres"):
+        return subprocess.run([str(self.bindir / "psql"), "-h", str(self.sock), "-p", str(self.PORT),
+                               "-U", "postgres", "-d", db, "-XAtc", sql],
+                              check=True, capture_output=True, text=True).stdout.strip()
+
+    def version(self):
+        return self.psql("SHOW server_version")
+
+    def create_database(self, name):
+        self.psql(f"CREATE DATABASE {name}")
+
+    def url(self, name):
+        return f"postgres://postgres@localhost/{name}?host={self.sock}&port={self.PORT}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
         self.work = Path(tempfile.mkdtemp(prefix="truenas-agent-bench-"))
         self.results = {"machine": machine(), "commands": {}}
         log(f"work dir {self.work}")
+        # Central's database: SQLite in its data directory (central's default), a
+        # PostgreSQL server started here (`postgres`: one database per central data set),
+        # or a PostgreSQL URL given (never logged: it may hold a password).
+        self.pg = None
+        self.database_url = None
+        db = args.database
+        if db == "sqlite":
+            self.database_label = "SQLite"
+        elif db == "postgres":
+            # Its own directory: the work dir is root's 0700 and the server runs as `postgres`.
+            self.pg = PgCluster(Path(tempfile.mkdtemp(prefix="truenas-agent-bench-pg-")))
+            self.database_label = "PostgreSQL (started by the harness)"
+        elif db.startswith(("postgres://", "postgresql://")):
+            self.database_url = db
+            self.database_label = "PostgreSQL (--database URL)"
+        elif db == "files":
+            self.database_label = "files (a truenas-central without a database)"
+        else:
+            raise SystemExit("--database: sqlite, postgres, files, or a postgres:// URL")
+
+    def close(self):
+        if self.pg is not None:
+            self.pg.stop()
 
     # -- one client pass --------------------------------------------------------------
 
@@ -603,10 +747,24 @@ class Bench:
 
     # -- (1) idle footprint of the daemon -----------------------------------------------
 
-    def start_central(self, data_name, devices, doc_for):
-        """keygen + register + publish + serve with the release truenas-central binary."""
+    def central_env(self):
+        """The environment of every truenas-central command: the PostgreSQL URL (if any) goes
+        through TRUENAS_CENTRAL_DATABASE, never on a command line."""
+        env = dict(os.environ)
+        if self.database_url:
+            env["TRUENAS_CENTRAL_DATABASE"] = self.database_url
+        return env
+
+    def start_central(self, data_name, devices, doc_for, instances=1):
+        """keygen + register + publish + serve (`instances` servers on the same data) with
+        the release truenas-central binary, on the database of --database."""
         cdir = Path(tempfile.mkdtemp(prefix=f"{data_name}-", dir=self.work))
         tool = self.a.central
+        env = self.central_env()
+        if self.pg is not None:
+            self.pg.create_database(cdir.name.replace("-", "_"))
+            self.database_url = self.pg.url(cdir.name.replace("-", "_"))
+            env = self.central_env()
         keys = cdir / "keys"
         pub = subprocess.run([tool, "keygen", "--out", str(keys)],
                              check=True, capture_output=True, text=True).stdout.strip()
@@ -616,20 +774,55 @@ class Bench:
             name = f"nas-{i:03d}"
             tok = cdir / f"{name}.token"
             subprocess.run([tool, "register", "--dir", str(data), "--name", name,
-                            "--token-out", str(tok)], check=True, capture_output=True)
+                            "--token-out", str(tok)], check=True, capture_output=True, env=env)
             d = write_json(cdir / f"{name}.json", doc_for(i))
             subprocess.run([tool, "publish", "--dir", str(data), "--device", name,
-                            "--document", str(d)], check=True, capture_output=True)
+                            "--document", str(d)], check=True, capture_output=True, env=env)
             tokens.append(tok)
-        proc = subprocess.Popen(
-            [tool, "--log", "warn", "serve", "--dir", str(data), "--listen",
-             "127.0.0.1:0", "--key", str(keys / "signing.key")],
-            stdout=subprocess.PIPE, stderr=open(cdir / "serve.err", "wb"), text=True)
-        line = proc.stdout.readline()
-        if "http://" not in line:
-            raise SystemExit(f"central serve did not start: {cdir}/serve.err")
-        url = line.strip().split()[-1] + "/"
-        return {"dir": cdir, "data": data, "proc": proc, "url": url, "pub": pub, "tokens": tokens}
+        procs, urls = [], []
+        for k in range(instances):
+            proc = subprocess.Popen(
+                [tool, "--log", "warn", "serve", "--dir", str(data), "--listen",
+                 "127.0.0.1:0", "--key", str(keys / "signing.key")],
+                stdout=subprocess.PIPE, stderr=open(cdir / f"serve-{k}.err", "wb"), text=True, env=env)
+            line = proc.stdout.readline()
+            if "http://" not in line:
+                raise SystemExit(f"central serve did not start: {cdir}/serve-{k}.err")
+            procs.append(proc)
+            urls.append(line.strip().split()[-1] + "/")
+        return {"dir": cdir, "data": data, "proc": procs[0], "procs": procs, "url": urls[0],
+                "urls": urls, "pub": pub, "tokens": tokens, "env": env}
+
+    def central_device(self, central, name):
+        """`truenas-central devices --json`'s entry for `name` (None before it exists)."""
+        r = subprocess.run([self.a.central, "devices", "--dir", str(central["data"]), "--json"],
+                           capture_output=True, text=True, env=central["env"])
+        if r.returncode != 0:
+            return None
+        devices = json.loads(r.stdout)
+        if isinstance(devices, dict):
+            devices = devices.get("devices", [])
+        return next((d for d in devices if d.get("name") == name), None)
+
+    def central_reports(self, central, name):
+        """How many reports central holds for `name` (0 before the first)."""
+        d = self.central_device(central, name)
+        return (d or {}).get("reports_received", 0) or 0
+
+    def central_latest_report(self, central, name):
+        """The newest stored report of `name` (SQLite only: read from DIR/central.db)."""
+        db = central["data"] / "central.db"
+        if self.database_url or not db.exists():
+            return None
+        import sqlite3
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            row = con.execute(
+                "SELECT r.body FROM reports r JOIN devices d ON d.id = r.device_id "
+                "WHERE d.name = ? ORDER BY r.created_at DESC LIMIT 1", (name,)).fetchone()
+        finally:
+            con.close()
+        return None if row is None else json.loads(row[0])
 
     def bench_idle(self):
         n = 2
@@ -661,7 +854,7 @@ class Bench:
             sim.take_calls()
             watch = StateDirWatch(state)
             before = read_proc(agent.pid)
-            reports_before = count_lines(central["data"] / "devices" / "nas-000" / "reports.jsonl")
+            reports_before = self.central_reports(central, "nas-000")
             samples = [before]
             t_start = time.monotonic()
             deadline = t_start + self.a.idle_secs
@@ -727,14 +920,13 @@ class Bench:
                 "syscw": after["syscw"] - before["syscw"],
                 "wchar": after["wchar"] - before["wchar"],
                 "write_bytes": after["write_bytes"] - before["write_bytes"],
-                "reports_sent": count_lines(central["data"] / "devices" / "nas-000" / "reports.jsonl")
-                - reports_before,
+                "reports_sent": self.central_reports(central, "nas-000") - reports_before,
                 "load_median": median(loads),
                 "rss_series_kib": [s["rss_kib"] for s in samples],
             })
-            latest = central["data"] / "devices" / "nas-000" / "latest.json"
-            if latest.exists():
-                shutil.copy(latest, self.work / "report-template.json")
+            latest = self.central_latest_report(central, "nas-000")
+            if latest is not None:
+                write_json(self.work / "report-template.json", latest)
             log(f"idle: RSS {out['rss_kib_end']} KiB (HWM {out['hwm_kib']}), CPU {out['cpu_s']:.3f} s "
                 f"over {dt_s:.0f} s, {out['timeslices']} wake-ups, {idle_calls['total']} middleware calls, "
                 f"passes (reads) {[p['reads'] for p in passes]}, state-dir renames {watch.renamed}")
@@ -755,7 +947,6 @@ class Bench:
         reports the finished first run). Returns (seconds since start, the start-up call
         summary)."""
         t0 = time.monotonic()
-        latest = central["data"] / "devices" / "nas-000" / "latest.json"
         last_total, last_change = -1, time.monotonic()
         while time.monotonic() - t0 < timeout:
             if agent.poll() is not None:
@@ -763,7 +954,8 @@ class Bench:
             c = sim.calls()
             if c["total"] != last_total:
                 last_total, last_change = c["total"], time.monotonic()
-            if latest.exists() and c["writes"] > 0 and time.monotonic() - last_change >= quiet:
+            if (c["writes"] > 0 and time.monotonic() - last_change >= quiet
+                    and self.central_reports(central, "nas-000") > 0):
                 return last_change - t0, call_summary(c)
             time.sleep(0.5)
         raise SystemExit(f"the agent did not converge within {timeout} s: see {home}/run.err")
@@ -772,14 +964,21 @@ class Bench:
 
     def bench_central(self):
         devices = self.a.central_devices
-        central = self.start_central("load-central", devices, lambda _i: document(2))
+        instances = self.a.central_instances
+        if instances > 1 and not self.database_url and self.pg is None:
+            raise SystemExit("--central-instances > 1 needs --database postgres (or a postgres:// URL): "
+                             "one SQLite file serves one instance")
+        central = self.start_central("load-central", devices, lambda _i: document(2), instances)
         tokens_file = central["dir"] / "tokens.txt"
         tokens_file.write_text("".join(Path(t).read_text().strip() + "\n" for t in central["tokens"]))
         tokens_file.chmod(0o600)
-        template = self.work / "report-template.json"
+        template = Path(self.a.report_template) if self.a.report_template else self.work / "report-template.json"
         if template.exists():
-            report = json.loads(template.read_text())["report"]
-            template_source = "the idle daemon's last report"
+            report = json.loads(template.read_text())
+            if "schema" not in report and "report" in report:
+                report = report["report"]  # the old file store's latest.json: {"received_at", "report", …}
+            template_source = (f"--report-template {template}" if self.a.report_template
+                               else "the idle daemon's last report")
         else:
             report = synthetic_report()
             template_source = "synthetic (the daemon's report was not available)"
@@ -789,42 +988,74 @@ class Bench:
         self.results["commands"]["central_report"] = (
             "benchtool load --url URL --tokens FILE --mode report --report-template FILE --concurrency C "
             "--requests N --max-secs S")
-        out = {"devices": devices, "report_bytes": len(json.dumps(report)), "report_template": template_source}
+        out = {"devices": devices, "report_bytes": len(json.dumps(report)), "report_template": template_source,
+               "database": self.database_label, "instances": instances}
+        # The connections are split over the instances (one load generator per instance,
+        # all running at once); the figures are the sum of their rates.
+        per_instance = max(1, self.a.concurrency // instances)
         try:
             for mode in ("etag", "report"):
                 runs = []
                 for i in range(self.a.central_runs):
-                    argv = [self.a.benchtool, "load", "--url", central["url"], "--tokens", str(tokens_file),
-                            "--mode", mode, "--concurrency", str(self.a.concurrency),
-                            "--requests", str(self.a.central_requests), "--max-secs", str(self.a.central_secs)]
-                    if mode == "report":
-                        argv += ["--report-template", str(tpl)]
-                    before = read_proc(central["proc"].pid)
-                    r = run_measured(argv, self.work, f"load-{mode}-{i}")
-                    after = read_proc(central["proc"].pid)
-                    self.check_rc(r, f"load {mode}")
-                    res = json.loads(r["stdout"].strip().splitlines()[-1])
-                    # Server CPU per request, counting the uncounted (warm-up) requests too.
-                    served = res["requests"] + res["uncounted_requests"]
-                    res["server_cpu_us_per_req"] = (after["oncpu_ns"] - before["oncpu_ns"]) / 1000 / served
-                    res["server_rss_kib"] = after["rss_kib"]
-                    res["load"] = r["load"]
+                    argvs = []
+                    for k, url in enumerate(central["urls"]):
+                        argv = [self.a.benchtool, "load", "--url", url, "--tokens", str(tokens_file),
+                                "--mode", mode, "--concurrency", str(per_instance),
+                                "--requests", str(self.a.central_requests // instances),
+                                "--max-secs", str(self.a.central_secs)]
+                        if mode == "report":
+                            argv += ["--report-template", str(tpl)]
+                        argvs.append(argv)
+                    pg_before = self.pg.cpu_ns() if self.pg is not None else None
+                    before = [read_proc(p.pid) for p in central["procs"]]
+                    rs = run_measured_all(argvs, self.work, f"load-{mode}-{i}")
+                    after = [read_proc(p.pid) for p in central["procs"]]
+                    pg_after = self.pg.cpu_ns() if self.pg is not None else None
+                    parts = []
+                    for r in rs:
+                        self.check_rc(r, f"load {mode}")
+                        parts.append(json.loads(r["stdout"].strip().splitlines()[-1]))
+                    served = sum(x["requests"] + x["uncounted_requests"] for x in parts)
+                    cpu_ns = sum(a["oncpu_ns"] - b["oncpu_ns"] for a, b in zip(after, before))
+                    res = {
+                        "rps": sum(x["rps"] for x in parts),
+                        "p50_ms": max(x["p50_ms"] for x in parts),
+                        "p99_ms": max(x["p99_ms"] for x in parts),
+                        "requests": sum(x["requests"] for x in parts),
+                        "uncounted_requests": sum(x["uncounted_requests"] for x in parts),
+                        # Server CPU per request, counting the uncounted (warm-up) requests too.
+                        "server_cpu_us_per_req": cpu_ns / 1000 / served,
+                        "server_rss_kib": max(a["rss_kib"] for a in after),
+                        # PostgreSQL's own CPU per request (server + backends), when the harness runs it.
+                        "postgres_cpu_us_per_req": None if pg_before is None
+                        else (pg_after - pg_before) / 1000 / served,
+                        "load": rs[0]["load"],
+                        "per_instance": parts,
+                    }
                     runs.append(res)
                 out[mode] = {
                     "rps": median([x["rps"] for x in runs]),
+                    "rps_min": min(x["rps"] for x in runs),
+                    "rps_max": max(x["rps"] for x in runs),
                     "p50_ms": median([x["p50_ms"] for x in runs]),
                     "p99_ms": median([x["p99_ms"] for x in runs]),
                     "server_cpu_us_per_req": median([x["server_cpu_us_per_req"] for x in runs]),
+                    "postgres_cpu_us_per_req": None if self.pg is None
+                    else median([x["postgres_cpu_us_per_req"] for x in runs]),
                     "server_rss_kib": max(x["server_rss_kib"] for x in runs),
                     "requests": median([x["requests"] for x in runs]),
                     "load": median([x["load"] for x in runs]),
                     "runs": runs,
                 }
-                log(f"central {mode}: {out[mode]['rps']:.0f} req/s, p99 {out[mode]['p99_ms']:.1f} ms, "
-                    f"server CPU {out[mode]['server_cpu_us_per_req']:.0f} µs/req")
+                log(f"central {mode} ({self.database_label}, {instances} instance(s)): "
+                    f"{out[mode]['rps']:.0f} req/s ({out[mode]['rps_min']:.0f}–{out[mode]['rps_max']:.0f}), "
+                    f"p99 {out[mode]['p99_ms']:.1f} ms, server CPU {out[mode]['server_cpu_us_per_req']:.0f} µs/req"
+                    + ("" if self.pg is None else f" + PostgreSQL {out[mode]['postgres_cpu_us_per_req']:.0f} µs/req"))
         finally:
-            central["proc"].send_signal(signal.SIGTERM)
-            central["proc"].wait(timeout=30)
+            for proc in central["procs"]:
+                proc.send_signal(signal.SIGTERM)
+            for proc in central["procs"]:
+                proc.wait(timeout=30)
         self.results["central"] = out
 
 
@@ -931,13 +1162,32 @@ def main():
     p.add_argument("--central-requests", type=int, default=20000)
     p.add_argument("--central-secs", type=int, default=20)
     p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--database", default="sqlite",
+                   help="central's database: sqlite (its default, DIR/central.db), postgres (a "
+                        "PostgreSQL server the harness starts), a postgres:// URL, or files (a "
+                        "truenas-central from before the database, given with --central)")
+    p.add_argument("--central-instances", type=int, default=1,
+                   help="central servers on the same PostgreSQL database, each loaded by its own "
+                        "benchtool with concurrency/N connections (the figures are summed)")
+    p.add_argument("--report-template", help="the report to post (JSON) instead of the idle daemon's")
     p.add_argument("--callgrind", action="store_true", help="also count instructions of status/verify")
     p.add_argument("--out", default="target/bench/results.json")
     a = p.parse_args()
     a.pools = [int(x) for x in a.pools.split(",")]
     sections = a.only.split(",")
     b = Bench(a)
+    try:
+        run_sections(a, b, sections)
+    finally:
+        b.close()
+    print(render(b.results))
+    log(f"results: {a.out}; scratch: {b.work}")
+
+
+def run_sections(a, b, sections):
     b.results["settings"] = {k: v for k, v in vars(a).items()}
+    if str(a.database).startswith(("postgres://", "postgresql://")):
+        b.results["settings"]["database"] = "[a PostgreSQL URL, not recorded]"
     if "size" in sections:
         b.results["size"] = {"bytes": os.path.getsize(a.agent),
                              "file": subprocess.run(["file", "-b", a.agent], capture_output=True,
@@ -953,8 +1203,6 @@ def main():
             Path(a.out).write_text(json.dumps(b.results, indent=1))
     b.results["machine"]["load_at_end"] = loadavg()
     Path(a.out).write_text(json.dumps(b.results, indent=1))
-    print(render(b.results))
-    log(f"results: {a.out}; scratch: {b.work}")
 
 
 def render(res):
@@ -1030,7 +1278,8 @@ def render(res):
         for mode in ("etag", "report"):
             if mode in c:
                 v = c[mode]
-                lines.append(f"| 6 | central {mode} ({c['devices']} devices, concurrency) | {v['rps']:.0f} req/s, "
+                lines.append(f"| 6 | central {mode} ({c['devices']} devices, {c.get('database', 'files')}, "
+                             f"{c.get('instances', 1)} instance(s)) | {v['rps']:.0f} req/s, "
                              f"p50 {v['p50_ms']:.1f} ms, p99 {v['p99_ms']:.1f} ms, server "
                              f"{v['server_cpu_us_per_req']:.0f} µs CPU/req | | {v['load']:.1f} |")
     return "\n".join(lines)

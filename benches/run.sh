@@ -7,6 +7,10 @@
 #   benches/run.sh --only calls,python      # some sections: size,calls,python,status,idle,central
 #   benches/run.sh --idle-secs 60 --runs 3  # quicker, noisier
 #   NO_BUILD=1 benches/run.sh ...           # reuse the binaries already built
+#   NO_BUILD=1 benches/run.sh --only central --database postgres   # central on a PostgreSQL the
+#                                           # harness starts (sqlite: the default; see bench.py --help)
+#   NO_BUILD=1 CENTRAL=/other/truenas-central benches/run.sh --only central --database files
+#                                           # another build of central (AGENT, BENCHTOOL likewise)
 #
 # What it builds (release profile: opt-level z, fat LTO; 5-15 min on 2 busy cores):
 #   - the appliance binary: packaging/build-release.sh (static, `-p truenas-agent`: the
@@ -22,9 +26,19 @@ ROOT=$(pwd)
 BENCH_DIR=$ROOT/target/bench
 mkdir -p "$BENCH_DIR"
 TARGET=x86_64-unknown-linux-gnu
-AGENT=$ROOT/target/$TARGET/release/truenas-agent
-CENTRAL=$ROOT/target/release/truenas-central
-BENCHTOOL=$ROOT/target/release/benchtool
+AGENT=${AGENT:-$ROOT/target/$TARGET/release/truenas-agent}
+CENTRAL=${CENTRAL:-$ROOT/target/release/truenas-central}
+BENCHTOOL=${BENCHTOOL:-$ROOT/target/release/benchtool}
+# The sections asked for (--only A,B or --only=A,B); the agent binary and the Python venv
+# are needed only by some of them.
+ONLY=size,calls,python,status,idle,central
+prev=
+for arg in "$@"; do
+  case "$prev" in --only) ONLY=$arg ;; esac
+  case "$arg" in --only=*) ONLY=${arg#--only=} ;; esac
+  prev=$arg
+done
+needs() { case ",$ONLY," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 say() { printf '[run.sh %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -42,12 +56,14 @@ if [ -z "${NO_BUILD:-}" ]; then
 fi
 # With NO_BUILD, no cargo call at all: build.rs stamps the git revision (and "-dirty"), so
 # any edit since the last build would recompile the crates (minutes on this machine).
-for f in "$AGENT" "$CENTRAL" "$BENCHTOOL"; do
+NEEDED=("$CENTRAL" "$BENCHTOOL")
+if needs size || needs calls || needs python || needs status || needs idle; then NEEDED+=("$AGENT"); fi
+for f in "${NEEDED[@]}"; do
   [ -x "$f" ] || { say "missing $f (run without NO_BUILD)"; exit 1; }
 done
 
 VENV=$BENCH_DIR/venv
-if [ ! -x "$VENV/bin/python" ] || ! cmp -s benches/py/requirements.txt "$VENV/requirements.txt"; then
+if needs python && { [ ! -x "$VENV/bin/python" ] || ! cmp -s benches/py/requirements.txt "$VENV/requirements.txt"; }; then
   say "creating the Python venv ($VENV)"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
