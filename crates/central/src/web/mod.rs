@@ -1,5 +1,6 @@
 //! The fleet dashboard and `/metrics`: server-rendered HTML behind operator
-//! authentication, for `truenas-central serve` to merge beside the agents' protocol.
+//! authentication, merged beside the agents' protocol by `Service::router` (what
+//! `truenas-central serve` runs).
 //!
 //! Owns: the routes — `GET /` (the fleet, worst first, `?org=&location=`), `GET
 //! /devices/{name}`, the actions `POST /devices/{name}/first-backup`, `…/disable`,
