@@ -284,7 +284,7 @@ fn serve_refuses_a_bad_config_file_before_it_listens() {
         0o644,
     );
     let data = tmp.path().join("data");
-    let out = Command::new(bin(CENTRAL))
+    let child = Command::new(bin(CENTRAL))
         .args([
             "serve",
             "--dir",
@@ -297,7 +297,22 @@ fn serve_refuses_a_bad_config_file_before_it_listens() {
             s(&config),
         ])
         .env_remove(truenas_central::cli::DATABASE_ENV)
-        .output()
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Bounded: a `serve` that ignored the file would run until killed.
+    let mut child = Child(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while child.0.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "serve kept running with a bad config file"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = std::mem::replace(&mut child.0, Command::new("true").spawn().unwrap())
+        .wait_with_output()
         .unwrap();
     assert!(!out.status.success());
     let shown = text(&out);
