@@ -61,10 +61,10 @@ async fn get_config(
     etag: Option<&str>,
     wait: Option<u64>,
 ) -> (u16, Option<String>, Option<u64>) {
-    let mut url = format!("{}v1/config", base);
-    if let Some(wait) = wait {
-        url.push_str(&format!("?wait={wait}"));
-    }
+    let url = match wait {
+        Some(wait) => format!("{base}v1/config?wait={wait}"),
+        None => format!("{base}v1/config"),
+    };
     let mut request = http.get(url).bearer_auth(TOKEN);
     if let Some(etag) = etag {
         request = request.header("if-none-match", etag);
@@ -385,7 +385,7 @@ async fn the_first_start_imports_the_old_data_directory_once() {
     for days in [2, 1] {
         let mut report = aged_report(days);
         report.device.guid = Some(format!("9babab19-acc0-4587-aa05-ccd8103a114{days}"));
-        report.agent.dropped_reports = days as u64;
+        report.agent.dropped_reports = u64::try_from(days).unwrap();
         old.append_report(
             "nas-01",
             &StoredReport {

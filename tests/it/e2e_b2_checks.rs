@@ -36,7 +36,7 @@ async fn system(b2: &str) -> System {
 #[tokio::test]
 async fn the_daemon_checks_the_b2_api_the_config_names() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let fake = fake_b2().await;
             let sys = system(&format!(
                 "check_interval_secs = 3600\napi_url = \"{}\"",
@@ -90,14 +90,14 @@ async fn the_daemon_checks_the_b2_api_the_config_names() {
             .await;
             agent.stop().await;
             assert_eq!(fake.requests().len(), before, "{:?}", fake.requests());
-        })
+        }))
         .await;
 }
 
 #[tokio::test]
 async fn with_b2_checks_off_the_daemon_never_calls_b2() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let fake = fake_b2().await;
             let sys = system(&format!(
                 "check_interval_secs = 0\napi_url = \"{}\"",
@@ -120,6 +120,6 @@ async fn with_b2_checks_off_the_daemon_never_calls_b2() {
                 truenas_agent::central::report::CheckStatus::Pass,
                 "{bucket:?}"
             );
-        })
+        }))
         .await;
 }

@@ -20,7 +20,7 @@ fn state_dir(sys: &System) -> StateDir {
 #[tokio::test]
 async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let sys = System::start().await;
             let dir = state_dir(&sys);
             let before = CentralState {
@@ -68,14 +68,14 @@ async fn a_truncated_central_json_is_rebuilt_and_the_daemon_runs() {
                 &whole[..cut],
                 "the damaged bytes are kept for inspection"
             );
-        })
+        }))
         .await;
 }
 
 #[tokio::test]
 async fn garbage_in_the_spool_is_not_reported_as_lost_reports() {
     LocalSet::new()
-        .run_until(async {
+        .run_until(Box::pin(async {
             let sys = System::start().await;
             let dir = state_dir(&sys);
             truenas_agent::fs::write_atomic(
@@ -97,6 +97,6 @@ async fn garbage_in_the_spool_is_not_reported_as_lost_reports() {
             assert_eq!(announced, 0, "nothing was lost, nothing is announced");
             let counters = CentralState::load(&dir).unwrap().unwrap().counters;
             assert_eq!(counters.reports_lost, 0);
-        })
+        }))
         .await;
 }

@@ -239,7 +239,7 @@ fn sim_task_secrets(nas: &Nas) -> Vec<(String, String, String, i64)> {
 
 #[tokio::test]
 async fn provision_end_to_end_converges_and_escrow_shows_the_record() {
-    LocalSet::new().run_until(end_to_end()).await;
+    LocalSet::new().run_until(Box::pin(end_to_end())).await;
 }
 
 async fn end_to_end() {
@@ -451,7 +451,9 @@ async fn end_to_end() {
 
 #[tokio::test]
 async fn moved_device_and_key_rotation_end_to_end() {
-    LocalSet::new().run_until(moved_and_rotated()).await;
+    LocalSet::new()
+        .run_until(Box::pin(moved_and_rotated()))
+        .await;
 }
 
 async fn moved_and_rotated() {
