@@ -7,10 +7,14 @@
 //! on the fly as a DSSE envelope, strong ETag, `If-None-Match` → 304, long-poll `wait`
 //! that wakes when a document is published through any process or instance) and
 //! `POST /v1/reports` (1 MiB cap, v1 schema check, de-duplication on `report_id`, durable
-//! store), the router they live in ([`router`], which the dashboard's routes join), report
-//! retention while serving, and the modules behind them: the database (`db`), opening it
-//! with its at-rest key and the old directory's import (`datastore`, `at_rest`, `store`),
-//! key files (`keys`) and the `truenas-central devices` view (`devices`).
+//! store), the [`Service`] that serves them together with the fleet dashboard, `/metrics`
+//! and the login (`web`) on one listener, and runs beside them report retention, the fleet
+//! evaluator that announces state transitions (`monitor`, `alerts`, `fleet`) and the
+//! webhook outbox worker (`webhooks`), all configured by the central config file
+//! (`config`) and judged by one clock (`clock`); and the modules behind them: the
+//! database (`db`), opening it with its at-rest key and the old directory's import
+//! (`datastore`, `at_rest`, `store`), key files (`keys`) and the `truenas-central
+//! devices` view (`devices`).
 //! Does not: compute documents (central ops' own service does, from NinjaOne/IT Glue;
 //! here an operator publishes them), terminate TLS (run it behind a TLS proxy), or rate
 //! limit.
@@ -19,22 +23,33 @@
 //! per device; a held long-poll subscribes to publish wake-ups before it reads the
 //! document's tag, so no publish falls between; a held long-poll ends on shutdown with
 //! 503 + `Retry-After`; the ETag names the document (revision and content hash) and the
-//! signing key, so a new key changes it.
+//! signing key, so a new key changes it; the agents' routes accept device tokens only and
+//! the dashboard's routes operator credentials only (two tables: a token of one kind is
+//! unknown to the other); a stored report nudges the evaluator, so its transitions are
+//! announced within moments.
 //! Limitations: every request reads the database (one token lookup, one tag read; a
 //! document is opened and signed only when sent); on SQLite one process writes at a time.
 
+pub mod alerts;
 pub mod at_rest;
 pub mod b2admin;
 pub mod cli;
+pub mod clock;
+pub mod config;
 pub mod crypto;
 pub mod datastore;
 pub mod db;
 pub mod devices;
 pub mod escrow;
+pub mod fleet;
 pub mod keys;
+pub mod metrics;
+pub mod monitor;
 pub mod provision;
 pub mod secrets;
 pub mod store;
+pub mod web;
+pub mod webhooks;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -46,17 +61,20 @@ use axum::extract::{DefaultBodyLimit, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use chrono::Utc;
 use ed25519_dalek::SigningKey;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use clock::{Clock, SystemClock, TokioHold};
+use config::CentralConfig;
 use db::{Accepted, Db, DbError, token_hash};
+use monitor::{Counters, Monitor};
 use truenas_agent::central::client::MAX_BODY;
 use truenas_agent::central::dsse::{self, CONFIG_PAYLOAD_TYPE, TrustedKey};
 use truenas_agent::central::report::{self, REPORT_SCHEMA};
 use truenas_agent::fault::Fault;
+use webhooks::{Deliverer, WebhookError};
 
 /// Report retention while serving.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,15 +106,22 @@ pub struct ServerOptions {
     /// SQLite's worker thread or for PostgreSQL. Off in production (where it would only
     /// cost a thread hop per call).
     pub hold_clock: bool,
+    /// The central config file (`serve --config`): fleet policy, dashboard, webhooks.
+    pub config: Arc<CentralConfig>,
+    /// The clock verdicts, reports' arrival times, sessions and webhook back-off are
+    /// judged by ([`SystemClock`]; tests script time with a `ManualClock`).
+    pub clock: Arc<dyn Clock>,
 }
 
 impl ServerOptions {
-    /// Signing with `key`, default retention.
+    /// Signing with `key`, default retention, the default config, the system clock.
     pub fn new(key: SigningKey) -> Self {
         Self {
             key,
             retention: Retention::default(),
             hold_clock: false,
+            config: Arc::new(CentralConfig::default()),
+            clock: Arc::new(SystemClock),
         }
     }
 }
@@ -107,7 +132,8 @@ impl std::fmt::Debug for ServerOptions {
             .field("key", &"[REDACTED]")
             .field("retention", &self.retention)
             .field("hold_clock", &self.hold_clock)
-            .finish()
+            .field("config", &self.config)
+            .finish_non_exhaustive()
     }
 }
 
@@ -116,68 +142,157 @@ impl std::fmt::Debug for ServerOptions {
 pub enum ServerError {
     #[error("the HTTP server failed")]
     Serve(#[source] std::io::Error),
+    #[error("cannot start the webhook worker")]
+    Webhooks(#[source] WebhookError),
 }
 
 impl ServerError {
     /// The party that has to act.
     pub fn fault(&self) -> Fault {
         match self {
-            ServerError::Serve(_) => Fault::Central,
+            ServerError::Serve(_) | ServerError::Webhooks(_) => Fault::Central,
         }
     }
 }
 
 /// Serves `db` until `shutdown` is cancelled (held long-polls are ended first), running
-/// report retention meanwhile.
+/// report retention, the fleet evaluator and the webhook worker meanwhile.
 pub async fn serve(
     listener: TcpListener,
     db: Db,
     options: ServerOptions,
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
-    let retention = tokio::spawn(retain(
-        db.clone(),
-        options.retention,
-        options.hold_clock,
-        shutdown.clone(),
-    ));
-    let app = router(db, options, shutdown.clone());
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown({
-            let shutdown = shutdown.clone();
-            async move { shutdown.cancelled().await }
-        })
-        .await
-        .map_err(ServerError::Serve);
-    shutdown.cancel();
-    let _ = retention.await;
-    served
+    Service::new(db, options)?.serve(listener, shutdown).await
 }
 
-/// Every HTTP route central serves, on `db`: the agents' protocol (`/v1/config`,
-/// `/v1/reports`). Other route sets (the dashboard) are merged in here, so `serve` and the
-/// tests build the same application.
-pub fn router(db: Db, options: ServerOptions, shutdown: CancellationToken) -> Router {
-    let key_id = TrustedKey::from_signing_key(&options.key).key_id();
-    let server = Arc::new(Server {
-        db,
-        key: options.key,
-        key_id,
-        hold_clock: options.hold_clock,
-        shutdown,
-    });
-    Router::new()
-        .route("/v1/config", get(get_config))
-        .route("/v1/reports", post(post_report))
-        .layer(DefaultBodyLimit::max(MAX_BODY))
-        .with_state(server)
+/// Central's parts over one database, built before they serve (a caller may keep the
+/// evaluator, e.g. to read its counters).
+pub struct Service {
+    db: Db,
+    options: ServerOptions,
+    monitor: Arc<Monitor>,
+    deliverer: Arc<Deliverer>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Service {
+    /// The evaluator and the webhook worker over `db`, configured by `options.config`.
+    pub fn new(db: Db, options: ServerOptions) -> Result<Self, ServerError> {
+        let counters = Arc::new(Counters::default());
+        let monitor = Arc::new(
+            Monitor::new(
+                db.clone(),
+                Arc::clone(&options.config),
+                Arc::clone(&options.clock),
+                Arc::clone(&counters),
+            )
+            .with_clock_hold(options.hold_clock),
+        );
+        let deliverer = Arc::new(
+            Deliverer::new(
+                db.clone(),
+                options.config.webhooks.clone(),
+                options.config.delivery,
+                Arc::clone(&options.clock),
+                counters,
+            )
+            .map_err(ServerError::Webhooks)?
+            .with_clock_hold(options.hold_clock),
+        );
+        Ok(Self {
+            db,
+            options,
+            monitor,
+            deliverer,
+        })
+    }
+
+    /// The fleet evaluator (its snapshot, counters, config and clock).
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// Serves until `shutdown` is cancelled; retention, the evaluator and (when a webhook
+    /// is configured) the delivery worker run meanwhile and stop with it.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: CancellationToken,
+    ) -> Result<(), ServerError> {
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(retain(
+            self.db.clone(),
+            self.options.retention,
+            Arc::clone(&self.options.clock),
+            self.options.hold_clock,
+            shutdown.clone(),
+        ));
+        tasks.spawn(Arc::clone(&self.monitor).run(shutdown.clone()));
+        if self.deliverer.has_targets() {
+            tasks.spawn(
+                Arc::clone(&self.deliverer).run(self.monitor.deliveries(), shutdown.clone()),
+            );
+        }
+        tracing::info!(
+            webhooks = self.options.config.webhooks.len(),
+            evaluate_every_s = self.options.config.evaluate_every.as_secs(),
+            "fleet evaluator started"
+        );
+        let app = self.router(shutdown.clone());
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown({
+                let shutdown = shutdown.clone();
+                async move { shutdown.cancelled().await }
+            })
+            .await
+            .map_err(ServerError::Serve);
+        shutdown.cancel();
+        while tasks.join_next().await.is_some() {}
+        served
+    }
+
+    /// Every HTTP route central serves: the agents' protocol (`/v1/config`,
+    /// `/v1/reports`) and the dashboard's (`/`, `/devices/…`, `/login`, `/metrics`, …).
+    pub fn router(&self, shutdown: CancellationToken) -> Router {
+        let options = &self.options;
+        let key_id = TrustedKey::from_signing_key(&options.key).key_id();
+        let server = Arc::new(Server {
+            db: self.db.clone(),
+            key: options.key.clone(),
+            key_id,
+            hold_clock: options.hold_clock,
+            shutdown,
+            clock: Arc::clone(&options.clock),
+            monitor: Arc::clone(&self.monitor),
+        });
+        Router::new()
+            .route("/v1/config", get(get_config))
+            .route("/v1/reports", post(post_report))
+            .layer(DefaultBodyLimit::max(MAX_BODY))
+            .with_state(server)
+            .merge(web::router(Arc::clone(&self.monitor)))
+    }
 }
 
 /// Deletes old reports now and every `retention.every` until shutdown.
-async fn retain(db: Db, retention: Retention, hold_clock: bool, shutdown: CancellationToken) {
+async fn retain(
+    db: Db,
+    retention: Retention,
+    clock: Arc<dyn Clock>,
+    hold_clock: bool,
+    shutdown: CancellationToken,
+) {
     loop {
-        let clock = ClockHold::new(hold_clock);
-        match db.apply_retention(retention.days, Utc::now()).await {
+        let hold = TokioHold::new(hold_clock);
+        match db.apply_retention(retention.days, clock.now()).await {
             Ok(deleted) => {
                 tracing::debug!(deleted, days = retention.days, "report retention ran");
             }
@@ -185,31 +300,11 @@ async fn retain(db: Db, retention: Retention, hold_clock: bool, shutdown: Cancel
                 tracing::warn!(error = %truenas_agent::fault::error_chain(&e), "report retention failed; trying again later");
             }
         }
-        drop(clock);
+        drop(hold);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(retention.every) => {}
         }
-    }
-}
-
-/// While alive (and asked for), a blocking task that keeps tokio's paused test clock from
-/// auto-advancing (see [`ServerOptions::hold_clock`]).
-struct ClockHold {
-    _release: Option<std::sync::mpsc::Sender<()>>,
-}
-
-impl ClockHold {
-    fn new(enabled: bool) -> Self {
-        if !enabled {
-            return Self { _release: None };
-        }
-        let (tx, rx) = std::sync::mpsc::channel::<()>();
-        // Ends when the sender is dropped (`recv` fails).
-        drop(tokio::task::spawn_blocking(move || {
-            let _ = rx.recv();
-        }));
-        Self { _release: Some(tx) }
     }
 }
 
@@ -220,6 +315,10 @@ struct Server {
     key_id: String,
     hold_clock: bool,
     shutdown: CancellationToken,
+    /// Reports' arrival times.
+    clock: Arc<dyn Clock>,
+    /// Nudged after each stored report.
+    monitor: Arc<Monitor>,
 }
 
 /// Why a request was not authenticated.
@@ -250,7 +349,7 @@ struct Signed {
 impl Server {
     /// Runs one database call (holding the test clock when asked).
     async fn db<T>(&self, call: impl Future<Output = T>) -> T {
-        let _clock = ClockHold::new(self.hold_clock);
+        let _clock = TokioHold::new(self.hold_clock);
         call.await
     }
 
@@ -397,11 +496,14 @@ async fn post_report(
     };
     let id = report.report_id;
     match server
-        .db(server.db.accept_report(&device, &report, Utc::now()))
+        .db(server
+            .db
+            .accept_report(&device, &report, server.clock.now()))
         .await
     {
         Ok(Accepted::Stored { .. }) => {
             tracing::info!(device = %device, report_id = %id, "stored a report");
+            server.monitor.report_stored();
             json_status(StatusCode::ACCEPTED, "accepted")
         }
         Ok(Accepted::Duplicate) => json_status(StatusCode::OK, "duplicate"),

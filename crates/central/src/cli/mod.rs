@@ -28,6 +28,7 @@ macro_rules! eprintln {
     };
 }
 
+pub mod operator;
 pub mod provision;
 
 use std::io::Write as _;
@@ -45,6 +46,7 @@ use tokio_util::sync::CancellationToken;
 use clap::Parser;
 use truenas_agent::cli::logging;
 
+use crate::config::CentralConfig;
 use crate::db::{Database, Db, token_hash};
 use crate::{Retention, ServerOptions, datastore, devices, keys, serve};
 use truenas_agent::config::read_secret_file;
@@ -179,6 +181,11 @@ pub enum CentralCommand {
         #[arg(long, default_value_t = crate::db::DEFAULT_RETENTION_DAYS,
               value_parser = clap::value_parser!(u32).range(1..=36_500))]
         retention_days: u32,
+        /// The central config file (TOML): fleet policy, dashboard, webhooks
+        /// (docs/central.md, "The central config file"). Without it: the defaults, no
+        /// webhooks.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
     },
     /// Register a device. Only the SHA-256 of its token is kept.
     Register {
@@ -246,6 +253,9 @@ pub enum CentralCommand {
     /// Replace the device's scoped B2 key without downtime; the old key is deleted once
     /// the device reports the new one applied.
     RotateKey(provision::RotateKeyArgs),
+    /// Dashboard operators: `operator add --dir DIR --name NAME --token-out FILE`, `token`,
+    /// `list`, `disable`, `enable` (docs/central.md, "The dashboard").
+    Operator(operator::OperatorArgs),
 }
 
 /// Parses the command line and runs the chosen subcommand.
@@ -287,7 +297,8 @@ pub async fn dispatch(command: CentralCommand) -> anyhow::Result<ExitCode> {
             listen,
             key,
             retention_days,
-        } => run_server(&data, listen, &key, retention_days).await,
+            config,
+        } => run_server(&data, listen, &key, retention_days, config.as_deref()).await,
         CentralCommand::Register {
             data,
             name,
@@ -306,6 +317,7 @@ pub async fn dispatch(command: CentralCommand) -> anyhow::Result<ExitCode> {
         CentralCommand::Provision(args) => provision::provision(*args).await,
         CentralCommand::Escrow(args) => provision::escrow(&args).await,
         CentralCommand::RotateKey(args) => provision::rotate(args).await,
+        CentralCommand::Operator(args) => operator::run(args).await,
     }
 }
 
@@ -326,7 +338,13 @@ async fn run_server(
     listen: SocketAddr,
     key: &std::path::Path,
     retention_days: u32,
+    config: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
+    // The config first: a bad file is refused before anything is opened.
+    let config = match config {
+        Some(path) => CentralConfig::load(path)?,
+        None => CentralConfig::default(),
+    };
     let key = keys::read_signing_key(key)?;
     let database = data.database()?;
     let db = datastore::open(&data.dir, &database).await?;
@@ -348,6 +366,7 @@ async fn run_server(
             days: retention_days,
             ..Retention::default()
         },
+        config: std::sync::Arc::new(config),
         ..ServerOptions::new(key)
     };
     serve(listener, db.clone(), options, shutdown).await?;

@@ -9,13 +9,14 @@
 //! ETag), per-device B2 credentials (sealed bytes + key ids + fingerprints), reports
 //! (de-duplicated per device on `report_id`) with the derived per-device state the
 //! dashboard reads (`reports`), operators, operator tokens and sessions (hashes only,
-//! `operators`), the webhook outbox (`outbox`), report retention, the import of today's
-//! data directory (`import`) and document-publish wake-ups (`watch`: PostgreSQL
-//! `LISTEN/NOTIFY`; on SQLite an in-process channel plus a once-a-second look at the
-//! `documents` table while someone waits, for publishes made by other processes), the
-//! device-name and document-schema rules ([`is_valid_device_name`],
-//! [`check_document_schema`]), the stored report types ([`StoredReport`], [`DropTally`])
-//! and which at-rest key the database's sealed values belong to ([`Db::bind_at_rest_key`]).
+//! `operators`), the webhook outbox (`outbox`), the announced alert state per device
+//! (`alerts`), report retention, the import of today's data directory (`import`) and
+//! document-publish wake-ups (`watch`: PostgreSQL `LISTEN/NOTIFY`; on SQLite an in-process
+//! channel plus a once-a-second look at the `documents` table while someone waits, for
+//! publishes made by other processes), the device-name and document-schema rules
+//! ([`is_valid_device_name`], [`check_document_schema`]), the stored report types
+//! ([`StoredReport`], [`DropTally`]) and which at-rest key the database's sealed values
+//! belong to ([`Db::bind_at_rest_key`]).
 //! Does not: encrypt. Documents and credentials hold secrets; the caller supplies the
 //! at-rest [`Sealer`] (the provisioning work's XChaCha20-Poly1305 key) and this module only
 //! ever stores what `seal` returned. Nor does it speak HTTP, sign documents, or decide what
@@ -33,6 +34,7 @@
 //! (one write connection per process, `busy_timeout` across processes); the timestamps
 //! are milliseconds since the epoch (UTC).
 
+mod alerts;
 mod import;
 mod operators;
 mod outbox;

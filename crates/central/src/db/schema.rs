@@ -24,13 +24,14 @@ pub(super) struct Migration {
 }
 
 /// The schema version this binary writes.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Every migration, in order (versions 1, 2, …).
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial schema",
-    sql: r"
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial schema",
+        sql: r"
 CREATE TABLE meta (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -140,7 +141,19 @@ CREATE TABLE webhook_outbox (
 );
 CREATE INDEX webhook_outbox_due ON webhook_outbox (next_attempt_at);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "announced alert state per device",
+        sql: r"
+CREATE TABLE device_alerts (
+    device_id BIGINT PRIMARY KEY REFERENCES devices (id) ON DELETE CASCADE,
+    announced TEXT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
+",
+    },
+];
 
 /// Arbitrary constant naming central's migration lock among PostgreSQL advisory locks.
 const PG_MIGRATION_LOCK: i64 = 0x7472_6e61_735f_6462;
