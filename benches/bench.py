@@ -927,6 +927,7 @@ class Bench:
             latest = self.central_latest_report(central, "nas-000")
             if latest is not None:
                 write_json(self.work / "report-template.json", latest)
+            out["repairs"] = self.measure_repairs(sim)
             log(f"idle: RSS {out['rss_kib_end']} KiB (HWM {out['hwm_kib']}), CPU {out['cpu_s']:.3f} s "
                 f"over {dt_s:.0f} s, {out['timeslices']} wake-ups, {idle_calls['total']} middleware calls, "
                 f"passes (reads) {[p['reads'] for p in passes]}, state-dir renames {watch.renamed}")
@@ -940,6 +941,50 @@ class Bench:
             central["proc"].wait(timeout=30)
             sim.close()
         self.results["idle"] = out
+
+    def measure_repairs(self, sim):
+        """A technician's edits through the middleware (benchtool's `admin`: validated,
+        with the middleware's events, outside the call record), one at a time on the
+        converged box: the wall time until the box is back as the SOP says (the state
+        polled every 50 ms), and the agent's calls in between."""
+        def task(st, i):
+            return sorted(st["cloud_sync_tasks"], key=lambda t: t["id"])[i]
+        st = sim.state()
+        t0, t1 = task(st, 0), task(st, 1)
+        snap = sorted(st["snapshot_tasks"], key=lambda t: t["id"])[0]
+        edits = [
+            ("disable a Cloud Sync task",
+             f'admin cloudsync.update [{t0["id"]}, {{"enabled": false}}]',
+             lambda s: task(s, 0)["enabled"]),
+            ("remove an exclude",
+             f'admin cloudsync.update [{t1["id"]}, {json.dumps({"exclude": t1["exclude"][:-1]})}]',
+             lambda s: task(s, 1)["exclude"] == t1["exclude"]),
+            ("delete a snapshot task",
+             f'admin pool.snapshottask.delete [{snap["id"]}]',
+             lambda s: any(t["dataset"] == snap["dataset"] for t in s["snapshot_tasks"])),
+        ]
+        out = []
+        for what, command, repaired in edits:
+            time.sleep(15)  # past the debounce and back-off of the previous repair
+            sim.take_calls()
+            answer = sim.cmd(command)
+            if "error" in answer:
+                raise SystemExit(f"{what}: {answer['error']}")
+            start = time.monotonic()
+            while not repaired(sim.state()):
+                if time.monotonic() - start > 120:
+                    out.append({"edit": what, "repaired": False})
+                    break
+                time.sleep(0.05)
+            else:
+                took = time.monotonic() - start
+                time.sleep(3)  # the report and the echo of the agent's own write
+                calls = sim.take_calls()
+                out.append({"edit": what, "repaired": True, "seconds": round(took, 2),
+                            "calls": call_summary(calls)})
+                log(f"repair: {what}: {took:.2f} s, {calls['total']} calls "
+                    f"({calls['writes']} writes) {calls['by_method']}")
+        return out
 
     def wait_converged(self, sim, central, agent, home, timeout=180, quiet=20):
         """Until central holds a report and the middleware saw writes and then no call

@@ -165,7 +165,7 @@ async fn drift_is_put_back_and_reported_as_drift(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
     sys.central.publish(DEVICE, &document(1)).await;
     let mut options = crate::e2e_fixture::test_options(&sys.files.config);
-    options.drift_interval = std::time::Duration::from_secs(2);
+    options.resync_interval = std::time::Duration::from_secs(2);
     let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     // Someone changes the schedule in the UI.
@@ -191,7 +191,7 @@ async fn a_periodic_pass_reads_the_nas_once_for_converge_and_health(flavor: ApiF
     let sys = System::start_with(flavor, None).await;
     sys.central.publish(DEVICE, &document(1)).await;
     let mut options = crate::e2e_fixture::test_options(&sys.files.config);
-    options.drift_interval = std::time::Duration::from_secs(1);
+    options.resync_interval = std::time::Duration::from_secs(1);
     let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
     sys.nas.sim.clear_calls();
@@ -235,7 +235,7 @@ async fn scheduled_reports_ride_on_the_periodic_passes(flavor: ApiFlavor) {
     let sys = System::start_with(flavor, None).await;
     sys.central.publish(DEVICE, &document(1)).await;
     let mut options = crate::e2e_fixture::test_options(&sys.files.config);
-    options.drift_interval = std::time::Duration::from_secs(2);
+    options.resync_interval = std::time::Duration::from_secs(2);
     options.report_interval = std::time::Duration::from_secs(2);
     let agent = crate::e2e_fixture::Running::start(&sys.files.config, options).await;
     wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;

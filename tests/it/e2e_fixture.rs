@@ -79,6 +79,11 @@ impl Nas {
         self.server.unix_url().unwrap()
     }
 
+    /// Closes every connection to the box (a middleware restart).
+    pub fn drop_connections(&self) {
+        self.server.drop_connections();
+    }
+
     /// Calls that changed the box so far.
     pub fn writes(&self) -> Vec<String> {
         self.sim
@@ -192,7 +197,7 @@ impl Running {
             let settings = SopSettings::from_config(&config);
             let runtime = Runtime {
                 middleware: &mw,
-                jobs: &mw,
+                events: &mw,
                 props: &props,
                 backend,
                 notifier: &NoNotifier,

@@ -69,7 +69,7 @@ async fn system(flavor: ApiFlavor) -> System {
 async fn agent(files: &AgentFiles) -> Running {
     let mut options = test_options(&files.config);
     options.report_interval = Duration::from_secs(300);
-    options.drift_interval = Duration::from_secs(1800);
+    options.resync_interval = Duration::from_secs(1800);
     Running::start(&files.config, options).await
 }
 

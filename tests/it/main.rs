@@ -94,6 +94,7 @@ mod cli_edges;
 mod e2e_b2_checks;
 mod e2e_converge;
 mod e2e_demo;
+mod e2e_events;
 mod e2e_fixture;
 mod e2e_lifecycle;
 mod e2e_outage;

@@ -634,6 +634,127 @@ async fn job_events_and_task_state_over_both_protocols() {
     }
 }
 
+/// The events a technician's edits send, per version, as the middleware sends them:
+/// CRUD `ADDED`/`CHANGED` with the stored entry as `fields` from 25.10 on and with the id
+/// only before, `REMOVED` with the id; `pool.dataset.query` with the dataset on every
+/// version; `service.query` CHANGED (fields, no id) when a service starts or stops and
+/// nothing for `service.update`. Edits through `admin_call` send them; `update_state`
+/// changes the box without any event.
+#[tokio::test]
+async fn crud_events_carry_the_entry_from_25_10_and_the_id_before() {
+    for flavor in ApiFlavor::ALL {
+        let (server, _dir) = start(flavor).await;
+        let sim = server.simulator().clone();
+        let mut c = Client::native(&server, Transport::Unix).await;
+        for name in [
+            "cloudsync.query",
+            "pool.snapshottask.query",
+            "service.query",
+            "pool.dataset.query",
+        ] {
+            match c.proto {
+                Proto::JsonRpc => {
+                    c.ok("core.subscribe", json!([name])).await;
+                }
+                Proto::Legacy => {
+                    c.send(json!({"msg": "sub", "id": name, "name": name}))
+                        .await;
+                    assert_eq!(c.recv().await.unwrap()["msg"], "ready");
+                }
+            }
+        }
+        let full = flavor >= ApiFlavor::V25_10;
+        let cred = c
+            .ok("cloudsync.credentials.create", json!([credential(flavor)]))
+            .await;
+        let t = c.ok("cloudsync.create", json!([task(&cred["id"])])).await;
+        let added = c
+            .event(|e| body(e)["collection"] == "cloudsync.query" && body(e)["msg"] == "added")
+            .await;
+        assert_eq!(body(&added)["id"], t["id"], "{flavor}");
+        if full {
+            assert_eq!(
+                body(&added)["fields"],
+                t,
+                "{flavor}: fields = the stored entry"
+            );
+        } else {
+            assert!(body(&added).get("fields").is_none(), "{flavor}: {added}");
+        }
+        // A technician disables the task in the UI.
+        sim.admin_call(
+            "cloudsync.update",
+            &[t["id"].clone(), json!({"enabled": false})],
+        )
+        .unwrap();
+        let changed = c
+            .event(|e| body(e)["collection"] == "cloudsync.query" && body(e)["msg"] == "changed")
+            .await;
+        assert_eq!(body(&changed)["id"], t["id"], "{flavor}");
+        if full {
+            assert_eq!(body(&changed)["fields"]["enabled"], false, "{flavor}");
+        } else {
+            assert!(
+                body(&changed).get("fields").is_none(),
+                "{flavor}: {changed}"
+            );
+        }
+        sim.admin_call("cloudsync.delete", &[t["id"].clone()])
+            .unwrap();
+        let removed = c
+            .event(|e| body(e)["collection"] == "cloudsync.query" && body(e)["msg"] == "removed")
+            .await;
+        assert_eq!(body(&removed)["id"], t["id"]);
+        assert!(
+            body(&removed).get("fields").is_none(),
+            "{flavor}: {removed}"
+        );
+        // A user property set through the API: the dataset as fields, every version.
+        sim.admin_call(
+            "pool.dataset.update",
+            &[
+                json!("pool0"),
+                json!({"user_properties_update": [{"key": "com.example:x", "value": "1"}]}),
+            ],
+        )
+        .unwrap();
+        let ds = c
+            .event(|e| body(e)["collection"] == "pool.dataset.query")
+            .await;
+        assert_eq!(body(&ds)["id"], "pool0", "{flavor}");
+        assert_eq!(body(&ds)["fields"]["id"], "pool0", "{flavor}: {ds}");
+        // Start at boot: no event; a start: the row, without an id key.
+        let start = if flavor >= ApiFlavor::V25_10 {
+            ("service.control", json!(["START", "snmp", {}]))
+        } else {
+            ("service.start", json!(["snmp", {}]))
+        };
+        c.ok("service.update", json!(["snmp", {"enable": true}]))
+            .await;
+        c.ok(start.0, start.1).await;
+        let svc = c.event(|e| body(e)["collection"] == "service.query").await;
+        assert_eq!(body(&svc)["fields"]["service"], "snmp", "{flavor}");
+        assert_eq!(body(&svc)["fields"]["state"], "RUNNING", "{flavor}");
+        assert!(body(&svc).get("id").is_none(), "{flavor}: {svc}");
+        // Behind the middleware's back: no event at all.
+        sim.update_state(|s| s.snapshot_tasks.clear());
+        c.ok("core.ping", json!([])).await;
+        let stray: Vec<&Value> = c
+            .events
+            .iter()
+            .filter(|e| {
+                let b = body(e);
+                b["collection"] == "service.query"
+                    && b["msg"] == "changed"
+                    && b["fields"]["state"] != "RUNNING"
+                    || b["collection"] == "pool.snapshottask.query"
+            })
+            .collect();
+        assert!(stray.is_empty(), "{flavor}: {stray:?}");
+        server.shutdown().await;
+    }
+}
+
 #[tokio::test]
 async fn snapshot_task_state_events() {
     for flavor in [ApiFlavor::V25_04, ApiFlavor::V25_10] {

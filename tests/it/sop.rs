@@ -276,6 +276,43 @@ async fn fresh_box_gets_every_sop_field_then_zero_writes() {
     }
 }
 
+/// Issue 17's budget: a fresh 2-pool box is provisioned in at most 20 calls (connection
+/// set-up aside: `system.version_short` and, on 25.10+, the job subscription its service
+/// start waits with), proven without reading the box again: every write is proven by
+/// its answer where that is a re-read of the stored row, and only the rest is read back
+/// (the credential, the SNMP service row). A second pass finds nothing to do.
+#[tokio::test]
+async fn a_fresh_two_pool_apply_takes_at_most_20_calls_and_is_proven() {
+    for flavor in ApiFlavor::ALL {
+        let sim = fresh_box(flavor);
+        let agent = Agent::new();
+        let d = document(|_| {});
+        let first = agent.pass(&sim, &d, true).await;
+        assert!(first.converged(), "{flavor}: {}", first.remaining());
+        let methods: Vec<String> = sim.calls().iter().map(|c| c.method.clone()).collect();
+        assert!(
+            methods.len() <= 20,
+            "{flavor}: {} calls: {methods:?}",
+            methods.len()
+        );
+        // Read again only what the answers do not prove.
+        let count = |m: &str| methods.iter().filter(|x| *x == m).count();
+        assert_eq!(count("snmp.config"), 1, "{flavor}: {methods:?}");
+        assert_eq!(count("cloudsync.query"), 1, "{flavor}: {methods:?}");
+        assert_eq!(count("pool.snapshottask.query"), 1, "{flavor}: {methods:?}");
+        assert_eq!(
+            count("cloudsync.credentials.query"),
+            2,
+            "{flavor}: read back once"
+        );
+        assert_eq!(count("service.query"), 2, "{flavor}: read back once");
+        sim.clear_calls();
+        let second = agent.pass(&sim, &d, true).await;
+        assert!(second.plan.steps.is_empty(), "{flavor}: {}", second.plan);
+        assert!(sim.write_calls().is_empty(), "{flavor}");
+    }
+}
+
 #[tokio::test]
 async fn report_only_writes_nothing() {
     for flavor in ApiFlavor::ALL {

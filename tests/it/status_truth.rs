@@ -791,7 +791,7 @@ async fn every_report_is_a_recorded_contact_while_held_polls_never_complete() {
             sys.central.publish(DEVICE, &e2e_document(1)).await;
             let mut options = test_options(&sys.files.config);
             options.report_interval = Duration::from_secs(30);
-            options.drift_interval = Duration::from_secs(30);
+            options.resync_interval = Duration::from_secs(30);
             let agent = Running::start(&sys.files.config, options).await;
             wait_for_report(&sys.central, "with revision 1 applied", applied(1)).await;
             let dir = StateDir::open(sys.files.state_path()).unwrap();

@@ -38,6 +38,12 @@ pub const DEFAULT_LONG_POLL_WAIT: Duration = Duration::from_secs(50);
 pub const DEFAULT_SPOOL_MAX_BYTES: u64 = 10 * 1024 * 1024;
 /// How often the daemon checks the B2 bucket by default (`[b2] check_interval_secs`).
 pub const DEFAULT_B2_CHECK_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+/// How often the daemon reads the NAS in full by default (`[middleware]
+/// resync_interval_secs`); between full reads it follows the middleware's events.
+pub const DEFAULT_RESYNC_INTERVAL: Duration = Duration::from_secs(6 * 3600);
+/// Full reads: at least every 10 minutes apart (events keep the view current in
+/// between), at most a week apart.
+const RESYNC_RANGE: (u64, u64) = (600, 7 * 86_400);
 
 const POLL_RANGE: (u64, u64) = (30, 86_400);
 const WAIT_MAX: u64 = 300;
@@ -201,6 +207,8 @@ pub struct MiddlewareConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// SHA-256 of the server certificate, 64 hex digits (colons removed, lower-case).
     pub tls_pin: Option<String>,
+    /// How often the daemon reads the NAS in full (`resync_interval_secs`).
+    pub resync_interval: Duration,
 }
 
 impl Default for MiddlewareConfig {
@@ -211,6 +219,7 @@ impl Default for MiddlewareConfig {
             api_user: None,
             tls_ca_file: None,
             tls_pin: None,
+            resync_interval: DEFAULT_RESYNC_INTERVAL,
         }
     }
 }
@@ -287,6 +296,7 @@ struct RawMiddleware {
     api_user: Option<String>,
     tls_ca_file: Option<PathBuf>,
     tls_pin: Option<String>,
+    resync_interval_secs: Option<u64>,
 }
 
 impl AgentConfig {
@@ -349,6 +359,7 @@ impl AgentConfig {
             api_user: o.api_user.or_else(|| m.api_user.clone()),
             tls_ca_file: o.tls_ca_file.or_else(|| m.tls_ca_file.clone()),
             tls_pin: o.tls_pin.or_else(|| m.tls_pin.clone()),
+            resync_interval_secs: Some(m.resync_interval.as_secs()),
         };
         *m = validate_middleware(&mut errors, raw);
         if errors.is_empty() {
@@ -733,12 +744,27 @@ fn validate_middleware(errors: &mut Vec<FieldError>, raw: RawMiddleware) -> Midd
             "must use wss:// when tls_ca_file or tls_pin is set",
         );
     }
+    let resync_interval = match raw.resync_interval_secs {
+        None => DEFAULT_RESYNC_INTERVAL,
+        Some(secs) => {
+            let (lo, hi) = RESYNC_RANGE;
+            if !(lo..=hi).contains(&secs) {
+                push(
+                    errors,
+                    "middleware.resync_interval_secs",
+                    format!("must be between {lo} and {hi} (got {secs})"),
+                );
+            }
+            Duration::from_secs(secs)
+        }
+    };
     MiddlewareConfig {
         url,
         api_key_file,
         api_user: raw.api_user,
         tls_ca_file,
         tls_pin,
+        resync_interval,
     }
 }
 
@@ -1350,6 +1376,26 @@ mod tests {
         }
         let err = parse("[b2]\nchecks = false\n").unwrap_err();
         assert!(err.to_string().contains("unknown field `checks`"), "{err}");
+    }
+
+    #[test]
+    fn resync_interval_defaults_to_six_hours_and_is_bounded() {
+        let c = parse("").unwrap();
+        assert_eq!(c.middleware.resync_interval, Duration::from_secs(6 * 3600));
+        let c = parse("[middleware]\nresync_interval_secs = 600\n").unwrap();
+        assert_eq!(c.middleware.resync_interval, Duration::from_secs(600));
+        for (secs, rule) in [
+            (599, "must be between 600 and 604800 (got 599)"),
+            (604_801, "must be between 600 and 604800 (got 604801)"),
+        ] {
+            let errors = errors_of(&format!("[middleware]\nresync_interval_secs = {secs}\n"));
+            assert!(
+                errors
+                    .iter()
+                    .any(|e| e.key == "middleware.resync_interval_secs" && e.rule == rule),
+                "{secs}: {errors:?}"
+            );
+        }
     }
 
     fn write_mode(dir: &Path, name: &str, content: &str, mode: u32) -> PathBuf {

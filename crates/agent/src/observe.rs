@@ -326,7 +326,8 @@ fn strings(entry: &Value, key: &str) -> Vec<String> {
         .collect()
 }
 
-fn decode_pool(entry: &Value) -> Result<Pool, String> {
+/// Decodes one `pool.query` entry (user properties come from the root dataset).
+pub fn decode_pool(entry: &Value) -> Result<Pool, String> {
     let name = entry
         .get("name")
         .and_then(Value::as_str)
@@ -347,31 +348,37 @@ fn attach_user_properties(pools: &mut [Pool], datasets: &Value) -> Result<(), Ob
         detail: format!("expected a list, got {}", type_name(datasets)),
     })?;
     for item in items {
-        let Some(id) = item.get("id").and_then(Value::as_str) else {
+        let Some((id, props)) = dataset_user_properties(item) else {
             continue;
         };
-        let Some(pool) = pools.iter_mut().find(|p| p.name == id) else {
-            continue;
-        };
-        let Some(props) = item.get("user_properties").and_then(Value::as_object) else {
-            continue;
-        };
-        for (key, value) in props {
-            let text = match value {
-                Value::String(s) => Some(s.clone()),
-                Value::Object(o) => o
-                    .get("value")
-                    .or_else(|| o.get("rawvalue"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                _ => None,
-            };
-            if let Some(text) = text {
-                pool.user_properties.insert(key.clone(), text);
-            }
+        if let Some(pool) = pools.iter_mut().find(|p| p.name == id) {
+            pool.user_properties.extend(props);
         }
     }
     Ok(())
+}
+
+/// A `pool.dataset.query` entry's name and user properties (`None` without an `id` or
+/// a `user_properties` object).
+pub fn dataset_user_properties(item: &Value) -> Option<(&str, BTreeMap<String, String>)> {
+    let id = item.get("id").and_then(Value::as_str)?;
+    let props = item.get("user_properties").and_then(Value::as_object)?;
+    let mut out = BTreeMap::new();
+    for (key, value) in props {
+        let text = match value {
+            Value::String(s) => Some(s.clone()),
+            Value::Object(o) => o
+                .get("value")
+                .or_else(|| o.get("rawvalue"))
+                .and_then(Value::as_str)
+                .map(str::to_owned),
+            _ => None,
+        };
+        if let Some(text) = text {
+            out.insert(key.clone(), text);
+        }
+    }
+    Some((id, out))
 }
 
 /// Decodes one `cloudsync.credentials.*` entry (also used to read back a write).
@@ -585,7 +592,8 @@ pub fn decode_snmp(entry: &Value) -> Snmp {
     }
 }
 
-fn decode_service(value: &Value) -> Service {
+/// Decodes a `service.query` answer (a list or one entry).
+pub fn decode_service(value: &Value) -> Service {
     let entry = match value {
         Value::Array(items) => items.first().cloned().unwrap_or(Value::Null),
         other => other.clone(),

@@ -401,7 +401,7 @@ async fn run_agent(config: &AgentConfig, db: &Db, budget: Duration) -> anyhow::R
     };
     let runtime = Runtime {
         middleware: &mw,
-        jobs: &mw,
+        events: &mw,
         props: &props,
         backend,
         notifier: &NoNotifier,

@@ -377,8 +377,11 @@ impl Core {
         std::mem::take(&mut self.new_jobs)
     }
 
-    /// Queues an event.
+    /// Queues an event. Without `fields`, the ones the middleware would send are filled
+    /// in from the box as it is now (`methods::event_fields`: the stored entry, for the
+    /// collections and versions that send it).
     pub fn emit(&mut self, collection: &str, kind: EventKind, id: Value, fields: Option<Value>) {
+        let fields = fields.or_else(|| methods::event_fields(self, collection, kind, &id));
         self.outbox.push(Event {
             collection: collection.to_owned(),
             kind,

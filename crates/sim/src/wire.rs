@@ -186,8 +186,12 @@ pub fn legacy_event(event: &Event) -> Value {
 }
 
 fn event_body(event: &Event) -> Value {
-    let mut body =
-        json!({"msg": event.kind.as_str(), "collection": event.collection, "id": event.id});
+    let mut body = json!({"msg": event.kind.as_str(), "collection": event.collection});
+    // Events sent without an id (`service.query` CHANGED: `send_event(…, fields=svc)`)
+    // carry no `id` key at all.
+    if !event.id.is_null() {
+        body["id"] = event.id.clone();
+    }
     if let Some(fields) = &event.fields {
         body["fields"] = fields.clone();
     }

@@ -15,7 +15,7 @@ use tracing::{info, warn};
 
 use super::payload;
 use super::store::OwnershipStore;
-use super::{ApplyError, ApplyOptions, NotStarted, Outcome, StepResult, StepStatus};
+use super::{ApplyError, ApplyOptions, Extra, NotStarted, Origin, Outcome, StepResult, StepStatus};
 use crate::desired::DesiredState;
 use crate::middleware::calls::{self, B2Key};
 use crate::middleware::{
@@ -41,6 +41,11 @@ struct Exec<'a, M> {
     new_tasks: BTreeMap<String, u64>,
     /// The credential verification of this pass, once done.
     verified: Option<Result<(), String>>,
+    /// The NAS as the proven writes of this pass left it (`Outcome::observed`).
+    after: Observed,
+    /// A service was written: its row is read back at the end (the answers of
+    /// `service.update` and of a start do not show the stored start-at-boot flag).
+    reread_services: bool,
 }
 
 pub(super) async fn run(
@@ -51,6 +56,97 @@ pub(super) async fn run(
     store: &mut OwnershipStore,
     options: &ApplyOptions,
 ) -> Outcome {
+    let max_ids = largest_ids(observed);
+    let mut exec = Exec {
+        mw,
+        flavor: observed.api.flavor,
+        desired,
+        store,
+        options,
+        max_ids,
+        new_credential: None,
+        new_tasks: BTreeMap::new(),
+        verified: None,
+        after: observed.clone(),
+        reread_services: false,
+    };
+    let mut outcome = Outcome::default();
+    for (index, step) in plan.steps.iter().enumerate() {
+        let origin = Origin::Step(index);
+        let summary = step.summary();
+        if outcome.aborted.is_some() {
+            outcome.results.push(StepResult {
+                origin,
+                summary,
+                status: StepStatus::NotAttempted,
+            });
+            continue;
+        }
+        let verified = exec.ensure_verified(step, &mut outcome).await;
+        if outcome.aborted.is_some() {
+            outcome.results.push(StepResult {
+                origin,
+                summary,
+                status: StepStatus::NotAttempted,
+            });
+            continue;
+        }
+        if let Err(e) = verified {
+            record(&mut outcome, origin, summary, Err(e));
+            continue;
+        }
+        info!(step = %summary, "applying");
+        let result = exec.step(step).await;
+        let verify_after = matches!(
+            (step, &result),
+            (
+                Step::CreateCredential(_) | Step::UpdateCredential { .. },
+                Ok(_)
+            )
+        );
+        let snmp_failure = snmp_failure(step, &summary, &result, desired);
+        record(&mut outcome, origin, summary, result);
+        if let Some(failure) = snmp_failure {
+            exec.remember_snmp_failure(failure, &mut outcome);
+        }
+        if verify_after && outcome.aborted.is_none() {
+            let spec = credential_spec(step);
+            let id = exec.new_credential.or(step_credential_id(step));
+            if let (Some(spec), Some(id)) = (spec, id) {
+                exec.verify(spec, id, &mut outcome).await;
+            }
+        }
+    }
+    if let Err(e) = exec.forget(&plan.forget) {
+        record(
+            &mut outcome,
+            Origin::Extra(Extra::ForgetStale),
+            "drop stale ownership records".to_owned(),
+            Err(e),
+        );
+    }
+    if exec.reread_services && outcome.aborted.is_none() {
+        exec.read_back_services(&mut outcome).await;
+    }
+    if desired.snmp.is_none() && exec.store.get().snmp_retry.is_some() {
+        // The document no longer manages SNMP: nothing is left to retry.
+        if let Err(e) = exec.state(|o| o.snmp_retry = None) {
+            record(
+                &mut outcome,
+                Origin::Extra(Extra::ForgetSnmpRetry),
+                "forget the failed SNMP apply".to_owned(),
+                Err(e),
+            );
+        }
+    }
+    if outcome.aborted.is_none() {
+        outcome.observed = Some(exec.after);
+    }
+    outcome
+}
+
+/// The largest id of each kind the observation shows (ids only grow).
+fn largest_ids(observed: &Observed) -> BTreeMap<ObjectKind, u64> {
     let mut max_ids = BTreeMap::new();
     max_ids.insert(
         ObjectKind::Credential,
@@ -69,79 +165,16 @@ pub(super) async fn run(
             .max()
             .unwrap_or(0),
     );
-    let mut exec = Exec {
-        mw,
-        flavor: observed.api.flavor,
-        desired,
-        store,
-        options,
-        max_ids,
-        new_credential: None,
-        new_tasks: BTreeMap::new(),
-        verified: None,
-    };
-    let mut outcome = Outcome::default();
-    for step in &plan.steps {
-        let summary = step.summary();
-        if outcome.aborted.is_some() {
-            outcome.results.push(StepResult {
-                summary,
-                status: StepStatus::NotAttempted,
-            });
-            continue;
-        }
-        let verified = exec.ensure_verified(step, &mut outcome).await;
-        if outcome.aborted.is_some() {
-            outcome.results.push(StepResult {
-                summary,
-                status: StepStatus::NotAttempted,
-            });
-            continue;
-        }
-        if let Err(e) = verified {
-            record(&mut outcome, summary, Err(e));
-            continue;
-        }
-        info!(step = %summary, "applying");
-        let result = exec.step(step).await;
-        let verify_after = matches!(
-            (step, &result),
-            (
-                Step::CreateCredential(_) | Step::UpdateCredential { .. },
-                Ok(_)
-            )
-        );
-        let snmp_failure = snmp_failure(step, &summary, &result, desired);
-        record(&mut outcome, summary, result);
-        if let Some(failure) = snmp_failure {
-            exec.remember_snmp_failure(failure, &mut outcome);
-        }
-        if verify_after && outcome.aborted.is_none() {
-            let spec = credential_spec(step);
-            let id = exec.new_credential.or(step_credential_id(step));
-            if let (Some(spec), Some(id)) = (spec, id) {
-                exec.verify(spec, id, &mut outcome).await;
-            }
-        }
+    max_ids
+}
+
+/// Replaces the entry with `id` in `list` (or adds it).
+fn upsert<T>(list: &mut Vec<T>, item: T, id: impl Fn(&T) -> u64) {
+    let key = id(&item);
+    match list.iter_mut().find(|x| id(x) == key) {
+        Some(slot) => *slot = item,
+        None => list.push(item),
     }
-    if let Err(e) = exec.forget(&plan.forget) {
-        record(
-            &mut outcome,
-            "drop stale ownership records".to_owned(),
-            Err(e),
-        );
-    }
-    if desired.snmp.is_none() && exec.store.get().snmp_retry.is_some() {
-        // The document no longer manages SNMP: nothing is left to retry.
-        if let Err(e) = exec.state(|o| o.snmp_retry = None) {
-            record(
-                &mut outcome,
-                "forget the failed SNMP apply".to_owned(),
-                Err(e),
-            );
-        }
-    }
-    outcome
 }
 
 /// The record of a failed SNMP step (see [`applies_snmp`]); `None` for anything else.
@@ -197,7 +230,12 @@ fn step_credential_id(step: &Step) -> Option<u64> {
     }
 }
 
-fn record(outcome: &mut Outcome, summary: String, result: Result<Option<String>, ApplyError>) {
+fn record(
+    outcome: &mut Outcome,
+    origin: Origin,
+    summary: String,
+    result: Result<Option<String>, ApplyError>,
+) {
     let status = match result {
         Ok(detail) => StepStatus::Done { detail },
         Err(e) => {
@@ -208,7 +246,11 @@ fn record(outcome: &mut Outcome, summary: String, result: Result<Option<String>,
             StepStatus::Failed(e)
         }
     };
-    outcome.results.push(StepResult { summary, status });
+    outcome.results.push(StepResult {
+        origin,
+        summary,
+        status,
+    });
 }
 
 fn b2_key(spec: &CredentialSpec) -> B2Key<'_> {
@@ -473,7 +515,11 @@ impl<M: Middleware> Exec<'_, M> {
     /// answer is built from the data sent (24.10 returns it as sent plus `id`; 25.04+
     /// the same data reshaped, `MW/plugins/cloud_sync.py` `CredentialsService`), so only
     /// `cloudsync.credentials.query` shows what a later read — and every run — gets.
-    async fn read_back_credential(&self, id: u64, spec: &CredentialSpec) -> Result<(), ApplyError> {
+    async fn read_back_credential(
+        &mut self,
+        id: u64,
+        spec: &CredentialSpec,
+    ) -> Result<(), ApplyError> {
         let resource = format!("credential #{id}");
         let stored = self
             .call("read back", &resource, calls::credential_by_id(id))
@@ -485,24 +531,17 @@ impl<M: Middleware> Exec<'_, M> {
                 detail: "the credential is not listed right after it was written".to_owned(),
             });
         };
-        Self::check_credential(entry, spec, &resource)
-    }
-
-    fn check_credential(
-        entry: &Value,
-        spec: &CredentialSpec,
-        resource: &str,
-    ) -> Result<(), ApplyError> {
         let back = observe::decode_credential(entry).map_err(|detail| ApplyError::Unexpected {
             operation: "read back",
-            resource: resource.to_owned(),
+            resource: resource.clone(),
             detail,
         })?;
         let fields = spec::diff_credential(&back, spec, Some(&spec.key_fingerprint))
             .into_iter()
             .map(|c| c.field)
             .collect();
-        read_back(resource, fields)
+        upsert(&mut self.after.credentials, back, |c| c.id);
+        read_back(&resource, fields)
     }
 
     /// Verifies the credential the Cloud Sync steps will use, once per pass, before
@@ -542,7 +581,8 @@ impl<M: Middleware> Exec<'_, M> {
         }
     }
 
-    /// `cloudsync.credentials.verify` + `cloudsync.list_buckets`, recorded as a result.
+    /// `cloudsync.list_buckets` (and `cloudsync.credentials.verify` when it fails),
+    /// recorded as a result.
     async fn verify(&mut self, spec: &CredentialSpec, id: u64, outcome: &mut Outcome) {
         let summary = format!(
             "verify the B2 key with B2 and check that bucket {} is listed",
@@ -554,29 +594,50 @@ impl<M: Middleware> Exec<'_, M> {
             Ok(_) => Ok(()),
             Err(e) => Err(e.to_string()),
         });
-        record(outcome, summary, result);
+        record(
+            outcome,
+            Origin::Extra(Extra::VerifyCredential),
+            summary,
+            result,
+        );
     }
 
+    /// The bucket listed with the stored credential proves the key works (B2 signed it
+    /// in) and sees the SOP's bucket. Only when the listing fails is the key checked on
+    /// its own (`cloudsync.credentials.verify`), to say whether B2 rejected it.
     async fn verify_inner(
         &self,
         spec: &CredentialSpec,
         id: u64,
     ) -> Result<Option<String>, ApplyError> {
         let resource = format!("credential #{id}");
-        let call = calls::credential_verify(self.flavor, b2_key(spec));
-        let verdict = self.call("verify", &resource, call).await?;
-        if verdict.get("valid").and_then(Value::as_bool) != Some(true) {
-            let detail = verdict
-                .get("error")
-                .and_then(Value::as_str)
-                .unwrap_or("no reason given");
-            return Err(ApplyError::VerifyFailed {
-                detail: self.desired.redact(detail),
-            });
-        }
-        let buckets = self
+        let buckets = match self
             .call("list buckets with", &resource, calls::list_buckets(id))
-            .await?;
+            .await
+        {
+            Ok(buckets) => buckets,
+            Err(ApplyError::Call { source, .. }) if source.is_transport() => {
+                return Err(ApplyError::Call {
+                    operation: "list buckets with",
+                    resource,
+                    source,
+                });
+            }
+            Err(listing) => {
+                let call = calls::credential_verify(self.flavor, b2_key(spec));
+                let verdict = self.call("verify", &resource, call).await?;
+                if verdict.get("valid").and_then(Value::as_bool) != Some(true) {
+                    let detail = verdict
+                        .get("error")
+                        .and_then(Value::as_str)
+                        .unwrap_or("no reason given");
+                    return Err(ApplyError::VerifyFailed {
+                        detail: self.desired.redact(detail),
+                    });
+                }
+                return Err(listing);
+            }
+        };
         let listed = buckets.as_array().is_some_and(|items| {
             items.iter().any(|b| {
                 b.get("Name")
@@ -628,8 +689,11 @@ impl<M: Middleware> Exec<'_, M> {
         Ok(None)
     }
 
-    /// Compares a written Cloud Sync task with the spec, over the keys that were sent.
+    /// Compares a written Cloud Sync task with the spec, over the keys that were sent; the
+    /// answer (`get_instance` of the stored row on every version: `MW/plugins/cloud_sync.py`
+    /// `do_create`/`do_update`) becomes the task in `after`.
     fn check_cloud_sync(
+        &mut self,
         entry: &Value,
         spec: &CloudSyncSpec,
         keys: &BTreeSet<String>,
@@ -653,6 +717,7 @@ impl<M: Middleware> Exec<'_, M> {
             &back,
             spec::encryption_secrets(&back, spec, &recorded),
         ));
+        upsert(&mut self.after.cloud_sync, back, |t| t.id);
         read_back(resource, sent(changes, keys))
     }
 
@@ -691,7 +756,7 @@ impl<M: Middleware> Exec<'_, M> {
             credential: CredentialRef::Existing(credential),
             ..spec.clone()
         };
-        Self::check_cloud_sync(&entry, &resolved, &keys, &format!("cloud sync task #{id}"))?;
+        self.check_cloud_sync(&entry, &resolved, &keys, &format!("cloud sync task #{id}"))?;
         Ok(Some(format!("id {id}")))
     }
 
@@ -738,11 +803,15 @@ impl<M: Middleware> Exec<'_, M> {
             credential: CredentialRef::Existing(credential),
             ..spec.clone()
         };
-        Self::check_cloud_sync(&entry, &resolved, &keys, &resource)?;
+        self.check_cloud_sync(&entry, &resolved, &keys, &resource)?;
         Ok(None)
     }
 
+    /// Compares a written snapshot task with the spec, over the keys that were sent; the
+    /// answer (`get_instance` of the stored row on every version: `MW/plugins/snapshot.py`
+    /// `do_create`/`do_update`) becomes the task in `after`.
     fn check_snapshot(
+        &mut self,
         entry: &Value,
         spec: &SnapshotSpec,
         keys: &BTreeSet<String>,
@@ -754,7 +823,9 @@ impl<M: Middleware> Exec<'_, M> {
                 resource: resource.to_owned(),
                 detail,
             })?;
-        read_back(resource, sent(spec::diff_snapshot(&back, spec), keys))
+        let fields = sent(spec::diff_snapshot(&back, spec), keys);
+        upsert(&mut self.after.snapshot_tasks, back, |t| t.id);
+        read_back(resource, fields)
     }
 
     async fn create_snapshot_task(
@@ -778,7 +849,7 @@ impl<M: Middleware> Exec<'_, M> {
                 !(p.kind == ObjectKind::SnapshotTask && p.pool.as_deref() == Some(&pool))
             });
         })?;
-        Self::check_snapshot(&entry, spec, &keys, &format!("snapshot task #{id}"))?;
+        self.check_snapshot(&entry, spec, &keys, &format!("snapshot task #{id}"))?;
         Ok(Some(format!("id {id}")))
     }
 
@@ -794,7 +865,7 @@ impl<M: Middleware> Exec<'_, M> {
         let entry = self
             .call("update", &resource, calls::snapshot_task_update(id, fields))
             .await?;
-        Self::check_snapshot(&entry, spec, &keys, &resource)?;
+        self.check_snapshot(&entry, spec, &keys, &resource)?;
         Ok(None)
     }
 
@@ -812,6 +883,20 @@ impl<M: Middleware> Exec<'_, M> {
             }
         };
         let entry = self.call("disable", &resource, call).await?;
+        // The answer is the stored row (`get_instance`), as for any update.
+        match kind {
+            ObjectKind::CloudSync => {
+                if let Ok(back) = observe::decode_cloud_sync(&entry) {
+                    upsert(&mut self.after.cloud_sync, back, |t| t.id);
+                }
+            }
+            ObjectKind::SnapshotTask => {
+                if let Ok(back) = observe::decode_snapshot_task(&entry) {
+                    upsert(&mut self.after.snapshot_tasks, back, |t| t.id);
+                }
+            }
+            ObjectKind::Credential => {}
+        }
         match entry.get("enabled").and_then(Value::as_bool) {
             Some(false) => Ok(None),
             _ => read_back(&resource, vec!["enabled".to_owned()]).map(|()| None),
@@ -837,6 +922,11 @@ impl<M: Middleware> Exec<'_, M> {
             }
         };
         self.call("delete", &resource, call).await?;
+        match kind {
+            ObjectKind::CloudSync => self.after.cloud_sync.retain(|t| t.id != id),
+            ObjectKind::SnapshotTask => self.after.snapshot_tasks.retain(|t| t.id != id),
+            ObjectKind::Credential => {}
+        }
         self.state(|o| {
             if let Some(map) = o.tasks_mut(kind) {
                 map.remove(pool);
@@ -875,12 +965,12 @@ impl<M: Middleware> Exec<'_, M> {
                 o.snmp_fingerprints.insert("v3_privpassphrase".into(), fp);
             }
         })?;
+        // The answer is `snmp.config` after the write (`MW/plugins/snmp.py` `do_update`).
         let back = observe::decode_snmp(&entry);
         let recorded = &self.store.get().snmp_fingerprints;
-        read_back(
-            resource,
-            sent(spec::diff_snmp(&back, spec, recorded), &keys),
-        )?;
+        let fields = sent(spec::diff_snmp(&back, spec, recorded), &keys);
+        self.after.snmp = back;
+        read_back(resource, fields)?;
         Ok(None)
     }
 
@@ -894,7 +984,12 @@ impl<M: Middleware> Exec<'_, M> {
     /// Remembers a failed SNMP step so later passes re-apply SNMP until it works.
     fn remember_snmp_failure(&mut self, failure: SnmpRetry, outcome: &mut Outcome) {
         if let Err(e) = self.state(|o| o.snmp_retry = Some(failure)) {
-            record(outcome, "remember the failed SNMP apply".to_owned(), Err(e));
+            record(
+                outcome,
+                Origin::Extra(Extra::RememberSnmpFailure),
+                "remember the failed SNMP apply".to_owned(),
+                Err(e),
+            );
         }
     }
 
@@ -932,6 +1027,7 @@ impl<M: Middleware> Exec<'_, M> {
             .into_iter()
             .map(|c| c.field)
             .collect();
+        self.after.snmp = back;
         read_back(resource, fields)?;
         self.state(|o| o.snmp_retry = None)?;
         Ok(Some("the middleware re-created the SNMPv3 user".to_owned()))
@@ -939,6 +1035,7 @@ impl<M: Middleware> Exec<'_, M> {
 
     async fn enable_service(&mut self, service: &str) -> Result<Option<String>, ApplyError> {
         let resource = format!("service {service}");
+        self.reread_services = true;
         self.call("enable at boot", &resource, calls::service_enable(service))
             .await?;
         Ok(None)
@@ -946,6 +1043,7 @@ impl<M: Middleware> Exec<'_, M> {
 
     async fn start_service(&mut self, service: &str) -> Result<Option<String>, ApplyError> {
         let resource = format!("service {service}");
+        self.reread_services = true;
         let call = calls::service_start(self.flavor, service);
         let method = call.method;
         let reply = self.call("start", &resource, call).await?;
@@ -996,18 +1094,62 @@ impl<M: Middleware> Exec<'_, M> {
         pool: &str,
         task: TaskRef,
     ) -> Result<Option<String>, ApplyError> {
-        let id = match task {
-            TaskRef::Existing(id) => id,
-            TaskRef::Planned => {
+        let (id, created_now) = match task {
+            TaskRef::Existing(id) => (id, false),
+            TaskRef::Planned => (
                 *self
                     .new_tasks
                     .get(pool)
                     .ok_or_else(|| ApplyError::DependencyFailed {
                         reason: format!("the cloud sync task for {pool} was not created"),
-                    })?
-            }
+                    })?,
+                true,
+            ),
         };
+        let started = self.start_run(action_id, id, created_now).await?;
+        // A run exists now: the task counts as having run (it may upload data), which is
+        // what guards it against a re-key.
+        if let Some(t) = self.after.cloud_sync.iter_mut().find(|t| t.id == id) {
+            t.last_run = Some(JobState::Waiting);
+        }
+        Ok(Some(started))
+    }
+
+    /// Starts a run of task `id` (see [`Self::run_cloud_sync`]). For a task created in
+    /// this pass the job the middleware hands back needs no checks: its lock
+    /// (`cloud_sync:{id}`, from the params `[id]`) is held only by runs of task `id`, and
+    /// no run of a task that did not exist before this pass can have been queued — so
+    /// whatever job comes back runs this task, and it is a new run.
+    async fn start_run(
+        &mut self,
+        action_id: &str,
+        id: u64,
+        created_now: bool,
+    ) -> Result<String, ApplyError> {
         let resource = format!("cloud sync task #{id}");
+        if created_now {
+            let action = action_id.to_owned();
+            self.state(|o| {
+                o.executed_actions.insert(action);
+            })?;
+            let reply = match self.call("run", &resource, calls::cloudsync_sync(id)).await {
+                Ok(reply) => reply,
+                Err(e) => {
+                    if matches!(&e, ApplyError::Call { source, .. } if certainly_not_executed(source))
+                    {
+                        self.unrecord(action_id)?;
+                    }
+                    return Err(e);
+                }
+            };
+            let method = crate::middleware::Method::CloudsyncSync;
+            let job = job_id_of(method, &reply).map_err(|source| ApplyError::Call {
+                operation: "run",
+                resource: resource.clone(),
+                source,
+            })?;
+            return Ok(format!("started job {job}"));
+        }
         // The jobs `cloudsync.sync` could hand back instead of starting a run.
         let queued = self
             .call(
@@ -1070,7 +1212,28 @@ impl<M: Middleware> Exec<'_, M> {
                 },
             });
         }
-        Ok(Some(format!("started job {job}")))
+        Ok(format!("started job {job}"))
+    }
+
+    /// Reads the SNMP service row back after a service step (see `reread_services`).
+    async fn read_back_services(&mut self, outcome: &mut Outcome) {
+        let result = self
+            .call(
+                "read back",
+                "service snmp",
+                calls::service_query(calls::SNMP_SERVICE),
+            )
+            .await
+            .map(|row| {
+                self.after.snmp_service = observe::decode_service(&row);
+                None
+            });
+        record(
+            outcome,
+            Origin::Extra(Extra::ReadBackServices),
+            "read back the SNMP service (start at boot, running)".to_owned(),
+            result,
+        );
     }
 
     /// Forgets an action recorded as executed whose run certainly did not start.

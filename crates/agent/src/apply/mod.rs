@@ -1,9 +1,10 @@
 //! Executes a [`Plan`] through the middleware — the only module that writes to it.
 //!
-//! Owns: running steps in the plan's safe order (credential → verify it with
-//! `cloudsync.credentials.verify` and check the bucket is listed → Cloud Sync tasks →
-//! snapshot tasks → SNMP → services → one-shot actions), reading back and checking
-//! every write, recording ownership and secret fingerprints in the state directory
+//! Owns: running steps in the plan's safe order (credential → check that B2 lists the
+//! bucket with it → Cloud Sync tasks → snapshot tasks → SNMP → services → one-shot
+//! actions), proving every write (from its answer where that is the stored row re-read,
+//! else by reading back only what the answer does not prove) into the observation the
+//! pass ends with ([`Outcome::observed`]), recording ownership and secret fingerprints in the state directory
 //! (`ownership.json`, see [`store`]), remembering a failed SNMP apply there
 //! (`snmp_retry`, so later passes re-apply SNMP until it works), and the per-step
 //! [`Outcome`]. Also the
@@ -16,7 +17,8 @@
 //! once) and dropped again only when the run certainly did not start (the middleware
 //! refused the call, or answered with a job that is not a new run of the task);
 //! credentials are proven by reading them back with a query (the write's answer is built
-//! from what was sent); secrets go only into call params, and every middleware text kept
+//! from what was sent), services by reading their row back (`service.update` answers
+//! with the row id); a write that failed leaves its object as observed; secrets go only into call params, and every middleware text kept
 //! in an outcome is redacted of the document's secrets.
 //! Limitations: a read-back that differs is reported, not retried; the credential is
 //! verified only when it or a task's credential is written in the pass.
@@ -30,7 +32,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile};
+pub use reconcile::{ReconcileError, ReconcileOptions, Reconciled, reconcile, reconcile_observed};
 pub use store::{ACTIONS_FILE, OWNERSHIP_FILE, OwnershipStore};
 
 use crate::desired::{DesiredState, Mode};
@@ -183,10 +185,51 @@ pub enum StepStatus {
     NotAttempted,
 }
 
-/// One step (or the credential verification) and its result.
+/// Where a result of an [`Outcome`] comes from: results are matched to what they are
+/// about by this, never by their text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// The plan step at this index of `Plan::steps`.
+    Step(usize),
+    /// Work the pass does besides the plan's steps.
+    Extra(Extra),
+}
+
+/// What a pass does besides the plan's steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    /// Checking the B2 credential the Cloud Sync tasks use: the bucket is listed with it.
+    VerifyCredential,
+    /// Reading back what the answers of the pass's writes do not prove: a service's
+    /// start-at-boot flag (`service.update` answers with the row id only) and its state.
+    ReadBackServices,
+    /// Dropping ownership records the plan found stale (`ownership.json`).
+    ForgetStale,
+    /// Recording a failed SNMP apply so later passes re-apply SNMP (`ownership.json`).
+    RememberSnmpFailure,
+    /// Dropping that record once the document no longer manages SNMP (`ownership.json`).
+    ForgetSnmpRetry,
+}
+
+impl Extra {
+    /// The `--json` name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Extra::VerifyCredential => "verify_credential",
+            Extra::ReadBackServices => "read_back_services",
+            Extra::ForgetStale => "forget_stale_records",
+            Extra::RememberSnmpFailure => "remember_snmp_failure",
+            Extra::ForgetSnmpRetry => "forget_snmp_retry",
+        }
+    }
+}
+
+/// One step (or one of the pass's [`Extra`]s) and its result.
 #[derive(Debug)]
 pub struct StepResult {
-    /// The step's one-line summary (no secrets).
+    /// What the result is about.
+    pub origin: Origin,
+    /// A one-line summary for people (no secrets); never matched on.
     pub summary: String,
     pub status: StepStatus,
 }
@@ -200,7 +243,11 @@ impl StepResult {
             StepStatus::Failed(e) => ("failed", Some(error_chain(e)), Some(e.fault())),
             StepStatus::NotAttempted => ("not_attempted", None, None),
         };
-        json!({"summary": self.summary, "status": status, "detail": detail, "fault": fault})
+        let (step, extra) = match self.origin {
+            Origin::Step(i) => (Some(i), None),
+            Origin::Extra(e) => (None, Some(e.as_str())),
+        };
+        json!({"step": step, "extra": extra, "summary": self.summary, "status": status, "detail": detail, "fault": fault})
     }
 }
 
@@ -210,6 +257,13 @@ pub struct Outcome {
     pub results: Vec<StepResult>,
     /// Why the pass stopped early, if it did.
     pub aborted: Option<String>,
+    /// The NAS as the pass left it: the observation the plan was made from, with every
+    /// object a write touched replaced by what the middleware stored — the entry a
+    /// create/update answered with where that answer is a re-read of the stored row
+    /// (Cloud Sync and snapshot tasks, SNMP), the row read back where it is not
+    /// (credentials, services). A write that failed leaves the object as observed.
+    /// `None` when the pass was aborted (what it did is then not known).
+    pub observed: Option<Observed>,
 }
 
 impl Outcome {
@@ -300,7 +354,9 @@ pub async fn apply(
             results: plan
                 .steps
                 .iter()
-                .map(|s| StepResult {
+                .enumerate()
+                .map(|(i, s)| StepResult {
+                    origin: Origin::Step(i),
                     summary: s.summary(),
                     status: StepStatus::Skipped {
                         reason: "mode is report-only".to_owned(),
@@ -308,6 +364,7 @@ pub async fn apply(
                 })
                 .collect(),
             aborted: None,
+            observed: Some(observed.clone()),
         };
     }
     exec::run(plan, desired, observed, mw, store, options).await

@@ -122,7 +122,13 @@ fn dropped() -> Responder {
 
 const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
 
-/// The calls a fresh 2-pool 25.04 box needs, in order.
+/// The SNMP service row as `service.query` shows it after the pass's service steps.
+fn snmp_service(enable: bool, state: &str) -> Responder {
+    reply(json!([{"id": 7, "service": "snmp", "enable": enable, "state": state, "pids": []}]))
+}
+
+/// The calls a fresh 2-pool box needs, in order: no re-read of what the answers prove,
+/// no queue checks around the run of a task created in the same pass.
 fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
     let start = if flavor >= ApiFlavor::V25_10 {
         (Method::ServiceControl, reply(json!(900)))
@@ -133,7 +139,6 @@ fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
     vec![
         (Method::CredentialsCreate, create),
         (Method::CredentialsQuery, stored),
-        (Method::CredentialsVerify, reply(json!({"valid": true}))),
         (
             Method::CloudsyncListBuckets,
             reply(json!([{"Name": BUCKET, "IsBucket": true}])),
@@ -148,9 +153,8 @@ fn fresh_script(flavor: ApiFlavor) -> Vec<(Method, Responder)> {
         ),
         (Method::ServiceUpdate, reply(json!(7))),
         start,
-        (Method::CoreGetJobs, reply(json!([]))),
         (Method::CloudsyncSync, reply(json!(41))),
-        (Method::CoreGetJobs, run_of(1, 41)),
+        (Method::ServiceQuery, snmp_service(true, "RUNNING")),
     ]
 }
 
@@ -203,7 +207,7 @@ async fn fresh_box_is_provisioned_in_order_and_recorded() {
         let mut o = fresh(&["pool0", "pool1"]);
         o.api.flavor = flavor;
         let mw = Scripted::new(flavor, fresh_script(flavor));
-        let (outcome, store, _) = run(&d, &o, &mw, &fx).await;
+        let (outcome, store, plan) = run(&d, &o, &mw, &fx).await;
         assert!(outcome.all_done(), "{flavor}: {outcome}");
         assert!(mw.leftover().is_empty(), "{flavor}: {:?}", mw.leftover());
         let own = store.get();
@@ -218,8 +222,20 @@ async fn fresh_box_is_provisioned_in_order_and_recorded() {
                 .contains_key("encryption_salt")
         );
         assert_eq!(own.snmp_fingerprints.len(), 2);
-        // The verification shows up as its own result, right after the credential.
-        assert!(outcome.results[1].summary.starts_with("verify the B2 key"));
+        // The verification shows up as its own result, right after the credential, and
+        // every other result names its step.
+        assert_eq!(
+            outcome.results[1].origin,
+            Origin::Extra(Extra::VerifyCredential)
+        );
+        let steps: Vec<Origin> = outcome
+            .results
+            .iter()
+            .map(|r| r.origin)
+            .filter(|o| matches!(o, Origin::Step(_)))
+            .collect();
+        let expected: Vec<Origin> = (0..plan.steps.len()).map(Origin::Step).collect();
+        assert_eq!(steps, expected);
     }
 }
 
@@ -241,7 +257,7 @@ async fn read_back_difference_is_an_error_and_the_pass_goes_on() {
     let d = doc();
     let mut script = fresh_script(ApiFlavor::V25_04);
     // TrueNAS "reformats" the excludes of the first task into one entry.
-    script[4] = (
+    script[3] = (
         Method::CloudsyncCreate,
         Box::new(|call: &Call| {
             let mut entry = call.params[0].clone();
@@ -268,8 +284,8 @@ async fn connection_loss_stops_the_pass_and_leaves_a_write_ahead_record() {
     let fx = fixture();
     let d = doc();
     let mut script = fresh_script(ApiFlavor::V25_04);
-    script.truncate(6);
-    script[5] = (Method::CloudsyncCreate, dropped());
+    script.truncate(5);
+    script[4] = (Method::CloudsyncCreate, dropped());
     let mw = Scripted::new(ApiFlavor::V25_04, script);
     let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
     assert!(outcome.aborted.is_some());
@@ -302,33 +318,39 @@ async fn connection_loss_stops_the_pass_and_leaves_a_write_ahead_record() {
 
 #[tokio::test]
 async fn a_key_that_does_not_verify_holds_back_cloud_sync_only() {
-    for bad in [
-        (
-            Method::CredentialsVerify,
-            reply(json!({"valid": false, "error": "401 bad key CANARY-B2-APPKEY-7f3a9c"})),
-        ),
-        (
-            Method::CloudsyncListBuckets,
-            reply(json!([{"Name": "another-bucket"}])),
-        ),
-    ] {
+    for verify_ok in [false, true] {
         let fx = fixture();
         let d = doc();
         let mut script = fresh_script(ApiFlavor::V25_04);
-        let verify_ok = bad.0 == Method::CloudsyncListBuckets;
         if verify_ok {
-            script[3] = bad;
+            // The key signs in; the bucket is not among those it lists.
+            script[2] = (
+                Method::CloudsyncListBuckets,
+                reply(json!([{"Name": "another-bucket"}])),
+            );
         } else {
-            script[2] = bad;
-            drop(script.remove(3));
+            // The listing fails: only then is the key checked on its own.
+            script[2] = (
+                Method::CloudsyncListBuckets,
+                Box::new(|call: &Call| {
+                    Err(CallError::Failed {
+                        method: call.method,
+                        errno: Some(14),
+                        errname: "EFAULT".into(),
+                        reason: "failed to authorize account: 401 bad_auth_token".into(),
+                    })
+                }),
+            );
+            script.insert(
+                3,
+                (
+                    Method::CredentialsVerify,
+                    reply(json!({"valid": false, "error": "401 bad key CANARY-B2-APPKEY-7f3a9c"})),
+                ),
+            );
         }
         // No cloud sync creates and no run of a task that does not exist.
-        script.retain(|(m, _)| {
-            !matches!(
-                m,
-                Method::CloudsyncCreate | Method::CloudsyncSync | Method::CoreGetJobs
-            )
-        });
+        script.retain(|(m, _)| !matches!(m, Method::CloudsyncCreate | Method::CloudsyncSync));
         let mw = Scripted::new(ApiFlavor::V25_04, script);
         let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
         assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
@@ -424,14 +446,26 @@ async fn updates_send_only_changed_keys_with_complete_nested_objects() {
     );
 }
 
-/// The fresh-box script with the run's last three calls replaced.
+/// A box an earlier pass provisioned without the first-run action (the same ids as the
+/// scripted middleware hands out), recorded in `fx`: the document's action is all that
+/// is left, and it runs a task that existed before the pass.
+async fn only_the_run_left(fx: &Fixture) -> Observed {
+    let d = doc_with(|v| v["actions"] = json!([]));
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    script.retain(|(m, _)| *m != Method::CloudsyncSync);
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, store, first) = run(&d, &fresh(&["pool0", "pool1"]), &mw, fx).await;
+    assert!(outcome.all_done(), "{outcome}");
+    crate::plan::tests::apply_in_memory(&first, &fresh(&["pool0", "pool1"]), store.get()).0
+}
+
+/// The calls of a run of an existing task: the queued runs, the run, the job listed.
 fn script_with_run(
     queued: Value,
     sync: Responder,
     listed: Option<Responder>,
 ) -> Vec<(Method, Responder)> {
-    let mut script = fresh_script(ApiFlavor::V25_04);
-    script.truncate(script.len() - 3);
+    let mut script = Vec::new();
     script.push((Method::CoreGetJobs, reply(queued)));
     script.push((Method::CloudsyncSync, sync));
     if let Some(listed) = listed {
@@ -446,11 +480,12 @@ async fn a_run_handed_back_from_the_queue_is_not_started_and_stays_pending() {
     let queued =
         json!([{"id": 40, "method": "cloudsync.sync", "arguments": [1], "state": "WAITING"}]);
     let fx = fixture();
+    let observed = only_the_run_left(&fx).await;
     let mw = Scripted::new(
         ApiFlavor::V25_04,
         script_with_run(queued, reply(json!(40)), None),
     );
-    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let (outcome, store, _) = run(&doc(), &observed, &mw, &fx).await;
     assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
     let failures: Vec<_> = outcome.failures().collect();
     assert_eq!(failures.len(), 1, "{outcome}");
@@ -474,11 +509,12 @@ async fn a_run_handed_back_from_the_queue_is_not_started_and_stays_pending() {
 #[tokio::test]
 async fn a_run_of_another_task_is_not_started_and_stays_pending() {
     let fx = fixture();
+    let observed = only_the_run_left(&fx).await;
     let mw = Scripted::new(
         ApiFlavor::V25_04,
         script_with_run(json!([]), reply(json!(77)), Some(run_of(2, 77))),
     );
-    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let (outcome, store, _) = run(&doc(), &observed, &mw, &fx).await;
     assert!(mw.leftover().is_empty(), "{:?}", mw.leftover());
     let failures: Vec<_> = outcome.failures().collect();
     assert!(
@@ -514,23 +550,26 @@ async fn a_refused_run_stays_pending_a_lost_reply_does_not() {
         })
     });
     let fx = fixture();
+    let observed = only_the_run_left(&fx).await;
     let mw = Scripted::new(ApiFlavor::V25_04, script_with_run(json!([]), refused, None));
-    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let (outcome, store, _) = run(&doc(), &observed, &mw, &fx).await;
     assert_eq!(outcome.failures().count(), 1, "{outcome}");
     assert!(!store.get().executed_actions.contains("5f0c2a9e-first-run"));
     // A reply lost in flight may have started the run: at most once.
     let fx = fixture();
+    let observed = only_the_run_left(&fx).await;
     let mw = Scripted::new(
         ApiFlavor::V25_04,
         script_with_run(json!([]), dropped(), None),
     );
-    let (_, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let (_, store, _) = run(&doc(), &observed, &mw, &fx).await;
     assert!(store.get().executed_actions.contains("5f0c2a9e-first-run"));
 }
 
 #[tokio::test]
 async fn the_run_is_started_with_the_task_id_alone() {
     let fx = fixture();
+    let observed = only_the_run_left(&fx).await;
     let sent = std::sync::Arc::new(Mutex::new(Vec::new()));
     let keep = sent.clone();
     let sync: Responder = Box::new(move |call| {
@@ -541,7 +580,7 @@ async fn the_run_is_started_with_the_task_id_alone() {
         ApiFlavor::V25_04,
         script_with_run(json!([]), sync, Some(run_of(1, 41))),
     );
-    let (outcome, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    let (outcome, store, _) = run(&doc(), &observed, &mw, &fx).await;
     assert!(outcome.all_done(), "{outcome}");
     // No options object: the job lock is then per task (`cloud_sync:1`).
     assert_eq!(*sent.lock().unwrap(), vec![json!(1)]);
@@ -577,5 +616,137 @@ async fn a_credential_is_proven_from_what_the_box_stored_not_from_the_answer() {
             "{flavor}: {outcome}"
         );
         assert!(!outcome.to_string().contains("CANARY"), "{outcome}");
+    }
+}
+
+/// Plans `d` again on what the pass proved (`Outcome::observed`).
+fn plan_after(d: &DesiredState, outcome: &Outcome, store: &OwnershipStore) -> planner::Plan {
+    let inputs = Inputs {
+        device_guid: d.device.guid.unwrap(),
+        guid_source: GuidSource::Document,
+        fingerprints: store.fingerprints(d).unwrap(),
+        root_pool: d.device.root_pool.clone(),
+    };
+    let after = outcome.observed.as_ref().expect("the pass was not aborted");
+    planner::plan(d, after, store.get(), &inputs)
+}
+
+/// What the writes' answers and the read-backs proved is the observation after the pass:
+/// planning on it finds nothing left, without reading the box again.
+#[tokio::test]
+async fn the_proven_writes_are_the_observation_after_the_pass() {
+    for flavor in ApiFlavor::ALL {
+        let fx = fixture();
+        let d = doc();
+        let mut o = fresh(&["pool0", "pool1"]);
+        o.api.flavor = flavor;
+        let mw = Scripted::new(flavor, fresh_script(flavor));
+        let (outcome, store, _) = run(&d, &o, &mw, &fx).await;
+        assert!(mw.leftover().is_empty(), "{flavor}: {:?}", mw.leftover());
+        let after = outcome.observed.as_ref().unwrap();
+        assert_eq!(after.credentials.len(), 1);
+        assert_eq!(after.cloud_sync.len(), 2);
+        assert_eq!(after.snapshot_tasks.len(), 2);
+        assert!(after.snmp.v3);
+        assert!(after.snmp_service.enable);
+        assert_eq!(after.snmp_service.state, "RUNNING");
+        assert!(
+            after
+                .cloud_sync
+                .iter()
+                .any(crate::observe::CloudSyncTask::has_run),
+            "the first-run action's task counts as having run"
+        );
+        let again = plan_after(&d, &outcome, &store);
+        assert!(again.is_converged(), "{flavor}: {again}");
+        assert_eq!(
+            outcome.results.last().map(|r| r.origin),
+            Some(Origin::Extra(Extra::ReadBackServices))
+        );
+    }
+}
+
+/// `service.update` answers with the row id only: the start-at-boot flag is proven by
+/// reading the row back, and a box that did not keep it is not converged.
+#[tokio::test]
+async fn an_unproven_service_flag_is_read_back_not_assumed() {
+    let fx = fixture();
+    let d = doc();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    let last = script.len() - 1;
+    script[last] = (Method::ServiceQuery, snmp_service(false, "RUNNING"));
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(!outcome.observed.as_ref().unwrap().snmp_service.enable);
+    let again = plan_after(&d, &outcome, &store);
+    assert!(
+        matches!(&again.steps[..], [Step::EnableService { .. }]),
+        "{again}"
+    );
+}
+
+/// A write that fails leaves its object as observed; an aborted pass proves nothing.
+#[tokio::test]
+async fn a_failed_write_is_not_taken_for_done_and_an_abort_proves_nothing() {
+    let fx = fixture();
+    let d = doc();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    script[5] = (
+        Method::SnapshotTaskCreate,
+        Box::new(|call: &Call| {
+            Err(CallError::Failed {
+                method: call.method,
+                errno: Some(22),
+                errname: "EINVAL".into(),
+                reason: "refused".into(),
+            })
+        }),
+    );
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, store, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert_eq!(outcome.observed.as_ref().unwrap().snapshot_tasks.len(), 1);
+    let again = plan_after(&d, &outcome, &store);
+    assert!(
+        matches!(&again.steps[..], [Step::CreateSnapshotTask(_)]),
+        "{again}"
+    );
+
+    let fx = fixture();
+    let mut script = fresh_script(ApiFlavor::V25_04);
+    script[5] = (Method::SnapshotTaskCreate, dropped());
+    let mw = Scripted::new(ApiFlavor::V25_04, script);
+    let (outcome, _, _) = run(&d, &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+    assert!(outcome.aborted.is_some());
+    assert!(outcome.observed.is_none());
+}
+
+/// The run of a task created in the same pass: recorded before the call, dropped again
+/// when the middleware refused it, kept when the reply was lost.
+#[tokio::test]
+async fn a_new_tasks_run_keeps_the_at_most_once_rule() {
+    for (answer, kept) in [
+        (
+            Box::new(|call: &Call| {
+                Err(CallError::Failed {
+                    method: call.method,
+                    errno: Some(16),
+                    errname: "EBUSY".into(),
+                    reason: "busy".into(),
+                })
+            }) as Responder,
+            false,
+        ),
+        (dropped(), true),
+    ] {
+        let fx = fixture();
+        let mut script = fresh_script(ApiFlavor::V25_04);
+        let sync = script.len() - 2;
+        script[sync] = (Method::CloudsyncSync, answer);
+        let mw = Scripted::new(ApiFlavor::V25_04, script);
+        let (_, store, _) = run(&doc(), &fresh(&["pool0", "pool1"]), &mw, &fx).await;
+        assert_eq!(
+            store.get().executed_actions.contains("5f0c2a9e-first-run"),
+            kept
+        );
     }
 }

@@ -140,16 +140,14 @@ fn refuse(err: &dyn std::error::Error, errors: Vec<FieldError>, as_json: bool) -
 pub(crate) fn report_error(err: &ReconcileError, as_json: bool) -> Exit {
     let exit = match err {
         ReconcileError::Guid(_) => Exit::Refused,
-        ReconcileError::Observe(_) | ReconcileError::ReObserve(_) | ReconcileError::State(_) => {
-            Exit::Unavailable
-        }
+        ReconcileError::Observe(_) | ReconcileError::State(_) => Exit::Unavailable,
     };
     let message = crate::fault::error_chain(err);
     if as_json {
         let kind = match err {
             ReconcileError::Guid(GuidError::Missing) => "no_device_guid",
             ReconcileError::Guid(_) => "device_guid",
-            ReconcileError::Observe(_) | ReconcileError::ReObserve(_) => "middleware",
+            ReconcileError::Observe(_) => "middleware",
             ReconcileError::State(_) => "state_dir",
         };
         println!(

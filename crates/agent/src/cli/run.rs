@@ -73,12 +73,15 @@ async fn run_with(config: &AgentConfig) -> anyhow::Result<ExitCode> {
     // Custom App container without /dev/zfs).
     let (props, backend) =
         choose_backend(ZfsCommand::new(CommandConfig::default()), Some(mw.clone())).await;
-    let options = DaemonOptions::new(sd_notify::watchdog_enabled(), &prepared.central);
+    let options = DaemonOptions {
+        resync_interval: config.middleware.resync_interval,
+        ..DaemonOptions::new(sd_notify::watchdog_enabled(), &prepared.central)
+    };
     // B2 checks as the config's `[b2]` section says (daily at Backblaze by default).
     let settings = SopSettings::from_config(config);
     let runtime = Runtime {
         middleware: &mw,
-        jobs: &mw,
+        events: &mw,
         props: &props,
         backend,
         notifier: &SystemdNotifier,

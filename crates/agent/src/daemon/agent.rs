@@ -14,7 +14,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::jobs::JobEvents;
+use super::jobs::NasEvents;
 use super::notify::Notifier;
 use super::sop::{SopEngine, SopSettings};
 use super::{DaemonError, DaemonOptions, Services};
@@ -115,7 +115,8 @@ pub fn prepare(config: &AgentConfig) -> Result<Prepared, AgentError> {
 /// What [`Prepared::run`] needs besides the prepared parts.
 pub struct Runtime<'a, M, J, P, N> {
     pub middleware: &'a M,
-    pub jobs: &'a J,
+    /// The middleware's events (the client: one subscription per event name).
+    pub events: &'a J,
     pub props: &'a P,
     pub backend: BackendChoice,
     pub notifier: &'a N,
@@ -132,7 +133,7 @@ impl Prepared {
     ) -> Result<(), AgentError>
     where
         M: Middleware,
-        J: JobEvents,
+        J: NasEvents,
         P: UserProps,
         N: Notifier,
     {
@@ -147,7 +148,7 @@ impl Prepared {
         let services = Services {
             engine: &engine,
             middleware: rt.middleware,
-            jobs: rt.jobs,
+            events: rt.events,
             notifier: rt.notifier,
             state: &self.state,
         };

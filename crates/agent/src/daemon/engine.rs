@@ -22,6 +22,7 @@ use crate::central::report::{
     Change, ChecklistItem, ConfigIssue, DeviceSection, GuidSource, HealthSection, Mode,
 };
 use crate::fault::Fault;
+use crate::middleware::Event;
 
 /// What the daemon needs from the pieces it drives.
 pub trait Engine {
@@ -60,6 +61,45 @@ pub trait Engine {
 
     /// Ids of the Cloud Sync tasks the agent manages (whose jobs the daemon watches).
     fn watched_tasks(&self) -> BTreeSet<u64>;
+
+    /// The middleware events the engine keeps its view of the NAS current from.
+    fn event_names(&self) -> &'static [&'static str];
+
+    /// Applies one event to the engine's view of the NAS; says what it touched. Pure
+    /// (no I/O): what an event names without its state is read at the next use.
+    fn on_event(&self, event: &Event) -> Touched;
+
+    /// Forgets the view of the NAS: the next pass or assessment reads it in full
+    /// (after a reconnect, missed events, or at the resync interval).
+    fn resync(&self);
+
+    /// Reads what sends no event (slowly, on the loop's poll interval); says what
+    /// changed.
+    fn poll(&self) -> impl Future<Output = Result<Touched, EngineError>>;
+}
+
+/// What an event (or a poll) changed in the engine's view of the NAS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Touched {
+    /// Something the document governs (or that could conflict with it): plan again.
+    pub plan: bool,
+    /// Something health reports: assess again (report when it changed).
+    pub health: bool,
+}
+
+impl Touched {
+    pub const NONE: Touched = Touched {
+        plan: false,
+        health: false,
+    };
+    pub const HEALTH: Touched = Touched {
+        plan: false,
+        health: true,
+    };
+    pub const ALL: Touched = Touched {
+        plan: true,
+        health: true,
+    };
 }
 
 /// A piece of the pass failed as a whole.

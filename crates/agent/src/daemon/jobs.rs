@@ -1,11 +1,13 @@
-//! Watching the Cloud Sync jobs of the agent's tasks, so a run that starts, succeeds or
-//! fails is reported without waiting for the report interval.
+//! The daemon's middleware events, and watching the Cloud Sync jobs of the agent's
+//! tasks, so a run that starts, succeeds or fails is reported without waiting for the
+//! report interval.
 //!
-//! Owns: the [`JobEvents`] seam (a `core.get_jobs` subscription: [`Client`] in
-//! production), decoding an event into a [`JobUpdate`] (job id, method, the task id from
-//! `arguments[0]`, state — nothing else is read), and [`JobWatch`], which decides whether
-//! an update is a state change of a watched task.
-//! Does not: debounce or send reports (the loop does), or re-subscribe by itself.
+//! Owns: the [`NasEvents`] seam (one subscription per event name, merged into one
+//! [`EventFeed`]: [`Client`] in production), decoding a job event into a [`JobUpdate`]
+//! (job id, method, the task id from `arguments[0]`, state — nothing else is read), and
+//! [`JobWatch`], which decides whether an update is a state change of a watched task.
+//! Does not: apply events to the view of the NAS (the engine does), debounce or send
+//! reports (the loop does), or re-subscribe by itself.
 //! Invariants: `JobWatch` remembers at most [`JobWatch::CAPACITY`] jobs (oldest evicted),
 //! so memory stays flat however many jobs the box runs; progress-only updates (same
 //! state) are not changes; event fields are never logged (they may hold task secrets).
@@ -14,6 +16,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
+use std::sync::Arc;
 
 use serde_json::Value;
 
@@ -32,75 +35,87 @@ pub struct JobUpdate {
     pub state: JobState,
 }
 
-/// One item from a job feed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One item from an event feed.
+#[derive(Debug, Clone, PartialEq)]
 pub enum FeedItem {
-    Update(JobUpdate),
-    /// Events were missed: something may have changed.
+    Event(Arc<Event>),
+    /// Events were missed: anything may have changed.
     Lagged,
-    /// The feed is over (connection lost): subscribe again later.
+    /// The feed is over (connection lost): subscribe again later — and read the NAS
+    /// again, since what changed in between sent no event to us.
     Ended,
 }
 
-/// A live stream of job events.
-pub trait JobFeed {
+/// A live stream of middleware events (of several names, merged).
+pub trait EventFeed {
     /// The next item. Cancel-safe: dropping the future loses no event.
     fn next(&mut self) -> impl Future<Output = FeedItem>;
 }
 
-/// Where job events come from.
-pub trait JobEvents {
-    type Feed: JobFeed;
-    /// Subscribes to `core.get_jobs`.
-    fn subscribe(&self) -> impl Future<Output = Result<Self::Feed, CallError>>;
+/// Where middleware events come from.
+pub trait NasEvents {
+    type Feed: EventFeed;
+    /// Subscribes to every name in `names` (all, or an error).
+    fn subscribe(&self, names: &[&str]) -> impl Future<Output = Result<Self::Feed, CallError>>;
 }
 
-/// `core.get_jobs` events through the middleware client.
+/// Events through the middleware client: one subscription per name (`core.subscribe` on
+/// 25.04+, legacy `sub` on 24.10), merged.
 #[derive(Debug)]
-pub struct ClientJobFeed(Subscription);
+pub struct ClientFeed {
+    subscriptions: Vec<Subscription>,
+}
 
-impl JobFeed for ClientJobFeed {
+impl EventFeed for ClientFeed {
     async fn next(&mut self) -> FeedItem {
-        loop {
-            match self.0.next().await {
-                Ok(event) => {
-                    if let Some(update) = job_update(&event) {
-                        return FeedItem::Update(update);
-                    }
-                }
-                Err(SubscriptionError::Lagged { .. }) => return FeedItem::Lagged,
-                Err(SubscriptionError::Ended { .. }) => return FeedItem::Ended,
-            }
+        if self.subscriptions.is_empty() {
+            return FeedItem::Ended;
+        }
+        // Each `Subscription::next` is cancel-safe (a broadcast receive): the futures
+        // that did not finish are dropped without losing their events.
+        let waiting: Vec<_> = self
+            .subscriptions
+            .iter_mut()
+            .map(|s| Box::pin(s.next()))
+            .collect();
+        let (item, _, _) = futures_util::future::select_all(waiting).await;
+        match item {
+            Ok(event) => FeedItem::Event(event),
+            Err(SubscriptionError::Lagged { .. }) => FeedItem::Lagged,
+            // One ended means the connection did: all of them have.
+            Err(SubscriptionError::Ended { .. }) => FeedItem::Ended,
         }
     }
 }
 
-impl JobEvents for Client {
-    type Feed = ClientJobFeed;
-    async fn subscribe(&self) -> Result<ClientJobFeed, CallError> {
-        Client::subscribe(self, "core.get_jobs")
-            .await
-            .map(ClientJobFeed)
+impl NasEvents for Client {
+    type Feed = ClientFeed;
+    async fn subscribe(&self, names: &[&str]) -> Result<ClientFeed, CallError> {
+        let mut subscriptions = Vec::with_capacity(names.len());
+        for name in names {
+            subscriptions.push(Client::subscribe(self, name).await?);
+        }
+        Ok(ClientFeed { subscriptions })
     }
 }
 
-/// No job events (e.g. a middleware seam without subscriptions): never yields.
+/// No events (e.g. a middleware seam without subscriptions): never yields.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct NoJobEvents;
+pub struct NoEvents;
 
-/// The feed of [`NoJobEvents`].
+/// The feed of [`NoEvents`].
 #[derive(Debug)]
 pub struct NoFeed;
 
-impl JobFeed for NoFeed {
+impl EventFeed for NoFeed {
     async fn next(&mut self) -> FeedItem {
         std::future::pending().await
     }
 }
 
-impl JobEvents for NoJobEvents {
+impl NasEvents for NoEvents {
     type Feed = NoFeed;
-    async fn subscribe(&self) -> Result<NoFeed, CallError> {
+    async fn subscribe(&self, _names: &[&str]) -> Result<NoFeed, CallError> {
         Ok(NoFeed)
     }
 }

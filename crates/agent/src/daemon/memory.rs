@@ -41,6 +41,8 @@ pub enum ReportReason {
     Schedule,
     /// A watched Cloud Sync job changed state.
     JobChanged,
+    /// A middleware event changed what health reports (reported only when it did).
+    NasChanged,
 }
 
 /// How a reconcile pass ended.

@@ -2,13 +2,20 @@
 //! converge the NAS, report — for days, under systemd.
 //!
 //! Owns: the loop and its timing. One iteration is: long-poll central (while the
-//! background keeps the watchdog, the middleware ping, report deliveries and job events
-//! going) → on a document: validate → identity (the document's GUID wins) → converge
-//! (observe → plan → apply, or plan only in `report-only`) → re-observe → health and
-//! checklist → report. It also reconciles the current document again for drift (every
-//! report interval) or after a failure ([`reconcile::retry_policy`], from the error's
-//! fault), reports on its own schedule, and reports soon after a watched Cloud Sync job
-//! changes state (debounced). It owns the service contract the unit relies on: `READY=1`
+//! background keeps the watchdog, the middleware ping, report deliveries and the
+//! middleware's events going) → on a document: validate → identity (the document's GUID
+//! wins) → converge (plan on the engine's view of the NAS → apply, or plan only in
+//! `report-only`) → health and checklist → report. Between documents the NAS is watched,
+//! not polled: events keep the engine's view current, and an event that touches what
+//! the document governs runs a pass on the view soon after (debounced,
+//! [`DaemonOptions::event_debounce`]), so drift made by hand is repaired within seconds;
+//! an event that touches health assesses the view again and reports when it changed.
+//! A full read of the NAS (a resync pass) runs after every (re)subscription, after missed
+//! events, after a failed pass ([`reconcile::retry_policy`], from the error's fault) and
+//! every [`DaemonOptions::resync_interval`], since what changes behind the middleware's
+//! back sends no event; what sends no event at all is polled every
+//! [`DaemonOptions::poll_interval`]. It reports on its own schedule from the view (no
+//! read), and soon after a watched Cloud Sync job changes state (debounced). It owns the service contract the unit relies on: `READY=1`
 //! after the first successful middleware call, `WATCHDOG=1` from the loop itself (also
 //! while a step runs), `STATUS=` lines a technician can read, `STOPPING=1`, and a clean
 //! exit on SIGTERM/SIGINT (the current step gets a grace period, then is abandoned —
@@ -33,7 +40,8 @@
 //! reconcile.rs  one pass → Result<Next, ReconcileError>; retry_policy by fault
 //! memory.rs     what the daemon knows; daemon.json; the STATUS= line
 //! report.rs     the report from memory
-//! jobs.rs       core.get_jobs events → "a watched job changed state"
+//! jobs.rs       the middleware event feed; core.get_jobs events → "a watched job changed state"
+//! view.rs       the engine's view of the NAS: a full read, then events (and a slow poll)
 //! notify.rs     sd_notify
 //! ```
 
@@ -45,6 +53,7 @@ pub mod notify;
 pub mod reconcile;
 pub mod report;
 pub mod sop;
+pub mod view;
 
 use std::collections::BTreeSet;
 use std::future::Future;
@@ -55,11 +64,13 @@ use secrecy::SecretString;
 use tokio::time::{Instant, Interval, MissedTickBehavior, sleep_until};
 use tokio_util::sync::CancellationToken;
 
-pub use engine::{Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState};
-pub use jobs::{ClientJobFeed, FeedItem, JobEvents, JobFeed, JobUpdate, NoJobEvents};
+pub use engine::{
+    Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState, Touched,
+};
+pub use jobs::{ClientFeed, EventFeed, FeedItem, JobUpdate, NasEvents, NoEvents};
 pub use memory::{DaemonRecord, Memory, PassOutcome, ReportReason};
 pub use notify::{NoNotifier, Notifier, SystemdNotifier};
-pub use reconcile::{Cause, Next, ReconcileError, retry_policy};
+pub use reconcile::{Cause, Next, PassPlan, ReconcileError, retry_policy};
 
 use crate::central::client::ClientError;
 use crate::central::report::{ConfigIssue, ConfigSection, ConfigSource, ConfigState, Mode};
@@ -87,8 +98,17 @@ pub struct DaemonOptions {
     pub ping_every: u32,
     /// A report at least this often (contract §4: at least every poll interval).
     pub report_interval: Duration,
-    /// Re-check a converged document for drift this often.
-    pub drift_interval: Duration,
+    /// Read the NAS in full and reconcile this often (`[middleware]
+    /// resync_interval_secs`): what changes behind the middleware's back sends no event.
+    pub resync_interval: Duration,
+    /// Without a live event feed, reconcile this often instead (the NAS is then polled).
+    pub fallback_interval: Duration,
+    /// Wait this long after an event that touches what the document governs before
+    /// planning (coalesces the several events of one edit).
+    pub event_debounce: Duration,
+    /// Read what sends no event (the SNMP configuration, a service's start-at-boot
+    /// flag) this often.
+    pub poll_interval: Duration,
     /// Wait this long after a watched job changed state before reporting (coalesces
     /// WAITING → RUNNING → SUCCESS of a short run into one report).
     pub job_debounce: Duration,
@@ -107,8 +127,9 @@ pub struct DaemonOptions {
 
 impl DaemonOptions {
     /// The production timing: ticks at half the systemd watchdog period (`WatchdogSec=`,
-    /// from `$WATCHDOG_USEC`) or every 30 s without one; reports and drift checks at the
-    /// configured report interval.
+    /// from `$WATCHDOG_USEC`) or every 30 s without one; reports at the configured report
+    /// interval; a full read every 6 hours (set [`DaemonOptions::resync_interval`] from
+    /// the agent config's `[middleware] resync_interval_secs`).
     pub fn new(watchdog: Option<Duration>, central: &CentralConfig) -> Self {
         let tick = watchdog.map_or(Duration::from_secs(30), |w| {
             (w / 2).clamp(Duration::from_secs(1), Duration::from_secs(30))
@@ -119,7 +140,10 @@ impl DaemonOptions {
             tick,
             ping_every,
             report_interval: central.report_interval,
-            drift_interval: central.report_interval,
+            resync_interval: crate::config::DEFAULT_RESYNC_INTERVAL,
+            fallback_interval: central.report_interval,
+            event_debounce: Duration::from_secs(2),
+            poll_interval: Duration::from_secs(3600),
             job_debounce: Duration::from_secs(10),
             pass_timeout: Duration::from_secs(30 * 60),
             assess_timeout: Duration::from_secs(5 * 60),
@@ -135,7 +159,8 @@ pub struct Services<'a, E, M, J, N> {
     pub engine: &'a E,
     /// For the liveness ping (the engine has its own handle on the same client).
     pub middleware: &'a M,
-    pub jobs: &'a J,
+    /// The middleware's events (job changes, and the collections the engine watches).
+    pub events: &'a J,
     pub notifier: &'a N,
     pub state: &'a StateDir,
 }
@@ -167,7 +192,7 @@ pub async fn run<E, M, J, N>(
 where
     E: Engine,
     M: Middleware,
-    J: JobEvents,
+    J: NasEvents,
     N: Notifier,
 {
     let api = services.middleware.api();
@@ -215,8 +240,9 @@ where
                 poll_at = Instant::now() + next_in;
                 daemon.on_poll(result, &mut channel).await;
             }
-            Wake::Due(Due::Reconcile) => daemon.run_pass().await,
-            Wake::Due(Due::Report(reason)) => daemon.assess_and_report(reason, true).await,
+            Wake::Due(Due::Reconcile(kind)) => daemon.run_pass(kind).await,
+            Wake::Due(Due::Report(reason, force)) => daemon.assess_and_report(reason, force).await,
+            Wake::Due(Due::Poll) => daemon.poll().await,
         }
     }
     daemon.stop().await;
@@ -232,8 +258,20 @@ enum Wake {
 /// Work the background asks the loop to do (outside the droppable background future).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Due {
-    Reconcile,
-    Report(ReportReason),
+    Reconcile(PassKind),
+    /// Assess and report; `force`: even when health did not change.
+    Report(ReportReason, bool),
+    /// Read what sends no event.
+    Poll,
+}
+
+/// How a pass sees the NAS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassKind {
+    /// Read it in full first (identity included): a resync.
+    Full,
+    /// Plan on the engine's view, kept current by events: a repair.
+    Event,
 }
 
 /// The document being enforced.
@@ -251,14 +289,20 @@ struct Current<D> {
     reason = "each field is the instant something is due"
 )]
 struct Timers {
+    /// The next full pass (resync, or a retry after a failure).
     reconcile_at: Option<Instant>,
+    /// The next pass on the view, after an event touched what the document governs.
+    event_pass_at: Option<Instant>,
     report_at: Instant,
     deliver_at: Option<Instant>,
     job_report_at: Option<Instant>,
+    /// An assessment after an event touched health (reported when it changed).
+    health_at: Option<Instant>,
+    poll_at: Instant,
     resubscribe_at: Option<Instant>,
 }
 
-struct Daemon<'a, E: Engine, M, J: JobEvents, N> {
+struct Daemon<'a, E: Engine, M, J: NasEvents, N> {
     s: Services<'a, E, M, J, N>,
     opts: DaemonOptions,
     shutdown: &'a CancellationToken,
@@ -277,13 +321,19 @@ struct Daemon<'a, E: Engine, M, J: JobEvents, N> {
     /// The scheduled report was handed to the periodic pass due shortly (see
     /// [`Daemon::report_due_soon`]).
     report_with_next_pass: bool,
+    /// Event passes in a row that wrote something: each waits twice as long as the
+    /// one before (a box someone or something keeps changing back is not fought every
+    /// few seconds).
+    writing_event_passes: u32,
+    /// The feed ended or lagged: read the NAS in full once events flow again.
+    resync_on_subscribe: bool,
 }
 
 impl<'a, E, M, J, N> Daemon<'a, E, M, J, N>
 where
     E: Engine,
     M: Middleware,
-    J: JobEvents,
+    J: NasEvents,
     N: Notifier,
 {
     fn new(
@@ -303,11 +353,15 @@ where
         Self {
             timers: Timers {
                 reconcile_at: None,
+                event_pass_at: None,
                 report_at: now + opts.report_interval,
                 // Reports left in the spool by an earlier run go out at once.
                 deliver_at: (outbox.pending() > 0).then_some(now),
                 job_report_at: None,
-                resubscribe_at: Some(now),
+                health_at: None,
+                poll_at: now + opts.poll_interval,
+                // `start` subscribes before its first read.
+                resubscribe_at: None,
             },
             s,
             opts,
@@ -323,6 +377,8 @@ where
             watched: BTreeSet::new(),
             abandoned: false,
             report_with_next_pass: false,
+            writing_event_passes: 0,
+            resync_on_subscribe: false,
         }
     }
 
@@ -330,6 +386,8 @@ where
     /// written before central has said `enforce`.
     async fn start(&mut self) {
         self.memory.started_at = Some(Utc::now());
+        // Events first, then the first read: nothing that changes in between is missed.
+        self.subscribe().await;
         self.watched = self.s.engine.watched_tasks();
         let identity =
             tokio::time::timeout(self.opts.pass_timeout, self.s.engine.identity(None, false));
@@ -372,11 +430,23 @@ where
                 _ = self.ticker.tick() => self.on_tick().await,
                 () = sleep_until_opt(self.timers.reconcile_at) => {
                     self.timers.reconcile_at = None;
-                    return Due::Reconcile;
+                    return Due::Reconcile(PassKind::Full);
+                }
+                () = sleep_until_opt(self.timers.event_pass_at) => {
+                    self.timers.event_pass_at = None;
+                    return Due::Reconcile(PassKind::Event);
                 }
                 () = sleep_until_opt(self.timers.job_report_at) => {
                     self.timers.job_report_at = None;
-                    return Due::Report(ReportReason::JobChanged);
+                    return Due::Report(ReportReason::JobChanged, true);
+                }
+                () = sleep_until_opt(self.timers.health_at) => {
+                    self.timers.health_at = None;
+                    return Due::Report(ReportReason::NasChanged, false);
+                }
+                () = sleep_until(self.timers.poll_at) => {
+                    self.timers.poll_at = Instant::now() + self.opts.poll_interval;
+                    return Due::Poll;
                 }
                 () = sleep_until(self.timers.report_at) => {
                     let now = Instant::now();
@@ -391,11 +461,11 @@ where
                         self.report_with_next_pass = true;
                         continue;
                     }
-                    return Due::Report(ReportReason::Schedule);
+                    return Due::Report(ReportReason::Schedule, true);
                 }
                 () = sleep_until_opt(self.timers.deliver_at) => self.deliver().await,
                 () = sleep_until_opt(self.timers.resubscribe_at) => self.subscribe().await,
-                item = next_item(&mut self.feed) => self.on_job_item(item),
+                item = next_item(&mut self.feed) => self.on_feed_item(item),
             }
         }
     }
@@ -428,34 +498,101 @@ where
 
     async fn subscribe(&mut self) {
         self.timers.resubscribe_at = None;
-        match self.keepalive(self.s.jobs.subscribe()).await {
-            Some(Ok(feed)) => self.feed = Some(feed),
+        let names = self.s.engine.event_names();
+        match self.keepalive(self.s.events.subscribe(names)).await {
+            Some(Ok(feed)) => {
+                self.feed = Some(feed);
+                if std::mem::take(&mut self.resync_on_subscribe) {
+                    // What changed while no event reached us (a reconnect, a middleware
+                    // restart) is only seen by reading the NAS again.
+                    tracing::info!(
+                        "following the middleware's events again; reading the NAS in full"
+                    );
+                    self.resync_soon();
+                }
+            }
             Some(Err(e)) => {
-                tracing::debug!(error = %error_chain(&e), "cannot follow job events yet");
+                tracing::debug!(error = %error_chain(&e), "cannot follow the middleware's events yet");
                 self.timers.resubscribe_at = Some(Instant::now() + self.opts.resubscribe);
             }
             None => {}
         }
     }
 
-    fn on_job_item(&mut self, item: FeedItem) {
-        let changed = match item {
-            FeedItem::Update(update) => {
-                let changed = self.watch.changed(&update, &self.watched);
-                if changed {
-                    tracing::info!(job = update.job_id, task = ?update.task_id, state = ?update.state, "cloud sync job changed state");
-                }
-                changed
+    /// Forgets the engine's view and, with a document, runs a full pass now.
+    fn resync_soon(&mut self) {
+        self.s.engine.resync();
+        if self.current.is_some() {
+            self.timers.event_pass_at = None;
+            self.timers.reconcile_at = Some(Instant::now());
+        }
+    }
+
+    fn on_feed_item(&mut self, item: FeedItem) {
+        match item {
+            FeedItem::Event(event) => self.on_event(&event),
+            FeedItem::Lagged => {
+                tracing::info!("middleware events were missed; reading the NAS in full");
+                self.resync_soon();
             }
-            FeedItem::Lagged => true,
             FeedItem::Ended => {
                 self.feed = None;
+                self.resync_on_subscribe = true;
                 self.timers.resubscribe_at = Some(Instant::now() + self.opts.resubscribe);
-                false
             }
-        };
-        if changed && self.timers.job_report_at.is_none() {
-            self.timers.job_report_at = Some(Instant::now() + self.opts.job_debounce);
+        }
+    }
+
+    fn on_event(&mut self, event: &crate::middleware::Event) {
+        if event.collection == crate::middleware::jobs::EVENT {
+            if let Some(update) = jobs::job_update(event) {
+                if self.watch.changed(&update, &self.watched) {
+                    tracing::info!(job = update.job_id, task = ?update.task_id, state = ?update.state, "cloud sync job changed state");
+                    if self.timers.job_report_at.is_none() {
+                        self.timers.job_report_at = Some(Instant::now() + self.opts.job_debounce);
+                    }
+                }
+            }
+        }
+        let touched = self.s.engine.on_event(event);
+        let now = Instant::now();
+        if touched.plan && self.current.is_some() {
+            self.schedule_event_pass(now);
+        } else if touched.health && self.timers.health_at.is_none() {
+            self.timers.health_at = Some(now + self.opts.job_debounce);
+        }
+    }
+
+    /// A pass on the view after the debounce — unless a full pass (a retry, a resync)
+    /// comes first anyway, and never sooner than the back-off of event passes that kept
+    /// writing.
+    fn schedule_event_pass(&mut self, now: Instant) {
+        let backoff = self
+            .opts
+            .event_debounce
+            .saturating_mul(1u32 << self.writing_event_passes.min(10))
+            .min(self.opts.fallback_interval.max(self.opts.event_debounce));
+        let at = now + backoff;
+        if self.timers.reconcile_at.is_some_and(|full| full <= at) {
+            return;
+        }
+        if self.timers.event_pass_at.is_none_or(|t| t > at) {
+            self.timers.event_pass_at = Some(at);
+        }
+    }
+
+    /// Reads what sends no event; plans or assesses when it changed.
+    async fn poll(&mut self) {
+        match self.keepalive(self.s.engine.poll()).await {
+            Some(Ok(touched)) => {
+                if touched.plan && self.current.is_some() {
+                    self.schedule_event_pass(Instant::now());
+                } else if touched.health && self.timers.health_at.is_none() {
+                    self.timers.health_at = Some(Instant::now());
+                }
+            }
+            Some(Err(e)) => self.memory.note_error(e.fault(), error_chain(&e)),
+            None => {}
         }
     }
 
@@ -551,7 +688,8 @@ where
             revision,
             applied: seen_before,
         });
-        self.run_pass().await;
+        // A new document plans on the view (kept current by events) after identity.
+        self.run_pass(PassKind::Event).await;
     }
 
     /// A refused document: nothing is written; the refusal is recorded and reported,
@@ -630,7 +768,7 @@ where
     }
 
     /// One reconcile pass of the current document, then health and a report.
-    async fn run_pass(&mut self) {
+    async fn run_pass(&mut self, kind: PassKind) {
         let Some(current) = &self.current else {
             return;
         };
@@ -642,6 +780,13 @@ where
                 Cause::NewRevision
             },
         );
+        if kind == PassKind::Full {
+            self.s.engine.resync();
+            self.timers.event_pass_at = None;
+        }
+        // The device identity is read (and, in `enforce`, ensured) on full passes and
+        // for a new document; a repair after an event plans on the view alone.
+        let identity = kind == PassKind::Full || cause == Cause::NewRevision;
         self.s
             .notifier
             .status(&format!("reconciling revision {revision}"));
@@ -650,8 +795,8 @@ where
             reconcile::reconcile(
                 self.s.engine,
                 &current.desired,
-                cause,
-                self.opts.drift_interval,
+                reconcile::PassPlan { cause, identity },
+                self.opts.resync_interval,
                 &mut self.memory,
             ),
         );
@@ -684,23 +829,39 @@ where
             }
         };
         let next = self.settle(revision, &result);
-        self.timers.reconcile_at = match next {
-            Next::After(d) => Some(Instant::now() + d),
-            Next::NewDocument => None,
-        };
-        if let Some(last) = &mut self.memory.last_pass {
-            last.next_at = match next {
-                Next::After(d) => chrono::Duration::from_std(d).ok().map(|d| Utc::now() + d),
-                Next::NewDocument => None,
-            };
-        }
-        self.watched = self.s.engine.watched_tasks();
-        self.publish_status();
         let wrote = self
             .memory
             .last_pass
             .as_ref()
             .is_some_and(|p| p.written > 0);
+        self.writing_event_passes = match (kind, wrote) {
+            (PassKind::Event, true) => self.writing_event_passes.saturating_add(1),
+            _ => 0,
+        };
+        let now = Instant::now();
+        self.timers.reconcile_at = match (result.is_ok(), kind, next) {
+            (_, _, Next::NewDocument) => None,
+            // A repair keeps the resync schedule (a full pass is due anyway).
+            (true, PassKind::Event, Next::After(d)) => {
+                Some(self.timers.reconcile_at.unwrap_or(now + d))
+            }
+            // Without events, the NAS is polled.
+            (true, PassKind::Full, Next::After(d)) if self.feed.is_none() => {
+                Some(now + d.min(self.opts.fallback_interval))
+            }
+            // A failure is retried by a full pass after the policy's delay; a full pass
+            // that went well comes back at the resync interval.
+            (_, _, Next::After(d)) => Some(now + d),
+        };
+        if let Some(last) = &mut self.memory.last_pass {
+            last.next_at = self.timers.reconcile_at.and_then(|at| {
+                chrono::Duration::from_std(at.saturating_duration_since(now))
+                    .ok()
+                    .map(|d| Utc::now() + d)
+            });
+        }
+        self.watched = self.s.engine.watched_tasks();
+        self.publish_status();
         let force = cause == Cause::NewRevision
             || wrote
             || result.is_err()
@@ -709,10 +870,10 @@ where
         self.assess_and_report(ReportReason::Pass, force).await;
     }
 
-    /// How close a scheduled report and a periodic pass must be to share one health
-    /// assessment: half the report interval, at most the drift interval.
+    /// How close a scheduled report and a full pass must be to share one health
+    /// assessment: half the report interval, at most the resync interval.
     fn pairing_window(&self) -> Duration {
-        (self.opts.report_interval / 2).min(self.opts.drift_interval)
+        (self.opts.report_interval / 2).min(self.opts.resync_interval)
     }
 
     /// Whether the scheduled report is due within [`Daemon::pairing_window`]: then the
@@ -813,7 +974,7 @@ where
             | ReportReason::RefusalCleared
             | ReportReason::Schedule
             | ReportReason::JobChanged => true,
-            ReportReason::Pass => false,
+            ReportReason::Pass | ReportReason::NasChanged => false,
         };
         if force || always || changed {
             self.memory.reported_signature = signature;
@@ -963,7 +1124,7 @@ async fn sleep_until_opt(at: Option<Instant>) {
     }
 }
 
-async fn next_item<F: JobFeed>(feed: &mut Option<F>) -> FeedItem {
+async fn next_item<F: EventFeed>(feed: &mut Option<F>) -> FeedItem {
     match feed {
         Some(feed) => feed.next().await,
         None => std::future::pending().await,

@@ -43,6 +43,15 @@ pub enum Next {
     NewDocument,
 }
 
+/// What a pass does besides converging.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PassPlan {
+    pub cause: Cause,
+    /// Read (and in `enforce` ensure) the device identity first. A repair after an
+    /// event does not: identity changes are seen by full passes.
+    pub identity: bool,
+}
+
 /// Why a pass is being run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Cause {
@@ -129,24 +138,36 @@ pub fn backed_off(next: Next, failures: u32) -> Next {
     }
 }
 
-/// Runs identity and one converge pass for `desired`, records the outcome in `memory`
-/// (the report's `config` part and the last pass), and says when to come back.
+/// Runs identity (when `plan` says so) and one converge pass for `desired`, records the
+/// outcome in `memory` (the report's `config` part and the last pass), and says when to
+/// come back (`next`, when nothing is wrong).
 pub async fn reconcile<E: Engine>(
     engine: &E,
     desired: &E::Desired,
-    cause: Cause,
-    drift_interval: Duration,
+    plan: PassPlan,
+    next: Duration,
     memory: &mut Memory,
 ) -> Result<Next, ReconcileError> {
+    let PassPlan { cause, identity } = plan;
     let revision = engine.revision(desired);
     let mode = engine.mode(desired);
     memory.enforcing = Some((revision, mode));
-    let identity = engine
-        .identity(Some(desired), mode == Mode::Enforce)
-        .await
-        .map_err(ReconcileError::Identity)?;
-    let identity_changes = identity.changes.clone();
-    memory.identity = Some(identity);
+    let identity_changes = if identity {
+        let identity = engine
+            .identity(Some(desired), mode == Mode::Enforce)
+            .await
+            .map_err(ReconcileError::Identity)?;
+        let changes = identity.changes.clone();
+        if !changes.is_empty() {
+            // Identity wrote a user property (through `zfs`, which sends no event):
+            // the converge pass must see it.
+            engine.resync();
+        }
+        memory.identity = Some(identity);
+        changes
+    } else {
+        Vec::new()
+    };
     let mut pass = engine
         .converge(desired)
         .await
@@ -162,7 +183,7 @@ pub async fn reconcile<E: Engine>(
             }),
     );
     record_pass(&pass, cause, memory);
-    judge(&pass, drift_interval)
+    judge(&pass, next)
 }
 
 /// The report's `config` part and the last-pass record for a finished pass.
@@ -237,7 +258,7 @@ fn record_pass(pass: &Pass, cause: Cause, memory: &mut Memory) {
 }
 
 /// The verdict on a pass.
-fn judge(pass: &Pass, drift_interval: Duration) -> Result<Next, ReconcileError> {
+fn judge(pass: &Pass, next: Duration) -> Result<Next, ReconcileError> {
     let revision = pass.revision;
     if let Some((fault, reason)) = &pass.aborted {
         return Err(ReconcileError::Aborted {
@@ -260,7 +281,7 @@ fn judge(pass: &Pass, drift_interval: Duration) -> Result<Next, ReconcileError> 
             blocked: pass.blocked.clone(),
         });
     }
-    Ok(Next::After(drift_interval))
+    Ok(Next::After(next))
 }
 
 /// The fault that decides the retry when several steps failed: a transient failure is

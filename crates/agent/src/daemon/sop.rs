@@ -16,9 +16,13 @@
 //! secrets); the identity writes only in `ensure` (the loop asks for it only in
 //! `enforce`); `report-only` documents go through `apply` too, which skips every step
 //! without sending a writing call.
-//! Limitations: identity reads its own five things; the health assessment right after
-//! a converge pass reuses that pass's last observation (at most [`FRESH_FOR`] old)
-//! instead of reading the same seven things again, other assessments read them.
+//! The NAS is read in full only when there is no view of it (at start, after
+//! [`Engine::resync`]); otherwise passes plan on the view events keep current
+//! ([`super::view::NasView`]: what an event named without its state is read first), a
+//! pass's proven writes become the view, and assessments evaluate the view against the
+//! clock, reading only snapshot listings older than [`super::view::LISTING_MAX_AGE`].
+//! Limitations: identity reads its own five things (the loop asks for it on full
+//! passes and new documents only).
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -26,27 +30,26 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use serde_json::Value;
 use tokio::time::Instant;
 
-use super::engine::{Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState};
-use crate::apply::{self, OwnershipStore, ReconcileOptions, Reconciled, StepStatus};
+use super::engine::{
+    Assessed, Engine, EngineError, IdentityPass, Pass, StepOutcome, StepState, Touched,
+};
+use super::view::{self, LISTING_MAX_AGE, NasView};
+use crate::apply::{self, Extra, Origin, OwnershipStore, ReconcileOptions, Reconciled, StepStatus};
 use crate::b2::ClientOptions;
 use crate::central::report::{Change, ConfigIssue, DeviceSection, GuidSource, Mode, PoolState};
 use crate::config::AgentConfig;
 use crate::desired::{self, DesiredState};
 use crate::fault::Fault;
+use crate::health::assess::AssessError;
 use crate::health::{self, assess};
 use crate::identity::{self, IdentityInputs, IdentityReport, ProblemKind};
-use crate::middleware::{Middleware, calls};
-use crate::observe::Observed;
+use crate::middleware::{Event, Middleware};
+use crate::observe::ObserveError;
 use crate::plan::{Blocker, Plan, Step};
 use crate::state_dir::StateDir;
 use crate::zfs::{BackendChoice, PoolName, UserProps};
-
-/// How long the observation a converge pass ended with stands in for a fresh read in
-/// the assessment that follows it.
-pub const FRESH_FOR: Duration = Duration::from_secs(30);
 
 /// Knobs of the production engine.
 #[derive(Clone)]
@@ -107,8 +110,8 @@ pub struct SopEngine<'a, M, P> {
     identity: IdentityInputs,
     settings: SopSettings,
     b2_cadence: B2Cadence,
-    /// The NAS as the last converge pass left it, and when: see [`FRESH_FOR`].
-    fresh: Cell<Option<(Instant, Observed)>>,
+    /// The NAS as events and proven writes left it; `None`: read it in full next.
+    view: Cell<Option<NasView>>,
 }
 
 impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
@@ -132,7 +135,21 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
             identity,
             settings,
             b2_cadence,
-            fresh: Cell::new(None),
+            view: Cell::new(None),
+        }
+    }
+
+    /// The view to plan on or evaluate: the one kept, with what events named without
+    /// their state read now, or a full read.
+    async fn view(&self) -> Result<NasView, ObserveError> {
+        match self.view.take() {
+            Some(mut view) => {
+                if view.is_stale() {
+                    view.refresh(self.mw).await?;
+                }
+                Ok(view)
+            }
+            None => NasView::read(self.mw, self.settings.call_timeout).await,
         }
     }
 
@@ -141,17 +158,6 @@ impl<'a, M: Middleware, P: UserProps> SopEngine<'a, M, P> {
         self.b2_cadence
             .take_due(Instant::now())
             .then(|| self.settings.b2.clone())
-    }
-
-    async fn hostname(&self) -> Option<String> {
-        let call = self.mw.call(calls::system_info());
-        let info = tokio::time::timeout(self.settings.call_timeout, call)
-            .await
-            .ok()?
-            .ok()?;
-        info.get("hostname")
-            .and_then(Value::as_str)
-            .map(str::to_owned)
     }
 }
 
@@ -224,7 +230,10 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
     }
 
     async fn converge(&self, desired: &DesiredState) -> Result<Pass, EngineError> {
-        self.fresh.set(None);
+        let mut view = self
+            .view()
+            .await
+            .map_err(|e| EngineError::new("observe the NAS", e.fault(), e))?;
         let options = ReconcileOptions {
             // `apply` skips every step of a report-only document without a call.
             write: true,
@@ -237,25 +246,32 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                 .map(ToString::to_string),
             apply: apply::ApplyOptions::default(),
         };
-        let reconciled = apply::reconcile(self.mw, &self.state, desired, &options)
-            .await
-            .map_err(|e| {
-                let operation = match &e {
-                    apply::ReconcileError::Observe(_) => "observe the NAS",
-                    apply::ReconcileError::Guid(_) => "determine the device GUID",
-                    apply::ReconcileError::State(_) => "use the state directory",
-                    apply::ReconcileError::ReObserve(_) => "re-observe the NAS",
-                };
-                let fault = e.fault();
-                EngineError::new(operation, fault, e)
-            })?;
+        let planned_on = view.observed.clone();
+        let reconciled =
+            match apply::reconcile_observed(self.mw, &self.state, desired, &options, planned_on)
+                .await
+            {
+                Ok(reconciled) => reconciled,
+                Err(e) => {
+                    // Nothing was written: the view still stands.
+                    self.view.set(Some(view));
+                    let operation = match &e {
+                        apply::ReconcileError::Observe(_) => "observe the NAS",
+                        apply::ReconcileError::Guid(_) => "determine the device GUID",
+                        apply::ReconcileError::State(_) => "use the state directory",
+                    };
+                    let fault = e.fault();
+                    return Err(EngineError::new(operation, fault, e));
+                }
+            };
         let mut pass = pass_of(desired, &reconciled, self.mode(desired));
         pass.executed_actions = executed_actions(&self.state, desired);
-        self.fresh.set(
-            reconciled
-                .observed
-                .map(|observed| (Instant::now(), observed)),
-        );
+        // What the writes proved is the NAS now; an aborted pass proves nothing, so the
+        // next use reads it in full.
+        if let Some(after) = reconciled.observed {
+            view.observed = after;
+            self.view.set(Some(view));
+        }
         Ok(pass)
     }
 
@@ -274,17 +290,41 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
                 .as_ref()
                 .map(ToString::to_string),
         };
-        let fresh = self
-            .fresh
-            .take()
-            .filter(|(at, _)| at.elapsed() <= FRESH_FOR)
-            .map(|(_, observed)| observed);
-        let assessment = assess::assess_with(self.mw, desired, &self.state, &options, fresh)
-            .await
-            .map_err(|e| {
-                let fault = e.fault();
-                EngineError::new("assess task health", fault, e)
-            })?;
+        let mut view = self.view().await.map_err(|e| {
+            let fault = e.fault();
+            EngineError::new("assess task health", fault, AssessError::Observe(e))
+        })?;
+        // Listings only for the pools health evaluates, each with its task's prefix,
+        // and read again at most every `LISTING_MAX_AGE`.
+        let ownership = OwnershipStore::load(&self.state)
+            .map(|s| s.get().clone())
+            .unwrap_or_default();
+        let wanted: Vec<(String, String)> =
+            health::managed_pools(desired, &view.observed, &ownership)
+                .into_iter()
+                .map(|pool| {
+                    let prefix = health::observe::listing_prefix(&pool, &view.observed, &ownership);
+                    (pool, prefix)
+                })
+                .collect();
+        view.ensure_listings(
+            self.mw,
+            &wanted,
+            LISTING_MAX_AGE,
+            self.settings.call_timeout,
+        )
+        .await;
+        let hostname = view.hostname().map(str::to_owned);
+        let assessment = assess::assess_from(
+            self.mw,
+            desired,
+            &self.state,
+            &options,
+            view.observed.clone(),
+            view.health_reads(),
+        )
+        .await;
+        self.view.set(Some(view));
         if let Err(e) = assess::record(&self.state, &assessment) {
             tracing::warn!(error = %crate::fault::error_chain(&e), "cannot record health.json");
         }
@@ -292,7 +332,7 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
         let device = DeviceSection {
             guid: None,
             guid_source: None,
-            hostname: self.hostname().await,
+            hostname,
             truenas_version: Some(api.version.clone()),
             api: Some(api.flavor.as_str().to_owned()),
             root_pool: None,
@@ -317,6 +357,35 @@ impl<M: Middleware, P: UserProps> Engine for SopEngine<'_, M, P> {
         OwnershipStore::load(&self.state)
             .map(|store| store.get().cloud_sync.values().map(|o| o.id).collect())
             .unwrap_or_default()
+    }
+
+    fn event_names(&self) -> &'static [&'static str] {
+        view::EVENTS
+    }
+
+    fn on_event(&self, event: &Event) -> Touched {
+        match self.view.take() {
+            Some(mut view) => {
+                let touched = view.apply(event);
+                self.view.set(Some(view));
+                touched
+            }
+            // No view: the next use reads the NAS in full anyway.
+            None => Touched::NONE,
+        }
+    }
+
+    fn resync(&self) {
+        self.view.set(None);
+    }
+
+    async fn poll(&self) -> Result<Touched, EngineError> {
+        let Some(mut view) = self.view.take() else {
+            return Ok(Touched::NONE);
+        };
+        let polled = view.poll(self.mw).await;
+        self.view.set(Some(view));
+        polled.map_err(|e| EngineError::new("poll the NAS", e.fault(), e))
     }
 }
 
@@ -455,16 +524,19 @@ fn pass_of(desired: &DesiredState, r: &Reconciled, mode: Mode) -> Pass {
     let mut aborted = None;
     match &r.outcome {
         Some(outcome) => {
-            let mut unmatched: Vec<&Step> = plan.steps.iter().collect();
             for result in &outcome.results {
-                let position = unmatched.iter().position(|s| s.summary() == result.summary);
-                let change = match position {
-                    Some(i) => change_of(unmatched.remove(i)),
-                    // Results that are not plan steps: the credential check, dropping
-                    // stale ownership records.
-                    None => Change {
-                        target: "credential".to_owned(),
-                        action: "verify".to_owned(),
+                let step = match result.origin {
+                    Origin::Step(i) => plan.steps.get(i),
+                    Origin::Extra(_) => None,
+                };
+                let change = match (step, result.origin) {
+                    (Some(step), _) => change_of(step),
+                    (None, Origin::Extra(extra)) => extra_change(extra),
+                    // An index outside the plan cannot come out of `apply`; shown as
+                    // what it is rather than dropped.
+                    (None, Origin::Step(i)) => Change {
+                        target: format!("(step {i})"),
+                        action: "apply".to_owned(),
                         fields: Vec::new(),
                     },
                 };
@@ -486,9 +558,10 @@ fn pass_of(desired: &DesiredState, r: &Reconciled, mode: Mode) -> Pass {
                     }
                     StepStatus::NotAttempted => StepState::NotAttempted,
                 };
-                // The credential check is not a change on its own: keep it only when it
-                // failed (then it explains why the tasks were not attempted).
-                let is_step = position.is_some();
+                // The pass's extras (the credential check, state-directory records) are
+                // not changes on their own: keep them only when they failed (then they
+                // explain why steps were not attempted, or what is not recorded).
+                let is_step = matches!(result.origin, Origin::Step(_));
                 if is_step || matches!(state, StepState::Failed { .. }) {
                     steps.push(StepOutcome { change, state });
                 }
@@ -536,6 +609,22 @@ fn executed_actions(state: &StateDir, desired: &DesiredState) -> Vec<String> {
         .filter(|a| store.get().executed_actions.contains(&a.id))
         .map(|a| a.id.clone())
         .collect()
+}
+
+/// What one of the pass's extras is about, as a report change.
+fn extra_change(extra: Extra) -> Change {
+    let (target, action) = match extra {
+        Extra::VerifyCredential => ("credential", "verify"),
+        Extra::ReadBackServices => ("service:snmp", "read back"),
+        Extra::ForgetStale => ("ownership.json", "forget stale records"),
+        Extra::RememberSnmpFailure => ("ownership.json", "record the failed SNMP apply"),
+        Extra::ForgetSnmpRetry => ("ownership.json", "forget the failed SNMP apply"),
+    };
+    Change {
+        target: target.to_owned(),
+        action: action.to_owned(),
+        fields: Vec::new(),
+    }
 }
 
 /// A plan step as a report change: `<object>:<pool or #id>`, the action, field names.
@@ -679,6 +768,63 @@ mod tests {
         );
         tokio::time::advance(HOUR).await;
         assert!(cadence.take_due(Instant::now()));
+    }
+
+    /// Results that are not plan steps keep their own identity: a failed record of the
+    /// state directory is not reported as a failed credential check, and each step's
+    /// result lands on its own step.
+    #[test]
+    fn results_are_matched_to_their_origin_not_their_text() {
+        use crate::apply::{ApplyError, Outcome, StepResult};
+        use crate::plan::tests::{doc, fresh, inputs};
+        let d = doc();
+        let observed = fresh(&["pool0", "pool1"]);
+        let plan = crate::plan::plan(
+            &d,
+            &observed,
+            &crate::plan::Ownership::default(),
+            &inputs(&d),
+        );
+        assert!(plan.steps.len() > 3);
+        let mut results: Vec<StepResult> = plan
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| StepResult {
+                origin: Origin::Step(i),
+                summary: s.summary(),
+                status: StepStatus::Done { detail: None },
+            })
+            .collect();
+        results.push(StepResult {
+            origin: Origin::Extra(Extra::ForgetStale),
+            summary: "drop stale ownership records".to_owned(),
+            status: StepStatus::Failed(ApplyError::State(crate::state_dir::StateError::BadKey {
+                path: "/state/key".into(),
+            })),
+        });
+        let reconciled = Reconciled {
+            plan,
+            outcome: Some(Outcome {
+                results,
+                aborted: None,
+                observed: None,
+            }),
+            after: None,
+            observed: None,
+        };
+        let pass = pass_of(&d, &reconciled, Mode::Enforce);
+        let failed: Vec<&StepOutcome> = pass.failures().map(|(s, _)| s).collect();
+        assert_eq!(failed.len(), 1);
+        assert_ne!(
+            (
+                failed[0].change.target.as_str(),
+                failed[0].change.action.as_str()
+            ),
+            ("credential", "verify"),
+            "a failed ownership record is not a failed credential check"
+        );
+        assert_eq!(failed[0].change.target, "ownership.json");
     }
 
     #[test]

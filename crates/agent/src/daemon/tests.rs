@@ -150,6 +150,16 @@ impl Engine for Scripted {
     fn watched_tasks(&self) -> BTreeSet<u64> {
         BTreeSet::new()
     }
+    fn event_names(&self) -> &'static [&'static str] {
+        &[]
+    }
+    fn on_event(&self, _: &crate::middleware::Event) -> Touched {
+        Touched::NONE
+    }
+    fn resync(&self) {}
+    async fn poll(&self) -> Result<Touched, EngineError> {
+        Ok(Touched::NONE)
+    }
 }
 
 /// A central session to a loopback port nobody listens on (central is down).
@@ -200,11 +210,11 @@ fn services<'a, E: Engine>(
     mw: &'a Pinged,
     rec: &'a Recorder,
     state: &'a StateDir,
-) -> Services<'a, E, Pinged, NoJobEvents, Recorder> {
+) -> Services<'a, E, Pinged, NoEvents, Recorder> {
     Services {
         engine,
         middleware: mw,
-        jobs: &NoJobEvents,
+        events: &NoEvents,
         notifier: rec,
         state,
     }

@@ -124,6 +124,52 @@ pub async fn assess_with(
             .map_err(|_| AssessError::TimedOut(budget))?
             .map_err(AssessError::Observe)?
     };
+    let base = base(state, options, &observed);
+    let pools = managed_pools(desired, &observed, &base.ownership);
+    let observe_options = ObserveOptions {
+        call_timeout: options.call_timeout,
+    };
+    let obs = observe(mw, &observed, &pools, base, &observe_options).await;
+    Ok(finish(mw, desired, options, observed, &pools, obs).await)
+}
+
+/// What the health evaluation knows from the middleware besides [`Observed`], read
+/// earlier and kept current by the caller (the daemon's view of the NAS, from events):
+/// the same parts [`observe`] reads.
+#[derive(Debug, Clone, Default)]
+pub struct HealthReads {
+    pub runs: std::collections::BTreeMap<u64, super::TaskRuns>,
+    pub snapshot_states: std::collections::BTreeMap<u64, super::SnapshotTaskState>,
+    pub snapshots: std::collections::BTreeMap<String, super::SnapshotListing>,
+    pub alerts: Option<Vec<super::Alert>>,
+    /// Reads that failed when these parts were read.
+    pub read_errors: Vec<String>,
+}
+
+/// [`assess`] from what the caller already knows: `observed` and `reads`, without a
+/// middleware read (B2 aside, when `options.b2` asks for a check). The clock is
+/// `options.now`: ages and overdue verdicts move with it.
+pub async fn assess_from(
+    mw: &impl Middleware,
+    desired: Option<&DesiredState>,
+    state: &StateDir,
+    options: &AssessOptions,
+    observed: Observed,
+    reads: HealthReads,
+) -> Assessment {
+    let mut obs = base(state, options, &observed);
+    let pools = managed_pools(desired, &observed, &obs.ownership);
+    obs.runs = reads.runs;
+    obs.snapshot_states = reads.snapshot_states;
+    obs.snapshots = reads.snapshots;
+    obs.alerts = reads.alerts;
+    obs.read_errors.extend(reads.read_errors);
+    finish(mw, desired, options, observed, &pools, obs).await
+}
+
+/// The observations before any health read: the state directory's records and the
+/// NAS's own secrets (scrubbed from every text of the pass and what the process prints).
+fn base(state: &StateDir, options: &AssessOptions, observed: &Observed) -> HealthObservations {
     let mut base = HealthObservations::empty(options.offset);
     base.guid_property.clone_from(&options.guid_property);
     base.configured_root.clone_from(&options.root_pool);
@@ -139,18 +185,23 @@ pub async fn assess_with(
             .state_errors
             .push(state_error(StateFile::HealthMemory, &e)),
     }
-    // The NAS's own secrets (task passwords, credential keys, SNMP) are scrubbed from
-    // every text of this pass like the document's, and from what the process prints.
     let mut nas_secrets = Scrubber::default();
-    nas_secrets.add_observed(&observed);
+    nas_secrets.add_observed(observed);
     crate::scrub::remember(&nas_secrets);
     base.extra_secrets
         .extend(nas_secrets.secrets().iter().cloned());
-    let pools = managed_pools(desired, &observed, &base.ownership);
-    let observe_options = ObserveOptions {
-        call_timeout: options.call_timeout,
-    };
-    let mut obs = observe(mw, &observed, &pools, base, &observe_options).await;
+    base
+}
+
+/// B2 (run now, or the last report remembered) and the evaluation.
+async fn finish(
+    mw: &impl Middleware,
+    desired: Option<&DesiredState>,
+    options: &AssessOptions,
+    observed: Observed,
+    pools: &[String],
+    mut obs: HealthObservations,
+) -> Assessment {
     // Without a B2 run, the last remembered report for this bucket stands in (its items
     // say when it was checked).
     if let (Some(desired), None) = (desired, &options.b2) {
@@ -166,7 +217,7 @@ pub async fn assess_with(
             mw,
             desired,
             &observed,
-            &pools,
+            pools,
             &obs,
             client.clone(),
             options.now,
@@ -190,11 +241,11 @@ pub async fn assess_with(
             items: health.checklist.items.clone(),
         });
     }
-    Ok(Assessment {
+    Assessment {
         observed,
         health,
         memory,
-    })
+    }
 }
 
 fn state_error(file: StateFile, e: &StateError) -> StateFileError {

@@ -192,44 +192,14 @@ pub async fn observe(
 ) -> HealthObservations {
     let mut obs = base;
     let timeout = options.call_timeout;
-    // `cloudsync.query []`: every task with its `job` (last run) field. A second read
-    // besides `Observed`'s, which keeps only the last run's state.
-    match read(mw, calls::cloudsync_query(), timeout).await {
-        Ok(value) => obs.runs = decode_last_runs(&value),
-        Err(e) => obs.read_errors.push(format!("Cloud Sync last runs: {e}")),
+    obs.runs = read_runs(mw, timeout, &mut obs.read_errors).await;
+    match read_snapshot_states(mw, timeout).await {
+        Ok(states) => obs.snapshot_states = states,
+        Err(e) => obs.read_errors.push(e),
     }
-    // Enough of the newest successes to find each task's last one since middlewared started.
-    match read(mw, calls::recent_cloudsync_successes(50), timeout).await {
-        Ok(value) => attach_successes(&mut obs.runs, &value),
-        Err(e) => obs.read_errors.push(format!("Cloud Sync job history: {e}")),
-    }
-    // Only tasks whose `job` field is a dry run need their history (rare: one read
-    // each, the task's newest runs).
-    let shown_dry: Vec<u64> = obs
-        .runs
-        .iter()
-        .filter(|(_, r)| r.dry_run_shown)
-        .map(|(id, _)| *id)
-        .collect();
-    for task in shown_dry {
-        match read(mw, calls::cloudsync_runs_of(task, REAL_RUN_WINDOW), timeout).await {
-            Ok(value) => attach_real_runs(&mut obs.runs, task, &value),
-            Err(e) => obs
-                .read_errors
-                .push(format!("runs of Cloud Sync task {task}: {e}")),
-        }
-    }
-    match read(mw, calls::snapshot_tasks_query(), timeout).await {
-        Ok(value) => obs.snapshot_states = decode_snapshot_states(&value),
-        Err(e) => obs.read_errors.push(format!("snapshot task states: {e}")),
-    }
-    let flavor = observed.api.flavor;
     for pool in pools {
-        let prefix = snapshots::find_task(pool, observed, &obs.ownership).map_or_else(
-            || "auto-".to_owned(),
-            |(t, _)| snapshots::name_prefix(&t.naming_schema),
-        );
-        let listing = list_snapshots(mw, flavor, pool, &prefix, timeout).await;
+        let prefix = listing_prefix(pool, observed, &obs.ownership);
+        let listing = list_snapshots(mw, observed.api.flavor, pool, &prefix, timeout).await;
         obs.snapshots.insert(pool.clone(), listing);
     }
     match read(mw, calls::alert_list(), timeout).await {
@@ -237,6 +207,88 @@ pub async fn observe(
         Err(e) => obs.read_errors.push(format!("alerts: {e}")),
     }
     obs
+}
+
+/// Every Cloud Sync task's last run and last success (`cloudsync.query` `job`, the recent
+/// successes in `core.get_jobs`, and — only for a task whose `job` is a dry run — its
+/// newest runs). A failed read is pushed to `errors`; what was read is kept.
+pub async fn read_runs(
+    mw: &impl Middleware,
+    timeout: Duration,
+    errors: &mut Vec<String>,
+) -> BTreeMap<u64, TaskRuns> {
+    let mut runs = BTreeMap::new();
+    match read(mw, calls::cloudsync_query(), timeout).await {
+        Ok(value) => runs = decode_last_runs(&value),
+        Err(e) => errors.push(format!("Cloud Sync last runs: {e}")),
+    }
+    match read(mw, calls::recent_cloudsync_successes(50), timeout).await {
+        Ok(value) => attach_successes(&mut runs, &value),
+        Err(e) => errors.push(format!("Cloud Sync job history: {e}")),
+    }
+    // Only tasks whose `job` field is a dry run need their history (rare: one read
+    // each, the task's newest runs).
+    let shown_dry: Vec<u64> = runs
+        .iter()
+        .filter(|(_, r)| r.dry_run_shown)
+        .map(|(id, _)| *id)
+        .collect();
+    for task in shown_dry {
+        match read(mw, calls::cloudsync_runs_of(task, REAL_RUN_WINDOW), timeout).await {
+            Ok(value) => attach_real_runs(&mut runs, task, &value),
+            Err(e) => errors.push(format!("runs of Cloud Sync task {task}: {e}")),
+        }
+    }
+    runs
+}
+
+/// zettarepl's state of every periodic snapshot task (`pool.snapshottask.query`).
+pub async fn read_snapshot_states(
+    mw: &impl Middleware,
+    timeout: Duration,
+) -> Result<BTreeMap<u64, SnapshotTaskState>, String> {
+    read(mw, calls::snapshot_tasks_query(), timeout)
+        .await
+        .map(|value| decode_snapshot_states(&value))
+        .map_err(|e| format!("snapshot task states: {e}"))
+}
+
+/// The snapshot name prefix listed for `pool`: its task's naming schema up to the
+/// first `%`, `auto-` without a task.
+pub fn listing_prefix(pool: &str, observed: &Observed, ownership: &Ownership) -> String {
+    snapshots::find_task(pool, observed, ownership).map_or_else(
+        || "auto-".to_owned(),
+        |(t, _)| snapshots::name_prefix(&t.naming_schema),
+    )
+}
+
+/// Updates the runs of the task a `cloudsync.sync` job runs (from a `core.get_jobs`
+/// event): a real run becomes the task's last run (and its last success when it
+/// succeeded); a dry run only marks the task's `job` field as showing one.
+pub fn note_job(runs: &mut BTreeMap<u64, TaskRuns>, job: &Job) {
+    let Some(task) = job.args.first_id else {
+        return;
+    };
+    let entry = runs.entry(task).or_default();
+    if job.args.dry_run {
+        entry.dry_run_shown = true;
+        return;
+    }
+    entry.dry_run_shown = false;
+    let newer = |old: &Option<Job>| old.as_ref().is_none_or(|o| o.id <= job.id);
+    if newer(&entry.last) {
+        entry.last = Some(job.clone());
+    }
+    if job.state == JobState::Success {
+        let later = match (&entry.last_success, job.time_finished) {
+            (None, _) => true,
+            (Some(old), Some(t)) => old.time_finished.is_none_or(|o| t >= o),
+            (Some(_), None) => false,
+        };
+        if later {
+            entry.last_success = Some(job.clone());
+        }
+    }
 }
 
 async fn read(mw: &impl Middleware, call: Call, timeout: Duration) -> Result<Value, CallError> {
@@ -373,32 +425,39 @@ pub fn decode_alerts(value: &Value) -> Vec<Alert> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|a| !a.get("dismissed").and_then(Value::as_bool).unwrap_or(false))
-        .filter_map(|a| {
-            let klass = a.get("klass")?.as_str()?;
-            if !RELEVANT_ALERTS.contains(&klass) {
-                return None;
-            }
-            let text = a
-                .get("formatted")
-                .and_then(Value::as_str)
-                .or_else(|| a.get("text").and_then(Value::as_str))
-                .unwrap_or(klass);
-            Some(Alert {
-                klass: klass.to_owned(),
-                level: a
-                    .get("level")
-                    .and_then(Value::as_str)
-                    .unwrap_or("UNKNOWN")
-                    .to_owned(),
-                text: text.to_owned(),
-                datetime: a.get("datetime").and_then(ejson::decode_datetime),
-            })
-        })
+        .filter_map(decode_alert)
         .collect()
 }
 
-async fn list_snapshots(
+/// One `alert.list` entry (or `alert.list` event fields), when it is relevant and not
+/// dismissed.
+pub fn decode_alert(a: &Value) -> Option<Alert> {
+    if a.get("dismissed").and_then(Value::as_bool).unwrap_or(false) {
+        return None;
+    }
+    let klass = a.get("klass")?.as_str()?;
+    if !RELEVANT_ALERTS.contains(&klass) {
+        return None;
+    }
+    let text = a
+        .get("formatted")
+        .and_then(Value::as_str)
+        .or_else(|| a.get("text").and_then(Value::as_str))
+        .unwrap_or(klass);
+    Some(Alert {
+        klass: klass.to_owned(),
+        level: a
+            .get("level")
+            .and_then(Value::as_str)
+            .unwrap_or("UNKNOWN")
+            .to_owned(),
+        text: text.to_owned(),
+        datetime: a.get("datetime").and_then(ejson::decode_datetime),
+    })
+}
+
+/// The names and count of `pool`'s snapshots with `prefix` (two reads).
+pub async fn list_snapshots(
     mw: &impl Middleware,
     flavor: ApiFlavor,
     pool: &str,

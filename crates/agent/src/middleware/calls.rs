@@ -254,6 +254,17 @@ pub fn snapshot_tasks_query() -> Call {
     Call::bare(Method::SnapshotTaskQuery)
 }
 
+/// `cloudsync.query [[["id", "=", id]]]`: one task (the daemon re-reads a task an event
+/// named without its fields).
+pub fn cloudsync_by_id(id: u64) -> Call {
+    Call::new(Method::CloudsyncQuery, vec![json!([["id", "=", id]])])
+}
+
+/// `pool.snapshottask.query [[["id", "=", id]]]`: one task.
+pub fn snapshot_task_by_id(id: u64) -> Call {
+    Call::new(Method::SnapshotTaskQuery, vec![json!([["id", "=", id]])])
+}
+
 /// `snmp.config []`.
 pub fn snmp_config() -> Call {
     Call::bare(Method::SnmpConfig)

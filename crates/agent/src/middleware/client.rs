@@ -220,8 +220,9 @@ impl Client {
         // in case connections keep dying between "connected" and "written".
         for _ in 0..3 {
             let session = self.session(method).await?;
-            if jobs::starts_job(method) {
-                // Subscribe before starting the job so that no event of it is missed.
+            if jobs::subscribe_before(method) {
+                // Subscribe before starting a job the caller waits for, so that the
+                // wait follows it from its first event.
                 session
                     .jobs(
                         self.inner.settings.job_cache_capacity,

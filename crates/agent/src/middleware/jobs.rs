@@ -1,12 +1,14 @@
 //! Following middleware jobs (REFERENCE §3.3).
 //!
 //! Owns: the per-connection [`JobTracker`] (a `core.get_jobs` subscription feeding a
-//! bounded cache of the latest state of each job) and which methods start a job
-//! ([`starts_job`]).
+//! bounded cache of the latest state of each job) and which job-starting methods are
+//! subscribed for before they are sent ([`subscribe_before`]).
 //! Does not: wait for one job (`session.rs` does, on one session; `client.rs` retries it
 //! across reconnects), start jobs or judge their outcome.
-//! Invariants: the subscription exists before a job-starting call is sent (the client
-//! calls [`starts_job`]); the cache never holds more than its capacity.
+//! Invariants: the subscription exists before a call that starts a job its caller always
+//! waits for (the client asks [`subscribe_before`]), and before the catch-up query of
+//! every wait (`session.rs`); a `cloudsync.sync` run, mostly started and left, costs no
+//! subscription until someone waits for it; the cache never holds more than its capacity.
 //! Limitations: a tracker ends with its connection.
 
 use std::collections::{HashMap, VecDeque};
@@ -24,12 +26,12 @@ use super::{Job, JobId, Method};
 /// The event carrying every job change (fields = the whole job).
 pub const EVENT: &str = "core.get_jobs";
 
-/// Methods that start a job and answer with its id.
-pub fn starts_job(method: Method) -> bool {
-    matches!(
-        method,
-        Method::CloudsyncSync | Method::ServiceControl | Method::CoreJobWait
-    )
+/// Methods that start a short job their callers always wait for (a service start, a
+/// job wait): the client subscribes to job events before sending them, so the wait
+/// follows the job from its first event. `cloudsync.sync` is not one: a run is
+/// mostly started and left, and a wait for it subscribes then catches up with a query.
+pub fn subscribe_before(method: Method) -> bool {
+    matches!(method, Method::ServiceControl | Method::CoreJobWait)
 }
 
 /// The latest known state of recently seen jobs, bounded.
@@ -214,10 +216,11 @@ mod tests {
     }
 
     #[test]
-    fn job_starting_methods() {
-        assert!(starts_job(Method::CloudsyncSync));
-        assert!(starts_job(Method::ServiceControl));
-        assert!(!starts_job(Method::ServiceStart));
-        assert!(!starts_job(Method::SnapshotTaskRun));
+    fn awaited_job_methods_subscribe_first() {
+        assert!(subscribe_before(Method::ServiceControl));
+        assert!(subscribe_before(Method::CoreJobWait));
+        assert!(!subscribe_before(Method::CloudsyncSync));
+        assert!(!subscribe_before(Method::ServiceStart));
+        assert!(!subscribe_before(Method::SnapshotTaskRun));
     }
 }

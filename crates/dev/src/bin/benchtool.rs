@@ -4,7 +4,8 @@
 //! - `sim`: a middleware simulator (`truenas_sim`) on a unix socket (and optionally
 //!   loopback TCP) whose **call record** can be read and reset over stdin, so the driver
 //!   counts exactly which calls a client made (`calls`, `reset`, `state` — the box with
-//!   secrets redacted, `quit`);
+//!   secrets redacted, `admin METHOD [PARAMS…]` — a technician's edit through the
+//!   middleware, with its events and outside the call record, `quit`);
 //! - `b2`: the integration tests' fake Backblaze B2 (`truenas_sim::fake_b2`, the compliant
 //!   SOP bucket) on loopback, for `verify --b2-api`, until stdin closes;
 //! - `load`: a bounded HTTP load generator for the reference central server
@@ -217,6 +218,11 @@ async fn sim(
             }
             "quit" => break,
             "" => {}
+            // A technician's edit through the middleware (validated, sends its events,
+            // not in the call record): `admin METHOD PARAMS-AS-A-JSON-ARRAY`.
+            other if other.starts_with("admin ") => {
+                println_flush(&admin(&simulator, &other["admin ".len()..]).to_string())?;
+            }
             other => println_flush(
                 &json!({ "error": format!("unknown command `{other}`") }).to_string(),
             )?,
@@ -224,6 +230,19 @@ async fn sim(
     }
     server.shutdown().await;
     Ok(())
+}
+
+/// Runs one `admin` command; the answer (or the error) as one JSON object.
+fn admin(simulator: &Simulator, rest: &str) -> Value {
+    let (method, params) = rest.trim().split_once(' ').unwrap_or((rest.trim(), "[]"));
+    let params: Vec<Value> = match serde_json::from_str(params) {
+        Ok(p) => p,
+        Err(e) => return json!({ "error": format!("params must be a JSON array: {e}") }),
+    };
+    match simulator.admin_call(method, &params) {
+        Ok(value) => json!({ "ok": value }),
+        Err(e) => json!({ "error": format!("{e:?}") }),
+    }
 }
 
 async fn fake_b2_serve(app_key: &str, pools: &[String]) -> anyhow::Result<()> {

@@ -6,7 +6,8 @@
 //! Does not: check params types (done before, in `Core::dispatch`) or do I/O.
 //! Invariants: a handler validates everything (rules.rs) before its first write, so a
 //! rejected call leaves the box unchanged; CRUD writes emit `<namespace>.query` events
-//! (`ADDED`/`CHANGED`/`REMOVED` with the id), as `CRUDService` does.
+//! (`ADDED`/`CHANGED`/`REMOVED` with the id, and from 25.10 on the stored entry as
+//! `fields` — [`event_fields`]), as `CRUDService` does.
 //! Limitations: see each submodule.
 
 pub(crate) mod cloudsync;
@@ -147,5 +148,54 @@ pub(crate) fn next_id(ids: impl Iterator<Item = u64>) -> u64 {
 pub(crate) fn merge_top_level(old: &mut Map<String, Value>, partial: Map<String, Value>) {
     for (k, v) in partial {
         old.insert(k, v);
+    }
+}
+
+/// The `fields` the middleware sends with an event a handler emitted without them: the
+/// entry as stored. `CRUDService` sends `fields=rv` — the answer of `do_create` /
+/// `do_update`, which is `get_instance` of the row — from 25.10 on and only the id
+/// before (`MW/service/crud_service.py` `_get_crud_wrapper_func`: `send_event(…, id=…)`
+/// at TS-24.10.2.4 and TS-25.04.2.6; `kwargs['fields'] = rv` at release/25.10.7,
+/// TS-26.0.0-BETA.3 and master); `REMOVED` never has fields (a delete answers `True`).
+/// `pool.dataset.query` is sent by `pool.dataset.create`/`update` themselves, with the
+/// dataset as fields, on every version (`MW/plugins/pool_/dataset.py`, the CRUD wrapper
+/// is off there: `event_send = False`).
+pub(crate) fn event_fields(
+    core: &Core,
+    collection: &str,
+    kind: super::core::EventKind,
+    id: &Value,
+) -> Option<Value> {
+    use truenas_agent::middleware::ApiFlavor;
+    if kind == super::core::EventKind::Removed {
+        return None;
+    }
+    // A row that does not render is a simulator bug which every answer rendering the
+    // same table reports (`table::to_object`); the event then goes without fields.
+    let by_id = |entries: Result<Vec<Value>, RpcError>| {
+        entries.ok()?.into_iter().find(|e| e.get("id") == Some(id))
+    };
+    let crud = core.flavor() >= ApiFlavor::V25_10;
+    match collection {
+        "cloudsync.query" if crud => by_id(cloudsync::entries(core)),
+        "cloudsync.credentials.query" if crud => by_id(Ok(core
+            .state
+            .credentials
+            .iter()
+            .map(|c| credentials::render(c, core.flavor()))
+            .collect())),
+        "pool.snapshottask.query" if crud => by_id(snapshot::entries(core)),
+        "initshutdownscript.query" if crud => by_id(initscript::entries(core)),
+        "pool.dataset.query" => {
+            let filter = Value::from(vec![Value::from(vec![
+                Value::from("id"),
+                Value::from("="),
+                id.clone(),
+            ])]);
+            pool::query_datasets(core, &[filter])
+                .ok()
+                .and_then(|v| v.as_array().and_then(|a| a.first().cloned()))
+        }
+        _ => None,
     }
 }

@@ -8,7 +8,8 @@
 //! `service.control` job).
 //! Does not: run snmpd; `snmp.update` leaves snmpd in the run state it found (as
 //! `init_v3_user` does on the real box).
-//! Invariants: service state changes emit `service.query` CHANGED with the new fields;
+//! Invariants: service state changes emit `service.query` CHANGED with the new fields
+//! (and no id), `service.update` emits nothing (as on the box);
 //! the config is stored before snmpd is touched, so a failed snmpd start inside
 //! `snmp.update` leaves the new config stored (REFERENCE §8 row 5).
 //! Limitations: every start succeeds unless `FaultPlan::snmpd_start_failures` is armed;
@@ -199,13 +200,16 @@ fn find_mut<'a>(core: &'a mut Core, key: &Value) -> Option<&'a mut Service> {
     })
 }
 
+/// `service.notify_running` after a start, stop or restart: `service.query` CHANGED with
+/// the service row as fields and no id (`send_event('service.query', 'CHANGED',
+/// fields=svc)`, `MW/plugins/service.py`, every version).
 fn changed(core: &mut Core, name: &str) {
     if let Some(s) = core.state.service(name) {
-        let (id, fields) = (s.id, render(s));
+        let fields = render(s);
         core.emit(
             "service.query",
             EventKind::Changed,
-            Value::from(id),
+            Value::Null,
             Some(fields),
         );
     }
@@ -232,9 +236,10 @@ pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
     if let Some(enable) = enable {
         service.enable = enable;
     }
-    let (id, name) = (service.id, service.service.clone());
-    changed(core, &name);
-    Ok(Value::from(id))
+    // No event: `do_update` answers with the row id (`datastore.update`'s), and the
+    // CRUD wrapper sends an event only for an answer that is an entry with an `id`
+    // (`MW/service/crud_service.py`; `MW/plugins/service.py` `do_update`, every version).
+    Ok(Value::from(service.id))
 }
 
 /// The `silent` option of `service.start` / `service.control` (default true: a failure
