@@ -44,26 +44,8 @@ use axum::routing::{get, post};
 use base64::Engine as _;
 use serde_json::{Value, json};
 
-/// The SOP's capability list (SOP 4.3).
-pub const SOP_CAPABILITIES: &[&str] = &[
-    "listBuckets",
-    "readBuckets",
-    "writeBuckets",
-    "deleteBuckets",
-    "listFiles",
-    "readFiles",
-    "writeFiles",
-    "deleteFiles",
-    "readBucketEncryption",
-    "writeBucketEncryption",
-    "readBucketRetentions",
-    "writeBucketRetentions",
-    "readFileLegalHolds",
-    "writeFileLegalHolds",
-    "readFileRetentions",
-    "writeFileRetentions",
-    "bypassGovernance",
-];
+/// The SOP's capability list (SOP 4.3), as the agent defines it.
+pub use truenas_agent::b2::SOP_CAPABILITIES;
 
 pub const BUCKET: &str = "truenas-a1b2c3d4e5f670718293a4b5c6d7e8f9";
 pub const BUCKET_ID: &str = "4a48fe8875c6214145260818";

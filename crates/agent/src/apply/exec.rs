@@ -13,9 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::Value;
 use tracing::{info, warn};
 
+use super::outcome::{
+    ApplyError, ApplyOptions, Extra, NotStarted, Origin, Outcome, StepResult, StepStatus,
+};
 use super::payload;
 use super::store::OwnershipStore;
-use super::{ApplyError, ApplyOptions, Extra, NotStarted, Origin, Outcome, StepResult, StepStatus};
 use crate::desired::DesiredState;
 use crate::middleware::calls::{self, B2Key};
 use crate::middleware::{

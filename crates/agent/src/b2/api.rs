@@ -544,20 +544,16 @@ impl Client {
     /// `b2_list_buckets` for one bucket name (a restricted key must name its bucket).
     /// `Ok(None)` when no such bucket is visible to the account.
     pub async fn find_bucket(&mut self, name: &str) -> Result<Option<Bucket>, ApiError> {
-        let op = Operation::ListBuckets;
         let session = self.session().await?;
         let body = json!({
             "accountId": session.info.account_id,
             "bucketName": name,
             "bucketTypes": ["all"],
         });
-        let url = endpoint(&session.api_url, "v4", "b2_list_buckets")?;
         let reply = self
-            .call(op, name, BodyLimit::Fail(MAX_JSON_BODY), |http| {
-                http.post(url.clone()).json(&body)
-            })
+            .post_json(Operation::ListBuckets, "b2_list_buckets", name, &body)
             .await?;
-        decode_bucket(name, &reply.body)
+        decode_bucket(name, &reply)
     }
 
     /// `b2_list_file_names` under `prefix`, at most `max` entries (first page only).
@@ -567,20 +563,20 @@ impl Client {
         prefix: &str,
         max: u32,
     ) -> Result<Vec<FileEntry>, ApiError> {
-        let op = Operation::ListFileNames;
         let body = json!({
             "bucketId": bucket_id,
             "prefix": prefix,
             "maxFileCount": max.clamp(1, 1000),
         });
-        let session = self.session().await?;
-        let url = endpoint(&session.api_url, "v4", "b2_list_file_names")?;
         let reply = self
-            .call(op, prefix, BodyLimit::Fail(MAX_JSON_BODY), |http| {
-                http.post(url.clone()).json(&body)
-            })
+            .post_json(
+                Operation::ListFileNames,
+                "b2_list_file_names",
+                prefix,
+                &body,
+            )
             .await?;
-        decode_file_names(prefix, &reply.body)
+        decode_file_names(prefix, &reply)
     }
 
     /// Downloads the first `len` bytes (`Range: bytes=0-(len-1)`) of `bucket/name`.
@@ -613,6 +609,25 @@ impl Client {
             }),
             Err(e) => Err(e),
         }
+    }
+
+    /// A v4 JSON call: `POST {apiUrl}/b2api/v4/{call}` with `body` under the session's
+    /// token; the reply's body (at most [`MAX_JSON_BODY`] bytes).
+    async fn post_json(
+        &mut self,
+        op: Operation,
+        call: &str,
+        resource: &str,
+        body: &serde_json::Value,
+    ) -> Result<Vec<u8>, ApiError> {
+        let session = self.session().await?;
+        let url = endpoint(&session.api_url, "v4", call)?;
+        let reply = self
+            .call(op, resource, BodyLimit::Fail(MAX_JSON_BODY), |http| {
+                http.post(url.clone()).json(body)
+            })
+            .await?;
+        Ok(reply.body)
     }
 
     /// The current session, signing in on v4 first when there is none.

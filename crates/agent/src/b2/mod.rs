@@ -17,12 +17,14 @@ pub mod api;
 pub mod credential;
 pub mod crypt;
 pub mod findings;
+pub mod sop;
 pub mod verify;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use api::{ApiError, ClientOptions, DEFAULT_API_BASE};
+pub use sop::SOP_CAPABILITIES;
 pub use verify::{B2Report, CheckId, Expected, Finding, Status};
 
 use api::Client;

@@ -20,31 +20,11 @@ use super::findings::BUCKET_CHECKS;
 pub use super::findings::{
     B2Report, CheckId, Expected, Fetch, Finding, Observations, PoolObservation, Sample, Status, why,
 };
+use super::sop::SOP_CAPABILITIES;
 
 /// Capabilities Cloud Sync (rclone's B2 backend) cannot work without: bucket lookup,
 /// listing, reading for comparisons, uploading and hiding (`b2_hide_file` needs writeFiles).
 const SYNC_CAPABILITIES: &[&str] = &["listBuckets", "listFiles", "readFiles", "writeFiles"];
-
-/// The list SOP 4.3 creates the key with.
-const SOP_CAPABILITIES: &[&str] = &[
-    "listBuckets",
-    "readBuckets",
-    "writeBuckets",
-    "deleteBuckets",
-    "listFiles",
-    "readFiles",
-    "writeFiles",
-    "deleteFiles",
-    "readBucketEncryption",
-    "writeBucketEncryption",
-    "readBucketRetentions",
-    "writeBucketRetentions",
-    "readFileLegalHolds",
-    "writeFileLegalHolds",
-    "readFileRetentions",
-    "writeFileRetentions",
-    "bypassGovernance",
-];
 
 /// Read capabilities the verifier uses beyond what Cloud Sync needs.
 const VERIFY_CAPABILITIES: &[&str] = &[

@@ -18,7 +18,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::GlobalArgs;
+use super::global::GlobalArgs;
 use crate::config::{AgentConfig, ConfigError, Overrides};
 use crate::middleware::{Client, ConnectError};
 

@@ -1,8 +1,9 @@
 //! Values derived from the document exactly as the SOP computes them by hand.
 //!
 //! Owns: the bucket name (SOP 3.2), folder per pool (SOP 3.3), task description and
-//! mount path (SOP 5.2), the bandwidth timetable in bytes per second, `HH:MM` times and
-//! cron fields (parse, validate, normalise).
+//! mount path (SOP 5.2), the bandwidth timetable in bytes per second, the snapshot
+//! lifetime unit ([`LifetimeUnit`]), `HH:MM` times and cron fields (parse, validate,
+//! normalise).
 //! Does not: decide which pools are managed or read anything from the NAS.
 //! Invariants: every function is pure and total; a value that passes these checks is
 //! accepted by the middleware's own validators (REFERENCE §5.3): zero-padded times,
@@ -14,6 +15,42 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
+
+/// Snapshot lifetime unit (the middleware's enum).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum LifetimeUnit {
+    Hour,
+    Day,
+    Week,
+    Month,
+    Year,
+}
+
+impl LifetimeUnit {
+    /// The middleware's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LifetimeUnit::Hour => "HOUR",
+            LifetimeUnit::Day => "DAY",
+            LifetimeUnit::Week => "WEEK",
+            LifetimeUnit::Month => "MONTH",
+            LifetimeUnit::Year => "YEAR",
+        }
+    }
+
+    /// Parses the middleware's spelling.
+    pub fn parse(text: &str) -> Option<LifetimeUnit> {
+        match text {
+            "HOUR" => Some(LifetimeUnit::Hour),
+            "DAY" => Some(LifetimeUnit::Day),
+            "WEEK" => Some(LifetimeUnit::Week),
+            "MONTH" => Some(LifetimeUnit::Month),
+            "YEAR" => Some(LifetimeUnit::Year),
+            _ => None,
+        }
+    }
+}
 
 /// Prefix of every SOP bucket name (SOP 3.2).
 pub const BUCKET_PREFIX: &str = "truenas-";

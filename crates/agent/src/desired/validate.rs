@@ -16,39 +16,18 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use super::derive::{self, CronField, HhMm};
-use super::wire::{self, IntRule};
-use super::{
-    Action, ActionKind, Adopt, B2Key, BandwidthPlan, CloudSyncSettings, Cron, DesiredError,
-    DesiredState, Device, Encryption, FieldError, LifetimeUnit, Mode, RemovedPools, SCHEMA_V1,
-    SnapshotSettings, SnmpSettings,
+use super::derive::{Cron, LifetimeUnit};
+use super::error::{DesiredError, FieldError};
+use super::model::{
+    Action, ActionKind, Adopt, B2Key, BandwidthPlan, CloudSyncSettings, DesiredState, Device,
+    Encryption, Mode, RemovedPools, SCHEMA_V1, SnapshotSettings, SnmpSettings,
 };
+use super::sop;
+use super::wire::{self, IntRule};
 
 const REQUIRED: &str = "required";
 /// The middleware caps plain strings at 1024 characters (REFERENCE §5.1).
 const MAX_STRING: usize = 1024;
-
-/// SOP defaults (central-protocol.md §3 table); re-exported as `desired::sop`.
-pub mod defaults {
-    use super::LifetimeUnit;
-
-    pub const CLOUD_SCHEDULE: &str = "0 0 * * *";
-    pub const EXCLUDE: [&str; 2] = ["/Archive/**", "/archive/**"];
-    pub const CHUNK_SIZE_MIB: u32 = 96;
-    pub const FAST_LIST: bool = true;
-    pub const FILENAME_ENCRYPTION: bool = false;
-    pub const TAKE_SNAPSHOT: bool = false;
-    pub const BUSINESS_START: &str = "08:00";
-    pub const BUSINESS_END: &str = "18:00";
-    pub const BUSINESS_PERCENT: u8 = 20;
-    pub const OFF_HOURS_PERCENT: u8 = 80;
-    pub const SNAPSHOT_SCHEDULE: &str = "0 * * * *";
-    pub const SNAPSHOT_BEGIN: &str = "00:00";
-    pub const SNAPSHOT_END: &str = "23:59";
-    pub const LIFETIME_VALUE: u32 = 2;
-    pub const LIFETIME_UNIT: LifetimeUnit = LifetimeUnit::Week;
-    pub const RECURSIVE: bool = true;
-    pub const NAMING_SCHEMA: &str = "auto-%Y-%m-%d_%H-%M";
-}
 
 /// Collected problems.
 #[derive(Default)]
@@ -486,13 +465,13 @@ fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<BandwidthPlan> {
     let start = time(
         &format!("{PATH}.business_hours.start"),
         hours.start.as_deref(),
-        defaults::BUSINESS_START,
+        sop::BUSINESS_START,
         p,
     );
     let end = time(
         &format!("{PATH}.business_hours.end"),
         hours.end.as_deref(),
-        defaults::BUSINESS_END,
+        sop::BUSINESS_END,
         p,
     );
     if let (Some(s), Some(e)) = (start, end) {
@@ -507,13 +486,13 @@ fn bandwidth(bw: wire::Bandwidth, p: &mut Problems) -> Option<BandwidthPlan> {
     let business = percent(
         &format!("{PATH}.business_percent"),
         bw.business_percent,
-        defaults::BUSINESS_PERCENT,
+        sop::BUSINESS_PERCENT,
         p,
     );
     let off = percent(
         &format!("{PATH}.off_hours_percent"),
         bw.off_hours_percent,
-        defaults::OFF_HOURS_PERCENT,
+        sop::OFF_HOURS_PERCENT,
         p,
     );
     Some(BandwidthPlan {
@@ -540,18 +519,13 @@ fn rclone_excludes(path: &str, items: &[String], p: &mut Problems) {
 }
 
 fn cloud_sync(cs: wire::CloudSync, p: &mut Problems) -> Option<CloudSyncSettings> {
-    let schedule = schedule(
-        "cloud_sync.schedule",
-        cs.schedule,
-        defaults::CLOUD_SCHEDULE,
-        p,
-    );
+    let schedule = schedule("cloud_sync.schedule", cs.schedule, sop::CLOUD_SCHEDULE, p);
     let exclude = cs
         .exclude
-        .unwrap_or_else(|| defaults::EXCLUDE.map(str::to_owned).to_vec());
+        .unwrap_or_else(|| sop::EXCLUDE.map(str::to_owned).to_vec());
     rclone_excludes("cloud_sync.exclude", &exclude, p);
     let chunk = match cs.chunk_size_mib {
-        None => Some(defaults::CHUNK_SIZE_MIB),
+        None => Some(sop::CHUNK_SIZE_MIB),
         Some(n) => in_range_u32("cloud_sync.chunk_size_mib", n, &wire::CHUNK_SIZE_MIB, p),
     };
     let transfers = match cs.transfers {
@@ -566,14 +540,12 @@ fn cloud_sync(cs: wire::CloudSync, p: &mut Problems) -> Option<CloudSyncSettings
         schedule: schedule?,
         exclude,
         chunk_size_mib: chunk?,
-        fast_list: cs.fast_list.unwrap_or(defaults::FAST_LIST),
+        fast_list: cs.fast_list.unwrap_or(sop::FAST_LIST),
         transfers: transfers?,
-        filename_encryption: cs
-            .filename_encryption
-            .unwrap_or(defaults::FILENAME_ENCRYPTION),
+        filename_encryption: cs.filename_encryption.unwrap_or(sop::FILENAME_ENCRYPTION),
         enabled: cs.enabled.unwrap_or(true),
         follow_symlinks: cs.follow_symlinks.unwrap_or(false),
-        take_snapshot: cs.take_snapshot.unwrap_or(defaults::TAKE_SNAPSHOT),
+        take_snapshot: cs.take_snapshot.unwrap_or(sop::TAKE_SNAPSHOT),
         bwlimit: bandwidth
             .flatten()
             .map_or_else(Vec::new, |plan| plan.timetable()),
@@ -586,19 +558,14 @@ fn snapshots(
     pools: Option<&Vec<String>>,
     p: &mut Problems,
 ) -> Option<SnapshotSettings> {
-    let schedule = schedule(
-        "snapshots.schedule",
-        s.schedule,
-        defaults::SNAPSHOT_SCHEDULE,
-        p,
-    );
+    let schedule = schedule("snapshots.schedule", s.schedule, sop::SNAPSHOT_SCHEDULE, p);
     let begin = time(
         "snapshots.begin",
         s.begin.as_deref(),
-        defaults::SNAPSHOT_BEGIN,
+        sop::SNAPSHOT_BEGIN,
         p,
     );
-    let end = time("snapshots.end", s.end.as_deref(), defaults::SNAPSHOT_END, p);
+    let end = time("snapshots.end", s.end.as_deref(), sop::SNAPSHOT_END, p);
     if let (Some(b), Some(e)) = (begin, end) {
         // 24.10 refuses begin > end; 25.04+ accept it and the task then errors.
         if b > e {
@@ -606,11 +573,11 @@ fn snapshots(
         }
     }
     let lifetime_value = match s.lifetime_value {
-        None => Some(defaults::LIFETIME_VALUE),
+        None => Some(sop::LIFETIME_VALUE),
         Some(n) => in_range_u32("snapshots.lifetime_value", n, &wire::LIFETIME_VALUE, p),
     };
     let lifetime_unit = match s.lifetime_unit.as_deref() {
-        None => Some(defaults::LIFETIME_UNIT),
+        None => Some(sop::LIFETIME_UNIT),
         Some(text) => {
             let unit = LifetimeUnit::parse(text);
             if unit.is_none() {
@@ -624,11 +591,11 @@ fn snapshots(
     };
     let naming_schema = s
         .naming_schema
-        .unwrap_or_else(|| defaults::NAMING_SCHEMA.to_owned());
+        .unwrap_or_else(|| sop::NAMING_SCHEMA.to_owned());
     for rule in derive::naming_schema_problems(&naming_schema) {
         p.add("snapshots.naming_schema", &rule);
     }
-    let recursive = s.recursive.unwrap_or(defaults::RECURSIVE);
+    let recursive = s.recursive.unwrap_or(sop::RECURSIVE);
     let exclude = s.exclude.unwrap_or_default();
     snapshot_excludes(&exclude, recursive, pools, p);
     Some(SnapshotSettings {

@@ -17,7 +17,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::FieldError;
+use super::error::FieldError;
 
 /// The document's top level.
 #[derive(Debug, Default, Deserialize)]

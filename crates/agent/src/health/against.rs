@@ -14,7 +14,7 @@
 
 use std::fmt::Write as _;
 
-use super::checklist::{Deviation, ItemStatus};
+use super::model::{Deviation, ItemStatus};
 use crate::desired::HhMm;
 
 /// What a rule found for one item.

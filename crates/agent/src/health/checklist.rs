@@ -4,7 +4,7 @@
 //! against the **SOP's** value, with the document's value only to tell a deliberate
 //! deviation ([`ItemStatus::Deviates`]) from a failure — from `Observed`, the health
 //! evaluation and the B2 report, the mapping of B2 findings onto items, and each item's
-//! next step.
+//! next step. The item types themselves are in `model` (re-exported here).
 //! Does not: fetch anything, or decide exit codes beyond [`Checklist::verdict`]; judge
 //! drift (box vs document: that is the plan's question).
 //! Invariants: every SOP §6 line yields at least one item (per-pool lines one per
@@ -23,12 +23,14 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-use serde::{Deserialize, Serialize};
-
 pub use super::against::DEVIATES;
 use super::against::{
     Against, Judged, Lifetime, Setting, Window, combine_lines, deviation_text, on_off,
     show_lifetime, show_window,
+};
+pub use super::model::{
+    Checklist, ChecklistItem, Counts, Deviation, ItemScope, ItemStatus, Verdict, item_level,
+    item_problem,
 };
 use super::{Area, CloudSyncHealth, Health, HealthObservations, Level, Problem, SyncState};
 use crate::b2::{self, CheckId, Finding};
@@ -37,209 +39,6 @@ use crate::desired::{
 };
 use crate::observe::{CloudSyncTask, Observed, SecretView, SnapshotTask};
 use crate::plan::{self, spec::show_bwlimit};
-
-/// An item's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemStatus {
-    Pass,
-    /// Only central can check it (NinjaOne, IT Glue, HaloPSA).
-    NotChecked,
-    /// The box or B2 could not tell; the detail says why.
-    Unknown,
-    /// The box does not hold the SOP's value because the document deliberately sets
-    /// another one ([`ChecklistItem::deviations`] names both). Not SOP-compliant, not
-    /// broken: a warning, never a pass.
-    Deviates,
-    Fail,
-}
-
-impl ItemStatus {
-    /// The contract's `pass | fail | unknown` (central-protocol.md §4 allows no other):
-    /// a not-checked item is `unknown`; a deviation is `fail` — the box does not meet the
-    /// SOP — and its detail starts with "DEVIATES" and names both values.
-    pub fn wire(self) -> &'static str {
-        match self {
-            ItemStatus::Pass => "pass",
-            ItemStatus::Fail | ItemStatus::Deviates => "fail",
-            ItemStatus::Unknown | ItemStatus::NotChecked => "unknown",
-        }
-    }
-
-    /// The agent's own name (`verify --json`, `status --json`, `health.json`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ItemStatus::Pass => "pass",
-            ItemStatus::NotChecked => "not_checked",
-            ItemStatus::Unknown => "unknown",
-            ItemStatus::Deviates => "deviates",
-            ItemStatus::Fail => "fail",
-        }
-    }
-
-    fn from_b2(status: b2::Status) -> ItemStatus {
-        match status {
-            b2::Status::Pass | b2::Status::Info => ItemStatus::Pass,
-            b2::Status::Unknown => ItemStatus::Unknown,
-            b2::Status::Fail => ItemStatus::Fail,
-        }
-    }
-}
-
-/// Who can check an item.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ItemScope {
-    /// The agent on the NAS (middleware, ZFS).
-    Nas,
-    /// The agent, in the B2 bucket with the task's key.
-    B2,
-    /// Only central (NinjaOne, IT Glue, HaloPSA).
-    Central,
-}
-
-/// One checklist item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChecklistItem {
-    /// Stable id, e.g. `cloud_sync.mode/pool0`, `b2.object_lock`, `snmp.v3_only`.
-    pub id: String,
-    /// The SOP's wording (plus the pool).
-    pub title: String,
-    pub status: ItemStatus,
-    pub scope: ItemScope,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pool: Option<String>,
-    /// What was seen.
-    pub detail: String,
-    /// What to do, unless the item passes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub next_step: Option<String>,
-    /// The settings in which the document departs from the SOP and the box follows the
-    /// document (set when the item [`ItemStatus::Deviates`]).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub deviations: Vec<Deviation>,
-}
-
-/// One setting in which the document deliberately departs from the SOP.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Deviation {
-    /// The document's key, e.g. `cloud_sync.chunk_size_mib`.
-    pub setting: String,
-    /// The document's value (what the box has), as shown.
-    pub document: String,
-    /// The SOP's value, as shown.
-    pub sop: String,
-}
-
-/// How many items have each status.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
-    pub pass: usize,
-    pub fail: usize,
-    pub deviates: usize,
-    pub unknown: usize,
-    pub not_checked: usize,
-}
-
-/// The whole checklist.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Checklist {
-    pub items: Vec<ChecklistItem>,
-}
-
-/// Overall checklist outcome (drives `verify`'s exit code).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// Every item the box can check passes.
-    Pass,
-    /// At least one item fails.
-    Fail,
-    /// Nothing fails, but at least one box/B2 item could not be determined.
-    Undetermined,
-    /// Nothing fails or is unknown, but the box follows the document where it departs
-    /// from the SOP.
-    Deviates,
-}
-
-impl Verdict {
-    /// The `verify --json` spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "fail",
-            Verdict::Undetermined => "undetermined",
-            Verdict::Deviates => "deviates",
-        }
-    }
-}
-
-impl Checklist {
-    /// Fail if anything fails; else undetermined if a box/B2 item is unknown; else
-    /// deviates if an item follows a document override of the SOP; else pass. Items
-    /// only central can check do not count.
-    pub fn verdict(&self) -> Verdict {
-        let has = |s| {
-            self.items
-                .iter()
-                .any(|i: &ChecklistItem| i.status == s && i.scope != ItemScope::Central)
-        };
-        match (
-            has(ItemStatus::Fail),
-            has(ItemStatus::Unknown),
-            has(ItemStatus::Deviates),
-        ) {
-            (true, _, _) => Verdict::Fail,
-            (false, true, _) => Verdict::Undetermined,
-            (false, false, true) => Verdict::Deviates,
-            (false, false, false) => Verdict::Pass,
-        }
-    }
-
-    /// How many items have each status.
-    pub fn counts(&self) -> Counts {
-        let n = |s| self.items.iter().filter(|i| i.status == s).count();
-        Counts {
-            pass: n(ItemStatus::Pass),
-            fail: n(ItemStatus::Fail),
-            deviates: n(ItemStatus::Deviates),
-            unknown: n(ItemStatus::Unknown),
-            not_checked: n(ItemStatus::NotChecked),
-        }
-    }
-
-    /// Every item that does not pass, as a problem: a failing item is `Failing`, a
-    /// deviation and an unknown item a `Warning` (they need a look, not a fix). Items
-    /// that restate a health verdict are included too; [`Health::problems`] drops those
-    /// the SNMP or backup section already reports at the same level or worse.
-    pub fn problems(&self) -> Vec<Problem> {
-        self.items.iter().filter_map(item_problem).collect()
-    }
-}
-
-/// The problem an item that does not pass stands for.
-pub fn item_problem(item: &ChecklistItem) -> Option<Problem> {
-    let level = item_level(item.status)?;
-    Some(Problem {
-        level,
-        area: Area::Checklist,
-        subject: Some(item.id.clone()),
-        message: format!("{}: {}", item.title, item.detail),
-        next_step: item
-            .next_step
-            .clone()
-            .unwrap_or_else(|| "See the item's detail.".to_owned()),
-    })
-}
-
-/// The problem level of an item status (`None`: no problem).
-pub fn item_level(status: ItemStatus) -> Option<Level> {
-    match status {
-        ItemStatus::Fail => Some(Level::Failing),
-        ItemStatus::Unknown | ItemStatus::Deviates => Some(Level::Warning),
-        ItemStatus::Pass | ItemStatus::NotChecked => None,
-    }
-}
 
 /// Items whose facts the health sections also judge (SNMP, the pool's backup task).
 pub fn is_restated_by_health(id: &str) -> bool {
@@ -451,9 +250,13 @@ pub fn evaluate(
     ];
     for (id, title, rule) in task_rules {
         for pool in &pools {
-            let task =
-                super::sync::find_task(pool, observed, &obs.ownership, Some(&desired.bucket))
-                    .map(|(t, _)| t);
+            let task = super::tasks::cloud_sync_task(
+                pool,
+                observed,
+                &obs.ownership,
+                Some(&desired.bucket),
+            )
+            .map(|(t, _)| t);
             let judged = match task {
                 Some(task) => rule(&c, pool, task),
                 None => Judged::new(
@@ -773,7 +576,7 @@ fn bucket_name_item(c: &Ctx<'_>) -> ChecklistItem {
         .iter()
         .filter_map(|h| {
             let (task, _) =
-                super::sync::find_task(&h.pool, c.observed, &c.obs.ownership, Some(want))?;
+                super::tasks::cloud_sync_task(&h.pool, c.observed, &c.obs.ownership, Some(want))?;
             (task.attributes.bucket != *want).then(|| {
                 format!(
                     "the {} task uses bucket `{}`",
@@ -1126,7 +929,7 @@ fn mbps(kbps: u64) -> String {
 fn snapshot_task_item(c: &Ctx<'_>, pool: &str) -> ChecklistItem {
     let title = "Periodic Snapshot Task: hourly, 14-day retention, recursive, per pool";
     let want = &c.desired.snapshots;
-    let task = super::snapshots::find_task(pool, c.observed, &c.obs.ownership).map(|(t, _)| t);
+    let task = super::tasks::snapshot_task(pool, c.observed, &c.obs.ownership).map(|(t, _)| t);
     let judged = match task {
         None => Judged::new(
             ItemStatus::Fail,

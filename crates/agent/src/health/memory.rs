@@ -137,7 +137,7 @@ fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::tests::{health_with, sync_health};
+    use crate::health::fixtures::{health_with, sync_health};
     use chrono::TimeZone;
 
     fn at(h: u32) -> DateTime<Utc> {

@@ -24,11 +24,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, FixedOffset, Utc};
 use secrecy::SecretString;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::Redactor;
 use super::memory::HealthMemory;
-use super::{Redactor, snapshots};
+pub use super::model::Alert;
+use super::tasks;
 use crate::b2::{self, B2Inputs, B2Report, ClientOptions, Expected};
 use crate::desired::DesiredState;
 use crate::middleware::{
@@ -77,18 +78,6 @@ pub struct SnapshotListing {
     pub root_names: Result<Vec<String>, String>,
     /// How many snapshots of the whole pool (recursive) have that prefix.
     pub count: Result<u64, String>,
-}
-
-/// A middleware alert that matters for backups (REFERENCE §4.11).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Alert {
-    /// The alert class, e.g. `CloudSyncTaskFailed`.
-    pub klass: String,
-    /// `INFO` … `EMERGENCY`.
-    pub level: String,
-    /// The formatted text (redacted when evaluated).
-    pub text: String,
-    pub datetime: Option<DateTime<Utc>>,
 }
 
 /// Alert classes that concern backups, snapshots, the agent's access or the pools.
@@ -256,9 +245,9 @@ pub async fn read_snapshot_states(
 /// The snapshot name prefix listed for `pool`: its task's naming schema up to the
 /// first `%`, `auto-` without a task.
 pub fn listing_prefix(pool: &str, observed: &Observed, ownership: &Ownership) -> String {
-    snapshots::find_task(pool, observed, ownership).map_or_else(
+    tasks::snapshot_task(pool, observed, ownership).map_or_else(
         || "auto-".to_owned(),
-        |(t, _)| snapshots::name_prefix(&t.naming_schema),
+        |(t, _)| tasks::name_prefix(&t.naming_schema),
     )
 }
 
@@ -572,7 +561,7 @@ fn credential_for(
     owned: &Ownership,
 ) -> Option<u64> {
     let from_task = pools.iter().find_map(|pool| {
-        super::sync::find_task(pool, observed, owned, Some(&desired.bucket))
+        tasks::cloud_sync_task(pool, observed, owned, Some(&desired.bucket))
             .and_then(|(task, _)| task.credential_id)
     });
     from_task

@@ -2,7 +2,7 @@
 //!
 //! Owns: finding, for each managed pool's task, every other PUSH task whose bucket and
 //! folder are the same ([`SharedFolder`]), and the problem each one is.
-//! Does not: decide which task is the pool's (`sync::find_task` does), or edit anything:
+//! Does not: decide which task is the pool's (`tasks::cloud_sync_task` does), or edit anything:
 //! the other task may be a technician's; only a human removes it.
 //! Invariants: folders are compared as the middleware builds the remote path (leading
 //! and trailing slashes stripped); an enabled other task is `Failing` (two SYNC tasks on
@@ -11,25 +11,10 @@
 //! Limitations: a PULL task reading the folder (a restore) is not counted: it writes to
 //! the NAS, not to the bucket.
 
-use serde::{Deserialize, Serialize};
-
-use super::{Area, Level, Problem};
+pub use super::model::SharedFolder;
+use super::model::{Area, Level, Problem};
 use crate::observe::{CloudSyncTask, Observed};
 use crate::plan::Ownership;
-
-/// Another task pushing into the folder of a managed pool's task.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SharedFolder {
-    pub pool: String,
-    /// The pool's own task.
-    pub task_id: u64,
-    pub bucket: String,
-    pub folder: String,
-    /// The other task.
-    pub other_id: u64,
-    pub other_description: String,
-    pub other_enabled: bool,
-}
 
 fn same_target(a: &CloudSyncTask, b: &CloudSyncTask) -> bool {
     a.attributes.bucket == b.attributes.bucket
@@ -45,7 +30,7 @@ pub(crate) fn find(
 ) -> Vec<SharedFolder> {
     let mut out = Vec::new();
     for pool in pools {
-        let Some((task, _)) = super::sync::find_task(pool, observed, owned, bucket) else {
+        let Some((task, _)) = super::tasks::cloud_sync_task(pool, observed, owned, bucket) else {
             continue;
         };
         for other in observed

@@ -1,10 +1,11 @@
 //! PURE: one pool's periodic snapshot task — zettarepl state, newest `auto-` snapshot,
 //! its age, the count, overdue (older than ~two schedule periods) and the verdict.
 //!
-//! Owns: finding the pool's snapshot task, reading times out of snapshot names (the
+//! Owns: reading times out of snapshot names (the
 //! task's naming schema), and the verdict (disabled → ERROR → unreadable → overdue → hold
 //! → none yet → fine).
-//! Does not: list snapshots (`observe` does, on the fast path) or do I/O.
+//! Does not: find the pool's snapshot task (`tasks`), list snapshots (`observe` does, on
+//! the fast path) or do I/O.
 //! Invariants: without a readable listing nothing is called overdue (the level is
 //! `Unknown`); the newest snapshot is chosen by encoded time, not by name order.
 //! Limitations: names are assumed to carry NAS local time (zettarepl's default) unless the
@@ -13,34 +14,8 @@
 use chrono::{DateTime, FixedOffset, NaiveDateTime, TimeZone, Utc};
 
 use super::schedule::{Schedule, snapshot_due};
-use super::{Area, Ctx, Level, Problem, SnapshotHealth, TaskSource, age_seconds, human_age};
-use crate::observe::{Observed, SnapshotTask};
-use crate::plan::{ObjectKind, Ownership};
-
-/// The pool's snapshot task: the recorded one, else a task on the pool's root dataset
-/// that no other pool owns (preferring recursive `auto-` tasks, then the lowest id).
-pub(crate) fn find_task<'a>(
-    pool: &str,
-    observed: &'a Observed,
-    owned: &Ownership,
-) -> Option<(&'a SnapshotTask, TaskSource)> {
-    if let Some(record) = owned.snapshot_tasks.get(pool) {
-        if let Some(task) = observed.snapshot_tasks.iter().find(|t| t.id == record.id) {
-            return Some((task, TaskSource::Owned));
-        }
-    }
-    observed
-        .snapshot_tasks
-        .iter()
-        .filter(|t| t.dataset == pool && !owned.owns(ObjectKind::SnapshotTask, t.id))
-        .min_by_key(|t| (!t.recursive, !t.naming_schema.starts_with("auto-"), t.id))
-        .map(|t| (t, TaskSource::Matched))
-}
-
-/// The fixed text a naming schema's names start with (`auto-%Y…` → `auto-`).
-pub(crate) fn name_prefix(schema: &str) -> String {
-    schema.split('%').next().unwrap_or_default().to_owned()
-}
+use super::tasks::snapshot_task;
+use super::{Area, Ctx, Level, Problem, SnapshotHealth, age_seconds, human_age};
 
 /// The time a snapshot name encodes under `schema` (zettarepl names use the NAS's local
 /// time unless the schema has `%z`; `%s` is epoch seconds).
@@ -78,7 +53,7 @@ fn newest(
 
 /// Health of `pool`'s periodic snapshot task.
 pub(crate) fn evaluate(ctx: &Ctx<'_>, pool: &str) -> SnapshotHealth {
-    let Some((task, source)) = find_task(pool, ctx.observed, &ctx.obs.ownership) else {
+    let Some((task, source)) = snapshot_task(pool, ctx.observed, &ctx.obs.ownership) else {
         return missing(pool);
     };
     let state = ctx.obs.snapshot_states.get(&task.id);
@@ -313,8 +288,11 @@ mod tests {
     fn names_and_times() {
         let utc = FixedOffset::east_opt(0).unwrap();
         let plus2 = FixedOffset::east_opt(2 * 3600).unwrap();
-        assert_eq!(name_prefix("auto-%Y-%m-%d_%H-%M"), "auto-");
-        assert_eq!(name_prefix("%Y%m%d"), "");
+        assert_eq!(
+            crate::health::tasks::name_prefix("auto-%Y-%m-%d_%H-%M"),
+            "auto-"
+        );
+        assert_eq!(crate::health::tasks::name_prefix("%Y%m%d"), "");
         let t = name_time("auto-2026-11-23_10-00", "auto-%Y-%m-%d_%H-%M", utc).unwrap();
         assert_eq!(t.to_rfc3339(), "2026-11-23T10:00:00+00:00");
         // Names carry the NAS's local time.

@@ -1,11 +1,11 @@
 //! PURE: one pool's Cloud Sync task — last run, last success, overdue, failure class,
 //! and the verdict a technician reads.
 //!
-//! Owns: finding the pool's task (ownership record, else the SOP identity), the
-//! last-success sources and their precedence, and the ordered verdict (disabled → locked →
+//! Owns: the last-success sources and their precedence, and the ordered verdict (disabled → locked →
 //! failed → overdue → state). Dry runs are never runs: a task whose `job` field is a dry
 //! run is judged by its last real run, or is "unknown" when that is no longer known.
-//! Does not: parse cron or classify texts (`schedule`, `classify`), or do I/O.
+//! Does not: find the pool's task (`tasks`), parse cron or classify texts (`schedule`,
+//! `classify`), or do I/O.
 //! Invariants: a run that failed only on Object Lock counts as a success and is never a
 //! problem; every problem carries a next step; no task another pool owns is borrowed.
 //! Limitations: a task matched by identity (not owned) is trusted to be the pool's when
@@ -16,49 +16,17 @@ use chrono::{DateTime, Utc};
 use super::classify::{Classified, ErrorClass, classify};
 use super::observe::TaskRuns;
 use super::schedule::{Schedule, sync_due};
+use super::tasks::cloud_sync_task;
 use super::{
-    Area, CloudSyncHealth, Ctx, Level, Problem, SuccessSource, SyncState, TaskSource, age_seconds,
-    human_age,
+    Area, CloudSyncHealth, Ctx, Level, Problem, SuccessSource, SyncState, age_seconds, human_age,
 };
-use crate::desired::derive;
 use crate::middleware::Job;
-use crate::observe::{CloudSyncTask, Observed};
-use crate::plan::{ObjectKind, Ownership};
-
-/// The pool's Cloud Sync task: the one the ownership record names, else the SOP-shaped
-/// PUSH task from `/mnt/<pool>` that no other pool owns (preferring the document's
-/// bucket, then the SOP description, then the lowest id).
-pub(crate) fn find_task<'a>(
-    pool: &str,
-    observed: &'a Observed,
-    owned: &Ownership,
-    bucket: Option<&str>,
-) -> Option<(&'a CloudSyncTask, TaskSource)> {
-    if let Some(record) = owned.cloud_sync.get(pool) {
-        if let Some(task) = observed.cloud_sync.iter().find(|t| t.id == record.id) {
-            return Some((task, TaskSource::Owned));
-        }
-    }
-    let path = derive::pool_path(pool);
-    let description = derive::description(pool);
-    observed
-        .cloud_sync
-        .iter()
-        .filter(|t| t.path.trim_end_matches('/') == path && t.direction == "PUSH")
-        .filter(|t| !owned.owns(ObjectKind::CloudSync, t.id))
-        .min_by_key(|t| {
-            (
-                bucket.is_some_and(|b| t.attributes.bucket != b),
-                t.description != description,
-                t.id,
-            )
-        })
-        .map(|t| (t, TaskSource::Matched))
-}
+use crate::observe::CloudSyncTask;
 
 /// Health of `pool`'s Cloud Sync task.
 pub(crate) fn evaluate(ctx: &Ctx<'_>, pool: &str) -> CloudSyncHealth {
-    let Some((task, source)) = find_task(pool, ctx.observed, &ctx.obs.ownership, ctx.bucket())
+    let Some((task, source)) =
+        cloud_sync_task(pool, ctx.observed, &ctx.obs.ownership, ctx.bucket())
     else {
         return missing(pool);
     };

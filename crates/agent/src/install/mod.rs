@@ -23,6 +23,7 @@
 //!   (then empty) dataset for the admin to delete; systemd is driven through `systemctl`.
 
 pub mod check;
+mod error;
 pub mod layout;
 pub mod nas;
 pub mod systemd;
@@ -34,6 +35,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 
 pub use check::{CheckItem, CheckReport, CheckStatus};
+pub use error::InstallError;
 pub use layout::{DatasetName, InvalidDatasetName, Layout, Route, SystemPaths};
 pub use nas::InitChange;
 pub use systemd::{CommandError, Systemd, UnitStatus};
@@ -41,86 +43,14 @@ pub use systemd::{CommandError, Systemd, UnitStatus};
 use check::{CopyFact, Facts, FileFact};
 use units::InitScriptSpec;
 
-use crate::fault::Fault;
 use crate::fault::error_chain;
 use crate::fs::{self, FsError};
-use crate::middleware::{CallError, Method, Middleware};
+use crate::middleware::{Method, Middleware};
 
 /// Key (in `[central]`) the installer points at the installed token (docs/configuration.md).
 pub const CONFIG_TOKEN_KEY: &str = "token_file";
 /// Top-level config key of the state directory.
 pub const CONFIG_STATE_KEY: &str = "state_dir";
-
-/// Why install / uninstall / check could not do its job.
-#[derive(Debug, thiserror::Error)]
-pub enum InstallError {
-    #[error(transparent)]
-    InvalidDataset(#[from] InvalidDatasetName),
-    #[error("no pool is imported, so there is nowhere to install the agent")]
-    NoPools,
-    #[error(
-        "cannot choose the install dataset: pools {} are imported and none (or more than one) \
-         carries the device GUID; pass --dataset POOL/.truenas-agent",
-        .pools.join(", ")
-    )]
-    AmbiguousPool { pools: Vec<String> },
-    #[error("refusing to install onto {dataset}: {reason}")]
-    LockedAtBoot { dataset: String, reason: String },
-    #[error("refusing to install onto {dataset}: {reason}")]
-    Unusable { dataset: String, reason: String },
-    #[error("the first install needs {flag} ({why})")]
-    MissingInput {
-        flag: &'static str,
-        why: &'static str,
-    },
-    #[error("agent config {path} is not valid TOML")]
-    BadConfig {
-        path: PathBuf,
-        #[source]
-        source: toml::de::Error,
-    },
-    #[error("agent config {path} would not be accepted by the agent")]
-    InvalidConfig {
-        path: PathBuf,
-        #[source]
-        source: crate::config::ConfigError,
-    },
-    #[error("token file {path} is empty")]
-    EmptyToken { path: PathBuf },
-    #[error("cannot encode the agent config")]
-    EncodeConfig(#[source] toml::ser::Error),
-    #[error("middleware call failed")]
-    Middleware {
-        #[source]
-        source: CallError,
-    },
-    #[error("unexpected reply to `{method}`: {detail}")]
-    UnexpectedReply { method: Method, detail: String },
-    #[error("installer file operation failed")]
-    File(#[from] FsError),
-    #[error("systemd operation failed")]
-    Systemd(#[from] CommandError),
-}
-
-impl InstallError {
-    /// Who has to act.
-    pub fn fault(&self) -> Fault {
-        match self {
-            InstallError::InvalidDataset(_)
-            | InstallError::AmbiguousPool { .. }
-            | InstallError::LockedAtBoot { .. }
-            | InstallError::Unusable { .. }
-            | InstallError::MissingInput { .. }
-            | InstallError::BadConfig { .. }
-            | InstallError::EmptyToken { .. } => Fault::Operator,
-            InstallError::InvalidConfig { source, .. } => source.fault(),
-            InstallError::NoPools | InstallError::File(_) => Fault::Nas,
-            InstallError::Middleware { source } => source.fault(),
-            InstallError::Systemd(source) => source.fault(),
-            InstallError::EncodeConfig(_) | InstallError::UnexpectedReply { .. } => Fault::Bug,
-        }
-    }
-}
 
 /// The host side: where systemd's runtime dir and tools are, who must own our files.
 /// The default is the real host: `/run/systemd/system`, `/bin/systemctl`, uid 0.

@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
-use super::InstallError;
+use super::error::InstallError;
 use super::layout::DatasetName;
 use super::units::{InitScriptSpec, is_ours};
 use crate::middleware::{Call, Method, Middleware, calls, type_name};

@@ -8,7 +8,7 @@
 //!
 //! [`Call`]: super::Call
 
-use super::ApiFlavor;
+use super::flavor::ApiFlavor;
 
 macro_rules! methods {
     ($( $(#[$doc:meta])* $variant:ident => $name:literal ),* $(,)?) => {

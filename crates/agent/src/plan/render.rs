@@ -11,8 +11,10 @@ use std::fmt;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::guid::GuidSource;
+use super::model::{AdoptReason, Blocker, Conflict, Plan, Step, TaskRef};
+use super::ownership::ObjectKind;
 use super::spec::{FieldChange, show_bwlimit, show_snapshot_schedule};
-use super::{AdoptReason, Blocker, Conflict, GuidSource, ObjectKind, Plan, Step, TaskRef};
 
 fn object(kind: ObjectKind) -> &'static str {
     match kind {

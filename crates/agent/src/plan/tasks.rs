@@ -12,11 +12,11 @@
 
 use std::collections::BTreeMap;
 
-use super::spec::{self, CloudSyncSpec, CredentialRef, CredentialSpec, SnapshotSpec, SnmpSpec};
-use super::{
-    AdoptReason, Blocker, Conflict, Forget, Inputs, ObjectKind, OwnedObject, Ownership, Plan, Step,
-    TaskRef,
+use super::model::{
+    AdoptReason, Blocker, Conflict, Forget, Inputs, Plan, SNMP_SERVICE, Step, TaskRef,
 };
+use super::ownership::{ObjectKind, OwnedObject, Ownership};
+use super::spec::{self, CloudSyncSpec, CredentialRef, CredentialSpec, SnapshotSpec, SnmpSpec};
 use crate::desired::{DesiredState, RemovedPools, derive};
 use crate::observe::{CloudSyncTask, Observed, SnapshotTask};
 
@@ -635,12 +635,12 @@ pub(super) fn plan_snmp(ctx: &Ctx<'_>, p: &mut Plan) {
     let service = &ctx.observed.snmp_service;
     if !service.enable {
         p.steps.push(Step::EnableService {
-            service: super::SNMP_SERVICE.to_owned(),
+            service: SNMP_SERVICE.to_owned(),
         });
     }
     if service.state != "RUNNING" {
         p.steps.push(Step::StartService {
-            service: super::SNMP_SERVICE.to_owned(),
+            service: SNMP_SERVICE.to_owned(),
         });
     }
 }

@@ -9,13 +9,13 @@ use proptest::prelude::*;
 use secrecy::{ExposeSecret, SecretString};
 
 use super::*;
-use crate::desired::{self, RemovedPools};
+use crate::desired::{self, DesiredState, RemovedPools, derive};
 use crate::middleware::{ApiFlavor, ApiInfo, JobState, Protocol, TransportKind};
 use crate::observe::{
     B2Attributes, CloudSyncTask, Credential, Observed, Pool, SecretView, Service, SnapshotTask,
     Snmp,
 };
-use crate::state_dir::fingerprint_with_key;
+use crate::state_dir::{Fingerprint, fingerprint_with_key};
 use crate::zfs::DEFAULT_GUID_PROPERTY;
 
 const EXAMPLE: &str = include_str!("../../../../tests/data/desired/example.json");

@@ -17,9 +17,11 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use super::error::{ZfsError, ZfsOp};
+use super::host_id::{HostId, default_hostid_file};
 use super::names::{DatasetName, PoolName, PropValue, UserPropKey, excerpt};
 use super::parse::{self, Failure, PropertyReading};
-use super::{Backend, HostId, UserProps, ZfsError, ZfsOp};
+use super::props::{Backend, UserProps};
 
 /// The only directories searched for a bare program name. TrueNAS SCALE installs
 /// `zfs`/`zpool` in `/usr/sbin` (Debian: `/sbin` → `/usr/sbin`).
@@ -46,8 +48,8 @@ pub enum Program {
 impl Program {
     /// Accepts an absolute path or a bare name (no `/`). Relative paths are refused: they
     /// would depend on the working directory.
-    pub fn parse(spec: &str) -> Result<Self, super::NameError> {
-        let err = |rule: &str| super::NameError {
+    pub fn parse(spec: &str) -> Result<Self, super::names::NameError> {
+        let err = |rule: &str| super::names::NameError {
             what: "program",
             shown: excerpt(spec, 64),
             rule: rule.to_owned(),
@@ -119,7 +121,7 @@ impl Default for CommandConfig {
         Self {
             zfs: Program::Name("zfs".to_owned()),
             zpool: Program::Name("zpool".to_owned()),
-            hostid_file: super::default_hostid_file(),
+            hostid_file: default_hostid_file(),
             timeout: DEFAULT_TIMEOUT,
         }
     }

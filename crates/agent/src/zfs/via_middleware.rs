@@ -16,9 +16,11 @@
 
 use serde_json::Value;
 
+use super::error::{ZfsError, ZfsOp};
+use super::host_id::HostId;
 use super::names::{DatasetName, PoolName, PropValue, UserPropKey, excerpt};
 use super::parse::{EXCERPT_LEN, PropSource, PropertyReading};
-use super::{Backend, HostId, UserProps, ZfsError, ZfsOp};
+use super::props::{Backend, UserProps};
 use crate::middleware::{ApiFlavor, Call, CallError, Middleware, calls};
 
 /// User properties through an `impl Middleware`.

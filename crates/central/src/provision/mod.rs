@@ -49,26 +49,9 @@ use super::secrets::{self, Destination, DeviceSecrets, ScopedKey};
 use truenas_agent::fault::error_chain;
 use truenas_agent::fs;
 
-/// The SOP 4.3 capability list, in the SOP's order: what the scoped key is asked for.
-pub const SOP_CAPABILITIES: [&str; 17] = [
-    "listBuckets",
-    "readBuckets",
-    "writeBuckets",
-    "deleteBuckets",
-    "listFiles",
-    "readFiles",
-    "writeFiles",
-    "deleteFiles",
-    "readBucketEncryption",
-    "writeBucketEncryption",
-    "readBucketRetentions",
-    "writeBucketRetentions",
-    "readFileLegalHolds",
-    "writeFileLegalHolds",
-    "readFileRetentions",
-    "writeFileRetentions",
-    "bypassGovernance",
-];
+/// The SOP 4.3 capability list, in the SOP's order: what the scoped key is asked for
+/// (defined once, by the agent that checks the key).
+pub use truenas_agent::b2::SOP_CAPABILITIES;
 
 /// What the admin key needs for `provision`.
 pub const ADMIN_CAPABILITIES: [&str; 8] = [
@@ -878,7 +861,7 @@ impl Run<'_> {
             next.save(db).await?;
         } else {
             let new = client
-                .create_bucket_key(&bucket.name, &SOP_CAPABILITIES, &bucket.id)
+                .create_bucket_key(&bucket.name, SOP_CAPABILITIES, &bucket.id)
                 .await
                 .map_err(|e| {
                     if e.is_ambiguous() {

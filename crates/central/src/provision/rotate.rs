@@ -175,7 +175,7 @@ impl Rotation<'_> {
             ));
         };
         let new = client
-            .create_bucket_key(bucket, &SOP_CAPABILITIES, bucket_id)
+            .create_bucket_key(bucket, SOP_CAPABILITIES, bucket_id)
             .await
             .map_err(|e| b2("creating the new key", &e))?;
         let now = Utc::now();

@@ -12,19 +12,16 @@
 //! the top level, so a given `attributes`/`schedule`/`bwlimit` replaces the stored one.
 //! Limitations: remote folders are not modelled (`list_directory` answers an empty folder).
 
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
-use super::super::core::{
-    Core, Ctx, EventKind, Job, JobFailure, JobKind, JobState, Reply, RpcError,
-};
+use super::super::core::{Core, Ctx, Job, JobFailure, JobKind, JobState, Reply, RpcError};
 use super::super::rules;
 use super::super::scenario::CloudSyncTask;
-use super::{credentials, id_param, merge_top_level, next_id, not_found, object_param, verdict};
-
-const SERVICE: &str = "CloudSync";
+use super::table::{Row, Table, from_object, to_object};
+use super::{credentials, id_param, object_param, verdict};
 
 /// Every task, rendered as `cloudsync.query` returns it.
-pub(crate) fn entries(core: &Core) -> Vec<Value> {
+pub(crate) fn entries(core: &Core) -> Result<Vec<Value>, RpcError> {
     core.state
         .cloud_sync_tasks
         .iter()
@@ -32,11 +29,8 @@ pub(crate) fn entries(core: &Core) -> Vec<Value> {
         .collect()
 }
 
-fn render(core: &Core, t: &CloudSyncTask) -> Value {
-    let mut v = match serde_json::to_value(t) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
+fn render(core: &Core, t: &CloudSyncTask) -> Result<Value, RpcError> {
+    let mut v = to_object(t)?;
     v.remove("last_run");
     let credential = core
         .state
@@ -59,7 +53,7 @@ fn render(core: &Core, t: &CloudSyncTask) -> Value {
             relative.map_or(Value::Null, Value::from),
         );
     }
-    Value::Object(v)
+    Ok(Value::Object(v))
 }
 
 /// The deepest unlocked dataset whose mountpoint holds `path`, and the rest of the path
@@ -117,12 +111,8 @@ pub(crate) fn create(
         "cloud_sync_create",
         &mut data,
     ))?;
-    let id = next_id(core.state.cloud_sync_tasks.iter().map(|t| t.id));
-    data.insert("id".into(), Value::from(id));
-    let task = into_task(data)?;
-    core.state.cloud_sync_tasks.push(task);
-    core.emit("cloudsync.query", EventKind::Added, Value::from(id), None);
-    Ok(get(core, id))
+    let task = Table::<CloudSyncTask>::insert(core, data)?;
+    render(core, &task)
 }
 
 /// `cloudsync.update [id, partial]`: top-level merge into the stored task, then the create rules.
@@ -131,57 +121,16 @@ pub(crate) fn update(
     _ctx: &mut Ctx<'_>,
     params: &[Value],
 ) -> Result<Value, RpcError> {
-    let id = id_param(params, 0);
-    let Some(old) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
-    let mut data = match serde_json::to_value(&old) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    merge_top_level(&mut data, object_param(params, 1));
+    let mut data =
+        Table::<CloudSyncTask>::merged(core, id_param(params, 0), object_param(params, 1))?;
     verdict(rules::cloud_sync(
         &core.state,
         "cloud_sync_update",
         &mut data,
     ))?;
-    let task = into_task(data)?;
-    if let Some(slot) = core
-        .state
-        .cloud_sync_tasks
-        .iter_mut()
-        .find(|t| t.id == old.id)
-    {
-        *slot = task;
-    }
-    core.emit(
-        "cloudsync.query",
-        EventKind::Changed,
-        Value::from(old.id),
-        None,
-    );
-    Ok(get(core, old.id))
-}
-
-fn into_task(data: Map<String, Value>) -> Result<CloudSyncTask, RpcError> {
-    // The params schema and the rules passed, so this only fails on a simulator bug.
-    serde_json::from_value(Value::Object(data))
-        .map_err(|e| RpcError::Other(format!("simulator: {e}")))
-}
-
-fn find(core: &Core, id: i64) -> Option<&CloudSyncTask> {
-    core.state
-        .cloud_sync_tasks
-        .iter()
-        .find(|t| i64::try_from(t.id) == Ok(id))
-}
-
-fn get(core: &Core, id: u64) -> Value {
-    core.state
-        .cloud_sync_tasks
-        .iter()
-        .find(|t| t.id == id)
-        .map_or(Value::Null, |t| render(core, t))
+    let task: CloudSyncTask = from_object(data)?;
+    Table::replace(core, task.clone())?;
+    render(core, &task)
 }
 
 /// `cloudsync.delete [id]`: aborts a run, removes the failure alert, deletes.
@@ -190,19 +139,10 @@ pub(crate) fn delete(
     ctx: &mut Ctx<'_>,
     params: &[Value],
 ) -> Result<Value, RpcError> {
-    let id = id_param(params, 0);
-    let Some(task) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
+    let task = Table::<CloudSyncTask>::find(core, id_param(params, 0))?;
     abort_task(core, &task, ctx.now_ms);
     core.clear_alert("CloudSyncTaskFailed", &task.id.to_string());
-    core.state.cloud_sync_tasks.retain(|t| t.id != task.id);
-    core.emit(
-        "cloudsync.query",
-        EventKind::Removed,
-        Value::from(task.id),
-        None,
-    );
+    Table::<CloudSyncTask>::remove(core, task.id);
     Ok(Value::Bool(true))
 }
 
@@ -300,10 +240,7 @@ pub(crate) fn abort(
     ctx: &mut Ctx<'_>,
     params: &[Value],
 ) -> Result<Value, RpcError> {
-    let id = id_param(params, 0);
-    let Some(task) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
+    let task = Table::<CloudSyncTask>::find(core, id_param(params, 0))?;
     Ok(Value::Bool(abort_task(core, &task, ctx.now_ms)))
 }
 
@@ -334,7 +271,8 @@ pub(crate) fn finish_run(
         .cloned()
     else {
         return Err(JobFailure::plain(format!(
-            "[ENOENT] None: {SERVICE} {task_id} does not exist"
+            "[ENOENT] None: {} {task_id} does not exist",
+            <CloudSyncTask as Row>::SERVICE
         )));
     };
     if rules::path_is_locked(&core.state, &task.path) {

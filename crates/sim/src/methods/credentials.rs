@@ -11,29 +11,38 @@
 
 use serde_json::{Map, Value, json};
 
-use super::super::core::{Core, Ctx, EventKind, RpcError, shape_flavor};
+use super::super::core::{Core, Ctx, RpcError, shape_flavor};
 use super::super::rules;
 use super::super::scenario::Credential;
 use super::super::schema::{self, Style};
 use super::super::validate;
-use super::{id_param, merge_top_level, next_id, not_found, object_param, verdict};
+use super::table::Table;
+use super::{id_param, merge_top_level, object_param, verdict};
 use truenas_agent::middleware::ApiFlavor;
-
-const SERVICE: &str = "Credentials";
 
 /// A credential as the version shows it.
 pub(crate) fn render(c: &Credential, flavor: ApiFlavor) -> Value {
+    Value::Object(render_object(c, flavor))
+}
+
+/// [`render`] as the object it always is.
+fn render_object(c: &Credential, flavor: ApiFlavor) -> Map<String, Value> {
+    let mut entry = Map::new();
+    entry.insert("id".into(), Value::from(c.id));
+    entry.insert("name".into(), Value::from(c.name.clone()));
     match flavor {
-        ApiFlavor::V24_10 => json!({
-            "id": c.id, "name": c.name, "provider": c.provider, "attributes": c.attributes,
-        }),
+        ApiFlavor::V24_10 => {
+            entry.insert("provider".into(), Value::from(c.provider.clone()));
+            entry.insert("attributes".into(), Value::Object(c.attributes.clone()));
+        }
         ApiFlavor::V25_04 | ApiFlavor::V25_10 | ApiFlavor::V26_0 | ApiFlavor::V27_0 => {
             let mut provider = Map::new();
             provider.insert("type".into(), Value::from(c.provider.clone()));
             provider.extend(c.attributes.clone());
-            json!({ "id": c.id, "name": c.name, "provider": provider })
+            entry.insert("provider".into(), Value::Object(provider));
         }
     }
+    entry
 }
 
 /// Every credential, rendered in the call's shape.
@@ -131,17 +140,22 @@ fn stored(core: &Core, mut credential: Credential) -> Credential {
     credential
 }
 
-/// `cloudsync.credentials.create [data]`.
-pub(crate) fn create(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
-    let shape = shape(core, ctx, "cloudsync.credentials.create");
-    let data = object_param(params, 0);
+/// The credential a create/update payload (in the call's shape) describes, as row `id`,
+/// once the service rules pass (`existing`: the row being updated, for the unique name).
+fn checked(
+    core: &Core,
+    shape: ApiFlavor,
+    schema: &str,
+    data: &Map<String, Value>,
+    id: u64,
+    existing: Option<u64>,
+) -> Result<Credential, RpcError> {
     let name = data
         .get("name")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let (provider, attributes) = split(shape, &data);
-    let schema = "cloud_sync_credentials_create";
+    let (provider, attributes) = split(shape, data);
     check_converted(core, shape, schema, &provider, &attributes)?;
     verdict(rules::credential(
         &core.state,
@@ -149,93 +163,52 @@ pub(crate) fn create(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result
         &name,
         &provider,
         &Value::Object(attributes.clone()),
-        None,
+        existing,
     ))?;
-    let id = next_id(core.state.credentials.iter().map(|c| c.id));
-    let credential = Credential {
+    Ok(Credential {
         id,
         name,
         provider,
         attributes,
-    };
-    let answer = answer(core, shape, &credential, data, id);
-    core.state.credentials.push(stored(core, credential));
-    core.emit(
-        "cloudsync.credentials.query",
-        EventKind::Added,
-        Value::from(id),
+    })
+}
+
+/// `cloudsync.credentials.create [data]`.
+pub(crate) fn create(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
+    let shape = shape(core, ctx, "cloudsync.credentials.create");
+    let data = object_param(params, 0);
+    let id = Table::<Credential>::next_id(core);
+    let credential = checked(
+        core,
+        shape,
+        "cloud_sync_credentials_create",
+        &data,
+        id,
         None,
-    );
+    )?;
+    let answer = answer(core, shape, &credential, data, id);
+    let credential = stored(core, credential);
+    Table::push(core, credential);
     Ok(answer)
 }
 
 /// `cloudsync.credentials.update [id, partial]`: `provider` replaced as a whole.
 pub(crate) fn update(core: &mut Core, ctx: &Ctx<'_>, params: &[Value]) -> Result<Value, RpcError> {
     let shape = shape(core, ctx, "cloudsync.credentials.update");
-    let id = id_param(params, 0);
-    let Some(old) = core
-        .state
-        .credentials
-        .iter()
-        .find(|c| i64::try_from(c.id) == Ok(id))
-        .cloned()
-    else {
-        return Err(not_found(SERVICE, id));
-    };
-    let mut data = match render(&old, shape) {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
+    let old = Table::<Credential>::find(core, id_param(params, 0))?;
+    let mut data = render_object(&old, shape);
     merge_top_level(&mut data, object_param(params, 1));
-    let name = data
-        .get("name")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let (provider, attributes) = split(shape, &data);
     let schema = "cloud_sync_credentials_update";
-    check_converted(core, shape, schema, &provider, &attributes)?;
-    let attrs_value = Value::Object(attributes.clone());
-    verdict(rules::credential(
-        &core.state,
-        schema,
-        &name,
-        &provider,
-        &attrs_value,
-        Some(old.id),
-    ))?;
-    let credential = Credential {
-        id: old.id,
-        name,
-        provider,
-        attributes,
-    };
+    let credential = checked(core, shape, schema, &data, old.id, Some(old.id))?;
     let answer = answer(core, shape, &credential, object_param(params, 1), old.id);
     let credential = stored(core, credential);
-    if let Some(slot) = core.state.credentials.iter_mut().find(|c| c.id == old.id) {
-        *slot = credential;
-    }
-    core.emit(
-        "cloudsync.credentials.query",
-        EventKind::Changed,
-        Value::from(old.id),
-        None,
-    );
+    Table::replace(core, credential)?;
     Ok(answer)
 }
 
 /// `cloudsync.credentials.delete [id]`.
 pub(crate) fn delete(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
-    let id = id_param(params, 0);
-    let Some(old) = core
-        .state
-        .credentials
-        .iter()
-        .find(|c| i64::try_from(c.id) == Ok(id))
-        .cloned()
-    else {
-        return Err(not_found(SERVICE, id));
-    };
+    let old = Table::<Credential>::find(core, id_param(params, 0))?;
     if let Some(task) = core
         .state
         .cloud_sync_tasks
@@ -251,13 +224,7 @@ pub(crate) fn delete(core: &mut Core, params: &[Value]) -> Result<Value, RpcErro
             "This credential is used by cloud sync task {what}"
         )));
     }
-    core.state.credentials.retain(|c| c.id != old.id);
-    core.emit(
-        "cloudsync.credentials.query",
-        EventKind::Removed,
-        Value::from(old.id),
-        None,
-    );
+    Table::<Credential>::remove(core, old.id);
     Ok(Value::Bool(true))
 }
 

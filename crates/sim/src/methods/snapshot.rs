@@ -17,13 +17,12 @@ use serde_json::{Map, Value, json};
 use super::super::core::{Core, Ctx, EventKind, JobFailure, JobKind, Reply, RpcError, date};
 use super::super::rules;
 use super::super::scenario::{Snapshot, SnapshotTask, TaskState};
-use super::{answer, id_param, merge_top_level, next_id, not_found, object_param, verdict};
+use super::table::{Table, from_object, to_object};
+use super::{answer, id_param, object_param, verdict};
 use truenas_agent::middleware::ApiFlavor;
 
-const SERVICE: &str = "PeriodicSnapshotTask";
-
 /// Every task, rendered as `pool.snapshottask.query` returns it.
-pub(crate) fn entries(core: &Core) -> Vec<Value> {
+pub(crate) fn entries(core: &Core) -> Result<Vec<Value>, RpcError> {
     core.state
         .snapshot_tasks
         .iter()
@@ -31,17 +30,14 @@ pub(crate) fn entries(core: &Core) -> Vec<Value> {
         .collect()
 }
 
-fn render(core: &Core, t: &SnapshotTask) -> Value {
-    let mut v = match serde_json::to_value(t) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
+fn render(core: &Core, t: &SnapshotTask) -> Result<Value, RpcError> {
+    let mut v = to_object(t)?;
     v.insert("vmware_sync".into(), Value::Bool(false));
     v.insert(
         "state".into(),
         render_state(t.state.as_ref(), core.flavor()),
     );
-    Value::Object(v)
+    Ok(Value::Object(v))
 }
 
 fn render_state(state: Option<&TaskState>, flavor: ApiFlavor) -> Value {
@@ -63,95 +59,36 @@ fn render_state(state: Option<&TaskState>, flavor: ApiFlavor) -> Value {
 
 /// `pool.snapshottask.create [data]`.
 pub(crate) fn create(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
-    let mut data = object_param(params, 0);
+    let data = object_param(params, 0);
     verdict(rules::snapshot_task(
         &core.state,
         "periodic_snapshot_create",
         &data,
     ))?;
-    let id = next_id(core.state.snapshot_tasks.iter().map(|t| t.id));
-    data.insert("id".into(), Value::from(id));
-    let task = into_task(data)?;
-    core.state.snapshot_tasks.push(task);
-    core.emit(
-        "pool.snapshottask.query",
-        EventKind::Added,
-        Value::from(id),
-        None,
-    );
-    Ok(get(core, id))
+    let task = Table::<SnapshotTask>::insert(core, data)?;
+    render(core, &task)
 }
 
 /// `pool.snapshottask.update [id, partial]` (`schedule` replaced whole).
 pub(crate) fn update(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
-    let id = id_param(params, 0);
-    let Some(old) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
     let mut partial = object_param(params, 1);
     partial.remove("fixate_removal_date");
-    let mut data = match serde_json::to_value(&old) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    merge_top_level(&mut data, partial);
+    let data = Table::<SnapshotTask>::merged(core, id_param(params, 0), partial)?;
     verdict(rules::snapshot_task(
         &core.state,
         "periodic_snapshot_update",
         &data,
     ))?;
-    let task = into_task(data)?;
-    if let Some(slot) = core
-        .state
-        .snapshot_tasks
-        .iter_mut()
-        .find(|t| t.id == old.id)
-    {
-        *slot = task;
-    }
-    core.emit(
-        "pool.snapshottask.query",
-        EventKind::Changed,
-        Value::from(old.id),
-        None,
-    );
-    Ok(get(core, old.id))
+    let task: SnapshotTask = from_object(data)?;
+    Table::replace(core, task.clone())?;
+    render(core, &task)
 }
 
 /// `pool.snapshottask.delete [id, options]`.
 pub(crate) fn delete(core: &mut Core, params: &[Value]) -> Result<Value, RpcError> {
-    let id = id_param(params, 0);
-    let Some(old) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
-    core.state.snapshot_tasks.retain(|t| t.id != old.id);
-    core.emit(
-        "pool.snapshottask.query",
-        EventKind::Removed,
-        Value::from(old.id),
-        None,
-    );
+    let old = Table::<SnapshotTask>::find(core, id_param(params, 0))?;
+    Table::<SnapshotTask>::remove(core, old.id);
     Ok(Value::Bool(true))
-}
-
-fn into_task(data: Map<String, Value>) -> Result<SnapshotTask, RpcError> {
-    serde_json::from_value(Value::Object(data))
-        .map_err(|e| RpcError::Other(format!("simulator: {e}")))
-}
-
-fn find(core: &Core, id: i64) -> Option<&SnapshotTask> {
-    core.state
-        .snapshot_tasks
-        .iter()
-        .find(|t| i64::try_from(t.id) == Ok(id))
-}
-
-fn get(core: &Core, id: u64) -> Value {
-    core.state
-        .snapshot_tasks
-        .iter()
-        .find(|t| t.id == id)
-        .map_or(Value::Null, |t| render(core, t))
 }
 
 /// `pool.snapshottask.run [id]`: not a job; takes the task's snapshots now.
@@ -185,9 +122,7 @@ pub(crate) fn finish_run_job(core: &mut Core, task: i64, now_ms: i64) -> Result<
 /// Runs task `id` now, as zettarepl does: RUNNING, then the snapshots and FINISHED, or
 /// ERROR with a `SnapshotFailed` alert (which is not an error of the call).
 pub(crate) fn run_now(core: &mut Core, id: i64, now: i64) -> Result<(), RpcError> {
-    let Some(task) = find(core, id).cloned() else {
-        return Err(not_found(SERVICE, id));
-    };
+    let task = Table::<SnapshotTask>::find(core, id)?;
     if !task.enabled {
         return Err(RpcError::call("Task is not enabled"));
     }
