@@ -37,6 +37,9 @@
 //! `apply` (and `install`) are the only modules that send writing calls — apart from the
 //! `zfs` middleware fallback, which writes only the device-identity user properties.
 
+// What no other crate uses is private, so that the compiler reports dead code (issue 14).
+#![warn(unreachable_pub)]
+
 pub mod apply;
 pub mod b2;
 pub mod central;
@@ -44,7 +47,7 @@ pub mod cli;
 pub mod config;
 pub mod daemon;
 pub mod desired;
-pub mod exit;
+pub(crate) mod exit;
 pub mod fault;
 pub mod fs;
 pub mod health;

@@ -25,9 +25,9 @@
 
 mod exec;
 mod outcome;
-pub mod payload;
+pub(crate) mod payload;
 mod reconcile;
-pub mod store;
+pub(crate) mod store;
 
 pub use outcome::{
     ApplyError, ApplyOptions, Extra, NotStarted, Origin, Outcome, StepResult, StepStatus,

@@ -19,7 +19,7 @@ use crate::plan::spec::sop;
 use crate::plan::{CloudSyncSpec, FieldChange, SnapshotSpec, SnmpSpec};
 
 /// The top-level keys an update must send for these changes.
-pub fn keys(changes: &[FieldChange]) -> BTreeSet<String> {
+pub(crate) fn keys(changes: &[FieldChange]) -> BTreeSet<String> {
     changes.iter().map(|c| c.key().to_owned()).collect()
 }
 
@@ -48,7 +48,7 @@ fn bwlimit(table: &[BwLimit]) -> Value {
 }
 
 /// A Cloud Sync task object: every field for a create (`keep = None`), or only `keep`.
-pub fn cloud_sync(
+pub(crate) fn cloud_sync(
     spec: &CloudSyncSpec,
     credential_id: u64,
     keep: Option<&BTreeSet<String>>,
@@ -86,7 +86,10 @@ pub fn cloud_sync(
 }
 
 /// A periodic snapshot task object: every field (24.10 requires all on create).
-pub fn snapshot_task(spec: &SnapshotSpec, keep: Option<&BTreeSet<String>>) -> Map<String, Value> {
+pub(crate) fn snapshot_task(
+    spec: &SnapshotSpec,
+    keep: Option<&BTreeSet<String>>,
+) -> Map<String, Value> {
     let mut schedule = cron(&spec.schedule);
     schedule.insert("begin".into(), json!(spec.begin.to_string()));
     schedule.insert("end".into(), json!(spec.end.to_string()));
@@ -105,12 +108,12 @@ pub fn snapshot_task(spec: &SnapshotSpec, keep: Option<&BTreeSet<String>>) -> Ma
 }
 
 /// `{"enabled": false}` for disabling a task.
-pub fn disabled() -> Map<String, Value> {
+pub(crate) fn disabled() -> Map<String, Value> {
     into_map(json!({"enabled": false}))
 }
 
 /// The SNMP fields the SOP manages (SOP 1.2: v3 only, SHA, AES, community empty).
-pub fn snmp(spec: &SnmpSpec, keep: Option<&BTreeSet<String>>) -> Map<String, Value> {
+pub(crate) fn snmp(spec: &SnmpSpec, keep: Option<&BTreeSet<String>>) -> Map<String, Value> {
     let fields = json!({
         "v3": true,
         "community": "",

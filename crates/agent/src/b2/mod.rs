@@ -16,8 +16,8 @@
 pub mod api;
 pub mod credential;
 pub mod crypt;
-pub mod findings;
-pub mod sop;
+pub(crate) mod findings;
+pub(crate) mod sop;
 pub mod verify;
 
 use chrono::{DateTime, Utc};

@@ -35,9 +35,9 @@
 pub mod client;
 pub mod dsse;
 pub mod fetch;
-pub mod outbox;
+pub(crate) mod outbox;
 pub mod report;
-pub mod schedule;
+pub(crate) mod schedule;
 pub mod spool;
 pub mod state;
 

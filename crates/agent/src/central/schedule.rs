@@ -16,10 +16,10 @@
 use std::time::Duration;
 
 /// Spread of the poll-interval jitter (contract §2: ±10 %).
-pub const POLL_JITTER: f64 = 0.10;
+pub(crate) const POLL_JITTER: f64 = 0.10;
 
 /// `base` scaled by a factor in `[1 - spread, 1 + spread)` taken from `unit ∈ [0, 1)`.
-pub fn jitter(base: Duration, spread: f64, unit: f64) -> Duration {
+pub(crate) fn jitter(base: Duration, spread: f64, unit: f64) -> Duration {
     let unit = unit.clamp(0.0, 1.0);
     let factor = 1.0 - spread + 2.0 * spread * unit;
     base.mul_f64(factor.max(0.0))

@@ -17,7 +17,7 @@ use crate::apply::reconcile;
 use crate::middleware::Middleware;
 
 /// Applies against an already connected middleware and prints the result.
-pub async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
+pub(crate) async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
     let Ready {
         mw,
         state,
@@ -49,7 +49,10 @@ pub async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
 }
 
 /// Runs `apply`.
-pub async fn run(args: DocumentArgs, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    args: DocumentArgs,
+    global: &super::GlobalArgs,
+) -> anyhow::Result<ExitCode> {
     let pass = async |ready: &Ready| run_with(ready, args.json).await;
     Ok(run_pass(&args, global, true, pass).await)
 }

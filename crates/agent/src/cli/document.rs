@@ -34,7 +34,7 @@ pub struct DocumentArgs {
 
 /// Why a local document was not accepted.
 #[derive(Debug, thiserror::Error)]
-pub enum LoadError {
+pub(crate) enum LoadError {
     /// Trusted keys are configured and the file is not an envelope they verify.
     #[error(
         "the document is not signed by a trusted key (pass --allow-unsigned to accept a local, unverified document)"
@@ -47,7 +47,7 @@ pub enum LoadError {
 
 impl LoadError {
     /// Every field problem, for listing (empty when the cause is not field-specific).
-    pub fn field_errors(&self) -> Vec<FieldError> {
+    pub(crate) fn field_errors(&self) -> Vec<FieldError> {
         match self {
             LoadError::Signature(_) => Vec::new(),
             LoadError::Document(err) => err.field_errors(),
@@ -55,7 +55,7 @@ impl LoadError {
     }
 
     /// One line: every field problem (`; `-separated), else the cause.
-    pub fn summary(&self) -> String {
+    pub(crate) fn summary(&self) -> String {
         let fields = self.field_errors();
         if fields.is_empty() {
             return crate::fault::error_chain(self);
@@ -67,7 +67,7 @@ impl LoadError {
 
 /// Whether the accepted document's signature was checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trust {
+pub(crate) enum Trust {
     /// A trusted key verified the envelope.
     Verified,
     /// Accepted without verification because unsigned input was allowed.
@@ -75,7 +75,7 @@ pub enum Trust {
 }
 
 /// Loads and validates a local document under the rule in the module doc.
-pub fn load(
+pub(crate) fn load(
     path: &Path,
     allow_unsigned_flag: bool,
     config: &AgentConfig,

@@ -101,7 +101,7 @@ pub struct GetArgs {
 }
 
 /// Runs `identity`.
-pub async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: Args, global: &GlobalArgs) -> anyhow::Result<ExitCode> {
     let common = &args.common;
     let config = super::common::agent_config(global)?;
     let mut inputs = inputs(common, &config)?;
@@ -212,7 +212,7 @@ fn print_report(report: &IdentityReport, exit: Exit, json: bool) -> anyhow::Resu
 }
 
 /// The human form: one screen, problems last.
-pub fn render(report: &IdentityReport) -> String {
+pub(crate) fn render(report: &IdentityReport) -> String {
     let mut out = String::new();
     let mut line = |label: &str, text: &str| {
         // Writing to a String cannot fail.

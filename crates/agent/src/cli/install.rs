@@ -92,7 +92,7 @@ fn dataset(arg: Option<&String>) -> anyhow::Result<Option<DatasetName>> {
 }
 
 /// Runs `install` (or `install --check`).
-pub async fn run_install(
+pub(crate) async fn run_install(
     args: InstallArgs,
     global: &super::GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -176,7 +176,7 @@ fn describe_init(change: &install::InitChange) -> String {
 }
 
 /// Runs `uninstall`.
-pub async fn run_uninstall(
+pub(crate) async fn run_uninstall(
     args: UninstallArgs,
     global: &super::GlobalArgs,
 ) -> anyhow::Result<ExitCode> {
@@ -230,7 +230,7 @@ pub async fn run_uninstall(
 }
 
 /// Prints the check: one line per piece, the fix under each failure.
-pub fn print_check(report: &CheckReport, json: bool) -> anyhow::Result<()> {
+pub(crate) fn print_check(report: &CheckReport, json: bool) -> anyhow::Result<()> {
     if json {
         println!("{}", serde_json::to_string_pretty(report)?);
         return Ok(());

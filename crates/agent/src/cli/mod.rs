@@ -52,15 +52,15 @@ macro_rules! eprint {
     };
 }
 
-pub mod apply;
+pub(crate) mod apply;
 pub mod common;
-pub mod document;
+pub(crate) mod document;
 mod global;
-pub mod identity;
-pub mod install;
+pub(crate) mod identity;
+pub(crate) mod install;
 pub mod logging;
-pub mod plan;
-pub mod run;
+pub(crate) mod plan;
+pub(crate) mod run;
 pub mod status;
 pub mod verify;
 

@@ -233,7 +233,7 @@ pub(crate) fn pass_options(config: &AgentConfig, write: bool) -> ReconcileOption
 }
 
 /// What a `plan` or `apply` pass runs with: the inputs checked, the middleware connected.
-pub struct Ready<M = Client> {
+pub(crate) struct Ready<M = Client> {
     pub mw: M,
     pub state: StateDir,
     pub desired: DesiredState,
@@ -241,7 +241,7 @@ pub struct Ready<M = Client> {
 }
 
 /// Plans against an already connected middleware and prints the result.
-pub async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
+pub(crate) async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
     let options = ReconcileOptions {
         write: false,
         ..ready.options.clone()
@@ -264,7 +264,10 @@ pub async fn run_with(ready: &Ready<impl Middleware>, as_json: bool) -> Exit {
 }
 
 /// Runs `plan`.
-pub async fn run(args: DocumentArgs, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(
+    args: DocumentArgs,
+    global: &super::GlobalArgs,
+) -> anyhow::Result<ExitCode> {
     let pass = async |ready: &Ready| run_with(ready, args.json).await;
     Ok(run_pass(&args, global, false, pass).await)
 }

@@ -31,7 +31,7 @@ use crate::zfs::{CommandConfig, ZfsCommand, choose_backend};
 pub struct Args {}
 
 /// Runs the daemon until SIGTERM/SIGINT.
-pub async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(_args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitCode> {
     let config = super::common::daemon_config(global)?;
     let outcome = run_with(&config).await;
     if let Err(e) = &outcome {

@@ -23,7 +23,7 @@ use serde_json::Value;
 use crate::middleware::{CallError, Client, Event, JobState, Subscription, SubscriptionError};
 
 /// The middleware method of a Cloud Sync run.
-pub const CLOUDSYNC_SYNC: &str = "cloudsync.sync";
+pub(crate) const CLOUDSYNC_SYNC: &str = "cloudsync.sync";
 
 /// What the daemon reads from a job event.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,7 +121,7 @@ impl NasEvents for NoEvents {
 }
 
 /// Decodes a `core.get_jobs` event. Pure; `None` for events without a job id or state.
-pub fn job_update(event: &Event) -> Option<JobUpdate> {
+pub(crate) fn job_update(event: &Event) -> Option<JobUpdate> {
     let fields = event.fields.as_ref()?;
     let job_id = fields
         .get("id")
@@ -147,17 +147,17 @@ pub fn job_update(event: &Event) -> Option<JobUpdate> {
 
 /// Which job states were last seen, to tell state changes from progress updates.
 #[derive(Debug, Default)]
-pub struct JobWatch {
+pub(crate) struct JobWatch {
     seen: VecDeque<(u64, JobState)>,
 }
 
 impl JobWatch {
     /// Jobs remembered at most.
-    pub const CAPACITY: usize = 64;
+    pub(crate) const CAPACITY: usize = 64;
 
     /// True when `update` is a Cloud Sync run of a `watched` task whose state changed
     /// (or that was not seen before).
-    pub fn changed(&mut self, update: &JobUpdate, watched: &BTreeSet<u64>) -> bool {
+    pub(crate) fn changed(&mut self, update: &JobUpdate, watched: &BTreeSet<u64>) -> bool {
         let ours =
             update.method == CLOUDSYNC_SYNC && update.task_id.is_some_and(|t| watched.contains(&t));
         if !ours {
@@ -180,13 +180,9 @@ impl JobWatch {
     }
 
     /// Jobs currently remembered.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.seen.len()
-    }
-
-    /// True when nothing is remembered.
-    pub fn is_empty(&self) -> bool {
-        self.seen.is_empty()
     }
 }
 

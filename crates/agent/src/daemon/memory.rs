@@ -23,7 +23,7 @@ use crate::fault::Fault;
 use crate::state_dir::{StateDir, StateError};
 
 /// File name inside the state directory.
-pub const STATE_FILE: &str = "daemon.json";
+pub(crate) const STATE_FILE: &str = "daemon.json";
 
 /// Why a report was sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -199,7 +199,7 @@ impl DaemonRecord {
 /// Records in `daemon.json` that the daemon stopped — `error` when it could not start or
 /// run (written by `truenas-agent run` on its way out, so `status` can name the cause).
 /// Keeps what the last run recorded; a failure to write is logged, never fatal.
-pub fn record_stop(dir: &StateDir, error: Option<ErrorRecord>) {
+pub(crate) fn record_stop(dir: &StateDir, error: Option<ErrorRecord>) {
     let now = Utc::now();
     let mut record = match DaemonRecord::load(dir) {
         Ok(Some(record)) => record,
@@ -273,7 +273,7 @@ impl Memory {
 
 /// The one line a technician reads in `systemctl status truenas-agent`: the most
 /// important thing first (what blocks the agent), then what it enforces.
-pub fn status_line(m: &Memory) -> String {
+pub(crate) fn status_line(m: &Memory) -> String {
     let document = match (m.enforcing, m.config.state, &m.refusal) {
         (_, _, Some(refusal)) => {
             let refused = refusal

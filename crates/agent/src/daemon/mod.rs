@@ -46,14 +46,14 @@
 //! ```
 
 pub mod agent;
-pub mod engine;
-pub mod jobs;
-pub mod memory;
-pub mod notify;
-pub mod reconcile;
-pub mod report;
+pub(crate) mod engine;
+pub(crate) mod jobs;
+pub(crate) mod memory;
+pub(crate) mod notify;
+pub(crate) mod reconcile;
+pub(crate) mod report;
 pub mod sop;
-pub mod view;
+pub(crate) mod view;
 
 use std::collections::BTreeSet;
 use std::future::Future;

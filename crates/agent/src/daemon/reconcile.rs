@@ -23,16 +23,16 @@ use crate::central::report::{ConfigIssue, ConfigState, Drift, Mode};
 use crate::fault::Fault;
 
 /// Delay after a transient failure (doubled for each failure in a row, up to an hour).
-pub const RETRY_TRANSIENT: Duration = Duration::from_secs(60);
+pub(crate) const RETRY_TRANSIENT: Duration = Duration::from_secs(60);
 /// Delay after the NAS refused something (a human or the NAS itself may fix it).
-pub const RETRY_NAS: Duration = Duration::from_secs(5 * 60);
+pub(crate) const RETRY_NAS: Duration = Duration::from_secs(5 * 60);
 /// Delay after a problem in the document or the local setup (a new document is the real
 /// fix; the NAS side may also change, e.g. a pool gets imported).
-pub const RETRY_OPERATOR: Duration = Duration::from_secs(15 * 60);
+pub(crate) const RETRY_OPERATOR: Duration = Duration::from_secs(15 * 60);
 /// Delay after an agent bug: keep trying, slowly, and keep reporting it.
-pub const RETRY_BUG: Duration = Duration::from_secs(60 * 60);
+pub(crate) const RETRY_BUG: Duration = Duration::from_secs(60 * 60);
 /// The longest retry delay.
-pub const RETRY_MAX: Duration = Duration::from_secs(60 * 60);
+pub(crate) const RETRY_MAX: Duration = Duration::from_secs(60 * 60);
 
 /// When to reconcile the current document again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,7 +128,7 @@ pub fn retry_policy(error: &ReconcileError) -> Next {
 
 /// `next` stretched for the `failures`-th failure in a row: doubling, capped at
 /// [`RETRY_MAX`]. A success (`failures == 0`) is unchanged.
-pub fn backed_off(next: Next, failures: u32) -> Next {
+pub(crate) fn backed_off(next: Next, failures: u32) -> Next {
     match next {
         Next::After(d) if failures > 1 => {
             let factor = 1u32 << (failures - 1).min(6);
@@ -141,7 +141,7 @@ pub fn backed_off(next: Next, failures: u32) -> Next {
 /// Runs identity (when `plan` says so) and one converge pass for `desired`, records the
 /// outcome in `memory` (the report's `config` part and the last pass), and says when to
 /// come back (`next`, when nothing is wrong).
-pub async fn reconcile<E: Engine>(
+pub(crate) async fn reconcile<E: Engine>(
     engine: &E,
     desired: &E::Desired,
     plan: PassPlan,

@@ -15,7 +15,7 @@ use super::memory::Memory;
 use crate::central::report::{Mode, Report};
 
 /// The report for `memory` at `now`.
-pub fn build(memory: &Memory, now: DateTime<Utc>) -> Report {
+pub(crate) fn build(memory: &Memory, now: DateTime<Utc>) -> Report {
     let mut report = Report::new(now);
     report.agent.mode = memory.enforcing.map_or(Mode::Enforce, |(_, mode)| mode);
     report.agent.config_source = memory.config_source;

@@ -37,7 +37,7 @@ use crate::observe::{self, ObserveError, Observed, SecretView, Snmp};
 
 /// The events the daemon follows: jobs, and every collection whose changes the document
 /// governs or health reports.
-pub const EVENTS: &[&str] = &[
+pub(crate) const EVENTS: &[&str] = &[
     "core.get_jobs",
     "cloudsync.query",
     "cloudsync.credentials.query",
@@ -50,7 +50,7 @@ pub const EVENTS: &[&str] = &[
 
 /// How old a pool's snapshot listing may be when health is evaluated: read at most
 /// this often (the names' times, not the listing's age, drive the hourly verdict).
-pub const LISTING_MAX_AGE: Duration = Duration::from_secs(3600);
+pub(crate) const LISTING_MAX_AGE: Duration = Duration::from_secs(3600);
 
 /// One pool's snapshot listing and when it was read.
 #[derive(Debug, Clone)]
@@ -83,7 +83,7 @@ impl Stale {
 
 /// The NAS as the daemon knows it.
 #[derive(Debug, Clone)]
-pub struct NasView {
+pub(crate) struct NasView {
     pub observed: Observed,
     runs: BTreeMap<u64, TaskRuns>,
     snapshot_states: BTreeMap<u64, SnapshotTaskState>,
@@ -100,7 +100,10 @@ impl NasView {
     /// The full read ("resync"): the planner's seven reads, every task's runs, the
     /// zettarepl states, the alerts and the hostname. Snapshot listings are read when
     /// health asks for them ([`NasView::ensure_listings`]), for the pools it evaluates.
-    pub async fn read(mw: &impl Middleware, timeout: Duration) -> Result<Self, ObserveError> {
+    pub(crate) async fn read(
+        mw: &impl Middleware,
+        timeout: Duration,
+    ) -> Result<Self, ObserveError> {
         let observed = observe::observe(mw).await?;
         let mut read_errors = Vec::new();
         let runs = health_reads::read_runs(mw, timeout, &mut read_errors).await;
@@ -139,17 +142,17 @@ impl NasView {
     }
 
     /// The hostname `system.info` gave at the last full read.
-    pub fn hostname(&self) -> Option<&str> {
+    pub(crate) fn hostname(&self) -> Option<&str> {
         self.hostname.as_deref()
     }
 
     /// True when an event named something the view does not hold the current state of.
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         self.stale.any()
     }
 
     /// Applies one event. Pure; see the module doc for what each collection carries.
-    pub fn apply(&mut self, event: &Event) -> Touched {
+    pub(crate) fn apply(&mut self, event: &Event) -> Touched {
         let fields = event.fields.as_ref();
         let id = event.id.as_ref();
         match event.collection.as_str() {
@@ -387,7 +390,7 @@ impl NasView {
 
     /// Reads what events named without their state (see [`NasView::is_stale`]). An item
     /// read successfully is no longer stale; on an error the rest stays stale.
-    pub async fn refresh(&mut self, mw: &impl Middleware) -> Result<(), ObserveError> {
+    pub(crate) async fn refresh(&mut self, mw: &impl Middleware) -> Result<(), ObserveError> {
         if self.stale.pools {
             let pools = read(mw, calls::pools_query(), "pools").await?;
             let mut decoded = decode_list(Method::PoolQuery, &pools, observe::decode_pool)?;
@@ -472,7 +475,7 @@ impl NasView {
     /// Reads what sends no event: the SNMP configuration (`snmp` is a `ConfigService`)
     /// and the SNMP service row (`service.update` sends none). Says whether the
     /// document's view of them changed.
-    pub async fn poll(&mut self, mw: &impl Middleware) -> Result<Touched, ObserveError> {
+    pub(crate) async fn poll(&mut self, mw: &impl Middleware) -> Result<Touched, ObserveError> {
         let (snmp, service) = (
             self.observed.snmp.clone(),
             self.observed.snmp_service.clone(),
@@ -487,7 +490,7 @@ impl NasView {
 
     /// Reads the snapshot listing of each `(pool, prefix)` that is missing, has another
     /// prefix, or is at least `max_age` old; drops the listings of other pools.
-    pub async fn ensure_listings(
+    pub(crate) async fn ensure_listings(
         &mut self,
         mw: &impl Middleware,
         wanted: &[(String, String)],
@@ -516,7 +519,7 @@ impl NasView {
     }
 
     /// The health reads as the evaluation takes them.
-    pub fn health_reads(&self) -> HealthReads {
+    pub(crate) fn health_reads(&self) -> HealthReads {
         HealthReads {
             runs: self.runs.clone(),
             snapshot_states: self.snapshot_states.clone(),

@@ -19,7 +19,7 @@ use serde_json::{Map, Value};
 
 /// Parses `bytes` as JSON. Returns the value (last key wins, as `serde_json` does) and
 /// the path of every repeated key, in document order.
-pub fn parse(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
+pub(super) fn parse(bytes: &[u8]) -> Result<(Value, Vec<String>), serde_json::Error> {
     let mut duplicates = Vec::new();
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = Node {

@@ -18,9 +18,9 @@ mod error;
 mod json;
 mod load;
 mod model;
-pub mod sop;
+pub(crate) mod sop;
 mod validate;
-pub mod wire;
+pub(crate) mod wire;
 
 pub use derive::{BwLimit, Cron, HhMm, LifetimeUnit};
 pub use envelope::EnvelopeError;

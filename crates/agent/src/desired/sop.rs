@@ -8,20 +8,20 @@
 
 use super::derive::LifetimeUnit;
 
-pub const CLOUD_SCHEDULE: &str = "0 0 * * *";
-pub const EXCLUDE: [&str; 2] = ["/Archive/**", "/archive/**"];
-pub const CHUNK_SIZE_MIB: u32 = 96;
-pub const FAST_LIST: bool = true;
-pub const FILENAME_ENCRYPTION: bool = false;
-pub const TAKE_SNAPSHOT: bool = false;
-pub const BUSINESS_START: &str = "08:00";
-pub const BUSINESS_END: &str = "18:00";
-pub const BUSINESS_PERCENT: u8 = 20;
-pub const OFF_HOURS_PERCENT: u8 = 80;
-pub const SNAPSHOT_SCHEDULE: &str = "0 * * * *";
-pub const SNAPSHOT_BEGIN: &str = "00:00";
-pub const SNAPSHOT_END: &str = "23:59";
-pub const LIFETIME_VALUE: u32 = 2;
-pub const LIFETIME_UNIT: LifetimeUnit = LifetimeUnit::Week;
-pub const RECURSIVE: bool = true;
-pub const NAMING_SCHEMA: &str = "auto-%Y-%m-%d_%H-%M";
+pub(crate) const CLOUD_SCHEDULE: &str = "0 0 * * *";
+pub(crate) const EXCLUDE: [&str; 2] = ["/Archive/**", "/archive/**"];
+pub(crate) const CHUNK_SIZE_MIB: u32 = 96;
+pub(crate) const FAST_LIST: bool = true;
+pub(crate) const FILENAME_ENCRYPTION: bool = false;
+pub(crate) const TAKE_SNAPSHOT: bool = false;
+pub(crate) const BUSINESS_START: &str = "08:00";
+pub(crate) const BUSINESS_END: &str = "18:00";
+pub(crate) const BUSINESS_PERCENT: u8 = 20;
+pub(crate) const OFF_HOURS_PERCENT: u8 = 80;
+pub(crate) const SNAPSHOT_SCHEDULE: &str = "0 * * * *";
+pub(crate) const SNAPSHOT_BEGIN: &str = "00:00";
+pub(crate) const SNAPSHOT_END: &str = "23:59";
+pub(crate) const LIFETIME_VALUE: u32 = 2;
+pub(crate) const LIFETIME_UNIT: LifetimeUnit = LifetimeUnit::Week;
+pub(crate) const RECURSIVE: bool = true;
+pub(crate) const NAMING_SCHEMA: &str = "auto-%Y-%m-%d_%H-%M";

@@ -22,7 +22,7 @@ use super::error::FieldError;
 /// The document's top level.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Document {
+pub(crate) struct Document {
     pub schema: Option<String>,
     pub revision: Option<u64>,
     pub issued_at: Option<String>,
@@ -44,7 +44,7 @@ pub struct Document {
 /// `device`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Device {
+pub(crate) struct Device {
     pub guid: Option<String>,
     pub org_uuid: Option<String>,
     pub location_uuid: Option<String>,
@@ -55,7 +55,7 @@ pub struct Device {
 /// `b2`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct B2 {
+pub(crate) struct B2 {
     pub key_id: Option<String>,
     pub application_key: Option<SecretString>,
 }
@@ -63,7 +63,7 @@ pub struct B2 {
 /// `encryption`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Encryption {
+pub(crate) struct Encryption {
     pub password: Option<SecretString>,
     pub salt: Option<SecretString>,
     pub allow_rekey: Option<bool>,
@@ -72,7 +72,7 @@ pub struct Encryption {
 /// `cloud_sync`: per-setting overrides of the SOP defaults.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CloudSync {
+pub(crate) struct CloudSync {
     pub bandwidth: Option<Bandwidth>,
     pub schedule: Option<Schedule>,
     pub exclude: Option<Vec<String>>,
@@ -88,7 +88,7 @@ pub struct CloudSync {
 /// `cloud_sync.bandwidth`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Bandwidth {
+pub(crate) struct Bandwidth {
     pub uplink_mbps: Option<f64>,
     pub business_hours: Option<BusinessHours>,
     pub business_percent: Option<u64>,
@@ -98,7 +98,7 @@ pub struct Bandwidth {
 /// `cloud_sync.bandwidth.business_hours`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BusinessHours {
+pub(crate) struct BusinessHours {
     pub start: Option<String>,
     pub end: Option<String>,
 }
@@ -106,7 +106,7 @@ pub struct BusinessHours {
 /// A schedule: a crontab line (`"0 0 * * *"`) or the middleware's field object.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum Schedule {
+pub(crate) enum Schedule {
     Line(String),
     Fields(CronFields),
 }
@@ -114,7 +114,7 @@ pub enum Schedule {
 /// `{minute, hour, dom, month, dow}`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct CronFields {
+pub(crate) struct CronFields {
     pub minute: Option<String>,
     pub hour: Option<String>,
     pub dom: Option<String>,
@@ -125,7 +125,7 @@ pub struct CronFields {
 /// `snapshots`: per-setting overrides of the SOP defaults.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Snapshots {
+pub(crate) struct Snapshots {
     pub schedule: Option<Schedule>,
     pub begin: Option<String>,
     pub end: Option<String>,
@@ -141,7 +141,7 @@ pub struct Snapshots {
 /// `snmp`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Snmp {
+pub(crate) struct Snmp {
     pub username: Option<String>,
     pub auth_password: Option<SecretString>,
     pub privacy_passphrase: Option<SecretString>,
@@ -150,7 +150,7 @@ pub struct Snmp {
 /// One entry of `actions`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Action {
+pub(crate) struct Action {
     pub id: Option<String>,
     #[serde(rename = "type")]
     pub kind: Option<String>,
@@ -160,7 +160,7 @@ pub struct Action {
 /// `adopt` (v1 extension): ids of existing middleware objects to take over.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Adopt {
+pub(crate) struct Adopt {
     pub credential: Option<u64>,
     pub cloud_sync: Option<Vec<u64>>,
     pub snapshots: Option<Vec<u64>>,
@@ -168,7 +168,7 @@ pub struct Adopt {
 
 /// The allowed range of a whole-number key, and how its rule reads in messages.
 #[derive(Debug, PartialEq, Eq)]
-pub struct IntRule {
+pub(crate) struct IntRule {
     pub min: u64,
     pub max: u64,
     /// What the number is, e.g. `a whole percentage`.
@@ -179,7 +179,7 @@ pub struct IntRule {
 
 impl IntRule {
     /// The rule as a message: `must be a whole percentage from 1 to 100`.
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         format!(
             "must be {} from {} to {}{}",
             self.what, self.min, self.max, self.why
@@ -187,33 +187,33 @@ impl IntRule {
     }
 
     /// True when `value` is in range.
-    pub fn allows(&self, value: u64) -> bool {
+    pub(crate) fn allows(&self, value: u64) -> bool {
         (self.min..=self.max).contains(&value)
     }
 }
 
 /// The largest integer every JSON implementation reads exactly (JavaScript's
 /// `Number.MAX_SAFE_INTEGER`, 2^53 − 1): `2^53 + 1` already reads back as `2^53`.
-pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
+pub(crate) const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
 /// `revision` (central-protocol.md §3: an integer ≥ 1 that strictly increases). The
 /// ceiling keeps it exact in every JSON implementation and leaves room to go on: a
 /// revision at `u64::MAX` would make every later document a rollback.
-pub const REVISION: IntRule = IntRule {
+pub(crate) const REVISION: IntRule = IntRule {
     min: 1,
     max: MAX_SAFE_INTEGER,
     what: "a whole number",
     why: " (2^53 − 1, the largest integer every JSON implementation reads exactly)",
 };
 /// `cloud_sync.bandwidth.business_percent` / `off_hours_percent`.
-pub const PERCENT: IntRule = IntRule {
+pub(crate) const PERCENT: IntRule = IntRule {
     min: 1,
     max: 100,
     what: "a whole percentage",
     why: "",
 };
 /// `cloud_sync.chunk_size_mib` (B2 refuses parts under 5 MiB; the middleware checks ≥ 5).
-pub const CHUNK_SIZE_MIB: IntRule = IntRule {
+pub(crate) const CHUNK_SIZE_MIB: IntRule = IntRule {
     min: 5,
     max: 4096,
     what: "a whole number of MiB",
@@ -221,32 +221,32 @@ pub const CHUNK_SIZE_MIB: IntRule = IntRule {
 };
 /// `cloud_sync.transfers` (the middleware wants > 0; more than 128 parallel transfers
 /// only exhausts the box's memory with 96 MiB chunks).
-pub const TRANSFERS: IntRule = IntRule {
+pub(crate) const TRANSFERS: IntRule = IntRule {
     min: 1,
     max: 128,
     what: "a whole number",
     why: "",
 };
 /// `snapshots.lifetime_value`.
-pub const LIFETIME_VALUE: IntRule = IntRule {
+pub(crate) const LIFETIME_VALUE: IntRule = IntRule {
     min: 1,
     max: 100_000,
     what: "a whole number",
     why: "",
 };
 /// Middleware object ids in `adopt` (ids start at 1).
-pub const OBJECT_ID: IntRule = IntRule {
+pub(crate) const OBJECT_ID: IntRule = IntRule {
     min: 1,
     max: MAX_SAFE_INTEGER,
     what: "an id",
     why: "",
 };
 /// `cloud_sync.bandwidth.uplink_mbps`.
-pub const UPLINK_MBPS: &str = "must be an upload speed in Mbit/s from 0.001 to 100000";
+pub(crate) const UPLINK_MBPS: &str = "must be an upload speed in Mbit/s from 0.001 to 100000";
 
 /// JSON type a key must have.
 #[derive(Debug)]
-pub enum Kind {
+pub(crate) enum Kind {
     Str,
     /// Whole number in a range.
     UInt(&'static IntRule),
@@ -268,7 +268,7 @@ const CRON_FIELDS: &[(&str, Kind)] = &[
 ];
 
 /// The document's structure: every key and its JSON type, mirroring the serde types.
-pub const SHAPE: Kind = Kind::Obj(&[
+pub(crate) const SHAPE: Kind = Kind::Obj(&[
     ("schema", Kind::Str),
     ("revision", Kind::UInt(&REVISION)),
     ("issued_at", Kind::Str),
@@ -369,7 +369,7 @@ pub const SHAPE: Kind = Kind::Obj(&[
 /// of the wrong type is replaced by an empty one of the right type. `validate` then
 /// drops its own findings at or under a path reported here, so each problem is listed
 /// once.
-pub fn check_structure(value: &mut Value, errors: &mut Vec<FieldError>) {
+pub(crate) fn check_structure(value: &mut Value, errors: &mut Vec<FieldError>) {
     if value.is_null() {
         // `null` is "absent" for keys, but the document itself must be an object.
         errors.push(FieldError::new(display_path(""), "expected an object"));
@@ -423,7 +423,7 @@ fn check(value: &mut Value, kind: &Kind, path: &str, errors: &mut Vec<FieldError
 }
 
 /// What kind of value was found, without showing it (documents hold secrets).
-pub fn shown(value: &Value) -> &'static str {
+pub(crate) fn shown(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "true or false",

@@ -126,7 +126,7 @@ impl<T: PartialEq> Setting<'_, T> {
 }
 
 /// How the detail of a deviating item starts (the report carries it as `fail`).
-pub const DEVIATES: &str = "DEVIATES from the SOP as the document asks: ";
+pub(crate) const DEVIATES: &str = "DEVIATES from the SOP as the document asks: ";
 
 /// One deviating setting: both values, the document's first.
 pub(super) fn deviation_text(d: &Deviation) -> String {

@@ -23,14 +23,13 @@
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 
-pub use super::against::DEVIATES;
+pub(crate) use super::against::DEVIATES;
 use super::against::{
     Against, Judged, Lifetime, Setting, Window, combine_lines, deviation_text, on_off,
     show_lifetime, show_window,
 };
-pub use super::model::{
-    Checklist, ChecklistItem, Counts, Deviation, ItemScope, ItemStatus, Verdict, item_level,
-    item_problem,
+pub(crate) use super::model::{
+    Checklist, ChecklistItem, Deviation, ItemScope, ItemStatus, Verdict, item_level,
 };
 use super::{Area, CloudSyncHealth, Health, HealthObservations, Level, Problem, SyncState};
 use crate::b2::{self, CheckId, Finding};
@@ -41,7 +40,7 @@ use crate::observe::{CloudSyncTask, Observed, SecretView, SnapshotTask};
 use crate::plan::{self, spec::show_bwlimit};
 
 /// Items whose facts the health sections also judge (SNMP, the pool's backup task).
-pub fn is_restated_by_health(id: &str) -> bool {
+pub(crate) fn is_restated_by_health(id: &str) -> bool {
     id == "snmp.v3_only" || id.starts_with("cloud_sync.first_sync/")
 }
 
@@ -49,7 +48,7 @@ pub fn is_restated_by_health(id: &str) -> bool {
 /// its level or worse, so the item need not be listed again. A failing item that the
 /// health only calls a warning (a task that never ran yet, an aborted first run) is
 /// listed: a failing checklist item is always a FAILING problem.
-pub fn restated_in(item_id: &str, level: Level, problems: &[Problem]) -> bool {
+pub(crate) fn restated_in(item_id: &str, level: Level, problems: &[Problem]) -> bool {
     if !is_restated_by_health(item_id) {
         return false;
     }
@@ -134,7 +133,7 @@ struct Ctx<'a> {
 }
 
 /// Evaluates the SOP §6 checklist.
-pub fn evaluate(
+pub(crate) fn evaluate(
     desired: &DesiredState,
     observed: &Observed,
     obs: &HealthObservations,

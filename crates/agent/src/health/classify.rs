@@ -77,7 +77,7 @@ pub struct Classified {
 }
 
 /// Lines kept in an excerpt.
-pub const EXCERPT_LINES: usize = 12;
+pub(crate) const EXCERPT_LINES: usize = 12;
 /// Characters kept per excerpt line.
 const LINE_CHARS: usize = 300;
 
@@ -99,7 +99,7 @@ pub(crate) enum LineKind {
 
 /// Classifies a failed run from the job's `error` and `logs_excerpt`, redacting both.
 /// `task_locked` is the task's `locked` flag from `cloudsync.query`.
-pub fn classify(
+pub(crate) fn classify(
     error: Option<&str>,
     logs_excerpt: Option<&str>,
     task_locked: bool,
@@ -331,7 +331,7 @@ fn is_summary(l: &str) -> bool {
 
 /// Removes secrets from text taken from the NAS before it is shown, reported or stored:
 /// the one scrubber of the agent ([`crate::scrub::Scrubber`]).
-pub use crate::scrub::{REDACTED, Scrubber as Redactor};
+pub(crate) use crate::scrub::Scrubber as Redactor;
 
 #[cfg(test)]
 mod tests;

@@ -21,7 +21,7 @@ use crate::b2::B2Report;
 use crate::state_dir::{StateDir, StateError};
 
 /// The file this module owns in the state directory.
-pub const HEALTH_FILE: &str = "health.json";
+pub(crate) const HEALTH_FILE: &str = "health.json";
 
 /// One remembered task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -26,13 +26,13 @@
 
 mod against;
 pub mod assess;
-pub mod checklist;
-pub mod classify;
+pub(crate) mod checklist;
+pub(crate) mod classify;
 mod ctx;
-pub mod memory;
+pub(crate) mod memory;
 mod model;
-pub mod observe;
-pub mod report;
+pub(crate) mod observe;
+pub(crate) mod report;
 pub mod schedule;
 mod shared;
 mod snapshots;
@@ -49,7 +49,8 @@ mod verdict_tests;
 
 use chrono::{DateTime, Utc};
 
-pub use classify::{Classified, ErrorClass, Redactor};
+pub use crate::scrub::Scrubber as Redactor;
+pub use classify::{Classified, ErrorClass};
 pub use memory::HealthMemory;
 pub use model::{
     Alert, Area, Checklist, ChecklistItem, CloudSyncHealth, Health, ItemScope, ItemStatus, Level,

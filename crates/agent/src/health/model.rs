@@ -523,7 +523,7 @@ impl Checklist {
 }
 
 /// The problem an item that does not pass stands for.
-pub fn item_problem(item: &ChecklistItem) -> Option<Problem> {
+pub(crate) fn item_problem(item: &ChecklistItem) -> Option<Problem> {
     let level = item_level(item.status)?;
     Some(Problem {
         level,
@@ -538,7 +538,7 @@ pub fn item_problem(item: &ChecklistItem) -> Option<Problem> {
 }
 
 /// The problem level of an item status (`None`: no problem).
-pub fn item_level(status: ItemStatus) -> Option<Level> {
+pub(crate) fn item_level(status: ItemStatus) -> Option<Level> {
     match status {
         ItemStatus::Fail => Some(Level::Failing),
         ItemStatus::Unknown | ItemStatus::Deviates => Some(Level::Warning),

@@ -28,7 +28,7 @@ use serde_json::Value;
 
 use super::Redactor;
 use super::memory::HealthMemory;
-pub use super::model::Alert;
+pub(crate) use super::model::Alert;
 use super::tasks;
 use crate::b2::{self, B2Inputs, B2Report, ClientOptions, Expected};
 use crate::desired::DesiredState;
@@ -81,7 +81,7 @@ pub struct SnapshotListing {
 }
 
 /// Alert classes that concern backups, snapshots, the agent's access or the pools.
-pub const RELEVANT_ALERTS: &[&str] = &[
+pub(crate) const RELEVANT_ALERTS: &[&str] = &[
     "CloudSyncTaskFailed",
     "TaskLocked",
     "SnapshotFailed",
@@ -158,7 +158,7 @@ impl HealthObservations {
 
 /// Timeouts and the B2 run's options.
 #[derive(Debug, Clone)]
-pub struct ObserveOptions {
+pub(crate) struct ObserveOptions {
     /// Timeout of each middleware read.
     pub call_timeout: Duration,
 }
@@ -172,7 +172,7 @@ impl Default for ObserveOptions {
 }
 
 /// Reads task runs, snapshot states and listings for `pools`, and alerts.
-pub async fn observe(
+pub(crate) async fn observe(
     mw: &impl Middleware,
     observed: &Observed,
     pools: &[String],
@@ -201,7 +201,7 @@ pub async fn observe(
 /// Every Cloud Sync task's last run and last success (`cloudsync.query` `job`, the recent
 /// successes in `core.get_jobs`, and — only for a task whose `job` is a dry run — its
 /// newest runs). A failed read is pushed to `errors`; what was read is kept.
-pub async fn read_runs(
+pub(crate) async fn read_runs(
     mw: &impl Middleware,
     timeout: Duration,
     errors: &mut Vec<String>,
@@ -232,7 +232,7 @@ pub async fn read_runs(
 }
 
 /// zettarepl's state of every periodic snapshot task (`pool.snapshottask.query`).
-pub async fn read_snapshot_states(
+pub(crate) async fn read_snapshot_states(
     mw: &impl Middleware,
     timeout: Duration,
 ) -> Result<BTreeMap<u64, SnapshotTaskState>, String> {
@@ -244,7 +244,7 @@ pub async fn read_snapshot_states(
 
 /// The snapshot name prefix listed for `pool`: its task's naming schema up to the
 /// first `%`, `auto-` without a task.
-pub fn listing_prefix(pool: &str, observed: &Observed, ownership: &Ownership) -> String {
+pub(crate) fn listing_prefix(pool: &str, observed: &Observed, ownership: &Ownership) -> String {
     tasks::snapshot_task(pool, observed, ownership).map_or_else(
         || "auto-".to_owned(),
         |(t, _)| tasks::name_prefix(&t.naming_schema),
@@ -254,7 +254,7 @@ pub fn listing_prefix(pool: &str, observed: &Observed, ownership: &Ownership) ->
 /// Updates the runs of the task a `cloudsync.sync` job runs (from a `core.get_jobs`
 /// event): a real run becomes the task's last run (and its last success when it
 /// succeeded); a dry run only marks the task's `job` field as showing one.
-pub fn note_job(runs: &mut BTreeMap<u64, TaskRuns>, job: &Job) {
+pub(crate) fn note_job(runs: &mut BTreeMap<u64, TaskRuns>, job: &Job) {
     let Some(task) = job.args.first_id else {
         return;
     };
@@ -292,7 +292,7 @@ async fn read(mw: &impl Middleware, call: Call, timeout: Duration) -> Result<Val
 }
 
 /// How many of a task's newest runs are searched for its last real run.
-pub const REAL_RUN_WINDOW: u64 = 50;
+pub(crate) const REAL_RUN_WINDOW: u64 = 50;
 
 fn decode_job(value: &Value) -> Option<Job> {
     if value.is_null() {
@@ -315,7 +315,7 @@ fn decode_job(value: &Value) -> Option<Job> {
 }
 
 /// Task id → last run, from `cloudsync.query` entries.
-pub fn decode_last_runs(value: &Value) -> BTreeMap<u64, TaskRuns> {
+pub(crate) fn decode_last_runs(value: &Value) -> BTreeMap<u64, TaskRuns> {
     value
         .as_array()
         .into_iter()
@@ -338,7 +338,7 @@ pub fn decode_last_runs(value: &Value) -> BTreeMap<u64, TaskRuns> {
 
 /// For a task whose `job` field is a dry run: takes its newest real run (and success)
 /// from `core.get_jobs` items of that task, newest first.
-pub fn attach_real_runs(runs: &mut BTreeMap<u64, TaskRuns>, task: u64, jobs: &Value) {
+pub(crate) fn attach_real_runs(runs: &mut BTreeMap<u64, TaskRuns>, task: u64, jobs: &Value) {
     let entry = runs.entry(task).or_default();
     if entry.last.is_none() {
         let mut real: Vec<Job> = jobs
@@ -362,7 +362,7 @@ pub fn attach_real_runs(runs: &mut BTreeMap<u64, TaskRuns>, task: u64, jobs: &Va
 }
 
 /// Attaches the newest non-dry-run success per task from `core.get_jobs` items.
-pub fn attach_successes(runs: &mut BTreeMap<u64, TaskRuns>, jobs: &Value) {
+pub(crate) fn attach_successes(runs: &mut BTreeMap<u64, TaskRuns>, jobs: &Value) {
     for item in jobs.as_array().into_iter().flatten() {
         let Some(job) = decode_job(item).filter(|j| j.state == JobState::Success) else {
             continue;
@@ -386,7 +386,7 @@ pub fn attach_successes(runs: &mut BTreeMap<u64, TaskRuns>, jobs: &Value) {
 }
 
 /// Snapshot task id → state, from `pool.snapshottask.query` entries.
-pub fn decode_snapshot_states(value: &Value) -> BTreeMap<u64, SnapshotTaskState> {
+pub(crate) fn decode_snapshot_states(value: &Value) -> BTreeMap<u64, SnapshotTaskState> {
     value
         .as_array()
         .into_iter()
@@ -409,7 +409,7 @@ pub fn decode_snapshot_states(value: &Value) -> BTreeMap<u64, SnapshotTaskState>
 }
 
 /// Relevant, not dismissed alerts from `alert.list`.
-pub fn decode_alerts(value: &Value) -> Vec<Alert> {
+pub(crate) fn decode_alerts(value: &Value) -> Vec<Alert> {
     value
         .as_array()
         .into_iter()
@@ -420,7 +420,7 @@ pub fn decode_alerts(value: &Value) -> Vec<Alert> {
 
 /// One `alert.list` entry (or `alert.list` event fields), when it is relevant and not
 /// dismissed.
-pub fn decode_alert(a: &Value) -> Option<Alert> {
+pub(crate) fn decode_alert(a: &Value) -> Option<Alert> {
     if a.get("dismissed").and_then(Value::as_bool).unwrap_or(false) {
         return None;
     }
@@ -446,7 +446,7 @@ pub fn decode_alert(a: &Value) -> Option<Alert> {
 }
 
 /// The names and count of `pool`'s snapshots with `prefix` (two reads).
-pub async fn list_snapshots(
+pub(crate) async fn list_snapshots(
     mw: &impl Middleware,
     flavor: ApiFlavor,
     pool: &str,
@@ -472,7 +472,7 @@ pub async fn list_snapshots(
 }
 
 /// Snapshot names (after `@`) starting with `prefix`, from `[{name: "pool@auto-…"}]`.
-pub fn decode_names(value: &Value, prefix: &str) -> Vec<String> {
+pub(crate) fn decode_names(value: &Value, prefix: &str) -> Vec<String> {
     value
         .as_array()
         .into_iter()
@@ -493,7 +493,7 @@ fn unavailable(expected: &Expected, reason: &str, now: DateTime<Utc>) -> B2Repor
 /// Runs the B2 verification with the Cloud Sync task's own key, read from its cloud
 /// credential now and dropped afterwards. Returns the report and the key (for the
 /// caller's redactor only).
-pub async fn observe_b2(
+pub(crate) async fn observe_b2(
     mw: &impl Middleware,
     desired: &DesiredState,
     observed: &Observed,

@@ -18,7 +18,7 @@ use crate::central::report::{
 };
 
 /// The report's `health` part.
-pub fn health_section(health: &Health) -> HealthSection {
+pub(crate) fn health_section(health: &Health) -> HealthSection {
     HealthSection {
         cloud_sync: health
             .cloud_sync
@@ -52,7 +52,7 @@ pub fn health_section(health: &Health) -> HealthSection {
 /// The contract status of an item (`pass|fail|unknown` only): a deviation from the SOP
 /// that the document asks for is `fail` — the box does not meet the SOP — and its
 /// detail starts with "DEVIATES" and names the document's value and the SOP's.
-pub fn check_status(status: ItemStatus) -> CheckStatus {
+pub(crate) fn check_status(status: ItemStatus) -> CheckStatus {
     match status {
         ItemStatus::Pass => CheckStatus::Pass,
         ItemStatus::Fail | ItemStatus::Deviates => CheckStatus::Fail,
@@ -61,7 +61,7 @@ pub fn check_status(status: ItemStatus) -> CheckStatus {
 }
 
 /// The report's `checklist` part. The detail carries the next step when there is one.
-pub fn checklist_items(checklist: &Checklist) -> Vec<ChecklistItem> {
+pub(crate) fn checklist_items(checklist: &Checklist) -> Vec<ChecklistItem> {
     checklist
         .items
         .iter()

@@ -11,7 +11,7 @@
 //! Limitations: a PULL task reading the folder (a restore) is not counted: it writes to
 //! the NAS, not to the bucket.
 
-pub use super::model::SharedFolder;
+pub(super) use super::model::SharedFolder;
 use super::model::{Area, Level, Problem};
 use crate::observe::{CloudSyncTask, Observed};
 use crate::plan::Ownership;

@@ -18,8 +18,8 @@
 //! clone that keeps `/etc/hostid` is indistinguishable on the box (central sees two
 //! reporters with one GUID).
 
-pub mod report;
-pub mod rules;
+pub(crate) mod report;
+pub(crate) mod rules;
 
 use std::collections::BTreeMap;
 

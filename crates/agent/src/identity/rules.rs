@@ -25,7 +25,7 @@ const VALUE_EXCERPT: usize = 80;
 
 /// The GUID property on one pool's root dataset, classified.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum GuidValue {
+pub(crate) enum GuidValue {
     Absent,
     Valid { uuid: Uuid, stored: String },
     Corrupt(String),
@@ -34,7 +34,7 @@ pub enum GuidValue {
 impl GuidValue {
     /// Classifies a reading of a pool's root dataset. A value that is not set on the
     /// dataset itself (inherited, default) counts as absent: a pool root inherits nothing.
-    pub fn from_reading(reading: &PropertyReading) -> Self {
+    pub(crate) fn from_reading(reading: &PropertyReading) -> Self {
         match (&reading.value, reading.source.is_set_here()) {
             (Some(value), true) => parse_dashed(value).map_or_else(
                 || GuidValue::Corrupt(value.clone()),
@@ -48,7 +48,7 @@ impl GuidValue {
     }
 
     /// For the report.
-    pub fn state(&self) -> GuidState {
+    pub(crate) fn state(&self) -> GuidState {
         match self {
             GuidValue::Absent => GuidState::Absent,
             GuidValue::Valid { .. } => GuidState::Valid,
@@ -57,7 +57,7 @@ impl GuidValue {
     }
 
     /// For the report: the value, or an excerpt when corrupt.
-    pub fn shown(&self) -> Option<String> {
+    pub(crate) fn shown(&self) -> Option<String> {
         match self {
             GuidValue::Absent => None,
             GuidValue::Valid { stored, .. } => Some(stored.clone()),
@@ -67,7 +67,7 @@ impl GuidValue {
 }
 
 /// A dashed UUID (36 characters), any version, any case.
-pub fn parse_dashed(text: &str) -> Option<Uuid> {
+pub(crate) fn parse_dashed(text: &str) -> Option<Uuid> {
     // uuid accepts 32 (simple), 36 (hyphenated), 38 (braced) and 45 (urn) characters;
     // the SOP's folder names use the dashed form only.
     (text.len() == 36)
@@ -77,13 +77,13 @@ pub fn parse_dashed(text: &str) -> Option<Uuid> {
 
 /// The host binding property on the root pool, as read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Binding {
+pub(crate) enum Binding {
     Absent,
     Present(String),
 }
 
 impl Binding {
-    pub fn from_reading(reading: &PropertyReading) -> Self {
+    pub(crate) fn from_reading(reading: &PropertyReading) -> Self {
         match (&reading.value, reading.source.is_set_here()) {
             (Some(value), true) => Binding::Present(value.clone()),
             _ => Binding::Absent,
@@ -93,7 +93,7 @@ impl Binding {
 
 /// What is known before deciding.
 #[derive(Debug, Clone)]
-pub struct Facts {
+pub(crate) struct Facts {
     /// Every imported pool (boot pool included when the backend lists it).
     pub pools: Vec<PoolName>,
     /// The GUID property on each data pool's root dataset.
@@ -128,7 +128,7 @@ pub struct RootPoolHint {
 
 /// Picks the root pool: the document's, else the local config's, else the one data pool
 /// carrying the property, else the only data pool; otherwise refuses. Never the boot pool.
-pub fn choose_root(
+pub(crate) fn choose_root(
     hint: &RootPoolHint,
     facts: &Facts,
     property: &UserPropKey,
@@ -169,7 +169,7 @@ pub fn choose_root(
 
 /// What the rules ask for.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleInputs<'a> {
+pub(crate) struct RuleInputs<'a> {
     pub mode: Mode,
     pub property: &'a UserPropKey,
     pub host_property: &'a UserPropKey,
@@ -183,7 +183,7 @@ pub struct RuleInputs<'a> {
 
 /// The decision for the chosen root pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision {
+pub(crate) struct Decision {
     /// The GUID in effect once `writes` are applied (observe: as found).
     pub guid: Option<String>,
     pub guid_source: Option<GuidSource>,
@@ -302,7 +302,7 @@ fn binding_step(inputs: &RuleInputs<'_>, facts: &Facts, binding: &Binding) -> Bi
 }
 
 /// Applies the rules to the chosen root pool.
-pub fn decide(
+pub(crate) fn decide(
     inputs: &RuleInputs<'_>,
     root: &PoolName,
     facts: &Facts,

@@ -5,7 +5,7 @@
 //! fix, and the one-line [`CheckReport::summary`].
 //! Does not: gather facts (that is `install::check`, the imperative shell) or repair
 //!   anything.
-//! Invariants: every piece appears in every report, in the same order ([`PIECES`]), so a
+//! Invariants: every piece appears in every report, in the same order (the tests' `PIECES`), so a
 //!   consumer can rely on the ids; no item ever contains file contents (the token file is
 //!   only ever stat'ed here).
 //! Limitations: "started this boot" is inferred from the runtime unit in /run (a tmpfs
@@ -20,8 +20,9 @@ use super::nas::{DatasetInfo, InitEntry, boot_lock};
 use super::systemd::UnitStatus;
 use super::units::InitScriptSpec;
 
-/// The ids of the pieces, in report order.
-pub const PIECES: [&str; 8] = [
+/// The ids of the pieces, in report order (the tests hold every report to it).
+#[cfg(test)]
+pub(crate) const PIECES: [&str; 8] = [
     "dataset",
     "binary",
     "config",
@@ -43,7 +44,7 @@ pub enum CheckStatus {
 /// One piece of the installation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CheckItem {
-    /// Stable id (see [`PIECES`]).
+    /// Stable id (the `PIECES` list of the tests).
     pub id: String,
     pub status: CheckStatus,
     /// What was found.
@@ -95,7 +96,7 @@ impl CheckReport {
 
 /// What `stat` says about one of our files.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FileFact {
+pub(crate) enum FileFact {
     Missing,
     Present { uid: u32, mode: u32, is_file: bool },
     Unreadable(String),
@@ -103,7 +104,7 @@ pub enum FileFact {
 
 /// How the runtime copy in /run compares with the copy on the pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyFact {
+pub(crate) enum CopyFact {
     Same,
     Missing,
     Differs,
@@ -111,7 +112,7 @@ pub enum CopyFact {
 
 /// Everything the check looks at, gathered by the shell.
 #[derive(Debug, Clone)]
-pub struct Facts {
+pub(crate) struct Facts {
     pub dataset: String,
     pub route: Route,
     /// `None`: the dataset does not exist.
@@ -149,7 +150,7 @@ pub struct Facts {
 const REINSTALL: &str = "run `truenas-agent install` again";
 
 /// Turns facts into the report. Pure.
-pub fn evaluate(facts: &Facts) -> CheckReport {
+pub(crate) fn evaluate(facts: &Facts) -> CheckReport {
     let items = vec![
         dataset_item(facts),
         binary_item(facts),

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 /// Name of the child dataset created on the root pool when `--dataset` is not given.
-pub const DEFAULT_CHILD: &str = ".truenas-agent";
+pub(crate) const DEFAULT_CHILD: &str = ".truenas-agent";
 
 /// Longest accepted name. ZFS allows 255, but the init-script `comment` that names the
 /// dataset is limited to 255 characters by the middleware, and it carries ~65 more.
@@ -224,11 +224,11 @@ impl Layout {
 }
 
 /// File name of the sysext image (on the pool and in `/run/extensions`).
-pub const IMAGE_NAME: &str = "truenas-agent.raw";
+pub(crate) const IMAGE_NAME: &str = "truenas-agent.raw";
 /// The unit's name.
-pub const UNIT_NAME: &str = "truenas-agent.service";
+pub(crate) const UNIT_NAME: &str = "truenas-agent.service";
 /// The drop-in's file name (in `truenas-agent.service.d/`).
-pub const DROPIN_NAME: &str = "install.conf";
+pub(crate) const DROPIN_NAME: &str = "install.conf";
 
 /// Host paths outside the install dataset. Configurable so tests can run without root
 /// and without systemd.
@@ -291,7 +291,7 @@ impl SystemPaths {
 
 /// True when `path` only has characters that are safe inside single quotes in `sh` and
 /// unquoted in a unit file (what [`DatasetName`] guarantees for pool paths).
-pub fn is_plain_path(path: &Path) -> bool {
+pub(crate) fn is_plain_path(path: &Path) -> bool {
     path.to_str().is_some_and(|s| {
         s.starts_with('/')
             && s.chars()

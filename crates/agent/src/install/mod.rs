@@ -22,12 +22,12 @@
 //!   (passphrase-encrypted or locked now); `--purge` removes our files but leaves the
 //!   (then empty) dataset for the admin to delete; systemd is driven through `systemctl`.
 
-pub mod check;
+pub(crate) mod check;
 mod error;
-pub mod layout;
-pub mod nas;
-pub mod systemd;
-pub mod units;
+pub(crate) mod layout;
+pub(crate) mod nas;
+pub(crate) mod systemd;
+pub(crate) mod units;
 
 use std::path::{Path, PathBuf};
 

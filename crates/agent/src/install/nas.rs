@@ -22,7 +22,7 @@ use crate::middleware::{Call, Method, Middleware, calls, type_name};
 
 /// The facts about a dataset that decide whether the agent can live on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DatasetInfo {
+pub(crate) struct DatasetInfo {
     pub name: String,
     /// Null for a dataset that is not mounted.
     pub mountpoint: Option<PathBuf>,
@@ -39,7 +39,7 @@ pub struct DatasetInfo {
 
 impl DatasetInfo {
     /// Decodes one `pool.dataset.query` entry.
-    pub fn from_entry(entry: &Value) -> Result<Self, String> {
+    pub(crate) fn from_entry(entry: &Value) -> Result<Self, String> {
         let name = entry
             .get("id")
             .and_then(Value::as_str)
@@ -77,7 +77,7 @@ impl DatasetInfo {
 
 /// Why a dataset cannot hold the agent because it would not be readable at boot;
 /// `None` when it can.
-pub fn boot_lock(info: &DatasetInfo) -> Option<String> {
+pub(crate) fn boot_lock(info: &DatasetInfo) -> Option<String> {
     if !info.encrypted {
         return None;
     }
@@ -103,7 +103,7 @@ pub fn boot_lock(info: &DatasetInfo) -> Option<String> {
 }
 
 /// Names of the imported pools (`pool.query`).
-pub async fn pools(mw: &impl Middleware) -> Result<Vec<String>, InstallError> {
+pub(crate) async fn pools(mw: &impl Middleware) -> Result<Vec<String>, InstallError> {
     let reply = call(mw, calls::pools_query()).await?;
     list(&reply, Method::PoolQuery)?
         .iter()
@@ -117,7 +117,7 @@ pub async fn pools(mw: &impl Middleware) -> Result<Vec<String>, InstallError> {
 }
 
 /// Pools whose root dataset carries the device GUID property `guid_property`.
-pub async fn pools_with_guid(
+pub(crate) async fn pools_with_guid(
     mw: &impl Middleware,
     pools: &[String],
     guid_property: &str,
@@ -135,7 +135,7 @@ pub async fn pools_with_guid(
 }
 
 /// One dataset, or `None` when it does not exist.
-pub async fn dataset(
+pub(crate) async fn dataset(
     mw: &impl Middleware,
     name: &str,
 ) -> Result<Option<DatasetInfo>, InstallError> {
@@ -152,7 +152,10 @@ pub async fn dataset(
 /// ACL dataset with `aclmode=restricted`, chmod is refused and inherited ACEs could grant
 /// share users access); everything else (compression, encryption) is inherited.
 /// POSIX needs `aclmode=DISCARD` (middleware `pool_/dataset.py` `__common_validation`).
-pub async fn create_dataset(mw: &impl Middleware, name: &DatasetName) -> Result<(), InstallError> {
+pub(crate) async fn create_dataset(
+    mw: &impl Middleware,
+    name: &DatasetName,
+) -> Result<(), InstallError> {
     call(mw, calls::dataset_create(dataset_spec(name)))
         .await
         .map(drop)
@@ -180,14 +183,14 @@ fn dataset_spec(name: &DatasetName) -> Map<String, Value> {
 
 /// An init-script entry carrying our marker.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct InitEntry {
+pub(crate) struct InitEntry {
     pub id: i64,
     pub entry: Value,
 }
 
 impl InitEntry {
     /// The entry's command (empty if absent).
-    pub fn command(&self) -> &str {
+    pub(crate) fn command(&self) -> &str {
         self.entry
             .get("command")
             .and_then(Value::as_str)
@@ -195,7 +198,7 @@ impl InitEntry {
     }
 
     /// The entry's comment.
-    pub fn comment(&self) -> &str {
+    pub(crate) fn comment(&self) -> &str {
         self.entry
             .get("comment")
             .and_then(Value::as_str)
@@ -205,7 +208,7 @@ impl InitEntry {
 
 /// Every init-script entry with our marker, oldest first. Other entries are not returned,
 /// so nothing downstream can touch them.
-pub async fn our_init_entries(mw: &impl Middleware) -> Result<Vec<InitEntry>, InstallError> {
+pub(crate) async fn our_init_entries(mw: &impl Middleware) -> Result<Vec<InitEntry>, InstallError> {
     let reply = call(mw, calls::init_scripts_query()).await?;
     let mut ours = Vec::new();
     for entry in list(&reply, Method::InitScriptQuery)? {
@@ -236,7 +239,7 @@ pub enum InitChange {
 
 /// Makes exactly one entry of ours match `spec`: updates the first one found (or
 /// creates it) and deletes any duplicates of ours.
-pub async fn ensure_init_entry(
+pub(crate) async fn ensure_init_entry(
     mw: &impl Middleware,
     spec: &InitScriptSpec,
 ) -> Result<InitChange, InstallError> {
@@ -264,7 +267,7 @@ pub async fn ensure_init_entry(
 }
 
 /// Deletes every entry of ours; returns their ids.
-pub async fn delete_init_entries(mw: &impl Middleware) -> Result<Vec<i64>, InstallError> {
+pub(crate) async fn delete_init_entries(mw: &impl Middleware) -> Result<Vec<i64>, InstallError> {
     let ours = our_init_entries(mw).await?;
     for entry in &ours {
         call(mw, calls::init_script_delete(entry.id)).await?;

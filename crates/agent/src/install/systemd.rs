@@ -20,11 +20,11 @@ use super::layout::UNIT_NAME;
 use crate::fault::Fault;
 
 /// Timeout of quick `systemctl` calls (`show`, `daemon-reload`, `stop`).
-pub const QUICK: Duration = Duration::from_secs(60);
+pub(crate) const QUICK: Duration = Duration::from_secs(60);
 /// Timeout of `truenas-agent --version`.
 const VERSION_TIMEOUT: Duration = Duration::from_secs(20);
 /// Timeout of a blocking (re)start: the unit's `TimeoutStartSec=` (120 s) plus slack.
-pub const START: Duration = Duration::from_secs(150);
+pub(crate) const START: Duration = Duration::from_secs(150);
 
 /// A command that could not be run or did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -18,24 +18,25 @@ use serde_json::{Value, json};
 use super::layout::{DROPIN_NAME, DatasetName, IMAGE_NAME, Layout, Route, SystemPaths, UNIT_NAME};
 
 /// The hardened unit, as shipped in `systemd/truenas-agent.service`.
-pub const UNIT_TEMPLATE: &str = include_str!("../../../../systemd/truenas-agent.service");
+pub(crate) const UNIT_TEMPLATE: &str = include_str!("../../../../systemd/truenas-agent.service");
 /// Marks the init-script entry `install` owns (in its `comment`). Never edit it by hand.
-pub const MARKER: &str = "[truenas-agent:boot]";
+pub(crate) const MARKER: &str = "[truenas-agent:boot]";
 /// When the boot command runs. POSTINIT: the middleware is ready, pools are imported and
 /// mounted, the network is up; nothing in the boot depends on the agent. (PREINIT runs
 /// with `DefaultDependencies=no` before `network-pre.target`, where a daemon-reload in
 /// the middle of the boot transaction and a not yet ready middleware buy nothing.)
-pub const WHEN: &str = "POSTINIT";
+pub(crate) const WHEN: &str = "POSTINIT";
 /// Seconds the middleware lets the boot command run (it only copies two files,
 /// reloads systemd and queues a start with `--no-block`).
-pub const INIT_TIMEOUT_S: u64 = 60;
-/// The middleware's cap on plain strings (REFERENCE §5.1).
-pub const MAX_STRING: usize = 1024;
+pub(crate) const INIT_TIMEOUT_S: u64 = 60;
+/// The middleware's cap on plain strings (REFERENCE §5.1); the boot command stays under it.
+#[cfg(test)]
+pub(crate) const MAX_STRING: usize = 1024;
 /// First systemd version with `RestartSteps=` / `RestartMaxDelaySec=`.
-pub const BACKOFF_SINCE: u32 = 254;
+pub(crate) const BACKOFF_SINCE: u32 = 254;
 
 /// The drop-in that turns the template into this installation's unit.
-pub fn dropin(layout: &Layout, sys: &SystemPaths, systemd_version: Option<u32>) -> String {
+pub(crate) fn dropin(layout: &Layout, sys: &SystemPaths, systemd_version: Option<u32>) -> String {
     let bin = layout.exec_path(sys);
     let config = layout.config();
     let state = layout.state_dir();
@@ -61,7 +62,7 @@ pub fn dropin(layout: &Layout, sys: &SystemPaths, systemd_version: Option<u32>) 
 /// (binary route: a copy from the pool; sysext route: the image, merged) and the
 /// drop-in into place, reload, start without waiting (the middleware gives init
 /// commands a short timeout).
-pub fn boot_command(layout: &Layout, sys: &SystemPaths) -> String {
+pub(crate) fn boot_command(layout: &Layout, sys: &SystemPaths) -> String {
     let src = layout.systemd_dir();
     let run = &sys.run_dir;
     let ctl = &sys.systemctl;
@@ -89,7 +90,7 @@ pub fn boot_command(layout: &Layout, sys: &SystemPaths) -> String {
 
 /// The `comment` of our init-script entry: human text, the route, the dataset, and the
 /// marker.
-pub fn init_comment(layout: &Layout) -> String {
+pub(crate) fn init_comment(layout: &Layout) -> String {
     let route = match layout.route {
         Route::Binary => "",
         Route::Sysext => ", sysext",
@@ -101,7 +102,7 @@ pub fn init_comment(layout: &Layout) -> String {
 }
 
 /// The route named in one of our comments.
-pub fn route_from_comment(comment: &str) -> Route {
+pub(crate) fn route_from_comment(comment: &str) -> Route {
     if comment.contains(", sysext (dataset=") {
         Route::Sysext
     } else {
@@ -110,12 +111,12 @@ pub fn route_from_comment(comment: &str) -> Route {
 }
 
 /// True when an init-script entry's comment carries our marker.
-pub fn is_ours(comment: &str) -> bool {
+pub(crate) fn is_ours(comment: &str) -> bool {
     comment.contains(MARKER)
 }
 
 /// The dataset named in one of our comments (`dataset=...`), if it parses.
-pub fn dataset_from_comment(comment: &str) -> Option<DatasetName> {
+pub(crate) fn dataset_from_comment(comment: &str) -> Option<DatasetName> {
     let start = comment.find("(dataset=")? + "(dataset=".len();
     let rest = &comment[start..];
     let end = rest.find(')')?;
@@ -124,7 +125,7 @@ pub fn dataset_from_comment(comment: &str) -> Option<DatasetName> {
 
 /// The fields of our init-script entry, as sent to `initshutdownscript.create`/`update`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InitScriptSpec {
+pub(crate) struct InitScriptSpec {
     #[serde(rename = "type")]
     pub kind: String,
     pub command: String,
@@ -136,7 +137,7 @@ pub struct InitScriptSpec {
 
 impl InitScriptSpec {
     /// Our entry for `layout`.
-    pub fn for_layout(layout: &Layout, sys: &SystemPaths) -> Self {
+    pub(crate) fn for_layout(layout: &Layout, sys: &SystemPaths) -> Self {
         Self {
             kind: "COMMAND".to_owned(),
             command: boot_command(layout, sys),
@@ -148,7 +149,7 @@ impl InitScriptSpec {
     }
 
     /// The JSON object for the middleware (every field, so an update replaces all of them).
-    pub fn to_json(&self) -> Value {
+    pub(crate) fn to_json(&self) -> Value {
         json!({
             "type": self.kind,
             "command": self.command,
@@ -160,7 +161,7 @@ impl InitScriptSpec {
     }
 
     /// The fields of an existing entry that differ from this spec (empty: up to date).
-    pub fn differences(&self, entry: &Value) -> Vec<&'static str> {
+    pub(crate) fn differences(&self, entry: &Value) -> Vec<&'static str> {
         let mut diffs = Vec::new();
         let str_field = |k: &str| entry.get(k).and_then(Value::as_str).unwrap_or_default();
         if str_field("type") != self.kind {
@@ -186,7 +187,7 @@ impl InitScriptSpec {
 }
 
 /// Parses the first line of `systemctl --version` (`systemd 252 (252.39-1~deb12u2)`).
-pub fn parse_systemd_version(output: &str) -> Option<u32> {
+pub(crate) fn parse_systemd_version(output: &str) -> Option<u32> {
     let first = output.lines().next()?;
     let mut words = first.split_whitespace();
     (words.next()? == "systemd")

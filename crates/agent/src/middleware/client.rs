@@ -78,7 +78,12 @@ impl Default for ClientSettings {
 /// Delay before connection attempt number `failures + 1`: `initial · 2^(failures-1)`
 /// capped at `max`, scaled by `jitter` ∈ [0.5, 1] so that agents do not reconnect in
 /// lockstep. Zero for the first attempt.
-pub fn backoff_delay(failures: u32, initial: Duration, max: Duration, jitter: f64) -> Duration {
+pub(crate) fn backoff_delay(
+    failures: u32,
+    initial: Duration,
+    max: Duration,
+    jitter: f64,
+) -> Duration {
     if failures == 0 {
         return Duration::ZERO;
     }

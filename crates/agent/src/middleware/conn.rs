@@ -33,11 +33,11 @@ use super::rpc::{self, Event, Incoming, RemoteError, ReplyId, RequestId};
 use super::{Method, Protocol};
 
 /// Any byte stream a WebSocket can run over (unix socket, TCP, TLS).
-pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> Io for T {}
 
 /// A WebSocket over a boxed stream.
-pub type Ws = WebSocketStream<Box<dyn Io>>;
+pub(crate) type Ws = WebSocketStream<Box<dyn Io>>;
 
 /// Tunables of one connection.
 #[derive(Debug, Clone)]
@@ -68,7 +68,7 @@ impl Default for ConnSettings {
 
 /// Why a call on this connection produced no result.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CallFailure {
+pub(crate) enum CallFailure {
     /// The request was certainly not written (the connection was already gone).
     NotSent(String),
     /// The connection ended after the request may have been written.
@@ -162,14 +162,14 @@ impl Shared {
 }
 
 /// A live connection. Dropping it closes the WebSocket; pending calls then fail.
-pub struct Conn {
+pub(crate) struct Conn {
     shared: Arc<Shared>,
     _close: DropGuard,
 }
 
 impl Conn {
     /// Starts the connection task on a WebSocket whose handshake is done.
-    pub fn start(ws: Ws, protocol: Protocol, settings: ConnSettings) -> Self {
+    pub(crate) fn start(ws: Ws, protocol: Protocol, settings: ConnSettings) -> Self {
         let (out, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             protocol,
@@ -189,17 +189,17 @@ impl Conn {
     }
 
     /// The protocol spoken.
-    pub fn protocol(&self) -> Protocol {
+    pub(crate) fn protocol(&self) -> Protocol {
         self.shared.protocol
     }
 
     /// `Some(reason)` once the connection is gone.
-    pub fn closed_reason(&self) -> Option<String> {
+    pub(crate) fn closed_reason(&self) -> Option<String> {
         self.shared.state().closed.clone()
     }
 
     /// Sends one call and waits for its reply until `timeout`.
-    pub async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         params: &[Value],
@@ -218,7 +218,7 @@ impl Conn {
     }
 
     /// Subscribes to an event (`core.get_jobs`, `cloudsync.query`, ...).
-    pub async fn subscribe(
+    pub(crate) async fn subscribe(
         &self,
         name: &str,
         timeout: Duration,
@@ -555,7 +555,7 @@ fn closed_by_peer(close: Option<&tungstenite::protocol::CloseFrame>) -> String {
 }
 
 /// A transport error in words, without frame contents.
-pub fn describe(error: &tungstenite::Error) -> String {
+pub(crate) fn describe(error: &tungstenite::Error) -> String {
     use tungstenite::Error as E;
     use tungstenite::error::CapacityError;
     match error {

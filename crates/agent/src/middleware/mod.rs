@@ -14,21 +14,21 @@
 //! ([`choose_api_version`]) and flagged in `status` ([`ApiInfo::newer_than_known`]).
 
 pub mod calls;
-pub mod client;
+pub(crate) mod client;
 pub mod client_calls;
-pub mod conn;
-pub mod connect_error;
+pub(crate) mod conn;
+pub(crate) mod connect_error;
 pub mod ejson;
-pub mod error;
-pub mod flavor;
-pub mod job;
+pub(crate) mod error;
+pub(crate) mod flavor;
+pub(crate) mod job;
 pub mod jobs;
-pub mod method;
+pub(crate) mod method;
 pub mod rpc;
 mod session;
 pub mod tls;
-pub mod transport;
-pub mod url;
+pub(crate) mod transport;
+pub(crate) mod url;
 
 use std::future::Future;
 use std::path::PathBuf;

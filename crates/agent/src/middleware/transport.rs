@@ -34,23 +34,23 @@ use super::url::{Endpoint, Host, MiddlewareUrl, is_loopback};
 
 /// JSON-RPC 2.0, the box's newest API version (25.04+). Used only when the box serves
 /// no API version this agent knows.
-pub const ROUTE_CURRENT: &str = "/api/current";
+pub(crate) const ROUTE_CURRENT: &str = "/api/current";
 /// The legacy DDP-style protocol (24.10; still served by 25.x, 26.0 and 27.0).
-pub const ROUTE_LEGACY: &str = "/websocket";
+pub(crate) const ROUTE_LEGACY: &str = "/websocket";
 /// `GET` (plain HTTP): a JSON array of the API versions served (25.04+, `MW/main.py`
 /// `api_versions_handler`).
-pub const ROUTE_VERSIONS: &str = "/api/versions";
+pub(crate) const ROUTE_VERSIONS: &str = "/api/versions";
 /// The largest HTTP answer read for `GET /api/versions`.
-pub const MAX_HTTP_RESPONSE: usize = 64 * 1024;
+pub(crate) const MAX_HTTP_RESPONSE: usize = 64 * 1024;
 
 /// The route of a versioned API endpoint, `/api/v26.0.0` for `v26.0.0`.
-pub fn api_route(version: &str) -> String {
+pub(crate) fn api_route(version: &str) -> String {
     format!("/api/{version}")
 }
 
 /// How to reach the middleware, decided once per client.
 #[derive(Debug, Clone)]
-pub enum Dial {
+pub(crate) enum Dial {
     Unix(PathBuf),
     Plain {
         host: Host,
@@ -65,7 +65,7 @@ pub enum Dial {
 
 /// What `GET /api/versions` said.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum VersionsProbe {
+pub(crate) enum VersionsProbe {
     /// 200 with a JSON array of version names (25.04+).
     Listed(Vec<String>),
     /// Any other answer that is not an authentication or authorisation failure: no
@@ -76,7 +76,7 @@ pub enum VersionsProbe {
 
 /// Connects and upgrades to a WebSocket on `route`. Any answer but `101 Switching
 /// Protocols` is [`ConnectError::HttpStatus`].
-pub async fn open(
+pub(crate) async fn open(
     url: &MiddlewareUrl,
     dial: &Dial,
     route: &str,
@@ -90,7 +90,7 @@ pub async fn open(
 /// 401/403 are errors (the request was refused, not the route); any other non-200 answer
 /// is [`VersionsProbe::NotServed`]; a 200 whose body is not a JSON array of strings is
 /// [`ConnectError::BadVersions`].
-pub async fn probe_versions(
+pub(crate) async fn probe_versions(
     url: &MiddlewareUrl,
     dial: &Dial,
 ) -> Result<VersionsProbe, ConnectError> {
@@ -181,7 +181,7 @@ fn complete_length(raw: &[u8]) -> Option<usize> {
 
 /// Status and body of a complete HTTP/1.x answer. Chunked bodies are refused (an
 /// HTTP/1.0 request must not get one).
-pub fn parse_http_response(raw: &[u8]) -> Result<(u16, &[u8]), String> {
+pub(crate) fn parse_http_response(raw: &[u8]) -> Result<(u16, &[u8]), String> {
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut response = httparse::Response::new(&mut headers);
     let head = match response.parse(raw) {
@@ -343,7 +343,7 @@ async fn upgrade(
 }
 
 /// The legacy protocol's first exchange: `connect` → `connected` (or `failed`).
-pub async fn legacy_handshake(url: &MiddlewareUrl, ws: &mut Ws) -> Result<(), ConnectError> {
+pub(crate) async fn legacy_handshake(url: &MiddlewareUrl, ws: &mut Ws) -> Result<(), ConnectError> {
     let failed = |detail: String| ConnectError::LegacyHandshake {
         url: url.to_string(),
         detail,
@@ -375,7 +375,7 @@ impl Dial {
     /// Chooses how to dial `url`. The TLS options are only accepted with wss://; a
     /// plain ws:// URL whose host is a non-loopback IP literal is refused here, before
     /// any connection attempt.
-    pub fn new(
+    pub(crate) fn new(
         url: &MiddlewareUrl,
         tls_ca_file: Option<&Path>,
         tls_pin: Option<&str>,

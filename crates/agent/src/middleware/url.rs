@@ -258,7 +258,7 @@ fn parse_host(host: &str) -> Result<Host, &'static str> {
 
 /// True for 127.0.0.0/8, ::1 and IPv4-mapped loopback (`::ffff:127.0.0.1`): the
 /// addresses the middleware counts as a secure origin (`utils/origin.py`).
-pub fn is_loopback(ip: IpAddr) -> bool {
+pub(crate) fn is_loopback(ip: IpAddr) -> bool {
     ip.to_canonical().is_loopback()
 }
 

@@ -16,9 +16,9 @@
 mod diff;
 mod guid;
 mod model;
-pub mod ownership;
+pub(crate) mod ownership;
 mod render;
-pub mod spec;
+pub(crate) mod spec;
 mod tasks;
 
 pub use diff::{plan, similar_pool};

@@ -21,12 +21,12 @@ use crate::observe::{CloudSyncTask, Credential, SecretView, SnapshotTask, Snmp};
 use crate::state_dir::Fingerprint;
 
 /// Fixed values the SOP prescribes (§5.2) that the document cannot override.
-pub mod sop {
-    pub const PROVIDER: &str = "B2";
-    pub const DIRECTION: &str = "PUSH";
-    pub const TRANSFER_MODE: &str = "SYNC";
-    pub const SNMP_AUTHTYPE: &str = "SHA";
-    pub const SNMP_PRIVPROTO: &str = "AES";
+pub(crate) mod sop {
+    pub(crate) const PROVIDER: &str = "B2";
+    pub(crate) const DIRECTION: &str = "PUSH";
+    pub(crate) const TRANSFER_MODE: &str = "SYNC";
+    pub(crate) const SNMP_AUTHTYPE: &str = "SHA";
+    pub(crate) const SNMP_PRIVPROTO: &str = "AES";
 }
 
 /// One field that differs: shown values only, secrets as `(changed)`.
@@ -118,7 +118,7 @@ pub struct SnmpSpec {
 
 /// How a desired secret compares with what the middleware shows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretMatch {
+pub(crate) enum SecretMatch {
     Same,
     Differs,
     /// Redacted by the middleware and no fingerprint was recorded.
@@ -127,7 +127,7 @@ pub enum SecretMatch {
 
 /// Compares a desired secret with the observed one (by value) or, when the middleware
 /// redacts it, with the fingerprint recorded when the agent last wrote it.
-pub fn compare_secret(
+pub(crate) fn compare_secret(
     desired: &SecretString,
     desired_fp: Option<&Fingerprint>,
     observed: &SecretView,
@@ -146,7 +146,7 @@ pub fn compare_secret(
 
 /// Accumulates field changes.
 #[derive(Debug, Default)]
-pub struct Diff(pub Vec<FieldChange>);
+pub(crate) struct Diff(pub Vec<FieldChange>);
 
 impl Diff {
     fn push(&mut self, field: &str, from: String, to: String) {
@@ -158,7 +158,7 @@ impl Diff {
     }
 
     /// Records a change when `observed != desired`, showing both as JSON.
-    pub fn value<T: PartialEq + Serialize + ?Sized>(
+    pub(crate) fn value<T: PartialEq + Serialize + ?Sized>(
         &mut self,
         field: &str,
         observed: &T,
@@ -170,14 +170,14 @@ impl Diff {
     }
 
     /// Records a change when the shown forms differ.
-    pub fn shown(&mut self, field: &str, observed: String, desired: String) {
+    pub(crate) fn shown(&mut self, field: &str, observed: String, desired: String) {
         if observed != desired {
             self.push(field, observed, desired);
         }
     }
 
     /// Records a secret change (never showing values) unless it is the same.
-    pub fn secret(&mut self, field: &str, m: SecretMatch, observed: &SecretView) {
+    pub(crate) fn secret(&mut self, field: &str, m: SecretMatch, observed: &SecretView) {
         match m {
             SecretMatch::Same => {}
             SecretMatch::Differs | SecretMatch::Unknown => {
@@ -197,7 +197,7 @@ fn as_set(items: &[String]) -> BTreeSet<&str> {
 }
 
 /// Shows a `bwlimit` list like rclone's timetable, in bytes per second.
-pub fn show_bwlimit(table: &[BwLimit]) -> String {
+pub(crate) fn show_bwlimit(table: &[BwLimit]) -> String {
     if table.is_empty() {
         return "(unlimited)".to_owned();
     }
@@ -218,7 +218,7 @@ fn show_script(script: &str) -> String {
 }
 
 /// Field changes that take a credential from `observed` to `spec`.
-pub fn diff_credential(
+pub(crate) fn diff_credential(
     observed: &Credential,
     spec: &CredentialSpec,
     recorded_key: Option<&Fingerprint>,
@@ -243,25 +243,25 @@ pub fn diff_credential(
 
 /// The outcome of comparing the encryption secrets of a Cloud Sync task.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EncryptionSecrets {
+pub(crate) struct EncryptionSecrets {
     pub password: SecretMatch,
     pub salt: SecretMatch,
 }
 
 impl EncryptionSecrets {
     /// True when writing the spec would change (or might change) password or salt.
-    pub fn rekeys(self) -> bool {
+    pub(crate) fn rekeys(self) -> bool {
         self.password != SecretMatch::Same || self.salt != SecretMatch::Same
     }
 
     /// True when at least one of them is known to differ.
-    pub fn known_to_differ(self) -> bool {
+    pub(crate) fn known_to_differ(self) -> bool {
         self.password == SecretMatch::Differs || self.salt == SecretMatch::Differs
     }
 }
 
 /// Compares a task's encryption password/salt with the spec.
-pub fn encryption_secrets(
+pub(crate) fn encryption_secrets(
     observed: &CloudSyncTask,
     spec: &CloudSyncSpec,
     recorded: &std::collections::BTreeMap<String, Fingerprint>,
@@ -284,7 +284,7 @@ pub fn encryption_secrets(
 
 /// Field changes that take a Cloud Sync task from `observed` to `spec`, except the
 /// encryption secrets (see [`encryption_secrets`]).
-pub fn diff_cloud_sync(observed: &CloudSyncTask, spec: &CloudSyncSpec) -> Vec<FieldChange> {
+pub(crate) fn diff_cloud_sync(observed: &CloudSyncTask, spec: &CloudSyncSpec) -> Vec<FieldChange> {
     let o = observed;
     let mut d = Diff::default();
     d.value(
@@ -353,7 +353,10 @@ pub fn diff_cloud_sync(observed: &CloudSyncTask, spec: &CloudSyncSpec) -> Vec<Fi
 }
 
 /// Secret field changes for a task's encryption, given the comparison.
-pub fn encryption_changes(observed: &CloudSyncTask, m: EncryptionSecrets) -> Vec<FieldChange> {
+pub(crate) fn encryption_changes(
+    observed: &CloudSyncTask,
+    m: EncryptionSecrets,
+) -> Vec<FieldChange> {
     let mut d = Diff::default();
     d.secret(
         "encryption_password",
@@ -365,13 +368,17 @@ pub fn encryption_changes(observed: &CloudSyncTask, m: EncryptionSecrets) -> Vec
 }
 
 /// Shows a snapshot schedule with its window: `0 * * * * (00:00-23:59)`.
-pub fn show_snapshot_schedule(cron: &Cron, begin: Option<HhMm>, end: Option<HhMm>) -> String {
+pub(crate) fn show_snapshot_schedule(
+    cron: &Cron,
+    begin: Option<HhMm>,
+    end: Option<HhMm>,
+) -> String {
     let t = |x: Option<HhMm>| x.map_or_else(|| "?".to_owned(), |t| t.to_string());
     format!("{cron} ({}-{})", t(begin), t(end))
 }
 
 /// Field changes that take a snapshot task from `observed` to `spec`.
-pub fn diff_snapshot(observed: &SnapshotTask, spec: &SnapshotSpec) -> Vec<FieldChange> {
+pub(crate) fn diff_snapshot(observed: &SnapshotTask, spec: &SnapshotSpec) -> Vec<FieldChange> {
     let o = observed;
     let mut d = Diff::default();
     d.value("dataset", o.dataset.as_str(), spec.dataset.as_str());
@@ -401,7 +408,7 @@ pub fn diff_snapshot(observed: &SnapshotTask, spec: &SnapshotSpec) -> Vec<FieldC
 }
 
 /// Field changes that make SNMP v3-only with the spec's credentials.
-pub fn diff_snmp(
+pub(crate) fn diff_snmp(
     observed: &Snmp,
     spec: &SnmpSpec,
     recorded: &std::collections::BTreeMap<String, Fingerprint>,

@@ -29,7 +29,7 @@ pub const SAFE_PATH: &str = "/usr/sbin:/sbin:/usr/bin:/bin";
 
 /// Default deadline of one `zfs`/`zpool` run. A property read takes milliseconds; a pool
 /// under heavy resilver can take seconds.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long to wait for a killed process to go away before giving up on it.
 const REAP_WAIT: Duration = Duration::from_secs(2);

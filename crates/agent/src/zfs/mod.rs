@@ -16,12 +16,12 @@
 //! local from inherited on TrueNAS 25.10 (it reports [`PropSource::Unknown`] there).
 
 mod backend;
-pub mod command;
+pub(crate) mod command;
 mod error;
 #[cfg(test)]
 pub(crate) mod fake;
 mod host_id;
-pub mod names;
+pub(crate) mod names;
 pub mod parse;
 mod props;
 pub mod via_middleware;

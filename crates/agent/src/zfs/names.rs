@@ -13,19 +13,19 @@ use serde::{Deserialize, Serialize};
 
 /// ZFS's `MAXNAMELEN` is 256 including the terminating NUL
 /// (`module/zcommon/zfs_namecheck.c`), so names have at most 255 bytes.
-pub const MAX_NAME_LEN: usize = 255;
+pub(crate) const MAX_NAME_LEN: usize = 255;
 
 /// Our cap on the values we write. ZFS itself allows 8191 bytes
 /// (`ZAP_MAXVALUELEN`; `zfs set` answers "property value too long" beyond it); the agent
 /// only ever writes a UUID or a 64-hex host hash, so a much lower cap catches mistakes.
-pub const MAX_VALUE_LEN: usize = 1024;
+pub(crate) const MAX_VALUE_LEN: usize = 1024;
 
 /// The default user property that carries the device GUID (SOP phase 2).
 pub const DEFAULT_GUID_PROPERTY: &str = "com.dtctoday:device-guid";
 
 /// Pool names TrueNAS uses for its boot pool (SCALE, and CORE/older releases). The
 /// middleware's `BOOT_POOL_NAME_VALID` lists the same two.
-pub const BOOT_POOL_NAMES: [&str; 2] = ["boot-pool", "freenas-boot"];
+pub(crate) const BOOT_POOL_NAMES: [&str; 2] = ["boot-pool", "freenas-boot"];
 
 /// A name or value that broke a rule. `Display` quotes a sanitised excerpt of the input.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
