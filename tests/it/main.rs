@@ -90,6 +90,7 @@ mod central_fetch;
 mod central_fixture;
 mod central_reports;
 mod central_service;
+mod cli_calls;
 mod cli_edges;
 mod e2e_b2_checks;
 mod e2e_converge;
