@@ -91,6 +91,7 @@ mod central_fetch;
 mod central_fixture;
 mod central_reports;
 mod central_service;
+mod cli_calls;
 mod cli_edges;
 mod dashboard;
 mod dashboard_browser;

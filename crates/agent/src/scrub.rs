@@ -5,9 +5,11 @@
 //! NAS also values that *look* like secrets), where the known secrets come from
 //! ([`Scrubber::add_desired`], [`Scrubber::add_observed`], [`learn`] — the secrets the
 //! NAS itself holds, read from `cloudsync.query`, `cloudsync.credentials.query` and
-//! `snmp.config`), and the process-wide register of known secrets ([`remember`],
-//! [`scrub_output`], [`known`]) that the command-line edge scrubs every printed line and
-//! every stderr log line with.
+//! `snmp.config`; or, without reading anything for it, [`Learning`]: a middleware
+//! wrapper that remembers the secrets of those replies as they pass and reads only what
+//! has not passed before a NAS text reaches its caller), and the process-wide register
+//! of known secrets ([`remember`], [`scrub_output`], [`known`]) that the command-line
+//! edge scrubs every printed line and every stderr log line with.
 //! Does not: decide what is printed, or read secrets anywhere but the middleware reads
 //! above (documents and token files register theirs when they are read).
 //! Invariants: a secret is only ever held as a `SecretString` and never printed; the
@@ -21,6 +23,7 @@
 //! built by `tracing-journald` and do not pass through this module — every log text of
 //! the agent comes from its own error types, which carry no secret.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -28,7 +31,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
 use crate::desired::DesiredState;
-use crate::middleware::{Call, Middleware, calls};
+use crate::middleware::{ApiInfo, Call, CallError, Job, JobId, Method, Middleware, calls};
 use crate::observe::{Observed, SecretView};
 
 /// What replaces a secret.
@@ -232,23 +235,163 @@ fn secret_values(value: &Value, in_credential: bool, out: &mut Vec<String>) {
     }
 }
 
-/// Reads the secrets the NAS holds — every Cloud Sync task's encryption password and
-/// salt and its credential's key (`cloudsync.query`), every cloud credential's key
-/// (`cloudsync.credentials.query`), the SNMP v3 passwords (`snmp.config`) — each read
-/// bounded by `timeout`. Best effort: a read that fails adds nothing (the other reads
-/// still count); the caller goes on either way.
-pub async fn learn(mw: &impl Middleware, timeout: Duration) -> Scrubber {
-    let mut scrubber = Scrubber::default();
-    for call in [
+/// The reads that show every secret the NAS holds: every Cloud Sync task's encryption
+/// password and salt and its credential's key (`cloudsync.query`), every cloud
+/// credential's key (`cloudsync.credentials.query`), the SNMP v3 passwords
+/// (`snmp.config`).
+fn learn_calls() -> [Call; 3] {
+    [
         calls::cloudsync_query(),
         calls::credentials_query(),
         calls::snmp_config(),
-    ] {
+    ]
+}
+
+/// True for the methods whose replies hold the NAS's secrets ([`learn_calls`]).
+fn shows_secrets(method: Method) -> bool {
+    matches!(
+        method,
+        Method::CloudsyncQuery | Method::CredentialsQuery | Method::SnmpConfig
+    )
+}
+
+/// Reads the secrets the NAS holds ([`learn_calls`]), each read bounded by `timeout`.
+/// Best effort: a read that fails adds nothing (the other reads still count); the
+/// caller goes on either way.
+pub async fn learn(mw: &impl Middleware, timeout: Duration) -> Scrubber {
+    let mut scrubber = Scrubber::default();
+    for call in learn_calls() {
         if let Some(reply) = read(mw, call, timeout).await {
             scrubber.add_reply(&reply);
         }
     }
     scrubber
+}
+
+/// A middleware that keeps the process-wide register ([`remember`]) knowing every
+/// secret the NAS holds, without reading anything for it when the command reads the
+/// NAS fully anyway (`plan`, `apply`, `verify`: their first observation reads the three
+/// collections [`learn`] reads).
+///
+/// - Every reply of `cloudsync.query`, `cloudsync.credentials.query` and `snmp.config`
+///   (whatever its filter) is scanned as it passes and its secrets are remembered before
+///   the reply reaches the caller.
+/// - Before a text that comes from the NAS reaches the caller — a middleware error
+///   (anything but a timeout, an unreachable middleware, a rate limit, a missing login or
+///   method: their texts are the agent's own) or a finished job with an error or a log
+///   excerpt — whichever of the three full reads has not yet passed is made here (bounded
+///   by `timeout`, best effort, as [`learn`]). So a text derived from the NAS is never
+///   handed on while a secret the NAS holds is unknown to the register, even when the
+///   command's observation failed before it read the secrets.
+///
+/// What it relies on: the command prints nothing derived from a successful reply of
+/// another method before its observation has read the three collections (the
+/// observation is the first thing `plan`, `apply` and `verify` do, and a failed
+/// observation is a middleware error, handled above). Commands that print before
+/// observing (`status`) use [`learn`] instead.
+pub struct Learning<M> {
+    inner: M,
+    timeout: Duration,
+    /// Which of [`learn_calls`] has passed (answered), in that order.
+    seen: [AtomicBool; 3],
+}
+
+impl<M: Middleware> Learning<M> {
+    /// Wraps `inner`; reads made here are bounded by `timeout`.
+    pub fn new(inner: M, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            seen: Default::default(),
+        }
+    }
+
+    /// True when every read [`learn`] makes has passed through (nothing more to learn).
+    pub fn learned(&self) -> bool {
+        self.seen.iter().all(|s| s.load(Ordering::Acquire))
+    }
+
+    /// Makes whichever read of [`learn_calls`] has not passed yet, and remembers what
+    /// it shows.
+    pub async fn complete(&self) {
+        for (seen, call) in self.seen.iter().zip(learn_calls()) {
+            if seen.load(Ordering::Acquire) {
+                continue;
+            }
+            if let Some(reply) = read(&self.inner, call, self.timeout).await {
+                remember_reply(&reply);
+                seen.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Remembers the secrets of `reply` to `call`, and notes a full read.
+    fn passed(&self, call: &Call, reply: &Value) {
+        if !shows_secrets(call.method) {
+            return;
+        }
+        remember_reply(reply);
+        if let Some(i) = learn_calls().iter().position(|c| c == call) {
+            self.seen[i].store(true, Ordering::Release);
+        }
+    }
+}
+
+/// True when the error's text can come from the NAS (a middleware's reason, validation
+/// items, a reply's contents); false when the agent wrote all of it.
+fn carries_nas_text(err: &CallError) -> bool {
+    match err {
+        CallError::Validation { .. }
+        | CallError::NotFound { .. }
+        | CallError::NotAuthorized { .. }
+        | CallError::Failed { .. }
+        | CallError::Disconnected { .. }
+        | CallError::Protocol { .. } => true,
+        CallError::NotAuthenticated { .. }
+        | CallError::RateLimited { .. }
+        | CallError::MethodNotFound { .. }
+        | CallError::Timeout { .. }
+        | CallError::Unavailable { .. } => false,
+    }
+}
+
+fn remember_reply(reply: &Value) {
+    let mut scrubber = Scrubber::default();
+    scrubber.add_reply(reply);
+    remember(&scrubber);
+}
+
+impl<M: Middleware> Middleware for Learning<M> {
+    fn api(&self) -> ApiInfo {
+        self.inner.api()
+    }
+
+    async fn call(&self, call: Call) -> Result<Value, CallError> {
+        let sent = shows_secrets(call.method).then(|| call.clone());
+        let result = self.inner.call(call).await;
+        match &result {
+            Ok(reply) => {
+                if let Some(sent) = &sent {
+                    self.passed(sent, reply);
+                }
+            }
+            Err(err) if carries_nas_text(err) && !self.learned() => self.complete().await,
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn wait_job(&self, id: JobId, timeout: Duration) -> Result<Job, CallError> {
+        let result = self.inner.wait_job(id, timeout).await;
+        let nas_text = match &result {
+            Ok(job) => job.error.is_some() || job.logs_excerpt.is_some(),
+            Err(err) => carries_nas_text(err),
+        };
+        if nas_text && !self.learned() {
+            self.complete().await;
+        }
+        result
+    }
 }
 
 async fn read(mw: &impl Middleware, call: Call, timeout: Duration) -> Option<Value> {
@@ -461,6 +604,145 @@ mod tests {
             all,
             "[REDACTED] [REDACTED] [REDACTED] [REDACTED] [REDACTED] alert-key-55 truenas-x \
              0051a2 ********"
+        );
+    }
+
+    /// A NAS holding secrets no document knows: answers the three reads [`learn`]
+    /// makes with them, `pool.query` with `[]` or the error it is given, and every job
+    /// as failed with `job_error`. Records the calls.
+    struct Nas {
+        tag: String,
+        pool_error: Option<CallError>,
+        job_error: String,
+        calls: Mutex<Vec<Method>>,
+    }
+
+    impl Nas {
+        fn new(tag: &str, pool_error: Option<CallError>) -> Self {
+            Self {
+                tag: format!("{tag}-{}", std::process::id()),
+                pool_error,
+                job_error: String::new(),
+                calls: Mutex::default(),
+            }
+        }
+        fn secret(&self, what: &str) -> String {
+            format!("{what}-{}", self.tag)
+        }
+        fn calls(&self) -> Vec<Method> {
+            self.calls.lock().unwrap().clone()
+        }
+    }
+
+    impl Middleware for Nas {
+        fn api(&self) -> ApiInfo {
+            ApiInfo {
+                flavor: crate::middleware::ApiFlavor::V25_04,
+                version: "25.04.2".into(),
+                protocol: crate::middleware::Protocol::JsonRpc,
+                transport: crate::middleware::TransportKind::UnixSocket,
+                api_version: Some("v25.04.2".into()),
+                newer_than_known: false,
+            }
+        }
+        async fn call(&self, call: Call) -> Result<Value, CallError> {
+            self.calls.lock().unwrap().push(call.method);
+            Ok(match call.method {
+                Method::CloudsyncQuery => json!([{"id": 1,
+                    "encryption_password": self.secret("taskpass")}]),
+                Method::CredentialsQuery => json!([{"id": 2,
+                    "provider": {"type": "B2", "key": self.secret("credkey")}}]),
+                Method::SnmpConfig => json!({"v3_password": self.secret("snmpauth")}),
+                _ => match &self.pool_error {
+                    Some(err) => return Err(err.clone()),
+                    None => json!([]),
+                },
+            })
+        }
+        async fn wait_job(&self, id: JobId, _timeout: Duration) -> Result<Job, CallError> {
+            Ok(serde_json::from_value(
+                json!({"id": id, "state": "FAILED", "error": self.job_error}),
+            )
+            .unwrap())
+        }
+    }
+
+    fn hidden(nas: &Nas) -> bool {
+        ["taskpass", "credkey", "snmpauth"]
+            .iter()
+            .all(|what| scrub_output(&nas.secret(what)) == REDACTED)
+    }
+
+    /// What the command reads anyway teaches the register; nothing is read for it.
+    #[tokio::test]
+    async fn learning_remembers_the_secrets_that_pass_and_reads_nothing_more() {
+        let nas = Nas::new("pass", None);
+        let mw = Learning::new(&nas, Duration::from_secs(5));
+        assert!(!mw.learned());
+        mw.call(calls::pools_query()).await.unwrap();
+        for call in learn_calls() {
+            mw.call(call).await.unwrap();
+        }
+        assert!(mw.learned());
+        assert!(hidden(&nas), "every secret the replies showed is known");
+        let job = mw.wait_job(7, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(job.state, crate::middleware::JobState::Failed);
+        assert_eq!(
+            nas.calls(),
+            [
+                Method::PoolQuery,
+                Method::CloudsyncQuery,
+                Method::CredentialsQuery,
+                Method::SnmpConfig
+            ],
+            "no read of its own"
+        );
+    }
+
+    /// A NAS text that reaches the caller before the secrets passed — a middleware error
+    /// (not one the agent wrote itself), a failed job — makes the missing reads first.
+    #[tokio::test]
+    async fn a_nas_text_before_the_secrets_passed_has_them_read_first() {
+        let failed = CallError::Failed {
+            method: Method::PoolQuery,
+            errno: Some(14),
+            errname: "EFAULT".into(),
+            reason: "text from the NAS".into(),
+        };
+        let nas = Nas::new("error", Some(failed));
+        let mw = Learning::new(&nas, Duration::from_secs(5));
+        mw.call(calls::snmp_config()).await.unwrap();
+        mw.call(calls::pools_query()).await.unwrap_err();
+        assert!(hidden(&nas));
+        assert_eq!(
+            nas.calls(),
+            [
+                Method::SnmpConfig,
+                Method::PoolQuery,
+                Method::CloudsyncQuery,
+                Method::CredentialsQuery
+            ],
+            "only what had not passed is read"
+        );
+
+        let mut nas = Nas::new("job", None);
+        nas.job_error = "rclone said something".into();
+        let mw = Learning::new(&nas, Duration::from_secs(5));
+        mw.wait_job(3, Duration::from_secs(1)).await.unwrap();
+        assert!(hidden(&nas));
+        assert_eq!(nas.calls().len(), 3);
+
+        let timeout = CallError::Timeout {
+            method: Method::PoolQuery,
+            after: Duration::from_secs(1),
+        };
+        let nas = Nas::new("timeout", Some(timeout));
+        let mw = Learning::new(&nas, Duration::from_secs(5));
+        mw.call(calls::pools_query()).await.unwrap_err();
+        assert_eq!(
+            nas.calls(),
+            [Method::PoolQuery],
+            "the agent's own text: nothing to learn for it"
         );
     }
 

@@ -5,8 +5,10 @@
 //! Owns: turning [`GlobalArgs`] into [`Overrides`] (paths as given: like the file's, they
 //! must be absolute, and a relative one is refused naming the flag), resolving the
 //! [`AgentConfig`] (`AgentConfig::resolve`: the file, or the built-in defaults, then the
-//! flags), the daemon's default config path, and [`connect`] — the one-attempt middleware
-//! connect every command uses, which also learns the NAS's secrets for the scrubber.
+//! flags), the daemon's default config path, and the one-attempt middleware connect
+//! every command uses: [`connect`] (which also reads the NAS's secrets for the
+//! scrubber), [`connect_learning`] (which learns them from the command's own reads) or
+//! [`connect_only`] (for a command that learns them itself).
 //! Does not: validate anything itself (`config` does, with errors that name the key and
 //! the rule), read secret files itself (`MiddlewareConfig::connect_options` checks the
 //! API key file's owner and mode), or print.
@@ -80,13 +82,37 @@ pub enum ConnectFailed {
 
 /// Connects as the configuration says — with `timeout` for connecting and for each call
 /// when given, else the configured ones — in one attempt (the client reconnects by itself
-/// afterwards), then learns the secrets the NAS holds ([`crate::scrub::learn`]): nothing
-/// the command prints or logs afterwards can show them, even in a middleware error text
-/// that echoes one. The one way every command connects.
+/// afterwards), then learns the secrets the NAS holds ([`crate::scrub::learn`], three
+/// reads): nothing the command prints or logs afterwards can show them, even in a
+/// middleware error text that echoes one. For commands that do not read the NAS fully
+/// before printing (`run`, `identity`, `install`).
 pub async fn connect(
     config: &AgentConfig,
     timeout: Option<Duration>,
 ) -> Result<Client, ConnectFailed> {
+    let (client, call_timeout) = connect_only(config, timeout).await?;
+    crate::scrub::remember(&crate::scrub::learn(&client, call_timeout).await);
+    Ok(client)
+}
+
+/// Like [`connect`], but learns the NAS's secrets from what the command reads anyway
+/// ([`crate::scrub::Learning`]): no read of its own when the command observes the NAS
+/// before it prints anything derived from it (`plan`, `apply`, `verify`), and the missing
+/// ones before any middleware error or job text reaches the command.
+pub async fn connect_learning(
+    config: &AgentConfig,
+    timeout: Option<Duration>,
+) -> Result<crate::scrub::Learning<Client>, ConnectFailed> {
+    let (client, call_timeout) = connect_only(config, timeout).await?;
+    Ok(crate::scrub::Learning::new(client, call_timeout))
+}
+
+/// Connects without learning anything: for a command that learns the NAS's secrets
+/// itself before it prints (`status`, [`crate::scrub::learn`] first thing).
+pub async fn connect_only(
+    config: &AgentConfig,
+    timeout: Option<Duration>,
+) -> Result<(Client, Duration), ConnectFailed> {
     let mut options = config.middleware.connect_options()?;
     if let Some(timeout) = timeout {
         options.connect_timeout = timeout;
@@ -96,8 +122,7 @@ pub async fn connect(
     let client = Client::connect(options)
         .await
         .map_err(ConnectFailed::Connect)?;
-    crate::scrub::remember(&crate::scrub::learn(&client, call_timeout).await);
-    Ok(client)
+    Ok((client, call_timeout))
 }
 
 #[cfg(test)]

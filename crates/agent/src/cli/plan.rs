@@ -22,6 +22,7 @@ use crate::config::AgentConfig;
 use crate::desired::{DesiredState, FieldError, Mode};
 use crate::middleware::{Client, Middleware};
 use crate::plan::{Blocker, GuidError};
+use crate::scrub::Learning;
 use crate::state_dir::StateDir;
 
 /// How a `plan` or `apply` run ended; its exit code follows the one rule
@@ -233,7 +234,7 @@ pub(crate) fn pass_options(config: &AgentConfig, write: bool) -> ReconcileOption
 }
 
 /// What a `plan` or `apply` pass runs with: the inputs checked, the middleware connected.
-pub(crate) struct Ready<M = Client> {
+pub(crate) struct Ready<M = Learning<Client>> {
     pub mw: M,
     pub state: StateDir,
     pub desired: DesiredState,
@@ -295,19 +296,21 @@ pub(crate) async fn connect_prepared(
 ) -> Result<Ready, Exit> {
     let as_json = doc.json;
     let (config, desired, state) = prepare(doc, global)?;
-    let mw = super::common::connect(&config, None).await.map_err(|err| {
-        let exit = Exit::Unavailable;
-        if as_json {
-            let mut v = result_json(exit);
-            v["refused"] = json!("middleware");
-            v["message"] = json!(crate::fault::error_chain(&err));
-            println!("{v}");
-        } else {
-            eprintln!("error: {}", crate::fault::error_chain(&err));
-            eprintln!("{}", exit.result_line());
-        }
-        exit
-    })?;
+    let mw = super::common::connect_learning(&config, None)
+        .await
+        .map_err(|err| {
+            let exit = Exit::Unavailable;
+            if as_json {
+                let mut v = result_json(exit);
+                v["refused"] = json!("middleware");
+                v["message"] = json!(crate::fault::error_chain(&err));
+                println!("{v}");
+            } else {
+                eprintln!("error: {}", crate::fault::error_chain(&err));
+                eprintln!("{}", exit.result_line());
+            }
+            exit
+        })?;
     Ok(Ready {
         mw,
         state,

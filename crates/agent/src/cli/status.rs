@@ -414,8 +414,10 @@ pub async fn run(args: Args, global: &super::GlobalArgs) -> anyhow::Result<ExitC
         central_config,
         host: Some(crate::install::Host::default()),
     };
-    let connected = super::common::connect(&config, Some(timeout))
+    // `report_with` learns the NAS's secrets first thing.
+    let connected = super::common::connect_only(&config, Some(timeout))
         .await
+        .map(|(client, _)| client)
         .map_err(|e| crate::fault::error_chain(&e));
     let mut report = report_with(connected.as_ref().map_err(Clone::clone), &document, &ctx).await;
     if let Some(error) = config_error {

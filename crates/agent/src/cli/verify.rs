@@ -324,7 +324,7 @@ async fn run_args(args: &Args, global: &super::GlobalArgs) -> Output {
             return undetermined(NotRun::StateDir, &crate::fault::error_chain(&e), json);
         }
     };
-    let mw = match super::common::connect(&config, None).await {
+    let mw = match super::common::connect_learning(&config, None).await {
         Ok(mw) => mw,
         Err(e) => {
             let error = crate::fault::error_chain(&e);
