@@ -939,7 +939,7 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
     // Another key for that database is refused before anything is bound.
     let other = work.path().join("other");
     std::fs::create_dir(&other).unwrap();
-    std::fs::copy(fresh.join("central.db"), other.join("central.db")).unwrap();
+    copy_closed_sqlite(&fresh.join("central.db"), &other.join("central.db")).await;
     let run = central(&[
         "keygen",
         "--out",
@@ -955,6 +955,30 @@ async fn plain_documents_are_sealed_and_a_copied_dir_leaks_nothing() {
         run.stderr
     );
     assert!(truenas_central::at_rest::binding(&other).unwrap().is_none());
+}
+
+/// Copies a SQLite database that no process uses any more, as files. The last
+/// connection's close checkpoints the write-ahead log into the main file and removes it,
+/// but that may finish after the closing call returned (sqlx closes SQLite connections on
+/// their worker threads): copying the main file alone before then copies a database
+/// without its latest commits, or a page mid-checkpoint ("database disk image is
+/// malformed"). So wait (bounded) for the log to go; if it stays, copy it too.
+async fn copy_closed_sqlite(from: &std::path::Path, to: &std::path::Path) {
+    let wal = |p: &std::path::Path| {
+        let mut name = p.as_os_str().to_owned();
+        name.push("-wal");
+        std::path::PathBuf::from(name)
+    };
+    for _ in 0..200 {
+        if !wal(from).exists() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    std::fs::copy(from, to).unwrap();
+    if wal(from).exists() {
+        std::fs::copy(wal(from), wal(to)).unwrap();
+    }
 }
 
 #[tokio::test]
