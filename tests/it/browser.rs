@@ -245,13 +245,30 @@ impl Browser {
             .to_owned()
     }
 
+    /// The rendered text of the element matching `css`, or `None` when there is none or
+    /// it went stale before it was read (the page changed in between).
+    pub async fn try_text(&self, css: &str) -> Option<String> {
+        let id = self.try_find(css).await?;
+        let url = format!(
+            "http://127.0.0.1:{}/session/{}/element/{id}/text",
+            self.port, self.session
+        );
+        let response = self.http.get(&url).send().await.ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        let value: Value = response.json().await.ok()?;
+        value["value"].as_str().map(str::to_owned)
+    }
+
     /// Waits (bounded) until an element matching `css` exists and its text contains
     /// `needle`; returns the text. Panics with what was there at the deadline.
     pub async fn wait_text(&self, css: &str, needle: &str, timeout: Duration) -> String {
         let deadline = Instant::now() + timeout;
         loop {
-            if self.try_find(css).await.is_some() {
-                let text = self.text(css).await;
+            // The page may be replaced between finding the element and reading it (a
+            // form's POST answered by a redirect): a stale element is read again.
+            if let Some(text) = self.try_text(css).await {
                 if text.contains(needle) {
                     return text;
                 }
