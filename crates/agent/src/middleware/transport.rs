@@ -42,6 +42,13 @@ pub(crate) const ROUTE_LEGACY: &str = "/websocket";
 pub(crate) const ROUTE_VERSIONS: &str = "/api/versions";
 /// The largest HTTP answer read for `GET /api/versions`.
 pub(crate) const MAX_HTTP_RESPONSE: usize = 64 * 1024;
+/// The WebSocket read buffer. tungstenite zero-fills the buffer's whole capacity before
+/// every socket read (`FrameCodec::read_in`), so its default of 128 KiB is 128 KiB of
+/// the daemon's resident memory for the connection's life; a frame longer than the
+/// buffer reserves its own length once (so big answers cost one allocation, not many
+/// reads into a small buffer). Most middleware frames (pings, events, query answers of
+/// a few rows) are under 4 KiB.
+pub(crate) const WS_READ_BUFFER_BYTES: usize = 16 * 1024;
 
 /// The route of a versioned API endpoint, `/api/v26.0.0` for `v26.0.0`.
 pub(crate) fn api_route(version: &str) -> String {
@@ -317,6 +324,14 @@ fn bad_name(url: &MiddlewareUrl) -> ConnectError {
     })
 }
 
+/// The WebSocket settings of every middleware connection.
+fn ws_config(max_message_bytes: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER_BYTES)
+        .max_message_size(Some(max_message_bytes))
+        .max_frame_size(Some(max_message_bytes))
+}
+
 async fn upgrade(
     url: &MiddlewareUrl,
     route: &str,
@@ -324,9 +339,7 @@ async fn upgrade(
     max_message_bytes: usize,
 ) -> Result<Ws, ConnectError> {
     let uri = url.endpoint().request_uri(route);
-    let config = WebSocketConfig::default()
-        .max_message_size(Some(max_message_bytes))
-        .max_frame_size(Some(max_message_bytes));
+    let config = ws_config(max_message_bytes);
     match tokio_tungstenite::client_async_with_config(uri, stream, Some(config)).await {
         Ok((ws, _response)) => Ok(ws),
         Err(tungstenite::Error::Http(response)) => Err(ConnectError::HttpStatus {
@@ -446,6 +459,34 @@ mod tests {
             assert!(err.contains(needle), "{err}");
         }
         assert_eq!(api_route("v26.0.0"), "/api/v26.0.0");
+    }
+
+    /// A frame several times the read buffer arrives whole, and the frames after it too:
+    /// the small buffer only changes memory, never what is read.
+    #[tokio::test]
+    async fn frames_longer_than_the_read_buffer_arrive_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("mw.sock");
+        let listener = tokio::net::UnixListener::bind(&socket).unwrap();
+        let big = "x".repeat(5 * WS_READ_BUFFER_BYTES + 17);
+        let sent = big.clone();
+        let server = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            let mut ws = tokio_tungstenite::accept_async(stream).await.unwrap();
+            for text in [sent.as_str(), "small", sent.as_str()] {
+                ws.send(Message::text(text)).await.unwrap();
+            }
+            ws.close(None).await.unwrap();
+        });
+        let url = MiddlewareUrl::parse(&format!("unix://{}", socket.display())).unwrap();
+        let dial = Dial::Unix(socket.clone());
+        let mut ws = open(&url, &dial, ROUTE_LEGACY, 1 << 20).await.unwrap();
+        let mut got = Vec::new();
+        while let Some(Ok(Message::Text(text))) = ws.next().await {
+            got.push(text.to_string());
+        }
+        assert_eq!(got, vec![big.clone(), "small".to_owned(), big]);
+        server.await.unwrap();
     }
 
     proptest::proptest! {
