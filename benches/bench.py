@@ -831,15 +831,19 @@ class Bench:
         home = Path(tempfile.mkdtemp(prefix="agent-", dir=self.work))
         state = home / "state"
         cfg = home / "agent.toml"
+        central_url, ca_line = central["url"], ""
+        if self.a.central_tls:
+            proxy = TlsProxy(self.work / "idle-tls", central["url"])
+            central_url, ca_line = proxy.url, f'ca_file = "{proxy.ca}"\n'
         cfg.write_text(
             f'state_dir = "{state}"\nroot_pool = "pool0"\n\n'
-            f'[central]\nurl = "{central["url"]}"\ntoken_file = "{central["tokens"][0]}"\n'
+            f'[central]\nurl = "{central_url}"\ntoken_file = "{central["tokens"][0]}"\n{ca_line}'
             f'trusted_keys = ["{central["pub"]}"]\n\n'
             f'[middleware]\nurl = "{sim.url}"\n\n'
             # A simulated box: the daemon must not call Backblaze.
             f'[b2]\ncheck_interval_secs = 0\n')
         self.results["commands"]["idle"] = "truenas-agent --config agent.toml run"
-        out = {"idle_secs": self.a.idle_secs}
+        out = {"idle_secs": self.a.idle_secs, "central_tls": bool(self.a.central_tls)}
         agent = subprocess.Popen([self.a.agent, "--config", str(cfg), "run"],
                                  stdout=open(home / "run.out", "wb"),
                                  stderr=open(home / "run.err", "wb"))
@@ -1189,6 +1193,68 @@ def synthetic_report():
     }
 
 
+
+class TlsProxy:
+    """A TLS-terminating TCP proxy on 127.0.0.1 in front of a plain-HTTP central (as a box
+    reaches central through Caddy or nginx), with a CA and server certificate made here by
+    openssl (EC P-256, IP SAN 127.0.0.1). Runs in a daemon thread of this driver, so its
+    CPU is the driver's, not the agent's."""
+
+    def __init__(self, work, backend_url):
+        import ssl
+        import threading
+        import urllib.parse
+        work.mkdir(parents=True, exist_ok=True)
+        self.ca, key, cert = work / "ca.pem", work / "server.key", work / "server.pem"
+        ca_key, csr, ext = work / "ca.key", work / "server.csr", work / "ext.cnf"
+        ossl = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+        ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(ca_key), "-out", str(self.ca), "-days", "2", "-subj", "/CN=bench CA")
+        ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", str(key), "-out", str(csr), "-subj", "/CN=127.0.0.1")
+        ext.write_text("subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n"
+                       "extendedKeyUsage=serverAuth\n")
+        ossl("x509", "-req", "-in", str(csr), "-CA", str(self.ca), "-CAkey", str(ca_key),
+             "-CAcreateserial", "-out", str(cert), "-days", "2", "-extfile", str(ext))
+        backend = urllib.parse.urlsplit(backend_url)
+        self.backend = (backend.hostname, backend.port)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        import asyncio
+        self.loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        async def pipe(reader, writer):
+            try:
+                while data := await reader.read(65536):
+                    writer.write(data)
+                    await writer.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                writer.close()
+
+        async def handle(client_r, client_w):
+            try:
+                up_r, up_w = await asyncio.open_connection(*self.backend)
+            except OSError:
+                client_w.close()
+                return
+            await asyncio.gather(pipe(client_r, up_w), pipe(up_r, client_w))
+
+        async def start():
+            self.server = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ctx)
+            self.port = self.server.sockets[0].getsockname()[1]
+            ready.set()
+
+        def run():
+            self.loop.run_until_complete(start())
+            self.loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        self.url = f"https://127.0.0.1:{self.port}/"
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agent", required=True, help="the static release binary (no simulator)")
@@ -1216,6 +1282,10 @@ def main():
                         "benchtool with concurrency/N connections (the figures are summed)")
     p.add_argument("--report-template", help="the report to post (JSON) instead of the idle daemon's")
     p.add_argument("--callgrind", action="store_true", help="also count instructions of status/verify")
+    p.add_argument("--central-tls", action="store_true",
+                   help="idle: the daemon reaches central over https:// (a TLS proxy with a "
+                        "CA made here, as a box reaches central behind Caddy/nginx) instead of "
+                        "http:// on loopback")
     p.add_argument("--out", default="target/bench/results.json")
     a = p.parse_args()
     a.pools = [int(x) for x in a.pools.split(",")]

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the appliance release of truenas-agent: one static binary (glibc crt-static,
 # rustls + ring, no OpenSSL), the size-optimised release profile of the workspace's
-# Cargo.toml (opt-level z, fat LTO, 1 CGU, panic=abort, strip), of the agent crate alone
-# (`-p truenas-agent`: crates/agent, which has no features and never depends on the
-# simulator or the central server). Checks that the result is static, prints its size,
-# writes SHA256SUMS, and signs it when a key is given.
+# Cargo.toml (opt-level z, fat LTO, 1 CGU, panic=abort; linked with symbols and stripped
+# here), of the agent crate alone (`-p truenas-agent`: crates/agent, which has no features
+# and never depends on the simulator or the central server), its code laid out by the
+# profile in packaging/layout/. Checks that the result is static and the layout applied,
+# prints its size, writes SHA256SUMS, and signs it when a key is given.
 #
 # Run by hand, in a release job, and by .ci/run (3-6 min on 2 cores):
 #   packaging/build-release.sh                    # → dist/
@@ -57,17 +58,40 @@ OUT=${OUT_DIR:-dist}
 #   perf's table-based stack walking through the stripped binary (they fall back to frame
 #   heuristics). The script only discards sections (INSERT keeps lld's default layout),
 #   so the binary stays a static PIE with RELRO, BIND_NOW and a non-executable stack.
+# Resident memory (docs/benchmarks.md, "Idle RSS: the code layout"):
+# - `--symbol-ordering-file packaging/layout/truenas-agent.order`: the functions the
+#   daemon runs (a callgrind profile, packaging/layout/profile.sh) first and together in
+#   .text, so the kernel's 64 KiB fault-around blocks hold the daemon's code and little
+#   else. Names the file lists that this build lacks are skipped (no warnings); the
+#   check below fails the build when too few are left.
+ORDER=$PWD/packaging/layout/truenas-agent.order
 export RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static -C llvm-args=-addrsig \
   -C link-arg=-Wl,-z,pack-relative-relocs -C link-arg=-Wl,--icf=safe \
-  -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,$PWD/packaging/no-unwind-tables.ld"
+  -C link-arg=-Wl,--no-eh-frame-hdr -C link-arg=-Wl,-T,$PWD/packaging/no-unwind-tables.ld \
+  -C link-arg=-Wl,--symbol-ordering-file=$ORDER -C link-arg=-Wl,--no-warn-symbol-ordering"
 # With an explicit --target the output goes to target/<triple>/release, apart from the
 # dev builds in target/debug.
 CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
+# Linked with its symbols and stripped below: the copy with symbols (BIN.syms, never
+# shipped) is what packaging/layout/profile.sh profiles and what the layout check reads;
+# stripping removes only the symbol table, the code stays the same bytes at the same
+# addresses.
+export CARGO_PROFILE_RELEASE_STRIP=false
 
 start=$(date +%s)
 cargo build --release --locked --target "$TARGET" -p truenas-agent --bin truenas-agent
 elapsed=$(( $(date +%s) - start ))
 BIN="$CARGO_TARGET_DIR/$TARGET/release/truenas-agent"
+if readelf -SW "$BIN" | grep -q ' \.symtab '; then
+  # Freshly linked (on a rerun without changes cargo leaves the stripped binary alone).
+  cp "$BIN" "$BIN.syms"
+  strip --strip-all "$BIN"
+fi
+[ -f "$BIN.syms" ] || die "$BIN.syms is missing: remove $BIN and build again"
+
+# --- code layout -----------------------------------------------------------------------
+python3 packaging/layout/order.py check "$ORDER" "$BIN.syms" \
+  || die "the code layout profile does not match this build (see above)"
 
 # --- static? -------------------------------------------------------------------------
 file_out=$(file -b "$BIN")

@@ -22,6 +22,10 @@ fn git(args: &[&str]) -> Option<String> {
 fn main() {
     println!("cargo:rerun-if-env-changed=TRUENAS_AGENT_GIT_REV");
     println!("cargo:rerun-if-changed=build.rs");
+    // The release link reads the code layout (packaging/build-release.sh passes it to lld
+    // as --symbol-ordering-file); cargo does not see linker inputs, so a new profile would
+    // otherwise leave the old layout in place.
+    println!("cargo:rerun-if-changed=../../packaging/layout/truenas-agent.order");
     if let Ok(rev) = std::env::var("TRUENAS_AGENT_GIT_REV") {
         println!("cargo:rustc-env=TRUENAS_AGENT_GIT_REV={rev}");
         return;
