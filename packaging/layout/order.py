@@ -2,6 +2,7 @@
 """The code layout of the appliance binary: which functions the daemon runs.
 
     order.py profile CALLGRIND_OUT BINARY_WITH_SYMBOLS > packaging/layout/truenas-agent.order
+    order.py native ORDER_FILE PERF_FAULTS BINARY_WITH_SYMBOLS   # appends
     order.py check ORDER_FILE BINARY_WITH_SYMBOLS [--min-present PERCENT]
 
 `profile` reads a callgrind profile of `truenas-agent run` made with `--demangle=no`
@@ -25,6 +26,7 @@ the compiler and the release profile, so a profile that no longer matches the co
 build failure rather than a silent loss of the layout (regenerate it with profile.sh).
 """
 
+import bisect
 import re
 import subprocess
 import sys
@@ -71,6 +73,9 @@ def variant_families(defined):
         stem = variant_stem(name)
         if stem:
             families.setdefault(stem, []).append(name)
+    for stem, names in families.items():
+        if stem in defined:
+            names.append(stem)  # the generic implementation (`..._scalarmult_base`)
     return {stem: sorted(names) for stem, names in families.items() if len(names) > 1}
 
 
@@ -120,6 +125,51 @@ def profile(cg_out, binary):
     sys.stdout.write("".join(n + "\n" for n in out))
 
 
+def native(order_file, faults, binary):
+    """Appends to ORDER_FILE the functions of BINARY (with symbols) that the native run's
+    page faults (FAULTS: `perf script -F addr,ip` of `perf record -e page-faults -c 1 -d`)
+    touched and the order lacks: code callgrind's virtual CPU never ran (implementations
+    chosen by CPU features — SHA extensions, ADX, AVX-512 — and start-up code before
+    valgrind's first instruction). The load address is found from `_start`, which the
+    kernel enters first (the first fault at an address whose offset is _start's)."""
+    defined = text_symbols(binary)
+    table = sorted((addr, size, name) for name, (addr, size) in defined.items())
+    starts = [addr for addr, _, _ in table]
+    entry = defined["_start"][0]
+    samples, fetches = [], []
+    for line in open(faults):
+        parts = line.split()
+        if len(parts) >= 2:
+            addr, ip = int(parts[0], 16), int(parts[1], 16)
+            samples.append(addr)
+            if addr == ip:
+                fetches.append(addr)
+    # An instruction fetch (the faulting address is the instruction's) at _start's offset
+    # within its page, the lowest such: the entry point.
+    base = next((a - entry for a in fetches if (a - entry) % 4096 == 0), None)
+    if base is None:
+        raise SystemExit("order.py native: no fault at _start in the profile: is it of this binary?")
+    wanted = [l.strip() for l in open(order_file) if l.strip() and not l.startswith("#")]
+    have = set(wanted)
+    families = variant_families(defined)
+    added = []
+    for addr in samples:
+        offset = addr - base
+        i = bisect.bisect_right(starts, offset) - 1
+        if i < 0:
+            continue
+        start, size, name = table[i]
+        if start <= offset < start + max(size, 1):
+            for each in [name, *families.get(variant_stem(name), ())]:
+                if each not in have:
+                    have.add(each)
+                    added.append(each)
+    with open(order_file, "a") as f:
+        f.write("".join(n + "\n" for n in added))
+    print(f"order.py native: {len(added)} functions added: {' '.join(added)[:300]}", file=sys.stderr)
+    return len(added)
+
+
 def check(order_file, binary, min_present):
     wanted = [l.strip() for l in open(order_file) if l.strip() and not l.startswith("#")]
     defined = text_symbols(binary)
@@ -147,6 +197,8 @@ def check(order_file, binary, min_present):
 def main(argv):
     if len(argv) >= 3 and argv[0] == "profile":
         profile(argv[1], argv[2])
+    elif len(argv) >= 4 and argv[0] == "native":
+        native(argv[1], argv[2], argv[3])
     elif len(argv) >= 3 and argv[0] == "check":
         min_present = 70.0
         if "--min-present" in argv:
