@@ -6,6 +6,7 @@
 #   benches/run.sh                          # everything (idle window 10 min)
 #   benches/run.sh --only calls,python      # some sections: size,calls,python,status,idle,central
 #   benches/run.sh --idle-secs 60 --runs 3  # quicker, noisier
+#   benches/run.sh --only idle --central-tls # the daemon reaches central over https (TLS proxy)
 #   NO_BUILD=1 benches/run.sh ...           # reuse the binaries already built
 #   NO_BUILD=1 benches/run.sh --only central --database postgres   # central on a PostgreSQL the
 #                                           # harness starts (sqlite: the default; see bench.py --help)
