@@ -125,13 +125,20 @@ def profile(cg_out, binary):
     sys.stdout.write("".join(n + "\n" for n in out))
 
 
+def read_order(order_file):
+    """The names ORDER_FILE lists (lld skips the `#` comment lines too)."""
+    with open(order_file) as f:
+        return [l.strip() for l in f if l.strip() and not l.startswith("#")]
+
+
 def native(order_file, faults, binary):
     """Appends to ORDER_FILE the functions of BINARY (with symbols) that the native run's
     page faults (FAULTS: `perf script -F addr,ip` of `perf record -e page-faults -c 1 -d`)
     touched and the order lacks: code callgrind's virtual CPU never ran (implementations
     chosen by CPU features — SHA extensions, ADX, AVX-512 — and start-up code before
     valgrind's first instruction). The load address is found from `_start`, which the
-    kernel enters first (the first fault at an address whose offset is _start's)."""
+    kernel enters first: the first instruction-fetch fault recorded at _start's offset
+    within a page."""
     defined = text_symbols(binary)
     table = sorted((addr, size, name) for name, (addr, size) in defined.items())
     starts = [addr for addr, _, _ in table]
@@ -144,12 +151,12 @@ def native(order_file, faults, binary):
             samples.append(addr)
             if addr == ip:
                 fetches.append(addr)
-    # An instruction fetch (the faulting address is the instruction's) at _start's offset
-    # within its page, the lowest such: the entry point.
+    # The first instruction fetch (the faulting address is the instruction's) at _start's
+    # offset within its page: the entry point.
     base = next((a - entry for a in fetches if (a - entry) % 4096 == 0), None)
     if base is None:
         raise SystemExit("order.py native: no fault at _start in the profile: is it of this binary?")
-    wanted = [l.strip() for l in open(order_file) if l.strip() and not l.startswith("#")]
+    wanted = read_order(order_file)
     have = set(wanted)
     families = variant_families(defined)
     added = []
@@ -171,7 +178,7 @@ def native(order_file, faults, binary):
 
 
 def check(order_file, binary, min_present):
-    wanted = [l.strip() for l in open(order_file) if l.strip() and not l.startswith("#")]
+    wanted = read_order(order_file)
     defined = text_symbols(binary)
     present = [n for n in wanted if n in defined]
     pct = 100.0 * len(present) / max(1, len(wanted))
